@@ -1,0 +1,35 @@
+"""Deskpilot's AI task layer: backends behind one streaming contract, versioned prompts, task assembly.
+
+Backends (`LlamaCppBackend`, the scripted `ScriptedBackend` for tests) only stream; callers time, record
+and serialize access through a `ModelGate`.
+"""
+
+from ._types import BackendInfo, Finished, GenerationRequest, Message, Token, Usage
+from .backend import Backend, BackendError, ContextOverflow
+from .fake import ScriptedBackend
+from .gate import ModelBusy, ModelGate
+from .tasks import Email, Job, draft_reply_job, input_digest, summarize_job
+from .templates import PromptTemplate, TemplateError, load_template
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendInfo",
+    "ContextOverflow",
+    "Email",
+    "Finished",
+    "GenerationRequest",
+    "Job",
+    "Message",
+    "ModelBusy",
+    "ModelGate",
+    "PromptTemplate",
+    "ScriptedBackend",
+    "TemplateError",
+    "Token",
+    "Usage",
+    "draft_reply_job",
+    "input_digest",
+    "load_template",
+    "summarize_job",
+]

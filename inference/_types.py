@@ -1,0 +1,64 @@
+"""Wire-neutral types of the inference contract (ARCHITECTURE.md, "Inference backend")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["BackendInfo", "Finished", "GenerationRequest", "Message", "Token", "Usage"]
+
+
+class Message(msgspec.Struct, frozen=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    messages: tuple[Message, ...]
+    max_tokens: int = 256
+    temperature: float = 0.2
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    # A JSON Schema the output must follow (constrained decoding where the backend supports it).
+    json_schema: dict[str, Any] | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """The sampling parameters, as recorded in lineage."""
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "repeat_penalty": self.repeat_penalty,
+            "seed": self.seed,
+            "stop": list(self.stop),
+            "json_schema": self.json_schema is not None,
+        }
+
+
+class Token(msgspec.Struct, frozen=True):
+    """A text delta. Usually one model token; a backend may merge a few."""
+
+    text: str
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length", "cancelled"]
+
+
+class Finished(msgspec.Struct, frozen=True):
+    """The last item of every stream."""
+
+    usage: Usage
+
+
+class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
+    backend: str  # "llama.cpp", "exllamav2", "openai", "fake"
+    model_id: str
+    weights_digest: str  # "sha256:<hex>"
+    context_length: int
+    cost_per_1k_tokens: float = 0.0  # local models cost nothing per token

@@ -1,0 +1,41 @@
+"""The one seam every model sits behind.
+
+A backend only streams: it yields `Token`s then exactly one `Finished`, and knows nothing of HTTP, lineage or
+timing (the caller records; STYLE.md #2). Closing the stream early (`aclose()`, or cancellation of the task
+iterating it) must stop decoding before `aclose()` returns, so that the caller can hand the model to the next
+request the moment it gets control back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from ._types import BackendInfo, Finished, GenerationRequest, Token
+
+__all__ = ["Backend", "BackendError", "ContextOverflow"]
+
+
+class BackendError(RuntimeError):
+    """The model could not run this request (bad weights, backend crash)."""
+
+
+class ContextOverflow(BackendError):
+    """The prompt plus `max_tokens` do not fit the model's context window."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"input too long: {prompt_tokens} prompt tokens + {max_tokens} to generate exceed the model's "
+            f"context of {context_length} tokens"
+        )
+        self.prompt_tokens = prompt_tokens
+
+
+@runtime_checkable
+class Backend(Protocol):
+    @property
+    def info(self) -> BackendInfo: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
+        """Stream the generation: `Token`s, then one `Finished` with usage."""
+        ...

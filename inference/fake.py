@@ -1,0 +1,63 @@
+"""A scripted backend for fast unit tests: same contract as the real ones, no weights.
+
+It yields the scripted words with an optional delay between them and honours cancellation the way a real
+backend must: closing the stream stops it, and `active` tells a test whether a generation is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from ._types import BackendInfo, Finished, GenerationRequest, Token, Usage
+
+__all__ = ["ScriptedBackend"]
+
+
+class ScriptedBackend:
+    def __init__(
+        self,
+        script: Sequence[str] | Callable[[GenerationRequest], Sequence[str]] = ("Hello", " world", "."),
+        *,
+        delay: float = 0.0,
+        first_delay: float = 0.0,
+        fail_with: BaseException | None = None,
+        model_id: str = "fake-model",
+    ) -> None:
+        self._script = script
+        self.delay = delay
+        self.first_delay = first_delay
+        self.fail_with = fail_with
+        self.requests: list[GenerationRequest] = []
+        self.active = 0
+        self.cancelled = 0
+        self._info = BackendInfo(
+            backend="fake", model_id=model_id, weights_digest="sha256:" + "0" * 64, context_length=4096
+        )
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
+        self.requests.append(request)
+        words = self._script(request) if callable(self._script) else self._script
+        words = list(words)[: request.max_tokens]
+        self.active += 1
+        try:
+            if self.first_delay:
+                await asyncio.sleep(self.first_delay)
+            if self.fail_with is not None:
+                raise self.fail_with
+            for word in words:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield Token(word)
+            reason = "length" if len(words) == request.max_tokens else "stop"
+            prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+            yield Finished(Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason))
+        except (GeneratorExit, asyncio.CancelledError):
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1

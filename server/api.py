@@ -1,0 +1,94 @@
+"""HTTP routes of the AI tasks. Thin: validate, build a job, stream it (the work is in `runs` and `inference`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import ServerSentEvent
+
+from . import __version__
+from deskpilot.inference import Email, draft_reply_job, summarize_job
+
+from .lineage import LineageStore, Run
+from .model_host import ModelHost
+from .runs import RunExecutor
+from .schemas import DraftReplyRequest, EmailIn, Health, ModelInfo, ModelsOut, RunOut, SummarizeRequest
+from .settings import Settings
+from .sse import sse_response
+
+__all__ = ["AITasks", "Status"]
+
+
+def _email(e: EmailIn) -> Email:
+    return Email(body=e.body, subject=e.subject, sender=e.sender, to=tuple(e.to), cc=tuple(e.cc), date=e.date)
+
+
+def _context_length(host: ModelHost) -> int:
+    # Before the model has loaded we budget for the configured context; the backend re-checks exactly.
+    return host.backend.info.context_length if host.backend else 4096
+
+
+class AITasks(Controller):
+    path = "/v1"
+    tags = ["AI tasks"]
+
+    @post("/summarize", status_code=200, summary="Summarize text or an email thread (SSE stream)")
+    async def summarize(
+        self, data: SummarizeRequest, executor: RunExecutor, settings: Settings, stopping: asyncio.Event
+    ) -> ServerSentEvent:
+        executor.host.gate.check_admission()
+        job = summarize_job(
+            context_length=_context_length(executor.host),
+            text=data.text,
+            email=_email(data.email) if data.email else None,
+            thread=tuple(_email(m) for m in data.thread),
+            sentences=data.sentences,
+        )
+        events = executor.execute(job, client=data.client, source_ref=data.source_ref)
+        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+
+    @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
+    async def draft_reply(
+        self, data: DraftReplyRequest, executor: RunExecutor, settings: Settings, stopping: asyncio.Event
+    ) -> ServerSentEvent:
+        executor.host.gate.check_admission()
+        job = draft_reply_job(
+            context_length=_context_length(executor.host),
+            email=_email(data.email),
+            thread=tuple(_email(m) for m in data.thread),
+            tone=data.tone,
+            length=data.length,
+            instructions=data.instructions,
+            signature=data.signature,
+        )
+        events = executor.execute(job, client=data.client, source_ref=data.source_ref)
+        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+
+    @get("/runs/{run_id:str}", summary="One run's lineage record")
+    async def run(self, run_id: str, lineage: LineageStore) -> RunOut:
+        run: Run | None = lineage.get_run(run_id)
+        if run is None:
+            raise NotFoundException(f"no run {run_id!r}")
+        return RunOut.from_run(run)
+
+    @get("/models", summary="The loaded model, its state and its queue")
+    async def models(self, executor: RunExecutor) -> ModelsOut:
+        host = executor.host
+        models = []
+        if host.backend is not None:
+            info = host.backend.info
+            models.append(ModelInfo(id=info.model_id, backend=info.backend, weights_digest=info.weights_digest,
+                                    context_length=info.context_length,
+                                    cost_per_1k_tokens=info.cost_per_1k_tokens))
+        return ModelsOut(state=host.state, error=host.error, models=models, busy=host.gate.busy,
+                         waiting=host.gate.waiting, max_waiting=host.gate.max_waiting)
+
+
+class Status(Controller):
+    tags = ["status"]
+
+    @get("/healthz", summary="Liveness: answers as soon as the server is up, before the model has loaded")
+    async def healthz(self, executor: RunExecutor) -> Health:
+        return Health(status="ok", version=__version__, model=executor.host.state)

@@ -1,0 +1,140 @@
+"""Assemble the Litestar app in one place (STYLE.md #3).
+
+`create_app(settings, backend=..., lineage=...)` takes its collaborators as parameters: tests pass a
+scripted backend or a store in a temporary folder instead of patching; production passes nothing and gets
+the embedded model (loaded in the background) and the lineage store in the app data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from deskpilot.inference import Backend, BackendError, ModelBusy
+
+from . import __version__
+from .api import AITasks, Status
+from .lineage import LineageStore
+from .model_host import ModelHost
+from .runs import RunExecutor
+from .schemas import ErrorBody
+from .security import local_only
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("deskpilot.server")
+
+
+def _default_backend(settings: Settings) -> Callable[[], Backend]:
+    def load() -> Backend:
+        from deskpilot.inference.llama import LlamaCppBackend  # imports llama.cpp: off the start-up path
+
+        model_path = Path(settings.model_path) if settings.model_path else None
+        return LlamaCppBackend(model_path, context_length=settings.context_length, threads=settings.threads,
+                               cache_dir=settings.cache_dir)
+
+    return load
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: Backend | Callable[[], Backend] | None = None,
+    lineage: LineageStore | None = None,
+) -> Litestar:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    owns_lineage = lineage is None
+    lineage = lineage or LineageStore(settings.db_path)
+    host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
+    executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
+    stopping = asyncio.Event()
+
+    async def on_startup() -> None:
+        recovered = lineage.recover_interrupted()
+        if recovered:
+            log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
+        host.start_loading()
+
+    async def on_shutdown() -> None:
+        stopping.set()
+        await host.close()
+        if owns_lineage:
+            lineage.close()
+
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[AITasks, Status],
+        dependencies={
+            "settings": provide(settings),
+            "executor": provide(executor),
+            "lineage": provide(lineage),
+            "stopping": provide(stopping),
+        },
+        state=State({"stopping": stopping, "host": host}),
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        middleware=[local_only("https" if settings.https else "http", settings.port)],
+        exception_handlers={
+            ModelBusy: _busy,
+            ValidationException: _invalid,
+            BackendError: _unavailable,
+            HTTPException: _http_error,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Deskpilot", version=__version__, path="/openapi",
+                                     render_plugins=[JsonRenderPlugin()]),
+        debug=False,
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+           retry_after: int | None = None, field: str | None = None) -> Response[ErrorBody]:
+    body = ErrorBody(code=code, message=message, retry_after=retry_after, field=field)
+    return Response(body, status_code=status, headers=headers)
+
+
+def _busy(_: Request, exc: ModelBusy) -> Response[ErrorBody]:
+    return _error(429, "busy", str(exc), {"Retry-After": str(exc.retry_after)}, exc.retry_after)
+
+
+def _unavailable(_: Request, exc: BackendError) -> Response[ErrorBody]:
+    return _error(503, "model_unavailable", str(exc), {"Retry-After": "30"}, 30)
+
+
+def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    """400 with what was wrong and where, e.g. "Object missing required field `body` - at `$.email`"."""
+    details = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict) and item.get("key") not in (None, "", "data"):
+            details.append(f"{item['message']} at `{item['key']}`")
+        elif isinstance(item, dict):
+            details.append(str(item.get("message", item)))
+    field = next((i["key"] for i in exc.extra or []
+                  if isinstance(i, dict) and i.get("key") not in (None, "", "data")), None)
+    return _error(400, "invalid_request", f"invalid request: {'; '.join(details) or exc.detail}", field=field)
+
+
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          413: "body_too_large", 415: "unsupported_media_type"}
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
+    if exc.status_code >= 500:
+        log.error("server error: %s", exc.detail)
+    message = exc.detail
+    if exc.status_code == 413:
+        limit = request.app.request_max_body_size
+        message = f"request body too large: the limit is {limit:,} bytes"
+    return _error(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)

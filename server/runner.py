@@ -1,0 +1,62 @@
+"""Run the app under uvicorn: loopback only, HTTPS by default, and a shutdown that does not hang.
+
+uvicorn's graceful shutdown waits for open responses, and an SSE stream never ends by itself. Our server
+sets the app's `stopping` event the moment shutdown begins, so every stream sends a final `error` event
+(code `shutdown`) and closes; `timeout_graceful_shutdown` is the backstop for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+
+import uvicorn
+from litestar import Litestar
+
+from .settings import Settings, SettingsError
+from .tls import ensure_certificate
+
+__all__ = ["check_loopback", "serve"]
+
+log = logging.getLogger("deskpilot.server")
+
+
+def check_loopback(host: str) -> None:
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SettingsError(f"host {host!r} is not a loopback address; Deskpilot listens on this computer only")
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stopping.set()  # streams end themselves before uvicorn starts waiting for them
+        await super().shutdown(sockets)
+
+
+def serve(app: Litestar, settings: Settings) -> None:
+    check_loopback(settings.host)
+    tls: dict[str, str] = {}
+    if settings.https:
+        cert, key = ensure_certificate(settings.tls_dir)
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    config = uvicorn.Config(
+        app,
+        host=settings.host.strip("[]"),
+        port=settings.port,
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+        log_level="info",
+        server_header=False,
+        **tls,  # type: ignore[arg-type]
+    )
+    _DrainingServer(config, app.state.stopping).run()

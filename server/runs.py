@@ -1,0 +1,107 @@
+"""Run a job: wait for the model, stream it, time it, and record it in lineage whatever happens.
+
+This is the one place where a generation meets the outside world (STYLE.md #2): backends only yield
+tokens; here we open the lineage run before the model starts (so a crash still leaves a trace), measure
+queue wait, time to first token and total time, and close the run as ok, error or cancelled. HTTP and the
+CLI both consume `execute()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+
+import anyio
+
+from deskpilot.inference import BackendError, ContextOverflow, Finished, Job, ModelBusy, input_digest
+
+from .lineage import LineageStore, RunEnd, RunStart
+from .model_host import ModelHost
+from .schemas import DoneEvent, ErrorEvent, MetaEvent, TokenEvent, UsageOut
+
+__all__ = ["RunExecutor"]
+
+log = logging.getLogger("deskpilot.runs")
+
+Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent
+
+
+class RunExecutor:
+    def __init__(self, host: ModelHost, lineage: LineageStore, *, retain_inputs: bool = False) -> None:
+        self.host = host
+        self.lineage = lineage
+        self.retain_inputs = retain_inputs
+
+    async def execute(
+        self, job: Job, *, client: str = "api", source_ref: str | None = None
+    ) -> AsyncGenerator[Event, None]:
+        try:
+            backend = await self.host.ready()
+        except BackendError as exc:
+            yield ErrorEvent(code="model_unavailable", message=str(exc))
+            return
+        info = backend.info
+        run_id = self.lineage.open_run(RunStart(
+            task=job.task,
+            template_id=job.template.template_id,
+            template_hash=job.template.content_hash,
+            model_id=info.model_id,
+            weights_digest=info.weights_digest,
+            backend=info.backend,
+            parameters={**job.request.parameters(), "truncated": job.truncated},
+            input_digest=input_digest(job.input),
+            input=job.input if self.retain_inputs else None,
+            client=client,
+            source_ref=source_ref,
+        ))
+        yield MetaEvent(run_id=run_id, task=job.task, model=info.model_id, backend=info.backend,
+                        template=job.template.template_id, truncated=job.truncated)
+
+        accepted = time.perf_counter()
+        end = RunEnd(status="cancelled")
+        parts: list[str] = []
+        ttft: float | None = None
+        try:
+            async with self.host.gate.slot():
+                started = time.perf_counter()
+                stream = backend.stream(job.request)
+                try:
+                    async for item in stream:
+                        if isinstance(item, Finished):
+                            usage = item.usage
+                            break
+                        if ttft is None:
+                            ttft = (time.perf_counter() - started) * 1000
+                        parts.append(item.text)
+                        yield TokenEvent(text=item.text)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()  # stops decoding before the gate is released
+            total = (time.perf_counter() - started) * 1000
+            queue_ms = (started - accepted) * 1000
+            end = RunEnd(status="ok", output="".join(parts), ttft_ms=ttft, total_ms=total, cost=0.0,
+                         tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens)
+            yield DoneEvent(run_id=run_id, queue_ms=round(queue_ms, 2), ttft_ms=ttft and round(ttft, 2),
+                            total_ms=round(total, 2), usage=UsageOut(prompt_tokens=usage.prompt_tokens,
+                            completion_tokens=usage.completion_tokens, finish_reason=usage.finish_reason))
+        except ModelBusy as exc:
+            end = RunEnd(status="error", error=str(exc))
+            yield ErrorEvent(code="busy", message=str(exc))
+        except ContextOverflow as exc:
+            end = RunEnd(status="error", error=str(exc))
+            yield ErrorEvent(code="input_too_long", message=str(exc))
+        except BackendError as exc:
+            end = RunEnd(status="error", error=str(exc))
+            yield ErrorEvent(code="backend_error", message=str(exc))
+        except (GeneratorExit, asyncio.CancelledError):
+            end = RunEnd(status="cancelled", output="".join(parts), ttft_ms=ttft,
+                         error="the client went away or the server stopped")
+            raise
+        except Exception as exc:
+            log.exception("run %s failed", run_id)
+            end = RunEnd(status="error", error=f"internal error: {exc}")
+            yield ErrorEvent(code="internal", message="internal error; see the server log")
+        finally:
+            self.lineage.close_run(run_id, end)

