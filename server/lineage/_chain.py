@@ -1,0 +1,191 @@
+"""Hash-chained, append-only tables: the hash, the append and the check.
+
+Nothing here knows about runs. A chained table is any table with the columns
+`seq INTEGER PRIMARY KEY AUTOINCREMENT`, `prev_hash TEXT` and `hash TEXT`, plus its own columns; runs are
+the first, and reviews or actions can be chained later by calling the same two functions.
+
+The hash of a row, written out so that an auditor can re-implement it without this code::
+
+    hash = "sha256:" + hex(sha256(PREFIX + "\\n" + (prev_hash or "") + "\\n" + canonical_json(row)))
+
+where `row` is every stored column except `hash` (so `seq` and `prev_hash` are covered too), with NULL
+columns left out, encoded by `msgspec.json.encode(..., order="sorted")`: keys sorted, no whitespace,
+UTF-8. Leaving NULLs out is what lets a later migration add a nullable column without changing the hash
+of any existing row: an absent column and a NULL one are the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+
+__all__ = ["HASH_PREFIX", "append_chained", "canonical_json", "chain_hash", "rows_as_dicts", "verify_chain"]
+
+# Versioned so that a future change to the canonical form is a new prefix, never a silent re-meaning.
+HASH_PREFIX = "deskpilot-lineage-v1"
+
+_CHAIN_COLUMNS = frozenset({"seq", "prev_hash", "hash"})
+
+
+def canonical_json(row: Mapping[str, Any]) -> bytes:
+    """The bytes a row's hash is taken over: every column but `hash`, NULLs left out, keys sorted."""
+    return msgspec.json.encode(
+        {key: value for key, value in row.items() if value is not None and key != "hash"}, order="sorted"
+    )
+
+
+def chain_hash(prev_hash: str | None, row: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{HASH_PREFIX}\n{prev_hash or ''}\n".encode())
+    digest.update(canonical_json(row))
+    return "sha256:" + digest.hexdigest()
+
+
+def rows_as_dicts(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    columns = [column[0] for column in cursor.description]
+    return (dict(zip(columns, values, strict=True)) for values in cursor)
+
+
+def append_chained(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Append `row` to the chained `table` and return it exactly as stored, chain columns included.
+
+    The caller must hold a write transaction (`BEGIN IMMEDIATE`), so that reading the head and inserting
+    after it is one serialized step and the chain cannot fork.
+    """
+    if not conn.in_transaction:
+        raise RuntimeError("append_chained() must run inside a write transaction")
+    if _CHAIN_COLUMNS & row.keys():
+        raise ValueError(f"the chain columns {sorted(_CHAIN_COLUMNS)} are set by append_chained()")
+    affinities = _column_affinities(conn, table)
+    unknown = row.keys() - affinities.keys()
+    if unknown:
+        raise ValueError(f"{table} has no column(s) {sorted(unknown)}")
+    # Hash what SQLite will give back, not what we were handed: 1 in a REAL column reads back as 1.0.
+    stored = {name: _as_stored(value, affinities[name], f"{table}.{name}") for name, value in row.items()}
+    head = conn.execute(f"SELECT seq, hash FROM {_quote(table)} ORDER BY seq DESC LIMIT 1").fetchone()
+    # AUTOINCREMENT never reuses a number, even after the last row is deleted; follow it so that such
+    # a deletion stays visible as a gap.
+    issued = _issued_seq(conn, table) or 0
+    stored["seq"] = max(issued, head[0] if head else 0) + 1
+    stored["prev_hash"] = head[1] if head else None
+    stored["hash"] = chain_hash(stored["prev_hash"], stored)
+    columns = ", ".join(_quote(name) for name in stored)
+    placeholders = ", ".join("?" for _ in stored)
+    conn.execute(f"INSERT INTO {_quote(table)} ({columns}) VALUES ({placeholders})", list(stored.values()))
+    return stored
+
+
+def verify_chain(
+    conn: sqlite3.Connection, table: str, *, id_column: str = "id", noun: str = "id"
+) -> tuple[int, str | None, list[str]]:
+    """Re-derive every hash of `table` in seq order: (rows checked, head hash, problems as sentences).
+
+    Problems name a row by seq and by `id_column`, introduced by `noun` ("seq 3 (run 9f2c...)"). Run it
+    inside one read transaction so that the rows and `sqlite_sequence` come from the same snapshot.
+    """
+
+    def who(row: Mapping[str, Any]) -> str:
+        return f"seq {row['seq']} ({noun} {row.get(id_column)})"
+
+    problems: list[str] = []
+    checked = 0
+    previous: dict[str, Any] | None = None
+    for row in rows_as_dicts(conn.execute(f"SELECT * FROM {_quote(table)} ORDER BY seq")):
+        checked += 1
+        if previous is None and row["seq"] != 1:
+            problems.append(
+                f"{table}: broken genesis, {_span(1, row['seq'] - 1)} missing before {who(row)}: "
+                "rows were deleted from the start of the chain"
+            )
+        elif previous is None and row["prev_hash"] is not None:
+            problems.append(f"{table} {who(row)}: broken genesis, the first row must have no prev_hash")
+        elif previous is not None and row["seq"] != previous["seq"] + 1:
+            problems.append(
+                f"{table}: {_span(previous['seq'] + 1, row['seq'] - 1)} missing between {who(previous)} "
+                f"and {who(row)}: rows were deleted"
+            )
+        elif previous is not None and row["prev_hash"] != previous["hash"]:
+            problems.append(f"{table} {who(row)}: broken link, prev_hash is not the hash of {who(previous)}")
+        if chain_hash(row["prev_hash"], row) != row["hash"]:
+            problems.append(f"{table} {who(row)}: hash mismatch, the row was changed after it was written")
+        previous = row
+    problems.extend(_check_tail(conn, table, previous, who))
+    return checked, previous["hash"] if previous else None, problems
+
+
+def _check_tail(
+    conn: sqlite3.Connection,
+    table: str,
+    last: dict[str, Any] | None,
+    who: Callable[[Mapping[str, Any]], str],
+) -> list[str]:
+    """Deleting the newest rows leaves a valid-looking chain; only AUTOINCREMENT's record remembers them."""
+    issued = _issued_seq(conn, table)
+    last_seq = last["seq"] if last else 0
+    if issued is None:
+        return [f"{table}: sqlite_sequence has no entry although rows exist"] if last else []
+    if issued > last_seq:
+        after = f"after {who(last)}" if last else "(the table is empty)"
+        return [
+            f"{table}: {_span(last_seq + 1, issued)} missing {after}: sqlite_sequence shows seq {issued} "
+            "was written, so rows were deleted from the end"
+        ]
+    if issued < last_seq:
+        return [f"{table}: sqlite_sequence says {issued} but rows go up to seq {last_seq}: it was altered"]
+    return []
+
+
+def _span(first: int, last: int) -> str:
+    return f"seq {first}" if first == last else f"seq {first}-{last}"
+
+
+def _issued_seq(conn: sqlite3.Connection, table: str) -> int | None:
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", [table]).fetchone()
+    return None if found is None else int(found[0])
+
+
+def _column_affinities(conn: sqlite3.Connection, table: str) -> dict[str, str]:
+    columns = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+    if not columns:
+        raise ValueError(f"no table {table!r}")
+    return {name: _affinity(declared) for _, name, declared, *_ in columns}
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity rules (https://www.sqlite.org/datatype3.html, section 3.1), in order."""
+    declared = declared.upper()
+    if "INT" in declared:
+        return "INTEGER"
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in declared or not declared:
+        return "BLOB"
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _as_stored(value: Any, affinity: str, column: str) -> Any:
+    """What SQLite will hand back for `value` in a column of this affinity; refuse what it would mangle."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # SQLite stores NaN as NULL
+    if isinstance(value, bool):
+        value = int(value)
+    if affinity == "TEXT" and isinstance(value, str):
+        return value
+    if affinity == "INTEGER" and isinstance(value, int | float):
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+    if affinity == "REAL" and isinstance(value, int | float):
+        return float(value)
+    if affinity == "BLOB" and isinstance(value, str | int | float | bytes):
+        return value
+    raise TypeError(f"{column}: cannot store {type(value).__name__} in a column of {affinity} affinity")
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

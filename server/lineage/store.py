@@ -1,0 +1,319 @@
+"""`LineageStore`: open and close runs, read them back, verify the chain, export it.
+
+The design is described in the package docstring (`deskpilot.server.lineage`).
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TextIO, TypeVar
+
+import msgspec
+from sqlite_utils import Database
+
+from ._chain import append_chained, rows_as_dicts, verify_chain
+from ._migrations import migrations
+from ._types import (
+    FINAL_STATUSES,
+    DuplicateRunError,
+    LineageError,
+    Run,
+    RunEnd,
+    RunStart,
+    UnknownRunError,
+    VerifyReport,
+)
+
+__all__ = ["LineageStore"]
+
+# Columns whose values are JSON documents; stored as JSON text, decoded on the way out.
+_JSON_COLUMNS = frozenset({"parameters", "input", "retrieved_chunks", "output", "validation"})
+_RUN_FIELD_NAMES = [field.name for field in msgspec.structs.fields(Run)]
+_SELECT_JOURNAL = "SELECT id, started_at, start FROM open_runs"
+_INTERRUPTED = RunEnd(
+    status="interrupted",
+    error="the process ended before this run was closed; recorded at the next start-up",
+)
+_StructT = TypeVar("_StructT", RunStart, RunEnd)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso_utc(moment: datetime) -> str:
+    """Fixed-width ISO 8601 in UTC, so that text order is time order. Naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LineageStore:
+    """The audit store for AI runs, in one SQLite file (WAL). Safe to share between threads.
+
+    Every method blocks on disk I/O (a write commits with an fsync), so async code calls it through a
+    worker thread (`anyio.to_thread.run_sync`) rather than on the event loop.
+
+    `clock` returns the current time; tests pass a fake one. `busy_timeout` is how long a write waits for
+    another process holding the file's write lock (the task queue shares the database).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        # One connection for every write and point read, shared by all threads behind one lock: appends
+        # must serialize anyway (each needs the head the previous one wrote), and a single connection
+        # is the cheapest way to get that within a process. Scans use their own connection (_snapshot).
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
+        # execute_plugins=False: sqlite-utils plugins have no business on the audit connection.
+        self._db: Database | None = Database(conn, execute_plugins=False)
+        try:
+            self._db.enable_wal()
+            # FULL: a run that open_run() returned must survive a power cut, not only a crash.
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._write():
+                migrations.apply(self._db)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def open_run(self, start: RunStart, run_id: str | None = None) -> str:
+        """Record that a run began and return its id. Durable when this returns."""
+        start = _validated(start, RunStart)
+        run_id = run_id or uuid.uuid4().hex
+        started_at = _iso_utc(self._clock())
+        with self._write() as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM runs WHERE id = ? UNION ALL SELECT 1 FROM open_runs WHERE id = ?",
+                [run_id, run_id],
+            ).fetchone()
+            if taken:
+                raise DuplicateRunError(f"a run with id {run_id!r} already exists")
+            conn.execute(
+                "INSERT INTO open_runs (id, started_at, start) VALUES (?, ?, ?)",
+                [run_id, started_at, msgspec.json.encode(start).decode()],
+            )
+        return run_id
+
+    def close_run(self, run_id: str, end: RunEnd) -> Run:
+        """Append the finished run to the chain, in the same transaction that removes it from the journal."""
+        end = _validated(end, RunEnd)
+        if end.status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {sorted(FINAL_STATUSES)}, not {end.status!r}")
+        with self._write() as conn:
+            journal = conn.execute(_SELECT_JOURNAL + " WHERE id = ?", [run_id]).fetchone()
+            if journal is None:
+                closed = conn.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone()
+                raise UnknownRunError(f"run {run_id!r} is {'already closed' if closed else 'not known'}")
+            stored = self._append_run(conn, journal, end)
+        return _run_from_row(stored)
+
+    def recover_interrupted(self) -> int:
+        """Close every run left open by a previous process as "interrupted"; return how many.
+
+        Call it once at server start-up, before any run is opened: it cannot tell a run left over from a
+        crash from one that another live process has open on the same file.
+        """
+        with self._write() as conn:
+            leftovers = conn.execute(_SELECT_JOURNAL + " ORDER BY started_at, id").fetchall()
+            for journal in leftovers:
+                self._append_run(conn, journal, _INTERRUPTED)
+        return len(leftovers)
+
+    def _append_run(
+        self, conn: sqlite3.Connection, journal: tuple[str, str, str], end: RunEnd
+    ) -> dict[str, Any]:
+        run_id, started_at, start_json = journal
+        start = msgspec.json.decode(start_json, type=RunStart)
+        row: dict[str, Any] = {"id": run_id, "started_at": started_at, "finished_at": _iso_utc(self._clock())}
+        row |= msgspec.structs.asdict(start) | msgspec.structs.asdict(end)
+        stored = self._append_chained(conn, "runs", _encode_json_columns(row))
+        conn.execute("DELETE FROM open_runs WHERE id = ?", [run_id])
+        return stored
+
+    def _append_chained(self, conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        # The one way rows enter a chained table; later chained tables (reviews, actions) use it too.
+        return append_chained(conn, table, row)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The run with this id, closed or still running (status "running"), or None."""
+        with self._lock:
+            return self._find(self._connection(), run_id)
+
+    def iter_runs(self, since: datetime | None = None) -> Iterator[Run]:
+        """Closed runs in chain order, optionally only those started at or after `since`.
+
+        Reads one consistent snapshot on its own connection, so it never blocks writers and a long
+        export sees none of the runs appended while it runs. Runs still open are not yielded: they are
+        not part of the audit record until they close.
+        """
+        sql, params = "SELECT * FROM runs", []
+        if since is not None:
+            sql += " WHERE started_at >= ?"
+            params.append(_iso_utc(since))
+        with self._snapshot() as conn:
+            for row in rows_as_dicts(conn.execute(sql + " ORDER BY seq", params)):
+                yield _run_from_row(row)
+
+    def verify(self, *, anchors: Iterable[str] = ()) -> VerifyReport:
+        """Re-derive every hash in seq order and report edits, deletions and broken links.
+
+        `anchors` are head hashes recorded outside this file earlier (what `deskpilot audit verify`
+        printed). Each must still be in the chain; one that is not means the chain was rewritten from
+        before that point with recomputed hashes, which the chain cannot reveal on its own.
+        """
+        with self._snapshot() as conn:
+            checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
+            for anchor in anchors:
+                if conn.execute("SELECT 1 FROM runs WHERE hash = ?", [anchor]).fetchone() is None:
+                    problems.append(
+                        f"runs: anchor {anchor} is not in the chain: "
+                        "the rows up to it were rewritten or removed"
+                    )
+        return VerifyReport(ok=not problems, checked=checked, head_hash=head_hash, problems=problems)
+
+    def export(self, out: TextIO, fmt: Literal["jsonl", "csv"], since: datetime | None = None) -> int:
+        """Write closed runs to `out` as JSON Lines or CSV and return how many were written.
+
+        CSV has a header row of Run field names; JSON-valued fields are JSON text and NULL is an empty
+        cell. Open a file for CSV with `newline=""`.
+        """
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError(f"unknown export format {fmt!r}: use 'jsonl' or 'csv'")
+        count = 0
+        if fmt == "jsonl":
+            encoder = msgspec.json.Encoder()
+            for run in self.iter_runs(since):
+                out.write(encoder.encode(run).decode() + "\n")
+                count += 1
+            return count
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(_RUN_FIELD_NAMES)
+        for run in self.iter_runs(since):
+            writer.writerow(_csv_cells(run))
+            count += 1
+        return count
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> LineageStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise LineageError("the lineage store is closed")
+        return self._db.conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, serialized within the process by the lock and across processes by SQLite.
+
+        IMMEDIATE takes the file's write lock before the first read, so the head an append reads is still
+        the head when it inserts; a deferred BEGIN (what `db.atomic()` issues) could instead fail with
+        SQLITE_BUSY halfway when another process wrote in between.
+        """
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # An error may already have ended the transaction; rolling back again would hide it.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived read-only connection inside one read transaction: a consistent WAL snapshot."""
+        self._connection()  # refuse reads after close()
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("BEGIN")
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _find(conn: sqlite3.Connection, run_id: str) -> Run | None:
+        for row in rows_as_dicts(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id])):
+            return _run_from_row(row)
+        for row in rows_as_dicts(conn.execute("SELECT * FROM open_runs WHERE id = ?", [run_id])):
+            start = msgspec.json.decode(row["start"])
+            return msgspec.convert(
+                {"id": row["id"], "started_at": row["started_at"], "status": "running"} | start, Run
+            )
+        return None
+
+
+def _validated(value: _StructT, kind: type[_StructT]) -> _StructT:
+    """Type-check a struct the caller built (Struct constructors do not), and make its values plain JSON.
+
+    A wrong type fails here with msgspec's message naming the field, instead of being stored.
+    """
+    try:
+        return msgspec.convert(msgspec.to_builtins(value), kind)
+    except TypeError as exc:  # a value with no JSON form, e.g. an object in `input`
+        raise ValueError(f"{kind.__name__}: {exc}") from exc
+
+
+def _encode_json_columns(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: (msgspec.json.encode(value).decode() if name in _JSON_COLUMNS and value is not None else value)
+        for name, value in row.items()
+    }
+
+
+def _run_from_row(row: dict[str, Any]) -> Run:
+    fields = {
+        name: (msgspec.json.decode(value) if name in _JSON_COLUMNS and value is not None else value)
+        for name, value in row.items()
+    }
+    return msgspec.convert(fields, Run)
+
+
+def _csv_cells(run: Run) -> list[str]:
+    cells = []
+    for name in _RUN_FIELD_NAMES:
+        value = getattr(run, name)
+        if value is None:
+            cells.append("")
+        elif name in _JSON_COLUMNS:
+            cells.append(msgspec.json.encode(value).decode())
+        else:
+            cells.append(str(value))
+    return cells
