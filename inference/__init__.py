@@ -7,7 +7,7 @@ and serialize access through a `ModelGate`.
 from ._types import BackendInfo, Finished, GenerationRequest, Message, Token, Usage
 from .backend import Backend, BackendError, ContextOverflow
 from .fake import ScriptedBackend
-from .gate import ModelBusy, ModelGate
+from .gate import ModelBusy, ModelGate, Ticket
 from .tasks import Email, Job, draft_reply_job, input_digest, summarize_job
 from .templates import PromptTemplate, TemplateError, load_template
 
@@ -26,6 +26,7 @@ __all__ = [
     "PromptTemplate",
     "ScriptedBackend",
     "TemplateError",
+    "Ticket",
     "Token",
     "Usage",
     "draft_reply_job",

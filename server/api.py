@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent
 
 from . import __version__
-from deskpilot.inference import Email, draft_reply_job, summarize_job
+from deskpilot.inference import Email, Job, Ticket, draft_reply_job, summarize_job
 
 from .lineage import LineageStore, Run
 from .model_host import ModelHost
@@ -30,15 +33,25 @@ def _context_length(host: ModelHost) -> int:
     return host.backend.info.context_length if host.backend else 4096
 
 
+def _stream(executor: RunExecutor, job: Job, ticket: Ticket, client: str, source_ref: str | None,
+            settings: Settings, stopping: asyncio.Event) -> ServerSentEvent:
+    events = executor.execute(job, ticket=ticket, client=client, source_ref=source_ref)
+    # A client that leaves before the body starts never runs the stream: its place in line is freed when
+    # the unstarted stream is collected.
+    weakref.finalize(events, ticket.release)
+    return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+
+
 class AITasks(Controller):
     path = "/v1"
     tags = ["AI tasks"]
 
     @post("/summarize", status_code=200, summary="Summarize text or an email thread (SSE stream)")
     async def summarize(
-        self, data: SummarizeRequest, executor: RunExecutor, settings: Settings, stopping: asyncio.Event
+        self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor], settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        executor.host.gate.check_admission()
+        ticket = executor.admit()
         job = summarize_job(
             context_length=_context_length(executor.host),
             text=data.text,
@@ -46,14 +59,14 @@ class AITasks(Controller):
             thread=tuple(_email(m) for m in data.thread),
             sentences=data.sentences,
         )
-        events = executor.execute(job, client=data.client, source_ref=data.source_ref)
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+        return _stream(executor, job, ticket, data.client, data.source_ref, settings, stopping)
 
     @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
     async def draft_reply(
-        self, data: DraftReplyRequest, executor: RunExecutor, settings: Settings, stopping: asyncio.Event
+        self, data: JSONBody[DraftReplyRequest], executor: NamedDependency[RunExecutor], settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        executor.host.gate.check_admission()
+        ticket = executor.admit()
         job = draft_reply_job(
             context_length=_context_length(executor.host),
             email=_email(data.email),
@@ -63,18 +76,17 @@ class AITasks(Controller):
             instructions=data.instructions,
             signature=data.signature,
         )
-        events = executor.execute(job, client=data.client, source_ref=data.source_ref)
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+        return _stream(executor, job, ticket, data.client, data.source_ref, settings, stopping)
 
     @get("/runs/{run_id:str}", summary="One run's lineage record")
-    async def run(self, run_id: str, lineage: LineageStore) -> RunOut:
+    async def run(self, run_id: FromPath[str], lineage: NamedDependency[LineageStore]) -> RunOut:
         run: Run | None = lineage.get_run(run_id)
         if run is None:
             raise NotFoundException(f"no run {run_id!r}")
         return RunOut.from_run(run)
 
     @get("/models", summary="The loaded model, its state and its queue")
-    async def models(self, executor: RunExecutor) -> ModelsOut:
+    async def models(self, executor: NamedDependency[RunExecutor]) -> ModelsOut:
         host = executor.host
         models = []
         if host.backend is not None:
@@ -90,5 +102,5 @@ class Status(Controller):
     tags = ["status"]
 
     @get("/healthz", summary="Liveness: answers as soon as the server is up, before the model has loaded")
-    async def healthz(self, executor: RunExecutor) -> Health:
+    async def healthz(self, executor: NamedDependency[RunExecutor]) -> Health:
         return Health(status="ok", version=__version__, model=executor.host.state)

@@ -121,3 +121,6 @@ def _attach_optional_commands() -> None:
 
 
 _attach_optional_commands()
+
+if __name__ == "__main__":
+    main()

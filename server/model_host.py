@@ -62,6 +62,11 @@ class ModelHost:
         finally:
             self._ready.set()
 
+    def check_available(self) -> None:
+        """Refuse before a response starts when the model has failed to load (the API answers 503)."""
+        if self.state == "failed":
+            raise BackendError(f"the model could not be loaded: {self.error}")
+
     async def ready(self) -> Backend:
         """The backend once loaded; `BackendError` if loading failed."""
         self.start_loading()

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 
 import anyio
 
-from deskpilot.inference import BackendError, ContextOverflow, Finished, Job, ModelBusy, input_digest
+from deskpilot.inference import BackendError, ContextOverflow, Finished, Job, ModelBusy, Ticket, input_digest
 
 from .lineage import LineageStore, RunEnd, RunStart
 from .model_host import ModelHost
@@ -34,12 +34,20 @@ class RunExecutor:
         self.lineage = lineage
         self.retain_inputs = retain_inputs
 
+    def admit(self) -> Ticket:
+        """Before a response starts: 503 if the model failed to load, 429 if the line is full."""
+        self.host.check_available()
+        return self.host.gate.reserve()
+
     async def execute(
-        self, job: Job, *, client: str = "api", source_ref: str | None = None
+        self, job: Job, *, ticket: Ticket | None = None, client: str = "api", source_ref: str | None = None
     ) -> AsyncGenerator[Event, None]:
+        """Events of one run. `ticket` (from `admit`) is this run's place in line; released when it ends."""
         try:
             backend = await self.host.ready()
         except BackendError as exc:
+            if ticket is not None:
+                ticket.release()
             yield ErrorEvent(code="model_unavailable", message=str(exc))
             return
         info = backend.info
@@ -64,7 +72,7 @@ class RunExecutor:
         parts: list[str] = []
         ttft: float | None = None
         try:
-            async with self.host.gate.slot():
+            async with self.host.gate.slot(ticket):
                 started = time.perf_counter()
                 stream = backend.stream(job.request)
                 try:
@@ -104,4 +112,6 @@ class RunExecutor:
             end = RunEnd(status="error", error=f"internal error: {exc}")
             yield ErrorEvent(code="internal", message="internal error; see the server log")
         finally:
+            if ticket is not None:
+                ticket.release()
             self.lineage.close_run(run_id, end)

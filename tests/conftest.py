@@ -1,0 +1,121 @@
+"""Shared fixtures: every test gets its own app data folder; real servers run on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the app data folder at a temporary one, so no test touches the user's real data."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DESKPILOT_HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("DESKPILOT_") and name != "DESKPILOT_HOME":
+            monkeypatch.delenv(name)
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`deskpilot serve` (or any command that serves the app) in a child process on 127.0.0.1."""
+
+    def __init__(self, home: Path, *, args: list[str] | None = None, command: list[str] | None = None,
+                 env: dict[str, str] | None = None, https: bool = False) -> None:
+        self.home = home
+        self.port = free_port()
+        self.https = https
+        scheme = "https" if https else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        cmd = command or [sys.executable, "-m", "deskpilot.server.cli", "serve"]
+        cmd = [*cmd, "--port", str(self.port), *([] if https else ["--http"]), *(args or [])]
+        self.log_path = home.parent / f"server-{self.port}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "DESKPILOT_HOME": str(home), **(env or {})})
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """Trust exactly the certificate the server generated (it exists once the server listens)."""
+        return ssl.create_default_context(cafile=str(self.home / "tls" / "localhost.pem")) if self.https else False
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, verify=self.verify, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def wait_healthy(self, timeout: float = 10.0) -> float:
+        """Seconds from spawn until /healthz answered 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", verify=self.verify, timeout=1).status_code == 200:
+                    return time.monotonic() - self.started_at
+            except (httpx.TransportError, OSError):  # not listening yet, or no certificate yet
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"server not healthy after {timeout} s:\n{self.log()}")
+
+    def wait_model(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{self.base_url}/v1/models", verify=self.verify, timeout=5).json()["state"]
+            if state == "ready":
+                return
+            assert state == "loading", self.log()
+            time.sleep(0.05)
+        raise TimeoutError("model did not load")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> float:
+        """Send `sig` and return the seconds the process took to exit."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        self._log.close()
+        return time.monotonic() - t0
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def server_factory(app_home: Path) -> Iterator[type[ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    class Factory(ServerProcess):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(kwargs.pop("home", app_home), **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield Factory
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop(signal.SIGKILL)

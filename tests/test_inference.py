@@ -1,0 +1,232 @@
+"""The inference layer: templates, the gate, task assembly, and one contract suite run on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from deskpilot.inference import (
+    Backend,
+    ContextOverflow,
+    Email,
+    Finished,
+    GenerationRequest,
+    Message,
+    ModelBusy,
+    ModelGate,
+    ScriptedBackend,
+    TemplateError,
+    Token,
+    draft_reply_job,
+    load_template,
+    summarize_job,
+)
+from deskpilot.inference.templates import parse_template
+
+pytestmark = pytest.mark.anyio
+
+INFERENCE = Path(__file__).resolve().parents[1] / "inference"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --- templates ------------------------------------------------------------------------------------------
+
+
+def test_template_identity_is_name_plus_file_hash() -> None:
+    template = load_template("summarize")
+    data = (INFERENCE / "templates" / "summarize.toml").read_bytes()
+    assert template.template_id == "summarize@v1"
+    assert template.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
+    edited = parse_template(data.replace(b"short, accurate", b"short and accurate"), "edited")
+    assert edited.template_id == template.template_id
+    assert edited.content_hash != template.content_hash
+
+
+def test_template_render_needs_every_value() -> None:
+    with pytest.raises(TemplateError, match="needs a value for 'content'"):
+        load_template("summarize").render(kind="text", sentences=2)
+
+
+def test_template_files_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('name = "bad"\nversion = 1\n')
+    with pytest.raises(TemplateError, match="bad.toml"):
+        load_template("bad", tmp_path)
+    with pytest.raises(TemplateError, match="no built-in template"):
+        load_template("nope")
+
+
+# --- task assembly --------------------------------------------------------------------------------------
+
+
+def test_summarize_keeps_latest_message_whole_and_cuts_the_thread() -> None:
+    latest = Email(body="Please approve the budget by Friday.", sender="ana@example.com", date="2026-11-20")
+    old = tuple(Email(body=f"older message {i} " + "blah " * 300, date=f"2026-11-0{i}") for i in range(1, 6))
+    job = summarize_job(context_length=1024, email=latest, thread=old)
+    prompt = job.request.messages[1].content
+    assert "Please approve the budget by Friday." in prompt
+    assert job.truncated
+    assert prompt.index("older message") < prompt.index("--- Latest message ---")
+    # Newest earlier messages are kept first: 5 is in, 1 is not.
+    assert "older message 5" in prompt and "older message 1" not in prompt
+
+
+def test_summarize_text_fits_the_context() -> None:
+    job = summarize_job(context_length=1024, text="word " * 10_000)
+    assert job.truncated
+    assert len(job.request.messages[1].content) < 1024 * 3.5
+
+
+def test_draft_reply_options_reach_the_prompt() -> None:
+    job = draft_reply_job(context_length=4096, email=Email(body="Can we meet Tuesday?"), tone="formal",
+                          length="short", instructions="Propose Wednesday instead.", signature="Bob")
+    system, user = job.request.messages
+    assert "formal" in user.content and "Propose Wednesday instead." in user.content
+    assert '"Bob"' in system.content
+    assert job.request.max_tokens < draft_reply_job(context_length=4096, email=Email(body="x"),
+                                                    length="long").request.max_tokens
+
+
+# --- the gate -------------------------------------------------------------------------------------------
+
+
+async def test_gate_serializes_and_bounds_the_queue() -> None:
+    gate = ModelGate(max_waiting=1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str) -> None:
+        async with gate.slot():
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold("second"))
+    await asyncio.sleep(0)
+    assert gate.busy and gate.waiting == 1
+    with pytest.raises(ModelBusy) as busy:
+        gate.reserve()
+    assert busy.value.retry_after >= 1
+    release.set()
+    await asyncio.gather(first, second)
+    assert order == ["first", "second"]
+    assert not gate.busy and gate.waiting == 0
+
+
+async def test_admission_reserves_a_place_before_the_model_is_taken() -> None:
+    gate = ModelGate(max_waiting=1)
+    first, second = gate.reserve(), gate.reserve()  # both admitted, neither holds the model yet
+    with pytest.raises(ModelBusy):
+        gate.reserve()
+    second.release()
+    second.release()  # idempotent
+    async with gate.slot(first):
+        assert gate.busy and gate.waiting == 0
+        third = gate.reserve()
+        with pytest.raises(ModelBusy):
+            gate.reserve()
+        third.release()
+    first.release()  # already used: no effect
+    assert gate.waiting == 0
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    gate = ModelGate(max_waiting=1)
+    async with gate.slot():
+        waiter = asyncio.create_task(gate.slot().__aenter__())
+        await asyncio.sleep(0)
+        assert gate.waiting == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert gate.waiting == 0
+        gate.reserve().release()  # room again
+
+
+# --- one contract, every backend (STYLE.md #1) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_backend():  # type: ignore[no-untyped-def]
+    from deskpilot.inference.llama import LlamaCppBackend
+
+    backend = LlamaCppBackend(threads=2)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(params=["scripted", pytest.param("llama", marks=pytest.mark.model)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "scripted":
+        return ScriptedBackend(lambda r: [f" w{i}" for i in range(400)])
+    return request.getfixturevalue("llama_backend")  # type: ignore[no-any-return]
+
+
+def _request(max_tokens: int = 40, **kw: object) -> GenerationRequest:
+    messages = (Message("system", "You are a helpful assistant."),
+                Message("user", "Write a long story about a lighthouse keeper and the sea."))
+    return GenerationRequest(messages=messages, max_tokens=max_tokens, **kw)  # type: ignore[arg-type]
+
+
+async def test_backend_streams_tokens_then_usage(backend: Backend) -> None:
+    items = [item async for item in backend.stream(_request(max_tokens=12))]
+    tokens = [i for i in items if isinstance(i, Token)]
+    assert isinstance(items[-1], Finished) and all(isinstance(i, Token) for i in items[:-1])
+    assert len(tokens) > 1
+    usage = items[-1].usage
+    assert 0 < usage.completion_tokens <= 12 and usage.prompt_tokens > 0
+    assert usage.finish_reason in ("stop", "length")
+    info = backend.info
+    assert info.weights_digest.startswith("sha256:") and len(info.weights_digest) == 71
+    assert info.context_length >= 1024
+
+
+async def test_backend_stops_when_the_stream_is_closed(backend: Backend) -> None:
+    stream = backend.stream(_request(max_tokens=300))
+    seen = 0
+    async for item in stream:
+        seen += isinstance(item, Token)
+        if seen == 3:
+            break
+    t0 = time.perf_counter()
+    await stream.aclose()
+    assert time.perf_counter() - t0 < 0.5
+    # The backend is free at once: a new generation runs to completion.
+    items = [item async for item in backend.stream(_request(max_tokens=5))]
+    assert isinstance(items[-1], Finished)
+
+
+@pytest.mark.model
+async def test_llama_refuses_a_prompt_that_cannot_fit(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    huge = GenerationRequest(messages=(Message("user", "lighthouse " * 5000),), max_tokens=10)
+    with pytest.raises(ContextOverflow, match="exceed the model's context"):
+        async for _ in llama_backend.stream(huge):
+            pass
+
+
+@pytest.mark.model
+async def test_llama_digest_is_the_sha256_of_the_embedded_weights(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    from deskpilot.inference.llama import embedded_model_path
+
+    expected = hashlib.sha256(embedded_model_path().read_bytes()).hexdigest()
+    assert llama_backend.info.weights_digest == f"sha256:{expected}"
+
+
+def test_weights_digest_is_cached(tmp_path: Path) -> None:
+    from deskpilot.inference.digest import weights_digest
+
+    weights = tmp_path / "m.gguf"
+    weights.write_bytes(b"abc" * 1000)
+    first = weights_digest(weights, tmp_path / "cache")
+    assert first == "sha256:" + hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert (tmp_path / "cache" / "weights-digests.json").read_text().count("sha256:") == 1
+    assert weights_digest(weights, tmp_path / "cache") == first
+    weights.write_bytes(b"changed")
+    assert weights_digest(weights, tmp_path / "cache") != first
