@@ -1,0 +1,52 @@
+"""Retrieval over the user's documents: loaders, chunking, embeddings, FAISS, SQLite metadata.
+
+    from deskpilot.indexes import DocumentIndex, Scope, index_folder
+
+    index = DocumentIndex(index_folder(settings.home))
+    index.warm_up()                          # background: loads FAISS and the embedding model
+    summary = index.index_paths(["~/Documents"], exclude=["*/Private/*"])
+    index.add_document("graph:message:AAMk…", text, title=subject, date=sent)
+    hits = index.search("when does the warranty end?", k=5, scope=Scope(folders=["~/Documents/Legal"]))
+
+Importing this package does not import torch, sentence-transformers or FAISS; see `index.py` for the
+design of incremental indexing, deletes and crash consistency.
+"""
+
+from ._types import (
+    DEFAULT_EXCLUDES,
+    DocumentInfo,
+    DocumentInput,
+    Hit,
+    IndexProgress,
+    IndexSettings,
+    IndexStatus,
+    IndexSummary,
+    PageText,
+    Scope,
+    SkippedFile,
+    SkipReason,
+)
+from .embedding import Embedder, EmbedderError, SentenceTransformerEmbedder, bundled_model_path
+from .index import DocumentIndex, ProgressCallback, index_folder
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "DocumentIndex",
+    "DocumentInfo",
+    "DocumentInput",
+    "Embedder",
+    "EmbedderError",
+    "Hit",
+    "IndexProgress",
+    "IndexSettings",
+    "IndexStatus",
+    "IndexSummary",
+    "PageText",
+    "ProgressCallback",
+    "Scope",
+    "SentenceTransformerEmbedder",
+    "SkipReason",
+    "SkippedFile",
+    "bundled_model_path",
+    "index_folder",
+]

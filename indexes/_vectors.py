@@ -1,0 +1,187 @@
+"""The FAISS side of the index: vectors keyed by chunk id, exact below a size, HNSW above it.
+
+FAISS ids are SQLite chunk ids (`IndexIDMap2`). The exact index (`IndexFlatIP`) removes ids for real.
+HNSW cannot remove anything, so a removed id becomes a tombstone: it stays in the graph (it still helps
+navigation), every search excludes it with an `IDSelectorNot`, and when tombstones pass a fraction of
+the vectors the index is rebuilt from the live vectors (`compact`). Tombstones need no storage of their
+own: they are exactly the ids FAISS holds that SQLite no longer has, which `DocumentIndex` recomputes
+whenever it reconciles the two.
+
+Not thread-safe: `DocumentIndex` serialises access.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["VectorIndex"]
+
+FLAT, HNSW = "flat", "hnsw"
+
+
+def _faiss() -> ModuleType:
+    import faiss  # imported on first use: ~0.3 s that a server start does not need to pay
+
+    return faiss
+
+
+def _ids(values: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(values, dtype=np.int64).reshape(-1))
+
+
+class VectorIndex:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hnsw_threshold: int,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 128,
+    ) -> None:
+        self.dim = dim
+        self.hnsw_threshold = hnsw_threshold
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.kind = FLAT
+        self._index: Any = self._new(FLAT)
+        self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned ids (HNSW only)
+        self._dead_selector: Any = None
+
+    # -- construction ------------------------------------------------------------------------------
+
+    def _new(self, kind: str) -> Any:
+        faiss = _faiss()
+        if kind == FLAT:
+            inner = faiss.IndexFlatIP(self.dim)
+        else:
+            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.ef_construction
+            inner.hnsw.efSearch = self.ef_search
+        return faiss.IndexIDMap2(inner)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, dim: int, **kwargs: Any) -> VectorIndex:
+        faiss = _faiss()
+        index = faiss.deserialize_index(data)
+        if index.d != dim:
+            raise ValueError(f"stored vectors have dimension {index.d}, expected {dim}")
+        self = cls(dim, **kwargs)
+        self._index = faiss.downcast_index(index)
+        inner = faiss.downcast_index(self._index.index)
+        self.kind = HNSW if isinstance(inner, faiss.IndexHNSW) else FLAT
+        if self.kind == HNSW:
+            inner.hnsw.efSearch = self.ef_search
+        return self
+
+    def to_bytes(self) -> np.ndarray:
+        return _faiss().serialize_index(self._index)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def tombstones(self) -> int:
+        return len(self._dead)
+
+    @property
+    def live(self) -> int:
+        return self.ntotal - len(self._dead)
+
+    def all_ids(self) -> np.ndarray:
+        """Every id FAISS holds, tombstones included."""
+        return _faiss().vector_to_array(self._index.id_map).astype(np.int64)
+
+    def set_tombstones(self, ids: np.ndarray) -> None:
+        self._dead = np.unique(_ids(ids))
+        self._dead_selector = None
+
+    # -- changes -----------------------------------------------------------------------------------
+
+    def add(self, ids: Any, vectors: np.ndarray) -> None:
+        ids = _ids(ids)
+        if len(ids):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def remove(self, ids: Any) -> None:
+        ids = _ids(ids)
+        if not len(ids):
+            return
+        if self.kind == FLAT:
+            self._index.remove_ids(_faiss().IDSelectorBatch(ids))
+        else:
+            self.set_tombstones(np.concatenate([self._dead, ids]))
+
+    def needs_restructure(self, compact_fraction: float) -> bool:
+        if self.kind == FLAT:
+            return self.live > self.hnsw_threshold
+        too_small = self.live < self.hnsw_threshold // 2
+        return too_small or len(self._dead) > compact_fraction * max(self.ntotal, 1)
+
+    def target_kind(self, live: int) -> str:
+        """The kind an index of `live` vectors should be, with hysteresis so that an index near the
+        threshold does not flip back and forth."""
+        if self.kind == FLAT:
+            return HNSW if live > self.hnsw_threshold else FLAT
+        return FLAT if live < self.hnsw_threshold // 2 else HNSW
+
+    def rebuilt(self, ids: np.ndarray, vectors: np.ndarray, kind: str) -> VectorIndex:
+        """A new index of the same parameters holding exactly these vectors (no tombstones)."""
+        other = VectorIndex(
+            self.dim,
+            hnsw_threshold=self.hnsw_threshold,
+            hnsw_m=self.hnsw_m,
+            ef_construction=self.ef_construction,
+            ef_search=self.ef_search,
+        )
+        other.kind = kind
+        other._index = other._new(kind)
+        other.add(ids, vectors)
+        return other
+
+    def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        ids = self.all_ids()
+        inner = faiss.downcast_index(self._index.index)
+        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        vectors = storage.reconstruct_n(0, self.ntotal) if self.ntotal else np.zeros((0, self.dim), np.float32)
+        if len(self._dead):
+            keep = ~np.isin(ids, self._dead)
+            ids, vectors = ids[keep], vectors[keep]
+        return np.ascontiguousarray(ids), np.ascontiguousarray(vectors, dtype=np.float32)
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of shape (n, k); missing results have id -1. `allowed` restricts to those ids."""
+        faiss = _faiss()
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = max(1, min(k, self.live if allowed is None else min(len(allowed), self.live)))
+        if self.live == 0:
+            n = len(queries)
+            return np.full((n, 1), -np.inf, np.float32), np.full((n, 1), -1, np.int64)
+        selector = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(_ids(allowed))
+        elif len(self._dead):
+            if self._dead_selector is None:
+                batch = faiss.IDSelectorBatch(self._dead)
+                self._dead_selector = (faiss.IDSelectorNot(batch), batch)  # keep batch alive
+            selector = self._dead_selector[0]
+        if self.kind == HNSW:
+            params: Any = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.ef_search, k)
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        # A fresh params object per call: IndexIDMap swaps its selector in place during a search.
+        scores, ids = self._index.search(queries, k, params=params)
+        return scores, ids
