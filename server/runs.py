@@ -51,7 +51,8 @@ class RunExecutor:
             yield ErrorEvent(code="model_unavailable", message=str(exc))
             return
         info = backend.info
-        run_id = self.lineage.open_run(RunStart(
+        # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
+        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, RunStart(
             task=job.task,
             template_id=job.template.template_id,
             template_hash=job.template.content_hash,
@@ -114,4 +115,5 @@ class RunExecutor:
         finally:
             if ticket is not None:
                 ticket.release()
-            self.lineage.close_run(run_id, end)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)

@@ -57,8 +57,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def base_url(self) -> str:
+        """The URL pages and manifests use: `localhost` (which the certificate names) for 127.0.0.1."""
         scheme = "https" if self.https else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = "localhost" if self.host in ("127.0.0.1", "localhost") else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"{scheme}://{host}:{self.port}"
 
 

@@ -45,7 +45,7 @@ def test_template_identity_is_name_plus_file_hash() -> None:
     data = (INFERENCE / "templates" / "summarize.toml").read_bytes()
     assert template.template_id == "summarize@v1"
     assert template.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
-    edited = parse_template(data.replace(b"short, accurate", b"short and accurate"), "edited")
+    edited = parse_template(data.replace(b"accurately and briefly", b"briefly and accurately"), "edited")
     assert edited.template_id == template.template_id
     assert edited.content_hash != template.content_hash
 

@@ -313,7 +313,7 @@ def test_cli_writes_both_manifests_to_the_app_data_folder(deskpilot_home: Path) 
     assert paths == [deskpilot_home / "manifests" / manifest_filename(host) for host in HOSTS]
     for path in paths:
         xml = path.read_bytes()
-        assert b"https://127.0.0.1:48123/taskpane/index.html?host=" in xml
+        assert b"https://localhost:48123/taskpane/index.html?host=" in xml
         assert validate(xml) == []
 
 
@@ -323,7 +323,7 @@ def test_cli_out_option_and_configured_port(deskpilot_home: Path) -> None:
     result = CliRunner().invoke(manifest, ["--out", str(out), "--validate"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(manifest_filename(host) for host in HOSTS)
-    assert all(b"https://127.0.0.1:9123/" in p.read_bytes() for p in out.iterdir())
+    assert all(b"https://localhost:9123/" in p.read_bytes() for p in out.iterdir())
     assert not (deskpilot_home / "manifests").exists()
 
 
