@@ -74,14 +74,17 @@ def _chunk_span(text: str, start: int, end: int, page: int | None, size: int, ov
         # Start the next chunk `overlap` characters back, at a word start, but always move forward.
         nxt = max(cut - overlap, pos + 1)
         if overlap and nxt < cut:
-            space = min((i for i in (text.find(" ", nxt, cut), text.find("\n", nxt, cut)) if i >= 0),
-                        default=-1)
+            space = min(
+                (i for i in (text.find(" ", nxt, cut), text.find("\n", nxt, cut)) if i >= 0), default=-1
+            )
             nxt = space + 1 if space >= 0 else cut
         pos = nxt
     return chunks
 
 
-def chunk_segments(segments: list[tuple[int | None, str]], size: int = 1000, overlap: int = 150) -> list[Chunk]:
+def chunk_segments(
+    segments: list[tuple[int | None, str]], size: int = 1000, overlap: int = 150
+) -> list[Chunk]:
     if size < 2 or not 0 <= overlap < size // 2:
         raise ValueError("chunk size must be >= 2 and overlap between 0 and half the size")
     text, spans = join_segments(segments)

@@ -25,6 +25,33 @@ __all__ = ["SUPPORTED_SUFFIXES", "LoadedDocument", "SkipFile", "html_to_text", "
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = b"PK\x03\x04"
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_BLOCK_TAGS = [
+    "p",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "li",
+    "tr",
+    "td",
+    "th",
+    "table",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "title",
+    "dt",
+    "dd",
+    "hr",
+]
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n(?:[ \t\r\f\v]*\n)+")
 
 
@@ -55,10 +82,13 @@ def decode_text(data: bytes) -> str:
     """Decode a text file: BOMs honoured, UTF-8 preferred, cp1252 as the legacy fallback."""
     if not data:
         raise SkipFile(SkipReason.EMPTY, "0 bytes")
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                       (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors="replace")
+            return data[len(bom) :].decode(codec, errors="replace")
     head = data[:8192]
     if b"\x00" in head:
         raise SkipFile(SkipReason.BINARY, "contains NUL bytes; not a text file")
@@ -80,7 +110,12 @@ def html_to_text(markup: str | bytes) -> tuple[str, str]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
-    text = soup.get_text("\n")
+    # Line breaks after block elements only, so that inline markup ("<b>bold</b> text") stays one line.
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_after("\n")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    text = soup.get_text()
     text = "\n".join(line.strip() for line in text.splitlines())
     return title, _BLANK_LINES.sub("\n\n", text).strip()
 
@@ -133,10 +168,19 @@ def _load_eml(data: bytes) -> LoadedDocument:
         except (TypeError, ValueError):
             date = None
     subject = str(message["subject"] or "")
-    headers = [("Subject", subject), ("From", str(message["from"] or "")), ("To", str(message["to"] or "")),
-               ("Date", str(message["date"] or ""))]
-    return LoadedDocument("email", [(None, _email_text(headers, body))], title=subject, date=date,
-                          extra={"message_id": str(message["message-id"] or "")})
+    headers = [
+        ("Subject", subject),
+        ("From", str(message["from"] or "")),
+        ("To", str(message["to"] or "")),
+        ("Date", str(message["date"] or "")),
+    ]
+    return LoadedDocument(
+        "email",
+        [(None, _email_text(headers, body))],
+        title=subject,
+        date=date,
+        extra={"message_id": str(message["message-id"] or "")},
+    )
 
 
 def _load_msg(data: bytes) -> LoadedDocument:
@@ -156,10 +200,18 @@ def _load_msg(data: bytes) -> LoadedDocument:
         if not body.strip() and getattr(message, "htmlBody", None):
             body = html_to_text(message.htmlBody)[1]
         date = getattr(message, "date", None)
-        headers = [("Subject", subject), ("From", getattr(message, "sender", None)),
-                   ("To", getattr(message, "to", None)), ("Date", date.isoformat() if date else None)]
-        return LoadedDocument("email", [(None, _email_text(headers, body))], title=subject,
-                              date=_utc(date) if isinstance(date, datetime) else None)
+        headers = [
+            ("Subject", subject),
+            ("From", getattr(message, "sender", None)),
+            ("To", getattr(message, "to", None)),
+            ("Date", date.isoformat() if date else None),
+        ]
+        return LoadedDocument(
+            "email",
+            [(None, _email_text(headers, body))],
+            title=subject,
+            date=_utc(date) if isinstance(date, datetime) else None,
+        )
     except Exception as exc:
         raise SkipFile(SkipReason.CORRUPT, f"cannot read .msg: {exc}") from exc
     finally:

@@ -56,7 +56,7 @@ def walk(root: Path, rules: ExcludeRules) -> Iterator[tuple[Path, bool]]:
         dirnames[:] = sorted(d for d in dirnames if not rules.excluded(here / d, root))
         for name in sorted(filenames):
             path = here / name
-            if rules.excluded(path, root) or path.is_symlink() and not path.is_file():
+            if rules.excluded(path, root) or (path.is_symlink() and not path.is_file()):
                 continue
             yield path, path.suffix.lower() in SUPPORTED_SUFFIXES
 

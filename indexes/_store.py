@@ -114,7 +114,7 @@ class MetadataStore:
                 self._set_meta(index_id=uuid.uuid4().hex, model=model_id, dim=str(dim), generation="0")
             elif meta["model"] != model_id or int(meta["dim"]) != dim:
                 raise ValueError(
-                    f"the index at {path.parent} holds vectors of {meta['model']} ({meta['dim']} dims), "
+                    f"the index at {self.path.parent} holds vectors of {meta['model']} ({meta['dim']} dims), "
                     f"not {model_id} ({dim} dims): remove the folder to rebuild it"
                 )
 
@@ -153,7 +153,8 @@ class MetadataStore:
 
     def _set_meta(self, **values: str) -> None:
         self.conn.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             list(values.items()),
         )
 
@@ -186,10 +187,16 @@ class MetadataStore:
         ).fetchall()
 
     def chunk_ids(self, document_id: int) -> list[int]:
-        return [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))]
+        return [
+            r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))
+        ]
 
-    def upsert_document(self, doc: dict[str, Any], chunks: Sequence[tuple[int, int, int | None, str]],
-                        vectors: np.ndarray | None) -> tuple[int, list[int], list[int]]:
+    def upsert_document(
+        self,
+        doc: dict[str, Any],
+        chunks: Sequence[tuple[int, int, int | None, str]],
+        vectors: np.ndarray | None,
+    ) -> tuple[int, list[int], list[int]]:
         """Write a document; `vectors` None keeps its chunks (metadata-only change).
 
         Returns (document id, removed chunk ids, added chunk ids). Call inside `write()`.
@@ -211,7 +218,9 @@ class MetadataStore:
             else:
                 fields["chunk_count"] = old["chunk_count"]
             assignments = ", ".join(f"{k} = ?" for k in fields)
-            self.conn.execute(f"UPDATE documents SET {assignments} WHERE id = ?", [*fields.values(), document_id])
+            self.conn.execute(
+                f"UPDATE documents SET {assignments} WHERE id = ?", [*fields.values(), document_id]
+            )
         added: list[int] = []
         if vectors is not None:
             for seq, ((start, end, page, text), vector) in enumerate(zip(chunks, vectors, strict=True)):
@@ -231,7 +240,9 @@ class MetadataStore:
         return removed
 
     def touch_document(self, document_id: int, size: int, mtime_ns: int) -> None:
-        self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, document_id))
+        self.conn.execute(
+            "UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, document_id)
+        )
 
     def counts(self) -> tuple[int, int]:
         docs = self.conn.execute("SELECT count(*) FROM documents").fetchone()[0]
@@ -307,9 +318,12 @@ class MetadataStore:
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
 
-    def record_skipped(self, path: str, reason: str, detail: str, size: int | None, mtime_ns: int | None) -> None:
+    def record_skipped(
+        self, path: str, reason: str, detail: str, size: int | None, mtime_ns: int | None
+    ) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO skipped (path, reason, detail, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO skipped (path, reason, detail, size, mtime_ns, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (path, reason, detail, size, mtime_ns, utc_iso(datetime.now(UTC))),
         )
 
@@ -330,7 +344,11 @@ class MetadataStore:
         ).fetchall()
 
     def roots(self) -> dict[str, list[str]]:
-        return {p: json.loads(e) for p, e in self.conn.execute("SELECT path, exclude FROM roots ORDER BY path")}
+        return {
+            p: json.loads(e) for p, e in self.conn.execute("SELECT path, exclude FROM roots ORDER BY path")
+        }
 
     def remember_root(self, path: str, exclude: Sequence[str]) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO roots (path, exclude) VALUES (?, ?)", (path, json.dumps(list(exclude))))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO roots (path, exclude) VALUES (?, ?)", (path, json.dumps(list(exclude)))
+        )

@@ -67,12 +67,14 @@ class VectorIndex:
     @classmethod
     def from_bytes(cls, data: np.ndarray, dim: int, **kwargs: Any) -> VectorIndex:
         faiss = _faiss()
+        # deserialize_index returns the owning, already downcast object: keep that one (a downcast
+        # alias of it does not own the C++ index, which would be freed with the original wrapper).
         index = faiss.deserialize_index(data)
-        if index.d != dim:
-            raise ValueError(f"stored vectors have dimension {index.d}, expected {dim}")
+        if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
+            raise ValueError(f"stored vectors are not an id-mapped index of dimension {dim}")
         self = cls(dim, **kwargs)
-        self._index = faiss.downcast_index(index)
-        inner = faiss.downcast_index(self._index.index)
+        self._index = index
+        inner = faiss.downcast_index(index.index)
         self.kind = HNSW if isinstance(inner, faiss.IndexHNSW) else FLAT
         if self.kind == HNSW:
             inner.hnsw.efSearch = self.ef_search
@@ -151,7 +153,9 @@ class VectorIndex:
         ids = self.all_ids()
         inner = faiss.downcast_index(self._index.index)
         storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
-        vectors = storage.reconstruct_n(0, self.ntotal) if self.ntotal else np.zeros((0, self.dim), np.float32)
+        vectors = (
+            storage.reconstruct_n(0, self.ntotal) if self.ntotal else np.zeros((0, self.dim), np.float32)
+        )
         if len(self._dead):
             keep = ~np.isin(ids, self._dead)
             ids, vectors = ids[keep], vectors[keep]
@@ -159,7 +163,9 @@ class VectorIndex:
 
     # -- search ------------------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of shape (n, k); missing results have id -1. `allowed` restricts to those ids."""
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)

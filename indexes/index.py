@@ -30,6 +30,7 @@ SQLite serialises their writes and each reconciles with the other's through `gen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -132,7 +133,9 @@ class DocumentIndex:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.settings = settings or IndexSettings()
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder()
-        self._store = MetadataStore(self.folder / "meta.db", model_id=self.embedder.model_id, dim=self.embedder.dim)
+        self._store = MetadataStore(
+            self.folder / "meta.db", model_id=self.embedder.model_id, dim=self.embedder.dim
+        )
         self._lock = threading.RLock()  # SQLite connection and FAISS
         self._run_lock = threading.Lock()  # one index_paths at a time
         self._vectors: VectorIndex | None = None
@@ -179,10 +182,8 @@ class DocumentIndex:
 
     @staticmethod
     def _quietly(fn: Callable[[], None]) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a real use raises it again, to a caller that can report it
             fn()
-        except Exception:  # a real use raises the same error to a caller that can report it
-            pass
 
     # -- vectors: load, reconcile, save, restructure -----------------------------------------------
 
@@ -206,14 +207,20 @@ class DocumentIndex:
 
     def _vector_params(self) -> dict[str, int]:
         s = self.settings
-        return {"hnsw_threshold": s.hnsw_threshold, "hnsw_m": s.hnsw_m,
-                "ef_construction": s.hnsw_ef_construction, "ef_search": s.hnsw_ef_search}
+        return {
+            "hnsw_threshold": s.hnsw_threshold,
+            "hnsw_m": s.hnsw_m,
+            "ef_construction": s.hnsw_ef_construction,
+            "ef_search": s.hnsw_ef_search,
+        }
 
     def _ensure_vectors_locked(self) -> VectorIndex:
         if self._closed:
             raise RuntimeError("the index is closed")
         if self._vectors is None:
-            self._vectors = self._load_vectors_file() or VectorIndex(self.embedder.dim, **self._vector_params())
+            self._vectors = self._load_vectors_file() or VectorIndex(
+                self.embedder.dim, **self._vector_params()
+            )
             self._synced = -1
         if self._store.generation() != self._synced:
             with self._store.read():
@@ -245,9 +252,16 @@ class DocumentIndex:
         if self._vectors is None or not self._dirty:
             return
         data = self._vectors.to_bytes()
-        header = json.dumps({"index_id": self._store.index_id, "dim": self.embedder.dim,
-                             "model": self.embedder.model_id, "generation": self._synced,
-                             "kind": self._vectors.kind, "saved_at": utc_iso(_now())}).encode()
+        header = json.dumps(
+            {
+                "index_id": self._store.index_id,
+                "dim": self.embedder.dim,
+                "model": self.embedder.model_id,
+                "generation": self._synced,
+                "kind": self._vectors.kind,
+                "saved_at": utc_iso(_now()),
+            }
+        ).encode()
         target = self.folder / _VECTORS_FILE
         tmp = self.folder / f"{_VECTORS_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
@@ -305,8 +319,14 @@ class DocumentIndex:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _commit(self, items: Sequence[_Pending], *, touches: Sequence[tuple[int, int, int]] = (),
-                delete_ids: Sequence[int] = (), clear_skipped: Sequence[str] = ()) -> tuple[list[int], int, int]:
+    def _commit(
+        self,
+        items: Sequence[_Pending],
+        *,
+        touches: Sequence[tuple[int, int, int]] = (),
+        delete_ids: Sequence[int] = (),
+        clear_skipped: Sequence[str] = (),
+    ) -> tuple[list[int], int, int]:
         """Write documents in one transaction, then apply the change to FAISS.
 
         Returns (document ids, chunks added, chunks removed).
@@ -368,11 +388,20 @@ class DocumentIndex:
 
     # -- documents given as text -------------------------------------------------------------------
 
-    def add_document(self, source: str, text: str, *, title: str = "", date: datetime | None = None,
-                     kind: str = "text", metadata: dict[str, str] | None = None) -> DocumentInfo:
+    def add_document(
+        self,
+        source: str,
+        text: str,
+        *,
+        title: str = "",
+        date: datetime | None = None,
+        kind: str = "text",
+        metadata: dict[str, str] | None = None,
+    ) -> DocumentInfo:
         """Index (or replace) a document given as text; `source` is the caller's stable reference."""
-        item = DocumentInput(source=source, text=text, title=title, date=date, kind=kind,
-                             metadata=metadata or {})
+        item = DocumentInput(
+            source=source, text=text, title=title, date=date, kind=kind, metadata=metadata or {}
+        )
         return self.add_documents([item])[0]
 
     def add_documents(self, items: Iterable[DocumentInput]) -> list[DocumentInfo]:
@@ -405,9 +434,16 @@ class DocumentIndex:
             raise ValueError(f"{item.source!r} is a file in the index; index_paths maintains it")
         chunks = chunk_segments(segments, self.settings.chunk_chars, self.settings.chunk_overlap)
         doc = {
-            "source": item.source, "path": None, "kind": item.kind, "title": item.title,
-            "date": utc_iso(item.date), "content_hash": digest, "size": None, "mtime_ns": None,
-            "chunk_count": len(chunks), "indexed_at": utc_iso(_now()),
+            "source": item.source,
+            "path": None,
+            "kind": item.kind,
+            "title": item.title,
+            "date": utc_iso(item.date),
+            "content_hash": digest,
+            "size": None,
+            "mtime_ns": None,
+            "chunk_count": len(chunks),
+            "indexed_at": utc_iso(_now()),
             "extra": json.dumps(item.metadata, sort_keys=True),
         }
         same = old is not None and old["content_hash"] == digest
@@ -418,7 +454,9 @@ class DocumentIndex:
     def remove_document(self, document: str | int) -> bool:
         """Remove a document by source reference (or file path) or by id; False if it was not there."""
         with self._lock:
-            row = self._store.document(**({"id": document} if isinstance(document, int) else {"source": document}))
+            row = self._store.document(
+                **({"id": document} if isinstance(document, int) else {"source": document})
+            )
             if row is None:
                 return False
             self._commit([], delete_ids=[int(row["id"])])
@@ -426,7 +464,9 @@ class DocumentIndex:
 
     def document(self, document: str | int) -> DocumentInfo | None:
         with self._lock:
-            row = self._store.document(**({"id": document} if isinstance(document, int) else {"source": document}))
+            row = self._store.document(
+                **({"id": document} if isinstance(document, int) else {"source": document})
+            )
         return None if row is None else self._info_from_row(row)
 
     def _info(self, document_id: int, *, changed: bool) -> DocumentInfo:
@@ -438,9 +478,16 @@ class DocumentIndex:
     @staticmethod
     def _info_from_row(row: dict[str, Any], *, changed: bool = True) -> DocumentInfo:
         return DocumentInfo(
-            id=row["id"], source=row["source"], path=row["path"], kind=row["kind"], title=row["title"],
-            date=_parse_date(row["date"]), content_hash=row["content_hash"], chunks=row["chunk_count"],
-            indexed_at=_parse_date(row["indexed_at"]) or _now(), changed=changed,
+            id=row["id"],
+            source=row["source"],
+            path=row["path"],
+            kind=row["kind"],
+            title=row["title"],
+            date=_parse_date(row["date"]),
+            content_hash=row["content_hash"],
+            chunks=row["chunk_count"],
+            indexed_at=_parse_date(row["indexed_at"]) or _now(),
+            changed=changed,
         )
 
     # -- files -------------------------------------------------------------------------------------
@@ -471,12 +518,18 @@ class DocumentIndex:
             finally:
                 run.summary.seconds = round(time.monotonic() - run.started, 3)
                 last = self._progress or IndexProgress(phase="done")
-                self._report(run, IndexProgress(phase="done", files_total=last.files_total,
-                                                files_done=last.files_done, chunks_done=run.summary.chunks_added))
+                self._report(
+                    run,
+                    IndexProgress(
+                        phase="done",
+                        files_total=last.files_total,
+                        files_done=last.files_done,
+                        chunks_done=run.summary.chunks_added,
+                    ),
+                )
                 self._progress = None
-            with self._lock:
-                with self._store.write():
-                    self._store.set_meta(last_run=msgspec.json.encode(run.summary).decode())
+            with self._lock, self._store.write():
+                self._store.set_meta(last_run=msgspec.json.encode(run.summary).decode())
             return run.summary
 
     def _report(self, run: _Run, progress: IndexProgress) -> None:
@@ -484,8 +537,13 @@ class DocumentIndex:
         if run.progress is not None:
             run.progress(progress)
 
-    def _index_run(self, run: _Run, paths: Sequence[str | os.PathLike[str]] | None,
-                   exclude: Sequence[str], cancel: threading.Event | None) -> None:
+    def _index_run(
+        self,
+        run: _Run,
+        paths: Sequence[str | os.PathLike[str]] | None,
+        exclude: Sequence[str],
+        cancel: threading.Event | None,
+    ) -> None:
         summary = run.summary
         self._report(run, IndexProgress(phase="scanning"))
         if paths:
@@ -501,8 +559,13 @@ class DocumentIndex:
             for path, supported in walk(root, rules):
                 if not supported:
                     if path == root:
-                        summary.skipped.append(SkippedFile(path=str(path), reason=SkipReason.UNSUPPORTED,
-                                                           detail=f"no loader for {path.suffix or 'this file'}"))
+                        summary.skipped.append(
+                            SkippedFile(
+                                path=str(path),
+                                reason=SkipReason.UNSUPPORTED,
+                                detail=f"no loader for {path.suffix or 'this file'}",
+                            )
+                        )
                     else:
                         summary.ignored += 1
                     continue
@@ -529,27 +592,46 @@ class DocumentIndex:
             if run.batch_chunks >= self.settings.batch_chunks:
                 self._flush(run)
                 self._maybe_checkpoint()
-            self._report(run, IndexProgress(phase="indexing", files_total=total, files_done=done,
-                                            chunks_done=summary.chunks_added + run.batch_chunks,
-                                            current=str(path)))
+            self._report(
+                run,
+                IndexProgress(
+                    phase="indexing",
+                    files_total=total,
+                    files_done=done,
+                    chunks_done=summary.chunks_added + run.batch_chunks,
+                    current=str(path),
+                ),
+            )
         self._flush(run)
-        self._report(run, IndexProgress(phase="saving", files_total=total, files_done=total,
-                                        chunks_done=summary.chunks_added))
+        self._report(
+            run,
+            IndexProgress(
+                phase="saving", files_total=total, files_done=total, chunks_done=summary.chunks_added
+            ),
+        )
         self.save()
 
     def _flush(self, run: _Run) -> None:
         if not run.batch and not run.touches:
             return
         self._embed(run.batch)
-        _, added, removed = self._commit(run.batch, touches=run.touches,
-                                         clear_skipped=[item.doc["source"] for item in run.batch])
+        _, added, removed = self._commit(
+            run.batch, touches=run.touches, clear_skipped=[item.doc["source"] for item in run.batch]
+        )
         run.summary.indexed += len(run.batch)
         run.summary.chunks_added += added
         run.summary.chunks_removed += removed
         run.batch, run.batch_chunks, run.touches = [], 0, []
 
-    def _skip(self, run: _Run, path: Path, reason: SkipReason, detail: str, stat: os.stat_result | None,
-              existing: dict[str, Any] | None) -> None:
+    def _skip(
+        self,
+        run: _Run,
+        path: Path,
+        reason: SkipReason,
+        detail: str,
+        stat: os.stat_result | None,
+        existing: dict[str, Any] | None,
+    ) -> None:
         run.summary.skipped.append(SkippedFile(path=str(path), reason=reason, detail=detail))
         with self._lock:
             if existing is not None:  # it was indexed, and what it holds now cannot be: drop the old text
@@ -557,8 +639,13 @@ class DocumentIndex:
                 run.summary.removed += 1
                 run.summary.chunks_removed += removed
             with self._store.write():
-                self._store.record_skipped(str(path), reason, detail, stat.st_size if stat else None,
-                                           stat.st_mtime_ns if stat else None)
+                self._store.record_skipped(
+                    str(path),
+                    reason,
+                    detail,
+                    stat.st_size if stat else None,
+                    stat.st_mtime_ns if stat else None,
+                )
 
     def _index_file(self, run: _Run, path: Path) -> None:
         key = str(path)
@@ -570,13 +657,20 @@ class DocumentIndex:
         except OSError as exc:
             self._skip(run, path, SkipReason.UNREADABLE, exc.strerror or str(exc), None, existing)
             return
-        if existing is not None and (existing["size"], existing["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        if existing is not None and (existing["size"], existing["mtime_ns"]) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ):
             run.summary.unchanged += 1
             return
-        if existing is None and remembered and (remembered["size"], remembered["mtime_ns"]) == (
-                stat.st_size, stat.st_mtime_ns):
-            run.summary.skipped.append(SkippedFile(path=key, reason=SkipReason(remembered["reason"]),
-                                                   detail=remembered["detail"]))
+        if (
+            existing is None
+            and remembered
+            and (remembered["size"], remembered["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+        ):
+            run.summary.skipped.append(
+                SkippedFile(path=key, reason=SkipReason(remembered["reason"]), detail=remembered["detail"])
+            )
             return
         if stat.st_size == 0:
             self._skip(run, path, SkipReason.EMPTY, "0 bytes", stat, existing)
@@ -602,9 +696,16 @@ class DocumentIndex:
         chunks = chunk_segments(loaded.segments, self.settings.chunk_chars, self.settings.chunk_overlap)
         date = loaded.date or datetime.fromtimestamp(stat.st_mtime, UTC)
         doc = {
-            "source": key, "path": key, "kind": loaded.kind, "title": loaded.title or path.stem,
-            "date": utc_iso(date), "content_hash": digest, "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "chunk_count": len(chunks), "indexed_at": utc_iso(_now()),
+            "source": key,
+            "path": key,
+            "kind": loaded.kind,
+            "title": loaded.title or path.stem,
+            "date": utc_iso(date),
+            "content_hash": digest,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "chunk_count": len(chunks),
+            "indexed_at": utc_iso(_now()),
             "extra": json.dumps(loaded.extra, sort_keys=True),
         }
         run.batch.append(_Pending(doc, chunks))
@@ -612,23 +713,29 @@ class DocumentIndex:
 
     # -- search ------------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, scope: Scope | None = None,
-               min_score: float | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 5, scope: Scope | None = None, min_score: float | None = None
+    ) -> list[Hit]:
         """The `k` chunks most similar to `query`, best first, optionally within `scope`."""
         if not query.strip() or k <= 0:
             return []
         vector = self.embedder.embed([query])[0]  # outside the lock: this is the slow part
         return self.search_vector(vector, k, scope, min_score)
 
-    def search_vector(self, vector: np.ndarray, k: int = 5, scope: Scope | None = None,
-                      min_score: float | None = None) -> list[Hit]:
+    def search_vector(
+        self, vector: np.ndarray, k: int = 5, scope: Scope | None = None, min_score: float | None = None
+    ) -> list[Hit]:
         vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
             vectors = self._ensure_vectors_locked()
             allowed = None if _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)  # type: ignore[arg-type]
             if allowed is not None and not len(allowed):
                 return []
-            if allowed is not None and vectors.kind == HNSW and len(allowed) <= self.settings.exact_scope_limit:
+            if (
+                allowed is not None
+                and vectors.kind == HNSW
+                and len(allowed) <= self.settings.exact_scope_limit
+            ):
                 # A filter that leaves few candidates starves the HNSW graph walk: scan them exactly.
                 ids, matrix = self._store.vectors(allowed, self.embedder.dim)
                 scores = matrix @ vector
@@ -645,11 +752,21 @@ class DocumentIndex:
             row = rows.get(chunk_id)
             if row is None or (min_score is not None and score < min_score):
                 continue
-            hits.append(Hit(
-                chunk_id=chunk_id, document_id=row["document_id"], source=row["source"], path=row["path"],
-                title=row["title"], page=row["page"], start=row["start"], end=row["end"],
-                snippet=_snippet(row["text"]), score=round(float(score), 6), date=_parse_date(row["date"]),
-            ))
+            hits.append(
+                Hit(
+                    chunk_id=chunk_id,
+                    document_id=row["document_id"],
+                    source=row["source"],
+                    path=row["path"],
+                    title=row["title"],
+                    page=row["page"],
+                    start=row["start"],
+                    end=row["end"],
+                    snippet=_snippet(row["text"]),
+                    score=round(float(score), 6),
+                    date=_parse_date(row["date"]),
+                )
+            )
         return hits
 
     # -- status and self-check ---------------------------------------------------------------------
@@ -662,14 +779,20 @@ class DocumentIndex:
             roots = list(self._store.roots())
             vectors = self._vectors
             return IndexStatus(
-                folder=str(self.folder), model=self.embedder.model_id, documents=documents, chunks=chunks,
+                folder=str(self.folder),
+                model=self.embedder.model_id,
+                documents=documents,
+                chunks=chunks,
                 vectors=vectors.ntotal if vectors else None,
                 tombstones=vectors.tombstones if vectors else None,
                 index_kind=vectors.kind if vectors else None,
-                embedder_ready=self.embedder.is_ready, roots=roots,
+                embedder_ready=self.embedder.is_ready,
+                roots=roots,
                 skipped=[SkippedFile(path=p, reason=SkipReason(r), detail=d) for p, r, d in skipped],
                 indexing=self._progress,
-                last_run=msgspec.json.decode(meta["last_run"], type=IndexSummary) if "last_run" in meta else None,
+                last_run=msgspec.json.decode(meta["last_run"], type=IndexSummary)
+                if "last_run" in meta
+                else None,
             )
 
     def verify(self) -> list[str]:

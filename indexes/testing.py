@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import random
 import re
 import struct
@@ -72,7 +73,7 @@ class HashEmbedder:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = _WORD.findall(text.lower())
-            for token in [*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))]:
+            for token in [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]:
                 h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
                 out[row, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
             norm = float(np.linalg.norm(out[row]))
@@ -85,90 +86,171 @@ class HashEmbedder:
 
 # (fact, question): each corpus document holds one fact; the question should retrieve it.
 FACTS: tuple[tuple[str, str], ...] = (
-    ("The annual company picnic will take place at Riverside Park on June 14th.",
-     "Where is the annual company picnic held?"),
-    ("The espresso machine on the fourth floor is descaled every Friday afternoon by facilities.",
-     "How often is the espresso machine descaled?"),
-    ("Our warranty on the Model X200 industrial pump lasts seven years from installation.",
-     "How long is the warranty on the X200 pump?"),
-    ("The Berlin data center has run on hydroelectric power since 2021.",
-     "What energy source powers the Berlin data center?"),
-    ("New employees receive a laptop with 32 gigabytes of memory and a docking station.",
-     "What laptop do new employees get?"),
-    ("The parking garage closes at 11 pm on weekdays and stays closed on Sundays.",
-     "When does the parking garage close?"),
-    ("Travel expenses above 500 euros need approval from the finance director, Ingrid Solberg.",
-     "Who approves travel expenses above 500 euros?"),
-    ("The customer churn rate fell to 3.2 percent in the third quarter.",
-     "What was the customer churn rate in the third quarter?"),
-    ("The fire evacuation assembly point is the north corner of the visitor car park.",
-     "Where is the fire evacuation assembly point?"),
-    ("Project Nightingale migrates the billing system from Oracle to PostgreSQL by March.",
-     "Which database is the billing system moving to?"),
-    ("The Tokyo sales team exceeded its target by 18 percent thanks to the robotics contract.",
-     "By how much did the Tokyo sales team beat its target?"),
-    ("Our cafeteria serves a vegan lasagna every Thursday at lunch.",
-     "On which day is vegan lasagna served in the cafeteria?"),
-    ("The penetration test found an outdated TLS configuration on the customer portal.",
-     "What security issue did the penetration test find?"),
-    ("Parental leave at the company is twenty weeks, fully paid, for every parent.",
-     "How long is paid parental leave?"),
-    ("The board approved a dividend of 1.40 dollars per share for this year.",
-     "What dividend per share did the board approve?"),
-    ("The new logo shows a teal hummingbird drawn by an Amsterdam design studio.",
-     "Which bird appears in the new logo?"),
-    ("Server backups are kept for ninety days in an encrypted storage bucket in Frankfurt.",
-     "How long are server backups retained?"),
-    ("The chemistry lab requires safety goggles and a flame-resistant coat at all times.",
-     "What protective equipment is required in the chemistry lab?"),
-    ("Marco Rossi will replace Helen Park as head of customer support in September.",
-     "Who will become the new head of customer support?"),
-    ("The delivery fleet switched to electric vans, cutting fuel costs by 40 percent.",
-     "How much did switching to electric vans reduce fuel costs?"),
-    ("The library of the Madrid office lends books for up to three weeks.",
-     "How long can books be borrowed from the Madrid office library?"),
-    ("Our mobile app crashed on Android 14 because of a memory leak in the image cache.",
-     "Why did the mobile app crash on Android?"),
-    ("The quarterly town hall is streamed live from the Toronto auditorium.",
-     "Where is the quarterly town hall streamed from?"),
-    ("Bicycles can be parked in the basement storage room, which opens with an employee badge.",
-     "Where can employees park their bicycles?"),
-    ("The supplier Nordic Timber delivers oak planks every second Tuesday.",
-     "How often does Nordic Timber deliver oak planks?"),
-    ("The Wednesday yoga class is taught by a certified instructor named Priya.",
-     "Who teaches the yoga class on Wednesdays?"),
-    ("The rooftop solar panels generated 120 megawatt hours of electricity last year.",
-     "How much electricity did the rooftop solar panels produce?"),
-    ("Password resets require a verification code sent to the registered phone number.",
-     "What is needed to reset a password?"),
-    ("The museum sponsorship gives employees free entry on the first Sunday of each month.",
-     "When do employees get free entry to the museum?"),
-    ("Customer complaints about late shipments doubled during the December holiday rush.",
-     "What happened to complaints about late shipments in December?"),
-    ("The cleanroom temperature must stay between 19 and 21 degrees Celsius.",
-     "What temperature range is required in the cleanroom?"),
-    ("The chess club meets in conference room Kilimanjaro on Monday evenings.",
-     "Where does the chess club meet?"),
-    ("Our French distributor Lumiere SA holds exclusive distribution rights until 2027.",
-     "Until when does the French distributor hold exclusive rights?"),
-    ("The company was founded in 1987 in Gothenburg by two marine engineers.",
-     "Where and when was the company founded?"),
-    ("Interns are paid a monthly stipend of 1,800 euros.",
-     "How much is the monthly stipend for interns?"),
-    ("The drone inspection of the wind turbines is scheduled for early October.",
-     "When is the drone inspection of the wind turbines?"),
-    ("Visitors must sign the non-disclosure agreement at reception before entering the lab.",
-     "What must visitors sign at reception?"),
-    ("Used printer cartridges are collected for recycling in the mailroom.",
-     "Where are used printer cartridges collected?"),
-    ("The property insurance policy covers water damage but excludes earthquakes.",
-     "Does the property insurance cover earthquakes?"),
-    ("The marketing budget for the spring campaign is 250,000 dollars.",
-     "What is the budget for the spring marketing campaign?"),
-    ("Sourdough for the bakery line is fermented for 36 hours before baking.",
-     "How long is the sourdough fermented?"),
-    ("The CEO will present the five-year strategy at the Vienna conference in November.",
-     "Where will the CEO present the five-year strategy?"),
+    (
+        "The annual company picnic will take place at Riverside Park on June 14th.",
+        "Where is the annual company picnic held?",
+    ),
+    (
+        "The espresso machine on the fourth floor is descaled every Friday afternoon by facilities.",
+        "How often is the espresso machine descaled?",
+    ),
+    (
+        "Our warranty on the Model X200 industrial pump lasts seven years from installation.",
+        "How long is the warranty on the X200 pump?",
+    ),
+    (
+        "The Berlin data center has run on hydroelectric power since 2021.",
+        "What energy source powers the Berlin data center?",
+    ),
+    (
+        "New employees receive a laptop with 32 gigabytes of memory and a docking station.",
+        "What laptop do new employees get?",
+    ),
+    (
+        "The parking garage closes at 11 pm on weekdays and stays closed on Sundays.",
+        "When does the parking garage close?",
+    ),
+    (
+        "Travel expenses above 500 euros need approval from the finance director, Ingrid Solberg.",
+        "Who approves travel expenses above 500 euros?",
+    ),
+    (
+        "The customer churn rate fell to 3.2 percent in the third quarter.",
+        "What was the customer churn rate in the third quarter?",
+    ),
+    (
+        "The fire evacuation assembly point is the north corner of the visitor car park.",
+        "Where is the fire evacuation assembly point?",
+    ),
+    (
+        "Project Nightingale migrates the billing system from Oracle to PostgreSQL by March.",
+        "Which database is the billing system moving to?",
+    ),
+    (
+        "The Tokyo sales team exceeded its target by 18 percent thanks to the robotics contract.",
+        "By how much did the Tokyo sales team beat its target?",
+    ),
+    (
+        "Our cafeteria serves a vegan lasagna every Thursday at lunch.",
+        "On which day is vegan lasagna served in the cafeteria?",
+    ),
+    (
+        "The penetration test found an outdated TLS configuration on the customer portal.",
+        "What security issue did the penetration test find?",
+    ),
+    (
+        "Parental leave at the company is twenty weeks, fully paid, for every parent.",
+        "How long is paid parental leave?",
+    ),
+    (
+        "The board approved a dividend of 1.40 dollars per share for this year.",
+        "What dividend per share did the board approve?",
+    ),
+    (
+        "The new logo shows a teal hummingbird drawn by an Amsterdam design studio.",
+        "Which bird appears in the new logo?",
+    ),
+    (
+        "Server backups are kept for ninety days in an encrypted storage bucket in Frankfurt.",
+        "How long are server backups retained?",
+    ),
+    (
+        "The chemistry lab requires safety goggles and a flame-resistant coat at all times.",
+        "What protective equipment is required in the chemistry lab?",
+    ),
+    (
+        "Marco Rossi will replace Helen Park as head of customer support in September.",
+        "Who will become the new head of customer support?",
+    ),
+    (
+        "The delivery fleet switched to electric vans, cutting fuel costs by 40 percent.",
+        "How much did switching to electric vans reduce fuel costs?",
+    ),
+    (
+        "The library of the Madrid office lends books for up to three weeks.",
+        "How long can books be borrowed from the Madrid office library?",
+    ),
+    (
+        "Our mobile app crashed on Android 14 because of a memory leak in the image cache.",
+        "Why did the mobile app crash on Android?",
+    ),
+    (
+        "The quarterly town hall is streamed live from the Toronto auditorium.",
+        "Where is the quarterly town hall streamed from?",
+    ),
+    (
+        "Bicycles can be parked in the basement storage room, which opens with an employee badge.",
+        "Where can employees park their bicycles?",
+    ),
+    (
+        "The supplier Nordic Timber delivers oak planks every second Tuesday.",
+        "How often does Nordic Timber deliver oak planks?",
+    ),
+    (
+        "The Wednesday yoga class is taught by a certified instructor named Priya.",
+        "Who teaches the yoga class on Wednesdays?",
+    ),
+    (
+        "The rooftop solar panels generated 120 megawatt hours of electricity last year.",
+        "How much electricity did the rooftop solar panels produce?",
+    ),
+    (
+        "Password resets require a verification code sent to the registered phone number.",
+        "What is needed to reset a password?",
+    ),
+    (
+        "The museum sponsorship gives employees free entry on the first Sunday of each month.",
+        "When do employees get free entry to the museum?",
+    ),
+    (
+        "Customer complaints about late shipments doubled during the December holiday rush.",
+        "What happened to complaints about late shipments in December?",
+    ),
+    (
+        "The cleanroom temperature must stay between 19 and 21 degrees Celsius.",
+        "What temperature range is required in the cleanroom?",
+    ),
+    (
+        "The chess club meets in conference room Kilimanjaro on Monday evenings.",
+        "Where does the chess club meet?",
+    ),
+    (
+        "Our French distributor Lumiere SA holds exclusive distribution rights until 2027.",
+        "Until when does the French distributor hold exclusive rights?",
+    ),
+    (
+        "The company was founded in 1987 in Gothenburg by two marine engineers.",
+        "Where and when was the company founded?",
+    ),
+    ("Interns are paid a monthly stipend of 1,800 euros.", "How much is the monthly stipend for interns?"),
+    (
+        "The drone inspection of the wind turbines is scheduled for early October.",
+        "When is the drone inspection of the wind turbines?",
+    ),
+    (
+        "Visitors must sign the non-disclosure agreement at reception before entering the lab.",
+        "What must visitors sign at reception?",
+    ),
+    (
+        "Used printer cartridges are collected for recycling in the mailroom.",
+        "Where are used printer cartridges collected?",
+    ),
+    (
+        "The property insurance policy covers water damage but excludes earthquakes.",
+        "Does the property insurance cover earthquakes?",
+    ),
+    (
+        "The marketing budget for the spring campaign is 250,000 dollars.",
+        "What is the budget for the spring marketing campaign?",
+    ),
+    (
+        "Sourdough for the bakery line is fermented for 36 hours before baking.",
+        "How long is the sourdough fermented?",
+    ),
+    (
+        "The CEO will present the five-year strategy at the Vienna conference in November.",
+        "Where will the CEO present the five-year strategy?",
+    ),
 )
 
 _FILLER = (
@@ -204,7 +286,9 @@ class CorpusDoc:
     page: int | None = None  # the page that holds the fact, for PDFs
 
 
-def write_docx(path: Path, paragraphs: Sequence[str], *, title: str = "", table: Sequence[Sequence[str]] = ()) -> Path:
+def write_docx(
+    path: Path, paragraphs: Sequence[str], *, title: str = "", table: Sequence[Sequence[str]] = ()
+) -> Path:
     import docx
 
     document = docx.Document()
@@ -269,8 +353,16 @@ def write_html(path: Path, title: str, paragraphs: Sequence[str]) -> Path:
     return path
 
 
-def write_eml(path: Path, subject: str, body: str, *, sender: str = "Alice Example <alice@example.com>",
-              to: str = "Bob Example <bob@example.com>", date: datetime | None = None, html: bool = False) -> Path:
+def write_eml(
+    path: Path,
+    subject: str,
+    body: str,
+    *,
+    sender: str = "Alice Example <alice@example.com>",
+    to: str = "Bob Example <bob@example.com>",
+    date: datetime | None = None,
+    html: bool = False,
+) -> Path:
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
@@ -289,8 +381,15 @@ def _filetime(value: datetime) -> int:
     return int((value - datetime(1601, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 10
 
 
-def write_msg(path: Path, subject: str, body: str, *, sender: str = "Alice Example",
-              sender_email: str = "alice@example.com", date: datetime | None = None) -> Path:
+def write_msg(
+    path: Path,
+    subject: str,
+    body: str,
+    *,
+    sender: str = "Alice Example",
+    sender_email: str = "alice@example.com",
+    date: datetime | None = None,
+) -> Path:
     """A minimal Outlook .msg (an OLE compound file of MAPI property streams, [MS-OXMSG])."""
     from extract_msg.ole_writer import OleWriter
 
@@ -307,7 +406,9 @@ def write_msg(path: Path, subject: str, body: str, *, sender: str = "Alice Examp
     sent = _filetime(date or datetime(2024, 5, 6, 9, 30, tzinfo=UTC))
     # Fixed-size properties live in one stream: a 32-byte header, then 16 bytes per property
     # (tag, flags, value): PidTagClientSubmitTime and PidTagMessageDeliveryTime (PT_SYSTIME).
-    properties = b"\0" * 32 + struct.pack("<IIQ", 0x00390040, 6, sent) + struct.pack("<IIQ", 0x0E060040, 6, sent)
+    properties = (
+        b"\0" * 32 + struct.pack("<IIQ", 0x00390040, 6, sent) + struct.pack("<IIQ", 0x0E060040, 6, sent)
+    )
     writer.addEntry("__properties_version1.0", properties)
     writer.addEntry("__nameid_version1.0", storage=True)
     writer.write(str(path))
@@ -373,14 +474,27 @@ def make_corpus(folder: Path, per_type: int = 6, *, seed: int = 0, long_every: i
             elif kind == "html":
                 write_html(path, title, [before, fact, after])
             elif kind == "eml":
-                write_eml(path, title, body, html=i % 2 == 1,
-                          date=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=number))
+                write_eml(
+                    path,
+                    title,
+                    body,
+                    html=i % 2 == 1,
+                    date=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=number),
+                )
             elif kind == "msg":
-                write_msg(path, title, body.replace(". ", ".\r\n"),
-                          date=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=number))
+                write_msg(
+                    path,
+                    title,
+                    body.replace(". ", ".\r\n"),
+                    date=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=number),
+                )
             elif kind == "docx":
-                write_docx(path, [before, fact, after], title=title,
-                           table=[["Owner", "Status"], ["Operations", "Open"]])
+                write_docx(
+                    path,
+                    [before, fact, after],
+                    title=title,
+                    table=[["Owner", "Status"], ["Operations", "Open"]],
+                )
             else:
                 if long:
                     write_pdf(path, [f"{title}\n{filler(rng, 8)}", f"{before} {fact} {after}"], title=title)
