@@ -57,10 +57,12 @@ class SkipReason(enum.StrEnum):
 class IndexSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Tuning knobs. The defaults suit all-MiniLM-L6-v2 (256 word pieces) on a laptop CPU."""
 
-    # Chunks are at most this many characters (~200 word pieces of English, under the model's limit),
-    # cut at paragraph, line, sentence or word boundaries, overlapping by `chunk_overlap` characters.
-    chunk_chars: int = 1000
-    chunk_overlap: int = 150
+    # Chunks are at most this many characters, cut at paragraph, line, sentence or word boundaries and
+    # overlapping by `chunk_overlap`. 600 characters are ~130 word pieces of English: the length
+    # all-MiniLM-L6-v2 was trained on, and far enough under its 256-piece cut-off that denser text
+    # (numbers, other languages) is not silently truncated.
+    chunk_chars: int = 600
+    chunk_overlap: int = 100
     # Above this many live vectors the exact (flat) index becomes HNSW; below half of it, flat again.
     hnsw_threshold: int = 20_000
     hnsw_m: int = 32

@@ -283,7 +283,9 @@ class DocumentIndex:
         self._last_save = time.monotonic()
 
     def save(self) -> None:
-        """Write the FAISS file now (a checkpoint); only needed to make the next open faster."""
+        """Restructure if due (flat <-> HNSW, compaction) and write the FAISS file (a checkpoint)."""
+        with self._lock:
+            self._ensure_vectors_locked()
         self._maybe_restructure()
         with self._lock:
             self._save_locked()

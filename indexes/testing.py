@@ -440,6 +440,7 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     }
 
 
+_SUBJECTS = ("weekly update", "meeting notes", "information", "for your records", "follow-up", "summary")
 _KINDS = ("txt", "md", "html", "eml", "msg", "docx", "pdf")
 
 
@@ -463,7 +464,7 @@ def make_corpus(folder: Path, per_type: int = 6, *, seed: int = 0, long_every: i
             long = long_every > 0 and i % long_every == long_every - 1
             before = filler(rng, 14 if long else 3)
             after = filler(rng, 14 if long else 3)
-            title = f"Note {number}: " + " ".join(fact.split()[:4])
+            title = f"Note {number}: {_SUBJECTS[number % len(_SUBJECTS)]}"
             body = f"{before} {fact} {after}"
             path = sub / f"doc{number:04d}.{kind}"
             page = None
