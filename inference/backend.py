@@ -8,7 +8,7 @@ request the moment it gets control back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
 from ._types import BackendInfo, Finished, GenerationRequest, Token
@@ -38,4 +38,9 @@ class Backend(Protocol):
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
         """Stream the generation: `Token`s, then one `Finished` with usage."""
+        ...
+
+    async def prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
+        """Do ahead of time what `stream(request)` would do first (evaluate the prompt), stopping early
+        when `should_stop()`. Returns the prompt tokens now cached; 0 for backends that cannot cache."""
         ...

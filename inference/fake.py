@@ -29,6 +29,7 @@ class ScriptedBackend:
         self.first_delay = first_delay
         self.fail_with = fail_with
         self.requests: list[GenerationRequest] = []
+        self.prepared: list[GenerationRequest] = []
         self.active = 0
         self.cancelled = 0
         self._info = BackendInfo(
@@ -38,6 +39,12 @@ class ScriptedBackend:
     @property
     def info(self) -> BackendInfo:
         return self._info
+
+    async def prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
+        self.prepared.append(request)
+        if self.first_delay:
+            await asyncio.sleep(self.first_delay)
+        return sum(len(m.content.split()) for m in request.messages)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
         self.requests.append(request)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,9 @@ __all__ = ["EMBEDDED_MODEL_ID", "LlamaCppBackend", "default_threads", "embedded_
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Tokens evaluated between checks for a waiting request while preparing: ~0.1 s on 2 laptop cores, and
+# within 10% of the throughput of one big batch.
+_PREPARE_CHUNK = 32
 
 
 def embedded_model_path() -> Path:
@@ -117,6 +120,31 @@ class LlamaCppBackend:
             cancel.set()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([worker])
+
+    async def prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
+        """Evaluate `request`'s prompt ahead of time, so that generating it later starts at once.
+
+        llama.cpp keeps one sequence in its KV cache and a generation reuses the longest prefix it shares
+        with it, so a prompt evaluated while the user is still reading costs nothing when they click. The
+        work goes in small chunks and stops as soon as `should_stop()` (someone is waiting for the model);
+        the part already evaluated stays useful. Returns how many prompt tokens are now cached.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._prepare, request, should_stop)
+
+    def _prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
+        tokens, _, _ = self._prompt(request)
+        if len(tokens) + request.max_tokens > self._info.context_length:
+            raise ContextOverflow(len(tokens), request.max_tokens, self._info.context_length)
+        llm = self._llm
+        # Leave the last token for the real call: its decode produces the logits the first sample needs.
+        wanted = tokens[:-1]
+        llm.n_tokens = llm.longest_token_prefix(llm._input_ids, wanted)  # eval() drops the KV cache after it
+        for start in range(llm.n_tokens, len(wanted), _PREPARE_CHUNK):
+            if should_stop():
+                break
+            llm.eval(wanted[start : start + _PREPARE_CHUNK])
+        return int(llm.n_tokens)
 
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], Any]:
         rendered = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])

@@ -17,7 +17,16 @@ from deskpilot.inference import Email, Job, Ticket, draft_reply_job, summarize_j
 from .lineage import LineageStore, Run
 from .model_host import ModelHost
 from .runs import RunExecutor
-from .schemas import DraftReplyRequest, EmailIn, Health, ModelInfo, ModelsOut, RunOut, SummarizeRequest
+from .schemas import (
+    DraftReplyRequest,
+    EmailIn,
+    Health,
+    ModelInfo,
+    ModelsOut,
+    PrepareOut,
+    RunOut,
+    SummarizeRequest,
+)
 from .settings import Settings
 from .sse import sse_response
 
@@ -31,6 +40,16 @@ def _email(e: EmailIn) -> Email:
 def _context_length(host: ModelHost) -> int:
     # Before the model has loaded we budget for the configured context; the backend re-checks exactly.
     return host.backend.info.context_length if host.backend else 4096
+
+
+def _summarize_job(data: SummarizeRequest, executor: RunExecutor) -> Job:
+    return summarize_job(
+        context_length=_context_length(executor.host),
+        text=data.text,
+        email=_email(data.email) if data.email else None,
+        thread=tuple(_email(m) for m in data.thread),
+        sentences=data.sentences,
+    )
 
 
 def _stream(executor: RunExecutor, job: Job, ticket: Ticket, client: str, source_ref: str | None,
@@ -52,14 +71,15 @@ class AITasks(Controller):
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         ticket = executor.admit()
-        job = summarize_job(
-            context_length=_context_length(executor.host),
-            text=data.text,
-            email=_email(data.email) if data.email else None,
-            thread=tuple(_email(m) for m in data.thread),
-            sentences=data.sentences,
-        )
+        job = _summarize_job(data, executor)
         return _stream(executor, job, ticket, data.client, data.source_ref, settings, stopping)
+
+    @post("/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)")
+    async def prepare(self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor]) -> PrepareOut:
+        """The task pane calls this when an item opens. While the model is idle it reads the item ahead
+        of time, so that when the user clicks Summarize the first words appear at once. It gives way to
+        any real request and records nothing: no output is produced."""
+        return await executor.prepare(_summarize_job(data, executor))
 
     @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
     async def draft_reply(

@@ -19,7 +19,7 @@ from deskpilot.inference import BackendError, ContextOverflow, Finished, Job, Mo
 
 from .lineage import LineageStore, RunEnd, RunStart
 from .model_host import ModelHost
-from .schemas import DoneEvent, ErrorEvent, MetaEvent, TokenEvent, UsageOut
+from .schemas import DoneEvent, ErrorEvent, MetaEvent, PrepareOut, TokenEvent, UsageOut
 
 __all__ = ["RunExecutor"]
 
@@ -33,6 +33,23 @@ class RunExecutor:
         self.host = host
         self.lineage = lineage
         self.retain_inputs = retain_inputs
+
+    async def prepare(self, job: Job) -> PrepareOut:
+        """Warm the model for `job` while it is idle; never delays a real request (see `Backend.prepare`)."""
+        backend, gate = self.host.backend, self.host.gate
+        if backend is None:
+            return PrepareOut(prepared=False, reason="the model is still loading")
+        if gate.busy or gate.waiting:
+            return PrepareOut(prepared=False, reason="the model is busy")
+        started = time.perf_counter()
+        try:
+            async with gate.slot():
+                cached = await backend.prepare(job.request, should_stop=lambda: gate.waiting > 0)
+        except ModelBusy:
+            return PrepareOut(prepared=False, reason="the model is busy")
+        except ContextOverflow as exc:
+            return PrepareOut(prepared=False, reason=str(exc))
+        return PrepareOut(prepared=True, cached_tokens=cached, ms=round((time.perf_counter() - started) * 1000, 1))
 
     def admit(self) -> Ticket:
         """Before a response starts: 503 if the model failed to load, 429 if the line is full."""

@@ -21,6 +21,7 @@ __all__ = [
     "ErrorEvent",
     "Health",
     "MetaEvent",
+    "PrepareOut",
     "ModelInfo",
     "ModelsOut",
     "RunOut",
@@ -117,6 +118,13 @@ class ErrorEvent(_Out):
 
 
 # --- plain responses ----------------------------------------------------------------------------------
+
+
+class PrepareOut(_Out):
+    prepared: bool
+    reason: str | None = None
+    cached_tokens: int = 0
+    ms: float = 0.0
 
 
 class ErrorBody(_Out, omit_defaults=True):

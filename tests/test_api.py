@@ -189,3 +189,28 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
     assert {"/v1/summarize", "/v1/draft-reply", "/v1/runs/{run_id}", "/v1/models", "/healthz"} <= set(doc["paths"])
     schemas = doc["components"]["schemas"]
     assert "sourceRef" in next(s for n, s in schemas.items() if n.endswith("SummarizeRequest"))["properties"]
+
+
+def test_prepare_warms_exactly_the_prompt_a_summary_will_use(client: TestClient, backend: ScriptedBackend) -> None:
+    body = {"email": EMAIL, "sentences": 2}
+    r = client.post("/v1/prepare", json=body)
+    assert r.status_code == 200 and r.json()["prepared"] is True and r.json()["cachedTokens"] > 0
+    client.post("/v1/summarize", json=body)
+    assert backend.prepared[-1] == backend.requests[-1]  # same messages and parameters, token for token
+    assert client.post("/v1/prepare", json={"tekst": "x"}).status_code == 400
+
+
+def test_prepare_never_waits_for_a_busy_model(app_home: Path) -> None:
+    slow = ScriptedBackend([f" w{i}" for i in range(30)], delay=0.02)
+    with TestClient(make_app(app_home, slow), base_url=BASE) as c:
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(r=c.post("/v1/summarize", json={"text": "a"})))
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not c.get("/v1/models").json()["busy"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        r = c.post("/v1/prepare", json={"text": "b"})
+        assert r.json() == {"prepared": False, "reason": "the model is busy", "cachedTokens": 0, "ms": 0.0}
+        thread.join()
+        assert slow.prepared == []

@@ -201,3 +201,28 @@ def test_a_crash_mid_run_leaves_an_interrupted_run(server_factory, app_home: Pat
         run = client.get(f"/v1/runs/{run_id}").json()
     assert run["status"] == "interrupted"
     assert audit(app_home, "verify").returncode == 0
+
+
+def test_prepare_caches_the_prompt_and_gives_way_to_real_requests(server) -> None:  # type: ignore[no-untyped-def]
+    body = {"email": EMAIL}
+    with server.client() as client:
+        prepared = client.post("/v1/prepare", json=body).json()
+        events = events_of(client, "/v1/summarize", body)
+        prompt_tokens = events[-1][1]["usage"]["promptTokens"]
+        # Everything but the last prompt token was evaluated ahead (the last one yields the first logits).
+        assert prepared["prepared"] and prepared["cachedTokens"] == prompt_tokens - 1
+
+        # A long prepare stops as soon as a real request queues; the real request is not held up by it.
+        long_text = {"text": "The supplier confirmed the revised delivery schedule for the spring range. " * 120}
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(r=client.post("/v1/prepare", json=long_text)))
+        thread.start()
+        time.sleep(0.4)
+        t0 = time.perf_counter()
+        quick = events_of(client, "/v1/summarize", {"text": "Lunch moved to 1 pm.", "sentences": 1})
+        waited = quick[-1][1]["queueMs"]
+        thread.join(60)
+        gave_way = result["r"].json()
+        assert gave_way["prepared"] and 0 < gave_way["cachedTokens"] < 1000
+        assert waited < 1000, f"the real request waited {waited} ms behind a prepare"
+        assert time.perf_counter() - t0 < 20
