@@ -135,6 +135,8 @@ class Hit(_Wire):
     # Cosine similarity, higher is better.
     score: float
     date: datetime | None = None
+    # The whole chunk, for grounding an answer (the snippet is for display).
+    text: str = ""
 
 
 class SkippedFile(_Wire):

@@ -767,6 +767,7 @@ class DocumentIndex:
                     snippet=_snippet(row["text"]),
                     score=round(float(score), 6),
                     date=_parse_date(row["date"]),
+                    text=row["text"],
                 )
             )
         return hits

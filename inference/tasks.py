@@ -16,7 +16,7 @@ import msgspec
 from ._types import GenerationRequest
 from .templates import PromptTemplate, load_template
 
-__all__ = ["Email", "Job", "draft_reply_job", "input_digest", "summarize_job"]
+__all__ = ["Email", "Job", "Passage", "ask_job", "draft_reply_job", "input_digest", "summarize_job"]
 
 # Conservative characters-per-token for budgeting (English is ~4; code, numbers and other scripts less).
 CHARS_PER_TOKEN = 3.0
@@ -137,3 +137,33 @@ def draft_reply_job(
                 "instructions": instructions, "signature": signature}
     return Job(task="draft_reply", template=template, request=request, input=msgspec.to_builtins(recorded),
                truncated=truncated)
+
+
+class Passage(msgspec.Struct, frozen=True, kw_only=True):
+    """A retrieved piece of a document, as the model sees it; `number` is what citations refer to."""
+
+    number: int
+    title: str
+    text: str
+    page: int | None = None
+
+
+def ask_job(
+    *, context_length: int, question: str, passages: tuple[Passage, ...], template: PromptTemplate | None = None
+) -> Job:
+    """Answer `question` from `passages`, best first; passages that do not fit the context are dropped."""
+    template = template or load_template("ask")
+    budget = _budget_chars(context_length, template.max_tokens) - len(question)
+    blocks: list[str] = []
+    for p in passages:
+        where = f", page {p.page}" if p.page else ""
+        block = f"[{p.number}] {p.title}{where}:\n{p.text.strip()}"
+        if len(block) + 2 > budget:
+            break
+        blocks.append(block)
+        budget -= len(block) + 2
+    messages = template.render(sources="\n\n".join(blocks), question=question.strip())
+    request = GenerationRequest(messages=messages, max_tokens=template.max_tokens, temperature=template.temperature)
+    recorded = {"question": question, "passages": [msgspec.to_builtins(p) for p in passages[: len(blocks)]]}
+    return Job(task="ask", template=template, request=request, input=recorded,
+               truncated=len(blocks) < len(passages))

@@ -8,6 +8,7 @@ the embedded model (loaded in the background) and the lineage store in the app d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +20,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from deskpilot.indexes import DocumentIndex, index_folder
 from deskpilot.inference import Backend, BackendError, ModelBusy
 
 from . import __version__
 from .api import AITasks, Status
+from .ask import DocumentsAPI, Indexer
 from .lineage import LineageStore
 from .model_host import ModelHost
 from .runs import RunExecutor
@@ -51,22 +54,31 @@ def create_app(
     *,
     backend: Backend | Callable[[], Backend] | None = None,
     lineage: LineageStore | None = None,
+    index: DocumentIndex | None = None,
 ) -> Litestar:
     settings.home.mkdir(parents=True, exist_ok=True)
     owns_lineage = lineage is None
     lineage = lineage or LineageStore(settings.db_path)
+    indexer = Indexer(index or DocumentIndex(index_folder(settings.home)))
     host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
     executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
     stopping = asyncio.Event()
+    background: set[asyncio.Task[None]] = set()
 
     async def on_startup() -> None:
         recovered = lineage.recover_interrupted()
         if recovered:
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
         host.start_loading()
+        # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
+        # the model has loaded, so that neither readiness nor the first summary waits for them.
+        background.add(asyncio.create_task(_warm_index_after(host, indexer)))
 
     async def on_shutdown() -> None:
         stopping.set()
+        for task in background:
+            task.cancel()
+        await indexer.close()
         await host.close()
         if owns_lineage:
             lineage.close()
@@ -75,12 +87,13 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AITasks, Status],
+        route_handlers=[AITasks, DocumentsAPI, Status],
         dependencies={
             "settings": provide(settings),
             "executor": provide(executor),
             "lineage": provide(lineage),
             "stopping": provide(stopping),
+            "indexer": provide(indexer),
         },
         state=State({"stopping": stopping, "host": host}),
         on_startup=[on_startup],
@@ -97,6 +110,12 @@ def create_app(
                                      render_plugins=[JsonRenderPlugin()]),
         debug=False,
     )
+
+
+async def _warm_index_after(host: ModelHost, indexer: Indexer) -> None:
+    with contextlib.suppress(Exception):  # a failed load shows up again, with its reason, on real use
+        await host.ready()
+    indexer.index.warm_up(background=True)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,

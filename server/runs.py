@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import anyio
 
@@ -51,13 +52,39 @@ class RunExecutor:
             return PrepareOut(prepared=False, reason=str(exc))
         return PrepareOut(prepared=True, cached_tokens=cached, ms=round((time.perf_counter() - started) * 1000, 1))
 
+    async def answer_without_model(
+        self, job: Job, text: str, *, client: str = "api", source_ref: str | None = None,
+        retrieved: list[dict[str, Any]] | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """A fixed answer that needed no model (nothing relevant was retrieved), recorded like any run."""
+        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, RunStart(
+            task=job.task, template_id=job.template.template_id, template_hash=job.template.content_hash,
+            model_id="none", weights_digest="none", backend="none",
+            parameters={"answered_without_model": True}, input_digest=input_digest(job.input),
+            input=job.input if self.retain_inputs else None, client=client, source_ref=source_ref,
+            retrieved_chunks=retrieved or [],
+        ))
+        await anyio.to_thread.run_sync(self.lineage.close_run, run_id,
+                                       RunEnd(status="ok", output=text, total_ms=0.0, tokens_in=0, tokens_out=0))
+        yield MetaEvent(run_id=run_id, task=job.task, model="none", backend="none",
+                        template=job.template.template_id, truncated=False)
+        yield TokenEvent(text=text)
+        yield DoneEvent(run_id=run_id, queue_ms=0.0, ttft_ms=0.0, total_ms=0.0,
+                        usage=UsageOut(prompt_tokens=0, completion_tokens=0, finish_reason="stop"))
+
     def admit(self) -> Ticket:
         """Before a response starts: 503 if the model failed to load, 429 if the line is full."""
         self.host.check_available()
         return self.host.gate.reserve()
 
     async def execute(
-        self, job: Job, *, ticket: Ticket | None = None, client: str = "api", source_ref: str | None = None
+        self,
+        job: Job,
+        *,
+        ticket: Ticket | None = None,
+        client: str = "api",
+        source_ref: str | None = None,
+        retrieved: list[dict[str, Any]] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events of one run. `ticket` (from `admit`) is this run's place in line; released when it ends."""
         try:
@@ -81,6 +108,7 @@ class RunExecutor:
             input=job.input if self.retain_inputs else None,
             client=client,
             source_ref=source_ref,
+            retrieved_chunks=retrieved or [],
         ))
         yield MetaEvent(run_id=run_id, task=job.task, model=info.model_id, backend=info.backend,
                         template=job.template.template_id, truncated=job.truncated)

@@ -25,6 +25,8 @@ __all__ = [
     "ModelInfo",
     "ModelsOut",
     "RunOut",
+    "SourceOut",
+    "SourcesEvent",
     "SummarizeRequest",
     "TokenEvent",
     "UsageOut",
@@ -110,6 +112,23 @@ class DoneEvent(_Out):
     queue_ms: float
     ttft_ms: float | None
     total_ms: float
+
+
+class SourceOut(_Out):
+    number: int  # what [n] in the answer refers to
+    document_id: int
+    source: str  # a file path, or a reference such as "graph:message:AAMk…"
+    path: str | None
+    title: str
+    page: int | None
+    start: int  # character offsets of the passage in the document's text
+    end: int
+    snippet: str
+    score: float
+
+
+class SourcesEvent(_Out):
+    sources: list[SourceOut]
 
 
 class ErrorEvent(_Out):

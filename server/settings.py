@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0
     shutdown_grace_seconds: float = 3.0
+    # /v1/ask answers only from passages at least this similar to the question (cosine, all-MiniLM-L6-v2).
+    ask_min_score: float = 0.3
     # Lineage keeps a digest of every input; the raw text only when retention allows it.
     retain_inputs: bool = False
 

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The base URL of in-process test clients (Litestar's TestClient); the Host checks accept it.
+BASE = "http://127.0.0.1:8765"
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +122,20 @@ def server_factory(app_home: Path) -> Iterator[type[ServerProcess]]:
     for server in started:
         if server.proc.poll() is None:
             server.stop(signal.SIGKILL)
+
+
+def parse_sse(text: str) -> list[tuple[str, dict | str]]:
+    """(event, data) pairs, and ("comment", text) for comment lines."""
+    out: list[tuple[str, dict | str]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        event, data = None, []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                out.append(("comment", line[1:].strip()))
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if event:
+            out.append((event, msgspec.json.decode("\n".join(data))))
+    return out

@@ -7,38 +7,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from deskpilot.indexes import DocumentIndex
+from deskpilot.indexes.testing import HashEmbedder
 from deskpilot.inference import BackendError, ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings
 
-BASE = "http://127.0.0.1:8765"
+from conftest import BASE, parse_sse
+
 EMAIL = {"from": "ana@example.com", "subject": "Budget", "body": "Please send the numbers by Friday."}
 
 
-def parse_sse(text: str) -> list[tuple[str, dict | str]]:
-    """(event, data) pairs, and ("comment", text) for comment lines."""
-    out: list[tuple[str, dict | str]] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        event, data = None, []
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                out.append(("comment", line[1:].strip()))
-            elif line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
-        if event:
-            out.append((event, msgspec.json.decode("\n".join(data))))
-    return out
-
-
 def make_app(home: Path, backend: object, **settings: object) -> Litestar:
-    return create_app(load_settings(home=home, https=False, **settings), backend=backend)  # type: ignore[arg-type]
+    # The index gets a torch-free embedder: these tests are about the HTTP layer.
+    index = DocumentIndex(home / "index", embedder=HashEmbedder())
+    return create_app(load_settings(home=home, https=False, **settings), backend=backend, index=index)  # type: ignore[arg-type]
 
 
 @pytest.fixture

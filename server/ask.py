@@ -1,0 +1,142 @@
+"""The user's documents over HTTP: index them, see the index's state, and ask questions with citations.
+
+`/v1/ask` retrieves the best passages (optionally within a scope), then streams an answer that cites them
+as [1], [2]..., then a `sources` event that says where each number points (document, page or offset,
+snippet, score). When nothing scores above `ask_min_score`, no model is asked: the answer says so, because
+a small model handed unrelated passages invents an answer. Lineage records the chunk ids and scores.
+
+The index loads torch and the embedding model (~10 s) in the background after start-up, so requests that
+need no embeddings are never held up by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+from msgspec import Meta
+
+from deskpilot.indexes import DocumentIndex, Hit, IndexStatus, Scope
+from deskpilot.inference import Passage, ask_job
+
+from .api import _context_length
+from .runs import Event, RunExecutor
+from .schemas import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
+from .settings import Settings
+from .sse import sse_response
+
+__all__ = ["AskRequest", "DocumentsAPI", "IndexRequest", "Indexer"]
+
+NOTHING_FOUND = "I could not find anything about this in your indexed documents."
+
+
+class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    question: Annotated[str, Meta(min_length=1, max_length=2_000)]
+    k: Annotated[int, Meta(ge=1, le=20)] = 5
+    scope: Scope | None = None
+    client: Client = "api"
+    source_ref: ShortText | None = None
+
+
+class IndexRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    paths: Annotated[list[str], Meta(min_length=1, max_length=100)]
+    exclude: list[str] = []
+
+
+class IndexStarted(msgspec.Struct, rename="camel", kw_only=True):
+    started: bool
+    status: IndexStatus
+
+
+class Indexer:
+    """The server's index and the one indexing run it may have going, on a worker thread."""
+
+    def __init__(self, index: DocumentIndex) -> None:
+        self.index = index
+        self._run: asyncio.Task[object] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._run is not None and not self._run.done()
+
+    def start(self, paths: list[Path], exclude: list[str]) -> None:
+        self._run = asyncio.create_task(anyio.to_thread.run_sync(
+            lambda: self.index.index_paths(paths, exclude=exclude)))
+
+    async def close(self) -> None:
+        if self._run is not None:
+            await asyncio.gather(self._run, return_exceptions=True)
+        await anyio.to_thread.run_sync(self.index.close)
+
+
+def _passages(hits: list[Hit]) -> tuple[Passage, ...]:
+    return tuple(Passage(number=i, title=h.title or h.source, text=h.text, page=h.page)
+                 for i, h in enumerate(hits, start=1))
+
+
+def _sources(hits: list[Hit]) -> SourcesEvent:
+    return SourcesEvent(sources=[
+        SourceOut(number=i, document_id=h.document_id, source=h.source, path=h.path, title=h.title, page=h.page,
+                  start=h.start, end=h.end, snippet=h.snippet, score=h.score)
+        for i, h in enumerate(hits, start=1)])
+
+
+async def _with_sources(events: AsyncGenerator[Event, None], hits: list[Hit]) -> AsyncGenerator[object, None]:
+    """The answer's events with `sources` just before `done`."""
+    async for event in events:
+        if isinstance(event, DoneEvent):
+            yield _sources(hits)
+        yield event
+
+
+class DocumentsAPI(Controller):
+    path = "/v1"
+    tags = ["documents"]
+
+    @post("/index", status_code=202, summary="Index files and folders (runs in the background)")
+    async def start_index(self, data: JSONBody[IndexRequest], indexer: NamedDependency[Indexer]) -> IndexStarted:
+        paths = [Path(p).expanduser() for p in data.paths]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ClientException(f"no such file or folder: {', '.join(missing)}")
+        if indexer.running:
+            raise ClientException("an indexing run is already in progress; see /v1/index/status", status_code=409)
+        indexer.start(paths, data.exclude)
+        return IndexStarted(started=True, status=await anyio.to_thread.run_sync(indexer.index.status))
+
+    @get("/index/status", summary="Documents, chunks, skipped files with reasons, and indexing progress")
+    async def index_status(self, indexer: NamedDependency[Indexer]) -> IndexStatus:
+        return await anyio.to_thread.run_sync(indexer.index.status)
+
+    @post("/ask", status_code=200, summary="Answer a question from your documents, with citations (SSE)")
+    async def ask(
+        self, data: JSONBody[AskRequest], executor: NamedDependency[RunExecutor], indexer: NamedDependency[Indexer],
+        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+    ) -> ServerSentEvent:
+        if not data.question.strip():
+            raise ClientException("`question` is empty")
+        ticket = executor.admit()
+        hits = await anyio.to_thread.run_sync(
+            lambda: indexer.index.search(data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score))
+        job = ask_job(context_length=_context_length(executor.host), question=data.question,
+                      passages=_passages(hits))
+        retrieved = [{"id": h.chunk_id, "score": h.score, "document_id": h.document_id} for h in hits]
+        if hits:
+            events = _with_sources(executor.execute(job, ticket=ticket, client=data.client,
+                                                    source_ref=data.source_ref, retrieved=retrieved), hits)
+        else:
+            ticket.release()
+            events = _with_sources(executor.answer_without_model(job, NOTHING_FOUND, client=data.client,
+                                                                 source_ref=data.source_ref), hits)
+        weakref.finalize(events, ticket.release)
+        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)  # type: ignore[arg-type]
