@@ -116,12 +116,12 @@ async def _summarize(settings, text, mail, sentences, source) -> None:  # type: 
 def _attach_optional_commands() -> None:
     """Commands owned by other layers register here; each layer keeps its CLI next to its code."""
     from deskpilot.addin_manifest.cli import manifest
-    from deskpilot.indexes.cli import index
+    from deskpilot.indexes.cli import index_command
 
     from .lineage.cli import audit
 
     main.add_command(audit)
-    main.add_command(index)
+    main.add_command(index_command)
     main.add_command(manifest)
 
 
