@@ -67,7 +67,7 @@ class IndexSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     hnsw_threshold: int = 20_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256  # recall@10 0.98 at 50k chunks; the graph walk is <1 ms of a ~15 ms query
     # HNSW cannot remove vectors; removed chunks stay as tombstones filtered at search time until they
     # exceed this fraction of the vectors, then the index is rebuilt from the live vectors.
     compact_fraction: float = 0.2

@@ -40,7 +40,7 @@ class VectorIndex:
         hnsw_threshold: int,
         hnsw_m: int = 32,
         ef_construction: int = 80,
-        ef_search: int = 128,
+        ef_search: int = 256,
     ) -> None:
         self.dim = dim
         self.hnsw_threshold = hnsw_threshold
