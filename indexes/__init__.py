@@ -6,6 +6,7 @@
     index.warm_up()                          # background: loads FAISS and the embedding model
     summary = index.index_paths(["~/Documents"], exclude=["*/Private/*"])
     index.add_document("graph:message:AAMk…", text, title=subject, date=sent)
+    loaded = load_bytes(data, ".docx")      # bytes from elsewhere (a OneDrive download) -> text segments
     hits = index.search("when does the warranty end?", k=5, scope=Scope(folders=["~/Documents/Legal"]))
 
 Importing this package does not import torch, sentence-transformers or FAISS; see `index.py` for the
@@ -26,11 +27,13 @@ from ._types import (
     SkippedFile,
     SkipReason,
 )
+from ._loaders import SUPPORTED_SUFFIXES, LoadedDocument, SkipFile, html_to_text, load_bytes
 from .embedding import Embedder, EmbedderError, SentenceTransformerEmbedder, bundled_model_path
 from .index import DocumentIndex, ProgressCallback, index_folder
 
 __all__ = [
     "DEFAULT_EXCLUDES",
+    "SUPPORTED_SUFFIXES",
     "DocumentIndex",
     "DocumentInfo",
     "DocumentInput",
@@ -41,12 +44,16 @@ __all__ = [
     "IndexSettings",
     "IndexStatus",
     "IndexSummary",
+    "LoadedDocument",
     "PageText",
     "ProgressCallback",
     "Scope",
     "SentenceTransformerEmbedder",
+    "SkipFile",
     "SkipReason",
     "SkippedFile",
     "bundled_model_path",
+    "html_to_text",
     "index_folder",
+    "load_bytes",
 ]

@@ -26,6 +26,8 @@ from deskpilot.inference import Backend, BackendError, ModelBusy
 from . import __version__
 from .api import AITasks, Status
 from .ask import DocumentsAPI, Indexer
+from .connectors.api import SyncAPI
+from .connectors.service import GraphConnector
 from .lineage import LineageStore
 from .model_host import ModelHost
 from .runs import RunExecutor
@@ -55,11 +57,13 @@ def create_app(
     backend: Backend | Callable[[], Backend] | None = None,
     lineage: LineageStore | None = None,
     index: DocumentIndex | None = None,
+    graph: GraphConnector | None = None,
 ) -> Litestar:
     settings.home.mkdir(parents=True, exist_ok=True)
     owns_lineage = lineage is None
     lineage = lineage or LineageStore(settings.db_path)
     indexer = Indexer(index or DocumentIndex(index_folder(settings.home)))
+    graph = graph or GraphConnector(settings, indexer.index)
     host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
     executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
     stopping = asyncio.Event()
@@ -78,6 +82,7 @@ def create_app(
         stopping.set()
         for task in background:
             task.cancel()
+        await asyncio.to_thread(graph.close)  # a running sync stops after its current request
         await indexer.close()
         await host.close()
         if owns_lineage:
@@ -87,13 +92,14 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AITasks, DocumentsAPI, Status],
+        route_handlers=[AITasks, DocumentsAPI, SyncAPI, Status],
         dependencies={
             "settings": provide(settings),
             "executor": provide(executor),
             "lineage": provide(lineage),
             "stopping": provide(stopping),
             "indexer": provide(indexer),
+            "graph": provide(graph),
         },
         state=State({"stopping": stopping, "host": host}),
         on_startup=[on_startup],

@@ -118,11 +118,14 @@ def _attach_optional_commands() -> None:
     from deskpilot.addin_manifest.cli import manifest
     from deskpilot.indexes.cli import index_command
 
+    from .connectors.cli import login, logout, sync, whoami
     from .lineage.cli import audit
 
     main.add_command(audit)
     main.add_command(index_command)
     main.add_command(manifest)
+    for command in (login, logout, whoami, sync):
+        main.add_command(command)
 
 
 _attach_optional_commands()

@@ -44,10 +44,34 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ask_min_score: float = 0.3
     # Lineage keeps a digest of every input; the raw text only when retention allows it.
     retain_inputs: bool = False
+    # Microsoft 365 (server/connectors). `graph_client_id` is the app registration of a public client
+    # ("Allow public client flows" on, for the device code flow); None means not configured.
+    graph_client_id: str | None = None
+    graph_tenant: str = "organizations"
+    graph_authority_host: str = "https://login.microsoftonline.com"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    # Development and tests only: an http://127.0.0.1:PORT URL (the Graph stand-in) that receives the
+    # requests msal makes to `graph_authority_host`; msal itself only accepts https authorities.
+    graph_authority_loopback: str | None = None
+    # Tokens live only in the OS keyring. Where the only keyring is a plaintext file (keyrings.alt) or
+    # none at all, sign-in refuses to store them unless this is set.
+    allow_insecure_token_storage: bool = False
+    graph_max_file_bytes: int = 50 * 1024 * 1024  # larger OneDrive files are not downloaded
+    graph_calendar_days: int = 365  # events this many days back and ahead are indexed
+    graph_page_size: int = 100
+    graph_timeout_seconds: float = 30.0
+    graph_max_retries: int = 8  # per request, for 429, 5xx, timeouts and dropped connections
+    graph_backoff_seconds: float = 1.0  # first backoff; doubles per retry, with jitter
+    graph_sync_interval_seconds: float = 300.0  # `deskpilot sync --watch`
 
     @property
     def db_path(self) -> Path:
         return self.home / "deskpilot.db"
+
+    @property
+    def sync_db_path(self) -> Path:
+        """Microsoft 365 sync state (delta links, quarantined payloads); never tokens."""
+        return self.home / "graph-sync.db"
 
     @property
     def tls_dir(self) -> Path:

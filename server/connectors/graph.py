@@ -1,0 +1,313 @@
+"""Graph requests through O365, with the retry policy and payload validation the sync needs.
+
+O365 provides the `Account` (a `Protocol` whose base URL is configurable, so the same code talks to
+graph.microsoft.com or to the stand-in) and its `Connection`: the requests session, the bearer token
+from our keyring-backed token backend, and the refresh on an expired token. O365's object layer
+(`Mailbox`, `Drive`, `Schedule`) cannot do what the sync needs: it has no delta queries for messages,
+drive items or events (so no `@removed`, no delta links to resume from), it parses payloads into its
+own objects without validating them, and it retries with urllib3's fixed policy. So requests go through
+`account.con.oauth_request(...)` ("raw" requests on O365's connection) and every payload is decoded
+into the msgspec Structs of `models.py` here.
+
+Retry policy (one place, `_send`): 429 and 503 wait for Retry-After; other 5xx, timeouts, dropped
+connections, truncated bodies and malformed JSON back off exponentially with jitter, up to
+`graph_max_retries` per request. 410 on a delta link is `DeltaExpired` (the caller resyncs); 401 gets
+one forced token refresh; other 4xx are errors, never retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import msgspec
+import requests
+from O365 import Account
+from O365.connection import MSGraphProtocol
+
+from ..settings import Settings
+from .auth import GraphAuth, NotSignedIn
+from .models import Message, Page, User
+
+__all__ = [
+    "Cancelled",
+    "DeltaExpired",
+    "GraphClient",
+    "GraphError",
+    "GraphProtocol",
+    "GraphUnavailable",
+    "ItemDrift",
+    "NotFound",
+    "PageDrift",
+    "quote_id",
+]
+
+log = logging.getLogger("deskpilot.connectors")
+T = TypeVar("T")
+_MAX_RETRY_AFTER = 300.0
+_MAX_BACKOFF = 60.0
+# Properties the sync asks for: smaller pages, and only what `models.py` reads.
+MESSAGE_SELECT = ("id,subject,body,bodyPreview,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,"
+                  "conversationId,parentFolderId,internetMessageId,webLink,changeKey")
+
+
+class GraphError(RuntimeError):
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class GraphUnavailable(GraphError):
+    """Retries exhausted: Graph (or the network) kept failing."""
+
+
+class NotFound(GraphError):
+    pass
+
+
+class DeltaExpired(GraphError):
+    """410 Gone: the delta (or next) link is too old; the scope needs a full resync."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+class PageDrift(GraphError):
+    """A page whose envelope does not decode (no `value` list, a link that is not a string)."""
+
+    def __init__(self, message: str, body: bytes) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class ItemDrift(GraphError):
+    """One item that does not match its Struct; `raw` is its JSON."""
+
+    def __init__(self, message: str, raw: bytes) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+def quote_id(item_id: str) -> str:
+    """Graph ids hold '/', '+', '=': quote them for a URL path segment."""
+    return quote(item_id, safe="")
+
+
+class GraphProtocol(MSGraphProtocol):
+    """O365's Graph protocol with the base URL from settings (`https://graph.microsoft.com/v1.0`, or the
+    stand-in's `http://127.0.0.1:N/v1.0`)."""
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        root, _, version = base_url.rstrip("/").rpartition("/")
+        self._protocol_url = root + "/"  # read by MSGraphProtocol.__init__ instead of the class default
+        super().__init__(api_version=version, timezone="UTC", **kwargs)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class GraphClient:
+    """Graph over O365's connection. Thread-compatible, not thread-safe: one per sync run."""
+
+    def __init__(self, auth: GraphAuth, settings: Settings, *, cancel: threading.Event | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.auth, self.settings = auth, settings
+        self.protocol = GraphProtocol(settings.graph_base_url)
+        # request_retries=0 and raise_http_errors=False: `_send` is the one retry policy and sees every
+        # status. requests_delay=0: O365's default 200 ms pause between calls would double a sync's time.
+        self.account = Account(settings.graph_client_id, auth_flow_type="public", tenant_id=settings.graph_tenant,
+                               protocol=self.protocol, token_backend=auth.backend, request_retries=0,
+                               raise_http_errors=False, requests_delay=0, timeout=settings.graph_timeout_seconds,
+                               default_headers={"Prefer": 'IdType="ImmutableId"'})
+        self.cancel = cancel or threading.Event()
+        self.rng = rng or random.Random()
+        self.stats: Counter[str] = Counter()
+        self._authorized = False
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.protocol.service_url + path.lstrip("/")
+
+    def close(self) -> None:
+        con = self.account.con
+        for session in (con.session, con.naive_session):
+            if session is not None:
+                session.close()
+
+    # -- the retry policy -------------------------------------------------------------------------------
+
+    def _authorize(self, *, force: bool = False) -> None:
+        token = self.auth.access_token(force_refresh=force)
+        con = self.account.con
+        if con.session is None:
+            con.session = con.get_session(load_token=False)
+        con.update_session_auth_header(access_token=token)
+        self._authorized = True
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2 ** attempt)
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)  # "equal jitter": never 0, never in lockstep
+
+    def _wait(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled
+
+    def _send(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "",
+              decode: Any = None) -> Any:
+        """GET `url` under the retry policy; `decode(response)` runs inside it, so a truncated or malformed
+        body is retried like a dropped connection."""
+        if not self._authorized:
+            self._authorize()
+        url = self.url(url)
+        headers = {"Prefer": prefer} if prefer else {}
+        refreshed = False
+        attempt = 0
+        while True:
+            if self.cancel.is_set():
+                raise Cancelled
+            self.stats["requests"] += 1
+            reason, delay = "", 0.0
+            try:
+                response = self.account.con.oauth_request(url, "get", params=params, headers=dict(headers))
+                status = response.status_code
+                if status < 400:
+                    return decode(response) if decode else response
+                if status == 401 and not refreshed:
+                    # O365 refreshes only tokens past their expiry; one revoked early needs a forced refresh.
+                    refreshed = True
+                    self.stats["token_refreshes"] += 1
+                    self._authorize(force=True)
+                    continue
+                if status == 401:
+                    raise NotSignedIn("Microsoft 365 refused the sign-in: run `deskpilot login` again")
+                code, message = self._error_body(response)
+                if status == 410:
+                    raise DeltaExpired(f"{code or 'Gone'}: {message}", status, code)
+                if status == 404:
+                    raise NotFound(f"{code or 'NotFound'}: {message}", status, code)
+                if status == 429 or (status == 503 and response.headers.get("Retry-After")):
+                    reason = "throttled"
+                    delay = min(_MAX_RETRY_AFTER, _retry_after(response) or self._backoff(attempt))
+                elif status >= 500:
+                    reason, delay = f"http_{status}", self._backoff(attempt)
+                else:
+                    raise GraphError(f"Graph answered {status} {code}: {message}", status, code)
+            except requests.Timeout:
+                reason, delay = "timeout", self._backoff(attempt)
+            except requests.RequestException as exc:  # refused, reset, dropped, truncated body
+                reason, delay = "connection", self._backoff(attempt)
+                log.debug("request failed: %s", type(exc).__name__)
+            except _Malformed:
+                reason, delay = "malformed", self._backoff(attempt)
+            self.stats[f"retry:{reason}"] += 1
+            attempt += 1
+            if attempt > self.settings.graph_max_retries:
+                raise GraphUnavailable(f"Graph kept failing ({reason}) after {attempt} attempts: {_path(url)}")
+            log.info("Graph %s on %s; retry %d in %.2f s", reason, _path(url), attempt, delay)
+            self._wait(delay)
+
+    @staticmethod
+    def _error_body(response: requests.Response) -> tuple[str, str]:
+        try:
+            error = msgspec.json.decode(response.content).get("error", {})
+            return str(error.get("code", "")), str(error.get("message", ""))[:300]
+        except (msgspec.DecodeError, AttributeError):
+            return "", response.reason or ""
+
+    # -- typed calls ------------------------------------------------------------------------------------
+
+    def get_page(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "") -> Page:
+        prefer = ", ".join(p for p in (f"odata.maxpagesize={self.settings.graph_page_size}", prefer) if p)
+
+        def decode(response: requests.Response) -> Page:
+            body = response.content
+            try:
+                return msgspec.json.decode(body, type=Page)
+            except msgspec.ValidationError as exc:
+                raise PageDrift(f"page does not match the Graph collection shape: {exc}", body) from exc
+            except msgspec.DecodeError as exc:
+                raise _Malformed from exc
+
+        page: Page = self._send(url, params=params, prefer=prefer, decode=decode)
+        self.stats["pages"] += 1
+        return page
+
+    def pages(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "") -> Iterator[Page]:
+        page = self.get_page(url, params=params, prefer=prefer)
+        yield page
+        while page.next_link:
+            page = self.get_page(page.next_link, prefer=prefer)
+            yield page
+
+    def get_item(self, url: str, kind: type[T], *, params: dict[str, Any] | None = None, prefer: str = "") -> T:
+        def decode(response: requests.Response) -> T:
+            try:
+                msgspec.json.decode(response.content)
+            except msgspec.DecodeError as exc:
+                raise _Malformed from exc
+            return decode_item(response.content, kind)
+
+        return self._send(url, params=params, prefer=prefer, decode=decode)  # type: ignore[no-any-return]
+
+    def download(self, url: str, expected_size: int | None = None) -> bytes:
+        def decode(response: requests.Response) -> bytes:
+            content = response.content
+            if expected_size is not None and len(content) != expected_size:
+                raise _Malformed(f"{len(content)} bytes, expected {expected_size}")
+            return content
+
+        return self._send(url, decode=decode)  # type: ignore[no-any-return]
+
+    def me(self) -> User:
+        return self.get_item("me", User)
+
+    def conversation(self, conversation_id: str) -> list[Message]:
+        """Every message of a conversation, oldest first, bodies as text (for thread summaries)."""
+        escaped = conversation_id.replace("'", "''")
+        messages: list[Message] = []
+        for page in self.pages("me/messages", params={"$filter": f"conversationId eq '{escaped}'",
+                                                      "$select": MESSAGE_SELECT},
+                               prefer='outlook.body-content-type="text"'):
+            for raw in page.value:
+                try:
+                    messages.append(decode_item(raw, Message))
+                except ItemDrift as exc:
+                    log.warning("skipping a message of conversation %s that does not match the schema: %s",
+                                conversation_id[:16], exc)
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(messages, key=lambda m: m.received_date_time or m.sent_date_time or epoch)
+
+
+class _Malformed(Exception):
+    """A body that is not the JSON (or the bytes) it should be: retried like a dropped connection."""
+
+
+def decode_item(raw: bytes | msgspec.Raw, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.DecodeError as exc:
+        raise ItemDrift(f"{kind.__name__} does not match the schema: {exc}", bytes(raw)) from exc
+
+
+def _path(url: str) -> str:
+    """The URL without its query: delta and skip tokens are long and say nothing to a reader."""
+    return url.split("?", 1)[0]

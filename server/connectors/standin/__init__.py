@@ -1,0 +1,21 @@
+"""A Microsoft Graph stand-in on 127.0.0.1, for tests and for trying Deskpilot without a tenant.
+
+    from deskpilot.server.connectors.standin import Faults, StandIn, generate
+
+    with StandIn(generate(messages=300, files=40), faults=Faults(rate=0.2)) as graph:
+        settings = load_settings(graph_base_url=graph.graph_url, graph_client_id="any",
+                                 graph_authority_host=graph.authority_host, graph_authority_loopback=graph.url)
+
+It serves a generated mailbox (folders, threads), a OneDrive (txt, md, html, docx, pdf and files the index
+cannot read) and a calendar through the Graph v1.0 endpoints the connector uses, with paging
+(`@odata.nextLink`) and delta (`@odata.deltaLink`, `@removed`, `deleted`, 410 for expired links); an
+authority that msal accepts (OIDC discovery, device code, token and refresh grants); faults by
+configuration (`Faults`); and a mutation API: the `Tenant` methods in-process, `/_standin/...` over HTTP.
+By hand: `python -m deskpilot.server.connectors.standin --port 8910 --fault-rate 0.2`.
+"""
+
+from ._data import DriveFile, Event, Folder, Message, Tenant, file_content, generate
+from ._server import FAULT_KINDS, Faults, StandIn
+
+__all__ = ["FAULT_KINDS", "DriveFile", "Event", "Faults", "Folder", "Message", "StandIn", "Tenant", "file_content",
+           "generate"]

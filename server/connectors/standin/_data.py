@@ -1,0 +1,373 @@
+"""The stand-in's tenant: one user's mailbox, OneDrive and calendar, generated from a seed, with a change log.
+
+Delta semantics come from the change log. Every mutation appends `(seq, scope, id)`; a scope is a mail
+folder ("mail:<folder id>"), "drive" or "calendar". A delta round over a scope covers the ids with log
+entries in `(since, snapshot]`, in id order: that set never changes once the snapshot is taken, so a
+round can page with "the last id served" as its cursor while the tenant keeps changing underneath. Each
+id is served in its *current* state (or as removed when it has left the scope), and the round ends with
+a delta link that starts the next round at `snapshot`. Changes made during a round show up again in the
+next round, as Graph promises: at least once, possibly twice, never lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "generate"]
+
+USER_ID = "6f1c4c1e-8d1b-4b6e-9c3a-2f5d7e8a9b0c"
+TENANT_ID = "9b2a7c1d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+USER = {"id": USER_ID, "displayName": "Alex Wilber", "givenName": "Alex", "surname": "Wilber",
+        "userPrincipalName": "alex.wilber@contoso.example", "mail": "alex.wilber@contoso.example"}
+_EPOCH = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
+_PEOPLE = [("Megan Bowen", "megan.bowen"), ("Adele Vance", "adele.vance"), ("Lee Gu", "lee.gu"),
+           ("Nestor Wilke", "nestor.wilke"), ("Patti Fernandez", "patti.fernandez"),
+           ("Isaiah Langer", "isaiah.langer"), ("Lidia Holloway", "lidia.holloway")]
+_TOPICS = ["quarterly budget", "office move", "vendor contract", "hiring plan", "security review",
+           "product launch", "customer escalation", "travel policy", "board meeting", "data migration",
+           "training schedule", "marketing campaign", "warranty claim", "server outage", "audit findings"]
+_SENTENCES = ["Please review the attached figures before Thursday.", "We agreed to revisit the open points.",
+              "The team needs a decision by the end of the week.", "I have updated the shared notes.",
+              "Let me know if anything is unclear.", "The numbers look better than last quarter.",
+              "Legal asked for one more change to the wording.", "Can we move the call to the afternoon?",
+              "The customer confirmed the new delivery date.", "Thanks for pulling this together so fast."]
+
+
+def graph_id(prefix: str, *parts: object) -> str:
+    """An id shaped like Graph's: base64 with '-', '_' and '=' that must survive URL quoting."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return prefix + base64.urlsafe_b64encode(digest).decode()[:38] + "AAA="
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _address(name: str, local: str) -> dict[str, Any]:
+    return {"emailAddress": {"name": name, "address": f"{local}@contoso.example"}}
+
+
+@dataclass
+class Folder:
+    id: str
+    display_name: str
+    parent_id: str
+    hidden: bool = False
+
+
+@dataclass
+class Message:
+    id: str
+    folder_id: str
+    conversation_id: str
+    subject: str
+    body: str
+    sender: tuple[str, str]
+    to: list[tuple[str, str]]
+    cc: list[tuple[str, str]]
+    received: datetime
+    version: int = 1
+    is_read: bool = False
+    modified: datetime = field(default_factory=lambda: _EPOCH)
+
+    @property
+    def marker(self) -> str:
+        """A string only this version of this message contains (tests look for it in the index)."""
+        return f"ref-{hashlib.sha1(self.id.encode()).hexdigest()[:10]}-v{self.version}"
+
+
+@dataclass
+class DriveFile:
+    id: str
+    name: str
+    parent_id: str
+    content: bytes = b""
+    is_folder: bool = False
+    version: int = 1
+    marker: str = ""  # text the file's indexed content contains; "" when it is not indexable
+    modified: datetime = field(default_factory=lambda: _EPOCH)
+
+
+@dataclass
+class Event:
+    id: str
+    subject: str
+    body: str
+    start: datetime
+    minutes: int
+    location: str
+    organizer: tuple[str, str]
+    attendees: list[tuple[str, str]]
+    version: int = 1
+    modified: datetime = field(default_factory=lambda: _EPOCH)
+
+    @property
+    def marker(self) -> str:
+        return f"ref-{hashlib.sha1(self.id.encode()).hexdigest()[:10]}-v{self.version}"
+
+
+class Tenant:
+    """All state of the stand-in, guarded by one lock; the server and tests call its methods."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.folders: dict[str, Folder] = {}
+        self.messages: dict[str, Message] = {}
+        self.files: dict[str, DriveFile] = {}
+        self.events: dict[str, Event] = {}
+        self.log: list[tuple[int, str, str]] = []
+        self.seq = 0
+        self.epoch = 1  # delta links of an older epoch have expired (410)
+        self.drift: dict[str, dict[str, Any]] = {}  # id -> properties served instead (schema drift)
+        self._n = 0
+
+    # -- change log ---------------------------------------------------------------------------------
+
+    def touch(self, scope: str, item_id: str) -> None:
+        self.seq += 1
+        self.log.append((self.seq, scope, item_id))
+
+    def round_ids(self, scope: str, since: int, snapshot: int, after: str) -> list[str]:
+        ids = {i for s, sc, i in self.log if sc == scope and since < s <= snapshot}
+        return sorted(i for i in ids if i > after)
+
+    def expire_delta_links(self) -> None:
+        with self.lock:
+            self.epoch += 1
+
+    def _next(self) -> int:
+        self._n += 1
+        return self._n
+
+    # -- mail -----------------------------------------------------------------------------------------
+
+    def add_folder(self, name: str, parent_id: str = "", hidden: bool = False) -> Folder:
+        with self.lock:
+            folder = Folder(graph_id("AAMkAGFld", name, self._next()), name, parent_id or _ROOT_FOLDER, hidden)
+            self.folders[folder.id] = folder
+            return folder
+
+    def folder(self, name: str) -> Folder:
+        return next(f for f in self.folders.values() if f.display_name == name)
+
+    def add_message(self, folder_id: str, subject: str, body: str, *, conversation_id: str | None = None,
+                    sender: tuple[str, str] = _PEOPLE[0], to: list[tuple[str, str]] | None = None,
+                    cc: list[tuple[str, str]] | None = None, received: datetime | None = None) -> Message:
+        with self.lock:
+            n = self._next()
+            message = Message(graph_id("AAMkAGMsg", n, subject), folder_id,
+                              conversation_id or graph_id("AAQkAGCnv", n, subject), subject, body, sender,
+                              to or [("Alex Wilber", "alex.wilber")], cc or [],
+                              received or _EPOCH + timedelta(minutes=17 * n))
+            message.modified = message.received
+            self.messages[message.id] = message
+            self.touch(f"mail:{folder_id}", message.id)
+            return message
+
+    def change_message(self, message_id: str, *, subject: str | None = None, body: str | None = None,
+                       is_read: bool | None = None) -> Message:
+        with self.lock:
+            message = self.messages[message_id]
+            if subject is not None or body is not None:
+                message.version += 1
+                message.subject = subject if subject is not None else message.subject
+                message.body = body if body is not None else message.body
+            if is_read is not None:
+                message.is_read = is_read
+            message.modified = message.modified + timedelta(seconds=1)
+            self.touch(f"mail:{message.folder_id}", message_id)
+            return message
+
+    def move_message(self, message_id: str, folder_id: str) -> Message:
+        """Immutable ids (what Deskpilot asks for): the id stays, the message leaves one folder for another."""
+        with self.lock:
+            message = self.messages[message_id]
+            self.touch(f"mail:{message.folder_id}", message_id)
+            message.folder_id = folder_id
+            self.touch(f"mail:{folder_id}", message_id)
+            return message
+
+    def delete_message(self, message_id: str) -> None:
+        with self.lock:
+            message = self.messages.pop(message_id)
+            self.touch(f"mail:{message.folder_id}", message_id)
+
+    # -- drive ----------------------------------------------------------------------------------------
+
+    def add_file(self, name: str, content: bytes, *, parent_id: str = "", marker: str = "") -> DriveFile:
+        with self.lock:
+            item = DriveFile(graph_id("01BYE5RZ", name, self._next()), name, parent_id or DRIVE_ROOT,
+                             content, marker=marker)
+            item.modified = _EPOCH + timedelta(minutes=self._n)
+            self.files[item.id] = item
+            self.touch("drive", item.id)
+            return item
+
+    def add_drive_folder(self, name: str, parent_id: str = "") -> DriveFile:
+        with self.lock:
+            item = DriveFile(graph_id("01BYE5RZ", "folder", name, self._next()), name, parent_id or DRIVE_ROOT,
+                             is_folder=True)
+            self.files[item.id] = item
+            self.touch("drive", item.id)
+            return item
+
+    def change_file(self, file_id: str, content: bytes, *, marker: str = "", name: str | None = None) -> DriveFile:
+        with self.lock:
+            item = self.files[file_id]
+            item.content, item.marker, item.version = content, marker, item.version + 1
+            item.name = name or item.name
+            item.modified = item.modified + timedelta(seconds=1)
+            self.touch("drive", file_id)
+            return item
+
+    def delete_file(self, file_id: str) -> None:
+        """Deleting a folder deletes what is in it; delta reports each of them deleted."""
+        with self.lock:
+            item = self.files.pop(file_id)
+            self.touch("drive", file_id)
+            if item.is_folder:
+                for child in [f.id for f in self.files.values() if f.parent_id == file_id]:
+                    self.delete_file(child)
+
+    def path_of(self, item: DriveFile) -> str:
+        parts: list[str] = []
+        parent = self.files.get(item.parent_id)
+        while parent is not None and parent.id != DRIVE_ROOT:
+            parts.append(parent.name)
+            parent = self.files.get(parent.parent_id)
+        return "/drive/root:" + "".join("/" + p for p in reversed(parts))
+
+    # -- calendar -------------------------------------------------------------------------------------
+
+    def add_event(self, subject: str, body: str, start: datetime, *, minutes: int = 30,
+                  location: str = "Room 12", organizer: tuple[str, str] = _PEOPLE[1],
+                  attendees: list[tuple[str, str]] | None = None) -> Event:
+        with self.lock:
+            event = Event(graph_id("AAMkAGEvt", subject, self._next()), subject, body, start, minutes, location,
+                          organizer, attendees or [("Alex Wilber", "alex.wilber")])
+            self.events[event.id] = event
+            self.touch("calendar", event.id)
+            return event
+
+    def change_event(self, event_id: str, *, subject: str | None = None, body: str | None = None) -> Event:
+        with self.lock:
+            event = self.events[event_id]
+            event.version += 1
+            event.subject = subject or event.subject
+            event.body = body or event.body
+            event.modified = event.modified + timedelta(seconds=1)
+            self.touch("calendar", event_id)
+            return event
+
+    def delete_event(self, event_id: str) -> None:
+        with self.lock:
+            del self.events[event_id]
+            self.touch("calendar", event_id)
+
+    # -- what a correct sync must end with ------------------------------------------------------------
+
+    def expected(self, *, max_file_bytes: int | None = None, window_days: int | None = None,
+                 now: datetime | None = None) -> dict[str, str]:
+        """source reference -> the marker its indexed text must contain, for everything indexable."""
+        with self.lock:
+            out = {f"graph:message:{m.id}": m.marker for m in self.messages.values()}
+            for item in self.files.values():
+                too_big = max_file_bytes is not None and len(item.content) > max_file_bytes
+                if item.marker and not item.is_folder and not too_big:
+                    out[f"graph:driveItem:{item.id}"] = item.marker
+            now = now or datetime.now(UTC)
+            for event in self.events.values():
+                if window_days is None or abs(event.start - now) <= timedelta(days=window_days):
+                    out[f"graph:event:{event.id}"] = event.marker
+            return out
+
+
+_ROOT_FOLDER = graph_id("AAMkAGRoot", "msgfolderroot")
+DRIVE_ROOT = graph_id("01BYE5RZ", "root")
+ROOT_FOLDER = _ROOT_FOLDER
+
+
+def _body(rng: random.Random, topic: str, marker_hint: str) -> str:
+    sentences = " ".join(rng.choice(_SENTENCES) for _ in range(rng.randint(2, 5)))
+    return f"Hi,\n\nAbout the {topic}: {sentences}\n\n{marker_hint}\n\nBest regards"
+
+
+def _file_bytes(kind: str, title: str, text: str) -> bytes:
+    from deskpilot.indexes.testing import write_docx, write_html, write_pdf
+
+    if kind in ("txt", "md"):
+        return (f"# {title}\n\n{text}\n" if kind == "md" else f"{title}\n\n{text}\n").encode()
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"f.{kind}"
+        if kind == "html":
+            write_html(path, title, [text])
+        elif kind == "docx":
+            write_docx(path, [text], title=title)
+        else:
+            write_pdf(path, [f"{title}\n{text}"], title=title)
+        return path.read_bytes()
+
+
+def file_content(name: str, title: str, text: str) -> bytes:
+    """Real bytes of a .txt, .md, .html, .docx or .pdf file holding `text` (python-docx, fpdf2)."""
+    return _file_bytes(name.rsplit(".", 1)[-1].lower(), title, text)
+
+
+def generate(*, seed: int = 0, messages: int = 300, files: int = 40, events: int = 30,
+             now: datetime | None = None) -> Tenant:
+    """A tenant with `messages` messages over five folders (threads of 1-5), `files` indexable files of
+    five types plus a few that are not indexable, and `events` calendar events around `now`."""
+    rng = random.Random(seed)
+    tenant = Tenant()
+    with tenant.lock:
+        inbox = tenant.add_folder("Inbox")
+        folders = [inbox, tenant.add_folder("Sent Items"), tenant.add_folder("Archive"),
+                   tenant.add_folder("Projects", inbox.id), tenant.add_folder("Receipts", inbox.id)]
+        made = 0
+        while made < messages:
+            topic = rng.choice(_TOPICS)
+            folder = rng.choice(folders)
+            conversation = None
+            for i in range(min(rng.randint(1, 5), messages - made)):
+                who = rng.choice(_PEOPLE)
+                subject = ("RE: " if i else "") + topic.capitalize()
+                message = tenant.add_message(folder.id, subject, "", conversation_id=conversation, sender=who,
+                                             to=[("Alex Wilber", "alex.wilber")],
+                                             cc=rng.sample(_PEOPLE, rng.randint(0, 2)))
+                message.body = _body(rng, topic, message.marker)
+                conversation = message.conversation_id
+                made += 1
+        docs = tenant.add_drive_folder("Documents")
+        reports = tenant.add_drive_folder("Reports", docs.id)
+        kinds = ["txt", "md", "html", "docx", "pdf"]
+        for n in range(files):
+            kind = kinds[n % len(kinds)]
+            topic = _TOPICS[n % len(_TOPICS)]
+            marker = f"file-{n:03d}-{hashlib.sha1(f'{seed}/{n}'.encode()).hexdigest()[:8]}"
+            name = f"{topic.replace(' ', '-')}-{n:03d}.{kind}"
+            text = f"Notes on the {topic}. {rng.choice(_SENTENCES)} Reference {marker}."
+            tenant.add_file(name, file_content(name, topic.capitalize(), text),
+                            parent_id=rng.choice([docs.id, reports.id, DRIVE_ROOT]), marker=marker)
+        # Not indexable: a picture (no loader) and an empty text file.
+        tenant.add_file("team-photo.png", b"\x89PNG\r\n\x1a\n" + bytes(256), parent_id=docs.id)
+        tenant.add_file("empty.txt", b"", parent_id=docs.id)
+        now = now or datetime.now(UTC)
+        for n in range(events):
+            topic = rng.choice(_TOPICS)
+            start = (now + timedelta(days=rng.randint(-30, 30), hours=rng.randint(0, 8))).replace(
+                minute=0, second=0, microsecond=0)
+            event = tenant.add_event(f"{topic.capitalize()} sync", "", start, minutes=rng.choice([30, 60]),
+                                     location=f"Room {rng.randint(1, 40)}", organizer=rng.choice(_PEOPLE),
+                                     attendees=rng.sample(_PEOPLE, 3))
+            event.body = f"Agenda: {topic}. {rng.choice(_SENTENCES)} {event.marker}"
+    return tenant
+

@@ -1,0 +1,130 @@
+"""Graph JSON for the stand-in's items: the property names and types of Graph v1.0's message, mailFolder,
+driveItem, event and user entity types (tests check them against Microsoft's CSDL metadata)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from datetime import timedelta
+from typing import Any
+
+from ._data import DRIVE_ROOT, USER, DriveFile, Event, Folder, Message, Tenant, iso
+
+__all__ = ["event_json", "file_json", "folder_json", "message_json", "user_json"]
+
+_MIME = {"txt": "text/plain", "md": "text/markdown", "html": "text/html", "pdf": "application/pdf",
+         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "png": "image/png"}
+DRIVE_ID = "b!standinDriveId0123456789"
+
+
+def _recipient(person: tuple[str, str]) -> dict[str, Any]:
+    name, local = person
+    return {"emailAddress": {"name": name, "address": f"{local}@contoso.example"}}
+
+
+def _html(text: str) -> str:
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
+    return f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html\"></head><body>{paragraphs}</body></html>"
+
+
+def user_json() -> dict[str, Any]:
+    return dict(USER)
+
+
+def folder_json(tenant: Tenant, folder: Folder) -> dict[str, Any]:
+    children = [f for f in tenant.folders.values() if f.parent_id == folder.id]
+    messages = [m for m in tenant.messages.values() if m.folder_id == folder.id]
+    return {"id": folder.id, "displayName": folder.display_name, "parentFolderId": folder.parent_id,
+            "childFolderCount": len(children), "unreadItemCount": sum(not m.is_read for m in messages),
+            "totalItemCount": len(messages), "isHidden": folder.hidden}
+
+
+def message_json(message: Message, *, text_body: bool) -> dict[str, Any]:
+    body = message.body if text_body else _html(message.body)
+    return {
+        "@odata.etag": f'W/"{message.version}"',
+        "id": message.id,
+        "createdDateTime": iso(message.received),
+        "lastModifiedDateTime": iso(message.modified),
+        "changeKey": f"CQAAABYAAAB{message.version:04d}",
+        "categories": [],
+        "receivedDateTime": iso(message.received),
+        "sentDateTime": iso(message.received - timedelta(seconds=3)),
+        "hasAttachments": False,
+        "internetMessageId": f"<{hashlib.sha1(message.id.encode()).hexdigest()[:16]}@contoso.example>",
+        "subject": message.subject,
+        "bodyPreview": message.body[:255],
+        "importance": "normal",
+        "parentFolderId": message.folder_id,
+        "conversationId": message.conversation_id,
+        "isRead": message.is_read,
+        "isDraft": False,
+        "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}&exvsurl=1&viewmodel=ReadMessageItem",
+        "body": {"contentType": "text" if text_body else "html", "content": body},
+        "sender": _recipient(message.sender),
+        "from": _recipient(message.sender),
+        "toRecipients": [_recipient(p) for p in message.to],
+        "ccRecipients": [_recipient(p) for p in message.cc],
+        "flag": {"flagStatus": "notFlagged"},
+    }
+
+
+def file_json(tenant: Tenant, item: DriveFile) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "@odata.etag": f'"{{{item.id[8:16]}}},{item.version}"',
+        "id": item.id,
+        "name": item.name,
+        "eTag": f'"{{{item.id[8:16]}}},{item.version}"',
+        "cTag": f'"c:{{{item.id[8:16]}}},{item.version}"',
+        "createdDateTime": iso(item.modified),
+        "lastModifiedDateTime": iso(item.modified),
+        "webUrl": f"https://contoso-my.sharepoint.com/personal/alex/Documents/{item.name}",
+        "size": len(item.content),
+        "parentReference": {"driveId": DRIVE_ID, "driveType": "business", "id": item.parent_id,
+                            "path": tenant.path_of(item)},
+    }
+    if item.is_folder:
+        out["folder"] = {"childCount": sum(f.parent_id == item.id for f in tenant.files.values())}
+    else:
+        digest = base64.b64encode(hashlib.sha1(item.content).digest()).decode()
+        out["file"] = {"mimeType": _MIME.get(item.name.rsplit(".", 1)[-1], "application/octet-stream"),
+                       "hashes": {"sha1Hash": digest}}
+    if item.id == DRIVE_ROOT:
+        out["root"] = {}
+    return out
+
+
+def deleted_file_json(item_id: str) -> dict[str, Any]:
+    return {"id": item_id, "deleted": {"state": "deleted"}}
+
+
+def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
+    end = event.start + timedelta(minutes=event.minutes)
+    return {
+        "@odata.etag": f'W/"{event.version}"',
+        "id": event.id,
+        "createdDateTime": iso(event.modified),
+        "lastModifiedDateTime": iso(event.modified),
+        "changeKey": f"DwAAABYAAAB{event.version:04d}",
+        "categories": [],
+        "iCalUId": "040000008200E00074C5B7101A82E008" + hashlib.sha1(event.id.encode()).hexdigest()[:32],
+        "subject": event.subject,
+        "bodyPreview": event.body[:255],
+        "body": {"contentType": "text" if text_body else "html",
+                 "content": event.body if text_body else _html(event.body)},
+        "importance": "normal",
+        "sensitivity": "normal",
+        "isAllDay": False,
+        "isCancelled": False,
+        "isOrganizer": False,
+        "showAs": "busy",
+        "type": "singleInstance",
+        "webLink": f"https://outlook.office365.com/owa/?itemid={event.id}&exvsurl=1&path=/calendar/item",
+        "start": {"dateTime": event.start.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+        "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+        "location": {"displayName": event.location, "locationType": "default"},
+        "organizer": _recipient(event.organizer),
+        "attendees": [{"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+                       **_recipient(p)} for p in event.attendees],
+    }

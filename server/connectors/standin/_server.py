@@ -1,0 +1,579 @@
+"""The stand-in's HTTP server: Graph endpoints, an msal-compatible authority, faults and a mutation API.
+
+Plain `http.server` on purpose: fault injection needs to do what a framework would not let it, such as
+closing a connection without an answer or sending half a JSON document.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from ._data import ROOT_FOLDER, TENANT_ID, USER, Tenant, generate
+from ._payloads import deleted_file_json, event_json, file_json, folder_json, message_json, user_json
+
+__all__ = ["FAULT_KINDS", "Faults", "StandIn"]
+
+FAULT_KINDS = ("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired")
+
+
+@dataclass
+class Faults:
+    """A fraction `rate` of Graph requests gets a fault, drawn by `kinds` weights (seeded, reproducible).
+
+    throttle: 429 with Retry-After; unavailable: 503 without it; slow: the answer comes after
+    `slow_seconds`; drop: the connection closes with no answer (or mid-body for file content);
+    malformed: half a JSON document; unknown_fields: properties Graph does not have (yet); expired: 410
+    for a delta link (only requests that carry one).
+    """
+
+    rate: float = 0.0
+    kinds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 1.0))
+    retry_after: int = 1
+    slow_seconds: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}; known: {FAULT_KINDS}")
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> dict[str, Any]:
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, {"error": {"code": code, "message": message,
+                                     "innerError": {"date": datetime.now(UTC).isoformat()}}}, headers)
+
+
+class StandIn:
+    """A Graph stand-in on 127.0.0.1. `with StandIn(generate()) as graph:`; `graph.url`, `graph.graph_url`."""
+
+    def __init__(self, tenant: Tenant | None = None, *, port: int = 0, faults: Faults | None = None,
+                 authority_host: str = "https://login.standin.test", max_page_size: int = 25,
+                 token_lifetime: int = 3600, approve_after_polls: int = 0) -> None:
+        self.tenant = tenant or generate()
+        self.faults = faults or Faults()
+        self.authority_host = authority_host.rstrip("/")
+        self.max_page_size = max_page_size
+        self.token_lifetime = token_lifetime
+        self.approve_after_polls = approve_after_polls
+        self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
+        self.refresh_tokens: set[str] = set()
+        self.issued: list[str] = []  # every access and refresh token handed out, for leak scans
+        self.device_codes: dict[str, dict[str, Any]] = {}
+        self.stats: Counter[str] = Counter()
+        self.requests: list[tuple[float, str, str, int]] = []  # (time, method, path, status)
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.standin = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.url}/v1.0"
+
+    def start(self) -> StandIn:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="graph-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the command line); `start()` serves in a thread."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_faults(self, faults: Faults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def revoke_access_tokens(self) -> None:
+        """Every access token stops working (as when it expires); refresh tokens still work."""
+        with self._lock:
+            self.access_tokens.clear()
+
+    def pick_fault(self, has_delta_token: bool) -> str | None:
+        with self._lock:
+            faults = self.faults
+            if faults.rate <= 0 or self._rng.random() >= faults.rate:
+                return None
+            kinds = {k: w for k, w in faults.kinds.items() if w > 0 and (k != "expired" or has_delta_token)}
+            if not kinds:
+                return None
+            kind = self._rng.choices(list(kinds), weights=list(kinds.values()))[0]
+            self.stats[f"fault:{kind}"] += 1
+            return kind
+
+    # -- tokens ------------------------------------------------------------------------------------------
+
+    def issue_tokens(self, client_id: str, scope: str) -> dict[str, Any]:
+        access, refresh = "standin-at-" + secrets.token_urlsafe(32), "standin-rt-" + secrets.token_urlsafe(32)
+        now = int(time.time())
+        with self._lock:
+            self.access_tokens[access] = now + self.token_lifetime
+            self.refresh_tokens.add(refresh)
+            self.issued += [access, refresh]
+            self.stats["tokens_issued"] += 1
+        claims = {"aud": client_id, "iss": f"{self.authority_host}/{TENANT_ID}/v2.0", "iat": now, "nbf": now,
+                  "exp": now + 3600, "name": USER["displayName"], "oid": USER["id"],
+                  "preferred_username": USER["userPrincipalName"], "sub": "standin-subject", "tid": TENANT_ID,
+                  "ver": "2.0"}
+        id_token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+        granted = " ".join(s for s in scope.split() if s not in ("openid", "profile", "offline_access"))
+        return {"token_type": "Bearer", "scope": granted, "expires_in": self.token_lifetime,
+                "ext_expires_in": self.token_lifetime, "access_token": access, "refresh_token": refresh,
+                "id_token": id_token, "client_info": _b64({"uid": USER["id"], "utid": TENANT_ID})}
+
+    def check_bearer(self, header: str | None) -> None:
+        token = (header or "").removeprefix("Bearer ").strip()
+        with self._lock:
+            expiry = self.access_tokens.get(token)
+        if expiry is None or expiry < time.time():
+            raise _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GraphStandIn/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `stats` instead
+        pass
+
+    @property
+    def standin(self) -> StandIn:
+        return self.server.standin  # type: ignore[attr-defined, no-any-return]
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        content_type = (headers or {}).pop("Content-Type", None) or (
+            "application/json; odata.metadata=minimal" if not isinstance(body, bytes) else "application/octet-stream")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self._status = status
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._status = 0
+
+    def _handle(self, method: str) -> None:
+        self._status = 0
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        body = self._body()
+        try:
+            if path.startswith("/v1.0/") or path.startswith("/_download/"):
+                self._graph(method, path, query)
+            elif path.startswith("/_standin/"):
+                self._send(200, _Admin(self.standin).dispatch(method, path[len("/_standin/"):], query, body))
+            else:
+                self._auth(method, path, query, body)
+        except _Reply as reply:
+            self._send(reply.status, reply.body, reply.headers)
+        except (BrokenPipeError, ConnectionResetError):
+            self._status = 0
+        finally:
+            self.standin.requests.append((time.monotonic(), method, split.path, self._status))
+
+    def _auth(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        _auth_handler(self, method, path, query, body)
+
+    # -- Graph -------------------------------------------------------------------------------------------
+
+    def _graph(self, method: str, path: str, query: dict[str, str]) -> None:
+        standin = self.standin
+        standin.check_bearer(self.headers.get("Authorization"))
+        standin.stats["graph_requests"] += 1
+        fault = standin.pick_fault("$deltatoken" in query)
+        faults = standin.faults
+        if fault == "throttle":
+            raise _error(429, "TooManyRequests", "Too many requests.", {"Retry-After": str(faults.retry_after)})
+        if fault == "unavailable":
+            raise _error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
+        if fault == "expired":
+            raise _error(410, "SyncStateNotFound", "The sync state generation is not found (resync required).")
+        if fault == "drop" and not path.startswith("/_download/"):
+            self._drop()
+            return
+        if fault == "slow":
+            time.sleep(faults.slow_seconds)
+        prefer = self.headers.get("Prefer", "")
+        graph = _Graph(standin, query, prefer)
+        with standin.tenant.lock:
+            status, body, headers = graph.route(method, path)
+        if isinstance(body, bytes) and fault in ("drop", "malformed"):
+            # A download cut short: the promised length, half the bytes, then the connection closes.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self._drop()
+            return
+        if fault == "unknown_fields" and isinstance(body, dict):
+            body["@standin.futureAnnotation"] = "ignored"
+            for item in body.get("value", [body]):
+                if isinstance(item, dict):
+                    item["contosoFutureProperty"] = {"nested": [1, 2, 3], "flag": True}
+        if fault == "malformed" and not isinstance(body, bytes):
+            data = json.dumps(body).encode()
+            self._send(status, data[: len(data) // 2], {**headers, "Content-Type": "application/json"})
+            return
+        self._send(status, body, headers)
+
+
+class _Graph:
+    """The Graph endpoints Deskpilot uses, over the tenant (called with the tenant's lock held)."""
+
+    def __init__(self, standin: StandIn, query: dict[str, str], prefer: str) -> None:
+        self.standin, self.tenant, self.query = standin, standin.tenant, query
+        self.text_body = 'outlook.body-content-type="text"' in prefer
+        size = standin.max_page_size
+        for part in prefer.split(","):
+            name, _, value = part.strip().partition("=")
+            if name == "odata.maxpagesize" and value.isdigit():
+                size = min(size, int(value))
+        if query.get("$top", "").isdigit():
+            size = min(size, int(query["$top"]))
+        self.page_size = max(1, size)
+
+    def route(self, method: str, path: str) -> tuple[int, Any, dict[str, str]]:
+        parts = path.strip("/").split("/")[1:]  # after "v1.0"
+        if parts[:1] == ["me"]:
+            parts = parts[1:]
+        elif path.startswith("/_download/"):
+            item = self.tenant.files.get(path.split("/")[2])
+            if item is None or item.is_folder:
+                raise _error(404, "itemNotFound", "The resource could not be found.")
+            return 200, item.content, {}
+        else:
+            raise _error(400, "BadRequest", f"unsupported path {path}")
+        if method != "GET":
+            raise _error(405, "MethodNotAllowed", "The stand-in is read-only over Graph; use /_standin/.")
+        return self._get(parts, path)
+
+    def _get(self, parts: list[str], path: str) -> tuple[int, Any, dict[str, str]]:  # noqa: C901
+        t = self.tenant
+        match parts:
+            case []:
+                return 200, user_json(), {}
+            case ["mailFolders"]:
+                return self._list(path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == ROOT_FOLDER])
+            case ["mailFolders", folder_id, "childFolders"]:
+                self._folder(folder_id)
+                return self._list(path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == folder_id])
+            case ["mailFolders", folder_id]:
+                return 200, folder_json(t, self._folder(folder_id)), {}
+            case ["mailFolders", folder_id, "messages", "delta"]:
+                self._folder(folder_id)
+                return self._delta(f"mail:{folder_id}", path, lambda i, first: self._message_delta(folder_id, i, first))
+            case ["messages"]:
+                return self._list(path, self._filtered_messages())
+            case ["messages", message_id]:
+                if message_id not in t.messages:
+                    raise _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+                return 200, self._drifted(message_json(t.messages[message_id], text_body=self.text_body)), {}
+            case ["drive", "root", "delta"]:
+                return self._delta("drive", path, self._file_delta)
+            case ["drive", "items", item_id]:
+                if item_id not in t.files:
+                    raise _error(404, "itemNotFound", "The resource could not be found.")
+                return 200, self._drifted(file_json(t, t.files[item_id])), {}
+            case ["drive", "items", item_id, "content"]:
+                if item_id not in t.files:
+                    raise _error(404, "itemNotFound", "The resource could not be found.")
+                return 302, None, {"Location": f"{self.standin.url}/_download/{quote(item_id, safe='')}"}
+            case ["calendarView", "delta"]:
+                return self._calendar_delta(path)
+            case ["events", event_id]:
+                if event_id not in t.events:
+                    raise _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+                return 200, self._drifted(event_json(t.events[event_id], text_body=self.text_body)), {}
+        raise _error(400, "BadRequest", f"the stand-in does not serve {path}")
+
+    def _folder(self, folder_id: str) -> Any:
+        if folder_id not in self.tenant.folders:
+            raise _error(404, "ErrorItemNotFound", "The specified folder could not be found in the store.")
+        return self.tenant.folders[folder_id]
+
+    def _drifted(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {**item, **self.tenant.drift.get(item["id"], {})}
+
+    def _filtered_messages(self) -> list[dict[str, Any]]:
+        wanted = self.query.get("$filter", "")
+        messages = list(self.tenant.messages.values())
+        if wanted.startswith("conversationId eq "):
+            conversation = wanted.removeprefix("conversationId eq ").strip("'").replace("''", "'")
+            messages = [m for m in messages if m.conversation_id == conversation]
+        elif wanted:
+            raise _error(400, "ErrorInvalidUrlQueryFilter", f"the stand-in does not filter on {wanted}")
+        messages.sort(key=lambda m: (m.received, m.id))
+        return [self._drifted(message_json(m, text_body=self.text_body)) for m in messages]
+
+    def _list(self, path: str, items: list[dict[str, Any]]) -> tuple[int, Any, dict[str, str]]:
+        skip = int(self.query.get("$skip", "0") or 0)
+        page = items[skip: skip + self.page_size]
+        body: dict[str, Any] = {"@odata.context": f"{self.standin.graph_url}/$metadata", "value": page}
+        if skip + self.page_size < len(items):
+            rest = {k: v for k, v in self.query.items() if k != "$skip"}
+            params = "&".join(f"{quote(k)}={quote(v)}" for k, v in rest.items())
+            body["@odata.nextLink"] = (f"{self.standin.url}{quote(path)}?{params}{'&' if params else ''}"
+                                       f"$skip={skip + self.page_size}")
+        return 200, body, {}
+
+    def _delta(self, scope: str, path: str, render: Any, extra: dict[str, Any] | None = None,
+               ) -> tuple[int, Any, dict[str, str]]:
+        t, q = self.tenant, self.query
+        if "$skiptoken" in q or "$deltatoken" in q:
+            state = _unb64(q.get("$skiptoken") or q["$deltatoken"])
+            if state.get("e") != t.epoch or state.get("s") != scope:
+                raise _error(410, "SyncStateNotFound", "The sync state generation is not found (resync required).")
+            if "$deltatoken" in q:
+                state = {**state, "q": state["q"], "t": t.seq, "a": "", "i": False}
+        else:
+            state = {"s": scope, "q": 0, "t": t.seq, "a": "", "i": True, "e": t.epoch, **(extra or {})}
+        ids = t.round_ids(scope, state["q"], state["t"], state["a"])
+        page_ids = ids[: self.page_size]
+        values = [v for v in (render(i, state) for i in page_ids) if v is not None]
+        body: dict[str, Any] = {"@odata.context": f"{self.standin.graph_url}/$metadata", "value": values}
+        base = f"{self.standin.url}{quote(path)}"
+        if len(ids) > self.page_size:
+            body["@odata.nextLink"] = f"{base}?$skiptoken={_b64({**state, 'a': page_ids[-1]})}"
+        else:
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={_b64({**state, 'q': state['t'], 'a': ''})}"
+        return 200, body, {}
+
+    def _message_delta(self, folder_id: str, message_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        message = self.tenant.messages.get(message_id)
+        if message is not None and message.folder_id == folder_id:
+            return self._drifted(message_json(message, text_body=self.text_body))
+        if state["i"]:
+            return None
+        return {"@odata.type": "#microsoft.graph.message", "id": message_id, "@removed": {"reason": "deleted"}}
+
+    def _file_delta(self, item_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        item = self.tenant.files.get(item_id)
+        if item is not None:
+            return self._drifted(file_json(self.tenant, item))
+        return None if state["i"] else deleted_file_json(item_id)
+
+    def _calendar_delta(self, path: str) -> tuple[int, Any, dict[str, str]]:
+        extra = None
+        if "$deltatoken" not in self.query and "$skiptoken" not in self.query:
+            try:
+                start = datetime.fromisoformat(self.query["startDateTime"].replace("Z", "+00:00"))
+                end = datetime.fromisoformat(self.query["endDateTime"].replace("Z", "+00:00"))
+            except (KeyError, ValueError) as exc:
+                raise _error(400, "ErrorInvalidParameter",
+                             "startDateTime and endDateTime are required ISO 8601 values") from exc
+            extra = {"w": [start.timestamp(), end.timestamp()]}
+
+        def render(event_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+            event = self.tenant.events.get(event_id)
+            low, high = state["w"]
+            if event is not None and low <= event.start.timestamp() < high:
+                return self._drifted(event_json(event, text_body=self.text_body))
+            return None if state["i"] else {"@odata.type": "#microsoft.graph.event", "id": event_id,
+                                            "@removed": {"reason": "deleted"}}
+
+        return self._delta("calendar", path, render, extra)
+
+
+class _Admin:
+    """`/_standin/...`: see and change the tenant, configure faults (for tests and for people)."""
+
+    def __init__(self, standin: StandIn) -> None:
+        self.standin, self.tenant = standin, standin.tenant
+
+    def dispatch(self, method: str, path: str, query: dict[str, str], raw: bytes) -> Any:  # noqa: C901
+        body = json.loads(raw) if raw else {}
+        t = self.tenant
+        parts = path.strip("/").split("/")
+        try:
+            match method, parts:
+                case "GET", ["state"]:
+                    return {"messages": len(t.messages), "folders": len(t.folders), "files": len(t.files),
+                            "events": len(t.events), "seq": t.seq, "epoch": t.epoch,
+                            "stats": dict(self.standin.stats), "faults": asdict(self.standin.faults)}
+                case "GET", ["expected"]:
+                    return t.expected(max_file_bytes=int(query["maxFileBytes"]) if "maxFileBytes" in query else None)
+                case "POST", ["faults"]:
+                    self.standin.set_faults(Faults(**body))
+                    return asdict(self.standin.faults)
+                case "POST", ["expire-delta-links"]:
+                    t.expire_delta_links()
+                    return {"epoch": t.epoch}
+                case "POST", ["revoke-access-tokens"]:
+                    self.standin.revoke_access_tokens()
+                    return {"revoked": True}
+                case "POST", ["approve"]:
+                    for flow in self.standin.device_codes.values():
+                        if flow["user_code"] == body.get("userCode"):
+                            flow["approved"] = True
+                            return {"approved": True}
+                    raise _error(404, "not_found", "no such user code")
+                case "POST", ["messages"]:
+                    folder = t.folder(body.get("folder", "Inbox"))
+                    m = t.add_message(folder.id, body["subject"], body.get("body", ""),
+                                      conversation_id=body.get("conversationId"))
+                    return {"id": m.id, "marker": m.marker}
+                case "PATCH", ["messages", message_id]:
+                    m = t.change_message(message_id, subject=body.get("subject"), body=body.get("body"),
+                                         is_read=body.get("isRead"))
+                    if "folder" in body:
+                        t.move_message(message_id, t.folder(body["folder"]).id)
+                    return {"id": m.id, "marker": m.marker}
+                case "DELETE", ["messages", message_id]:
+                    t.delete_message(message_id)
+                    return {"deleted": message_id}
+                case "POST", ["files"]:
+                    from ._data import file_content
+
+                    marker = body.get("marker") or "file-" + secrets.token_hex(4)
+                    content = file_content(body["name"], body.get("title", body["name"]),
+                                           f"{body.get('text', '')} Reference {marker}.")
+                    item = t.add_file(body["name"], content, marker=marker)
+                    return {"id": item.id, "marker": marker}
+                case "DELETE", ["files", item_id]:
+                    t.delete_file(item_id)
+                    return {"deleted": item_id}
+                case "POST", ["events"]:
+                    start = datetime.fromisoformat(body.get("start") or (datetime.now(UTC) + timedelta(days=1)).isoformat())
+                    event = t.add_event(body["subject"], body.get("body", ""), start)
+                    event.body += f" {event.marker}"
+                    return {"id": event.id, "marker": event.marker}
+                case "DELETE", ["events", event_id]:
+                    t.delete_event(event_id)
+                    return {"deleted": event_id}
+                case "POST", ["drift"]:
+                    t.drift.update(body)
+                    return {"drifting": sorted(t.drift)}
+                case "DELETE", ["drift"]:
+                    t.drift.clear()
+                    return {"drifting": []}
+        except KeyError as exc:
+            raise _error(404, "not_found", f"no such item or field: {exc}") from exc
+        raise _error(404, "not_found", f"no admin endpoint {method} /_standin/{path}")
+
+
+def _auth_handler(handler: _Handler, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+    standin = handler.standin
+    host = standin.authority_host
+    parts = path.strip("/").split("/")
+    form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+    standin.stats["auth_requests"] += 1
+    if parts[:2] == ["common", "discovery"]:
+        tenant = urlsplit(query.get("authorization_endpoint", "")).path.strip("/").split("/")[0] or "common"
+        raise _Reply(200, {"tenant_discovery_endpoint": f"{host}/{tenant}/v2.0/.well-known/openid-configuration",
+                           "api-version": "1.1", "metadata": []})
+    if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+        tenant = parts[0]
+        raise _Reply(200, {
+            "issuer": f"{host}/{TENANT_ID}/v2.0",
+            "authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{host}/{tenant}/oauth2/v2.0/logout",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"],
+            "tenant_region_scope": "EU", "cloud_instance_name": "standin.test"})
+    if method == "POST" and parts[1:] == ["oauth2", "v2.0", "devicecode"]:
+        device_code, user_code = secrets.token_urlsafe(24), secrets.token_hex(4).upper()
+        standin.device_codes[device_code] = {"user_code": user_code, "client_id": form.get("client_id", ""),
+                                             "scope": form.get("scope", ""), "polls": 0, "approved": False}
+        raise _Reply(200, {"device_code": device_code, "user_code": user_code,
+                           "verification_uri": f"{host}/devicelogin", "expires_in": 900, "interval": 1,
+                           "message": f"To sign in, use a web browser to open the page {host}/devicelogin and "
+                                      f"enter the code {user_code} to authenticate."})
+    if method == "POST" and parts[1:] == ["oauth2", "v2.0", "token"]:
+        grant = form.get("grant_type", "")
+        if grant == "urn:ietf:params:oauth:grant-type:device_code":
+            flow = standin.device_codes.get(form.get("device_code", ""))
+            if flow is None:
+                raise _Reply(400, {"error": "expired_token", "error_description": "unknown or expired device code"})
+            flow["polls"] += 1
+            if not flow["approved"] and flow["polls"] <= standin.approve_after_polls:
+                raise _Reply(400, {"error": "authorization_pending", "error_description": "waiting for the user"})
+            del standin.device_codes[form["device_code"]]
+            raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), flow["scope"]))
+        if grant == "refresh_token":
+            if form.get("refresh_token") not in standin.refresh_tokens:
+                raise _Reply(400, {"error": "invalid_grant", "error_description": "AADSTS70008: refresh token expired"})
+            standin.stats["refreshes"] += 1
+            raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), form.get("scope", "")))
+        raise _Reply(400, {"error": "unsupported_grant_type", "error_description": grant})
+    raise _Reply(404, {"error": "not_found", "error_description": path})
+
