@@ -13,6 +13,7 @@ Importing this package does not import torch, sentence-transformers or FAISS; se
 design of incremental indexing, deletes and crash consistency.
 """
 
+from ._loaders import SUPPORTED_SUFFIXES, LoadedDocument, SkipFile, html_to_text, load_bytes
 from ._types import (
     DEFAULT_EXCLUDES,
     DocumentInfo,
@@ -27,7 +28,6 @@ from ._types import (
     SkippedFile,
     SkipReason,
 )
-from ._loaders import SUPPORTED_SUFFIXES, LoadedDocument, SkipFile, html_to_text, load_bytes
 from .embedding import Embedder, EmbedderError, SentenceTransformerEmbedder, bundled_model_path
 from .index import DocumentIndex, ProgressCallback, index_folder
 

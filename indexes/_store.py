@@ -352,3 +352,6 @@ class MetadataStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO roots (path, exclude) VALUES (?, ?)", (path, json.dumps(list(exclude)))
         )
+
+    def forget_root(self, path: str) -> None:
+        self.conn.execute("DELETE FROM roots WHERE path = ?", (path,))

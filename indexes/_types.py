@@ -52,6 +52,7 @@ class SkipReason(enum.StrEnum):
     TOO_LARGE = "too_large"  # larger than IndexSettings.max_file_bytes
     UNREADABLE = "unreadable"  # the operating system refused to read it (permissions, locks)
     UNSUPPORTED = "unsupported"  # a file named explicitly whose type has no loader
+    NOT_FOUND = "not_found"  # a file or folder named explicitly that does not exist
 
 
 class IndexSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

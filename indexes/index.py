@@ -552,38 +552,17 @@ class DocumentIndex:
             jobs = [(root, list(exclude)) for root in normalize_roots(paths)]
         else:
             jobs = [(Path(p), [*patterns, *exclude]) for p, patterns in self.roots().items()]
-        files: list[Path] = []
-        gone: list[int] = []
-        stale_skips: list[str] = []
-        for root, patterns in jobs:
-            rules = ExcludeRules([*self.settings.exclude, *patterns], always=[self.folder])
-            seen: set[str] = set()
-            for path, supported in walk(root, rules):
-                if not supported:
-                    if path == root:
-                        summary.skipped.append(
-                            SkippedFile(
-                                path=str(path),
-                                reason=SkipReason.UNSUPPORTED,
-                                detail=f"no loader for {path.suffix or 'this file'}",
-                            )
-                        )
-                    else:
-                        summary.ignored += 1
-                    continue
-                files.append(path)
-                seen.add(str(path))
-            with self._lock:
-                gone += [doc_id for doc_id, p in self._store.documents_under(str(root)) if p not in seen]
-                stale_skips += [p for p in self._store.skipped_under(str(root)) if p not in seen]
+        files, gone, stale_skips = self._scan(run, jobs)
         with self._lock:
             if gone or stale_skips:
                 _, _, removed = self._commit([], delete_ids=gone, clear_skipped=stale_skips)
                 summary.removed += len(gone)
                 summary.chunks_removed += removed
-            if paths:
-                with self._store.write():
-                    for root, patterns in jobs:
+            with self._store.write():
+                for root, patterns in jobs:
+                    if not root.exists():  # gone (or a typo): its documents just left the index
+                        self._store.forget_root(str(root))
+                    elif paths:
                         self._store.remember_root(str(root), patterns)
         total = len(files)
         for done, path in enumerate(files, start=1):
@@ -612,6 +591,35 @@ class DocumentIndex:
             ),
         )
         self.save()
+
+    def _scan(self, run: _Run, jobs: list[tuple[Path, list[str]]]) -> tuple[list[Path], list[int], list[str]]:
+        """(files to look at, ids of documents no longer there, skip records no longer relevant)."""
+        files: list[Path] = []
+        gone: list[int] = []
+        stale_skips: list[str] = []
+        for root, patterns in jobs:
+            rules = ExcludeRules([*self.settings.exclude, *patterns], always=[self.folder])
+            seen: set[str] = set()
+            for path, supported in walk(root, rules):
+                if supported:
+                    files.append(path)
+                    seen.add(str(path))
+                elif path == root:
+                    detail = f"no loader for {path.suffix or 'files without extension'}"
+                    run.summary.skipped.append(
+                        SkippedFile(path=str(path), reason=SkipReason.UNSUPPORTED, detail=detail)
+                    )
+                else:
+                    run.summary.ignored += 1
+            with self._lock:
+                under = self._store.documents_under(str(root))
+                gone += [doc_id for doc_id, p in under if p not in seen]
+                stale_skips += [p for p in self._store.skipped_under(str(root)) if p not in seen]
+            if not root.exists() and not under:
+                run.summary.skipped.append(
+                    SkippedFile(path=str(root), reason=SkipReason.NOT_FOUND, detail="no such file or folder")
+                )
+        return files, gone, stale_skips
 
     def _flush(self, run: _Run) -> None:
         if not run.batch and not run.touches:

@@ -623,3 +623,18 @@ def test_vector_index_exact_and_hnsw_agree_on_clustered_data() -> None:
     assert recall >= 0.95
     restored = VectorIndex.from_bytes(hnsw.to_bytes(), 64, hnsw_threshold=10**9)
     assert restored.kind == "hnsw" and np.array_equal(restored.search(queries, 10)[1], approx)
+
+
+def test_missing_paths(make_index, tmp_path: Path) -> None:  # noqa: ANN001
+    index = make_index()
+    typo = index.index_paths([tmp_path / "no-such-folder"])
+    assert [(s.reason, s.detail) for s in typo.skipped] == [(SkipReason.NOT_FOUND, "no such file or folder")]
+    assert index.roots() == {}
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Notes about the harbour.")
+    index.index_paths([folder], exclude=["*.bak"])
+    assert index.roots() == {str(folder): ["*.bak"]}
+    shutil.rmtree(folder)
+    gone = index.index_paths()  # a remembered folder that disappeared: its documents leave, it is forgotten
+    assert (gone.removed, gone.skipped) == (1, []) and index.roots() == {} and index.status().documents == 0
