@@ -161,6 +161,7 @@ class GraphSync:
         self.summary = SyncSummary()
         self.progress = SyncProgress(phase="starting")
         self._folder_names: dict[str, str] = {}
+        self._quarantined_now: set[tuple[str, str]] = set()  # (kind, id): not re-fetched in the same run
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -334,6 +335,8 @@ class GraphSync:
 
     def _quarantine(self, scope: str, kind: str, raw: bytes | msgspec.Raw, exc: Exception) -> str | None:
         graph_id = _field(raw) if kind != "page" else None
+        if graph_id:
+            self._quarantined_now.add((kind, graph_id))
         self.state.quarantine(scope, kind, graph_id, bytes(raw), str(exc))
         self.summary.quarantined += 1
         log.warning("quarantined a %s payload that does not match the schema (scope %s, id %s): %s",
@@ -449,7 +452,8 @@ class GraphSync:
 
     def _repair(self) -> None:
         """Re-fetch quarantined items by id: valid now means indexed, 404 means gone."""
-        entries = [e for e in self.state.open_quarantine() if e[3] and e[2] in _ITEM_URLS]
+        entries = [e for e in self.state.open_quarantine()
+                   if e[3] and e[2] in _ITEM_URLS and (e[2], e[3]) not in self._quarantined_now]
         if not entries:
             return
         self._report("repair")

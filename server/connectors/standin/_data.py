@@ -217,6 +217,9 @@ class Tenant:
             self.touch("drive", item.id)
             return item
 
+    def drive_folder(self, name: str) -> DriveFile:
+        return next(f for f in self.files.values() if f.is_folder and f.name == name)
+
     def change_file(self, file_id: str, content: bytes, *, marker: str = "", name: str | None = None) -> DriveFile:
         with self.lock:
             item = self.files[file_id]

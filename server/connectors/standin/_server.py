@@ -43,6 +43,7 @@ class Faults:
     retry_after: int = 1
     slow_seconds: float = 2.0
     seed: int = 0
+    max_faults: int | None = None  # stop injecting after this many (None: never stop)
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -85,7 +86,7 @@ class StandIn:
         self.issued: list[str] = []  # every access and refresh token handed out, for leak scans
         self.device_codes: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
-        self.requests: list[tuple[float, str, str, int]] = []  # (time, method, path, status)
+        self.requests: list[tuple[float, str, str, str, int]] = []  # (time, method, path, query, status)
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
@@ -129,6 +130,7 @@ class StandIn:
 
     def set_faults(self, faults: Faults) -> None:
         with self._lock:
+            self.stats = Counter({k: v for k, v in self.stats.items() if not k.startswith("fault:")})
             self.faults = faults
             self._rng = random.Random(faults.seed)
 
@@ -140,6 +142,9 @@ class StandIn:
     def pick_fault(self, has_delta_token: bool) -> str | None:
         with self._lock:
             faults = self.faults
+            injected = sum(v for k, v in self.stats.items() if k.startswith("fault:"))
+            if faults.max_faults is not None and injected >= faults.max_faults:
+                return None
             if faults.rate <= 0 or self._rng.random() >= faults.rate:
                 return None
             kinds = {k: w for k, w in faults.kinds.items() if w > 0 and (k != "expired" or has_delta_token)}
@@ -245,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self._status = 0
         finally:
-            self.standin.requests.append((time.monotonic(), method, split.path, self._status))
+            self.standin.requests.append((time.monotonic(), method, path, split.query, self._status))
 
     def _auth(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         _auth_handler(self, method, path, query, body)
