@@ -24,7 +24,7 @@ from deskpilot.indexes import (
     SentenceTransformerEmbedder,
     bundled_model_path,
 )
-from deskpilot.indexes.testing import CorpusDoc, HashEmbedder, make_corpus, write_bad_files
+from deskpilot.indexes.testing import CorpusDoc, HashEmbedder, make_corpus, write_bad_files, write_docx
 
 pytestmark = pytest.mark.model
 
@@ -126,8 +126,6 @@ def test_update_and_delete(embedder: SentenceTransformerEmbedder, tmp_path: Path
         target = next(d for d in docs if d.kind == "docx")
         question = "What colour are the new office chairs?"
         assert all(h.path != str(target.path) for h in index.search(question, k=1))
-        from deskpilot.indexes.testing import write_docx
-
         write_docx(
             target.path, ["Facilities update.", "The new office chairs are bright orange with armrests."]
         )
