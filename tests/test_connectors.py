@@ -88,6 +88,11 @@ def test_full_sync_under_20_percent_faults_then_deltas_and_a_resync(index: Docum
         moved = [m for m in messages[20:40] if m.folder_id == inbox.id][:3]
         for m in moved:
             t.move_message(m.id, archive.id)
+        # Into a folder that syncs before the one it left: the old folder's @removed must not delete it.
+        moved_back = [m for m in messages[40:80] if m.folder_id == archive.id][:3]
+        assert moved_back
+        for m in moved_back:
+            t.move_message(m.id, inbox.id)
         for n in range(4):
             added = t.add_message(inbox.id, f"New topic {n}", "")
             added.body = f"Fresh news number {n}. {added.marker}"
