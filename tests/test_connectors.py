@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from litestar.testing import TestClient
-
+from conftest import BASE
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
 from deskpilot.inference import ScriptedBackend
@@ -26,13 +25,14 @@ from deskpilot.server.connectors.standin import Faults, StandIn, file_content, g
 from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.connectors.tokens import TokenVault
-
-from conftest import BASE
 from graph_helpers import assert_index_holds, graph_settings, sign_in, use_keyring, vault  # noqa: F401
+from litestar.testing import TestClient
 
 pytestmark = pytest.mark.usefixtures("vault")
 
-ALL_FAULTS = dict.fromkeys(("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired"), 1.0)
+ALL_FAULTS = dict.fromkeys(
+    ("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired"), 1.0
+)
 
 
 @pytest.fixture
@@ -41,7 +41,9 @@ def index(tmp_path: Path) -> Iterator[DocumentIndex]:
         yield ix
 
 
-def run_sync(settings, index: DocumentIndex, auth: GraphAuth | None = None, *, full: bool = False) -> SyncSummary:
+def run_sync(
+    settings, index: DocumentIndex, auth: GraphAuth | None = None, *, full: bool = False
+) -> SyncSummary:
     auth = auth or GraphAuth(settings)
     client = GraphClient(auth, settings)
     state = SyncState(settings.sync_db_path)
@@ -53,8 +55,9 @@ def run_sync(settings, index: DocumentIndex, auth: GraphAuth | None = None, *, f
 
 
 def expected(standin: StandIn, settings) -> dict[str, str]:
-    return standin.tenant.expected(max_file_bytes=settings.graph_max_file_bytes,
-                                   window_days=settings.graph_calendar_days)
+    return standin.tenant.expected(
+        max_file_bytes=settings.graph_max_file_bytes, window_days=settings.graph_calendar_days
+    )
 
 
 # -- the big one: full sync under faults, then changes, deletions and an expired delta link ---------------
@@ -97,7 +100,9 @@ def test_full_sync_under_20_percent_faults_then_deltas_and_a_resync(index: Docum
             added = t.add_message(inbox.id, f"New topic {n}", "")
             added.body = f"Fresh news number {n}. {added.marker}"
         files = sorted((f for f in t.files.values() if f.marker), key=lambda f: f.id)
-        t.change_file(files[0].id, file_content(files[0].name, "Changed", "new text v2-marker"), marker="v2-marker")
+        t.change_file(
+            files[0].id, file_content(files[0].name, "Changed", "new text v2-marker"), marker="v2-marker"
+        )
         t.delete_file(files[1].id)
         renamed = files[2]
         t.change_file(renamed.id, renamed.content, marker="", name=renamed.name.rsplit(".", 1)[0] + ".png")
@@ -143,8 +148,10 @@ def _graph_times(standin: StandIn) -> list[float]:
 
 
 def test_429_retry_after_is_honoured() -> None:
-    with StandIn(generate(messages=5, files=0, events=0),
-                 faults=Faults(rate=1.0, kinds={"throttle": 1.0}, retry_after=1, max_faults=2)) as standin:
+    with StandIn(
+        generate(messages=5, files=0, events=0),
+        faults=Faults(rate=1.0, kinds={"throttle": 1.0}, retry_after=1, max_faults=2),
+    ) as standin:
         settings = graph_settings(standin, graph_backoff_seconds=0.01)
         client = GraphClient(sign_in(settings), settings)
         assert client.me().user_principal_name == "alex.wilber@contoso.example"
@@ -154,8 +161,9 @@ def test_429_retry_after_is_honoured() -> None:
 
 
 def test_5xx_back_off_exponentially_with_jitter_then_give_up() -> None:
-    with StandIn(generate(messages=5, files=0, events=0),
-                 faults=Faults(rate=1.0, kinds={"unavailable": 1.0})) as standin:
+    with StandIn(
+        generate(messages=5, files=0, events=0), faults=Faults(rate=1.0, kinds={"unavailable": 1.0})
+    ) as standin:
         settings = graph_settings(standin, graph_backoff_seconds=0.1, graph_max_retries=4)
         client = GraphClient(sign_in(settings), settings)
         with pytest.raises(GraphUnavailable, match="after 5 attempts"):
@@ -164,14 +172,15 @@ def test_5xx_back_off_exponentially_with_jitter_then_give_up() -> None:
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert len(gaps) == 4
         for attempt, gap in enumerate(gaps):  # equal jitter: between half and all of 0.1 * 2**attempt
-            ceiling = 0.1 * 2 ** attempt
+            ceiling = 0.1 * 2**attempt
             assert ceiling / 2 - 0.01 <= gap <= ceiling + 0.15, (attempt, gaps)
 
 
 def test_timeouts_and_dropped_connections_are_retried() -> None:
-    with StandIn(generate(messages=5, files=0, events=0),
-                 faults=Faults(rate=1.0, kinds={"slow": 1.0, "drop": 1.0}, slow_seconds=0.8, max_faults=4,
-                               seed=1)) as standin:
+    with StandIn(
+        generate(messages=5, files=0, events=0),
+        faults=Faults(rate=1.0, kinds={"slow": 1.0, "drop": 1.0}, slow_seconds=0.8, max_faults=4, seed=1),
+    ) as standin:
         settings = graph_settings(standin, graph_timeout_seconds=0.4)
         client = GraphClient(sign_in(settings), settings)
         assert client.me().display_name == "Alex Wilber"
@@ -181,18 +190,23 @@ def test_timeouts_and_dropped_connections_are_retried() -> None:
 # -- schema drift ----------------------------------------------------------------------------------------------
 
 
-def test_schema_drift_is_quarantined_logged_counted_then_repaired(index: DocumentIndex,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_schema_drift_is_quarantined_logged_counted_then_repaired(
+    index: DocumentIndex, caplog: pytest.LogCaptureFixture
+) -> None:
     with StandIn(generate(seed=9, messages=40, files=6, events=4)) as standin:
         settings = graph_settings(standin)
         sign_in(settings)
         t = standin.tenant
         bad_messages = sorted(t.messages)[:3]
         bad_file = sorted(f.id for f in t.files.values() if f.marker)[0]
-        t.drift.update({bad_messages[0]: {"receivedDateTime": "yesterday"},
-                        bad_messages[1]: {"toRecipients": "everyone"},
-                        bad_messages[2]: {"body": ["not", "an", "itemBody"]},
-                        bad_file: {"size": "large"}})
+        t.drift.update(
+            {
+                bad_messages[0]: {"receivedDateTime": "yesterday"},
+                bad_messages[1]: {"toRecipients": "everyone"},
+                bad_messages[2]: {"body": ["not", "an", "itemBody"]},
+                bad_file: {"size": "large"},
+            }
+        )
         with caplog.at_level(logging.WARNING, logger="deskpilot.connectors"):
             summary = run_sync(settings, index)
         assert summary.quarantined == 4 and summary.errors == []
@@ -221,11 +235,13 @@ def test_schema_drift_is_quarantined_logged_counted_then_repaired(index: Documen
 def test_login_whoami_logout_commands(vault: Path) -> None:
     with StandIn(generate(messages=3, files=0, events=0)) as standin:
         settings = graph_settings(standin)
-        env = {"DESKPILOT_GRAPH_CLIENT_ID": settings.graph_client_id or "",
-               "DESKPILOT_GRAPH_TENANT": settings.graph_tenant,
-               "DESKPILOT_GRAPH_BASE_URL": standin.graph_url,
-               "DESKPILOT_GRAPH_AUTHORITY_HOST": standin.authority_host,
-               "DESKPILOT_GRAPH_AUTHORITY_LOOPBACK": standin.url}
+        env = {
+            "DESKPILOT_GRAPH_CLIENT_ID": settings.graph_client_id or "",
+            "DESKPILOT_GRAPH_TENANT": settings.graph_tenant,
+            "DESKPILOT_GRAPH_BASE_URL": standin.graph_url,
+            "DESKPILOT_GRAPH_AUTHORITY_HOST": standin.authority_host,
+            "DESKPILOT_GRAPH_AUTHORITY_LOOPBACK": standin.url,
+        }
         runner = CliRunner()
         out = runner.invoke(main, ["whoami"], env=env)
         assert out.exit_code == 1 and "not signed in" in out.output
@@ -234,7 +250,11 @@ def test_login_whoami_logout_commands(vault: Path) -> None:
         assert "enter the code" in out.output and "Signed in as alex.wilber@contoso.example" in out.output
         assert any(token in vault.read_text() for token in standin.issued)
         out = runner.invoke(main, ["whoami", "--online"], env=env)
-        assert out.exit_code == 0 and "alex.wilber@contoso.example" in out.output and "Alex Wilber <" in out.output
+        assert (
+            out.exit_code == 0
+            and "alex.wilber@contoso.example" in out.output
+            and "Alex Wilber <" in out.output
+        )
         out = runner.invoke(main, ["logout"], env=env)
         assert out.exit_code == 0 and "Signed out" in out.output
         assert not any(token in vault.read_text() for token in standin.issued)
@@ -244,14 +264,20 @@ def test_login_whoami_logout_commands(vault: Path) -> None:
 
 @pytest.mark.parametrize("backend", ["keyrings.alt.file.PlaintextKeyring", "keyring.backends.fail.Keyring"])
 def test_an_insecure_keyring_is_refused_unless_the_user_opts_in(
-    backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     use_keyring(monkeypatch, backend, tmp_path)
     with StandIn(generate(messages=3, files=0, events=0)) as standin:
         settings = graph_settings(standin)
-        env = {"DESKPILOT_GRAPH_CLIENT_ID": "deskpilot-tests", "DESKPILOT_GRAPH_BASE_URL": standin.graph_url,
-               "DESKPILOT_GRAPH_AUTHORITY_HOST": standin.authority_host,
-               "DESKPILOT_GRAPH_AUTHORITY_LOOPBACK": standin.url}
+        env = {
+            "DESKPILOT_GRAPH_CLIENT_ID": "deskpilot-tests",
+            "DESKPILOT_GRAPH_BASE_URL": standin.graph_url,
+            "DESKPILOT_GRAPH_AUTHORITY_HOST": standin.authority_host,
+            "DESKPILOT_GRAPH_AUTHORITY_LOOPBACK": standin.url,
+        }
         out = CliRunner().invoke(main, ["login", "--device-code"], env=env)
         assert out.exit_code == 1
         assert standin.issued == []  # refused before any sign-in started
@@ -259,7 +285,9 @@ def test_an_insecure_keyring_is_refused_unless_the_user_opts_in(
         if backend.endswith("PlaintextKeyring"):
             assert "stores secrets unencrypted" in out.output and "allow_insecure_token_storage" in out.output
             with caplog.at_level(logging.WARNING, logger="deskpilot.connectors"):
-                out = CliRunner().invoke(main, ["login", "--device-code", "--allow-insecure-storage"], env=env)
+                out = CliRunner().invoke(
+                    main, ["login", "--device-code", "--allow-insecure-storage"], env=env
+                )
             assert out.exit_code == 0, out.output
             assert any("insecure keyring" in r.getMessage() for r in caplog.records)
             assert list((tmp_path / "keyring").rglob("keyring_pass.cfg"))  # where the user chose to keep them
@@ -309,12 +337,15 @@ def test_a_revoked_access_token_is_refreshed_during_a_sync(index: DocumentIndex)
 
 
 def test_sync_api_status_and_conversation(tmp_path: Path) -> None:
-    with StandIn(generate(seed=4, messages=50, files=5, events=5),
-                 faults=Faults(rate=1.0, kinds={"slow": 1.0}, slow_seconds=0.05)) as standin:
+    with StandIn(
+        generate(seed=4, messages=50, files=5, events=5),
+        faults=Faults(rate=1.0, kinds={"slow": 1.0}, slow_seconds=0.05),
+    ) as standin:
         settings = graph_settings(standin, home=tmp_path / "home", https=False)
         index = DocumentIndex(settings.home / "index", embedder=HashEmbedder())
-        app = create_app(settings, backend=ScriptedBackend(["ok"]), index=index,
-                         graph=GraphConnector(settings, index))
+        app = create_app(
+            settings, backend=ScriptedBackend(["ok"]), index=index, graph=GraphConnector(settings, index)
+        )
         with TestClient(app, base_url=BASE) as client:
             r = client.post("/v1/sync")
             assert r.status_code == 409 and "deskpilot login" in r.json()["message"]
@@ -332,18 +363,25 @@ def test_sync_api_status_and_conversation(tmp_path: Path) -> None:
             assert_index_holds(index, expected(standin, settings))
 
             standin.set_faults(Faults())
-            thread = max((m for m in standin.tenant.messages.values()),
-                         key=lambda m: sum(x.conversation_id == m.conversation_id
-                                           for x in standin.tenant.messages.values()))
-            members = sorted((m for m in standin.tenant.messages.values()
-                              if m.conversation_id == thread.conversation_id), key=lambda m: m.received)
+            thread = max(
+                (m for m in standin.tenant.messages.values()),
+                key=lambda m: sum(
+                    x.conversation_id == m.conversation_id for x in standin.tenant.messages.values()
+                ),
+            )
+            members = sorted(
+                (m for m in standin.tenant.messages.values() if m.conversation_id == thread.conversation_id),
+                key=lambda m: m.received,
+            )
             r = client.get(f"/v1/mail/conversation/{thread.conversation_id}")
             assert r.status_code == 200, r.text
             got = r.json()["messages"]
             assert len(got) == len(members) >= 2
             assert [g["subject"] for g in got] == [m.subject for m in members]
-            assert all(m.marker in g["body"] and g["from"].endswith("@contoso.example>") for g, m in
-                       zip(got, members, strict=True))
+            assert all(
+                m.marker in g["body"] and g["from"].endswith("@contoso.example>")
+                for g, m in zip(got, members, strict=True)
+            )
             # The shape /v1/summarize takes as `thread`.
             summary = client.post("/v1/summarize", json={"email": got[-1], "thread": got[:-1]})
             assert summary.status_code == 200

@@ -12,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
-
-from deskpilot.server.connectors.standin import StandIn, generate
-
 from conftest import REPO, free_port
+from deskpilot.server.connectors.standin import StandIn, generate
 from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
+from lxml import etree
 
 METADATA = REPO.parent / "shared" / "reference" / "graph" / "cleanMetadata_v1.0.xml"
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
@@ -36,8 +34,10 @@ class Csdl:
         for element in schema:
             name = element.get("Name")
             if element.tag in (f"{EDM}EntityType", f"{EDM}ComplexType"):
-                props = {p.get("Name"): (p.get("Type"), p.get("Nullable") != "false")
-                         for p in element.iter(f"{EDM}Property")}
+                props = {
+                    p.get("Name"): (p.get("Type"), p.get("Nullable") != "false")
+                    for p in element.iter(f"{EDM}Property")
+                }
                 self.structured[name] = (element.get("BaseType"), props)
             elif element.tag == f"{EDM}EnumType":
                 self.enums[name] = {m.get("Name") for m in element.iter(f"{EDM}Member")}
@@ -57,7 +57,9 @@ class Csdl:
                 return [f"{where}: {type_name} needs a list, got {value!r:.60}"]
             return [e for i, v in enumerate(value) for e in self.check(v, type_name[11:-1], f"{where}[{i}]")]
         if type_name in _STRINGS:
-            return [] if isinstance(value, str) else [f"{where}: {type_name} needs a string, got {value!r:.60}"]
+            return (
+                [] if isinstance(value, str) else [f"{where}: {type_name} needs a string, got {value!r:.60}"]
+            )
         if type_name == "Edm.DateTimeOffset":
             try:
                 datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -65,9 +67,17 @@ class Csdl:
             except ValueError:
                 return [f"{where}: {value!r} is not an Edm.DateTimeOffset"]
         if type_name in _INTS:
-            return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: needs an integer"]
+            return (
+                []
+                if isinstance(value, int) and not isinstance(value, bool)
+                else [f"{where}: needs an integer"]
+            )
         if type_name in ("Edm.Double", "Edm.Single", "Edm.Decimal"):
-            return [] if isinstance(value, int | float) and not isinstance(value, bool) else [f"{where}: needs a number"]
+            return (
+                []
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else [f"{where}: needs a number"]
+            )
         if type_name == "Edm.Boolean":
             return [] if isinstance(value, bool) else [f"{where}: needs a boolean"]
         short = type_name.removeprefix("graph.")
@@ -103,27 +113,47 @@ def csdl() -> Csdl:
 
 
 def test_the_checker_catches_what_graph_would_not_send(csdl: Csdl) -> None:
-    good = {"id": "x", "subject": "s", "isRead": True, "toRecipients": [{"emailAddress": {"address": "a@b"}}],
-            "importance": "high", "receivedDateTime": "2025-01-01T10:00:00Z", "body": {"contentType": "html"}}
+    good = {
+        "id": "x",
+        "subject": "s",
+        "isRead": True,
+        "toRecipients": [{"emailAddress": {"address": "a@b"}}],
+        "importance": "high",
+        "receivedDateTime": "2025-01-01T10:00:00Z",
+        "body": {"contentType": "html"},
+    }
     assert csdl.object(good, "message", "$") == []
-    bad = {"subjekt": "s", "isRead": "yes", "toRecipients": {"emailAddress": {}}, "importance": "urgent",
-           "receivedDateTime": "yesterday", "body": {"contentType": "markdown"}}
+    bad = {
+        "subjekt": "s",
+        "isRead": "yes",
+        "toRecipients": {"emailAddress": {}},
+        "importance": "urgent",
+        "receivedDateTime": "yesterday",
+        "body": {"contentType": "markdown"},
+    }
     assert len(csdl.object(bad, "message", "$")) == 6
 
 
 @pytest.mark.usefixtures("vault")
-def test_every_payload_the_standin_emits_matches_graph_metadata(csdl: Csdl, request: pytest.FixtureRequest) -> None:
+def test_every_payload_the_standin_emits_matches_graph_metadata(
+    csdl: Csdl, request: pytest.FixtureRequest
+) -> None:
     with StandIn(generate(seed=1, messages=30, files=10, events=5)) as standin:
         token = sign_in(graph_settings(standin)).access_token()
         client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10)
         request.addfinalizer(client.close)
         now = datetime.now(UTC)
-        window = {"startDateTime": (now - timedelta(days=60)).isoformat(), "endDateTime": (now + timedelta(days=60)).isoformat()}
+        window = {
+            "startDateTime": (now - timedelta(days=60)).isoformat(),
+            "endDateTime": (now + timedelta(days=60)).isoformat(),
+        }
         t = standin.tenant
         inbox = t.folder("Inbox")
 
         def get(path: str, **params: str) -> Any:
-            r = client.get(path if path.startswith("http") else standin.graph_url + path, params=params or None)
+            r = client.get(
+                path if path.startswith("http") else standin.graph_url + path, params=params or None
+            )
             assert r.status_code == 200, r.text
             return r.json()
 
@@ -192,9 +222,24 @@ def test_paging_and_delta_semantics(request: pytest.FixtureRequest) -> None:
 
 def test_the_standin_runs_by_hand() -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "deskpilot.server.connectors.standin", "--port", str(port),
-                             "--messages", "20", "--files", "2", "--events", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deskpilot.server.connectors.standin",
+            "--port",
+            str(port),
+            "--messages",
+            "20",
+            "--files",
+            "2",
+            "--events",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -205,8 +250,10 @@ def test_the_standin_runs_by_hand() -> None:
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
         assert state["messages"] == 20 and state["files"] == 6  # 2 folders, 2 files, a picture, an empty file
-        created = httpx.post(f"http://127.0.0.1:{port}/_standin/messages",
-                             json={"folder": "Archive", "subject": "By hand", "body": "hello"}).json()
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/_standin/messages",
+            json={"folder": "Archive", "subject": "By hand", "body": "hello"},
+        ).json()
         assert created["id"] and httpx.get(f"http://127.0.0.1:{port}/_standin/state").json()["messages"] == 21
     finally:
         proc.terminate()

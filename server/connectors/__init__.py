@@ -16,11 +16,25 @@ from typing import Any
 
 # Names resolve on first use: `deskpilot --help` and the CLI's other commands need not import msal and O365.
 _EXPORTS = {
-    "SCOPES": "auth", "AuthError": "auth", "GraphAuth": "auth", "NotConfigured": "auth", "NotSignedIn": "auth",
-    "SignedIn": "auth", "GraphClient": "graph", "GraphError": "graph", "GraphUnavailable": "graph",
-    "ConversationOut": "service", "GraphConnector": "service", "SyncStatus": "service", "GraphSync": "sync",
-    "SyncBusy": "sync", "SyncProgress": "sync", "SyncSummary": "sync", "InsecureKeyringError": "tokens",
-    "KeyringTokenBackend": "tokens", "TokenVault": "tokens",
+    "SCOPES": "auth",
+    "AuthError": "auth",
+    "GraphAuth": "auth",
+    "NotConfigured": "auth",
+    "NotSignedIn": "auth",
+    "SignedIn": "auth",
+    "GraphClient": "graph",
+    "GraphError": "graph",
+    "GraphUnavailable": "graph",
+    "ConversationOut": "service",
+    "GraphConnector": "service",
+    "SyncStatus": "service",
+    "GraphSync": "sync",
+    "SyncBusy": "sync",
+    "SyncProgress": "sync",
+    "SyncSummary": "sync",
+    "InsecureKeyringError": "tokens",
+    "KeyringTokenBackend": "tokens",
+    "TokenVault": "tokens",
 }
 __all__ = sorted(_EXPORTS)
 

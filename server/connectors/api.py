@@ -35,8 +35,14 @@ class SyncAPI(Controller):
     path = "/v1"
     tags = ["Microsoft 365"]
 
-    @post("/sync", status_code=202, summary="Sync mail, OneDrive and calendar into the index (in the background)")
-    async def start_sync(self, graph: NamedDependency[GraphConnector], data: JSONBody[SyncRequest | None] = None) -> SyncStatus:
+    @post(
+        "/sync",
+        status_code=202,
+        summary="Sync mail, OneDrive and calendar into the index (in the background)",
+    )
+    async def start_sync(
+        self, graph: NamedDependency[GraphConnector], data: JSONBody[SyncRequest | None] = None
+    ) -> SyncStatus:
         try:
             await anyio.to_thread.run_sync(lambda: graph.start(full=bool(data and data.full)))
         except (NotConfigured, NotSignedIn, SyncBusy) as exc:
@@ -48,8 +54,9 @@ class SyncAPI(Controller):
         return await anyio.to_thread.run_sync(graph.status)
 
     @get("/mail/conversation/{conversation_id:str}", summary="Every message of a conversation, oldest first")
-    async def conversation(self, conversation_id: FromPath[str],
-                           graph: NamedDependency[GraphConnector]) -> ConversationOut:
+    async def conversation(
+        self, conversation_id: FromPath[str], graph: NamedDependency[GraphConnector]
+    ) -> ConversationOut:
         try:
             messages = await anyio.to_thread.run_sync(lambda: graph.conversation(conversation_id))
         except (NotConfigured, NotSignedIn) as exc:

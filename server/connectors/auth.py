@@ -27,7 +27,15 @@ import requests
 from ..settings import Settings
 from .tokens import InsecureKeyringError, KeyringTokenBackend, TokenVault, keyring_description
 
-__all__ = ["SCOPES", "AuthError", "GraphAuth", "LoopbackHttpClient", "NotConfigured", "NotSignedIn", "SignedIn"]
+__all__ = [
+    "SCOPES",
+    "AuthError",
+    "GraphAuth",
+    "LoopbackHttpClient",
+    "NotConfigured",
+    "NotSignedIn",
+    "SignedIn",
+]
 
 log = logging.getLogger("deskpilot.connectors")
 # O365 logs request headers, bearer token included, at DEBUG, and expected 404/410 answers as errors;
@@ -79,8 +87,10 @@ class LoopbackHttpClient:
         parts = urlsplit(url)
         target = self.routes.get((parts.hostname or "").lower())
         if target is None:
-            raise requests.ConnectionError(f"refusing {parts.scheme}://{parts.hostname}: only "
-                                           f"{', '.join(self.routes)} are routed (to the loopback interface)")
+            raise requests.ConnectionError(
+                f"refusing {parts.scheme}://{parts.hostname}: only "
+                f"{', '.join(self.routes)} are routed (to the loopback interface)"
+            )
         base = urlsplit(target)
         return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment))
 
@@ -88,8 +98,9 @@ class LoopbackHttpClient:
         kwargs.setdefault("timeout", self.timeout)
         return self.session.get(self._route(url), params=params, headers=headers, **kwargs)
 
-    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
-             **kwargs: Any) -> requests.Response:
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         return self.session.post(self._route(url), params=params, data=data, headers=headers, **kwargs)
 
@@ -110,11 +121,13 @@ class GraphAuth:
             raise NotConfigured(
                 "Microsoft 365 is not configured: set graph_client_id (the application id of your organisation's "
                 "app registration for Deskpilot) in config.toml or DESKPILOT_GRAPH_CLIENT_ID, and graph_tenant "
-                "to your tenant id or domain")
+                "to your tenant id or domain"
+            )
         self.settings = settings
         self.authority = f"{settings.graph_authority_host.rstrip('/')}/{settings.graph_tenant}"
-        self.vault = vault or TokenVault(_vault_account(settings),
-                                         allow_insecure=settings.allow_insecure_token_storage)
+        self.vault = vault or TokenVault(
+            _vault_account(settings), allow_insecure=settings.allow_insecure_token_storage
+        )
         self.backend = KeyringTokenBackend(self.vault)
         self.backend.load_token()
         self.backend.refresher = self.access_token
@@ -128,14 +141,19 @@ class GraphAuth:
             http_client = None
             if settings.graph_authority_loopback:
                 host = urlsplit(settings.graph_authority_host).hostname or ""
-                http_client = LoopbackHttpClient({host: settings.graph_authority_loopback},
-                                                 timeout=settings.graph_timeout_seconds)
+                http_client = LoopbackHttpClient(
+                    {host: settings.graph_authority_loopback}, timeout=settings.graph_timeout_seconds
+                )
             known = urlsplit(self.authority).hostname in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
             try:
                 self._app = msal.PublicClientApplication(
-                    settings.graph_client_id, authority=self.authority, token_cache=self.backend,
-                    http_client=http_client, instance_discovery=None if known else False,
-                    timeout=settings.graph_timeout_seconds)
+                    settings.graph_client_id,
+                    authority=self.authority,
+                    token_cache=self.backend,
+                    http_client=http_client,
+                    instance_discovery=None if known else False,
+                    timeout=settings.graph_timeout_seconds,
+                )
             except (ValueError, requests.RequestException) as exc:
                 raise AuthError(f"cannot reach the sign-in service at {self.authority}: {exc}") from exc
         return self._app
@@ -147,8 +165,10 @@ class GraphAuth:
         self.vault.check_writable()  # before the user goes through sign-in, not after
         flow = self.app.initiate_device_flow(scopes=SCOPES)
         if "user_code" not in flow:
-            raise AuthError(f"the sign-in service refused the device code flow: "
-                            f"{flow.get('error_description') or flow.get('error') or flow}")
+            raise AuthError(
+                f"the sign-in service refused the device code flow: "
+                f"{flow.get('error_description') or flow.get('error') or flow}"
+            )
         show(flow["message"])
         return self._finish(self.app.acquire_token_by_device_flow(flow))
 
@@ -159,7 +179,9 @@ class GraphAuth:
 
     def _finish(self, result: dict[str, Any]) -> SignedIn:
         if "access_token" not in result:
-            raise AuthError(f"sign-in failed: {result.get('error_description') or result.get('error') or 'unknown'}")
+            raise AuthError(
+                f"sign-in failed: {result.get('error_description') or result.get('error') or 'unknown'}"
+            )
         self.backend.save_token(force=True)
         who = self.whoami()
         assert who is not None
@@ -186,10 +208,14 @@ class GraphAuth:
                 claims = {}
         access = self.backend.get_access_token(username=account.get("username")) or {}
         expires = access.get("expires_on")
-        return SignedIn(username=account.get("username", ""), name=str(claims.get("name", "")),
-                        tenant_id=str(claims.get("tid") or account.get("realm", "")), authority=self.authority,
-                        token_expires=datetime.fromtimestamp(int(expires), UTC) if expires else None,
-                        keyring=keyring_description(self.vault.ring)[0])
+        return SignedIn(
+            username=account.get("username", ""),
+            name=str(claims.get("name", "")),
+            tenant_id=str(claims.get("tid") or account.get("realm", "")),
+            authority=self.authority,
+            token_expires=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+            keyring=keyring_description(self.vault.ring)[0],
+        )
 
     def access_token(self, *, force_refresh: bool = False) -> str:
         """A valid access token: the cached one, or a refreshed one (kept in the keyring). `force_refresh`
@@ -197,7 +223,9 @@ class GraphAuth:
         accounts = self.app.get_accounts()
         if not accounts:
             raise NotSignedIn("not signed in to Microsoft 365: run `deskpilot login`")
-        result = self.app.acquire_token_silent_with_error(SCOPES, account=accounts[0], force_refresh=force_refresh)
+        result = self.app.acquire_token_silent_with_error(
+            SCOPES, account=accounts[0], force_refresh=force_refresh
+        )
         if not result or "access_token" not in result:
             reason = (result or {}).get("error_description") or "the sign-in has expired"
             raise NotSignedIn(f"{reason.splitlines()[0]}: run `deskpilot login` again")

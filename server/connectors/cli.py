@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from ..settings import Settings, SettingsError, load_settings
 
@@ -52,11 +59,18 @@ def _has_browser() -> bool:
 
 
 @click.command()
-@click.option("--device-code", "mode", flag_value="device", help="Sign in on any device with a code (default "
-              "without a browser).")
+@click.option(
+    "--device-code",
+    "mode",
+    flag_value="device",
+    help="Sign in on any device with a code (default without a browser).",
+)
 @click.option("--browser", "mode", flag_value="browser", help="Sign in in this computer's browser.")
-@click.option("--allow-insecure-storage", is_flag=True,
-              help="Store the tokens even where the only keyring is a plaintext file (not recommended).")
+@click.option(
+    "--allow-insecure-storage",
+    is_flag=True,
+    help="Store the tokens even where the only keyring is a plaintext file (not recommended).",
+)
 def login(mode: str | None, allow_insecure_storage: bool) -> None:
     """Sign in to Microsoft 365 (read-only: mail, files, calendar). Tokens go to the OS keyring only."""
     from .auth import AuthError
@@ -66,8 +80,11 @@ def login(mode: str | None, allow_insecure_storage: bool) -> None:
     auth = _auth(settings)
     mode = mode or ("browser" if _has_browser() else "device")
     try:
-        who = auth.login_interactive() if mode == "browser" else auth.login_device_code(
-            lambda message: err.print(f"[bold]{message}[/]", highlight=False))
+        who = (
+            auth.login_interactive()
+            if mode == "browser"
+            else auth.login_device_code(lambda message: err.print(f"[bold]{message}[/]", highlight=False))
+        )
     except InsecureKeyringError as exc:
         raise click.ClickException(str(exc)) from exc
     except AuthError as exc:
@@ -94,7 +111,9 @@ def whoami(online: bool) -> None:
     who = auth.whoami()
     if who is None:
         raise click.ClickException("not signed in to Microsoft 365: run `deskpilot login`")
-    click.echo(f"{who.username} ({who.name}), tenant {who.tenant_id}, via {who.authority}; keyring {who.keyring}")
+    click.echo(
+        f"{who.username} ({who.name}), tenant {who.tenant_id}, via {who.authority}; keyring {who.keyring}"
+    )
     if online:
         client = GraphClient(auth, settings)
         try:
@@ -126,13 +145,21 @@ def _cancel_on_ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _sync_once(auth: GraphAuth, settings: Settings, index: Any, cancel: threading.Event, full: bool) -> SyncSummary:
+def _sync_once(
+    auth: GraphAuth, settings: Settings, index: Any, cancel: threading.Event, full: bool
+) -> SyncSummary:
     from .graph import GraphClient
     from .state import SyncState
     from .sync import GraphSync, SyncProgress
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[pages]} pages, {task.fields[retries]} retries"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[pages]} pages, {task.fields[retries]} retries"),
+        TimeElapsedColumn(),
+    )
     state = SyncState(settings.sync_db_path)
     client = GraphClient(auth, settings, cancel=cancel)
     try:
@@ -141,8 +168,14 @@ def _sync_once(auth: GraphAuth, settings: Settings, index: Any, cancel: threadin
 
             def update(p: SyncProgress) -> None:
                 label = f"{p.phase} {p.scope[:30]}".strip()
-                bar.update(task, description=label, total=p.items_total, completed=p.items_done, pages=p.pages,
-                           retries=p.retries)
+                bar.update(
+                    task,
+                    description=label,
+                    total=p.items_total,
+                    completed=p.items_done,
+                    pages=p.pages,
+                    retries=p.retries,
+                )
 
             return GraphSync(client, index, state, settings, progress=update).run(full=full)
     finally:
@@ -172,8 +205,10 @@ def sync(ctx: click.Context, watch: bool, full: bool) -> None:
     except SyncBusy as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        with DocumentIndex(index_folder(settings.home), embedder=obj.get("embedder")) as index, \
-                _cancel_on_ctrl_c() as cancel:
+        with (
+            DocumentIndex(index_folder(settings.home), embedder=obj.get("embedder")) as index,
+            _cancel_on_ctrl_c() as cancel,
+        ):
             while True:
                 try:
                     summary = _sync_once(auth, settings, index, cancel, full)
@@ -185,7 +220,10 @@ def sync(ctx: click.Context, watch: bool, full: bool) -> None:
                 full = False
                 if not watch or cancel.is_set():
                     break
-                err.print(f"next sync in {settings.graph_sync_interval_seconds:.0f} s; Ctrl+C stops", highlight=False)
+                err.print(
+                    f"next sync in {settings.graph_sync_interval_seconds:.0f} s; Ctrl+C stops",
+                    highlight=False,
+                )
                 if cancel.wait(settings.graph_sync_interval_seconds):
                     break
             if summary.errors and not watch:

@@ -21,7 +21,6 @@ import email.utils
 import logging
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -55,8 +54,10 @@ T = TypeVar("T")
 _MAX_RETRY_AFTER = 300.0
 _MAX_BACKOFF = 60.0
 # Properties the sync asks for: smaller pages, and only what `models.py` reads.
-MESSAGE_SELECT = ("id,subject,body,bodyPreview,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,"
-                  "conversationId,parentFolderId,internetMessageId,webLink,changeKey")
+MESSAGE_SELECT = (
+    "id,subject,body,bodyPreview,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,"
+    "conversationId,parentFolderId,internetMessageId,webLink,changeKey"
+)
 
 
 class GraphError(RuntimeError):
@@ -129,23 +130,39 @@ def _retry_after(response: requests.Response) -> float | None:
 class GraphClient:
     """Graph over O365's connection. Thread-compatible, not thread-safe: one per sync run."""
 
-    def __init__(self, auth: GraphAuth, settings: Settings, *, cancel: threading.Event | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        auth: GraphAuth,
+        settings: Settings,
+        *,
+        cancel: threading.Event | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.auth, self.settings = auth, settings
         self.protocol = GraphProtocol(settings.graph_base_url)
         # request_retries=0 and raise_http_errors=False: `_send` is the one retry policy and sees every
         # status. requests_delay=0: O365's default 200 ms pause between calls would double a sync's time.
-        self.account = Account(settings.graph_client_id, auth_flow_type="public", tenant_id=settings.graph_tenant,
-                               protocol=self.protocol, token_backend=auth.backend, request_retries=0,
-                               raise_http_errors=False, requests_delay=0, timeout=settings.graph_timeout_seconds,
-                               default_headers={"Prefer": 'IdType="ImmutableId"'})
+        self.account = Account(
+            settings.graph_client_id,
+            auth_flow_type="public",
+            tenant_id=settings.graph_tenant,
+            protocol=self.protocol,
+            token_backend=auth.backend,
+            request_retries=0,
+            raise_http_errors=False,
+            requests_delay=0,
+            timeout=settings.graph_timeout_seconds,
+            default_headers={"Prefer": 'IdType="ImmutableId"'},
+        )
         self.cancel = cancel or threading.Event()
         self.rng = rng or random.Random()
         self.stats: Counter[str] = Counter()
         self._authorized = False
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self.protocol.service_url + path.lstrip("/")
+        return (
+            path if path.startswith(("http://", "https://")) else self.protocol.service_url + path.lstrip("/")
+        )
 
     def close(self) -> None:
         con = self.account.con
@@ -164,15 +181,16 @@ class GraphClient:
         self._authorized = True
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2 ** attempt)
+        ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2**attempt)
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)  # "equal jitter": never 0, never in lockstep
 
     def _wait(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
             raise Cancelled
 
-    def _send(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "",
-              decode: Any = None) -> Any:
+    def _send(
+        self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "", decode: Any = None
+    ) -> Any:
         """GET `url` under the retry policy; `decode(response)` runs inside it, so a truncated or malformed
         body is retried like a dropped connection."""
         if not self._authorized:
@@ -221,7 +239,9 @@ class GraphClient:
             self.stats[f"retry:{reason}"] += 1
             attempt += 1
             if attempt > self.settings.graph_max_retries:
-                raise GraphUnavailable(f"Graph kept failing ({reason}) after {attempt} attempts: {_path(url)}")
+                raise GraphUnavailable(
+                    f"Graph kept failing ({reason}) after {attempt} attempts: {_path(url)}"
+                )
             log.info("Graph %s on %s; retry %d in %.2f s", reason, _path(url), attempt, delay)
             self._wait(delay)
 
@@ -258,7 +278,9 @@ class GraphClient:
             page = self.get_page(page.next_link, prefer=prefer)
             yield page
 
-    def get_item(self, url: str, kind: type[T], *, params: dict[str, Any] | None = None, prefer: str = "") -> T:
+    def get_item(
+        self, url: str, kind: type[T], *, params: dict[str, Any] | None = None, prefer: str = ""
+    ) -> T:
         def decode(response: requests.Response) -> T:
             try:
                 msgspec.json.decode(response.content)
@@ -284,15 +306,20 @@ class GraphClient:
         """Every message of a conversation, oldest first, bodies as text (for thread summaries)."""
         escaped = conversation_id.replace("'", "''")
         messages: list[Message] = []
-        for page in self.pages("me/messages", params={"$filter": f"conversationId eq '{escaped}'",
-                                                      "$select": MESSAGE_SELECT},
-                               prefer='outlook.body-content-type="text"'):
+        for page in self.pages(
+            "me/messages",
+            params={"$filter": f"conversationId eq '{escaped}'", "$select": MESSAGE_SELECT},
+            prefer='outlook.body-content-type="text"',
+        ):
             for raw in page.value:
                 try:
                     messages.append(decode_item(raw, Message))
                 except ItemDrift as exc:
-                    log.warning("skipping a message of conversation %s that does not match the schema: %s",
-                                conversation_id[:16], exc)
+                    log.warning(
+                        "skipping a message of conversation %s that does not match the schema: %s",
+                        conversation_id[:16],
+                        exc,
+                    )
         epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(messages, key=lambda m: m.received_date_time or m.sent_date_time or epoch)
 

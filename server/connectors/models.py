@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-
 from deskpilot.indexes import DocumentInput, PageText, html_to_text
 
 from ..schemas import EmailIn
@@ -191,14 +190,35 @@ def message_document(message: Message, folder: str = "") -> DocumentInput:
     to = ", ".join(r.text() for r in message.to_recipients)
     cc = ", ".join(r.text() for r in message.cc_recipients)
     date = message.received_date_time or message.sent_date_time
-    head = _headers([("Subject", message.subject), ("From", message.sender.text() if message.sender else None),
-                     ("To", to), ("Cc", cc), ("Date", date.isoformat() if date else None), ("Folder", folder)])
+    head = _headers(
+        [
+            ("Subject", message.subject),
+            ("From", message.sender.text() if message.sender else None),
+            ("To", to),
+            ("Cc", cc),
+            ("Date", date.isoformat() if date else None),
+            ("Folder", folder),
+        ]
+    )
     body = message.body.text() if message.body else (message.body_preview or "")
-    metadata = {k: v for k, v in {"conversationId": message.conversation_id, "webLink": message.web_link,
-                                   "internetMessageId": message.internet_message_id,
-                                   "folderId": message.parent_folder_id}.items() if v}
-    return DocumentInput(source=f"graph:message:{message.id}", text=f"{head}\n\n{body.strip()}",
-                         title=message.subject or "(no subject)", date=date, kind="email", metadata=metadata)
+    metadata = {
+        k: v
+        for k, v in {
+            "conversationId": message.conversation_id,
+            "webLink": message.web_link,
+            "internetMessageId": message.internet_message_id,
+            "folderId": message.parent_folder_id,
+        }.items()
+        if v
+    }
+    return DocumentInput(
+        source=f"graph:message:{message.id}",
+        text=f"{head}\n\n{body.strip()}",
+        title=message.subject or "(no subject)",
+        date=date,
+        kind="email",
+        metadata=metadata,
+    )
 
 
 def event_document(event: Event) -> DocumentInput:
@@ -206,32 +226,57 @@ def event_document(event: Event) -> DocumentInput:
     end = event.end.parse() if event.end else None
     when = f"{start.isoformat() if start else '?'} to {end.isoformat() if end else '?'}"
     attendees = ", ".join(a.email_address.text() for a in event.attendees if a.email_address)
-    head = _headers([("Event", event.subject), ("When", when),
-                     ("Where", event.location.display_name if event.location else None),
-                     ("Organizer", event.organizer.text() if event.organizer else None),
-                     ("Attendees", attendees), ("Status", "cancelled" if event.is_cancelled else None)])
+    head = _headers(
+        [
+            ("Event", event.subject),
+            ("When", when),
+            ("Where", event.location.display_name if event.location else None),
+            ("Organizer", event.organizer.text() if event.organizer else None),
+            ("Attendees", attendees),
+            ("Status", "cancelled" if event.is_cancelled else None),
+        ]
+    )
     body = event.body.text() if event.body else ""
     metadata = {"webLink": event.web_link} if event.web_link else {}
-    return DocumentInput(source=f"graph:event:{event.id}", text=f"{head}\n\n{body.strip()}",
-                         title=event.subject or "(no title)", date=start, kind="event", metadata=metadata)
+    return DocumentInput(
+        source=f"graph:event:{event.id}",
+        text=f"{head}\n\n{body.strip()}",
+        title=event.subject or "(no title)",
+        date=start,
+        kind="event",
+        metadata=metadata,
+    )
 
 
-def drive_document(item: DriveItem, segments: list[tuple[int | None, str]], *, title: str, kind: str,
-                   ) -> DocumentInput:
+def drive_document(
+    item: DriveItem,
+    segments: list[tuple[int | None, str]],
+    *,
+    title: str,
+    kind: str,
+) -> DocumentInput:
     parent = (item.parent_reference.path or "") if item.parent_reference else ""
     path = f"{parent.split(':', 1)[-1]}/{item.name}" if parent else (item.name or "")
     metadata = {k: v for k, v in {"name": item.name, "path": path, "webUrl": item.web_url}.items() if v}
     pages = [PageText(text=text, page=page) for page, text in segments]
-    return DocumentInput(source=f"graph:driveItem:{item.id}", pages=pages, title=title or item.name or "",
-                         date=item.last_modified_date_time, kind=kind, metadata=metadata)
+    return DocumentInput(
+        source=f"graph:driveItem:{item.id}",
+        pages=pages,
+        title=title or item.name or "",
+        date=item.last_modified_date_time,
+        kind=kind,
+        metadata=metadata,
+    )
 
 
 def email_in(message: Message) -> EmailIn:
     """A message in the shape /v1/summarize takes (`thread` entries)."""
     date = message.received_date_time or message.sent_date_time
-    return EmailIn(body=message.body.text() if message.body else (message.body_preview or ""),
-                   subject=(message.subject or "")[:1000],
-                   sender=(message.sender.text() if message.sender else "")[:320],
-                   to=[r.text()[:320] for r in message.to_recipients if r.text()],
-                   cc=[r.text()[:320] for r in message.cc_recipients if r.text()],
-                   date=date.isoformat() if date else None)
+    return EmailIn(
+        body=message.body.text() if message.body else (message.body_preview or ""),
+        subject=(message.subject or "")[:1000],
+        sender=(message.sender.text() if message.sender else "")[:320],
+        to=[r.text()[:320] for r in message.to_recipients if r.text()],
+        cc=[r.text()[:320] for r in message.cc_recipients if r.text()],
+        date=date.isoformat() if date else None,
+    )

@@ -13,7 +13,6 @@ import threading
 from typing import Any
 
 import msgspec
-
 from deskpilot.indexes import DocumentIndex
 
 from ..schemas import EmailIn
@@ -101,7 +100,9 @@ class GraphConnector:
             self._cancel.clear()
             self._error = None
             self._progress = SyncProgress(phase="starting")
-            self._thread = threading.Thread(target=self._run, args=(auth, lock, full), name="graph-sync", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(auth, lock, full), name="graph-sync", daemon=True
+            )
             self._thread.start()
 
     def _run(self, auth: GraphAuth, lock: SyncLock, full: bool) -> None:
@@ -127,8 +128,13 @@ class GraphConnector:
             self._thread.join(timeout)
 
     def status(self) -> SyncStatus:
-        status = SyncStatus(configured=self.configured, signed_in=False, running=self.running,
-                            progress=self._progress if self.running else None, error=self._error)
+        status = SyncStatus(
+            configured=self.configured,
+            signed_in=False,
+            running=self.running,
+            progress=self._progress if self.running else None,
+            error=self._error,
+        )
         if self.configured:
             try:
                 who = self.auth().whoami()
@@ -142,12 +148,23 @@ class GraphConnector:
                 last: dict[str, Any] | None = state.last_run()
                 if last is not None:
                     summary = msgspec.convert(last["summary"], SyncSummary) if last["summary"] else None
-                    status.last_run = LastRun(status=last["status"], started_at=last["started_at"],
-                                              finished_at=last["finished_at"], summary=summary, error=last["error"])
+                    status.last_run = LastRun(
+                        status=last["status"],
+                        started_at=last["started_at"],
+                        finished_at=last["finished_at"],
+                        summary=summary,
+                        error=last["error"],
+                    )
                 status.quarantined = state.quarantined_count()
-                status.scopes = [ScopeOut(scope=c.scope, name=c.name, full_round=c.full,
-                                          state="in_progress" if c.next_link or not c.delta_link else "current")
-                                 for c in state.cursors()]
+                status.scopes = [
+                    ScopeOut(
+                        scope=c.scope,
+                        name=c.name,
+                        full_round=c.full,
+                        state="in_progress" if c.next_link or not c.delta_link else "current",
+                    )
+                    for c in state.cursors()
+                ]
             finally:
                 state.close()
         return status
@@ -161,4 +178,3 @@ class GraphConnector:
             return [email_in(m) for m in client.conversation(conversation_id)]
         finally:
             client.close()
-

@@ -104,12 +104,15 @@ class SyncState:
     # -- cursors ---------------------------------------------------------------------------------------
 
     def cursor(self, scope: str) -> Cursor | None:
-        row = self.conn.execute("SELECT scope, name, delta_link, next_link, round, full FROM cursors WHERE scope = ?",
-                                (scope,)).fetchone()
+        row = self.conn.execute(
+            "SELECT scope, name, delta_link, next_link, round, full FROM cursors WHERE scope = ?", (scope,)
+        ).fetchone()
         return Cursor(row[0], row[1], row[2], row[3], row[4], bool(row[5])) if row else None
 
     def cursors(self) -> list[Cursor]:
-        rows = self.conn.execute("SELECT scope, name, delta_link, next_link, round, full FROM cursors ORDER BY scope")
+        rows = self.conn.execute(
+            "SELECT scope, name, delta_link, next_link, round, full FROM cursors ORDER BY scope"
+        )
         return [Cursor(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     def begin_full_round(self, scope: str, name: str) -> Cursor:
@@ -118,7 +121,9 @@ class SyncState:
             self.conn.execute(
                 "INSERT INTO cursors(scope, name, round, full, updated_at) VALUES (?, ?, 1, 1, ?) "
                 "ON CONFLICT(scope) DO UPDATE SET name = excluded.name, delta_link = NULL, next_link = NULL, "
-                "round = round + 1, full = 1, updated_at = excluded.updated_at", (scope, name, _now()))
+                "round = round + 1, full = 1, updated_at = excluded.updated_at",
+                (scope, name, _now()),
+            )
         cursor = self.cursor(scope)
         assert cursor is not None
         return cursor
@@ -135,12 +140,22 @@ class SyncState:
     # -- items -----------------------------------------------------------------------------------------
 
     def item(self, source: str) -> ItemRow | None:
-        row = self.conn.execute("SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE source = ?",
-                                (source,)).fetchone()
+        row = self.conn.execute(
+            "SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE source = ?",
+            (source,),
+        ).fetchone()
         return ItemRow(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6])) if row else None
 
-    def commit_page(self, scope: str, round_: int, *, put: Sequence[dict[str, Any]] = (), forget: Sequence[str] = (),
-                    next_link: str | None = None, delta_link: str | None = None) -> None:
+    def commit_page(
+        self,
+        scope: str,
+        round_: int,
+        *,
+        put: Sequence[dict[str, Any]] = (),
+        forget: Sequence[str] = (),
+        next_link: str | None = None,
+        delta_link: str | None = None,
+    ) -> None:
         """Record a page that is in the index, in one transaction: its items, the items it removed, and where
         the round goes on (`next_link`) or that it ended (`delta_link`). Neither link: items only."""
         at = _now()
@@ -151,59 +166,93 @@ class SyncState:
                 ":at) ON CONFLICT(source) DO UPDATE SET scope = excluded.scope, kind = excluded.kind, "
                 "parent = excluded.parent, tag = excluded.tag, seen_round = excluded.seen_round, "
                 "indexed = excluded.indexed, skipped = excluded.skipped, updated_at = excluded.updated_at",
-                [{"parent": None, "tag": None, "indexed": 1, "skipped": None, **r, "round": round_, "at": at}
-                 for r in put])
+                [
+                    {
+                        "parent": None,
+                        "tag": None,
+                        "indexed": 1,
+                        "skipped": None,
+                        **r,
+                        "round": round_,
+                        "at": at,
+                    }
+                    for r in put
+                ],
+            )
             self.conn.executemany("DELETE FROM items WHERE source = ?", [(s,) for s in forget])
             if delta_link is not None:
-                self.conn.execute("UPDATE cursors SET delta_link = ?, next_link = NULL, full = 0, updated_at = ? "
-                                  "WHERE scope = ?", (delta_link, at, scope))
+                self.conn.execute(
+                    "UPDATE cursors SET delta_link = ?, next_link = NULL, full = 0, updated_at = ? "
+                    "WHERE scope = ?",
+                    (delta_link, at, scope),
+                )
                 # Page-level drift has no item to re-fetch: a round that completes has got past it.
-                self.conn.execute("UPDATE quarantine SET resolved_at = ? WHERE scope = ? AND kind = 'page' "
-                                  "AND resolved_at IS NULL", (at, scope))
+                self.conn.execute(
+                    "UPDATE quarantine SET resolved_at = ? WHERE scope = ? AND kind = 'page' "
+                    "AND resolved_at IS NULL",
+                    (at, scope),
+                )
             elif next_link is not None:
-                self.conn.execute("UPDATE cursors SET next_link = ?, updated_at = ? WHERE scope = ?",
-                                  (next_link, at, scope))
+                self.conn.execute(
+                    "UPDATE cursors SET next_link = ?, updated_at = ? WHERE scope = ?", (next_link, at, scope)
+                )
 
     def unseen(self, scope: str, round_: int) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT source FROM items WHERE scope = ? AND seen_round < ?", (scope, round_))]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT source FROM items WHERE scope = ? AND seen_round < ?", (scope, round_)
+            )
+        ]
 
     def in_scope(self, scope: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT source FROM items WHERE scope = ?", (scope,))]
 
     def children(self, parent_id: str) -> list[ItemRow]:
-        rows = self.conn.execute("SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE parent = ?",
-                                 (parent_id,))
+        rows = self.conn.execute(
+            "SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE parent = ?",
+            (parent_id,),
+        )
         return [ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     def skipped(self, limit: int = 100) -> list[tuple[str, str]]:
-        return self.conn.execute("SELECT source, skipped FROM items WHERE skipped IS NOT NULL ORDER BY source LIMIT ?",
-                                 (limit,)).fetchall()
+        return self.conn.execute(
+            "SELECT source, skipped FROM items WHERE skipped IS NOT NULL ORDER BY source LIMIT ?", (limit,)
+        ).fetchall()
 
     # -- quarantine ------------------------------------------------------------------------------------
 
     def quarantine(self, scope: str, kind: str, graph_id: str | None, payload: bytes, error: str) -> int:
         with self.write():
             if graph_id:  # one open entry per item: the latest payload and error
-                self.conn.execute("DELETE FROM quarantine WHERE graph_id = ? AND kind = ? AND resolved_at IS NULL",
-                                  (graph_id, kind))
+                self.conn.execute(
+                    "DELETE FROM quarantine WHERE graph_id = ? AND kind = ? AND resolved_at IS NULL",
+                    (graph_id, kind),
+                )
             cur = self.conn.execute(
                 "INSERT INTO quarantine(scope, kind, graph_id, payload, error, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (scope, kind, graph_id, payload.decode("utf-8", "replace"), error, _now()))
+                (scope, kind, graph_id, payload.decode("utf-8", "replace"), error, _now()),
+            )
             return int(cur.lastrowid or 0)
 
     def open_quarantine(self) -> list[tuple[int, str, str, str | None]]:
         """(id, scope, kind, graph id) of quarantined payloads not yet repaired."""
-        return self.conn.execute("SELECT id, scope, kind, graph_id FROM quarantine WHERE resolved_at IS NULL "
-                                 "ORDER BY id").fetchall()
+        return self.conn.execute(
+            "SELECT id, scope, kind, graph_id FROM quarantine WHERE resolved_at IS NULL ORDER BY id"
+        ).fetchall()
 
     def resolve(self, kind: str, graph_id: str) -> None:
         with self.write():
-            self.conn.execute("UPDATE quarantine SET resolved_at = ? WHERE kind = ? AND graph_id = ? "
-                              "AND resolved_at IS NULL", (_now(), kind, graph_id))
+            self.conn.execute(
+                "UPDATE quarantine SET resolved_at = ? WHERE kind = ? AND graph_id = ? "
+                "AND resolved_at IS NULL",
+                (_now(), kind, graph_id),
+            )
 
     def quarantined_count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM quarantine WHERE resolved_at IS NULL").fetchone()[0])
+        return int(
+            self.conn.execute("SELECT count(*) FROM quarantine WHERE resolved_at IS NULL").fetchone()[0]
+        )
 
     # -- runs ------------------------------------------------------------------------------------------
 
@@ -216,13 +265,23 @@ class SyncState:
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any], error: str | None = None) -> None:
         with self.write():
-            self.conn.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ?, error = ? WHERE id = ?",
-                              (_now(), status, json.dumps(summary), error, run_id))
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ?, error = ? WHERE id = ?",
+                (_now(), status, json.dumps(summary), error, run_id),
+            )
 
     def last_run(self) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT id, started_at, finished_at, status, summary, error FROM runs "
-                                "WHERE status != 'running' ORDER BY id DESC LIMIT 1").fetchone()
+        row = self.conn.execute(
+            "SELECT id, started_at, finished_at, status, summary, error FROM runs "
+            "WHERE status != 'running' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
-        return {"id": row[0], "started_at": row[1], "finished_at": row[2], "status": row[3],
-                "summary": json.loads(row[4]) if row[4] else None, "error": row[5]}
+        return {
+            "id": row[0],
+            "started_at": row[1],
+            "finished_at": row[2],
+            "status": row[3],
+            "summary": json.loads(row[4]) if row[4] else None,
+            "error": row[5],
+        }

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 from deskpilot.indexes import SUPPORTED_SUFFIXES, DocumentIndex, DocumentInput, SkipFile, load_bytes
 
 from ..settings import Settings
@@ -81,10 +80,16 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
 
     def line(self) -> str:
         retries = sum(self.retries.values())
-        text = (f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, skipped {self.skipped}, "
-                f"quarantined {self.quarantined}, repaired {self.repaired}; {self.folders} folders, {self.pages} pages, "
-                f"{self.requests} requests, {retries} retried, {self.resyncs} resyncs in {self.seconds:.1f} s")
-        return text + (" (cancelled)" if self.cancelled else "") + (f"; {len(self.errors)} error(s)" if self.errors else "")
+        text = (
+            f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, skipped {self.skipped}, "
+            f"quarantined {self.quarantined}, repaired {self.repaired}; {self.folders} folders, {self.pages} pages, "
+            f"{self.requests} requests, {retries} retried, {self.resyncs} resyncs in {self.seconds:.1f} s"
+        )
+        return (
+            text
+            + (" (cancelled)" if self.cancelled else "")
+            + (f"; {len(self.errors)} error(s)" if self.errors else "")
+        )
 
 
 class SyncBusy(RuntimeError):
@@ -153,8 +158,16 @@ class _Batch:
 
 
 class GraphSync:
-    def __init__(self, client: GraphClient, index: DocumentIndex, state: SyncState, settings: Settings, *,
-                 progress: ProgressCallback | None = None, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        client: GraphClient,
+        index: DocumentIndex,
+        state: SyncState,
+        settings: Settings,
+        *,
+        progress: ProgressCallback | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         self.client, self.index, self.state, self.settings = client, index, state, settings
         self._progress_cb = progress
         self._now = now or (lambda: datetime.now(UTC))
@@ -182,8 +195,9 @@ class GraphSync:
             self.summary.seconds = round(time.monotonic() - started, 3)
             self.summary.requests = self.client.stats["requests"]
             self.summary.pages = self.client.stats["pages"]
-            self.summary.retries = {k.removeprefix("retry:"): v for k, v in self.client.stats.items()
-                                    if k.startswith("retry:")}
+            self.summary.retries = {
+                k.removeprefix("retry:"): v for k, v in self.client.stats.items() if k.startswith("retry:")
+            }
             self._report("done")
             self.state.finish_run(run_id, status, msgspec.to_builtins(self.summary), error)
             log.info("sync %s: %s", status, self.summary.line())
@@ -202,14 +216,25 @@ class GraphSync:
             new = [f for f in folders if _is_new(self.state.cursor(f"mail:{f.id}"))]
             self.progress.items_total = sum(f.total_item_count or 0 for f in new) or None
             for folder in folders:
-                self._follow(f"mail:{folder.id}", self._folder_names[folder.id], "mail",
-                             f"me/mailFolders/{quote_id(folder.id)}/messages/delta", {"$select": MESSAGE_SELECT},
-                             self._apply_messages)
+                self._follow(
+                    f"mail:{folder.id}",
+                    self._folder_names[folder.id],
+                    "mail",
+                    f"me/mailFolders/{quote_id(folder.id)}/messages/delta",
+                    {"$select": MESSAGE_SELECT},
+                    self._apply_messages,
+                )
         self._follow("drive", "OneDrive", "files", "me/drive/root/delta", None, self._apply_drive)
         now = self._now()
         window = timedelta(days=self.settings.graph_calendar_days)
-        self._follow("calendar", "Calendar", "calendar", "me/calendarView/delta",
-                     {"startDateTime": _iso(now - window), "endDateTime": _iso(now + window)}, self._apply_events)
+        self._follow(
+            "calendar",
+            "Calendar",
+            "calendar",
+            "me/calendarView/delta",
+            {"startDateTime": _iso(now - window), "endDateTime": _iso(now + window)},
+            self._apply_events,
+        )
         self._repair()
 
     def _report(self, phase: str, scope: str = "") -> None:
@@ -258,8 +283,15 @@ class GraphSync:
 
     # -- one delta feed --------------------------------------------------------------------------------
 
-    def _follow(self, scope: str, name: str, phase: str, start: str, params: dict[str, str] | None,
-                apply: Callable[[str, Sequence[msgspec.Raw], _Batch], None]) -> None:
+    def _follow(
+        self,
+        scope: str,
+        name: str,
+        phase: str,
+        start: str,
+        params: dict[str, str] | None,
+        apply: Callable[[str, Sequence[msgspec.Raw], _Batch], None],
+    ) -> None:
         cursor = self.state.cursor(scope)
         if cursor is None or (cursor.delta_link is None and cursor.next_link is None):
             cursor = self.state.begin_full_round(scope, name)
@@ -280,7 +312,9 @@ class GraphSync:
                 if resyncs > _MAX_RESYNCS:
                     self._fail(name, exc)
                     return
-                log.warning("%s: delta link expired (%s); resyncing the whole %s", name, exc.code or exc, phase)
+                log.warning(
+                    "%s: delta link expired (%s); resyncing the whole %s", name, exc.code or exc, phase
+                )
                 cursor = self.state.begin_full_round(scope, name)
                 url, use_params = start, params
                 continue
@@ -300,14 +334,18 @@ class GraphSync:
                 url, use_params = page.next_link, None
                 continue
             if page.delta_link is None:
-                self._quarantine(scope, "page", msgspec.json.encode(page), ValueError("no nextLink or deltaLink"))
+                self._quarantine(
+                    scope, "page", msgspec.json.encode(page), ValueError("no nextLink or deltaLink")
+                )
                 self._fail(name, GraphError("a page with neither @odata.nextLink nor @odata.deltaLink"))
                 return
             if cursor.full:
                 self._sweep(scope, cursor.round)
             return
 
-    def _commit(self, scope: str, round_: int, batch: _Batch, next_link: str | None, delta_link: str | None) -> None:
+    def _commit(
+        self, scope: str, round_: int, batch: _Batch, next_link: str | None, delta_link: str | None
+    ) -> None:
         if batch.docs:
             for info in self.index.add_documents(batch.docs):
                 if info.changed:
@@ -316,8 +354,9 @@ class GraphSync:
                     self.summary.unchanged += 1
         for source in batch.remove:
             self.summary.removed += self.index.remove_document(source)
-        self.state.commit_page(scope, round_, put=batch.put, forget=batch.remove, next_link=next_link,
-                               delta_link=delta_link)
+        self.state.commit_page(
+            scope, round_, put=batch.put, forget=batch.remove, next_link=next_link, delta_link=delta_link
+        )
 
     def _sweep(self, scope: str, round_: int) -> None:
         """End of a full round: what the scope held before and did not show this time is gone."""
@@ -339,16 +378,30 @@ class GraphSync:
             self._quarantined_now.add((kind, graph_id))
         self.state.quarantine(scope, kind, graph_id, bytes(raw), str(exc))
         self.summary.quarantined += 1
-        log.warning("quarantined a %s payload that does not match the schema (scope %s, id %s): %s",
-                    kind, scope, (graph_id or "?")[:24], exc)
+        log.warning(
+            "quarantined a %s payload that does not match the schema (scope %s, id %s): %s",
+            kind,
+            scope,
+            (graph_id or "?")[:24],
+            exc,
+        )
         return graph_id
 
     def _keep_seen(self, batch: _Batch, source: str) -> None:
         """A quarantined item keeps its last good version in the index: a full round must not sweep it."""
         row = self.state.item(source)
         if row is not None:
-            batch.put.append({"source": row.source, "scope": row.scope, "kind": row.kind, "graph_id": row.graph_id,
-                              "parent": row.parent, "tag": row.tag, "indexed": int(row.indexed)})
+            batch.put.append(
+                {
+                    "source": row.source,
+                    "scope": row.scope,
+                    "kind": row.kind,
+                    "graph_id": row.graph_id,
+                    "parent": row.parent,
+                    "tag": row.tag,
+                    "indexed": int(row.indexed),
+                }
+            )
 
     # -- items -----------------------------------------------------------------------------------------
 
@@ -369,8 +422,15 @@ class GraphSync:
                     batch.remove.append(source)
                 continue
             batch.docs.append(message_document(message, folder))
-            batch.put.append({"source": source, "scope": scope, "kind": "message", "graph_id": message.id,
-                              "tag": message.change_key})
+            batch.put.append(
+                {
+                    "source": source,
+                    "scope": scope,
+                    "kind": "message",
+                    "graph_id": message.id,
+                    "tag": message.change_key,
+                }
+            )
 
     def _apply_events(self, scope: str, values: Sequence[msgspec.Raw], batch: _Batch) -> None:
         for raw in values:
@@ -452,8 +512,11 @@ class GraphSync:
 
     def _repair(self) -> None:
         """Re-fetch quarantined items by id: valid now means indexed, 404 means gone."""
-        entries = [e for e in self.state.open_quarantine()
-                   if e[3] and e[2] in _ITEM_URLS and (e[2], e[3]) not in self._quarantined_now]
+        entries = [
+            e
+            for e in self.state.open_quarantine()
+            if e[3] and e[2] in _ITEM_URLS and (e[2], e[3]) not in self._quarantined_now
+        ]
         if not entries:
             return
         self._report("repair")
@@ -462,8 +525,12 @@ class GraphSync:
             url, params, apply = _ITEM_URLS[kind]
             source = f"graph:{kind}:{graph_id}"
             try:
-                raw = self.client.get_item(url.format(quote_id(graph_id)), msgspec.Raw, params=params,
-                                           prefer=_TEXT_BODY if kind != "driveItem" else "")
+                raw = self.client.get_item(
+                    url.format(quote_id(graph_id)),
+                    msgspec.Raw,
+                    params=params,
+                    prefer=_TEXT_BODY if kind != "driveItem" else "",
+                )
             except NotFound:
                 self.summary.removed += self.index.remove_document(source)
                 self.state.commit_page(scope, 0, forget=[source])

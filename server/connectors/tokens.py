@@ -67,8 +67,13 @@ def keyring_description(ring: keyring.backend.KeyringBackend | None = None) -> t
 class TokenVault:
     """One keyring entry (split into parts) per app registration and authority."""
 
-    def __init__(self, account: str, *, allow_insecure: bool = False,
-                 ring: keyring.backend.KeyringBackend | None = None) -> None:
+    def __init__(
+        self,
+        account: str,
+        *,
+        allow_insecure: bool = False,
+        ring: keyring.backend.KeyringBackend | None = None,
+    ) -> None:
         self.account = account
         self.allow_insecure = allow_insecure
         self._ring = ring
@@ -87,16 +92,21 @@ class TokenVault:
             raise InsecureKeyringError(
                 f"no keyring is available on this machine ({name}), so Deskpilot cannot keep your "
                 "Microsoft 365 sign-in. Install and unlock a keyring (Windows Credential Manager, macOS "
-                "Keychain, or GNOME Keyring/KWallet via the Secret Service) and sign in again.")
+                "Keychain, or GNOME Keyring/KWallet via the Secret Service) and sign in again."
+            )
         if not self.allow_insecure:
             raise InsecureKeyringError(
                 f"the only keyring on this machine is {name}, which stores secrets unencrypted in a file. "
                 "Deskpilot will not put your Microsoft 365 tokens there. Use a machine with a secure keyring "
                 "(Windows Credential Manager, macOS Keychain, the Secret Service), or accept the risk "
                 "explicitly with allow_insecure_token_storage = true (DESKPILOT_ALLOW_INSECURE_TOKEN_STORAGE=1 "
-                "or `deskpilot login --allow-insecure-storage`).")
-        log.warning("storing Microsoft 365 tokens in an insecure keyring (%s) because "
-                    "allow_insecure_token_storage is set", name)
+                "or `deskpilot login --allow-insecure-storage`)."
+            )
+        log.warning(
+            "storing Microsoft 365 tokens in an insecure keyring (%s) because "
+            "allow_insecure_token_storage is set",
+            name,
+        )
 
     def _get(self, key: str) -> str | None:
         try:
@@ -110,7 +120,7 @@ class TokenVault:
         if not head or not head.startswith(_HEAD_PREFIX):
             return None
         try:
-            count = int(head[len(_HEAD_PREFIX):])
+            count = int(head[len(_HEAD_PREFIX) :])
         except ValueError:
             return None
         parts = [self._get(f"{self.account}#{i}") for i in range(count)]
@@ -121,7 +131,7 @@ class TokenVault:
 
     def save(self, data: str) -> None:
         self.check_writable()
-        parts = [data[i:i + _PART_CHARS] for i in range(0, len(data), _PART_CHARS)] or [""]
+        parts = [data[i : i + _PART_CHARS] for i in range(0, len(data), _PART_CHARS)] or [""]
         old = self._part_count()
         for i, part in enumerate(parts):
             self.ring.set_password(SERVICE, f"{self.account}#{i}", part)
@@ -131,7 +141,7 @@ class TokenVault:
     def _part_count(self) -> int:
         head = self._get(self.account) or ""
         try:
-            return int(head[len(_HEAD_PREFIX):]) if head.startswith(_HEAD_PREFIX) else 0
+            return int(head[len(_HEAD_PREFIX) :]) if head.startswith(_HEAD_PREFIX) else 0
         except ValueError:
             return 0
 

@@ -17,5 +17,15 @@ By hand: `python -m deskpilot.server.connectors.standin --port 8910 --fault-rate
 from ._data import DriveFile, Event, Folder, Message, Tenant, file_content, generate
 from ._server import FAULT_KINDS, Faults, StandIn
 
-__all__ = ["FAULT_KINDS", "DriveFile", "Event", "Faults", "Folder", "Message", "StandIn", "Tenant", "file_content",
-           "generate"]
+__all__ = [
+    "FAULT_KINDS",
+    "DriveFile",
+    "Event",
+    "Faults",
+    "Folder",
+    "Message",
+    "StandIn",
+    "Tenant",
+    "file_content",
+    "generate",
+]

@@ -9,7 +9,9 @@ from . import FAULT_KINDS, Faults, StandIn, generate
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m deskpilot.server.connectors.standin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m deskpilot.server.connectors.standin", description=__doc__
+    )
     parser.add_argument("--port", type=int, default=8910)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--messages", type=int, default=300)
@@ -22,15 +24,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--authority-host", default="https://login.standin.test")
     args = parser.parse_args(argv)
-    faults = Faults(rate=args.fault_rate, kinds=dict.fromkeys(filter(None, args.faults.split(",")), 1.0),
-                    retry_after=args.retry_after, slow_seconds=args.slow_seconds, seed=args.seed)
-    standin = StandIn(generate(seed=args.seed, messages=args.messages, files=args.files, events=args.events),
-                      port=args.port, faults=faults, authority_host=args.authority_host,
-                      max_page_size=args.page_size)
-    print(f"Graph stand-in on {standin.url} (Ctrl+C stops). Point Deskpilot at it with:\n"
-          f"  DESKPILOT_GRAPH_CLIENT_ID=standin DESKPILOT_GRAPH_BASE_URL={standin.graph_url} "
-          f"DESKPILOT_GRAPH_AUTHORITY_HOST={standin.authority_host} "
-          f"DESKPILOT_GRAPH_AUTHORITY_LOOPBACK={standin.url}", file=sys.stderr, flush=True)
+    faults = Faults(
+        rate=args.fault_rate,
+        kinds=dict.fromkeys(filter(None, args.faults.split(",")), 1.0),
+        retry_after=args.retry_after,
+        slow_seconds=args.slow_seconds,
+        seed=args.seed,
+    )
+    standin = StandIn(
+        generate(seed=args.seed, messages=args.messages, files=args.files, events=args.events),
+        port=args.port,
+        faults=faults,
+        authority_host=args.authority_host,
+        max_page_size=args.page_size,
+    )
+    print(
+        f"Graph stand-in on {standin.url} (Ctrl+C stops). Point Deskpilot at it with:\n"
+        f"  DESKPILOT_GRAPH_CLIENT_ID=standin DESKPILOT_GRAPH_BASE_URL={standin.graph_url} "
+        f"DESKPILOT_GRAPH_AUTHORITY_HOST={standin.authority_host} "
+        f"DESKPILOT_GRAPH_AUTHORITY_LOOPBACK={standin.url}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         standin.serve_forever()
     except KeyboardInterrupt:

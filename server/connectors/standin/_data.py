@@ -23,20 +23,53 @@ __all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "generate"]
 
 USER_ID = "6f1c4c1e-8d1b-4b6e-9c3a-2f5d7e8a9b0c"
 TENANT_ID = "9b2a7c1d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
-USER = {"id": USER_ID, "displayName": "Alex Wilber", "givenName": "Alex", "surname": "Wilber",
-        "userPrincipalName": "alex.wilber@contoso.example", "mail": "alex.wilber@contoso.example"}
+USER = {
+    "id": USER_ID,
+    "displayName": "Alex Wilber",
+    "givenName": "Alex",
+    "surname": "Wilber",
+    "userPrincipalName": "alex.wilber@contoso.example",
+    "mail": "alex.wilber@contoso.example",
+}
 _EPOCH = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
-_PEOPLE = [("Megan Bowen", "megan.bowen"), ("Adele Vance", "adele.vance"), ("Lee Gu", "lee.gu"),
-           ("Nestor Wilke", "nestor.wilke"), ("Patti Fernandez", "patti.fernandez"),
-           ("Isaiah Langer", "isaiah.langer"), ("Lidia Holloway", "lidia.holloway")]
-_TOPICS = ["quarterly budget", "office move", "vendor contract", "hiring plan", "security review",
-           "product launch", "customer escalation", "travel policy", "board meeting", "data migration",
-           "training schedule", "marketing campaign", "warranty claim", "server outage", "audit findings"]
-_SENTENCES = ["Please review the attached figures before Thursday.", "We agreed to revisit the open points.",
-              "The team needs a decision by the end of the week.", "I have updated the shared notes.",
-              "Let me know if anything is unclear.", "The numbers look better than last quarter.",
-              "Legal asked for one more change to the wording.", "Can we move the call to the afternoon?",
-              "The customer confirmed the new delivery date.", "Thanks for pulling this together so fast."]
+_PEOPLE = [
+    ("Megan Bowen", "megan.bowen"),
+    ("Adele Vance", "adele.vance"),
+    ("Lee Gu", "lee.gu"),
+    ("Nestor Wilke", "nestor.wilke"),
+    ("Patti Fernandez", "patti.fernandez"),
+    ("Isaiah Langer", "isaiah.langer"),
+    ("Lidia Holloway", "lidia.holloway"),
+]
+_TOPICS = [
+    "quarterly budget",
+    "office move",
+    "vendor contract",
+    "hiring plan",
+    "security review",
+    "product launch",
+    "customer escalation",
+    "travel policy",
+    "board meeting",
+    "data migration",
+    "training schedule",
+    "marketing campaign",
+    "warranty claim",
+    "server outage",
+    "audit findings",
+]
+_SENTENCES = [
+    "Please review the attached figures before Thursday.",
+    "We agreed to revisit the open points.",
+    "The team needs a decision by the end of the week.",
+    "I have updated the shared notes.",
+    "Let me know if anything is unclear.",
+    "The numbers look better than last quarter.",
+    "Legal asked for one more change to the wording.",
+    "Can we move the call to the afternoon?",
+    "The customer confirmed the new delivery date.",
+    "Thanks for pulling this together so fast.",
+]
 
 
 def graph_id(prefix: str, *parts: object) -> str:
@@ -149,29 +182,53 @@ class Tenant:
 
     def add_folder(self, name: str, parent_id: str = "", hidden: bool = False) -> Folder:
         with self.lock:
-            folder = Folder(graph_id("AAMkAGFld", name, self._next()), name, parent_id or _ROOT_FOLDER, hidden)
+            folder = Folder(
+                graph_id("AAMkAGFld", name, self._next()), name, parent_id or _ROOT_FOLDER, hidden
+            )
             self.folders[folder.id] = folder
             return folder
 
     def folder(self, name: str) -> Folder:
         return next(f for f in self.folders.values() if f.display_name == name)
 
-    def add_message(self, folder_id: str, subject: str, body: str, *, conversation_id: str | None = None,
-                    sender: tuple[str, str] = _PEOPLE[0], to: list[tuple[str, str]] | None = None,
-                    cc: list[tuple[str, str]] | None = None, received: datetime | None = None) -> Message:
+    def add_message(
+        self,
+        folder_id: str,
+        subject: str,
+        body: str,
+        *,
+        conversation_id: str | None = None,
+        sender: tuple[str, str] = _PEOPLE[0],
+        to: list[tuple[str, str]] | None = None,
+        cc: list[tuple[str, str]] | None = None,
+        received: datetime | None = None,
+    ) -> Message:
         with self.lock:
             n = self._next()
-            message = Message(graph_id("AAMkAGMsg", n, subject), folder_id,
-                              conversation_id or graph_id("AAQkAGCnv", n, subject), subject, body, sender,
-                              to or [("Alex Wilber", "alex.wilber")], cc or [],
-                              received or _EPOCH + timedelta(minutes=17 * n))
+            message = Message(
+                graph_id("AAMkAGMsg", n, subject),
+                folder_id,
+                conversation_id or graph_id("AAQkAGCnv", n, subject),
+                subject,
+                body,
+                sender,
+                to or [("Alex Wilber", "alex.wilber")],
+                cc or [],
+                received or _EPOCH + timedelta(minutes=17 * n),
+            )
             message.modified = message.received
             self.messages[message.id] = message
             self.touch(f"mail:{folder_id}", message.id)
             return message
 
-    def change_message(self, message_id: str, *, subject: str | None = None, body: str | None = None,
-                       is_read: bool | None = None) -> Message:
+    def change_message(
+        self,
+        message_id: str,
+        *,
+        subject: str | None = None,
+        body: str | None = None,
+        is_read: bool | None = None,
+    ) -> Message:
         with self.lock:
             message = self.messages[message_id]
             if subject is not None or body is not None:
@@ -202,8 +259,13 @@ class Tenant:
 
     def add_file(self, name: str, content: bytes, *, parent_id: str = "", marker: str = "") -> DriveFile:
         with self.lock:
-            item = DriveFile(graph_id("01BYE5RZ", name, self._next()), name, parent_id or DRIVE_ROOT,
-                             content, marker=marker)
+            item = DriveFile(
+                graph_id("01BYE5RZ", name, self._next()),
+                name,
+                parent_id or DRIVE_ROOT,
+                content,
+                marker=marker,
+            )
             item.modified = _EPOCH + timedelta(minutes=self._n)
             self.files[item.id] = item
             self.touch("drive", item.id)
@@ -211,8 +273,12 @@ class Tenant:
 
     def add_drive_folder(self, name: str, parent_id: str = "") -> DriveFile:
         with self.lock:
-            item = DriveFile(graph_id("01BYE5RZ", "folder", name, self._next()), name, parent_id or DRIVE_ROOT,
-                             is_folder=True)
+            item = DriveFile(
+                graph_id("01BYE5RZ", "folder", name, self._next()),
+                name,
+                parent_id or DRIVE_ROOT,
+                is_folder=True,
+            )
             self.files[item.id] = item
             self.touch("drive", item.id)
             return item
@@ -220,7 +286,9 @@ class Tenant:
     def drive_folder(self, name: str) -> DriveFile:
         return next(f for f in self.files.values() if f.is_folder and f.name == name)
 
-    def change_file(self, file_id: str, content: bytes, *, marker: str = "", name: str | None = None) -> DriveFile:
+    def change_file(
+        self, file_id: str, content: bytes, *, marker: str = "", name: str | None = None
+    ) -> DriveFile:
         with self.lock:
             item = self.files[file_id]
             item.content, item.marker, item.version = content, marker, item.version + 1
@@ -248,12 +316,28 @@ class Tenant:
 
     # -- calendar -------------------------------------------------------------------------------------
 
-    def add_event(self, subject: str, body: str, start: datetime, *, minutes: int = 30,
-                  location: str = "Room 12", organizer: tuple[str, str] = _PEOPLE[1],
-                  attendees: list[tuple[str, str]] | None = None) -> Event:
+    def add_event(
+        self,
+        subject: str,
+        body: str,
+        start: datetime,
+        *,
+        minutes: int = 30,
+        location: str = "Room 12",
+        organizer: tuple[str, str] = _PEOPLE[1],
+        attendees: list[tuple[str, str]] | None = None,
+    ) -> Event:
         with self.lock:
-            event = Event(graph_id("AAMkAGEvt", subject, self._next()), subject, body, start, minutes, location,
-                          organizer, attendees or [("Alex Wilber", "alex.wilber")])
+            event = Event(
+                graph_id("AAMkAGEvt", subject, self._next()),
+                subject,
+                body,
+                start,
+                minutes,
+                location,
+                organizer,
+                attendees or [("Alex Wilber", "alex.wilber")],
+            )
             self.events[event.id] = event
             self.touch("calendar", event.id)
             return event
@@ -275,8 +359,13 @@ class Tenant:
 
     # -- what a correct sync must end with ------------------------------------------------------------
 
-    def expected(self, *, max_file_bytes: int | None = None, window_days: int | None = None,
-                 now: datetime | None = None) -> dict[str, str]:
+    def expected(
+        self,
+        *,
+        max_file_bytes: int | None = None,
+        window_days: int | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, str]:
         """source reference -> the marker its indexed text must contain, for everything indexable."""
         with self.lock:
             out = {f"graph:message:{m.id}": m.marker for m in self.messages.values()}
@@ -325,16 +414,22 @@ def file_content(name: str, title: str, text: str) -> bytes:
     return _file_bytes(name.rsplit(".", 1)[-1].lower(), title, text)
 
 
-def generate(*, seed: int = 0, messages: int = 300, files: int = 40, events: int = 30,
-             now: datetime | None = None) -> Tenant:
+def generate(
+    *, seed: int = 0, messages: int = 300, files: int = 40, events: int = 30, now: datetime | None = None
+) -> Tenant:
     """A tenant with `messages` messages over five folders (threads of 1-5), `files` indexable files of
     five types plus a few that are not indexable, and `events` calendar events around `now`."""
     rng = random.Random(seed)
     tenant = Tenant()
     with tenant.lock:
         inbox = tenant.add_folder("Inbox")
-        folders = [inbox, tenant.add_folder("Sent Items"), tenant.add_folder("Archive"),
-                   tenant.add_folder("Projects", inbox.id), tenant.add_folder("Receipts", inbox.id)]
+        folders = [
+            inbox,
+            tenant.add_folder("Sent Items"),
+            tenant.add_folder("Archive"),
+            tenant.add_folder("Projects", inbox.id),
+            tenant.add_folder("Receipts", inbox.id),
+        ]
         made = 0
         while made < messages:
             topic = rng.choice(_TOPICS)
@@ -343,9 +438,15 @@ def generate(*, seed: int = 0, messages: int = 300, files: int = 40, events: int
             for i in range(min(rng.randint(1, 5), messages - made)):
                 who = rng.choice(_PEOPLE)
                 subject = ("RE: " if i else "") + topic.capitalize()
-                message = tenant.add_message(folder.id, subject, "", conversation_id=conversation, sender=who,
-                                             to=[("Alex Wilber", "alex.wilber")],
-                                             cc=rng.sample(_PEOPLE, rng.randint(0, 2)))
+                message = tenant.add_message(
+                    folder.id,
+                    subject,
+                    "",
+                    conversation_id=conversation,
+                    sender=who,
+                    to=[("Alex Wilber", "alex.wilber")],
+                    cc=rng.sample(_PEOPLE, rng.randint(0, 2)),
+                )
                 message.body = _body(rng, topic, message.marker)
                 conversation = message.conversation_id
                 made += 1
@@ -358,8 +459,12 @@ def generate(*, seed: int = 0, messages: int = 300, files: int = 40, events: int
             marker = f"file-{n:03d}-{hashlib.sha1(f'{seed}/{n}'.encode()).hexdigest()[:8]}"
             name = f"{topic.replace(' ', '-')}-{n:03d}.{kind}"
             text = f"Notes on the {topic}. {rng.choice(_SENTENCES)} Reference {marker}."
-            tenant.add_file(name, file_content(name, topic.capitalize(), text),
-                            parent_id=rng.choice([docs.id, reports.id, DRIVE_ROOT]), marker=marker)
+            tenant.add_file(
+                name,
+                file_content(name, topic.capitalize(), text),
+                parent_id=rng.choice([docs.id, reports.id, DRIVE_ROOT]),
+                marker=marker,
+            )
         # Not indexable: a picture (no loader) and an empty text file.
         tenant.add_file("team-photo.png", b"\x89PNG\r\n\x1a\n" + bytes(256), parent_id=docs.id)
         tenant.add_file("empty.txt", b"", parent_id=docs.id)
@@ -367,10 +472,16 @@ def generate(*, seed: int = 0, messages: int = 300, files: int = 40, events: int
         for n in range(events):
             topic = rng.choice(_TOPICS)
             start = (now + timedelta(days=rng.randint(-30, 30), hours=rng.randint(0, 8))).replace(
-                minute=0, second=0, microsecond=0)
-            event = tenant.add_event(f"{topic.capitalize()} sync", "", start, minutes=rng.choice([30, 60]),
-                                     location=f"Room {rng.randint(1, 40)}", organizer=rng.choice(_PEOPLE),
-                                     attendees=rng.sample(_PEOPLE, 3))
+                minute=0, second=0, microsecond=0
+            )
+            event = tenant.add_event(
+                f"{topic.capitalize()} sync",
+                "",
+                start,
+                minutes=rng.choice([30, 60]),
+                location=f"Room {rng.randint(1, 40)}",
+                organizer=rng.choice(_PEOPLE),
+                attendees=rng.sample(_PEOPLE, 3),
+            )
             event.body = f"Agenda: {topic}. {rng.choice(_SENTENCES)} {event.marker}"
     return tenant
-

@@ -13,8 +13,14 @@ from ._data import DRIVE_ROOT, USER, DriveFile, Event, Folder, Message, Tenant, 
 
 __all__ = ["event_json", "file_json", "folder_json", "message_json", "user_json"]
 
-_MIME = {"txt": "text/plain", "md": "text/markdown", "html": "text/html", "pdf": "application/pdf",
-         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "png": "image/png"}
+_MIME = {
+    "txt": "text/plain",
+    "md": "text/markdown",
+    "html": "text/html",
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "png": "image/png",
+}
 DRIVE_ID = "b!standinDriveId0123456789"
 
 
@@ -25,7 +31,7 @@ def _recipient(person: tuple[str, str]) -> dict[str, Any]:
 
 def _html(text: str) -> str:
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
-    return f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html\"></head><body>{paragraphs}</body></html>"
+    return f'<html><head><meta http-equiv="Content-Type" content="text/html"></head><body>{paragraphs}</body></html>'
 
 
 def user_json() -> dict[str, Any]:
@@ -35,9 +41,15 @@ def user_json() -> dict[str, Any]:
 def folder_json(tenant: Tenant, folder: Folder) -> dict[str, Any]:
     children = [f for f in tenant.folders.values() if f.parent_id == folder.id]
     messages = [m for m in tenant.messages.values() if m.folder_id == folder.id]
-    return {"id": folder.id, "displayName": folder.display_name, "parentFolderId": folder.parent_id,
-            "childFolderCount": len(children), "unreadItemCount": sum(not m.is_read for m in messages),
-            "totalItemCount": len(messages), "isHidden": folder.hidden}
+    return {
+        "id": folder.id,
+        "displayName": folder.display_name,
+        "parentFolderId": folder.parent_id,
+        "childFolderCount": len(children),
+        "unreadItemCount": sum(not m.is_read for m in messages),
+        "totalItemCount": len(messages),
+        "isHidden": folder.hidden,
+    }
 
 
 def message_json(message: Message, *, text_body: bool) -> dict[str, Any]:
@@ -81,15 +93,21 @@ def file_json(tenant: Tenant, item: DriveFile) -> dict[str, Any]:
         "lastModifiedDateTime": iso(item.modified),
         "webUrl": f"https://contoso-my.sharepoint.com/personal/alex/Documents/{item.name}",
         "size": len(item.content),
-        "parentReference": {"driveId": DRIVE_ID, "driveType": "business", "id": item.parent_id,
-                            "path": tenant.path_of(item)},
+        "parentReference": {
+            "driveId": DRIVE_ID,
+            "driveType": "business",
+            "id": item.parent_id,
+            "path": tenant.path_of(item),
+        },
     }
     if item.is_folder:
         out["folder"] = {"childCount": sum(f.parent_id == item.id for f in tenant.files.values())}
     else:
         digest = base64.b64encode(hashlib.sha1(item.content).digest()).decode()
-        out["file"] = {"mimeType": _MIME.get(item.name.rsplit(".", 1)[-1], "application/octet-stream"),
-                       "hashes": {"sha1Hash": digest}}
+        out["file"] = {
+            "mimeType": _MIME.get(item.name.rsplit(".", 1)[-1], "application/octet-stream"),
+            "hashes": {"sha1Hash": digest},
+        }
     if item.id == DRIVE_ROOT:
         out["root"] = {}
     return out
@@ -111,8 +129,10 @@ def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
         "iCalUId": "040000008200E00074C5B7101A82E008" + hashlib.sha1(event.id.encode()).hexdigest()[:32],
         "subject": event.subject,
         "bodyPreview": event.body[:255],
-        "body": {"contentType": "text" if text_body else "html",
-                 "content": event.body if text_body else _html(event.body)},
+        "body": {
+            "contentType": "text" if text_body else "html",
+            "content": event.body if text_body else _html(event.body),
+        },
         "importance": "normal",
         "sensitivity": "normal",
         "isAllDay": False,
@@ -125,6 +145,12 @@ def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
         "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
         "location": {"displayName": event.location, "locationType": "default"},
         "organizer": _recipient(event.organizer),
-        "attendees": [{"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
-                       **_recipient(p)} for p in event.attendees],
+        "attendees": [
+            {
+                "type": "required",
+                "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+                **_recipient(p),
+            }
+            for p in event.attendees
+        ],
     }

@@ -65,16 +65,27 @@ class _Reply(Exception):
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, {"error": {"code": code, "message": message,
-                                     "innerError": {"date": datetime.now(UTC).isoformat()}}}, headers)
+    return _Reply(
+        status,
+        {"error": {"code": code, "message": message, "innerError": {"date": datetime.now(UTC).isoformat()}}},
+        headers,
+    )
 
 
 class StandIn:
     """A Graph stand-in on 127.0.0.1. `with StandIn(generate()) as graph:`; `graph.url`, `graph.graph_url`."""
 
-    def __init__(self, tenant: Tenant | None = None, *, port: int = 0, faults: Faults | None = None,
-                 authority_host: str = "https://login.standin.test", max_page_size: int = 25,
-                 token_lifetime: int = 3600, approve_after_polls: int = 0) -> None:
+    def __init__(
+        self,
+        tenant: Tenant | None = None,
+        *,
+        port: int = 0,
+        faults: Faults | None = None,
+        authority_host: str = "https://login.standin.test",
+        max_page_size: int = 25,
+        token_lifetime: int = 3600,
+        approve_after_polls: int = 0,
+    ) -> None:
         self.tenant = tenant or generate()
         self.faults = faults or Faults()
         self.authority_host = authority_host.rstrip("/")
@@ -164,15 +175,31 @@ class StandIn:
             self.refresh_tokens.add(refresh)
             self.issued += [access, refresh]
             self.stats["tokens_issued"] += 1
-        claims = {"aud": client_id, "iss": f"{self.authority_host}/{TENANT_ID}/v2.0", "iat": now, "nbf": now,
-                  "exp": now + 3600, "name": USER["displayName"], "oid": USER["id"],
-                  "preferred_username": USER["userPrincipalName"], "sub": "standin-subject", "tid": TENANT_ID,
-                  "ver": "2.0"}
+        claims = {
+            "aud": client_id,
+            "iss": f"{self.authority_host}/{TENANT_ID}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "name": USER["displayName"],
+            "oid": USER["id"],
+            "preferred_username": USER["userPrincipalName"],
+            "sub": "standin-subject",
+            "tid": TENANT_ID,
+            "ver": "2.0",
+        }
         id_token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
         granted = " ".join(s for s in scope.split() if s not in ("openid", "profile", "offline_access"))
-        return {"token_type": "Bearer", "scope": granted, "expires_in": self.token_lifetime,
-                "ext_expires_in": self.token_lifetime, "access_token": access, "refresh_token": refresh,
-                "id_token": id_token, "client_info": _b64({"uid": USER["id"], "utid": TENANT_ID})}
+        return {
+            "token_type": "Bearer",
+            "scope": granted,
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": access,
+            "refresh_token": refresh,
+            "id_token": id_token,
+            "client_info": _b64({"uid": USER["id"], "utid": TENANT_ID}),
+        }
 
     def check_bearer(self, header: str | None) -> None:
         token = (header or "").removeprefix("Bearer ").strip()
@@ -215,7 +242,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         content_type = (headers or {}).pop("Content-Type", None) or (
-            "application/json; odata.metadata=minimal" if not isinstance(body, bytes) else "application/octet-stream")
+            "application/json; odata.metadata=minimal"
+            if not isinstance(body, bytes)
+            else "application/octet-stream"
+        )
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
@@ -242,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith("/v1.0/") or path.startswith("/_download/"):
                 self._graph(method, path, query)
             elif path.startswith("/_standin/"):
-                self._send(200, _Admin(self.standin).dispatch(method, path[len("/_standin/"):], query, body))
+                self._send(200, _Admin(self.standin).dispatch(method, path[len("/_standin/") :], query, body))
             else:
                 self._auth(method, path, query, body)
         except _Reply as reply:
@@ -264,11 +294,15 @@ class _Handler(BaseHTTPRequestHandler):
         fault = standin.pick_fault("$deltatoken" in query)
         faults = standin.faults
         if fault == "throttle":
-            raise _error(429, "TooManyRequests", "Too many requests.", {"Retry-After": str(faults.retry_after)})
+            raise _error(
+                429, "TooManyRequests", "Too many requests.", {"Retry-After": str(faults.retry_after)}
+            )
         if fault == "unavailable":
             raise _error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
         if fault == "expired":
-            raise _error(410, "SyncStateNotFound", "The sync state generation is not found (resync required).")
+            raise _error(
+                410, "SyncStateNotFound", "The sync state generation is not found (resync required)."
+            )
         if fault == "drop" and not path.startswith("/_download/"):
             self._drop()
             return
@@ -335,15 +369,21 @@ class _Graph:
             case []:
                 return 200, user_json(), {}
             case ["mailFolders"]:
-                return self._list(path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == ROOT_FOLDER])
+                return self._list(
+                    path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == ROOT_FOLDER]
+                )
             case ["mailFolders", folder_id, "childFolders"]:
                 self._folder(folder_id)
-                return self._list(path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == folder_id])
+                return self._list(
+                    path, [folder_json(t, f) for f in t.folders.values() if f.parent_id == folder_id]
+                )
             case ["mailFolders", folder_id]:
                 return 200, folder_json(t, self._folder(folder_id)), {}
             case ["mailFolders", folder_id, "messages", "delta"]:
                 self._folder(folder_id)
-                return self._delta(f"mail:{folder_id}", path, lambda i, first: self._message_delta(folder_id, i, first))
+                return self._delta(
+                    f"mail:{folder_id}", path, lambda i, first: self._message_delta(folder_id, i, first)
+                )
             case ["messages"]:
                 return self._list(path, self._filtered_messages())
             case ["messages", message_id]:
@@ -389,22 +429,31 @@ class _Graph:
 
     def _list(self, path: str, items: list[dict[str, Any]]) -> tuple[int, Any, dict[str, str]]:
         skip = int(self.query.get("$skip", "0") or 0)
-        page = items[skip: skip + self.page_size]
+        page = items[skip : skip + self.page_size]
         body: dict[str, Any] = {"@odata.context": f"{self.standin.graph_url}/$metadata", "value": page}
         if skip + self.page_size < len(items):
             rest = {k: v for k, v in self.query.items() if k != "$skip"}
             params = "&".join(f"{quote(k)}={quote(v)}" for k, v in rest.items())
-            body["@odata.nextLink"] = (f"{self.standin.url}{quote(path)}?{params}{'&' if params else ''}"
-                                       f"$skip={skip + self.page_size}")
+            body["@odata.nextLink"] = (
+                f"{self.standin.url}{quote(path)}?{params}{'&' if params else ''}"
+                f"$skip={skip + self.page_size}"
+            )
         return 200, body, {}
 
-    def _delta(self, scope: str, path: str, render: Any, extra: dict[str, Any] | None = None,
-               ) -> tuple[int, Any, dict[str, str]]:
+    def _delta(
+        self,
+        scope: str,
+        path: str,
+        render: Any,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
         t, q = self.tenant, self.query
         if "$skiptoken" in q or "$deltatoken" in q:
             state = _unb64(q.get("$skiptoken") or q["$deltatoken"])
             if state.get("e") != t.epoch or state.get("s") != scope:
-                raise _error(410, "SyncStateNotFound", "The sync state generation is not found (resync required).")
+                raise _error(
+                    410, "SyncStateNotFound", "The sync state generation is not found (resync required)."
+                )
             if "$deltatoken" in q:
                 state = {**state, "q": state["q"], "t": t.seq, "a": "", "i": False}
         else:
@@ -426,7 +475,11 @@ class _Graph:
             return self._drifted(message_json(message, text_body=self.text_body))
         if state["i"]:
             return None
-        return {"@odata.type": "#microsoft.graph.message", "id": message_id, "@removed": {"reason": "deleted"}}
+        return {
+            "@odata.type": "#microsoft.graph.message",
+            "id": message_id,
+            "@removed": {"reason": "deleted"},
+        }
 
     def _file_delta(self, item_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         item = self.tenant.files.get(item_id)
@@ -441,8 +494,9 @@ class _Graph:
                 start = datetime.fromisoformat(self.query["startDateTime"].replace("Z", "+00:00"))
                 end = datetime.fromisoformat(self.query["endDateTime"].replace("Z", "+00:00"))
             except (KeyError, ValueError) as exc:
-                raise _error(400, "ErrorInvalidParameter",
-                             "startDateTime and endDateTime are required ISO 8601 values") from exc
+                raise _error(
+                    400, "ErrorInvalidParameter", "startDateTime and endDateTime are required ISO 8601 values"
+                ) from exc
             extra = {"w": [start.timestamp(), end.timestamp()]}
 
         def render(event_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
@@ -450,8 +504,15 @@ class _Graph:
             low, high = state["w"]
             if event is not None and low <= event.start.timestamp() < high:
                 return self._drifted(event_json(event, text_body=self.text_body))
-            return None if state["i"] else {"@odata.type": "#microsoft.graph.event", "id": event_id,
-                                            "@removed": {"reason": "deleted"}}
+            return (
+                None
+                if state["i"]
+                else {
+                    "@odata.type": "#microsoft.graph.event",
+                    "id": event_id,
+                    "@removed": {"reason": "deleted"},
+                }
+            )
 
         return self._delta("calendar", path, render, extra)
 
@@ -469,11 +530,20 @@ class _Admin:
         try:
             match method, parts:
                 case "GET", ["state"]:
-                    return {"messages": len(t.messages), "folders": len(t.folders), "files": len(t.files),
-                            "events": len(t.events), "seq": t.seq, "epoch": t.epoch,
-                            "stats": dict(self.standin.stats), "faults": asdict(self.standin.faults)}
+                    return {
+                        "messages": len(t.messages),
+                        "folders": len(t.folders),
+                        "files": len(t.files),
+                        "events": len(t.events),
+                        "seq": t.seq,
+                        "epoch": t.epoch,
+                        "stats": dict(self.standin.stats),
+                        "faults": asdict(self.standin.faults),
+                    }
                 case "GET", ["expected"]:
-                    return t.expected(max_file_bytes=int(query["maxFileBytes"]) if "maxFileBytes" in query else None)
+                    return t.expected(
+                        max_file_bytes=int(query["maxFileBytes"]) if "maxFileBytes" in query else None
+                    )
                 case "POST", ["faults"]:
                     self.standin.set_faults(Faults(**body))
                     return asdict(self.standin.faults)
@@ -491,12 +561,20 @@ class _Admin:
                     raise _error(404, "not_found", "no such user code")
                 case "POST", ["messages"]:
                     folder = t.folder(body.get("folder", "Inbox"))
-                    m = t.add_message(folder.id, body["subject"], body.get("body", ""),
-                                      conversation_id=body.get("conversationId"))
+                    m = t.add_message(
+                        folder.id,
+                        body["subject"],
+                        body.get("body", ""),
+                        conversation_id=body.get("conversationId"),
+                    )
                     return {"id": m.id, "marker": m.marker}
                 case "PATCH", ["messages", message_id]:
-                    m = t.change_message(message_id, subject=body.get("subject"), body=body.get("body"),
-                                         is_read=body.get("isRead"))
+                    m = t.change_message(
+                        message_id,
+                        subject=body.get("subject"),
+                        body=body.get("body"),
+                        is_read=body.get("isRead"),
+                    )
                     if "folder" in body:
                         t.move_message(message_id, t.folder(body["folder"]).id)
                     return {"id": m.id, "marker": m.marker}
@@ -507,15 +585,20 @@ class _Admin:
                     from ._data import file_content
 
                     marker = body.get("marker") or "file-" + secrets.token_hex(4)
-                    content = file_content(body["name"], body.get("title", body["name"]),
-                                           f"{body.get('text', '')} Reference {marker}.")
+                    content = file_content(
+                        body["name"],
+                        body.get("title", body["name"]),
+                        f"{body.get('text', '')} Reference {marker}.",
+                    )
                     item = t.add_file(body["name"], content, marker=marker)
                     return {"id": item.id, "marker": marker}
                 case "DELETE", ["files", item_id]:
                     t.delete_file(item_id)
                     return {"deleted": item_id}
                 case "POST", ["events"]:
-                    start = datetime.fromisoformat(body.get("start") or (datetime.now(UTC) + timedelta(days=1)).isoformat())
+                    start = datetime.fromisoformat(
+                        body.get("start") or (datetime.now(UTC) + timedelta(days=1)).isoformat()
+                    )
                     event = t.add_event(body["subject"], body.get("body", ""), start)
                     event.body += f" {event.marker}"
                     return {"id": event.id, "marker": event.marker}
@@ -541,44 +624,74 @@ def _auth_handler(handler: _Handler, method: str, path: str, query: dict[str, st
     standin.stats["auth_requests"] += 1
     if parts[:2] == ["common", "discovery"]:
         tenant = urlsplit(query.get("authorization_endpoint", "")).path.strip("/").split("/")[0] or "common"
-        raise _Reply(200, {"tenant_discovery_endpoint": f"{host}/{tenant}/v2.0/.well-known/openid-configuration",
-                           "api-version": "1.1", "metadata": []})
+        raise _Reply(
+            200,
+            {
+                "tenant_discovery_endpoint": f"{host}/{tenant}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [],
+            },
+        )
     if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
         tenant = parts[0]
-        raise _Reply(200, {
-            "issuer": f"{host}/{TENANT_ID}/v2.0",
-            "authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
-            "device_authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/devicecode",
-            "end_session_endpoint": f"{host}/{tenant}/oauth2/v2.0/logout",
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"],
-            "tenant_region_scope": "EU", "cloud_instance_name": "standin.test"})
+        raise _Reply(
+            200,
+            {
+                "issuer": f"{host}/{TENANT_ID}/v2.0",
+                "authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/devicecode",
+                "end_session_endpoint": f"{host}/{tenant}/oauth2/v2.0/logout",
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "standin.test",
+            },
+        )
     if method == "POST" and parts[1:] == ["oauth2", "v2.0", "devicecode"]:
         device_code, user_code = secrets.token_urlsafe(24), secrets.token_hex(4).upper()
-        standin.device_codes[device_code] = {"user_code": user_code, "client_id": form.get("client_id", ""),
-                                             "scope": form.get("scope", ""), "polls": 0, "approved": False}
-        raise _Reply(200, {"device_code": device_code, "user_code": user_code,
-                           "verification_uri": f"{host}/devicelogin", "expires_in": 900, "interval": 1,
-                           "message": f"To sign in, use a web browser to open the page {host}/devicelogin and "
-                                      f"enter the code {user_code} to authenticate."})
+        standin.device_codes[device_code] = {
+            "user_code": user_code,
+            "client_id": form.get("client_id", ""),
+            "scope": form.get("scope", ""),
+            "polls": 0,
+            "approved": False,
+        }
+        raise _Reply(
+            200,
+            {
+                "device_code": device_code,
+                "user_code": user_code,
+                "verification_uri": f"{host}/devicelogin",
+                "expires_in": 900,
+                "interval": 1,
+                "message": f"To sign in, use a web browser to open the page {host}/devicelogin and "
+                f"enter the code {user_code} to authenticate.",
+            },
+        )
     if method == "POST" and parts[1:] == ["oauth2", "v2.0", "token"]:
         grant = form.get("grant_type", "")
         if grant == "urn:ietf:params:oauth:grant-type:device_code":
             flow = standin.device_codes.get(form.get("device_code", ""))
             if flow is None:
-                raise _Reply(400, {"error": "expired_token", "error_description": "unknown or expired device code"})
+                raise _Reply(
+                    400, {"error": "expired_token", "error_description": "unknown or expired device code"}
+                )
             flow["polls"] += 1
             if not flow["approved"] and flow["polls"] <= standin.approve_after_polls:
-                raise _Reply(400, {"error": "authorization_pending", "error_description": "waiting for the user"})
+                raise _Reply(
+                    400, {"error": "authorization_pending", "error_description": "waiting for the user"}
+                )
             del standin.device_codes[form["device_code"]]
             raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), flow["scope"]))
         if grant == "refresh_token":
             if form.get("refresh_token") not in standin.refresh_tokens:
-                raise _Reply(400, {"error": "invalid_grant", "error_description": "AADSTS70008: refresh token expired"})
+                raise _Reply(
+                    400, {"error": "invalid_grant", "error_description": "AADSTS70008: refresh token expired"}
+                )
             standin.stats["refreshes"] += 1
             raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), form.get("scope", "")))
         raise _Reply(400, {"error": "unsupported_grant_type", "error_description": grant})
     raise _Reply(404, {"error": "not_found", "error_description": path})
-
