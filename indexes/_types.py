@@ -72,8 +72,10 @@ class IndexSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     # HNSW cannot remove vectors; removed chunks stay as tombstones filtered at search time until they
     # exceed this fraction of the vectors, then the index is rebuilt from the live vectors.
     compact_fraction: float = 0.2
-    # A scoped search on an HNSW index with at most this many candidate chunks is answered exactly.
-    exact_scope_limit: int = 20_000
+    # A scoped search on an HNSW index whose scope holds at most this many chunks (or under 5% of
+    # them) scans those exactly: a selective filter starves the graph walk (recall drops), while a
+    # few thousand vectors scan in a few milliseconds.
+    exact_scope_limit: int = 5_000
     # Chunks embedded together (sentence-transformers sorts a batch by length, so bigger is better)
     # and committed together; a commit is also the unit that a crash can lose.
     batch_chunks: int = 256

@@ -161,6 +161,30 @@ class VectorIndex:
             ids, vectors = ids[keep], vectors[keep]
         return np.ascontiguousarray(ids), np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def _stored(self) -> np.ndarray:
+        """All stored vectors, in internal order, as a zero-copy view of FAISS's memory."""
+        faiss = _faiss()
+        inner = faiss.downcast_index(self._index.index)
+        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        n = self.ntotal
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def exact_among(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (scores, ids) of the best `k` among the `allowed` ids, whatever the index kind."""
+        ids = self.all_ids()
+        positions = np.flatnonzero(np.isin(ids, allowed))
+        if not len(positions):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if len(positions) * 4 < len(ids):  # few: gather them
+            scores = self._stored()[positions] @ query
+        else:  # many: one pass over everything is cheaper than copying most of it
+            scores = (self._stored() @ query)[positions]
+        top = np.argsort(-scores)[:k]
+        return scores[top], ids[positions[top]]
+
     # -- search ------------------------------------------------------------------------------------
 
     def search(

@@ -741,16 +741,12 @@ class DocumentIndex:
             allowed = None if _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)  # type: ignore[arg-type]
             if allowed is not None and not len(allowed):
                 return []
-            if (
-                allowed is not None
-                and vectors.kind == HNSW
-                and len(allowed) <= self.settings.exact_scope_limit
-            ):
+            few = allowed is not None and len(allowed) <= max(
+                self.settings.exact_scope_limit, vectors.live // 20
+            )
+            if allowed is not None and vectors.kind == HNSW and few:
                 # A filter that leaves few candidates starves the HNSW graph walk: scan them exactly.
-                ids, matrix = self._store.vectors(allowed, self.embedder.dim)
-                scores = matrix @ vector
-                top = np.argsort(-scores)[:k]
-                found_scores, found_ids = scores[top], ids[top]
+                found_scores, found_ids = vectors.exact_among(vector, k, allowed)
             else:
                 score_rows, id_rows = vectors.search(vector[None, :], k, allowed)
                 found_scores, found_ids = score_rows[0], id_rows[0]

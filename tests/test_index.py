@@ -625,7 +625,7 @@ def test_vector_index_exact_and_hnsw_agree_on_clustered_data() -> None:
     assert restored.kind == "hnsw" and np.array_equal(restored.search(queries, 10)[1], approx)
 
 
-def test_missing_paths(make_index, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_paths(make_index, tmp_path: Path) -> None:
     index = make_index()
     typo = index.index_paths([tmp_path / "no-such-folder"])
     assert [(s.reason, s.detail) for s in typo.skipped] == [(SkipReason.NOT_FOUND, "no such file or folder")]
@@ -638,3 +638,18 @@ def test_missing_paths(make_index, tmp_path: Path) -> None:  # noqa: ANN001
     shutil.rmtree(folder)
     gone = index.index_paths()  # a remembered folder that disappeared: its documents leave, it is forgotten
     assert (gone.removed, gone.skipped) == (1, []) and index.roots() == {} and index.status().documents == 0
+
+
+def test_exact_scan_among_allowed_ids_on_hnsw() -> None:
+    from deskpilot.indexes._vectors import VectorIndex
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(500, 32)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    ids = np.arange(1000, 1500)
+    hnsw = VectorIndex(32, hnsw_threshold=1).rebuilt(ids, data, "hnsw")
+    for allowed in (ids[::50], ids[::2]):  # few (gathered) and many (one pass over all)
+        scores, found = hnsw.exact_among(data[7], 5, allowed)
+        mask = np.isin(ids, allowed)
+        truth = ids[mask][np.argsort(-(data[mask] @ data[7]))[:5]]
+        assert found.tolist() == truth.tolist() and np.all(np.diff(scores) <= 0)
