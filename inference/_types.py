@@ -24,6 +24,8 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     stop: tuple[str, ...] = ()
     # A JSON Schema the output must follow (constrained decoding where the backend supports it).
     json_schema: dict[str, Any] | None = None
+    # Ask for each token's log-probability (`Token.logprob`); costs a little per token, so only on request.
+    logprobs: bool = False
 
     def parameters(self) -> dict[str, Any]:
         """The sampling parameters, as recorded in lineage."""
@@ -35,13 +37,20 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
             "seed": self.seed,
             "stop": list(self.stop),
             "json_schema": self.json_schema is not None,
+            "logprobs": self.logprobs,
         }
 
 
 class Token(msgspec.Struct, frozen=True):
-    """A text delta. Usually one model token; a backend may merge a few."""
+    """A text delta. Usually one model token; a backend may merge a few.
+
+    `logprob` is the natural log of the probability the model gave this text (summed over merged tokens),
+    under the model's own distribution before constrained decoding or sampling settings reshape it; None
+    unless the request asked for `logprobs` and the backend can tell.
+    """
 
     text: str
+    logprob: float | None = None
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):

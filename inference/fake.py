@@ -2,6 +2,8 @@
 
 It yields the scripted words with an optional delay between them and honours cancellation the way a real
 backend must: closing the stream stops it, and `active` tells a test whether a generation is still running.
+A script item is a string, or a `Token` to script its log-probability too; plain strings get `logprob`
+when the request asks for log-probabilities, as a real backend would give them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ __all__ = ["ScriptedBackend"]
 class ScriptedBackend:
     def __init__(
         self,
-        script: Sequence[str] | Callable[[GenerationRequest], Sequence[str]] = ("Hello", " world", "."),
+        script: Sequence[str | Token] | Callable[[GenerationRequest], Sequence[str | Token]] = (
+            "Hello", " world", "."),
         *,
+        logprob: float = -0.05,
         delay: float = 0.0,
         first_delay: float = 0.0,
         fail_with: BaseException | None = None,
         model_id: str = "fake-model",
     ) -> None:
         self._script = script
+        self.logprob = logprob
         self.delay = delay
         self.first_delay = first_delay
         self.fail_with = fail_with
@@ -46,6 +51,9 @@ class ScriptedBackend:
             await asyncio.sleep(self.first_delay)
         return sum(len(m.content.split()) for m in request.messages)
 
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
         self.requests.append(request)
         words = self._script(request) if callable(self._script) else self._script
@@ -59,7 +67,10 @@ class ScriptedBackend:
             for word in words:
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                yield Token(word)
+                if isinstance(word, Token):
+                    yield word
+                else:
+                    yield Token(word, self.logprob if request.logprobs else None)
             reason = "length" if len(words) == request.max_tokens else "stop"
             prompt_tokens = sum(len(m.content.split()) for m in request.messages)
             yield Finished(Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason))

@@ -5,7 +5,9 @@ tokens to the event loop through an asyncio queue. The worker checks a cancel fl
 the stream sets the flag and waits (shielded from cancellation) until the worker has really stopped, so
 when `aclose()` returns the model is free. We render the chat template and tokenize ourselves, exactly as
 `Llama.create_chat_completion` does, because that gives the prompt's token count before decoding starts:
-an input that cannot fit is refused up front instead of failing half way.
+an input that cannot fit is refused up front instead of failing half way. For the same reason of control
+we decode with `Llama.generate` rather than `create_completion`: each sampled token id arrives next to the
+logits it was drawn from, which is how a token gets its log-probability (`_ChosenTokenScorer`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ class LlamaCppBackend:
     def info(self) -> BackendInfo:
         return self._info
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in a prompt, for budgeting input to the context (tokenizing reads only the
+        vocabulary, so this is safe while the worker thread decodes)."""
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
+
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llm.close()
@@ -161,38 +168,193 @@ class LlamaCppBackend:
                 raise ContextOverflow(len(tokens), request.max_tokens, self._info.context_length)
             grammar = None
             if request.json_schema is not None:
-                from llama_cpp import LlamaGrammar
+                from llama_cpp.llama_grammar import json_schema_to_gbnf
 
                 import msgspec
 
-                grammar = LlamaGrammar.from_json_schema(msgspec.json.encode(request.json_schema).decode(),
-                                                        verbose=False)
-            chunks = self._llm.create_completion(
-                prompt=tokens,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                top_p=request.top_p,
-                repeat_penalty=request.repeat_penalty,
-                seed=request.seed,
-                stop=stop,
-                stopping_criteria=stopping,
-                grammar=grammar,
-                stream=True,
-            )
-            produced, reason = 0, "length"
-            for chunk in chunks:
-                if cancel.is_set():
-                    chunks.close()
-                    reason = "cancelled"
-                    break
-                choice = chunk["choices"][0]
-                if choice["text"]:
-                    emit(Token(choice["text"]))
-                if choice["finish_reason"]:  # the closing chunk carries no new token
-                    reason = choice["finish_reason"]
-                else:
-                    produced += 1
+                grammar = json_schema_to_gbnf(msgspec.json.encode(request.json_schema).decode())
+            reason, produced = self._decode(request, tokens, stop, stopping, grammar, emit, cancel)
             usage = Usage(prompt_tokens=len(tokens), completion_tokens=produced, finish_reason=reason)
             emit(Finished(usage))
         except BaseException as exc:  # handed to the awaiting coroutine, which raises it
             emit(exc if isinstance(exc, BackendError) else BackendError(f"llama.cpp failed: {exc}"))
+
+    def _decode(self, request: GenerationRequest, tokens: list[int], stop: list[str], stopping: Any,
+                grammar: str | None, emit: Any, cancel: threading.Event) -> tuple[str, int]:
+        """Sample token by token with `Llama.generate` (what `create_completion` does inside, with the same
+        sampler defaults), because only here is each token id next to the logits it was drawn from."""
+        from llama_cpp import LlamaGrammar, LogitsProcessorList, llama_vocab_is_eog
+
+        llm = self._llm
+        scorer = _ChosenTokenScorer() if request.logprobs else None
+        greedy_grammar = _GreedyGrammar(llm, grammar) if grammar and request.temperature <= 0 else None
+        chain_grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar and not greedy_grammar else None
+        processors = [p for p in (scorer, greedy_grammar) if p is not None]  # the scorer sees raw logits
+        text = _StopAwareText(stop)
+        llm.set_seed(request.seed)
+        steps = llm.generate(
+            tokens, top_k=40, top_p=request.top_p, min_p=0.05, typical_p=1.0, temp=request.temperature,
+            repeat_penalty=request.repeat_penalty, stopping_criteria=stopping, grammar=chain_grammar,
+            logits_processor=LogitsProcessorList(processors) if processors else None,
+        )
+        produced, reason = 0, "stop"  # a generator that ends by itself met the stopping criteria
+        try:
+            for token in steps:
+                if cancel.is_set():
+                    return "cancelled", produced
+                if llama_vocab_is_eog(llm._model.vocab, token):
+                    break
+                produced += 1
+                logprob = scorer.logprob(token) if scorer is not None else None
+                for piece in text.feed(llm.detokenize([token]), logprob):
+                    emit(piece)
+                if text.stopped:
+                    break
+                if produced >= request.max_tokens:
+                    reason = "length"
+                    break
+        finally:
+            steps.close()
+            if greedy_grammar is not None:
+                greedy_grammar.close()
+        for piece in text.flush():
+            emit(piece)
+        return reason, produced
+
+
+class _ChosenTokenScorer:
+    """A logits processor that remembers the log-normaliser of each step's raw logits, so that the token
+    sampled from them gets its log-probability: logit[token] - logsumexp(logits).
+
+    llama-cpp-python only offers logprobs with `logits_all=True`, which keeps the logits of every prompt
+    token and slows prompt evaluation a lot. A processor runs first in the sampler chain and sees the raw
+    logits of the one position being sampled, which is all we need: a copy and a logsumexp over the
+    vocabulary, a fraction of a millisecond per token. These are the model's own probabilities, before
+    the repeat penalty, the grammar and temperature reshape them: a grammar-forced token the model did not
+    want scores low, which is what a confidence should show.
+    """
+
+    def __init__(self) -> None:
+        self._logits: Any = None
+        self._log_norm = 0.0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        self._logits = np.array(scores, dtype=np.float64)  # a copy: later samplers reorder the buffer
+        peak = float(self._logits.max())
+        self._log_norm = peak + float(np.log(np.exp(self._logits - peak).sum()))
+        return scores
+
+    def logprob(self, token: int) -> float:
+        return float(self._logits[token]) - self._log_norm
+
+
+class _GreedyGrammar:
+    """Greedy decoding under a grammar, checking the likeliest tokens first (a logits processor).
+
+    llama-cpp-python's sampler chain applies a grammar to every token of the vocabulary (49,152 for
+    SmolLM2) at every step, which made constrained decoding three times slower than free decoding. Greedy
+    decoding only needs the likeliest token the grammar allows, so we test candidates one at a time in
+    order of their logits and stop at the first allowed one, as llama.cpp's own `common_sampler` does;
+    only when none of the top `CANDIDATES` is allowed (a key the grammar forces, say) do we filter the
+    whole vocabulary. The result is exactly the token the chain would pick. The processor leaves that one
+    token finite, so the chain's greedy sampler takes it, and advances the grammar with it.
+    """
+
+    CANDIDATES = 64
+
+    def __init__(self, llm: Any, grammar: str) -> None:
+        import ctypes
+
+        import llama_cpp as lc
+        import numpy as np
+
+        self._lc, self._np, self._ctypes = lc, np, ctypes
+        self._eos = llm.token_eos()
+        self._n_vocab = llm.n_vocab()
+        self._sampler = lc.llama_sampler_init_grammar(llm._model.vocab, grammar.encode(), b"root")
+        if not self._sampler:
+            raise BackendError("llama.cpp could not compile the grammar for this JSON Schema")
+        self._one = (lc.llama_token_data * 1)()
+        self._one_array = lc.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._all = (lc.llama_token_data * self._n_vocab)()
+        self._all_view = np.frombuffer(self._all, dtype=np.dtype(
+            [("id", np.intc), ("logit", np.single), ("p", np.single)], align=True))
+
+    def _allowed(self, token: int, logit: float) -> bool:
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        self._one_array.size, self._one_array.selected = 1, -1
+        self._lc.llama_sampler_apply(self._sampler, self._ctypes.byref(self._one_array))
+        return bool(self._one[0].logit != float("-inf"))
+
+    def _choose(self, logits: Any) -> int:
+        np = self._np
+        top = np.argpartition(-logits, self.CANDIDATES)[: self.CANDIDATES]
+        for token in top[np.argsort(-logits[top], kind="stable")]:
+            if self._allowed(int(token), float(logits[token])):
+                return int(token)
+        self._all_view["id"] = np.arange(self._n_vocab, dtype=np.intc)
+        self._all_view["logit"] = logits
+        everything = self._lc.llama_token_data_array(data=self._all, size=self._n_vocab, selected=-1,
+                                                     sorted=False)
+        self._lc.llama_sampler_apply(self._sampler, self._ctypes.byref(everything))
+        best = int(np.argmax(self._all_view["logit"]))
+        # Nothing allowed cannot happen with a grammar from a JSON Schema; end rather than feed llama.cpp
+        # a token its grammar rejects (which aborts the process).
+        return best if np.isfinite(self._all_view["logit"][best]) else -1
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        np = self._np
+        token = self._choose(np.asarray(scores, dtype=np.float32))
+        masked = np.full(len(scores), -np.inf, dtype=np.float32)
+        if token < 0:
+            masked[self._eos] = 0.0
+            return masked
+        self._lc.llama_sampler_accept(self._sampler, token)
+        masked[token] = scores[token]
+        return masked
+
+    def close(self) -> None:
+        if self._sampler:
+            self._lc.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+
+class _StopAwareText:
+    """Token bytes in, `Token` text deltas out: whole UTF-8 characters only, nothing past a stop string,
+    and text that could be the start of a stop string held back until the next token settles it. A delta
+    carries the summed log-probabilities of the tokens whose text it is the first to release."""
+
+    def __init__(self, stop: list[str]) -> None:
+        import codecs
+
+        self._stop = [s for s in stop if s]
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+        self._held_logprob: float | None = None
+        self.stopped = False
+
+    def feed(self, piece: bytes, logprob: float | None) -> list[Token]:
+        self._held += self._decoder.decode(piece)
+        if logprob is not None:
+            self._held_logprob = (self._held_logprob or 0.0) + logprob
+        cut = min((i for i in (self._held.find(s) for s in self._stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = self._held[:cut]
+            return self.flush()
+        keep = max((n for s in self._stop for n in range(len(s) - 1, 0, -1) if self._held.endswith(s[:n])),
+                   default=0)
+        if not self._held[: len(self._held) - keep]:
+            return []
+        ready = Token(self._held[: len(self._held) - keep], self._held_logprob)
+        self._held, self._held_logprob = self._held[len(self._held) - keep:], None
+        return [ready]
+
+    def flush(self) -> list[Token]:
+        if not self.stopped:
+            self._held += self._decoder.decode(b"", final=True)
+        ready = [Token(self._held, self._held_logprob)] if self._held else []
+        self._held, self._held_logprob = "", None
+        return ready

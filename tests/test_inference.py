@@ -203,6 +203,71 @@ async def test_backend_stops_when_the_stream_is_closed(backend: Backend) -> None
     assert isinstance(items[-1], Finished)
 
 
+async def test_backend_gives_token_logprobs_only_when_asked(backend: Backend) -> None:
+    plain = [i for i in [item async for item in backend.stream(_request(max_tokens=8))] if isinstance(i, Token)]
+    assert all(t.logprob is None for t in plain)
+    scored = [i for i in [item async for item in backend.stream(_request(max_tokens=8, logprobs=True))]
+              if isinstance(i, Token)]
+    assert scored and all(t.logprob is not None and -50 < t.logprob <= 0 for t in scored)
+
+
+@pytest.mark.model
+async def test_llama_logprobs_match_llama_cpp_with_all_logits(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    """Our cheap scorer against llama-cpp-python's own logprobs (which need logits for every position)."""
+    from llama_cpp import Llama
+
+    from deskpilot.inference.llama import embedded_model_path
+
+    request = _request(max_tokens=10, temperature=0.0, repeat_penalty=1.0, logprobs=True)
+    ours = [i for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token)]
+    reference = Llama(model_path=str(embedded_model_path()), n_ctx=512, n_threads=2, logits_all=True,
+                      verbose=False)
+    try:
+        prompt, _, _ = llama_backend._prompt(request)
+        out = reference.create_completion(prompt=prompt, max_tokens=10, temperature=0.0, repeat_penalty=1.0,
+                                          logprobs=1)
+    finally:
+        reference.close()
+    expected = out["choices"][0]["logprobs"]
+    assert "".join(t.text for t in ours) == out["choices"][0]["text"]
+    assert [t.text for t in ours] == expected["tokens"]  # plain ASCII: one token per delta
+    for token, logprob in zip(ours, expected["token_logprobs"], strict=True):
+        assert token.logprob == pytest.approx(logprob, abs=2e-3)
+
+
+@pytest.mark.model
+async def test_llama_greedy_constrained_decoding_is_exactly_llama_cpps_grammar_sampling(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    """The candidates-first grammar check (`_GreedyGrammar`) must pick what llama.cpp's sampler picks."""
+    import json
+
+    from llama_cpp import LlamaGrammar
+
+    schema = {"type": "object", "required": ["keeper", "mood", "ships"], "properties": {
+        "keeper": {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "null"}]},
+        "mood": {"enum": ["calm", "stormy"]},
+        "ships": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}}}
+    request = _request(max_tokens=60, temperature=0.0, repeat_penalty=1.0, json_schema=schema)
+    ours = "".join(i.text for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token))
+    prompt, _, _ = llama_backend._prompt(request)
+    reference = llama_backend._llm.create_completion(
+        prompt=prompt, max_tokens=60, temperature=0.0, repeat_penalty=1.0,
+        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False))
+    assert ours == reference["choices"][0]["text"]
+    assert set(json.loads(ours)) == {"keeper", "mood", "ships"}
+
+
+def test_llama_text_assembly_holds_back_a_possible_stop_string_and_splits_no_character() -> None:
+    from deskpilot.inference.llama import _StopAwareText
+
+    text = _StopAwareText(["<|im_end|>"])
+    assert text.feed(b"Total <", -0.5) == [Token("Total ", -0.5)]  # "<" may start the stop string
+    assert text.feed(b"5", -0.25) == [Token("<5", -0.25)]  # it did not: released
+    assert text.feed("€".encode()[:2], -1.0) == []  # half a character waits for the rest
+    assert text.feed("€".encode()[2:] + b"<|im", -1.0) == [Token("€", -2.0)]  # log-probs summed
+    assert text.feed(b"_end|> tail", -0.1) == [] and text.stopped  # nothing of or after the stop string
+    assert text.flush() == []
+
+
 @pytest.mark.model
 async def test_llama_refuses_a_prompt_that_cannot_fit(llama_backend) -> None:  # type: ignore[no-untyped-def]
     huge = GenerationRequest(messages=(Message("user", "lighthouse " * 5000),), max_tokens=10)
