@@ -160,9 +160,11 @@ class DocumentIndex:
         with self._lock:
             if self._closed:
                 return
-            self._save_locked()
-            self._store.close()
-            self._closed = True
+            try:
+                self._save_locked()  # a failure only costs the next open a longer reconcile
+            finally:
+                self._store.close()
+                self._closed = True
 
     def warm_up(self, *, background: bool = True) -> threading.Thread | None:
         """Load the vectors and the embedding model, in a daemon thread unless `background` is False."""
