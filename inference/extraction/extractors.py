@@ -1,0 +1,284 @@
+"""Deterministic extractors: what plain pattern matching finds in a document, to cross-check the model.
+
+They are written for documents in general (invoices, receipts, emails in several European languages),
+not fitted to any dataset. Each finder returns every candidate with its position; `find_facts` picks the
+likeliest value per role with the rules stated in its docstring. Where a pattern cannot decide (an
+unlabelled amount, a line that may or may not be an address) it leaves the role empty rather than guess:
+a cross-check that is silent is better than one that disagrees wrongly.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+
+import msgspec
+
+from .normalize import find_dates, normalize_currency, normalize_text, parse_amount
+
+__all__ = [
+    "Facts",
+    "find_amounts",
+    "find_currency",
+    "find_emails",
+    "find_facts",
+    "find_ibans",
+    "find_invoice_numbers",
+    "iban_is_valid",
+]
+
+
+class Facts(msgspec.Struct, kw_only=True):
+    """What the deterministic extractors found in one document."""
+
+    dates: list[date] = []
+    amounts: list[Decimal] = []
+    emails: list[str] = []
+    ibans: list[str] = []
+    invoice_numbers: list[str] = []
+    currency: str | None = None
+    vendor: str | None = None
+    vendor_address: str | None = None
+    issue_date: date | None = None
+    due_date: date | None = None
+    subtotal: Decimal | None = None
+    tax: Decimal | None = None
+    total: Decimal | None = None
+
+
+# --- amounts --------------------------------------------------------------------------------------------
+
+_CURRENCY_BEFORE = r"(?P<cur>[A-Z]{3}|[A-Za-z]{1,2}\$|RM|Rp|[€£¥₹$])?\s?"
+_DECIMAL = r"(?P<num>-?\d{1,3}(?:[,.\u00a0 ]\d{3})+[.,]\d{2}|-?\d+[.,]\d{2})(?![\d.,]*\d)"
+_INTEGER_WITH_CURRENCY = r"(?P<int>\d{1,3}(?:[,.\u00a0]\d{3})+|\d+)(?![\d.,]*\d)"
+_AMOUNT = re.compile(
+    r"(?<![\w.,])" + _CURRENCY_BEFORE + "(?:" + _DECIMAL + "|(?<=[€£¥₹$A-Z] )" + _INTEGER_WITH_CURRENCY
+    + "|(?<=[€£¥₹$])" + _INTEGER_WITH_CURRENCY.replace("?P<int>", "?P<int2>") + r")\s?(?P<after>[A-Z]{3}\b|€)?"
+)
+
+
+class Amount(msgspec.Struct, frozen=True):
+    value: Decimal
+    start: int
+    end: int
+    currency: str | None
+
+
+def find_amounts(text: str) -> list[Amount]:
+    """Money amounts: numbers with two decimals (12.50, 1.234,50), or whole numbers next to a currency."""
+    found = []
+    for match in _AMOUNT.finditer(text):
+        raw = match.group("num") or match.group("int") or match.group("int2")
+        marks = [m for m in (match.group("cur"), match.group("after")) if m]
+        currency = next((c for c in map(normalize_currency, marks) if c), None)
+        if match.group("num") is None and currency is None:
+            continue  # a whole number is an amount only with a currency next to it
+        value = parse_amount(raw)
+        if value is not None:
+            found.append(Amount(value, match.start(), match.end(), currency))
+    return found
+
+
+def find_currency(text: str) -> str | None:
+    """The currency a document uses: the one its amounts and currency words name most often."""
+    counts: dict[str, int] = {}
+    for amount in find_amounts(text):
+        if amount.currency:
+            counts[amount.currency] = counts.get(amount.currency, 0) + 1
+    for word in re.findall(r"(?<![A-Za-z])(?:[A-Z]{3}|RM|€|£|¥|₹)(?![A-Za-z])", text):
+        code = normalize_currency(word)
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+    return max(counts, key=lambda c: counts[c]) if counts else None
+
+
+# --- identifiers ----------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def find_emails(text: str) -> list[str]:
+    return list(dict.fromkeys(m.group().rstrip(".") for m in _EMAIL.finditer(text)))
+
+
+# Lengths by country for the IBANs most often seen; others must be 15-34 characters.
+_IBAN_LENGTHS = {"AT": 20, "BE": 16, "CH": 21, "CZ": 24, "DE": 22, "DK": 18, "ES": 24, "FI": 18, "FR": 27,
+                 "GB": 22, "IE": 22, "IT": 27, "LU": 20, "NL": 18, "NO": 15, "PL": 28, "PT": 25, "SE": 24}
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+
+
+def iban_is_valid(value: str) -> bool:
+    """ISO 13616: country letters, the length for that country, and the mod-97 checksum equal to 1."""
+    iban = re.sub(r"\s", "", value).upper()
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", iban):
+        return False
+    if len(iban) != _IBAN_LENGTHS.get(iban[:2], len(iban)):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def find_ibans(text: str) -> list[str]:
+    """Valid IBANs (checksum verified), compact and upper case. Written in groups of four or in one run."""
+    found = []
+    for match in _IBAN.finditer(text.upper()):
+        candidate = re.sub(r"\s", "", match.group())
+        # A run that swallowed a following word: shorten to the country's length before checking.
+        expected = _IBAN_LENGTHS.get(candidate[:2])
+        if expected and len(candidate) > expected:
+            candidate = candidate[:expected]
+        if iban_is_valid(candidate):
+            found.append(candidate)
+    return list(dict.fromkeys(found))
+
+
+_DOC_NUMBER = re.compile(
+    r"\b(?:invoice|inv|receipt|rcpt|bill|document|doc|order|reference|ref|rechnung|facture|factura|fattura)"
+    r"\.?[ \t]*(?:no|nr|number|num|n°|nº|#|id)?\.?[ \t]*[:#]?[ \t]*(?P<id>(?=[A-Z0-9\-/.]*\d)[A-Z0-9][A-Z0-9\-/.]{2,30})",
+    re.IGNORECASE,
+)
+
+
+def find_invoice_numbers(text: str) -> list[str]:
+    """Document numbers after a label such as "Invoice No:", "Receipt #", "Rechnung Nr."; must hold a digit."""
+    found = []
+    for match in _DOC_NUMBER.finditer(text):
+        value = match.group("id").rstrip(".-/")
+        if any(ch.isdigit() for ch in value) and not re.fullmatch(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}", value):
+            found.append(value)
+    return list(dict.fromkeys(found))
+
+
+# --- labelled values ------------------------------------------------------------------------------------
+
+# Labels of the amount a customer pays, strongest first. Lines about quantities, discounts, change or a
+# subtotal are never totals.
+_TOTAL_LABELS = [
+    re.compile(r"\b(?:amount|balance|total)\s+(?:due|payable)\b|\bgrand\s+total\b|\bto\s+pay\b|\bnet\s+total\b"
+               r"|\btotal\s+(?:amount|incl|inc\b|including)|\brounded\s+total|\btotal\s+\(?(?:incl|inc)", re.I),
+    re.compile(r"\btotal\b|\bsumme\b|\bgesamt|\bmontant\s+total|\btotale\b|\btotaal\b", re.I),
+]
+_NOT_TOTAL = re.compile(r"sub\s*-?\s*total|total\s+(?:qty|quantity|items?|disc|discount|saving|tax|gst|vat)"
+                        r"|\bchange\b|\bcash\b|\btendered\b|\bexcl", re.I)
+_SUBTOTAL_LABEL = re.compile(r"sub\s*-?\s*total|total\s+excl|\bnet\s+amount\b|zwischensumme|sous-total", re.I)
+_TAX_LABEL = re.compile(r"\b(?:tax|vat|gst|sst|mwst|ust|tva|iva|btw)\b(?!\s*(?:id|no|reg|invoice|number|#))",
+                        re.I)
+_DUE_LABEL = re.compile(r"\bdue\b|\bf[äa]llig|\béch[ée]ance|\bvencimiento|\bpay\s+by\b", re.I)
+
+
+def _labelled_amount(lines: list[str], index: int, after: int) -> Decimal | None:
+    """The first amount after the label on its line, else on one of the next two lines."""
+    same = find_amounts(lines[index][after:])
+    if same:
+        return same[0].value
+    for line in lines[index + 1 : index + 3]:
+        amounts = find_amounts(line)
+        if amounts:
+            return amounts[0].value
+        if re.search(r"[A-Za-z]{3}", line) and not normalize_currency(line.strip()):
+            return None  # another labelled line: this label had no amount
+    return None
+
+
+def _find_total(lines: list[str]) -> Decimal | None:
+    """The amount of the strongest total label; among equals the last, as final figures come last."""
+    for label in _TOTAL_LABELS:
+        best = None
+        for i, line in enumerate(lines):
+            match = label.search(line)
+            if match and not _NOT_TOTAL.search(line):
+                best = _labelled_amount(lines, i, match.end()) or best
+        if best is not None:
+            return best
+    return None
+
+
+def _find_labelled(lines: list[str], label: re.Pattern[str]) -> Decimal | None:
+    for i, line in enumerate(lines):
+        match = label.search(line)
+        if match:
+            value = _labelled_amount(lines, i, match.end())
+            if value is not None:
+                return value
+    return None
+
+
+def _dates(lines: list[str]) -> tuple[list[date], date | None, date | None]:
+    every, issue, due = [], None, None
+    for i, line in enumerate(lines):
+        for value, _, _ in find_dates(line):
+            every.append(value)
+            labelled_due = _DUE_LABEL.search(line) or (i > 0 and _DUE_LABEL.search(lines[i - 1]))
+            if labelled_due and due is None:
+                due = value
+            elif not labelled_due and issue is None:
+                issue = value
+    return every, issue, due
+
+
+# --- the document header: who issued it, and where --------------------------------------------------------
+
+_LEGAL_FORM = re.compile(
+    r"\b(?:ltd|limited|inc|llc|llp|plc|gmbh|ag|sarl|sas|s\.a\.|bv|b\.v\.|nv|pty|pte|co\.|corp|corporation"
+    r"|company|sdn\.?\s*bhd|bhd|s\.p\.a|s\.l\.|enterprise|enterprises|trading)\b\.?",
+    re.I,
+)
+_NOT_A_NAME = re.compile(r"^(?:tax\s+)?(?:invoice|receipt|bill|cash\s+bill|welcome|original|copy|statement)\b", re.I)
+# Lines that end the address block: contact details, tax/registration ids, document labels, dates.
+_ADDRESS_STOP = re.compile(
+    r"\b(?:tel|phone|fax|mobile|hp|e-?mail|www|http|gst|vat|tax|reg|registration|company\s+no|co\.?\s*no|abn"
+    r"|uen|invoice|receipt|bill|date|cashier|table|order|document|doc)\b|@", re.I)
+_REGISTRATION_ONLY = re.compile(r"^\(?[A-Z]{0,3}[\s.:]*\d[\d\s\-/.]*[A-Z]?\)?$", re.I)
+
+
+def _header(lines: list[str]) -> tuple[str | None, str | None]:
+    """The issuer's name (the first of the top lines with a legal form, else the first name-like line) and the
+    address lines right under it (kept only if they hold a number, as street numbers and postcodes do)."""
+    top = [(i, normalize_text(line)) for i, line in enumerate(lines[:10]) if normalize_text(line)]
+    named = [(i, line) for i, line in top if _LEGAL_FORM.search(line) and not _NOT_A_NAME.search(line)]
+    if not named:
+        named = [(i, line) for i, line in top if re.search(r"[A-Za-z]{2}", line) and not _NOT_A_NAME.search(line)
+                 and not _ADDRESS_STOP.search(line)]
+    if not named:
+        return None, None
+    index, vendor = named[0]
+    address: list[str] = []
+    for line in lines[index + 1 : index + 8]:
+        line = normalize_text(line)
+        if not line or (not address and _REGISTRATION_ONLY.match(line)):
+            continue
+        if _ADDRESS_STOP.search(line) or find_amounts(line) or find_dates(line):
+            break
+        address.append(line)
+    has_number = any(ch.isdigit() for ch in " ".join(address))
+    return vendor, (" ".join(address) if address and has_number else None)
+
+
+def find_facts(text: str) -> Facts:
+    """Everything the extractors find, with one value per role:
+
+    - total: the amount after the strongest "total" label (amount due, grand total, ... over a plain
+      "total"), the last such label winning; lines about quantities, discounts, cash or change excluded;
+    - subtotal and tax: the first amount after their labels; issue date: the first date not labelled as a
+      due date; due date: the first date on or under a "due" line;
+    - vendor and address: see `_header`; currency: see `find_currency`.
+    """
+    lines = text.splitlines()
+    every_date, issue, due = _dates(lines)
+    vendor, address = _header(lines)
+    return Facts(
+        dates=every_date,
+        amounts=[a.value for a in find_amounts(text)],
+        emails=find_emails(text),
+        ibans=find_ibans(text),
+        invoice_numbers=find_invoice_numbers(text),
+        currency=find_currency(text),
+        vendor=vendor,
+        vendor_address=address,
+        issue_date=issue,
+        due_date=due,
+        subtotal=_find_labelled(lines, _SUBTOTAL_LABEL),
+        tax=_find_labelled(lines, _TAX_LABEL),
+        total=_find_total(lines),
+    )
