@@ -1,0 +1,113 @@
+/**
+ * The pane's HTTP client: same-origin fetch, JSON in and out, and one error type that says what went
+ * wrong in terms the UI can act on (server not reachable, model busy with Retry-After, not available yet).
+ */
+import type { ErrorBody } from "./types";
+
+export type ProblemKind =
+  | "unreachable" // no HTTP answer at all: the server is not running, or its certificate is not trusted
+  | "busy" // 429: the model's line is full; retry after `retryAfter` seconds
+  | "unavailable" // 503: the model failed to load or the server is stopping
+  | "missing" // 404 on an endpoint: not available on this server (yet)
+  | "invalid" // 400: the request was refused (too long, empty, ...)
+  | "forbidden" // 403: the local-only checks refused the request
+  | "server" // any other HTTP error
+  | "stream"; // the stream ended with an `error` event or broke off
+
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+  constructor(
+    readonly kind: ProblemKind,
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+  }
+}
+
+export function isAbort(error: unknown): boolean {
+  return error instanceof DOMException ? error.name === "AbortError" : (error as Error)?.name === "AbortError";
+}
+
+function retryAfterSeconds(header: string | null, body?: Partial<ErrorBody>): number | undefined {
+  const fromBody = typeof body?.retryAfter === "number" ? body.retryAfter : undefined;
+  if (header) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds));
+    const date = Date.parse(header); // Retry-After may also be an HTTP date
+    if (!Number.isNaN(date)) return Math.max(0, Math.round((date - Date.now()) / 1000));
+  }
+  return fromBody;
+}
+
+const KIND_BY_STATUS: Record<number, ProblemKind> = { 400: "invalid", 403: "forbidden", 404: "missing", 429: "busy", 503: "unavailable" };
+
+/** An ApiError from a response that is not ok, using the server's ErrorBody when there is one. */
+export async function errorFromResponse(response: Response): Promise<ApiError> {
+  let body: Partial<ErrorBody> = {};
+  try {
+    const parsed: unknown = await response.json();
+    if (parsed && typeof parsed === "object") body = parsed as Partial<ErrorBody>;
+  } catch {
+    // not JSON: a proxy's page or an empty body
+  }
+  const kind = KIND_BY_STATUS[response.status] ?? (response.status >= 500 ? "unavailable" : "server");
+  const message = body.message || `${response.status} ${response.statusText || "error"}`.trim();
+  const retryAfter = retryAfterSeconds(response.headers.get("retry-after"), body);
+  return new ApiError(kind, message, response.status, body.code, retryAfter);
+}
+
+/** fetch rejects with a TypeError when no HTTP answer came back: refused, reset, or a TLS failure. */
+export function errorFromException(error: unknown): unknown {
+  if (isAbort(error) || error instanceof ApiError) return error;
+  return new ApiError("unreachable", error instanceof Error ? error.message : String(error));
+}
+
+export interface ApiOptions {
+  /** Origin of the server; the pane is served by it, so this is `location.origin`. */
+  base?: string;
+  fetch?: typeof fetch;
+}
+
+export class Api {
+  readonly base: string;
+  private readonly fetcher: typeof fetch;
+
+  constructor(options: ApiOptions = {}) {
+    this.base = options.base ?? globalThis.location?.origin ?? "";
+    this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  url(path: string): string {
+    return new URL(path, this.base).toString();
+  }
+
+  /** fetch that turns "no answer" and "not ok" into ApiError; aborts pass through untouched. */
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.fetcher(this.url(path), { cache: "no-store", ...init });
+    } catch (error) {
+      throw errorFromException(error);
+    }
+    if (!response.ok) throw await errorFromResponse(response);
+    return response;
+  }
+
+  async get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    const response = await this.request(path, { headers: { Accept: "application/json" }, signal });
+    return (await response.json()) as T;
+  }
+
+  async post<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const response = await this.request(path, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+    return (await response.json()) as T;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Friendly names for the wire types generated from the server's OpenAPI document (schema.gen.ts).
+ * Only types that exist on the server are named here; see pending.ts for endpoints still being built.
+ */
+import type { components, SseEvents } from "./schema.gen";
+
+type Schemas = components["schemas"];
+
+export type EmailIn = Schemas["EmailIn"];
+export type SummarizeRequest = Schemas["SummarizeRequest"];
+export type DraftReplyRequest = Schemas["DraftReplyRequest"];
+export type Tone = NonNullable<DraftReplyRequest["tone"]>;
+export type ReplyLength = NonNullable<DraftReplyRequest["length"]>;
+export type Client = NonNullable<SummarizeRequest["client"]>;
+export type Health = Schemas["Health"];
+export type ModelsOut = Schemas["ModelsOut"];
+export type ModelInfo = Schemas["ModelInfo"];
+export type RunOut = Schemas["RunOut"];
+export type ErrorBody = Schemas["ErrorBody"];
+export type AskRequest = Schemas["AskRequest"];
+export type Source = Schemas["SourceOut"];
+export type IndexStatus = Schemas["IndexStatus"];
+export type SkippedFile = Schemas["SkippedFile"];
+export type MetaEvent = SseEvents["meta"];
+export type TokenEvent = SseEvents["token"];
+export type DoneEvent = SseEvents["done"];
+export type ErrorEvent = SseEvents["error"];
+export type SourcesEvent = SseEvents["sources"];
+export type { SseEvents };

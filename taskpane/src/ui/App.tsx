@@ -1,0 +1,123 @@
+/** The pane: header with the server's state, the banners, tabs for the task, the queue, status, settings. */
+import { useEffect, useMemo, useState } from "react";
+import { Badge, FluentProvider, Tab, TabList, makeStyles, tokens, webDarkTheme, webLightTheme } from "@fluentui/react-components";
+import { ClipboardTaskListLtrRegular, DocumentTextRegular, HeartPulseRegular, MailRegular, SettingsRegular } from "@fluentui/react-icons";
+import type { Api } from "../api/http";
+import type { Host } from "../hosts";
+import { officeBackground, onOfficeThemeChanged } from "../hosts/theme";
+import { loadPrefs, savePrefs, type Prefs } from "../shared/prefs";
+import { isActive } from "../shared/run";
+import { wantsDark } from "../shared/theme";
+import { ConnectionBanner } from "./ConnectionBanner";
+import { PaneContext, type Pane } from "./context";
+import { OutlookView } from "./OutlookView";
+import { ReviewView } from "./ReviewView";
+import { SettingsView } from "./SettingsView";
+import { StandaloneView } from "./StandaloneView";
+import { StatusView } from "./StatusView";
+import { WordView } from "./WordView";
+import { useRun } from "./useRun";
+import { useServer } from "./useServer";
+
+const useStyles = makeStyles({
+  root: { minHeight: "100%", display: "flex", flexDirection: "column", backgroundColor: tokens.colorNeutralBackground1 },
+  header: {
+    display: "flex",
+    alignItems: "center",
+    gap: tokens.spacingHorizontalS,
+    padding: `${tokens.spacingVerticalS} ${tokens.spacingHorizontalM}`,
+    borderBottom: `1px solid ${tokens.colorNeutralStroke2}`,
+  },
+  name: { flexGrow: 1, margin: 0, fontSize: tokens.fontSizeBase400, fontWeight: tokens.fontWeightSemibold },
+  tabs: { padding: `0 ${tokens.spacingHorizontalXS}`, borderBottom: `1px solid ${tokens.colorNeutralStroke2}` },
+  main: { flexGrow: 1, paddingBottom: tokens.spacingVerticalL },
+});
+
+type View = "task" | "review" | "status" | "settings";
+
+function usePrefersDark(): boolean {
+  const query = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
+  const [dark, setDark] = useState(query?.matches ?? false);
+  useEffect(() => {
+    if (!query) return;
+    const change = () => setDark(query.matches);
+    query.addEventListener("change", change);
+    return () => query.removeEventListener("change", change);
+  }, [query]);
+  return dark;
+}
+
+function useOfficeBackground(): string | undefined {
+  const [color, setColor] = useState(officeBackground);
+  useEffect(() => onOfficeThemeChanged(() => setColor(officeBackground())), []);
+  return color;
+}
+
+export function App({ api, host }: { api: Api; host: Host }) {
+  const styles = useStyles();
+  const server = useServer(api);
+  const run = useRun(api);
+  const [prefs, setPrefsState] = useState<Prefs>(() => loadPrefs());
+  const [view, setView] = useState<View>("task");
+  const dark = wantsDark(prefs.theme, useOfficeBackground(), usePrefersDark());
+
+  const setPrefs = (next: Prefs) => {
+    setPrefsState(next);
+    savePrefs(next);
+  };
+  const pane: Pane = { api, host, server, prefs, setPrefs, run };
+
+  // Escape cancels a running task from anywhere in the pane.
+  const active = isActive(run.state);
+  const { cancel } = run;
+  useEffect(() => {
+    if (!active) return;
+    const onKey = (e: KeyboardEvent) => { if (e.key === "Escape") cancel(); };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [active, cancel]);
+
+  // A failed request that never reached the server is news for the connection banner too.
+  const { refresh } = server;
+  const problem = run.state.problem;
+  useEffect(() => {
+    if (problem?.kind === "unreachable") refresh();
+  }, [problem, refresh]);
+
+  const badge = useMemo(() => {
+    if (server.reach === "checking") return { text: "Connecting", color: "informative" as const };
+    if (server.reach === "unreachable") return { text: "Not connected", color: "danger" as const };
+    if (server.health?.model === "loading") return { text: "Loading model", color: "informative" as const };
+    if (server.health?.model === "failed") return { text: "Model failed", color: "danger" as const };
+    if (active) return { text: "Working", color: "brand" as const };
+    return { text: "Ready", color: "success" as const };
+  }, [server.reach, server.health?.model, active]);
+
+  const taskTab = host.kind === "outlook" ? { label: "Mail", icon: <MailRegular /> }
+    : host.kind === "word" ? { label: "Document", icon: <DocumentTextRegular /> } : { label: "Try it", icon: <DocumentTextRegular /> };
+
+  return (
+    <FluentProvider theme={dark ? webDarkTheme : webLightTheme} className={styles.root} data-theme={dark ? "dark" : "light"}>
+      <PaneContext.Provider value={pane}>
+        <header className={styles.header}>
+          <img src="assets/icon-32.png" width={20} height={20} alt="" />
+          <h1 className={styles.name}>Deskpilot</h1>
+          <Badge appearance="tint" color={badge.color} data-testid="server-badge" aria-live="polite">{badge.text}</Badge>
+        </header>
+        <TabList className={styles.tabs} size="small" selectedValue={view} onTabSelect={(_, d) => setView(d.value as View)} aria-label="Views">
+          <Tab value="task" icon={taskTab.icon}>{taskTab.label}</Tab>
+          <Tab value="review" icon={<ClipboardTaskListLtrRegular />}>Review</Tab>
+          <Tab value="status" icon={<HeartPulseRegular />}>Status</Tab>
+          <Tab value="settings" icon={<SettingsRegular />} aria-label="Settings" />
+        </TabList>
+        <ConnectionBanner />
+        <main className={styles.main}>
+          {view === "task" && (host.kind === "outlook" ? <OutlookView host={host} /> : host.kind === "word" ? <WordView host={host} /> : <StandaloneView />)}
+          {view === "review" && <ReviewView />}
+          {view === "status" && <StatusView />}
+          {view === "settings" && <SettingsView />}
+        </main>
+      </PaneContext.Provider>
+    </FluentProvider>
+  );
+}

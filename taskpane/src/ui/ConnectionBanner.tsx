@@ -1,0 +1,36 @@
+/** The pane-wide states: server not reachable, model loading or failed, offline. */
+import { MessageBar, MessageBarBody, MessageBarTitle } from "@fluentui/react-components";
+import { usePane } from "./context";
+import { ProblemBar } from "./ProblemBar";
+import { useStyles } from "./styles";
+
+export function ConnectionBanner() {
+  const { server } = usePane();
+  const styles = useStyles();
+  let banner: React.ReactNode = null;
+  if (server.reach === "unreachable") {
+    banner = <ProblemBar problem={{ kind: "unreachable", message: server.error ?? "" }} onRetry={server.refresh} />;
+  } else if (server.reach === "ok" && server.health?.model === "loading") {
+    banner = (
+      <MessageBar intent="info" data-testid="model-loading">
+        <MessageBarBody><MessageBarTitle>Loading the model</MessageBarTitle>Requests wait until it's ready; this takes a few seconds.</MessageBarBody>
+      </MessageBar>
+    );
+  } else if (server.reach === "ok" && server.health?.model === "failed") {
+    banner = (
+      <MessageBar intent="error" data-testid="model-failed">
+        <MessageBarBody><MessageBarTitle>The model failed to load</MessageBarTitle>{server.models?.error ?? "See the Deskpilot log."}</MessageBarBody>
+      </MessageBar>
+    );
+  }
+  const offline = !server.online && (
+    <MessageBar intent="info" data-testid="offline">
+      <MessageBarBody>
+        <MessageBarTitle>You're offline</MessageBarTitle>
+        Deskpilot runs on this computer, so it keeps working; Microsoft 365 sync waits until you're back online.
+      </MessageBarBody>
+    </MessageBar>
+  );
+  if (!banner && !offline) return null;
+  return <div className={styles.section} role="region" aria-label="Connection">{banner}{offline}</div>;
+}

@@ -1,0 +1,202 @@
+/** Outlook: summarize the message or the thread, draft a reply, extract, triage. */
+import { useCallback, useEffect, useState } from "react";
+import { Button, Caption1, Field, MessageBar, MessageBarBody, Select, Textarea, Text } from "@fluentui/react-components";
+import {
+  ArrowReplyAllRegular, ArrowReplyRegular, ClipboardTaskListLtrRegular, MailRegular, ReceiptRegular, SparkleRegular, TagRegular,
+  TextQuoteRegular,
+} from "@fluentui/react-icons";
+import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
+import type { ClassifyRequest, ExtractRequest } from "../api/pending";
+import { HostError, type MailItem, type OutlookHost } from "../hosts";
+import { conversationThread, type Thread } from "../shared/conversation";
+import { LENGTHS, TONES } from "../shared/prefs";
+import { isActive } from "../shared/run";
+import { usePane } from "./context";
+import { RunPanel } from "./RunPanel";
+import { useStyles } from "./styles";
+
+export function OutlookView({ host }: { host: OutlookHost }) {
+  const { api, run, prefs, setPrefs, server } = usePane();
+  const styles = useStyles();
+  const [item, setItem] = useState<MailItem | null>(null);
+  const [itemError, setItemError] = useState<string | null>(null);
+  const [instructions, setInstructions] = useState("");
+  const [notice, setNotice] = useState<string | null>(null);
+  const [remote, setRemote] = useState<Thread | null>(null);
+  const busy = isActive(run.state);
+  const f = server.features;
+
+  const load = useCallback(() => {
+    setNotice(null);
+    host.readItem().then(
+      (read) => { setItem(read); setItemError(null); },
+      (error: unknown) => { setItem(null); setItemError(error instanceof HostError ? error.message : `Outlook could not read this message: ${(error as Error).message}`); },
+    );
+  }, [host]);
+
+  // Signed in to Microsoft 365, the server knows the whole conversation, not just what is quoted.
+  useEffect(() => {
+    setRemote(null);
+    if (!item?.conversationId || !f.conversation) return;
+    const c = new AbortController();
+    void conversationThread(api, item.conversationId, c.signal).then((t) => { if (!c.signal.aborted) setRemote(t); });
+    return () => c.abort();
+  }, [api, item, f.conversation]);
+
+  const { reset } = run;
+  useEffect(() => {
+    load();
+    return host.onItemChanged(() => { reset(); load(); });
+  }, [host, load, reset]);
+
+  const summaryBody = useCallback((withThread: boolean): SummarizeRequest | null => item && {
+    email: withThread && remote ? remote.email : item.email,
+    thread: withThread ? remote?.thread ?? item.earlier : [],
+    sentences: prefs.sentences,
+    client: "outlook",
+    sourceRef: item.sourceRef,
+  }, [item, remote, prefs.sentences]);
+
+  // Read the message into the model's cache while the user looks at it: Summarize then starts at once.
+  const ready = server.reach === "ok" && server.health?.model === "ready";
+  useEffect(() => {
+    const body = summaryBody(false);
+    if (!body || !prefs.warmUp || !f.prepare || !ready) return;
+    const c = new AbortController();
+    api.post("/v1/prepare", body, c.signal).catch(() => undefined); // best effort: never shown
+    return () => c.abort();
+  }, [api, summaryBody, prefs.warmUp, f.prepare, ready]);
+
+  if (itemError) {
+    return (
+      <div className={styles.section}>
+        <MessageBar intent="info"><MessageBarBody>{itemError}</MessageBarBody></MessageBar>
+        <div><Button onClick={load}>Try again</Button></div>
+      </div>
+    );
+  }
+
+  const earlier = remote?.thread.length ?? item?.earlier.length ?? 0;
+  const summarize = (withThread: boolean) => {
+    const body = summaryBody(withThread);
+    if (body) run.start({ label: withThread ? "Summary of the thread" : "Summary of this message", path: "/v1/summarize", body });
+  };
+  const draft = () => {
+    if (!item) return;
+    const body: DraftReplyRequest = {
+      email: item.email, thread: item.earlier, tone: prefs.tone, length: prefs.length, instructions: instructions.slice(0, 2000),
+      signature: prefs.signature, client: "outlook", sourceRef: item.sourceRef,
+    };
+    run.start({ label: "Draft reply", path: "/v1/draft-reply", body });
+  };
+  const extract = (schema: string, label: string) => {
+    if (!item) return;
+    const body: ExtractRequest = { schema, email: item.email, client: "outlook", sourceRef: item.sourceRef };
+    run.start({ label, path: "/v1/extract", body });
+  };
+  const triage = () => {
+    if (!item) return;
+    const body: ClassifyRequest = { email: item.email, client: "outlook", sourceRef: item.sourceRef };
+    run.start({ label: "Triage", path: "/v1/classify", body, mode: "json" });
+  };
+
+  const label = (run.state.result as { label?: unknown } | undefined)?.label;
+  const draftText = run.state.text.trim();
+  const actions = run.request?.path === "/v1/draft-reply" && draftText ? (
+    host.mode === "read" ? (
+      <div className={styles.row}>
+        <Button appearance="primary" icon={<ArrowReplyRegular />} onClick={() => host.openReply(draftText)}>Open in reply</Button>
+        <Button icon={<ArrowReplyAllRegular />} onClick={() => host.openReply(draftText, true)}>Reply all</Button>
+      </div>
+    ) : (
+      <div className={styles.row}>
+        <Button appearance="primary" icon={<TextQuoteRegular />}
+          onClick={() => host.insertIntoDraft(draftText).then(() => setNotice("Inserted into your message."), (e: Error) => setNotice(e.message))}>
+          Insert into message
+        </Button>
+      </div>
+    )
+  ) : run.request?.path === "/v1/classify" && typeof label === "string" && host.canCategorize ? (
+    <div className={styles.row}>
+      <Button icon={<TagRegular />}
+        onClick={() => host.addCategory(label).then(() => setNotice(`Category “${label}” applied.`),
+          (e: Error) => setNotice(`Outlook could not apply “${label}”: ${e.message}. Create a category with that name first.`))}>
+        Apply as category
+      </Button>
+    </div>
+  ) : undefined;
+
+  return (
+    <>
+      <div className={styles.section}>
+        <div className={styles.itemCard} data-testid="item">
+          <Text weight="semibold" truncate wrap={false} title={item?.email.subject ?? ""}>
+            <MailRegular aria-hidden /> {item ? item.email.subject || "(no subject)" : "Reading the message…"}
+          </Text>
+          {item && (
+            <Caption1 className={styles.muted}>
+              {item.email.from ? `From ${item.email.from}` : host.mode === "compose" ? "Your draft" : ""}
+              {earlier > 0 ? ` · ${earlier} earlier message${earlier === 1 ? "" : "s"} ${remote ? "in Microsoft 365" : "quoted"}` : ""}
+            </Caption1>
+          )}
+        </div>
+
+        <div className={styles.row}>
+          <Button appearance="primary" icon={<SparkleRegular />} disabled={!item || busy} onClick={() => summarize(false)}>
+            Summarize
+          </Button>
+          <Button disabled={!item || busy || earlier === 0} onClick={() => summarize(true)}
+            title={earlier === 0 ? "No earlier messages are quoted in this one" : undefined}>
+            Summarize thread
+          </Button>
+        </div>
+      </div>
+      <RunPanel actions={actions} />
+      {notice && (
+        <div className={styles.section}>
+          <MessageBar intent="info"><MessageBarBody>{notice}</MessageBarBody></MessageBar>
+        </div>
+      )}
+
+      <div className={styles.section}>
+        <h2 className={styles.sectionTitle}>Reply</h2>
+        <div className={styles.fieldGrid}>
+          <Field label="Tone" size="small">
+            <Select size="small" value={prefs.tone} onChange={(_, d) => setPrefs({ ...prefs, tone: d.value as typeof prefs.tone })}>
+              {TONES.map((t) => <option key={t} value={t}>{t[0].toUpperCase() + t.slice(1)}</option>)}
+            </Select>
+          </Field>
+          <Field label="Length" size="small">
+            <Select size="small" value={prefs.length} onChange={(_, d) => setPrefs({ ...prefs, length: d.value as typeof prefs.length })}>
+              {LENGTHS.map((l) => <option key={l} value={l}>{l[0].toUpperCase() + l.slice(1)}</option>)}
+            </Select>
+          </Field>
+        </div>
+        <Field label="What to say (optional)" size="small">
+          <Textarea size="small" resize="vertical" value={instructions} maxLength={2000}
+            placeholder="e.g. accept, and ask for the figures by Monday" onChange={(_, d) => setInstructions(d.value)} />
+        </Field>
+        <div className={styles.row}>
+          <Button icon={<ArrowReplyRegular />} disabled={!item || busy} onClick={draft}>Draft reply</Button>
+        </div>
+      </div>
+
+      <div className={styles.section}>
+        <h2 className={styles.sectionTitle}>Extract and triage</h2>
+        <div className={styles.row}>
+          <Button size="small" icon={<ClipboardTaskListLtrRegular />} disabled={!item || busy || !f.extract}
+            onClick={() => extract("action_items", "Action items")}>Action items</Button>
+          <Button size="small" icon={<ReceiptRegular />} disabled={!item || busy || !f.extract}
+            onClick={() => extract("invoice", "Invoice fields")}>Invoice fields</Button>
+          <Button size="small" icon={<TagRegular />} disabled={!item || busy || !f.classify} onClick={triage}>Triage label</Button>
+        </div>
+        {(!f.extract || !f.classify) && server.reach === "ok" && (
+          <Caption1 className={styles.unavailable} data-testid="not-available">
+            {!f.extract && !f.classify ? "Extraction and triage are" : !f.extract ? "Extraction is" : "Triage is"} not available on this server yet.
+          </Caption1>
+        )}
+      </div>
+
+    </>
+  );
+}

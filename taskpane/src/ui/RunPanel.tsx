@@ -1,0 +1,142 @@
+/**
+ * The output of the current run: the text as it streams, Cancel while it runs, then the model used, a
+ * link to the run's lineage record and how long the first word took. Structured results and sources are
+ * rendered below the text. Screen readers are told when the answer is complete rather than every token.
+ */
+import { useEffect, useRef, type ReactNode } from "react";
+import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, tokens } from "@fluentui/react-components";
+import { DismissRegular, OpenRegular } from "@fluentui/react-icons";
+import { isActive } from "../shared/run";
+import { usePane } from "./context";
+import { ProblemBar } from "./ProblemBar";
+import { ResultView } from "./ResultView";
+import { SourcesView } from "./SourcesView";
+import { AnswerText } from "./AnswerText";
+
+const useStyles = makeStyles({
+  panel: {
+    display: "flex",
+    flexDirection: "column",
+    gap: tokens.spacingVerticalS,
+    margin: `0 ${tokens.spacingHorizontalM} ${tokens.spacingVerticalM}`,
+    padding: tokens.spacingHorizontalM,
+    borderRadius: tokens.borderRadiusLarge,
+    border: `1px solid ${tokens.colorNeutralStroke2}`,
+    backgroundColor: tokens.colorNeutralBackground1,
+  },
+  head: { display: "flex", alignItems: "center", gap: tokens.spacingHorizontalS, minHeight: "24px", marginBottom: "-4px" },
+  title: {
+    flexGrow: 1,
+    minWidth: 0,
+    overflow: "hidden",
+    textOverflow: "ellipsis",
+    whiteSpace: "nowrap",
+    fontWeight: tokens.fontWeightSemibold,
+    fontSize: tokens.fontSizeBase300,
+  },
+  status: { display: "flex", alignItems: "center", gap: tokens.spacingHorizontalXS, color: tokens.colorNeutralForeground3 },
+  text: {
+    margin: 0,
+    whiteSpace: "pre-wrap",
+    overflowWrap: "anywhere",
+    fontSize: tokens.fontSizeBase300,
+    lineHeight: tokens.lineHeightBase400,
+    color: tokens.colorNeutralForeground1,
+  },
+  caret: {
+    display: "inline-block",
+    width: "2px",
+    height: "1em",
+    marginLeft: "1px",
+    verticalAlign: "text-bottom",
+    backgroundColor: tokens.colorBrandForeground1,
+    animationName: { "0%": { opacity: 1 }, "50%": { opacity: 0 }, "100%": { opacity: 1 } },
+    animationDuration: "1s",
+    animationIterationCount: "infinite",
+    "@media (prefers-reduced-motion: reduce)": { animationName: "none" },
+  },
+  footer: {
+    display: "flex",
+    flexWrap: "wrap",
+    rowGap: "2px",
+    color: tokens.colorNeutralForeground3,
+    "& > *:not(:last-child)::after": { content: '"·"', margin: `0 ${tokens.spacingHorizontalXS}` },
+  },
+  visuallyHidden: { position: "absolute", width: "1px", height: "1px", overflow: "hidden", clip: "rect(0 0 0 0)", whiteSpace: "nowrap" },
+});
+
+const STATUS = { idle: "", waiting: "Waiting for the model…", streaming: "Writing…", done: "Done", cancelled: "Cancelled", failed: "Stopped" } as const;
+
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function RunPanel({ actions }: { actions?: ReactNode }) {
+  const { run, server } = usePane();
+  const styles = useStyles();
+  const { state, request } = run;
+  const panel = useRef<HTMLElement>(null);
+  // A run started from further down the pane shows its output here: bring it into view.
+  useEffect(() => {
+    if (request) panel.current?.scrollIntoView?.({ block: "nearest" });
+  }, [request]);
+  if (state.phase === "idle" || !request) return null;
+  const active = isActive(state);
+  const firstWord = state.firstTokenAt !== undefined && state.startedAt !== undefined ? state.firstTokenAt - state.startedAt : undefined;
+  const tokensOut = state.done?.usage?.completionTokens;
+
+  return (
+    <section ref={panel} className={styles.panel} aria-labelledby="run-title" data-testid="run" data-phase={state.phase}>
+      <div className={styles.head}>
+        <span id="run-title" className={styles.title}>{request.label}</span>
+        {active && (
+          <Button size="small" appearance="subtle" icon={<DismissRegular />} onClick={run.cancel} data-testid="cancel">
+            Cancel
+          </Button>
+        )}
+      </div>
+      <Caption1 className={styles.status} data-testid="run-status">
+        {active && <Spinner size="extra-tiny" aria-hidden />}
+        {state.progress?.message && active ? state.progress.message
+          : state.phase === "failed" && !state.text && !state.meta ? "Not started" : STATUS[state.phase]}
+      </Caption1>
+      {state.progress?.fraction !== undefined && active && <ProgressBar value={state.progress.fraction} thickness="medium" />}
+
+      {(state.text || (active && state.result === undefined)) && (
+        <p className={styles.text} data-testid="run-output" aria-busy={active}>
+          <AnswerText text={state.text} />
+          {active && <span className={styles.caret} aria-hidden />}
+        </p>
+      )}
+      {state.result !== undefined && <ResultView result={state.result} />}
+      {state.sources && state.sources.length > 0 && <SourcesView sources={state.sources} />}
+
+      {state.problem && (
+        <ProblemBar problem={state.problem} retryIn={run.retryIn} onRetry={run.retry}
+          brief={state.problem.kind === "unreachable" && server.reach === "unreachable"} />
+      )}
+      {state.phase === "cancelled" && (
+        <Caption1>{state.text ? "The text so far is kept. " : ""}<Link as="button" onClick={run.retry}>Run again</Link></Caption1>
+      )}
+      {state.phase === "done" && actions}
+
+      {(state.meta || state.done) && (
+        <Caption1 className={styles.footer} data-testid="run-meta">
+          {state.meta && <span title={`${state.meta.backend} · template ${state.meta.template}`}>{state.meta.model}</span>}
+          {(state.meta?.runId ?? state.done?.runId) && (
+            <Link href={`/v1/runs/${encodeURIComponent((state.meta?.runId ?? state.done?.runId) as string)}`} target="_blank" rel="noopener">
+              Lineage record<OpenRegular aria-hidden style={{ marginLeft: 2, verticalAlign: "middle" }} />
+            </Link>
+          )}
+          {firstWord !== undefined && <span>first word {seconds(firstWord)}</span>}
+          {tokensOut !== undefined && <span>{tokensOut} tokens</span>}
+          {state.meta?.truncated && <span>input shortened to fit the model</span>}
+        </Caption1>
+      )}
+      <span className={styles.visuallyHidden} role="status" aria-live="polite">
+        {state.phase === "done" ? `${request.label} ready.` : state.phase === "cancelled" ? "Cancelled." : ""}
+      </span>
+    </section>
+  );
+}

@@ -1,0 +1,97 @@
+/** Status: the server, its model and queue, the document index, and what this Office can do. */
+import { useEffect, useState } from "react";
+import { Badge, Button, Caption1, makeStyles, tokens } from "@fluentui/react-components";
+import { ArrowClockwiseRegular } from "@fluentui/react-icons";
+import type { IndexStatus, SkippedFile } from "../api/types";
+import { usePane } from "./context";
+import { useStyles } from "./styles";
+
+const useLocal = makeStyles({
+  list: { margin: 0, display: "grid", gridTemplateColumns: "auto 1fr", columnGap: tokens.spacingHorizontalM, rowGap: tokens.spacingVerticalXS },
+  dt: { color: tokens.colorNeutralForeground3 },
+  dd: { margin: 0, overflowWrap: "anywhere" },
+  skipped: { margin: 0, paddingLeft: tokens.spacingHorizontalL },
+});
+
+const SKIP_REASONS: Record<SkippedFile["reason"], string> = {
+  empty: "empty file",
+  binary: "not a text document",
+  corrupt: "damaged file",
+  encrypted: "password protected",
+  no_text: "no text in it (scanned?)",
+  too_large: "too large",
+  unreadable: "could not be read",
+  unsupported: "file type not supported",
+  not_found: "not found (moved or deleted?)",
+};
+
+function Row({ name, children }: { name: string; children: React.ReactNode }) {
+  const s = useLocal();
+  return (
+    <>
+      <dt className={s.dt}>{name}</dt>
+      <dd className={s.dd}>{children}</dd>
+    </>
+  );
+}
+
+export function StatusView() {
+  const { api, server, host } = usePane();
+  const styles = useStyles();
+  const local = useLocal();
+  const [index, setIndex] = useState<IndexStatus | null>(null);
+  const model = server.models?.models[0];
+
+  useEffect(() => {
+    if (server.features.indexStatus) api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
+  }, [api, server.features.indexStatus, server.checkedAt]);
+
+  const state = server.reach !== "ok" ? server.reach : server.health?.model ?? "checking";
+  const color = state === "ready" ? "success" : state === "loading" || state === "checking" ? "informative" : "danger";
+  return (
+    <div className={styles.section}>
+      <div className={styles.row}>
+        <h2 className={`${styles.sectionTitle} ${styles.grow}`}>Server</h2>
+        <Button size="small" appearance="subtle" icon={<ArrowClockwiseRegular />} onClick={server.refresh}>Refresh</Button>
+      </div>
+      <dl className={local.list} data-testid="status">
+        <Row name="Address">{api.base}</Row>
+        <Row name="State"><Badge appearance="tint" color={color}>{state === "unreachable" ? "not reachable" : state}</Badge></Row>
+        {server.health && <Row name="Version">{server.health.version}</Row>}
+        {model && <Row name="Model">{model.id}</Row>}
+        {model && <Row name="Backend">{model.backend}, {model.contextLength.toLocaleString()} tokens context</Row>}
+        {model && <Row name="Weights"><span title={model.weightsDigest}>{model.weightsDigest.slice(0, 19)}…</span></Row>}
+        {server.models?.error && <Row name="Error">{server.models.error}</Row>}
+        {server.models && (
+          <Row name="Queue">
+            {server.models.busy ? "answering" : "idle"}, {server.models.waiting} waiting (room for {server.models.maxWaiting})
+          </Row>
+        )}
+        <Row name="Index">
+          {!server.features.indexStatus ? "not available on this server yet" : index
+            ? `${index.documents.toLocaleString()} documents, ${index.chunks.toLocaleString()} passages${index.embedderReady ? "" : " (search model loading)"}`
+            : "…"}
+        </Row>
+        {index?.indexing && (
+          <Row name="Indexing">{index.indexing.phase}: {index.indexing.filesDone ?? 0} of {index.indexing.filesTotal ?? "?"} files</Row>
+        )}
+        {index && (index.skipped?.length ?? 0) > 0 && (
+          <Row name="Skipped">
+            <ul className={local.skipped}>
+              {index.skipped!.slice(0, 20).map((f) => (
+                <li key={f.path} title={f.detail || undefined}>{f.path.split(/[\\/]/).pop()}: {SKIP_REASONS[f.reason] ?? f.reason}</li>
+              ))}
+            </ul>
+          </Row>
+        )}
+        <Row name="Network">{server.online ? "online" : "offline (Deskpilot itself still works)"}</Row>
+        <Row name="Office">
+          {host.kind === "outlook" ? `Outlook, ${host.mode === "read" ? "reading" : "writing"} a message${host.canCategorize ? "" : " (no categories: Mailbox 1.8 missing)"}`
+            : host.kind === "word" ? `Word${host.canTrackChanges ? "" : " (no tracked changes from add-ins: WordApi 1.4 missing)"}`
+            : "not running inside Office"}
+        </Row>
+      </dl>
+      {server.checkedAt && <Caption1 className={styles.muted}>Checked {server.checkedAt.toLocaleTimeString()}</Caption1>}
+    </div>
+  );
+}

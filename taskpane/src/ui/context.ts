@@ -1,0 +1,24 @@
+/** What every view needs: the API client, the server's state, the user's settings and the current run. */
+import { createContext, useContext } from "react";
+import type { Api } from "../api/http";
+import type { Prefs } from "../shared/prefs";
+import type { Host } from "../hosts";
+import type { ServerState } from "./useServer";
+import type { RunHandle } from "./useRun";
+
+export interface Pane {
+  api: Api;
+  host: Host;
+  server: ServerState & { refresh(): void };
+  prefs: Prefs;
+  setPrefs(prefs: Prefs): void;
+  run: RunHandle;
+}
+
+export const PaneContext = createContext<Pane | null>(null);
+
+export function usePane(): Pane {
+  const pane = useContext(PaneContext);
+  if (!pane) throw new Error("usePane outside <PaneContext.Provider>");
+  return pane;
+}

@@ -1,0 +1,73 @@
+/**
+ * Is the Deskpilot server there, is its model ready, what can it do? Polls /healthz (cheap, answers
+ * before the model has loaded) faster while something is wrong, reads /v1/models for the model and its
+ * queue, and the OpenAPI document once for the endpoints that are still landing.
+ */
+import { useCallback, useEffect, useRef, useState } from "react";
+import { ApiError, type Api } from "../api/http";
+import type { Health, ModelsOut } from "../api/types";
+import { loadFeatures, NO_FEATURES, type Features } from "../shared/features";
+
+export type Reach = "checking" | "ok" | "unreachable";
+
+export interface ServerState {
+  reach: Reach;
+  online: boolean;
+  health?: Health;
+  models?: ModelsOut;
+  features: Features;
+  error?: string;
+  checkedAt?: Date;
+}
+
+const FAST_MS = 3_000;
+const SLOW_MS = 20_000;
+
+export function useServer(api: Api): ServerState & { refresh(): void } {
+  const [state, setState] = useState<ServerState>({ reach: "checking", online: navigator.onLine, features: NO_FEATURES });
+  const featuresLoaded = useRef(false);
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const generation = useRef(0);
+
+  const check = useCallback(async () => {
+    const mine = ++generation.current;
+    if (timer.current !== null) clearTimeout(timer.current);
+    let next: Partial<ServerState>;
+    try {
+      const health = await api.get<Health>("/healthz");
+      const models = await api.get<ModelsOut>("/v1/models").catch(() => undefined);
+      next = { reach: "ok", health, models, error: undefined };
+      if (!featuresLoaded.current) {
+        next.features = await loadFeatures(api).catch(() => NO_FEATURES);
+        featuresLoaded.current = true;
+      }
+    } catch (error) {
+      const unreachable = error instanceof ApiError && error.kind === "unreachable";
+      next = { reach: unreachable ? "unreachable" : "ok", error: (error as Error).message };
+      if (unreachable) featuresLoaded.current = false; // a restarted server may be a newer one
+    }
+    if (mine !== generation.current) return;
+    setState((s) => ({ ...s, ...next, online: navigator.onLine, checkedAt: new Date() }));
+    const settled = next.reach === "ok" && next.health?.model === "ready";
+    timer.current = setTimeout(() => void check(), settled ? SLOW_MS : FAST_MS);
+  }, [api]);
+
+  useEffect(() => {
+    void check();
+    const online = () => {
+      setState((s) => ({ ...s, online: navigator.onLine }));
+      void check();
+    };
+    window.addEventListener("online", online);
+    window.addEventListener("offline", online);
+    return () => {
+      window.removeEventListener("online", online);
+      window.removeEventListener("offline", online);
+      if (timer.current !== null) clearTimeout(timer.current);
+      generation.current++;
+    };
+  }, [check]);
+
+  const refresh = useCallback(() => void check(), [check]);
+  return { ...state, refresh };
+}
