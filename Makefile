@@ -3,6 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The task pane (taskpane/) builds into the Python package, which serves it at /taskpane/.
+PANE     := server/static/taskpane/index.html
+PANE_SRC := taskpane/index.html taskpane/vite.config.ts taskpane/tsconfig.json \
+            $(shell find taskpane/src taskpane/scripts -type f ! -name '*.gen.ts' 2>/dev/null)
+NODE_MODULES := taskpane/node_modules/.package-lock.json
+# The task pane's end-to-end tests drive Debian's Chromium, never a downloaded browser.
+CHROMIUM ?= /usr/bin/chromium
 # llama-cpp-python compiles llama.cpp on first install: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -15,13 +22,13 @@ help: ## Show the targets
 run: setup ## Set up, then start the server (task pane + embedded model) on https://localhost:8765
 	$(BIN)/deskpilot serve
 
-test: setup ## Set up, then run the whole test suite
-	$(BIN)/python -m pytest
+test: setup $(CHROMIUM) ## Set up, then run the whole test suite (Python, the pane's vitest, Chromium end to end)
+	DESKPILOT_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 bench: setup ## Run the benchmarks under bench/
 	$(BIN)/python bench/bench_summarize.py
 
-setup: $(STAMP) ## Create .venv and install Deskpilot with its test tools
+setup: $(STAMP) $(PANE) ## Create .venv, install Deskpilot with its test tools, build the task pane
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Deskpilot needs Python 3.11"'
@@ -30,5 +37,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-clean: ## Remove the virtualenv and caches (keeps your data)
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+$(NODE_MODULES): taskpane/package-lock.json
+	cd taskpane && npm ci --no-audit --no-fund
+	touch $@
+
+# The build generates the pane's API types from the server (so it needs .venv), type-checks, bundles.
+$(PANE): $(STAMP) $(NODE_MODULES) $(PANE_SRC)
+	cd taskpane && PYTHON=$(abspath $(BIN)/python) nice npm run build
+
+# Installed when missing if we may (root with apt-get, as in CI); otherwise say what to do.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "The end-to-end tests need Chromium at $(CHROMIUM): install Debian's chromium package," \
+		     "or run: make test CHROMIUM=/path/to/chromium"; exit 1; \
+	fi
+
+clean: ## Remove the virtualenv, the task pane build and caches (keeps your data)
+	rm -rf $(VENV) .pytest_cache build *.egg-info taskpane/node_modules server/static/taskpane test-artifacts

@@ -13,13 +13,17 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from litestar import Litestar, Request, Response
-from litestar.datastructures import State
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
+from deskpilot.addin_manifest import ASSETS_DIR
 from deskpilot.indexes import DocumentIndex, index_folder
 from deskpilot.inference import Backend, BackendError, ModelBusy
 
@@ -38,6 +42,9 @@ from .settings import Settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("deskpilot.server")
+
+# The built task pane (`npm run build` in taskpane/, run by `make setup`); shipped as package data.
+TASKPANE_DIR = Path(__file__).with_name("static") / "taskpane"
 
 
 def _default_backend(settings: Settings) -> Callable[[], Backend]:
@@ -74,6 +81,8 @@ def create_app(
         if recovered:
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
         host.start_loading()
+        if not (TASKPANE_DIR / "index.html").is_file():
+            log.warning("the task pane is not built (no %s): run `make setup`", TASKPANE_DIR / "index.html")
         # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
         # the model has loaded, so that neither readiness nor the first summary waits for them.
         background.add(asyncio.create_task(_warm_index_after(host, indexer)))
@@ -92,7 +101,7 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AITasks, DocumentsAPI, SyncAPI, Status],
+        route_handlers=[AITasks, DocumentsAPI, SyncAPI, Status, *_taskpane_routes()],
         dependencies={
             "settings": provide(settings),
             "executor": provide(executor),
@@ -122,6 +131,27 @@ async def _warm_index_after(host: ModelHost, indexer: Indexer) -> None:
     with contextlib.suppress(Exception):  # a failed load shows up again, with its reason, on real use
         await host.ready()
     indexer.index.warm_up(background=True)
+
+
+@get("/", include_in_schema=False)
+async def _home() -> Redirect:
+    """The add-in's support URL: the pane itself, which outside Office shows status and a text box."""
+    return Redirect("/taskpane/index.html")
+
+
+def _taskpane_routes() -> list[ControllerRouterHandler]:
+    """The task pane and the add-in icons, served from the API's own origin (so the pane is never a public
+    page calling localhost, and Office.js comes from here, not a CDN). `no-cache` makes Office's web view
+    revalidate (cheap, ETag) so an upgraded pane is picked up at once."""
+    revalidate = CacheControlHeader(no_cache=True)
+    return [
+        # More specific prefix first: the icons the manifests point at, from addin_manifest/assets.
+        create_static_files_router("/taskpane/assets", directories=[ASSETS_DIR], name="addin-icons",
+                                   cache_control=revalidate),
+        create_static_files_router("/taskpane", directories=[TASKPANE_DIR], html_mode=True, name="taskpane",
+                                   cache_control=revalidate),
+        _home,
+    ]
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
