@@ -53,6 +53,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     request: GenerationRequest
     input: dict[str, Any]  # canonical input, for the digest (and retention where allowed)
     truncated: bool = False
+    parameters: dict[str, Any] = {}  # task-specific settings lineage records with the sampling ones
 
 
 def input_digest(value: Any) -> str:

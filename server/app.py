@@ -32,8 +32,10 @@ from .api import AITasks, Status
 from .ask import DocumentsAPI, Indexer
 from .connectors.api import SyncAPI
 from .connectors.service import GraphConnector
-from .lineage import LineageStore
+from .extraction import Extraction
+from .lineage import LineageStore, ReviewQueue
 from .model_host import ModelHost
+from .reviews import Reviews
 from .runs import RunExecutor
 from .schemas import ErrorBody
 from .security import local_only
@@ -101,11 +103,12 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AITasks, DocumentsAPI, SyncAPI, Status, *_taskpane_routes()],
+        route_handlers=[AITasks, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, *_taskpane_routes()],
         dependencies={
             "settings": provide(settings),
             "executor": provide(executor),
             "lineage": provide(lineage),
+            "reviews": provide(ReviewQueue(lineage)),
             "stopping": provide(stopping),
             "indexer": provide(indexer),
             "graph": provide(graph),

@@ -10,23 +10,64 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
+import msgspec
 
-from deskpilot.inference import BackendError, ContextOverflow, Finished, Job, ModelBusy, Ticket, input_digest
+from deskpilot.inference import (
+    BackendError,
+    ContextOverflow,
+    Finished,
+    Job,
+    ModelBusy,
+    Ticket,
+    Token,
+    input_digest,
+)
+from deskpilot.inference.extraction import Generated
 
 from .lineage import LineageStore, RunEnd, RunStart
 from .model_host import ModelHost
-from .schemas import DoneEvent, ErrorEvent, MetaEvent, PrepareOut, TokenEvent, UsageOut
+from .schemas import (
+    DoneEvent,
+    ErrorEvent,
+    MetaEvent,
+    PrepareOut,
+    ProgressEvent,
+    ResultEvent,
+    TokenEvent,
+    UsageOut,
+)
 
-__all__ = ["RunExecutor"]
+__all__ = ["RunExecutor", "Structured", "StructuredOutcome"]
 
 log = logging.getLogger("deskpilot.runs")
 
-Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent
+Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | ProgressEvent | ResultEvent
+
+# A structured run reports progress every this many tokens (a few times a second on a laptop CPU).
+PROGRESS_EVERY = 16
+
+
+class StructuredOutcome(msgspec.Struct, kw_only=True):
+    """What a structured task made of a generation: the `result` event, and what lineage records."""
+
+    event: ResultEvent
+    output: Any
+    validation: dict[str, Any]
+    confidence: float
+
+
+class Structured(Protocol):
+    """A task whose output is structured (extraction, triage). `finish` runs on a worker thread once the
+    model is done (it may read or write the database) and turns the generation into an outcome."""
+
+    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome: ...
+
 
 
 class RunExecutor:
@@ -85,8 +126,14 @@ class RunExecutor:
         client: str = "api",
         source_ref: str | None = None,
         retrieved: list[dict[str, Any]] | None = None,
+        structured: Structured | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Events of one run. `ticket` (from `admit`) is this run's place in line; released when it ends."""
+        """Events of one run. `ticket` (from `admit`) is this run's place in line; released when it ends.
+
+        With `structured`, the tokens are not sent: `progress` events report how far the model is, then
+        `structured.finish` turns the output into a `result` event, and lineage records its validation
+        results and confidence with the run.
+        """
         try:
             backend = await self.host.ready()
         except BackendError as exc:
@@ -96,28 +143,32 @@ class RunExecutor:
             return
         info = backend.info
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
-        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, RunStart(
+        start = RunStart(
             task=job.task,
             template_id=job.template.template_id,
             template_hash=job.template.content_hash,
             model_id=info.model_id,
             weights_digest=info.weights_digest,
             backend=info.backend,
-            parameters={**job.request.parameters(), "truncated": job.truncated},
+            parameters={**job.request.parameters(), "truncated": job.truncated, **job.parameters},
             input_digest=input_digest(job.input),
             input=job.input if self.retain_inputs else None,
             client=client,
             source_ref=source_ref,
             retrieved_chunks=retrieved or [],
-        ))
+        )
+        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
         yield MetaEvent(run_id=run_id, task=job.task, model=info.model_id, backend=info.backend,
                         template=job.template.template_id, truncated=job.truncated)
 
         accepted = time.perf_counter()
         end = RunEnd(status="cancelled")
         parts: list[str] = []
+        tokens: list[Token] = []
         ttft: float | None = None
         try:
+            if structured is not None and self.host.gate.busy:
+                yield ProgressEvent(stage="waiting")
             async with self.host.gate.slot(ticket):
                 started = time.perf_counter()
                 stream = backend.stream(job.request)
@@ -129,7 +180,12 @@ class RunExecutor:
                         if ttft is None:
                             ttft = (time.perf_counter() - started) * 1000
                         parts.append(item.text)
-                        yield TokenEvent(text=item.text)
+                        if structured is None:
+                            yield TokenEvent(text=item.text)
+                            continue
+                        tokens.append(item)
+                        if len(tokens) % PROGRESS_EVERY == 1:
+                            yield _progress(parts, len(tokens), job.request.max_tokens)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await stream.aclose()  # stops decoding before the gate is released
@@ -137,6 +193,13 @@ class RunExecutor:
             queue_ms = (started - accepted) * 1000
             end = RunEnd(status="ok", output="".join(parts), ttft_ms=ttft, total_ms=total, cost=0.0,
                          tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens)
+            if structured is not None:
+                yield ProgressEvent(stage="checking", tokens=len(tokens), max_tokens=job.request.max_tokens)
+                generated = Generated(text="".join(parts), tokens=tokens, finish_reason=usage.finish_reason)
+                outcome = await anyio.to_thread.run_sync(structured.finish, run_id, start, generated)
+                end = msgspec.structs.replace(end, output=outcome.output, validation=outcome.validation,
+                                              confidence=outcome.confidence)
+                yield outcome.event
             yield DoneEvent(run_id=run_id, queue_ms=round(queue_ms, 2), ttft_ms=ttft and round(ttft, 2),
                             total_ms=round(total, 2), usage=UsageOut(prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, finish_reason=usage.finish_reason))
@@ -150,8 +213,9 @@ class RunExecutor:
             end = RunEnd(status="error", error=str(exc))
             yield ErrorEvent(code="backend_error", message=str(exc))
         except (GeneratorExit, asyncio.CancelledError):
-            end = RunEnd(status="cancelled", output="".join(parts), ttft_ms=ttft,
-                         error="the client went away or the server stopped")
+            if end.status != "ok":  # a run that finished stays finished if the client leaves at the end
+                end = RunEnd(status="cancelled", output="".join(parts), ttft_ms=ttft,
+                             error="the client went away or the server stopped")
             raise
         except Exception as exc:
             log.exception("run %s failed", run_id)
@@ -162,3 +226,13 @@ class RunExecutor:
                 ticket.release()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)
+
+
+_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
+
+
+def _progress(parts: list[str], tokens: int, max_tokens: int) -> ProgressEvent:
+    """Progress of a structured run, naming the last JSON key the model has written."""
+    text = "".join(parts)
+    keys = _KEY.findall(text[-400:])
+    return ProgressEvent(stage="generating", tokens=tokens, max_tokens=max_tokens, field=keys[-1] if keys else None)

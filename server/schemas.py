@@ -19,17 +19,24 @@ __all__ = [
     "EmailIn",
     "ErrorBody",
     "ErrorEvent",
+    "FieldOut",
     "Health",
     "MetaEvent",
     "PrepareOut",
     "ModelInfo",
     "ModelsOut",
+    "NormalizedOut",
+    "ProgressEvent",
+    "ResultEvent",
+    "ReviewRef",
+    "RuleOut",
     "RunOut",
     "SourceOut",
     "SourcesEvent",
     "SummarizeRequest",
     "TokenEvent",
     "UsageOut",
+    "ValidationOut",
 ]
 
 Client = Literal["outlook", "word", "cli", "api"]
@@ -134,6 +141,67 @@ class SourcesEvent(_Out):
 class ErrorEvent(_Out):
     code: str
     message: str
+
+
+class ProgressEvent(_Out):
+    """How far a structured run is: waiting for the model, generating (tokens so far, the field being
+    written), or checking the result."""
+
+    stage: Literal["waiting", "generating", "checking"]
+    tokens: int = 0
+    max_tokens: int = 0
+    field: str | None = None
+
+
+class FieldOut(_Out, omit_defaults=True):
+    confidence: float
+    token_confidence: float | None = None  # from the model's token probabilities alone
+    cross_check: Literal["agrees", "disagrees", "missed"] | None = None  # the deterministic extractors
+    grounding: float | None = None  # share of the value's words found in the source text
+    failed_rules: list[str] = []
+    repaired: bool = False  # filled in or cleared by the repair step: the model did not write it
+
+
+class RuleOut(_Out):
+    rule: str
+    status: Literal["pass", "fail"]
+    message: str
+    fields: list[str]
+
+
+class NormalizedOut(_Out):
+    path: str
+    before: Any
+    after: Any
+
+
+class ValidationOut(_Out):
+    """`data` always validates against the schema; this says what it took and what the rules found."""
+
+    valid: bool
+    repaired: bool
+    problems: list[str] = []
+    rules: list[RuleOut] = []
+    normalized: list[NormalizedOut] = []
+
+
+class ReviewRef(_Out):
+    id: str
+    reasons: list[str]
+
+
+class ResultEvent(_Out):
+    """A structured result. `data` uses the schema's own field names; `fields` is keyed by value path
+    ("lineItems[0].amount"). `review` is set when the result was queued for a person to check."""
+
+    run_id: str
+    task: str
+    schema: str | None
+    data: dict[str, Any]
+    confidence: float
+    fields: dict[str, FieldOut]
+    validation: ValidationOut
+    review: ReviewRef | None = None
 
 
 # --- plain responses ----------------------------------------------------------------------------------

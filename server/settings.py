@@ -44,6 +44,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ask_min_score: float = 0.3
     # Lineage keeps a digest of every input; the raw text only when retention allows it.
     retain_inputs: bool = False
+    # Structured extraction. Custom schemas are JSON Schema files `<name>.json` in `schemas_dir` (default
+    # `<home>/schemas`). Results below `review_threshold` confidence, or failing a rule check, are queued
+    # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own.
+    schemas_dir: Path | None = None
+    review_threshold: float = 0.6
+    triage_labels: tuple[str, ...] = ("invoice", "contract", "meeting_request", "action_needed", "fyi", "newsletter")
     # Microsoft 365 (server/connectors). `graph_client_id` is the app registration of a public client
     # ("Allow public client flows" on, for the device code flow); None means not configured.
     graph_client_id: str | None = None
@@ -72,6 +78,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def sync_db_path(self) -> Path:
         """Microsoft 365 sync state (delta links, quarantined payloads); never tokens."""
         return self.home / "graph-sync.db"
+
+    @property
+    def schemas_path(self) -> Path:
+        return self.schemas_dir or self.home / "schemas"
 
     @property
     def tls_dir(self) -> Path:

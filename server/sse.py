@@ -21,16 +21,16 @@ import anyio
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from .schemas import DoneEvent, ErrorEvent, MetaEvent, SourcesEvent, TokenEvent
+from .schemas import DoneEvent, ErrorEvent, MetaEvent, ProgressEvent, ResultEvent, SourcesEvent, TokenEvent
 
 __all__ = ["sse_response"]
 
 EVENT_NAMES: dict[type, str] = {MetaEvent: "meta", TokenEvent: "token", DoneEvent: "done", ErrorEvent: "error",
-                                SourcesEvent: "sources"}
+                                SourcesEvent: "sources", ProgressEvent: "progress", ResultEvent: "result"}
 _KEEPALIVE = ServerSentEventMessage(comment="keep-alive", data=None)
 _END = object()
 
-Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent
+Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent | ProgressEvent | ResultEvent
 
 
 def sse_response(events: AsyncGenerator[Event, None], *, keepalive: float, stopping: asyncio.Event) -> ServerSentEvent:

@@ -435,8 +435,9 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         applied = conn.execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = 'deskpilot.lineage' ORDER BY id"
         ).fetchall()
-    assert [name for (name,) in applied] == ["m001_runs", "m002_open_runs"]
-    assert repr(migrations) == "<Migrations 'deskpilot.lineage': [m001_runs, m002_open_runs]>"
+    names = ["m001_runs", "m002_open_runs", "m003_reviews", "m004_review_queue"]
+    assert [name for (name,) in applied] == names
+    assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"
 
 
 def test_json_columns_read_as_json_in_plain_sqlite(store: LineageStore, db_path: Path) -> None:

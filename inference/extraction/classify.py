@@ -66,8 +66,8 @@ def classify_job(
         json_schema={"enum": list(labels)},
         logprobs=True,
     )
-    return Job(task="classify", template=template, request=request,
-               input={"text": text, "labels": list(labels)}, truncated=truncated)
+    return Job(task="classify", template=template, request=request, input={"text": text, "labels": list(labels)},
+               truncated=truncated, parameters={"labels": list(labels)})
 
 
 def finish_classification(

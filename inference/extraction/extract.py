@@ -110,9 +110,9 @@ def extraction_job(
         json_schema=schema.decode_schema,
         logprobs=True,
     )
-    recorded = {"text": text, "schema": schema.schema_id, "schema_hash": schema.content_hash}
-    return Job(task=f"extract:{schema.name}", template=template, request=request, input=recorded,
-               truncated=truncated)
+    identity = {"schema": schema.schema_id, "schema_hash": schema.content_hash, "schema_origin": schema.origin}
+    return Job(task=f"extract:{schema.name}", template=template, request=request,
+               input={"text": text, **identity}, truncated=truncated, parameters=identity)
 
 
 # --- reading what the model wrote --------------------------------------------------------------------------

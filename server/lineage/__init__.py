@@ -46,6 +46,11 @@ Concurrency
     makes a fork impossible even for a writer that ignores all this. Scans (`iter_runs`, `export`,
     `verify`) read a WAL snapshot on their own connection and never block writers.
 
+Reviews
+    People review low-confidence structured results: `ReviewQueue` (`reviews.py`) keeps the work list in
+    `review_queue` and appends each decision, with the reviewer and a field-level diff, to the chained
+    `reviews` table, which `verify()` checks like `runs`.
+
 Migrations
     Append-only named functions on one sqlite-utils `Migrations("deskpilot.lineage")` set, applied when
     the store opens (`_migrations.py`). New tables, including further chained ones, are new functions
@@ -62,16 +67,32 @@ from ._types import (
     UnknownRunError,
     VerifyReport,
 )
+from .reviews import (
+    FieldChange,
+    QualityRow,
+    ReviewDecided,
+    ReviewItem,
+    ReviewQueue,
+    ReviewRecord,
+    UnknownReviewError,
+)
 from .store import LineageStore
 
 __all__ = [
     "FINAL_STATUSES",
     "DuplicateRunError",
+    "FieldChange",
     "LineageError",
     "LineageStore",
+    "QualityRow",
+    "ReviewDecided",
+    "ReviewItem",
+    "ReviewQueue",
+    "ReviewRecord",
     "Run",
     "RunEnd",
     "RunStart",
+    "UnknownReviewError",
     "UnknownRunError",
     "VerifyReport",
 ]

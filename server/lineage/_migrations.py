@@ -89,3 +89,60 @@ def m002_open_runs(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m003_reviews(db: Database) -> None:
+    # Human review decisions: chained and append-only like runs, linked to the run they judge. `changes`
+    # is the field-level diff ([{path, before, after}]) and `final` the document after review (JSON text).
+    # task/template_id/model_id are copied from the run so that a decision reads on its own in an audit.
+    db.execute(
+        """
+        CREATE TABLE reviews (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            review_id TEXT NOT NULL UNIQUE,
+            run_id TEXT NOT NULL,
+            decided_at TEXT NOT NULL,
+            reviewer TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            changes TEXT NOT NULL,
+            final TEXT,
+            note TEXT,
+            task TEXT NOT NULL,
+            template_id TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            prev_hash TEXT,
+            hash TEXT NOT NULL UNIQUE
+        )
+        """
+    )
+    db.execute("CREATE INDEX reviews_run_id ON reviews (run_id)")
+    db.execute("CREATE UNIQUE INDEX reviews_one_successor ON reviews (coalesce(prev_hash, ''))")
+    _append_only_triggers(db, "reviews")
+
+
+@migrations()
+def m004_review_queue(db: Database) -> None:
+    # The work list of results waiting for a person: mutable state, not audit (the decision is in
+    # `reviews`). One item per run at most.
+    db.execute(
+        """
+        CREATE TABLE review_queue (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            task TEXT NOT NULL,
+            template_id TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            confidence REAL,
+            proposed TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            decided_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX review_queue_status ON review_queue (status, created_at)")

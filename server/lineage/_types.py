@@ -116,3 +116,6 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     checked: int
     head_hash: str | None
     problems: list[str] = []
+    # The chain of human review decisions (`reviews.py`), checked the same way.
+    reviews_checked: int = 0
+    reviews_head_hash: str | None = None

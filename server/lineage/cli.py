@@ -120,5 +120,7 @@ def verify_command(anchors: tuple[str, ...], db_path: Path | None) -> None:
         for problem in report.problems:
             click.echo(f"  - {problem}")
     click.echo(f"head hash: {report.head_hash or '(no runs yet)'}")
+    if report.reviews_checked:
+        click.echo(f"reviews: {report.reviews_checked} checked, head hash: {report.reviews_head_hash}")
     if not report.ok:
         sys.exit(1)

@@ -185,13 +185,18 @@ class LineageStore:
         """
         with self._snapshot() as conn:
             checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
+            reviews, reviews_head, review_problems = verify_chain(conn, "reviews", id_column="id", noun="review")
+            problems += review_problems
             for anchor in anchors:
-                if conn.execute("SELECT 1 FROM runs WHERE hash = ?", [anchor]).fetchone() is None:
+                found = conn.execute("SELECT 1 FROM runs WHERE hash = ? UNION ALL SELECT 1 FROM reviews "
+                                     "WHERE hash = ?", [anchor, anchor]).fetchone()
+                if found is None:
                     problems.append(
                         f"runs: anchor {anchor} is not in the chain: "
                         "the rows up to it were rewritten or removed"
                     )
-        return VerifyReport(ok=not problems, checked=checked, head_hash=head_hash, problems=problems)
+        return VerifyReport(ok=not problems, checked=checked, head_hash=head_hash, problems=problems,
+                            reviews_checked=reviews, reviews_head_hash=reviews_head)
 
     def export(self, out: TextIO, fmt: Literal["jsonl", "csv"], since: datetime | None = None) -> int:
         """Write closed runs to `out` as JSON Lines or CSV and return how many were written.

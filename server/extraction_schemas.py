@@ -1,0 +1,163 @@
+"""Wire types of extraction, triage and review: msgspec Structs, camelCase on the wire.
+
+The SSE event payloads (`progress`, `result`) are in `schemas.py` with the other events. A result's `data`
+keeps the schema's own field names (a custom schema's names are whatever its author chose).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .schemas import Client, EmailIn, ReviewRef, ShortText, _In, _Out
+
+__all__ = [
+    "ChangeOut",
+    "ClassifyOut",
+    "ClassifyRequest",
+    "DecisionOut",
+    "ExtractRequest",
+    "QualityGroupOut",
+    "QualityOut",
+    "ReviewDecisionIn",
+    "ReviewOut",
+    "ReviewsOut",
+    "SchemaOut",
+    "SchemasOut",
+]
+
+SchemaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+Label = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class _Source(_In):
+    """Either `text`, or an `email` (its headers and body are what the model reads)."""
+
+    text: str | None = None
+    email: EmailIn | None = None
+    client: Client = "api"
+    source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.email is None):
+            raise ValueError("give exactly one of `text` or `email`")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("`text` is empty")
+        if self.email is not None and not self.email.body.strip():
+            raise ValueError("`email.body` is empty")
+
+
+class ExtractRequest(_Source):
+    schema: SchemaName = "invoice"  # a built-in schema or a custom one from the schemas folder
+
+
+class ClassifyRequest(_Source):
+    # The labels to choose from; the configured `triage_labels` when absent.
+    labels: Annotated[list[Label], Meta(min_length=2, max_length=20)] | None = None
+
+
+class ClassifyOut(_Out):
+    run_id: str
+    label: str
+    confidence: float
+    labels: list[str]
+    review: ReviewRef | None = None
+
+
+class SchemaOut(_Out):
+    name: str
+    version: int
+    description: str
+    origin: str  # "built-in" or the file it came from
+    template: str
+    content_hash: str
+    json_schema: dict[str, Any] | None = None  # in GET /v1/schemas/{name} only
+
+
+class SchemasOut(_Out):
+    schemas: list[SchemaOut]
+    problems: dict[str, str]  # files in the schemas folder that could not be used, and why
+
+
+# --- review ---------------------------------------------------------------------------------------------
+
+
+class ReviewDecisionIn(_In):
+    """accept: keep the result as proposed. edit: keep it with `fields` changed (top-level fields of the
+    result; a list is replaced whole). reject: the result is unusable."""
+
+    decision: Literal["accept", "edit", "reject"]
+    reviewer: Annotated[str, Meta(min_length=1, max_length=200)]
+    fields: dict[str, Any] | None = None
+    note: Annotated[str, Meta(max_length=2_000)] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reviewer.strip():
+            raise ValueError("`reviewer` is empty")
+        if self.decision == "edit" and not self.fields:
+            raise ValueError("an edit needs `fields` with the corrected values")
+        if self.decision != "edit" and self.fields is not None:
+            raise ValueError(f"`fields` go with an edit, not with {self.decision!r}")
+
+
+class ChangeOut(_Out):
+    path: str
+    before: Any
+    after: Any
+
+
+class DecisionOut(_Out):
+    id: str
+    decision: Literal["accept", "edit", "reject"]
+    reviewer: str
+    decided_at: str
+    changes: list[ChangeOut]  # the field-level diff, proposed -> final
+    final: dict[str, Any] | None
+    note: str | None
+    hash: str  # the decision's hash in the lineage chain
+
+
+class ReviewOut(_Out):
+    id: str
+    run_id: str
+    created_at: str
+    status: Literal["pending", "accepted", "edited", "rejected"]
+    task: str
+    template_id: str
+    model_id: str
+    reasons: list[str]
+    confidence: float | None
+    data: dict[str, Any]  # the result as proposed
+    fields: dict[str, Any]  # per-field confidence, as in the `result` event
+    decision: DecisionOut | None = None
+
+
+class ReviewsOut(_Out):
+    reviews: list[ReviewOut]
+
+
+class QualityGroupOut(_Out):
+    task: str
+    template_id: str  # name@version of the prompt template
+    model_id: str
+    runs: int
+    queued: int
+    reviewed: int
+    accepted: int
+    edited: int
+    rejected: int
+    override_rate: float | None  # (edited + rejected) / reviewed
+    fields_reviewed: int
+    fields_changed: int
+    field_override_rate: float | None
+
+
+class QualityOut(_Out):
+    groups: list[QualityGroupOut]
+
+
+def convert_out(value: Any, kind: type[msgspec.Struct]) -> Any:
+    """A stored record (snake_case attributes) as its camelCase wire twin."""
+    return msgspec.convert(value, kind, from_attributes=True)
