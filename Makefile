@@ -25,8 +25,9 @@ run: setup ## Set up, then start the server (task pane + embedded model) on http
 test: setup $(CHROMIUM) ## Set up, then run the whole test suite (Python, the pane's vitest, Chromium end to end)
 	DESKPILOT_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
-bench: setup ## Run the benchmarks under bench/
+bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_summarize.py
+	$(BIN)/python bench/bench_index.py
 
 setup: $(STAMP) $(PANE) ## Create .venv, install Deskpilot with its test tools, build the task pane
 
