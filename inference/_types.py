@@ -26,6 +26,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     json_schema: dict[str, Any] | None = None
     # Ask for each token's log-probability (`Token.logprob`); costs a little per token, so only on request.
     logprobs: bool = False
+    # A regular expression: generation ends as soon as the text so far matches it (`re.search`), keeping
+    # the text as generated. For conditions no stop string can express, such as a model repeating itself.
+    stop_pattern: str | None = None
 
     def parameters(self) -> dict[str, Any]:
         """The sampling parameters, as recorded in lineage."""
@@ -38,6 +41,7 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
             "stop": list(self.stop),
             "json_schema": self.json_schema is not None,
             "logprobs": self.logprobs,
+            "stop_pattern": self.stop_pattern,
         }
 
 

@@ -9,6 +9,7 @@ when the request asks for log-probabilities, as a real backend would give them.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from ._types import BackendInfo, Finished, GenerationRequest, Token, Usage
@@ -64,14 +65,17 @@ class ScriptedBackend:
                 await asyncio.sleep(self.first_delay)
             if self.fail_with is not None:
                 raise self.fail_with
-            for word in words:
+            text, stopped = "", False
+            for count, word in enumerate(words, start=1):
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                if isinstance(word, Token):
-                    yield word
-                else:
-                    yield Token(word, self.logprob if request.logprobs else None)
-            reason = "length" if len(words) == request.max_tokens else "stop"
+                token = word if isinstance(word, Token) else Token(word, self.logprob if request.logprobs else None)
+                yield token
+                text += token.text
+                if request.stop_pattern and re.search(request.stop_pattern, text):
+                    stopped, words = True, words[:count]
+                    break
+            reason = "length" if len(words) == request.max_tokens and not stopped else "stop"
             prompt_tokens = sum(len(m.content.split()) for m in request.messages)
             yield Finished(Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason))
         except (GeneratorExit, asyncio.CancelledError):

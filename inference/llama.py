@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Tokens evaluated between checks for a waiting request while preparing: ~0.1 s on 2 laptop cores, and
 # within 10% of the throughput of one big batch.
 _PREPARE_CHUNK = 32
+# A stop pattern is matched against the end of the output only, so that checking it stays cheap per token.
+_PATTERN_WINDOW = 4000
 
 
 def embedded_model_path() -> Path:
@@ -191,6 +194,8 @@ class LlamaCppBackend:
         chain_grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar and not greedy_grammar else None
         processors = [p for p in (scorer, greedy_grammar) if p is not None]  # the scorer sees raw logits
         text = _StopAwareText(stop)
+        pattern = re.compile(request.stop_pattern) if request.stop_pattern else None
+        so_far = ""
         llm.set_seed(request.seed)
         steps = llm.generate(
             tokens, top_k=40, top_p=request.top_p, min_p=0.05, typical_p=1.0, temp=request.temperature,
@@ -208,7 +213,8 @@ class LlamaCppBackend:
                 logprob = scorer.logprob(token) if scorer is not None else None
                 for piece in text.feed(llm.detokenize([token]), logprob):
                     emit(piece)
-                if text.stopped:
+                    so_far += piece.text
+                if text.stopped or (pattern is not None and pattern.search(so_far[-_PATTERN_WINDOW:])):
                     break
                 if produced >= request.max_tokens:
                     reason = "length"

@@ -12,6 +12,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+pytestmark = pytest.mark.anyio
+
 from deskpilot.inference import ScriptedBackend, Token
 from deskpilot.inference.extraction import (
     BUILT_IN,
@@ -302,6 +304,23 @@ def test_output_cut_at_the_limit_still_validates_keeps_what_was_complete_and_goe
     assert "cut at the token limit" in result.review_reasons[0]
 
 
+async def test_a_model_repeating_a_list_item_is_stopped_and_the_run_collapsed() -> None:
+    item = {"description": "Paper", "quantity": 1, "unitPrice": 25.0, "amount": 25.0}
+    looping = json.dumps(invoice(lineItems=[item] * 40))  # a model that would loop to the token limit
+    backend = ScriptedBackend(lambda request: [looping[i : i + 5] for i in range(0, len(looping), 5)])
+    job = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096)
+    chunks = [t async for t in backend.stream(job.request) if isinstance(t, Token)]
+    text = "".join(t.text for t in chunks)
+    assert text.count('"Paper"') == 3 and len(text) < len(looping) // 5  # stopped at the third copy
+    result = finish_extraction(BUILT_IN["invoice"], text=INVOICE_TEXT,
+                               generated=Generated(text=text, tokens=chunks, finish_reason="stop"))
+    assert result.data["lineItems"] == [item] and not result.repaired and result.problems == []
+    loop = next(r for r in result.rules if r.rule == "no_repeated_items")
+    assert loop.status == "fail" and "lineItems[0] 3 times" in loop.message
+    assert result.fields["lineItems[0].amount"].failed_rules == ["no_repeated_items", "line_items_sum"]
+    assert any("no_repeated_items" in reason for reason in result.review_reasons)
+
+
 def test_values_the_struct_refuses_are_cleared_not_passed_on() -> None:
     schema = BUILT_IN["email_actions"]
     text = json.dumps({"actionItems": [{"task": "x" * 250, "owner": "Ana", "dueDate": None}]})
@@ -317,11 +336,26 @@ def test_the_job_asks_for_grammar_logprobs_and_a_context_that_fits() -> None:
                          count_tokens=backend.count_tokens)
     request = job.request
     assert job.task == "extract:invoice" and job.template.template_id == "extract_invoice@v1" and job.truncated
-    assert request.json_schema == BUILT_IN["invoice"].decode_schema and request.logprobs
+    assert request.json_schema["required"] == BUILT_IN["invoice"].decode_schema["required"] and request.logprobs
     assert request.temperature == 0.0 and request.repeat_penalty == 1.0
     assert backend.count_tokens(request.messages[1].content) + request.max_tokens < 4096
     assert job.input["schema_hash"] == BUILT_IN["invoice"].content_hash
     assert "- total: final amount to pay" in request.messages[1].content
+
+
+def test_dates_and_amounts_are_narrowed_to_what_the_document_contains() -> None:
+    request = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096).request
+    props = request.json_schema["properties"]
+    assert props["issueDate"]["anyOf"][0] == {"enum": ["03/02/2025", "05/03/2025"]}  # as written
+    assert props["total"]["anyOf"][0]["enum"] == [12.5, 25.0, 60.0, 85.0, 17.0, 102.0]
+    assert props["lineItems"]["items"]["properties"]["amount"]["anyOf"][0]["enum"][-1] == 102.0
+    assert props["vendor"] == BUILT_IN["invoice"].decode_schema["properties"]["vendor"]  # text stays free
+    assert props["lineItems"]["items"]["properties"]["quantity"]["anyOf"][0] == {"type": "number"}
+    empty = extraction_job(BUILT_IN["invoice"], text="", context_length=4096).request.json_schema
+    assert empty["properties"]["total"]["type"] == "null" and empty["properties"]["issueDate"]["type"] == "null"
+    free = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096, grounded=False)
+    assert free.request.json_schema == BUILT_IN["invoice"].decode_schema
+    assert free.parameters["grounded_candidates"] is False
 
 
 def test_without_a_tokenizer_the_input_is_cut_by_bytes_which_bounds_any_tokenizer() -> None:

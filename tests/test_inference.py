@@ -203,6 +203,16 @@ async def test_backend_stops_when_the_stream_is_closed(backend: Backend) -> None
     assert isinstance(items[-1], Finished)
 
 
+async def test_backend_stops_as_soon_as_the_stop_pattern_matches(backend: Backend) -> None:
+    import re
+
+    pattern = r"(?:\S+\s+){3}\S"  # the fourth word has begun
+    items = [item async for item in backend.stream(_request(max_tokens=40, stop_pattern=pattern))]
+    tokens = [i.text for i in items if isinstance(i, Token)]
+    assert re.search(pattern, "".join(tokens)) and not re.search(pattern, "".join(tokens[:-1]))
+    assert items[-1].usage.finish_reason == "stop" and items[-1].usage.completion_tokens < 40
+
+
 async def test_backend_gives_token_logprobs_only_when_asked(backend: Backend) -> None:
     plain = [i for i in [item async for item in backend.stream(_request(max_tokens=8))] if isinstance(i, Token)]
     assert all(t.logprob is None for t in plain)

@@ -17,6 +17,10 @@ stated here, not fitted to any data set):
   (0.5 + 0.5 x share of its words found);
 - each failed rule check that involves the field: c = c / 2.
 
+With grounded decoding (`extract.grounded_schema`) a date or amount is always one the extractors found
+somewhere in the document; the cross-check then asks whether it is the one in the right role (the
+labelled total, the date not marked as due), which is still evidence the model did not produce itself.
+
 Document confidence: the geometric mean over top-level fields, each the geometric mean of its leaves (so a
 long list of line items counts as one field). A document whose output had to be repaired is capped at 0.2.
 """

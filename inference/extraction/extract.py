@@ -1,7 +1,8 @@
 """Extraction as two pure steps around the model: build the job, then finish what the model wrote.
 
 `extraction_job` renders the schema's prompt template with the document cut to fit the context, and asks
-for constrained decoding (the schema's grammar), greedy sampling and token log-probabilities.
+for constrained decoding (the schema's grammar, with date and amount fields narrowed to the values the
+document contains: `grounded_schema`), greedy sampling and token log-probabilities.
 
 `finish_extraction` turns the model's text into a result that always validates against the schema:
 
@@ -31,8 +32,8 @@ from ..tasks import Job
 from ..templates import PromptTemplate, load_template
 from ._json import JSONReadError, Node, close_truncated, read_json
 from .confidence import CrossCheck, FieldReport, combine, document_confidence, token_confidences, word_support
-from .extractors import Facts, find_facts
-from .normalize import infer_day_first, parse_amount, parse_date, text_key
+from .extractors import Facts, find_amounts, find_facts
+from .normalize import find_dates, infer_day_first, parse_amount, parse_date, text_key
 from .rules import Change, RuleResult, check_rules, leaves, normalize_document
 from .schemas import ExtractionSchema
 
@@ -41,6 +42,10 @@ __all__ = ["ExtractionResult", "Generated", "extraction_job", "finish_extraction
 # Tokens the template's words, the field guide and the chat markup take, beyond the guide's own length.
 TEMPLATE_OVERHEAD_TOKENS = 200
 DEFAULT_REVIEW_THRESHOLD = 0.6
+# The same list item (a flat object or a string) three times in a row: a small model decoding greedily has
+# fallen into a loop and would repeat it until the token limit. Generation stops there (`stop_pattern`);
+# `finish_extraction` keeps one copy and fails the `no_repeated_items` rule, so a person checks the list.
+REPEATED_ITEMS = r'(\{[^{}]*\}|"(?:[^"\\]|\\.)*")\s*,\s*\1\s*,\s*\1'
 
 
 class Generated(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +91,53 @@ def fit_to_tokens(text: str, budget: int, count_tokens: Callable[[str], int] | N
     return cut.rstrip() + " [...]", True
 
 
+MAX_CANDIDATES = 40
+
+
+def _candidates(content: str) -> dict[str, list[Any]]:
+    """Dates as the document writes them, and amounts as numbers, in order of appearance."""
+    dates = list(dict.fromkeys(content[start:end] for _, start, end in find_dates(content)))
+    amounts = list(dict.fromkeys(float(a.value) for a in find_amounts(content)))
+    return {"date": dates[:MAX_CANDIDATES], "amount": amounts[:MAX_CANDIDATES]}
+
+
+def grounded_schema(schema: ExtractionSchema, content: str) -> dict[str, Any]:
+    """The decode schema with every date and amount field narrowed to the values the document contains.
+
+    A small model asked for a date rewrites it in a format of its own and often gets it wrong, and asked for
+    a total writes a plausible number; choosing among the dates and amounts that are really in the text
+    (found by the deterministic extractors) or null, it can only be wrong about which one. On a document
+    with none (empty, noise) such fields can only be null. The Struct that validates the result is
+    unchanged: this narrows what the model may write, not what the schema accepts.
+    """
+    found = _candidates(content)
+
+    def narrow(node: Any, path: str) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out = dict(node)
+        base = (schema.kinds.get(path) or "").split(".")[0]
+        main, nullable = _sub_schemas(node)
+        if base in found and nullable and main.get("type") in ("string", "number"):
+            options = [v for v in found[base] if base != "date" or len(v) <= main.get("maxLength", 10**6)]
+            keep = {k: v for k, v in node.items() if k in ("description", "x-kind")}
+            return {**keep, "anyOf": [{"enum": options}, {"type": "null"}]} if options else {**keep, "type": "null"}
+        if isinstance(main.get("properties"), dict):
+            target = out if main is node else dict(main)
+            target["properties"] = {k: narrow(v, f"{path}.{k}" if path else k)
+                                    for k, v in main["properties"].items()}
+            if main is not node:
+                out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
+        if isinstance(main.get("items"), dict):
+            target = out if main is node else dict(main)
+            target["items"] = narrow(main["items"], f"{path}[]")
+            if main is not node:
+                out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
+        return out
+
+    return narrow(schema.decode_schema, "")
+
+
 def extraction_job(
     schema: ExtractionSchema,
     *,
@@ -93,7 +145,10 @@ def extraction_job(
     context_length: int,
     count_tokens: Callable[[str], int] | None = None,
     template: PromptTemplate | None = None,
+    grounded: bool = True,
 ) -> Job:
+    """The prompt and constrained request for one document. With `grounded` (the default), date and amount
+    fields may only take values found in the document (`grounded_schema`)."""
     template = template or load_template(schema.template)
     guide = schema.field_guide()
     guide_tokens = count_tokens(guide) if count_tokens else len(guide.encode())
@@ -107,29 +162,56 @@ def extraction_job(
         # No repeat penalty: a document repeats `null`, quotes and keys by nature, and penalising them
         # pushes a small model from a correct null toward an invented value.
         repeat_penalty=1.0,
-        json_schema=schema.decode_schema,
+        json_schema=grounded_schema(schema, content) if grounded else schema.decode_schema,
         logprobs=True,
+        stop_pattern=REPEATED_ITEMS,
     )
     identity = {"schema": schema.schema_id, "schema_hash": schema.content_hash, "schema_origin": schema.origin}
     return Job(task=f"extract:{schema.name}", template=template, request=request,
-               input={"text": text, **identity}, truncated=truncated, parameters=identity)
+               input={"text": text, **identity}, truncated=truncated,
+               parameters={**identity, "grounded_candidates": grounded})
 
 
 # --- reading what the model wrote --------------------------------------------------------------------------
 
 
-def _read(generated: Generated, problems: list[str]) -> tuple[Any, list[Node]]:
+def _read(generated: Generated, problems: list[str]) -> tuple[Any, list[Node], bool]:
+    """The value, its nodes, and whether the text had to be closed (it stopped mid-way)."""
     text = generated.text
     try:
-        return read_json(text)
+        return (*read_json(text), False)
     except JSONReadError as exc:
         reason = "the output was cut at the token limit" if generated.finish_reason == "length" else str(exc)
     closed = close_truncated(text)
     if closed is not None:
-        problems.append(f"{reason}; kept the complete part")
-        return read_json(closed)
+        if not (generated.finish_reason == "stop" and re.search(REPEATED_ITEMS, text)):
+            problems.append(f"{reason}; kept the complete part")
+        return (*read_json(closed), True)
     problems.append(f"{reason}; nothing usable, every field left empty")
-    return {}, []
+    return {}, [], True
+
+
+def _collapse_repeats(value: Any, path: str = "") -> list[RuleResult]:
+    """Keep one of each run of 3+ identical consecutive list items (a loop, see REPEATED_ITEMS)."""
+    found: list[RuleResult] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _collapse_repeats(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        index = 0
+        while index < len(value):
+            run = 1
+            while index + run < len(value) and value[index + run] == value[index]:
+                run += 1
+            if run >= 3:
+                del value[index + 1 : index + run]
+                item_path = f"{path}[{index}]"
+                found.append(RuleResult("no_repeated_items", "fail",
+                                        f"the model wrote {item_path} {run} times in a row; kept once",
+                                        [p for p, _ in leaves(value[index], item_path)]))
+            found += _collapse_repeats(value[index], f"{path}[{index}]")
+            index += 1
+    return found
 
 
 def _sub_schemas(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -291,15 +373,18 @@ def finish_extraction(
 ) -> ExtractionResult:
     """The validated, normalised, checked and scored result of what the model wrote (see the module doc)."""
     problems: list[str] = []
-    value, nodes = _read(generated, problems)
+    value, nodes, closed = _read(generated, problems)
+    repeats = _collapse_repeats(value)
     filled: list[str] = []
     document = _conform(schema.decode_schema, value, "", filled)
     if filled and not problems:
         problems.append(f"fields missing from the output were left empty: {', '.join(filled)}")
+    if closed and not problems and not repeats:
+        problems.append("the output stopped before its end; kept the complete part")
     data, cleared = _validate(schema, document, problems)
     day_first = infer_day_first(text)
     changes = normalize_document(schema, data, day_first=day_first)
-    rules = check_rules(schema, data)
+    rules = repeats + check_rules(schema, data)
     repaired_paths = set(filled) | set(cleared)
     fields = _field_reports(schema, data, token_confidences(nodes, generated.tokens), rules, find_facts(text),
                             text, repaired_paths, day_first)
