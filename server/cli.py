@@ -117,16 +117,16 @@ def _attach_optional_commands() -> None:
     """Commands owned by other layers register here; each layer keeps its CLI next to its code."""
     from deskpilot.addin_manifest.cli import manifest
     from deskpilot.indexes.cli import index_command
+    from deskpilot.installer.cli import doctor, install, uninstall
 
     from .connectors.cli import login, logout, sync, whoami
-    from .extraction_cli import eval_group, extract
     from .lineage.cli import audit
 
     main.add_command(audit)
-    main.add_command(extract)
-    main.add_command(eval_group)
     main.add_command(index_command)
     main.add_command(manifest)
+    for command in (install, uninstall, doctor):
+        main.add_command(command)
     for command in (login, logout, whoami, sync):
         main.add_command(command)
 

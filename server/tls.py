@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["LOOPBACK_SANS", "ensure_certificate"]
+__all__ = ["INSTALLED_CERT", "INSTALLED_KEY", "LOOPBACK_SANS", "ensure_certificate"]
 
 LOOPBACK_SANS: list[x509.GeneralName] = [
     x509.DNSName("localhost"),
@@ -27,6 +27,8 @@ LOOPBACK_SANS: list[x509.GeneralName] = [
 # Browsers and macOS reject server certificates valid for longer than 398 days, even self-signed ones.
 VALIDITY = dt.timedelta(days=397)
 RENEW_BEFORE = dt.timedelta(days=30)
+# Written by `deskpilot install` (signed by the local CA it trusts); preferred while it is still good.
+INSTALLED_CERT, INSTALLED_KEY = "installed.pem", "installed-key.pem"
 
 
 def _still_good(cert_path: Path) -> bool:
@@ -40,7 +42,10 @@ def _still_good(cert_path: Path) -> bool:
 
 
 def ensure_certificate(tls_dir: Path) -> tuple[Path, Path]:
-    """Return (cert, key) PEM paths, creating or renewing them when needed."""
+    """Return (cert, key) PEM paths: the installer's CA-issued pair if good, else a self-signed one."""
+    installed, installed_key = tls_dir / INSTALLED_CERT, tls_dir / INSTALLED_KEY
+    if installed_key.is_file() and _still_good(installed):
+        return installed, installed_key
     cert_path, key_path = tls_dir / "localhost.pem", tls_dir / "localhost-key.pem"
     if key_path.is_file() and _still_good(cert_path):
         return cert_path, key_path

@@ -1,0 +1,15 @@
+"""Deployment for IT: `deskpilot install`, `uninstall` and `doctor` (see installer/README.md).
+
+    from deskpilot.installer import InstallOptions, install, uninstall, doctor
+    install(InstallOptions(health_check=False))
+
+Certificates (`_ca`), trust stores (`_nss` on Linux; certutil/security commands on Windows/macOS),
+autostart and policy files (`_platforms`, templates in `templates/`) are separate modules; `_install`
+orders them and records what it created so that `uninstall` removes exactly that.
+"""
+
+from ._ca import CA_NAME
+from ._doctor import doctor
+from ._install import InstallOptions, install, layout, uninstall, unit_command
+
+__all__ = ["CA_NAME", "InstallOptions", "doctor", "install", "layout", "uninstall", "unit_command"]

@@ -1,0 +1,239 @@
+"""`deskpilot install` / `uninstall` / `doctor` on Linux, for real: a temporary HOME with a real NSS database
+(Debian's libnss3-tools certutil), the systemd unit it writes, and the server started from that unit's
+command, verified against the installed CA. The Windows and macOS pieces are checked for content only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from deskpilot.addin_manifest import addin_id, validate
+from deskpilot.installer import _platforms as plat
+from deskpilot.installer import unit_command
+from deskpilot.installer._ca import ensure_ca, ensure_server_cert, issued_by
+from deskpilot.server.tls import ensure_certificate
+
+from conftest import free_port
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux install")
+CERTUTIL = shutil.which("certutil")
+needs_certutil = pytest.mark.skipif(CERTUTIL is None, reason="needs certutil (apt-get install libnss3-tools)")
+CA = "Deskpilot Local CA"
+
+
+class Box:
+    """A temporary HOME with Deskpilot's data under ~/.local/share/deskpilot, as a user's would be."""
+
+    def __init__(self, root: Path) -> None:
+        self.home = root / "user"
+        self.data = self.home / ".local" / "share" / "deskpilot"
+        self.nssdb = self.home / ".pki" / "nssdb"
+        self.unit = self.home / ".config" / "systemd" / "user" / "deskpilot.service"
+        self.port = free_port()
+        self.config = root / "deploy.toml"
+        self.config.write_text(f"[install]\nhealth_timeout = 90\n\n[settings]\nport = {self.port}\n")
+        self.home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DESKPILOT_", "XDG_"))}
+        self.env = {**env, "HOME": str(self.home), "DESKPILOT_HOME": str(self.data)}
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "deskpilot.server.cli", *args], env=self.env,
+                                capture_output=True, text=True, timeout=240)
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def certutil(self, *args: str) -> str:
+        return subprocess.run(["certutil", *args, "-d", f"sql:{self.nssdb}"], capture_output=True, text=True,
+                              check=False).stdout
+
+    def snapshot(self) -> dict[str, str]:
+        """Every path under HOME with its content hash; the install log (appended on every run) and
+        the NSS sqlite files (rewritten by certutil even when nothing changes) are compared by listing."""
+        out = {}
+        for path in sorted(self.home.rglob("*")):
+            rel = str(path.relative_to(self.home))
+            if path.is_file() and path.name != "install.log" and path.parent != self.nssdb:
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                out[rel] = "dir" if path.is_dir() else "file"
+        out["<nss listing>"] = self.certutil("-L") if self.nssdb.is_dir() else ""
+        return out
+
+
+@needs_certutil
+def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
+    box = Box(tmp_path)
+    # The user's browser already has an NSS database with a certificate of its own: it must survive.
+    box.nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{box.nssdb}", "--empty-password"], check=True)
+    other, _ = ensure_certificate(tmp_path / "other")
+    subprocess.run(["certutil", "-A", "-d", f"sql:{box.nssdb}", "-t", "P,,", "-n", "Someone Else",
+                    "-i", str(other)], check=True)
+    before = box.snapshot()
+
+    first = box.run("install", "--config", str(box.config))  # the health check included
+    assert "health    ok" in first.stdout, first.stdout
+    assert "systemd is not running" in first.stdout  # said, not silently skipped
+    log = (box.data / "logs" / "install.log").read_text()
+    assert "trusted   'Deskpilot Local CA'" in log and "health    ok" in log
+
+    # The CA is in the NSS database, trusted for TLS servers, next to the user's own.
+    listing = box.certutil("-L")
+    assert CA in listing and "Someone Else" in listing
+    assert [line.split()[-1] for line in listing.splitlines() if line.startswith(CA)] == ["C,,"]
+    ca_pem = box.data / "ca" / "ca.pem"
+    assert (box.data / "ca" / "ca-key.pem").stat().st_mode & 0o077 == 0
+    assert box.certutil("-L", "-n", CA, "-a").strip() == ca_pem.read_text().strip()
+
+    # Manifests for the configured port, valid; the admin center zip holds both.
+    for host in ("outlook", "word"):
+        xml = (box.data / "manifests" / f"deskpilot-{host}.xml").read_bytes()
+        assert validate(xml) == [] and f"https://localhost:{box.port}/".encode() in xml
+    with zipfile.ZipFile(box.data / "deploy" / "deskpilot-addins.zip") as zf:
+        assert sorted(zf.namelist()) == ["deskpilot-outlook.xml", "deskpilot-word.xml"]
+
+    # The server started from the unit's own command answers over HTTPS with a certificate that verifies
+    # against the installed CA (hostname checked), and the model loads.
+    argv, env = unit_command(box.unit.read_text())
+    assert env == {"DESKPILOT_HOME": str(box.data)} and argv[1:] == ["-m", "deskpilot.server.cli", "serve"]
+    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_pem))
+        url = f"https://localhost:{box.port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/models", verify=ctx, timeout=2).json()["state"] == "ready":
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None
+            import time
+
+            time.sleep(0.1)
+        else:
+            pytest.fail("server from the unit never became ready")
+        # The system's default trust store does not know our CA: verification really is against it.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", verify=ssl.create_default_context(), timeout=5)
+    finally:
+        server.terminate()
+        server.wait(15)
+
+    installed = box.snapshot()
+    second = box.run("install", "--config", str(box.config), "--no-health-check")
+    assert "install changed nothing" in second.stdout, second.stdout
+    assert box.snapshot() == installed
+
+    assert box.run("doctor").returncode == 0
+    subprocess.run(["certutil", "-D", "-d", f"sql:{box.nssdb}", "-n", CA], check=True)
+    broken = box.run("doctor", check=False)
+    assert broken.returncode == 1
+    assert f"FAIL  {CA!r} is in the NSS database" in broken.stdout and "fix: run `deskpilot install`" in broken.stdout
+    repaired = box.run("install", "--config", str(box.config), "--no-health-check")
+    assert "install changed 1 item(s)" in repaired.stdout and box.run("doctor").returncode == 0
+
+    box.run("uninstall")
+    assert box.snapshot() == before  # the file tree, contents and NSS listing, as they were
+    assert "Someone Else" in box.certutil("-L")
+
+
+@needs_certutil
+def test_uninstall_keep_data_keeps_settings_and_database(tmp_path: Path) -> None:
+    box = Box(tmp_path)
+    box.run("install", "--config", str(box.config), "--no-health-check")
+    assert box.nssdb.is_dir()  # created by the install, since this HOME had none
+    (box.data / "deskpilot.db").write_bytes(b"user data")
+    box.run("uninstall", "--keep-data")
+    assert (box.data / "deskpilot.db").read_bytes() == b"user data"
+    assert f"port = {box.port}" in (box.data / "config.toml").read_text()
+    assert not (box.data / "ca").exists() and not box.unit.exists() and not box.nssdb.exists()
+    assert box.run("doctor", check=False).returncode == 1
+    # Reinstalling over kept data (an upgrade) keeps it.
+    box.run("install", "--no-health-check")
+    assert (box.data / "deskpilot.db").read_bytes() == b"user data"
+
+
+def test_server_prefers_the_ca_issued_certificate(tmp_path: Path) -> None:
+    ca, ca_key, _ = ensure_ca(tmp_path / "ca")
+    tls = tmp_path / "tls"
+    assert ensure_certificate(tls)[0].name == "localhost.pem"  # no install: self-signed
+    cert, key, created = ensure_server_cert(tls, ca, ca_key)
+    assert created and ensure_certificate(tls) == (cert, key)
+    assert issued_by(cert.read_bytes(), ca.read_bytes())
+    assert ensure_server_cert(tls, ca, ca_key)[2] is False  # still good: not rewritten
+    assert ensure_ca(tmp_path / "ca")[2] is False
+
+
+def test_ca_is_name_constrained_to_loopback(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    ca, _, _ = ensure_ca(tmp_path / "ca")
+    cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    ext = cert.extensions.get_extension_for_class(x509.NameConstraints)
+    assert ext.critical
+    assert {str(n.value) for n in ext.value.permitted_subtrees} == {"localhost", "127.0.0.1/32", "::1/128"}
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
+def test_windows_pieces() -> None:
+    python = r"C:\Program Files\Deskpilot\python.exe"
+    task = plat.windows_task_xml(8765, python, "CONTOSO\\alice")
+    assert "<LogonTrigger>" in task and "<UserId>CONTOSO\\alice</UserId>" in task
+    assert r"<Command>C:\Program Files\Deskpilot\pythonw.exe</Command>" in task
+    assert "<Arguments>-m deskpilot.server.cli serve</Arguments>" in task
+    assert "<RunLevel>LeastPrivilege</RunLevel>" in task
+    assert plat.windows_trust_commands(r"C:\x\ca.cer") == [r'certutil -user -f -addstore Root "C:\x\ca.cer"']
+    assert plat.windows_untrust_commands(CA) == [f'certutil -user -delstore Root "{CA}"']
+    reg = plat.windows_sideload_reg({addin_id("word"): r"C:\Users\a\deskpilot-word.xml"})
+    assert r"[HKEY_CURRENT_USER\Software\Microsoft\Office\16.0\WEF\Developer]" in reg
+    assert f'"{addin_id("word")}"="C:\\\\Users\\\\a\\\\deskpilot-word.xml"' in reg and "\r\n" in reg
+    assert f'"{addin_id("word")}"=-' in plat.windows_unsideload_reg([addin_id("word")])
+    lna = plat.windows_lna_reg(8765)
+    assert r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Edge\LocalNetworkAccessAllowedForUrls]" in lna
+    assert r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome\LocalNetworkAccessAllowedForUrls]" in lna
+    assert '"1"="https://localhost:8765"' in lna and '"2"="https://outlook.office.com"' in lna
+    script = (Path(plat.__file__).parent / "windows" / "install.ps1").read_text()
+    for needle in ('@("install")', '"--config"', '@("uninstall")', '"--keep-data"', "$LASTEXITCODE",
+                   "Start-Transcript", "doctor"):
+        assert needle in script
+
+
+def test_macos_pieces(tmp_path: Path) -> None:
+    import plistlib
+
+    agent = plistlib.loads(plat.macos_launch_agent(Path("/Users/a/Library/Application Support/deskpilot"),
+                                                   "/opt/deskpilot/bin/python").encode())
+    assert agent["Label"] == "com.deskpilot.server" and agent["RunAtLoad"] is True
+    assert agent["ProgramArguments"] == ["/opt/deskpilot/bin/python", "-m", "deskpilot.server.cli", "serve"]
+    assert agent["EnvironmentVariables"]["DESKPILOT_HOME"].endswith("deskpilot")
+    assert plat.macos_trust_commands("/a b/ca.pem") == [
+        "security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db '/a b/ca.pem'"]
+    assert "/Library/Keychains/System.keychain" in plat.macos_trust_commands("/c.pem", machine=True)[0]
+    assert plat.macos_untrust_commands("/c.pem") == ["security remove-trusted-cert /c.pem"]
+    profile = plistlib.loads(plat.macos_lna_mobileconfig(8765).encode())
+    assert {p["PayloadType"] for p in profile["PayloadContent"]} == {"com.google.Chrome", "com.microsoft.Edge"}
+    assert all("https://localhost:8765" in p["LocalNetworkAccessAllowedForUrls"] for p in profile["PayloadContent"])
+
+
+def test_linux_policy_and_unit_templates() -> None:
+    import json
+
+    policy = json.loads(plat.chromium_lna_policy(9000))
+    assert policy["LocalNetworkAccessAllowedForUrls"][0] == "https://localhost:9000"
+    assert "etc/opt/edge/policies/managed" in plat.CHROMIUM_POLICY_DIRS
+    assert "etc/opt/chrome/policies/managed" in plat.CHROMIUM_POLICY_DIRS
+    unit = plat.systemd_unit(Path("/home/a b/.local/share/deskpilot"), 9000, "/usr/bin/python3")
+    argv, env = unit_command(unit)
+    assert argv == ["/usr/bin/python3", "-m", "deskpilot.server.cli", "serve"]
+    assert env == {"DESKPILOT_HOME": "/home/a b/.local/share/deskpilot"}
+    assert "WantedBy=default.target" in unit
