@@ -55,5 +55,13 @@ $(CHROMIUM):
 		     "or run: make test CHROMIUM=/path/to/chromium"; exit 1; \
 	fi
 
+# The installer tests trust a local CA in a real NSS database: Debian's libnss3-tools (certutil).
+.PHONY: nss-tools
+test: nss-tools
+nss-tools:
+	@command -v certutil >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss3-tools; \
+	else echo "tests/test_installer.py skips its NSS tests: install libnss3-tools for certutil"; fi; }
+
 clean: ## Remove the virtualenv, the task pane build and caches (keeps your data)
 	rm -rf $(VENV) .pytest_cache build *.egg-info taskpane/node_modules server/static/taskpane test-artifacts
