@@ -27,14 +27,17 @@ from deskpilot.inference.extraction import BUILT_IN, Generated, extraction_job, 
 from deskpilot.inference.extraction.evaluate import load_dataset
 from deskpilot.inference.llama import LlamaCppBackend
 
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sroie-dev" / "sroie_dev_100.jsonl"
+DEFAULT_DATASET = (
+    Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sroie-dev" / "sroie_dev_100.jsonl"
+)
 
 
 async def extract_once(backend: LlamaCppBackend, text: str) -> dict[str, float]:
     schema = BUILT_IN["invoice"]
     started = time.perf_counter()
-    job = extraction_job(schema, text=text, context_length=backend.info.context_length,
-                         count_tokens=backend.count_tokens)
+    job = extraction_job(
+        schema, text=text, context_length=backend.info.context_length, count_tokens=backend.count_tokens
+    )
     tokens, usage, first = [], None, None
     async for item in backend.stream(job.request):
         if isinstance(item, Finished):
@@ -45,13 +48,23 @@ async def extract_once(backend: LlamaCppBackend, text: str) -> dict[str, float]:
         tokens.append(item)
     generated_at = time.perf_counter()
     assert usage is not None and first is not None
-    result = finish_extraction(schema, text=text, generated=Generated(
-        text="".join(t.text for t in tokens), tokens=tokens, finish_reason=usage.finish_reason))
+    result = finish_extraction(
+        schema,
+        text=text,
+        generated=Generated(
+            text="".join(t.text for t in tokens), tokens=tokens, finish_reason=usage.finish_reason
+        ),
+    )
     done = time.perf_counter()
-    return {"total": done - started, "ttft": first - started, "finish": done - generated_at,
-            "prompt_tokens": usage.prompt_tokens, "tokens": usage.completion_tokens,
-            "decode_tps": (usage.completion_tokens - 1) / max(generated_at - first, 1e-9),
-            "confidence": result.confidence}
+    return {
+        "total": done - started,
+        "ttft": first - started,
+        "finish": done - generated_at,
+        "prompt_tokens": usage.prompt_tokens,
+        "tokens": usage.completion_tokens,
+        "decode_tps": (usage.completion_tokens - 1) / max(generated_at - first, 1e-9),
+        "confidence": result.confidence,
+    }
 
 
 async def main() -> None:
@@ -69,17 +82,23 @@ async def main() -> None:
         for example in examples[1:]:
             run = await extract_once(backend, example.text)
             runs.append(run)
-            print(f"{example.id}: {run['total']:.2f} s (first token {run['ttft']:.2f} s for {run['prompt_tokens']} "
-                  f"prompt tokens, {run['tokens']} output tokens at {run['decode_tps']:.0f}/s, "
-                  f"finish {run['finish'] * 1000:.0f} ms, confidence {run['confidence']:.2f})", flush=True)
+            print(
+                f"{example.id}: {run['total']:.2f} s (first token {run['ttft']:.2f} s for "
+                f"{run['prompt_tokens']} prompt tokens, {run['tokens']} output tokens at "
+                f"{run['decode_tps']:.0f}/s, "
+                f"finish {run['finish'] * 1000:.0f} ms, confidence {run['confidence']:.2f})",
+                flush=True,
+            )
     finally:
         backend.close()
     totals = [r["total"] for r in runs]
     print(f"\n{len(runs)} receipts, {args.threads} threads, {backend.info.model_id}")
-    print(f"median {statistics.median(totals):.2f} s, min {min(totals):.2f} s, max {max(totals):.2f} s; "
-          f"median first token {statistics.median(r['ttft'] for r in runs):.2f} s, median output tokens "
-          f"{statistics.median(r['tokens'] for r in runs):.0f}, median decode "
-          f"{statistics.median(r['decode_tps'] for r in runs):.0f} tokens/s")
+    print(
+        f"median {statistics.median(totals):.2f} s, min {min(totals):.2f} s, max {max(totals):.2f} s; "
+        f"median first token {statistics.median(r['ttft'] for r in runs):.2f} s, median output tokens "
+        f"{statistics.median(r['tokens'] for r in runs):.0f}, median decode "
+        f"{statistics.median(r['decode_tps'] for r in runs):.0f} tokens/s"
+    )
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min)")
 
 

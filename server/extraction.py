@@ -16,12 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Controller, get, post
-from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
-from litestar.params import FromPath, JSONBody
-from litestar.response import ServerSentEvent
-
 from deskpilot.inference import Email
 from deskpilot.inference.extraction import (
     Classification,
@@ -36,6 +30,11 @@ from deskpilot.inference.extraction import (
     list_schemas,
     load_schema,
 )
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.params import FromPath, JSONBody
+from litestar.response import ServerSentEvent
 
 from .extraction_schemas import ClassifyOut, ClassifyRequest, ExtractRequest, SchemaOut, SchemasOut
 from .lineage import ReviewQueue, RunStart
@@ -53,8 +52,9 @@ def _as_text(data: ExtractRequest | ClassifyRequest) -> str:
         return data.text
     assert data.email is not None
     e = data.email
-    return Email(body=e.body, subject=e.subject, sender=e.sender, to=tuple(e.to), cc=tuple(e.cc),
-                 date=e.date).render()
+    return Email(
+        body=e.body, subject=e.subject, sender=e.sender, to=tuple(e.to), cc=tuple(e.cc), date=e.date
+    ).render()
 
 
 def _context(host: ModelHost) -> tuple[int, Callable[[str], int] | None]:
@@ -77,32 +77,66 @@ class ExtractionTask:
         self.schema, self.text, self.reviews, self.threshold = schema, text, reviews, threshold
 
     def result(self, generated: Generated) -> ExtractionResult:
-        return finish_extraction(self.schema, text=self.text, generated=generated, review_threshold=self.threshold)
+        return finish_extraction(
+            self.schema, text=self.text, generated=generated, review_threshold=self.threshold
+        )
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
         result = self.result(generated)
-        fields = {path: msgspec.convert(r, FieldOut, from_attributes=True) for path, r in result.fields.items()}
+        fields = {
+            path: msgspec.convert(r, FieldOut, from_attributes=True) for path, r in result.fields.items()
+        }
         review = None
         if result.review_reasons:
             item = self.reviews.enqueue(
-                run_id=run_id, task=start.task, template_id=start.template_id, model_id=start.model_id,
-                reasons=result.review_reasons, confidence=result.confidence, proposed=result.data,
-                fields=msgspec.to_builtins(fields), spec={"schema": self.schema.name,
-                                                          "schema_id": self.schema.schema_id})
+                run_id=run_id,
+                task=start.task,
+                template_id=start.template_id,
+                model_id=start.model_id,
+                reasons=result.review_reasons,
+                confidence=result.confidence,
+                proposed=result.data,
+                fields=msgspec.to_builtins(fields),
+                spec={"schema": self.schema.name, "schema_id": self.schema.schema_id},
+            )
             review = ReviewRef(id=item.id, reasons=result.review_reasons)
         validation = ValidationOut(
-            valid=True, repaired=result.repaired, problems=result.problems,
+            valid=True,
+            repaired=result.repaired,
+            problems=result.problems,
             rules=[msgspec.convert(r, RuleOut, from_attributes=True) for r in result.rules],
-            normalized=[msgspec.convert(c, NormalizedOut, from_attributes=True) for c in result.normalized])
-        event = ResultEvent(run_id=run_id, task=start.task, schema=result.schema, data=result.data,
-                            confidence=result.confidence, fields=fields, validation=validation, review=review)
-        recorded = {"valid": True, "repaired": result.repaired, "problems": result.problems,
-                    "rules": _lineage(result.rules), "normalized": _lineage(result.normalized),
-                    "fields": _lineage(result.fields), "schema": result.schema,
-                    "review": {"queued": review is not None, "id": review and review.id,
-                               "reasons": result.review_reasons}}
-        return StructuredOutcome(event=event, output={"data": result.data, "raw": generated.text},
-                                 validation=recorded, confidence=result.confidence)
+            normalized=[msgspec.convert(c, NormalizedOut, from_attributes=True) for c in result.normalized],
+        )
+        event = ResultEvent(
+            run_id=run_id,
+            task=start.task,
+            schema=result.schema,
+            data=result.data,
+            confidence=result.confidence,
+            fields=fields,
+            validation=validation,
+            review=review,
+        )
+        recorded = {
+            "valid": True,
+            "repaired": result.repaired,
+            "problems": result.problems,
+            "rules": _lineage(result.rules),
+            "normalized": _lineage(result.normalized),
+            "fields": _lineage(result.fields),
+            "schema": result.schema,
+            "review": {
+                "queued": review is not None,
+                "id": review and review.id,
+                "reasons": result.review_reasons,
+            },
+        }
+        return StructuredOutcome(
+            event=event,
+            output={"data": result.data, "raw": generated.text},
+            validation=recorded,
+            confidence=result.confidence,
+        )
 
 
 class ClassificationTask:
@@ -110,26 +144,57 @@ class ClassificationTask:
         self.labels, self.reviews, self.threshold = labels, reviews, threshold
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
-        result: Classification = finish_classification(self.labels, generated, review_threshold=self.threshold)
+        result: Classification = finish_classification(
+            self.labels, generated, review_threshold=self.threshold
+        )
         data = {"label": result.label}
-        fields = {"label": FieldOut(confidence=result.confidence, token_confidence=result.confidence,
-                                    repaired=result.repaired)}
+        fields = {
+            "label": FieldOut(
+                confidence=result.confidence, token_confidence=result.confidence, repaired=result.repaired
+            )
+        }
         review = None
         if result.review_reasons:
             item = self.reviews.enqueue(
-                run_id=run_id, task=start.task, template_id=start.template_id, model_id=start.model_id,
-                reasons=result.review_reasons, confidence=result.confidence, proposed=data,
-                fields=msgspec.to_builtins(fields), spec={"labels": self.labels})
+                run_id=run_id,
+                task=start.task,
+                template_id=start.template_id,
+                model_id=start.model_id,
+                reasons=result.review_reasons,
+                confidence=result.confidence,
+                proposed=data,
+                fields=msgspec.to_builtins(fields),
+                spec={"labels": self.labels},
+            )
             review = ReviewRef(id=item.id, reasons=result.review_reasons)
         problems = result.review_reasons if result.repaired else []
-        event = ResultEvent(run_id=run_id, task=start.task, schema=None, data=data, confidence=result.confidence,
-                            fields=fields, validation=ValidationOut(valid=True, repaired=result.repaired,
-                                                                    problems=problems), review=review)
-        recorded = {"valid": True, "repaired": result.repaired, "problems": problems, "labels": self.labels,
-                    "review": {"queued": review is not None, "id": review and review.id,
-                               "reasons": result.review_reasons}}
-        return StructuredOutcome(event=event, output={"data": data, "raw": generated.text}, validation=recorded,
-                                 confidence=result.confidence)
+        event = ResultEvent(
+            run_id=run_id,
+            task=start.task,
+            schema=None,
+            data=data,
+            confidence=result.confidence,
+            fields=fields,
+            validation=ValidationOut(valid=True, repaired=result.repaired, problems=problems),
+            review=review,
+        )
+        recorded = {
+            "valid": True,
+            "repaired": result.repaired,
+            "problems": problems,
+            "labels": self.labels,
+            "review": {
+                "queued": review is not None,
+                "id": review and review.id,
+                "reasons": result.review_reasons,
+            },
+        }
+        return StructuredOutcome(
+            event=event,
+            output={"data": data, "raw": generated.text},
+            validation=recorded,
+            confidence=result.confidence,
+        )
 
 
 def find_schema(name: str, folder: Path) -> ExtractionSchema:
@@ -140,13 +205,25 @@ def find_schema(name: str, folder: Path) -> ExtractionSchema:
 
 
 def _schema_out(schema: ExtractionSchema, *, with_json_schema: bool = False) -> SchemaOut:
-    return SchemaOut(name=schema.name, version=schema.version, description=schema.description,
-                     origin=schema.origin, template=schema.template, content_hash=schema.content_hash,
-                     json_schema=schema.json_schema if with_json_schema else None)
+    return SchemaOut(
+        name=schema.name,
+        version=schema.version,
+        description=schema.description,
+        origin=schema.origin,
+        template=schema.template,
+        content_hash=schema.content_hash,
+        json_schema=schema.json_schema if with_json_schema else None,
+    )
 
 
 # Errors a run reports in-stream, as the HTTP status a JSON endpoint answers with.
-_STATUS = {"busy": 429, "model_unavailable": 503, "shutdown": 503, "input_too_long": 413, "backend_error": 503}
+_STATUS = {
+    "busy": 429,
+    "model_unavailable": 503,
+    "shutdown": 503,
+    "input_too_long": 413,
+    "backend_error": 503,
+}
 
 
 class Extraction(Controller):
@@ -155,8 +232,11 @@ class Extraction(Controller):
 
     @post("/extract", status_code=200, summary="Extract structured fields with a schema (SSE stream)")
     async def extract(
-        self, data: JSONBody[ExtractRequest], executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+        self,
+        data: JSONBody[ExtractRequest],
+        executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
         reviews: NamedDependency[ReviewQueue],
     ) -> ServerSentEvent:
         schema = find_schema(data.schema, settings.schemas_path)
@@ -165,30 +245,41 @@ class Extraction(Controller):
         context_length, count_tokens = _context(executor.host)
         job = extraction_job(schema, text=text, context_length=context_length, count_tokens=count_tokens)
         task = ExtractionTask(schema, text, reviews, settings.review_threshold)
-        events = executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
-                                  structured=task)
+        events = executor.execute(
+            job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+        )
         weakref.finalize(events, ticket.release)  # a client gone before the body starts frees its place
         return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
 
     @post("/classify", status_code=200, summary="Triage text or an email into one of the labels (JSON)")
     async def classify(
-        self, data: JSONBody[ClassifyRequest], executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings], reviews: NamedDependency[ReviewQueue],
+        self,
+        data: JSONBody[ClassifyRequest],
+        executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings],
+        reviews: NamedDependency[ReviewQueue],
     ) -> ClassifyOut:
         labels = list(data.labels or settings.triage_labels)
         try:
             context_length, count_tokens = _context(executor.host)
-            job = classify_job(text=_as_text(data), labels=labels, context_length=context_length,
-                               count_tokens=count_tokens)
+            job = classify_job(
+                text=_as_text(data), labels=labels, context_length=context_length, count_tokens=count_tokens
+            )
         except ValueError as exc:
             raise ClientException(str(exc)) from exc
         ticket = executor.admit()
         task = ClassificationTask(labels, reviews, settings.review_threshold)
-        async for event in executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
-                                            structured=task):
+        async for event in executor.execute(
+            job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+        ):
             if isinstance(event, ResultEvent):
-                return ClassifyOut(run_id=event.run_id, label=event.data["label"], confidence=event.confidence,
-                                   labels=labels, review=event.review)
+                return ClassifyOut(
+                    run_id=event.run_id,
+                    label=event.data["label"],
+                    confidence=event.confidence,
+                    labels=labels,
+                    review=event.review,
+                )
             if isinstance(event, ErrorEvent):
                 raise HTTPException(status_code=_STATUS.get(event.code, 500), detail=event.message)
         raise HTTPException(status_code=500, detail="the run ended without a result")

@@ -31,15 +31,26 @@ def _backend(model_path: str | None, threads: int | None, settings: Any) -> Any:
     from deskpilot.inference.llama import LlamaCppBackend
 
     path = Path(model_path) if model_path else (Path(settings.model_path) if settings.model_path else None)
-    return LlamaCppBackend(path, context_length=settings.context_length, threads=threads or settings.threads,
-                           cache_dir=settings.cache_dir)
+    return LlamaCppBackend(
+        path,
+        context_length=settings.context_length,
+        threads=threads or settings.threads,
+        cache_dir=settings.cache_dir,
+    )
 
 
 @click.command()
 @click.argument("source", metavar="FILE|-")
-@click.option("--schema", "schema_name", default="invoice", show_default=True,
-              help="invoice, contract, email_actions, meeting_notes, or a custom schema's name.")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file.")
+@click.option(
+    "--schema",
+    "schema_name",
+    default="invoice",
+    show_default=True,
+    help="invoice, contract, email_actions, meeting_notes, or a custom schema's name.",
+)
+@click.option(
+    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file."
+)
 @click.option("--fields/--no-fields", default=True, show_default=True, help="Show per-field confidence.")
 def extract(source: str, schema_name: str, model_path: str | None, fields: bool) -> None:
     """Extract structured fields from a text or .eml file (or standard input) as JSON on standard output."""
@@ -74,20 +85,27 @@ async def _extract(settings: Any, schema: Any, text: str, source_ref: str | None
     backend = _backend(None, None, settings)
     lineage = LineageStore(settings.db_path)
     try:
-        executor = RunExecutor(ModelHost(backend, max_waiting=0), lineage, retain_inputs=settings.retain_inputs)
-        job = extraction_job(schema, text=text, context_length=backend.info.context_length,
-                             count_tokens=backend.count_tokens)
+        executor = RunExecutor(
+            ModelHost(backend, max_waiting=0), lineage, retain_inputs=settings.retain_inputs
+        )
+        job = extraction_job(
+            schema, text=text, context_length=backend.info.context_length, count_tokens=backend.count_tokens
+        )
         task = ExtractionTask(schema, text, ReviewQueue(lineage), settings.review_threshold)
         async for event in executor.execute(job, client="cli", source_ref=source_ref, structured=task):
             if isinstance(event, ErrorEvent):
                 raise click.ClickException(event.message)
             if isinstance(event, ResultEvent):
-                sys.stdout.write(msgspec.json.format(msgspec.json.encode(event.data), indent=2).decode() + "\n")
+                sys.stdout.write(
+                    msgspec.json.format(msgspec.json.encode(event.data), indent=2).decode() + "\n"
+                )
                 if show_fields:
                     _print_fields(event)
                 review = f" · queued for review ({event.review.id})" if event.review else ""
-                err.print(f"[dim]run {event.run_id} · {schema.schema_id} · confidence {event.confidence:.2f}"
-                          f"{review} · {time.perf_counter() - started:.1f} s[/]")
+                err.print(
+                    f"[dim]run {event.run_id} · {schema.schema_id} · confidence {event.confidence:.2f}"
+                    f"{review} · {time.perf_counter() - started:.1f} s[/]"
+                )
     finally:
         lineage.close()
         backend.close()
@@ -96,10 +114,13 @@ async def _extract(settings: Any, schema: Any, text: str, source_ref: str | None
 def _print_fields(event: Any) -> None:
     table = Table("field", "confidence", "tokens", "cross-check", "rules", box=None, pad_edge=False)
     for path, report in event.fields.items():
-        table.add_row(path, f"{report.confidence:.2f}",
-                      "-" if report.token_confidence is None else f"{report.token_confidence:.2f}",
-                      report.cross_check or "-", ", ".join(report.failed_rules) or ("repaired" if report.repaired
-                                                                                   else "-"))
+        table.add_row(
+            path,
+            f"{report.confidence:.2f}",
+            "-" if report.token_confidence is None else f"{report.token_confidence:.2f}",
+            report.cross_check or "-",
+            ", ".join(report.failed_rules) or ("repaired" if report.repaired else "-"),
+        )
     err.print(table)
     for reason in event.review.reasons if event.review else []:
         err.print(f"[yellow]review:[/] {reason}")
@@ -117,8 +138,9 @@ def _field_map(schema: Any, pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         label, _, field = pair.partition("=")
         if not field or field not in schema.decode_schema.get("properties", {}):
-            raise click.BadParameter(f"{pair!r}: use LABEL=FIELD with a field of {schema.name}",
-                                     param_hint="--field")
+            raise click.BadParameter(
+                f"{pair!r}: use LABEL=FIELD with a field of {schema.name}", param_hint="--field"
+            )
         mapping[label] = field
     return mapping
 
@@ -126,14 +148,28 @@ def _field_map(schema: Any, pairs: tuple[str, ...]) -> dict[str, str]:
 @eval_group.command(name="extraction")
 @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--schema", "schema_name", default="invoice", show_default=True)
-@click.option("--field", "fields", multiple=True, metavar="LABEL=FIELD",
-              help="Map a dataset label to a schema field (receipt names such as company and total are known).")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="LABEL=FIELD",
+    help="Map a dataset label to a schema field (receipt names such as company and total are known).",
+)
 @click.option("--deterministic", is_flag=True, help="Score the deterministic extractors alone (no model).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N documents.")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file.")
+@click.option(
+    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file."
+)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the model (default: all, up to 8).")
-def eval_extraction(dataset: Path, schema_name: str, fields: tuple[str, ...], deterministic: bool,
-                    limit: int | None, model_path: str | None, threads: int | None) -> None:
+def eval_extraction(
+    dataset: Path,
+    schema_name: str,
+    fields: tuple[str, ...],
+    deterministic: bool,
+    limit: int | None,
+    model_path: str | None,
+    threads: int | None,
+) -> None:
     """Field-level precision, recall and F1, and document exact match, on a JSON Lines dataset of
     {"id", "text", "labels"} records."""
     from deskpilot.inference.extraction import SchemaError, load_schema
@@ -145,8 +181,7 @@ def eval_extraction(dataset: Path, schema_name: str, fields: tuple[str, ...], de
         examples = load_dataset(dataset.read_text(encoding="utf-8").splitlines())[:limit]
     except (SettingsError, SchemaError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
-    field_map = {k: v for k, v in _field_map(schema, fields).items()
-                 if any(k in e.labels for e in examples)}
+    field_map = {k: v for k, v in _field_map(schema, fields).items() if any(k in e.labels for e in examples)}
     if not field_map:
         raise click.UsageError("no dataset label maps to a schema field; add --field LABEL=FIELD")
     if deterministic:
@@ -166,8 +201,14 @@ def _report_deterministic(schema: Any, field_map: dict[str, str], examples: list
     out.print(f"time: {(time.perf_counter() - started) * 1000 / max(len(examples), 1):.1f} ms per document")
 
 
-async def _eval_model(schema: Any, field_map: dict[str, str], examples: list[Any], settings: Any,
-                      model_path: str | None, threads: int | None) -> None:
+async def _eval_model(
+    schema: Any,
+    field_map: dict[str, str],
+    examples: list[Any],
+    settings: Any,
+    model_path: str | None,
+    threads: int | None,
+) -> None:
     from deskpilot.inference import Finished
     from deskpilot.inference.extraction import Generated, extraction_job, finish_extraction
     from deskpilot.inference.extraction.evaluate import median_and_p90, same_value, score
@@ -178,8 +219,12 @@ async def _eval_model(schema: Any, field_map: dict[str, str], examples: list[Any
     try:
         for number, example in enumerate(examples, start=1):
             started = time.perf_counter()
-            job = extraction_job(schema, text=example.text, context_length=backend.info.context_length,
-                                 count_tokens=backend.count_tokens)
+            job = extraction_job(
+                schema,
+                text=example.text,
+                context_length=backend.info.context_length,
+                count_tokens=backend.count_tokens,
+            )
             tokens, usage = [], None
             async for item in backend.stream(job.request):
                 if isinstance(item, Finished):
@@ -187,9 +232,14 @@ async def _eval_model(schema: Any, field_map: dict[str, str], examples: list[Any
                 else:
                     tokens.append(item)
             assert usage is not None
-            result = finish_extraction(schema, text=example.text, review_threshold=settings.review_threshold,
-                                       generated=Generated(text="".join(t.text for t in tokens), tokens=tokens,
-                                                           finish_reason=usage.finish_reason))
+            result = finish_extraction(
+                schema,
+                text=example.text,
+                review_threshold=settings.review_threshold,
+                generated=Generated(
+                    text="".join(t.text for t in tokens), tokens=tokens, finish_reason=usage.finish_reason
+                ),
+            )
             latencies.append(time.perf_counter() - started)
             produced.append(usage.completion_tokens)
             cut += usage.finish_reason == "length"
@@ -202,21 +252,29 @@ async def _eval_model(schema: Any, field_map: dict[str, str], examples: list[Any
                 bucket = _bucket(result.fields[field].confidence)
                 calibration[bucket][0] += same_value(schema.kind_of(field), guess, gold)
                 calibration[bucket][1] += 1
-            err.print(f"[dim]{number}/{len(examples)} {example.id}: {latencies[-1]:.2f} s, "
-                      f"{usage.completion_tokens} tokens[/]")
+            err.print(
+                f"[dim]{number}/{len(examples)} {example.id}: {latencies[-1]:.2f} s, "
+                f"{usage.completion_tokens} tokens[/]"
+            )
     finally:
         backend.close()
     report = score(schema, field_map, pairs)
     info = backend.info
-    _print_report(f"{info.model_id} ({info.backend}) · {schema.schema_id} · {len(examples)} documents", report)
+    _print_report(
+        f"{info.model_id} ({info.backend}) · {schema.schema_id} · {len(examples)} documents", report
+    )
     median, p90 = median_and_p90(latencies)
-    out.print(f"latency per document: median {median:.2f} s, p90 {p90:.2f} s "
-              f"({backend._llm.n_threads if hasattr(backend, '_llm') else '?'} threads); "
-              f"output tokens: median {median_and_p90([float(p) for p in produced])[0]:.0f}; "
-              f"cut at the token limit: {cut}/{len(examples)}")
+    out.print(
+        f"latency per document: median {median:.2f} s, p90 {p90:.2f} s "
+        f"({backend._llm.n_threads if hasattr(backend, '_llm') else '?'} threads); "
+        f"output tokens: median {median_and_p90([float(p) for p in produced])[0]:.0f}; "
+        f"cut at the token limit: {cut}/{len(examples)}"
+    )
     out.print(f"queued for review: {queued}/{len(examples)} (threshold {settings.review_threshold})")
-    out.print("field accuracy by confidence (predicted and labelled fields): " + ", ".join(
-        f"{name}: {right}/{total}" for name, (right, total) in calibration.items()))
+    out.print(
+        "field accuracy by confidence (predicted and labelled fields): "
+        + ", ".join(f"{name}: {right}/{total}" for name, (right, total) in calibration.items())
+    )
 
 
 def _bucket(confidence: float) -> str:
@@ -224,11 +282,22 @@ def _bucket(confidence: float) -> str:
 
 
 def _print_report(title: str, report: Any) -> None:
-    table = Table("field", "support", "TP", "FP", "FN", "precision", "recall", "F1", title=title,
-                  title_justify="left")
+    table = Table(
+        "field", "support", "TP", "FP", "FN", "precision", "recall", "F1", title=title, title_justify="left"
+    )
     for f in report.fields:
-        table.add_row(f.field, str(f.support), str(f.tp), str(f.fp), str(f.fn), f"{f.precision:.3f}",
-                      f"{f.recall:.3f}", f"{f.f1:.3f}")
+        table.add_row(
+            f.field,
+            str(f.support),
+            str(f.tp),
+            str(f.fp),
+            str(f.fn),
+            f"{f.precision:.3f}",
+            f"{f.recall:.3f}",
+            f"{f.f1:.3f}",
+        )
     out.print(table)
-    out.print(f"micro F1: {report.micro_f1:.3f} · document exact match: {report.exact_matches}/{report.documents} "
-              f"= {report.exact_match:.3f}")
+    out.print(
+        f"micro F1: {report.micro_f1:.3f} · document exact match: {report.exact_matches}/{report.documents} "
+        f"= {report.exact_match:.3f}"
+    )

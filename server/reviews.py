@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import msgspec
+from deskpilot.inference.extraction.rules import normalize_document
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-
-from deskpilot.inference.extraction.rules import normalize_document
 
 from .extraction import find_schema
 from .extraction_schemas import (
@@ -42,9 +41,20 @@ def _review_out(item: ReviewItem) -> ReviewOut:
     decision = None
     if item.decision is not None:
         decision = convert_out(item.decision, DecisionOut)
-    return ReviewOut(id=item.id, run_id=item.run_id, created_at=item.created_at, status=item.status,
-                     task=item.task, template_id=item.template_id, model_id=item.model_id, reasons=item.reasons,
-                     confidence=item.confidence, data=item.proposed, fields=item.fields, decision=decision)
+    return ReviewOut(
+        id=item.id,
+        run_id=item.run_id,
+        created_at=item.created_at,
+        status=item.status,
+        task=item.task,
+        template_id=item.template_id,
+        model_id=item.model_id,
+        reasons=item.reasons,
+        confidence=item.confidence,
+        data=item.proposed,
+        fields=item.fields,
+        decision=decision,
+    )
 
 
 def _edited(item: ReviewItem, fields: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -72,8 +82,10 @@ class Reviews(Controller):
 
     @get("/reviews", summary="Results queued for human review, newest first")
     async def reviews(
-        self, reviews: NamedDependency[ReviewQueue],
-        status: FromQuery[Status | None] = "pending", task: FromQuery[str | None] = None,
+        self,
+        reviews: NamedDependency[ReviewQueue],
+        status: FromQuery[Status | None] = "pending",
+        task: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> ReviewsOut:
         items = await anyio.to_thread.run_sync(lambda: reviews.items(status=status, task=task, limit=limit))
@@ -88,14 +100,19 @@ class Reviews(Controller):
 
     @post("/reviews/{review_id:str}", status_code=200, summary="Accept, edit or reject a queued result")
     async def decide(
-        self, review_id: FromPath[str], data: JSONBody[ReviewDecisionIn], reviews: NamedDependency[ReviewQueue],
+        self,
+        review_id: FromPath[str],
+        data: JSONBody[ReviewDecisionIn],
+        reviews: NamedDependency[ReviewQueue],
         settings: NamedDependency[Settings],
     ) -> ReviewOut:
         item = await anyio.to_thread.run_sync(reviews.get, review_id)
         if item is None:
             raise NotFoundException(f"no review item {review_id!r}")
         if item.status != "pending":
-            raise HTTPException(status_code=409, detail=f"review item {review_id} was already decided ({item.status})")
+            raise HTTPException(
+                status_code=409, detail=f"review item {review_id} was already decided ({item.status})"
+            )
         final: dict[str, Any] | None = item.proposed
         if data.decision == "edit":
             assert data.fields is not None
@@ -105,8 +122,15 @@ class Reviews(Controller):
         elif data.decision == "reject":
             final = None
         try:
-            await anyio.to_thread.run_sync(lambda: reviews.decide(
-                review_id, decision=data.decision, reviewer=data.reviewer.strip(), final=final, note=data.note))
+            await anyio.to_thread.run_sync(
+                lambda: reviews.decide(
+                    review_id,
+                    decision=data.decision,
+                    reviewer=data.reviewer.strip(),
+                    final=final,
+                    note=data.note,
+                )
+            )
         except UnknownReviewError as exc:
             raise NotFoundException(str(exc)) from exc
         except ReviewDecided as exc:

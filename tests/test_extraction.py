@@ -11,9 +11,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
-pytestmark = pytest.mark.anyio
-
 from deskpilot.inference import ScriptedBackend, Token
 from deskpilot.inference.extraction import (
     BUILT_IN,
@@ -33,6 +30,8 @@ from deskpilot.inference.extraction.extract import fit_to_tokens
 from deskpilot.inference.extraction.extractors import find_ibans, find_invoice_numbers, iban_is_valid
 from deskpilot.inference.extraction.normalize import normalize_currency, parse_amount, parse_date
 
+pytestmark = pytest.mark.anyio
+
 INVOICE_TEXT = """Northwind Traders Ltd
 12 Harbour Road, Bristol BS1 4DJ
 Tel: 0117 496 0000
@@ -51,11 +50,19 @@ Pay to IBAN GB82 WEST 1234 5698 7654 32, questions to accounts@northwind.example
 
 def invoice(**changes: object) -> dict:
     data = {
-        "vendor": "Northwind Traders Ltd", "vendorAddress": "12 Harbour Road, Bristol BS1 4DJ",
-        "invoiceNumber": "NW-2041", "issueDate": "03/02/2025", "dueDate": "05/03/2025", "currency": "GBP",
-        "subtotal": 85.0, "tax": 17.0, "total": 102.0,
-        "lineItems": [{"description": "Paper, A4 box", "quantity": 2, "unitPrice": 12.5, "amount": 25.0},
-                      {"description": "Toner cartridge", "quantity": 1, "unitPrice": 60.0, "amount": 60.0}],
+        "vendor": "Northwind Traders Ltd",
+        "vendorAddress": "12 Harbour Road, Bristol BS1 4DJ",
+        "invoiceNumber": "NW-2041",
+        "issueDate": "03/02/2025",
+        "dueDate": "05/03/2025",
+        "currency": "GBP",
+        "subtotal": 85.0,
+        "tax": 17.0,
+        "total": 102.0,
+        "lineItems": [
+            {"description": "Paper, A4 box", "quantity": 2, "unitPrice": 12.5, "amount": 25.0},
+            {"description": "Toner cartridge", "quantity": 1, "unitPrice": 60.0, "amount": 60.0},
+        ],
     }
     data.update(changes)
     return data
@@ -70,22 +77,35 @@ def tokens_for(text: str, logprob: float = -0.01, low: dict[str, float] | None =
     return [Token(text[i : i + 3], min(marks[i : i + 3])) for i in range(0, len(text), 3)]
 
 
-def generated(data: object, *, low: dict[str, float] | None = None, logprob: float = -0.01,
-              cut: int | None = None) -> Generated:
+def generated(
+    data: object, *, low: dict[str, float] | None = None, logprob: float = -0.01, cut: int | None = None
+) -> Generated:
     text = json.dumps(data)[:cut]
-    return Generated(text=text, tokens=tokens_for(text, logprob, low), finish_reason="length" if cut else "stop")
+    return Generated(
+        text=text, tokens=tokens_for(text, logprob, low), finish_reason="length" if cut else "stop"
+    )
 
 
 # --- normalisation and extractors -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2025-02-03", date(2025, 2, 3)), ("03/02/2025", date(2025, 2, 3)), ("3.2.25", date(2025, 2, 3)),
-    ("03-02-2025 10:15:00", date(2025, 2, 3)), ("3 Feb 2025", date(2025, 2, 3)),
-    ("February 3, 2025", date(2025, 2, 3)), ("3. Februar 2025", date(2025, 2, 3)),
-    ("3 février 2025", date(2025, 2, 3)), ("12/31/2024", date(2024, 12, 31)),
-    ("31/02/2025", None), ("next Friday", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-02-03", date(2025, 2, 3)),
+        ("03/02/2025", date(2025, 2, 3)),
+        ("3.2.25", date(2025, 2, 3)),
+        ("03-02-2025 10:15:00", date(2025, 2, 3)),
+        ("3 Feb 2025", date(2025, 2, 3)),
+        ("February 3, 2025", date(2025, 2, 3)),
+        ("3. Februar 2025", date(2025, 2, 3)),
+        ("3 février 2025", date(2025, 2, 3)),
+        ("12/31/2024", date(2024, 12, 31)),
+        ("31/02/2025", None),
+        ("next Friday", None),
+        ("", None),
+    ],
+)
 def test_dates_parse_in_common_forms_and_impossible_dates_do_not(text: str, expected: date | None) -> None:
     assert parse_date(text) == expected
 
@@ -94,17 +114,29 @@ def test_ambiguous_numeric_dates_follow_the_stated_order() -> None:
     assert parse_date("03/02/2025", day_first=False) == date(2025, 3, 2)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1,234.50", "1234.50"), ("1.234,50", "1234.50"), ("€ 1 234,50", "1234.50"), ("12,50", "12.50"),
-    ("1,000", "1000"), ("1.000.000", "1000000"), ("RM 9.00", "9.00"), ("(5.59)", "-5.59"), ("-5.59", "-5.59"),
-    ("none", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1,234.50", "1234.50"),
+        ("1.234,50", "1234.50"),
+        ("€ 1 234,50", "1234.50"),
+        ("12,50", "12.50"),
+        ("1,000", "1000"),
+        ("1.000.000", "1000000"),
+        ("RM 9.00", "9.00"),
+        ("(5.59)", "-5.59"),
+        ("-5.59", "-5.59"),
+        ("none", None),
+    ],
+)
 def test_amounts_parse_with_either_decimal_mark(text: str, expected: str | None) -> None:
     assert parse_amount(text) == (Decimal(expected) if expected else None)
 
 
-@pytest.mark.parametrize(("text", "code"), [("eur", "EUR"), ("€", "EUR"), ("RM", "MYR"), ("US$", "USD"),
-                                            ("pounds", "GBP"), ("zorkmids", None)])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("eur", "EUR"), ("€", "EUR"), ("RM", "MYR"), ("US$", "USD"), ("pounds", "GBP"), ("zorkmids", None)],
+)
 def test_currencies_normalise_to_iso_codes(text: str, code: str | None) -> None:
     assert normalize_currency(text) == code
 
@@ -114,11 +146,15 @@ def test_iban_checksum_catches_a_changed_digit() -> None:
     assert not iban_is_valid("GB82 WEST 1234 5698 7654 33")  # one digit off: mod 97 no longer 1
     assert not iban_is_valid("DE8937040044053201300")  # a German IBAN is 22 characters
     assert find_ibans("IBAN: DE89 3704 0044 0532 0130 00, or DE89 3704 0044 0532 0130 01") == [
-        "DE89370400440532013000"]
+        "DE89370400440532013000"
+    ]
 
 
 def test_invoice_numbers_need_a_label_and_a_digit() -> None:
-    assert find_invoice_numbers("TAX INVOICE\nInvoice No: INV-7/2025\nOrder ref 55-A") == ["INV-7/2025", "55-A"]
+    assert find_invoice_numbers("TAX INVOICE\nInvoice No: INV-7/2025\nOrder ref 55-A") == [
+        "INV-7/2025",
+        "55-A",
+    ]
     assert find_invoice_numbers("Invoice for services") == []
 
 
@@ -149,14 +185,20 @@ def test_json_values_come_with_their_spans_and_raw_line_breaks_are_tolerated() -
     assert spans["a"] == "x\ny" and spans["b[1]"] == "2.5" and spans["c"] == "null"
 
 
-@pytest.mark.parametrize(("cut", "closed"), [
-    ('{"a": 1, "items": [{"d": "x"}, {"d": "y', '{"a": 1, "items": [{"d": "x"}]}'),
-    ('{"a": 1, "b": 12.', '{"a": 1}'),  # a number at the very end may be missing digits
-    ('{"a": "x", "b": [', '{"a": "x", "b": []}'),
-    ('{"a', "{}"),
-    ('"unterminated', None),
-])
-def test_output_cut_at_the_token_limit_closes_at_its_last_complete_value(cut: str, closed: str | None) -> None:
+@pytest.mark.parametrize(
+    ("cut", "closed"),
+    [
+        ('{"a": 1, "items": [{"d": "x"}, {"d": "y', '{"a": 1, "items": [{"d": "x"}]}'),
+        ('{"a": 1, "b": 12.', '{"a": 1}'),  # a number at the very end may be missing digits
+        ('{"a": "x", "b": [', '{"a": "x", "b": []}'),
+        ('{"a', "{}"),
+        ('{"a": "say \\"hi, there\\"", "b": "x', '{"a": "say \\"hi, there\\""}'),  # no cut in a string
+        ('"unterminated', None),
+    ],
+)
+def test_output_cut_at_the_token_limit_closes_at_its_last_complete_value(
+    cut: str, closed: str | None
+) -> None:
     assert close_truncated(cut) == closed
 
 
@@ -168,21 +210,34 @@ def test_built_in_schemas_require_every_key_and_their_empty_document_validates(n
     schema = BUILT_IN[name]
     props = schema.decode_schema["properties"]
     assert schema.decode_schema["required"] == list(props) and "$ref" not in json.dumps(schema.decode_schema)
-    result = finish_extraction(schema, text="", generated=Generated(text="", tokens=[], finish_reason="length"))
+    result = finish_extraction(
+        schema, text="", generated=Generated(text="", tokens=[], finish_reason="length")
+    )
     msgspec.convert(result.data, schema.struct)
     assert result.repaired and result.confidence <= 0.2 and result.review_reasons
 
 
 def test_a_custom_schema_becomes_a_struct_with_the_same_limits(tmp_path: Path) -> None:
-    (tmp_path / "purchase_order.json").write_text(json.dumps({
-        "title": "Purchase order", "x-version": 2, "type": "object", "required": ["po number", "status"],
-        "properties": {
-            "po number": {"type": "string", "maxLength": 20, "x-kind": "invoice_number"},
-            "status": {"type": "string", "enum": ["open", "closed"]},
-            "amount": {"type": ["number", "null"], "x-kind": "amount.total"},
-            "lines": {"type": "array", "maxItems": 5, "items": {"type": "object",
-                      "properties": {"sku": {"type": "string"}}}},
-        }}))
+    (tmp_path / "purchase_order.json").write_text(
+        json.dumps(
+            {
+                "title": "Purchase order",
+                "x-version": 2,
+                "type": "object",
+                "required": ["po number", "status"],
+                "properties": {
+                    "po number": {"type": "string", "maxLength": 20, "x-kind": "invoice_number"},
+                    "status": {"type": "string", "enum": ["open", "closed"]},
+                    "amount": {"type": ["number", "null"], "x-kind": "amount.total"},
+                    "lines": {
+                        "type": "array",
+                        "maxItems": 5,
+                        "items": {"type": "object", "properties": {"sku": {"type": "string"}}},
+                    },
+                },
+            }
+        )
+    )
     schema = load_schema("purchase_order", tmp_path)
     assert schema.schema_id == "purchase_order@v2" and schema.template == "extract_custom"
     assert schema.kinds == {"po number": "invoice_number", "amount": "amount.total"}
@@ -194,14 +249,23 @@ def test_a_custom_schema_becomes_a_struct_with_the_same_limits(tmp_path: Path) -
     assert [s.name for s in list_schemas(tmp_path)[0]] == [*BUILT_IN, "purchase_order"]
 
 
-@pytest.mark.parametrize(("document", "says"), [
-    ({"type": "object", "properties": {"n": {"type": "number", "minimum": 0}}}, "unsupported keyword(s) ['minimum']"),
-    ({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}, "['pattern']"),
-    ({"type": "object", "properties": {"x": {"$ref": "#/$defs/x"}}}, "type must be one of"),
-    ({"type": "object", "properties": {}}, "needs `properties`"),
-    ({"type": "array", "items": {"type": "string"}}, "root must be an object"),
-    ({"type": "object", "properties": {"s": {"type": "string", "maxLength": 10**6}}}, "maxLength must be"),
-])
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        (
+            {"type": "object", "properties": {"n": {"type": "number", "minimum": 0}}},
+            "unsupported keyword(s) ['minimum']",
+        ),
+        ({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}, "['pattern']"),
+        ({"type": "object", "properties": {"x": {"$ref": "#/$defs/x"}}}, "type must be one of"),
+        ({"type": "object", "properties": {}}, "needs `properties`"),
+        ({"type": "array", "items": {"type": "string"}}, "root must be an object"),
+        (
+            {"type": "object", "properties": {"s": {"type": "string", "maxLength": 10**6}}},
+            "maxLength must be",
+        ),
+    ],
+)
 def test_custom_schemas_refuse_what_the_grammar_cannot_enforce(document: dict, says: str) -> None:
     with pytest.raises(SchemaError, match=None) as caught:
         custom_schema("mine", document, "mine.json")
@@ -223,31 +287,51 @@ def test_custom_schema_names_cannot_shadow_built_ins(tmp_path: Path) -> None:
 
 def finish(data: object, **kwargs: object) -> object:
     gen_kwargs = {k: kwargs.pop(k) for k in ("low", "logprob", "cut") if k in kwargs}
-    return finish_extraction(BUILT_IN["invoice"], text=INVOICE_TEXT, generated=generated(data, **gen_kwargs),
-                             **kwargs)
+    return finish_extraction(
+        BUILT_IN["invoice"], text=INVOICE_TEXT, generated=generated(data, **gen_kwargs), **kwargs
+    )
 
 
 def test_a_consistent_invoice_is_normalised_passes_every_rule_and_is_confident() -> None:
     result = finish(invoice())
     assert result.data["issueDate"] == "2025-02-03" and result.data["dueDate"] == "2025-03-05"
     assert all(rule.status == "pass" for rule in result.rules)
-    assert {r.rule for r in result.rules} >= {"date_parses", "due_not_before_issue", "total_is_subtotal_plus_tax",
-                                              "line_items_sum", "line_is_quantity_times_price", "currency_known"}
+    assert {r.rule for r in result.rules} >= {
+        "date_parses",
+        "due_not_before_issue",
+        "total_is_subtotal_plus_tax",
+        "line_items_sum",
+        "line_is_quantity_times_price",
+        "currency_known",
+    }
     assert result.fields["total"].cross_check == "agrees" and result.fields["vendor"].grounding == 1.0
     assert result.confidence > 0.9 and result.review_reasons == [] and not result.repaired
 
 
-@pytest.mark.parametrize(("changes", "rule", "fields"), [
-    ({"total": 112.0}, "total_is_subtotal_plus_tax", {"subtotal", "tax", "total"}),
-    ({"lineItems": [{"description": "Paper", "quantity": 2, "unitPrice": 12.5, "amount": 25.0}]},
-     "line_items_sum", {"lineItems[0].amount", "subtotal"}),
-    ({"dueDate": "01/01/2025"}, "due_not_before_issue", {"issueDate", "dueDate"}),
-    ({"issueDate": "the 45th of Smarch"}, "date_parses", {"issueDate"}),
-    ({"currency": "zorkmid"}, "currency_known", {"currency"}),
-    ({"lineItems": [{"description": "Paper", "quantity": 3, "unitPrice": 12.5, "amount": 25.0},
-                    {"description": "Toner", "quantity": 1, "unitPrice": 60.0, "amount": 60.0}]},
-     "line_is_quantity_times_price", {"lineItems[0].quantity", "lineItems[0].unitPrice", "lineItems[0].amount"}),
-])
+@pytest.mark.parametrize(
+    ("changes", "rule", "fields"),
+    [
+        ({"total": 112.0}, "total_is_subtotal_plus_tax", {"subtotal", "tax", "total"}),
+        (
+            {"lineItems": [{"description": "Paper", "quantity": 2, "unitPrice": 12.5, "amount": 25.0}]},
+            "line_items_sum",
+            {"lineItems[0].amount", "subtotal"},
+        ),
+        ({"dueDate": "01/01/2025"}, "due_not_before_issue", {"issueDate", "dueDate"}),
+        ({"issueDate": "the 45th of Smarch"}, "date_parses", {"issueDate"}),
+        ({"currency": "zorkmid"}, "currency_known", {"currency"}),
+        (
+            {
+                "lineItems": [
+                    {"description": "Paper", "quantity": 3, "unitPrice": 12.5, "amount": 25.0},
+                    {"description": "Toner", "quantity": 1, "unitPrice": 60.0, "amount": 60.0},
+                ]
+            },
+            "line_is_quantity_times_price",
+            {"lineItems[0].quantity", "lineItems[0].unitPrice", "lineItems[0].amount"},
+        ),
+    ],
+)
 def test_rule_checks_catch_planted_inconsistencies(changes: dict, rule: str, fields: set[str]) -> None:
     result = finish(invoice(**changes))
     failed = [r for r in result.rules if r.status == "fail"]
@@ -256,17 +340,27 @@ def test_rule_checks_catch_planted_inconsistencies(changes: dict, rule: str, fie
     consistent = finish(invoice())
     for path in fields:
         assert result.fields[path].failed_rules == [rule]
-        assert result.fields[path].confidence < consistent.fields.get(path, result.fields[path]).confidence or (
-            path not in consistent.fields)
+        assert result.fields[path].confidence < consistent.fields.get(
+            path, result.fields[path]
+        ).confidence or (path not in consistent.fields)
 
 
 def test_an_iban_field_in_a_custom_schema_is_checksummed() -> None:
-    schema = custom_schema("payee", {"type": "object", "properties": {
-        "iban": {"type": "string", "maxLength": 40, "x-kind": "iban"}}}, "payee.json")
-    good = finish_extraction(schema, text="IBAN GB82 WEST 1234 5698 7654 32",
-                             generated=generated({"iban": "GB82 WEST 1234 5698 7654 32"}))
-    bad = finish_extraction(schema, text="IBAN GB82 WEST 1234 5698 7654 32",
-                            generated=generated({"iban": "GB82 WEST 1234 5698 7654 23"}))
+    schema = custom_schema(
+        "payee",
+        {"type": "object", "properties": {"iban": {"type": "string", "maxLength": 40, "x-kind": "iban"}}},
+        "payee.json",
+    )
+    good = finish_extraction(
+        schema,
+        text="IBAN GB82 WEST 1234 5698 7654 32",
+        generated=generated({"iban": "GB82 WEST 1234 5698 7654 32"}),
+    )
+    bad = finish_extraction(
+        schema,
+        text="IBAN GB82 WEST 1234 5698 7654 32",
+        generated=generated({"iban": "GB82 WEST 1234 5698 7654 23"}),
+    )
     assert good.data["iban"] == "GB82WEST12345698765432" and good.fields["iban"].cross_check == "agrees"
     assert [r.status for r in good.rules] == ["pass"] and [r.status for r in bad.rules] == ["fail"]
     assert bad.fields["iban"].cross_check == "disagrees" and bad.fields["iban"].confidence < 0.3
@@ -283,7 +377,9 @@ def test_an_unsure_model_sends_the_document_to_review() -> None:
     unsure = finish(invoice(), logprob=-1.6)
     assert unsure.confidence < 0.6
     assert any("below the review threshold" in reason for reason in unsure.review_reasons)
-    assert not any("below" in r for r in finish(invoice(), logprob=-1.6, review_threshold=0.05).review_reasons)
+    assert not any(
+        "below" in r for r in finish(invoice(), logprob=-1.6, review_threshold=0.05).review_reasons
+    )
 
 
 def test_invented_values_lose_confidence() -> None:
@@ -312,8 +408,11 @@ async def test_a_model_repeating_a_list_item_is_stopped_and_the_run_collapsed() 
     chunks = [t async for t in backend.stream(job.request) if isinstance(t, Token)]
     text = "".join(t.text for t in chunks)
     assert text.count('"Paper"') == 3 and len(text) < len(looping) // 5  # stopped at the third copy
-    result = finish_extraction(BUILT_IN["invoice"], text=INVOICE_TEXT,
-                               generated=Generated(text=text, tokens=chunks, finish_reason="stop"))
+    result = finish_extraction(
+        BUILT_IN["invoice"],
+        text=INVOICE_TEXT,
+        generated=Generated(text=text, tokens=chunks, finish_reason="stop"),
+    )
     assert result.data["lineItems"] == [item] and not result.repaired and result.problems == []
     loop = next(r for r in result.rules if r.rule == "no_repeated_items")
     assert loop.status == "fail" and "lineItems[0] 3 times" in loop.message
@@ -324,19 +423,25 @@ async def test_a_model_repeating_a_list_item_is_stopped_and_the_run_collapsed() 
 def test_values_the_struct_refuses_are_cleared_not_passed_on() -> None:
     schema = BUILT_IN["email_actions"]
     text = json.dumps({"actionItems": [{"task": "x" * 250, "owner": "Ana", "dueDate": None}]})
-    result = finish_extraction(schema, text="", generated=Generated(text=text, tokens=tokens_for(text),
-                                                                    finish_reason="stop"))
+    result = finish_extraction(
+        schema, text="", generated=Generated(text=text, tokens=tokens_for(text), finish_reason="stop")
+    )
     assert result.data == {"actionItems": [{"task": "", "owner": "Ana", "dueDate": None}]}
     assert result.fields["actionItems[0].task"].repaired and result.repaired
 
 
 def test_the_job_asks_for_grammar_logprobs_and_a_context_that_fits() -> None:
     backend = ScriptedBackend()
-    job = extraction_job(BUILT_IN["invoice"], text="word " * 10_000, context_length=4096,
-                         count_tokens=backend.count_tokens)
+    job = extraction_job(
+        BUILT_IN["invoice"], text="word " * 10_000, context_length=4096, count_tokens=backend.count_tokens
+    )
     request = job.request
-    assert job.task == "extract:invoice" and job.template.template_id == "extract_invoice@v1" and job.truncated
-    assert request.json_schema["required"] == BUILT_IN["invoice"].decode_schema["required"] and request.logprobs
+    assert (
+        job.task == "extract:invoice" and job.template.template_id == "extract_invoice@v1" and job.truncated
+    )
+    assert (
+        request.json_schema["required"] == BUILT_IN["invoice"].decode_schema["required"] and request.logprobs
+    )
     assert request.temperature == 0.0 and request.repeat_penalty == 1.0
     assert backend.count_tokens(request.messages[1].content) + request.max_tokens < 4096
     assert job.input["schema_hash"] == BUILT_IN["invoice"].content_hash
@@ -352,7 +457,9 @@ def test_dates_and_amounts_are_narrowed_to_what_the_document_contains() -> None:
     assert props["vendor"] == BUILT_IN["invoice"].decode_schema["properties"]["vendor"]  # text stays free
     assert props["lineItems"]["items"]["properties"]["quantity"]["anyOf"][0] == {"type": "number"}
     empty = extraction_job(BUILT_IN["invoice"], text="", context_length=4096).request.json_schema
-    assert empty["properties"]["total"]["type"] == "null" and empty["properties"]["issueDate"]["type"] == "null"
+    assert (
+        empty["properties"]["total"]["type"] == "null" and empty["properties"]["issueDate"]["type"] == "null"
+    )
     free = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096, grounded=False)
     assert free.request.json_schema == BUILT_IN["invoice"].decode_schema
     assert free.parameters["grounded_candidates"] is False
@@ -370,19 +477,26 @@ def test_without_a_tokenizer_the_input_is_cut_by_bytes_which_bounds_any_tokenize
 def test_classification_confidence_is_the_probability_of_the_label_tokens() -> None:
     labels = ["invoice", "newsletter", "fyi"]
     job = classify_job(text="Your monthly digest", labels=labels, context_length=4096)
-    assert job.request.json_schema == {"enum": labels} and "- newsletter: a newsletter" in job.request.messages[1].content
+    assert (
+        job.request.json_schema == {"enum": labels}
+        and "- newsletter: a newsletter" in job.request.messages[1].content
+    )
     tokens = [Token('"', -3.0), Token("news", -0.2), Token("letter", -0.1), Token('"', -2.0)]
-    result = finish_classification(labels, Generated(text='"newsletter"', tokens=tokens, finish_reason="stop"))
+    result = finish_classification(
+        labels, Generated(text='"newsletter"', tokens=tokens, finish_reason="stop")
+    )
     assert result.label == "newsletter" and result.confidence == pytest.approx(math.exp(-0.3), abs=1e-4)
     assert result.review_reasons == []
-    unsure = finish_classification(labels, Generated(text='"fyi"', tokens=[Token('"fyi"', -1.2)],
-                                                     finish_reason="stop"))
+    unsure = finish_classification(
+        labels, Generated(text='"fyi"', tokens=[Token('"fyi"', -1.2)], finish_reason="stop")
+    )
     assert unsure.confidence < 0.6 and unsure.review_reasons
 
 
 def test_a_cut_classification_is_a_guess_with_no_confidence() -> None:
-    result = finish_classification(["invoice", "newsletter"], Generated(text='"news', tokens=[Token('"news')],
-                                                                        finish_reason="length"))
+    result = finish_classification(
+        ["invoice", "newsletter"], Generated(text='"news', tokens=[Token('"news')], finish_reason="length")
+    )
     assert (result.label, result.confidence, result.repaired) == ("newsletter", 0.0, True)
 
 

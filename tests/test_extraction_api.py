@@ -10,13 +10,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from litestar.testing import TestClient
-
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
-
+from litestar.testing import TestClient
 from test_api import BASE, parse_sse
 
 TEXT = """Northwind Traders Ltd
@@ -28,9 +26,18 @@ Subtotal 85.00
 VAT 17.00
 Total due GBP 102.00
 """
-GOOD = {"vendor": "Northwind Traders Ltd", "vendorAddress": "12 Harbour Road, Bristol BS1 4DJ",
-        "invoiceNumber": "NW-2041", "issueDate": "03/02/2025", "dueDate": "05/03/2025", "currency": "GBP",
-        "subtotal": 85.0, "tax": 17.0, "total": 102.0, "lineItems": []}
+GOOD = {
+    "vendor": "Northwind Traders Ltd",
+    "vendorAddress": "12 Harbour Road, Bristol BS1 4DJ",
+    "invoiceNumber": "NW-2041",
+    "issueDate": "03/02/2025",
+    "dueDate": "05/03/2025",
+    "currency": "GBP",
+    "subtotal": 85.0,
+    "tax": 17.0,
+    "total": 102.0,
+    "lineItems": [],
+}
 
 
 class Model:
@@ -91,7 +98,9 @@ def test_extract_streams_meta_progress_result_done_and_records_validation(client
     assert run["status"] == "ok" and run["confidence"] == result["confidence"]
     assert run["output"]["data"] == result["data"] and json.loads(run["output"]["raw"]) == GOOD
     assert run["validation"]["valid"] and not run["validation"]["review"]["queued"]
-    assert run["parameters"]["schema"] == "invoice@v1" and run["parameters"]["schema_hash"].startswith("sha256:")
+    assert run["parameters"]["schema"] == "invoice@v1" and run["parameters"]["schema_hash"].startswith(
+        "sha256:"
+    )
     assert run["parameters"]["json_schema"] and run["parameters"]["logprobs"]
     assert run["client"] == "outlook" and run["sourceRef"] == "AAMk-7"
 
@@ -111,34 +120,47 @@ def test_a_low_confidence_result_reaches_the_review_queue(client: TestClient, mo
     assert run["validation"]["review"] == {"queued": True, "id": item["id"], "reasons": item["reasons"]}
 
 
-def test_a_failed_rule_reaches_the_review_queue_however_sure_the_model_is(client: TestClient, model: Model) -> None:
+def test_a_failed_rule_reaches_the_review_queue_however_sure_the_model_is(
+    client: TestClient, model: Model
+) -> None:
     model.output = {**GOOD, "total": 120.0}
     result = result_of(extract(client))
-    assert result["review"] and any(r.startswith("rule failed: total_is_subtotal_plus_tax")
-                                    for r in result["review"]["reasons"])
+    assert result["review"] and any(
+        r.startswith("rule failed: total_is_subtotal_plus_tax") for r in result["review"]["reasons"]
+    )
     assert result["fields"]["total"]["failedRules"] == ["total_is_subtotal_plus_tax"]
 
 
-def test_a_review_edit_is_chained_in_lineage_with_its_diff(client: TestClient, model: Model,
-                                                            store: LineageStore, app_home: Path) -> None:
+def test_a_review_edit_is_chained_in_lineage_with_its_diff(
+    client: TestClient, model: Model, store: LineageStore, app_home: Path
+) -> None:
     model.output = {**GOOD, "total": 120.0, "dueDate": None}
     result = result_of(extract(client))
     review_id = result["review"]["id"]
-    r = client.post(f"/v1/reviews/{review_id}", json={
-        "decision": "edit", "reviewer": "ana@example.com", "fields": {"total": 102, "dueDate": "5 March 2025"},
-        "note": "total misread"})
+    r = client.post(
+        f"/v1/reviews/{review_id}",
+        json={
+            "decision": "edit",
+            "reviewer": "ana@example.com",
+            "fields": {"total": 102, "dueDate": "5 March 2025"},
+            "note": "total misread",
+        },
+    )
     assert r.status_code == 200, r.text
     decision = r.json()["decision"]
     assert r.json()["status"] == "edited" and decision["reviewer"] == "ana@example.com"
-    assert decision["changes"] == [{"path": "dueDate", "before": None, "after": "2025-03-05"},
-                                   {"path": "total", "before": 120.0, "after": 102.0}]
+    assert decision["changes"] == [
+        {"path": "dueDate", "before": None, "after": "2025-03-05"},
+        {"path": "total", "before": 120.0, "after": 102.0},
+    ]
     assert decision["final"]["total"] == 102.0 and decision["final"]["dueDate"] == "2025-03-05"
     # In lineage: a chained decision linked to the run, and the chain verifies.
     report = store.verify()
     assert report.ok and report.reviews_checked == 1 and report.reviews_head_hash == decision["hash"]
     with closing(sqlite3.connect(app_home / "deskpilot.db")) as conn:
-        row = conn.execute("SELECT run_id, reviewer, decision, changes, final ->> '$.total', task, template_id "
-                           "FROM reviews").fetchone()
+        row = conn.execute(
+            "SELECT run_id, reviewer, decision, changes, final ->> '$.total', task, template_id FROM reviews"
+        ).fetchone()
     assert row[:3] == (result["runId"], "ana@example.com", "edit")
     assert json.loads(row[3])[1] == {"path": "total", "before": 120.0, "after": 102.0}
     assert row[4:] == (102.0, "extract:invoice", "extract_invoice@v1")
@@ -146,8 +168,9 @@ def test_a_review_edit_is_chained_in_lineage_with_its_diff(client: TestClient, m
     assert client.get("/v1/reviews", params={"status": "edited"}).json()["reviews"][0]["id"] == review_id
 
 
-def test_a_changed_decision_in_the_database_is_detected(client: TestClient, model: Model, store: LineageStore,
-                                                       app_home: Path) -> None:
+def test_a_changed_decision_in_the_database_is_detected(
+    client: TestClient, model: Model, store: LineageStore, app_home: Path
+) -> None:
     model.logprob = -2.0
     review_id = result_of(extract(client))["review"]["id"]
     client.post(f"/v1/reviews/{review_id}", json={"decision": "accept", "reviewer": "ana"})
@@ -173,7 +196,9 @@ def test_the_override_rate_follows_the_decisions(client: TestClient, model: Mode
     assert first["templateId"] == "extract_invoice@v1" and first["modelId"] == "fake-model"
     client.post(f"/v1/reviews/{ids[0]}", json={"decision": "accept", "reviewer": "ana"})
     assert (group()["reviewed"], group()["overrideRate"], group()["fieldOverrideRate"]) == (1, 0.0, 0.0)
-    client.post(f"/v1/reviews/{ids[1]}", json={"decision": "edit", "reviewer": "ana", "fields": {"tax": 16.0}})
+    client.post(
+        f"/v1/reviews/{ids[1]}", json={"decision": "edit", "reviewer": "ana", "fields": {"tax": 16.0}}
+    )
     after_edit = group()
     assert (after_edit["edited"], after_edit["overrideRate"]) == (1, 0.5)
     assert after_edit["fieldsChanged"] == 1 and after_edit["fieldsReviewed"] == 20
@@ -186,8 +211,16 @@ def test_the_override_rate_follows_the_decisions(client: TestClient, model: Mode
 
 def test_classify_answers_json_and_unsure_labels_go_to_review(client: TestClient, model: Model) -> None:
     model.output = "newsletter"
-    r = client.post("/v1/classify", json={"email": {"from": "news@shop.example", "subject": "Deals",
-                                                    "body": "This week's deals. Unsubscribe here."}})
+    r = client.post(
+        "/v1/classify",
+        json={
+            "email": {
+                "from": "news@shop.example",
+                "subject": "Deals",
+                "body": "This week's deals. Unsubscribe here.",
+            }
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["label"] == "newsletter" and body["confidence"] > 0.9 and body["review"] is None
@@ -198,20 +231,36 @@ def test_classify_answers_json_and_unsure_labels_go_to_review(client: TestClient
     model.output, model.logprob = "fyi", -1.0
     unsure = client.post("/v1/classify", json={"text": "See attached.", "labels": ["fyi", "urgent"]}).json()
     assert unsure["label"] == "fyi" and unsure["review"]
-    edit = client.post(f"/v1/reviews/{unsure['review']['id']}", json={
-        "decision": "edit", "reviewer": "ana", "fields": {"label": "urgent"}})
+    edit = client.post(
+        f"/v1/reviews/{unsure['review']['id']}",
+        json={"decision": "edit", "reviewer": "ana", "fields": {"label": "urgent"}},
+    )
     assert edit.json()["decision"]["changes"] == [{"path": "label", "before": "fyi", "after": "urgent"}]
-    bad = client.post(f"/v1/reviews/{unsure['review']['id']}", json={
-        "decision": "edit", "reviewer": "ana", "fields": {"label": "spam"}})
+    bad = client.post(
+        f"/v1/reviews/{unsure['review']['id']}",
+        json={"decision": "edit", "reviewer": "ana", "fields": {"label": "spam"}},
+    )
     assert bad.status_code == 409  # decided already, whatever the edit
 
 
 def test_a_custom_schema_from_the_schemas_folder(client: TestClient, model: Model, app_home: Path) -> None:
     folder = app_home / "schemas"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ticket.json").write_text(json.dumps({"title": "Ticket", "type": "object", "properties": {
-        "customer": {"type": "string", "maxLength": 60}, "priority": {"enum": ["low", "high"], "type": "string"}}}))
-    (folder / "bad.json").write_text('{"type": "object", "properties": {"n": {"type": "number", "minimum": 1}}}')
+    (folder / "ticket.json").write_text(
+        json.dumps(
+            {
+                "title": "Ticket",
+                "type": "object",
+                "properties": {
+                    "customer": {"type": "string", "maxLength": 60},
+                    "priority": {"enum": ["low", "high"], "type": "string"},
+                },
+            }
+        )
+    )
+    (folder / "bad.json").write_text(
+        '{"type": "object", "properties": {"n": {"type": "number", "minimum": 1}}}'
+    )
     listed = client.get("/v1/schemas").json()
     assert "ticket" in [s["name"] for s in listed["schemas"]] and "minimum" in listed["problems"]["bad.json"]
     published = client.get("/v1/schemas/ticket").json()["jsonSchema"]
@@ -222,17 +271,22 @@ def test_a_custom_schema_from_the_schemas_folder(client: TestClient, model: Mode
     assert client.get(f"/v1/runs/{result['runId']}").json()["templateId"] == "extract_custom@v1"
 
 
-@pytest.mark.parametrize(("path", "body", "status", "says"), [
-    ("/v1/extract", {"text": "x", "schema": "nope"}, 400, "no schema 'nope'"),
-    ("/v1/extract", {"text": "x", "schema": "Bad Name"}, 400, "schema"),
-    ("/v1/extract", {"text": "   "}, 400, "`text` is empty"),
-    ("/v1/extract", {"text": "x", "email": {"body": "y"}}, 400, "exactly one of"),
-    ("/v1/extract", {"text": "x", "shema": "invoice"}, 400, "unknown field `shema`"),
-    ("/v1/classify", {"text": "x", "labels": ["only"]}, 400, "length >= 2"),
-    ("/v1/classify", {"text": "x", "labels": ["a", "a"]}, 400, "distinct"),
-    ("/v1/classify", {"text": "x", "labels": ["Not OK", "b"]}, 400, "labels"),
-])
-def test_bad_extraction_requests_get_4xx(client: TestClient, path: str, body: dict, status: int, says: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/v1/extract", {"text": "x", "schema": "nope"}, 400, "no schema 'nope'"),
+        ("/v1/extract", {"text": "x", "schema": "Bad Name"}, 400, "schema"),
+        ("/v1/extract", {"text": "   "}, 400, "`text` is empty"),
+        ("/v1/extract", {"text": "x", "email": {"body": "y"}}, 400, "exactly one of"),
+        ("/v1/extract", {"text": "x", "shema": "invoice"}, 400, "unknown field `shema`"),
+        ("/v1/classify", {"text": "x", "labels": ["only"]}, 400, "length >= 2"),
+        ("/v1/classify", {"text": "x", "labels": ["a", "a"]}, 400, "distinct"),
+        ("/v1/classify", {"text": "x", "labels": ["Not OK", "b"]}, 400, "labels"),
+    ],
+)
+def test_bad_extraction_requests_get_4xx(
+    client: TestClient, path: str, body: dict, status: int, says: str
+) -> None:
     r = client.post(path, json=body)
     assert r.status_code == status, r.text
     assert says in r.json()["message"]
@@ -246,7 +300,11 @@ def test_bad_review_decisions_get_4xx(client: TestClient, model: Model) -> None:
         ({"decision": "edit", "reviewer": "ana"}, 400, "needs `fields`"),
         ({"decision": "accept", "reviewer": "ana", "fields": {"total": 1}}, 400, "go with an edit"),
         ({"decision": "edit", "reviewer": "ana", "fields": {"totl": 1}}, 400, "unknown field(s) ['totl']"),
-        ({"decision": "edit", "reviewer": "ana", "fields": {"total": "lots"}}, 400, "does not fit the invoice"),
+        (
+            {"decision": "edit", "reviewer": "ana", "fields": {"total": "lots"}},
+            400,
+            "does not fit the invoice",
+        ),
         ({"decision": "edit", "reviewer": "ana", "fields": {"total": 102.0}}, 400, "changes nothing"),
         ({"decision": "maybe", "reviewer": "ana"}, 400, "decision"),
         ({"decision": "accept", "reviewer": "  "}, 400, "`reviewer` is empty"),

@@ -165,13 +165,9 @@ def read_json(text: str) -> tuple[Any, list[Node]]:
     return value, reader.nodes
 
 
-def close_truncated(text: str) -> str | None:
-    """The longest cut of `text` that is valid JSON once its open containers are closed, or None.
-
-    Candidate cuts, tried from the longest: the whole text (unless it ends inside a number, which may have
-    been cut mid-digits), just before each comma, and just after each `[` and the root `{`. Everything
-    after a cut is dropped: a half-written value (an object in a list included) is not a value.
-    """
+def _cut_points(text: str) -> tuple[list[tuple[int, str]], list[str], bool]:
+    """Where a cut leaves complete values (with the brackets that close it there), the brackets still open
+    at the end, and whether the text ends inside a string."""
     stack: list[str] = []
     cuts: list[tuple[int, str]] = []
     in_string = escaped = False
@@ -194,6 +190,17 @@ def close_truncated(text: str) -> str | None:
             stack.pop()
         elif char == ",":
             cuts.append((i, "".join(reversed(stack))))
+    return cuts, stack, in_string
+
+
+def close_truncated(text: str) -> str | None:
+    """The longest cut of `text` that is valid JSON once its open containers are closed, or None.
+
+    Candidate cuts, tried from the longest: the whole text (unless it ends inside a number, which may have
+    been cut mid-digits), just before each comma, and just after each `[` and the root `{`. Everything
+    after a cut is dropped: a half-written value (an object in a list included) is not a value.
+    """
+    cuts, stack, in_string = _cut_points(text)
     stripped = text.rstrip()
     if not in_string and stripped and not (stripped[-1].isdigit() or stripped[-1] in ".-+eE"):
         cuts.append((len(stripped), "".join(reversed(stack))))

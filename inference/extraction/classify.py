@@ -55,7 +55,9 @@ def classify_job(
         raise ValueError("labels must be 2 or more distinct names of lower case letters, digits and '_'")
     template = template or load_template("classify")
     described = {**DEFAULT_LABELS, **(descriptions or {})}
-    guide = "\n".join(f"- {label}: {described[label]}" if label in described else f"- {label}" for label in labels)
+    guide = "\n".join(
+        f"- {label}: {described[label]}" if label in described else f"- {label}" for label in labels
+    )
     budget = context_length - template.max_tokens - TEMPLATE_OVERHEAD_TOKENS - len(guide.encode())
     content, truncated = fit_to_tokens(text.strip(), max(budget, 0), count_tokens)
     request = GenerationRequest(
@@ -66,8 +68,14 @@ def classify_job(
         json_schema={"enum": list(labels)},
         logprobs=True,
     )
-    return Job(task="classify", template=template, request=request, input={"text": text, "labels": list(labels)},
-               truncated=truncated, parameters={"labels": list(labels)})
+    return Job(
+        task="classify",
+        template=template,
+        request=request,
+        input={"text": text, "labels": list(labels)},
+        truncated=truncated,
+        parameters={"labels": list(labels)},
+    )
 
 
 def finish_classification(
@@ -86,11 +94,18 @@ def finish_classification(
                 known = known and token.logprob is not None
                 logprob += token.logprob or 0.0
         confidence = round(math.exp(logprob), 4) if known else 0.5
-        reasons = [] if confidence >= review_threshold else [
-            f"confidence {confidence:.2f} is below the review threshold {review_threshold:.2f}"]
+        reasons = (
+            []
+            if confidence >= review_threshold
+            else [f"confidence {confidence:.2f} is below the review threshold {review_threshold:.2f}"]
+        )
         return Classification(label=str(value), confidence=confidence, repaired=False, review_reasons=reasons)
     # Cut short (the grammar allows nothing else): the label the partial output begins, or the first label.
     partial = generated.text.strip().lstrip('"')
     guess = next((label for label in labels if partial and label.startswith(partial)), labels[0])
-    return Classification(label=guess, confidence=0.0, repaired=True,
-                          review_reasons=[f"the output {generated.text!r} is not a whole label"])
+    return Classification(
+        label=guess,
+        confidence=0.0,
+        repaired=True,
+        review_reasons=[f"the output {generated.text!r} is not a whole label"],
+    )

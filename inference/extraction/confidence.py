@@ -70,7 +70,9 @@ def token_confidences(nodes: Sequence[Node], tokens: Sequence[Token]) -> dict[st
         start, end = node.start, max(node.end, node.start + 1)
         logprobs = [lp for s, e, lp in spans if s < end and start < e]
         known = [lp for lp in logprobs if lp is not None]
-        result[node.path] = math.exp(sum(known) / len(known)) if known and len(known) == len(logprobs) else None
+        result[node.path] = (
+            math.exp(sum(known) / len(known)) if known and len(known) == len(logprobs) else None
+        )
     return result
 
 
@@ -82,8 +84,9 @@ def word_support(value: str, source_words: set[str]) -> float:
     return sum(word in source_words for word in words) / len(words)
 
 
-def combine(token: float | None, *, cross_check: CrossCheck | None, grounding: float | None,
-            failed_rules: int) -> float:
+def combine(
+    token: float | None, *, cross_check: CrossCheck | None, grounding: float | None, failed_rules: int
+) -> float:
     """One field's confidence from its token confidence and the checks (see the module docstring)."""
     c = 0.5 if token is None else token
     if grounding is not None and grounding < 1:

@@ -27,7 +27,7 @@ from msgspec import Meta
 
 from .schemas import BUILT_IN, ExtractionSchema, SchemaError
 
-__all__ = ["custom_schema", "load_schema", "list_schemas"]
+__all__ = ["custom_schema", "list_schemas", "load_schema"]
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 DEFAULT_MAX_LENGTH, MAX_MAX_LENGTH = 200, 2000
@@ -51,13 +51,13 @@ def _nullable_type(prop: dict[str, Any], where: str) -> tuple[dict[str, Any], bo
         extra = set(prop) - {"anyOf", "description", "title", "x-kind"}
         non_null = [o for o in options if o != {"type": "null"}]
         if extra or len(non_null) != 1 or len(options) != 2:
-            raise SchemaError(f"{where}: anyOf is supported only as [<schema>, {{\"type\": \"null\"}}]")
+            raise SchemaError(f'{where}: anyOf is supported only as [<schema>, {{"type": "null"}}]')
         return {**{k: v for k, v in prop.items() if k != "anyOf"}, **non_null[0]}, True
     kind = prop.get("type")
     if isinstance(kind, list):
         non_null = [t for t in kind if t != "null"]
         if len(non_null) != 1 or len(kind) > 2:
-            raise SchemaError(f"{where}: a type list must be one type and optionally \"null\"")
+            raise SchemaError(f'{where}: a type list must be one type and optionally "null"')
         return {**prop, "type": non_null[0]}, "null" in kind
     return prop, False
 
@@ -70,8 +70,10 @@ def _python_type(prop: dict[str, Any], where: str, depth: int) -> Any:
         raise SchemaError(f"{where}: type must be one of {sorted(_ALLOWED)}, not {kind!r}")
     unsupported = set(prop) - _ALLOWED[kind]
     if unsupported:
-        raise SchemaError(f"{where}: unsupported keyword(s) {sorted(unsupported)}; the supported part of JSON "
-                          "Schema is listed in the Deskpilot documentation of custom schemas")
+        raise SchemaError(
+            f"{where}: unsupported keyword(s) {sorted(unsupported)}; the supported part of JSON "
+            "Schema is listed in the Deskpilot documentation of custom schemas"
+        )
     extra = {k: prop[k] for k in ("x-kind",) if k in prop}
     meta = Meta(description=prop.get("description"), extra_json_schema=extra or None)
     if kind == "string":
@@ -97,7 +99,7 @@ def _string_type(prop: dict[str, Any], where: str) -> Any:
     max_length = _limit(prop, "maxLength", DEFAULT_MAX_LENGTH, MAX_MAX_LENGTH, where)
     fmt = prop.get("format")
     if fmt not in (None, "date", "email"):
-        raise SchemaError(f"{where}: format must be \"date\" or \"email\", not {fmt!r}")
+        raise SchemaError(f'{where}: format must be "date" or "email", not {fmt!r}')
     return Annotated[str, Meta(max_length=max_length, extra_json_schema={"format": fmt} if fmt else None)]
 
 
@@ -129,8 +131,13 @@ def _struct(schema: dict[str, Any], where: str, depth: int) -> type[msgspec.Stru
         if name in required and not nullable:
             fields.append((attribute, kind))
         elif inner.get("type") == "array":
-            fields.append((attribute, kind | None if nullable else kind, None if nullable else msgspec.field(
-                default_factory=list)))
+            fields.append(
+                (
+                    attribute,
+                    kind | None if nullable else kind,
+                    None if nullable else msgspec.field(default_factory=list),
+                )
+            )
         else:
             fields.append((attribute, kind | None, None))
     title = re.sub(r"\W", "", str(schema.get("title") or "")) or "Custom"
@@ -154,8 +161,14 @@ def custom_schema(name: str, document: Any, origin: str) -> ExtractionSchema:
         struct = _struct(root, "", 0)
     except SchemaError as exc:
         raise SchemaError(f"{origin}: {exc}") from exc
-    return ExtractionSchema(name, version, str(document.get("description") or document.get("title") or name),
-                            struct, "extract_custom", origin=origin)
+    return ExtractionSchema(
+        name,
+        version,
+        str(document.get("description") or document.get("title") or name),
+        struct,
+        "extract_custom",
+        origin=origin,
+    )
 
 
 _cache: dict[Path, tuple[tuple[int, int], ExtractionSchema]] = {}

@@ -35,9 +35,18 @@ __all__ = ["FIELD_MAPS", "Example", "FieldScore", "Report", "facts_as_document",
 
 # Label name -> schema field, for datasets that use the common receipt names.
 FIELD_MAPS: dict[str, dict[str, str]] = {
-    "invoice": {"company": "vendor", "address": "vendorAddress", "date": "issueDate", "total": "total",
-                "vendor": "vendor", "invoice_number": "invoiceNumber", "due_date": "dueDate",
-                "currency": "currency", "subtotal": "subtotal", "tax": "tax"},
+    "invoice": {
+        "company": "vendor",
+        "address": "vendorAddress",
+        "date": "issueDate",
+        "total": "total",
+        "vendor": "vendor",
+        "invoice_number": "invoiceNumber",
+        "due_date": "dueDate",
+        "currency": "currency",
+        "subtotal": "subtotal",
+        "tax": "tax",
+    },
 }
 
 
@@ -91,7 +100,9 @@ def load_dataset(lines: Iterable[str]) -> list[Example]:
         try:
             raw = msgspec.json.decode(line)
             text = raw.get("text", raw.get("ocr_text"))
-            examples.append(Example(id=str(raw.get("id", number)), text=str(text), labels=dict(raw["labels"])))
+            examples.append(
+                Example(id=str(raw.get("id", number)), text=str(text), labels=dict(raw["labels"]))
+            )
         except (msgspec.DecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"line {number}: not a {{id, text, labels}} record: {exc}") from exc
     return examples
@@ -116,8 +127,9 @@ def same_value(kind: str | None, predicted: Any, gold: Any, *, day_first: bool =
     return text_key(str(predicted)) == text_key(str(gold))
 
 
-def score(schema: ExtractionSchema, field_map: dict[str, str],
-          pairs: Iterable[tuple[Example, dict[str, Any]]]) -> Report:
+def score(
+    schema: ExtractionSchema, field_map: dict[str, str], pairs: Iterable[tuple[Example, dict[str, Any]]]
+) -> Report:
     """Score predicted documents (schema-shaped dicts) against the examples' labels."""
     scores = {label: FieldScore(field=f"{label} -> {field}") for label, field in field_map.items()}
     documents = exact = 0
@@ -152,11 +164,14 @@ def score(schema: ExtractionSchema, field_map: dict[str, str],
 def facts_as_document(schema: ExtractionSchema, facts: Facts) -> dict[str, Any]:
     """What the deterministic extractors alone say, in the shape of `schema` (top-level fields by role)."""
     by_kind: dict[str, Any] = {
-        "vendor": facts.vendor, "address": facts.vendor_address,
+        "vendor": facts.vendor,
+        "address": facts.vendor_address,
         "date.issue": facts.issue_date and facts.issue_date.isoformat(),
         "date.due": facts.due_date and facts.due_date.isoformat(),
         "date": facts.dates[0].isoformat() if facts.dates else None,
-        "amount.total": facts.total, "amount.subtotal": facts.subtotal, "amount.tax": facts.tax,
+        "amount.total": facts.total,
+        "amount.subtotal": facts.subtotal,
+        "amount.tax": facts.tax,
         "currency": facts.currency,
         "invoice_number": facts.invoice_numbers[0] if facts.invoice_numbers else None,
         "email": facts.emails[0] if facts.emails else None,

@@ -121,11 +121,16 @@ def grounded_schema(schema: ExtractionSchema, content: str) -> dict[str, Any]:
         if base in found and nullable and main.get("type") in ("string", "number"):
             options = [v for v in found[base] if base != "date" or len(v) <= main.get("maxLength", 10**6)]
             keep = {k: v for k, v in node.items() if k in ("description", "x-kind")}
-            return {**keep, "anyOf": [{"enum": options}, {"type": "null"}]} if options else {**keep, "type": "null"}
+            return (
+                {**keep, "anyOf": [{"enum": options}, {"type": "null"}]}
+                if options
+                else {**keep, "type": "null"}
+            )
         if isinstance(main.get("properties"), dict):
             target = out if main is node else dict(main)
-            target["properties"] = {k: narrow(v, f"{path}.{k}" if path else k)
-                                    for k, v in main["properties"].items()}
+            target["properties"] = {
+                k: narrow(v, f"{path}.{k}" if path else k) for k, v in main["properties"].items()
+            }
             if main is not node:
                 out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
         if isinstance(main.get("items"), dict):
@@ -166,10 +171,19 @@ def extraction_job(
         logprobs=True,
         stop_pattern=REPEATED_ITEMS,
     )
-    identity = {"schema": schema.schema_id, "schema_hash": schema.content_hash, "schema_origin": schema.origin}
-    return Job(task=f"extract:{schema.name}", template=template, request=request,
-               input={"text": text, **identity}, truncated=truncated,
-               parameters={**identity, "grounded_candidates": grounded})
+    identity = {
+        "schema": schema.schema_id,
+        "schema_hash": schema.content_hash,
+        "schema_origin": schema.origin,
+    }
+    return Job(
+        task=f"extract:{schema.name}",
+        template=template,
+        request=request,
+        input={"text": text, **identity},
+        truncated=truncated,
+        parameters={**identity, "grounded_candidates": grounded},
+    )
 
 
 # --- reading what the model wrote --------------------------------------------------------------------------
@@ -206,9 +220,14 @@ def _collapse_repeats(value: Any, path: str = "") -> list[RuleResult]:
             if run >= 3:
                 del value[index + 1 : index + run]
                 item_path = f"{path}[{index}]"
-                found.append(RuleResult("no_repeated_items", "fail",
-                                        f"the model wrote {item_path} {run} times in a row; kept once",
-                                        [p for p, _ in leaves(value[index], item_path)]))
+                found.append(
+                    RuleResult(
+                        "no_repeated_items",
+                        "fail",
+                        f"the model wrote {item_path} {run} times in a row; kept once",
+                        [p for p, _ in leaves(value[index], item_path)],
+                    )
+                )
             found += _collapse_repeats(value[index], f"{path}[{index}]")
             index += 1
     return found
@@ -279,7 +298,9 @@ def _replace(document: Any, path: str, value: Any) -> Any:
     return document
 
 
-def _validate(schema: ExtractionSchema, document: Any, problems: list[str]) -> tuple[dict[str, Any], list[str]]:
+def _validate(
+    schema: ExtractionSchema, document: Any, problems: list[str]
+) -> tuple[dict[str, Any], list[str]]:
     cleared: list[str] = []
     for _ in range(64):
         try:
@@ -322,7 +343,9 @@ def _cross_check(kind: str | None, value: Any, facts: Facts, day_first: bool) ->
             return None
         return "agrees" if any(abs(amount - c) < 0.005 for c in candidates) else "disagrees"
     candidates = {
-        "invoice_number": facts.invoice_numbers, "email": facts.emails, "iban": facts.ibans,
+        "invoice_number": facts.invoice_numbers,
+        "email": facts.emails,
+        "iban": facts.ibans,
         "currency": [facts.currency] if facts.currency else [],
         "vendor": [facts.vendor] if facts.vendor else [],
         "address": [facts.vendor_address] if facts.vendor_address else [],
@@ -339,8 +362,14 @@ _TEXT_KINDS = {None, "vendor", "address", "invoice_number", "party", "person", "
 
 
 def _field_reports(
-    schema: ExtractionSchema, data: dict[str, Any], tokens: dict[str, float | None], rules: list[RuleResult],
-    facts: Facts, source: str, repaired: set[str], day_first: bool,
+    schema: ExtractionSchema,
+    data: dict[str, Any],
+    tokens: dict[str, float | None],
+    rules: list[RuleResult],
+    facts: Facts,
+    source: str,
+    repaired: set[str],
+    day_first: bool,
 ) -> dict[str, FieldReport]:
     source_words = set(re.findall(r"\w+", text_key(source)))
     failed: dict[str, list[str]] = {}
@@ -356,19 +385,28 @@ def _field_reports(
             continue
         grounding = None
         if isinstance(value, str) and value and (kind or "").split(".")[0] in _TEXT_KINDS:
-            grounding = 1.0 if text_key(value) in text_key(source) else round(word_support(value, source_words), 3)
+            grounding = (
+                1.0 if text_key(value) in text_key(source) else round(word_support(value, source_words), 3)
+            )
         check = _cross_check(kind, value, facts, day_first)
         token = tokens.get(path)
         reports[path] = FieldReport(
-            confidence=combine(token, cross_check=check, grounding=grounding, failed_rules=len(failed.get(path, []))),
+            confidence=combine(
+                token, cross_check=check, grounding=grounding, failed_rules=len(failed.get(path, []))
+            ),
             token_confidence=None if token is None else round(token, 4),
-            cross_check=check, grounding=grounding, failed_rules=failed.get(path, []),
+            cross_check=check,
+            grounding=grounding,
+            failed_rules=failed.get(path, []),
         )
     return reports
 
 
 def finish_extraction(
-    schema: ExtractionSchema, *, text: str, generated: Generated,
+    schema: ExtractionSchema,
+    *,
+    text: str,
+    generated: Generated,
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
 ) -> ExtractionResult:
     """The validated, normalised, checked and scored result of what the model wrote (see the module doc)."""
@@ -386,8 +424,16 @@ def finish_extraction(
     changes = normalize_document(schema, data, day_first=day_first)
     rules = repeats + check_rules(schema, data)
     repaired_paths = set(filled) | set(cleared)
-    fields = _field_reports(schema, data, token_confidences(nodes, generated.tokens), rules, find_facts(text),
-                            text, repaired_paths, day_first)
+    fields = _field_reports(
+        schema,
+        data,
+        token_confidences(nodes, generated.tokens),
+        rules,
+        find_facts(text),
+        text,
+        repaired_paths,
+        day_first,
+    )
     repaired = bool(problems)
     confidence = document_confidence(fields, repaired=repaired)
     reasons = []
@@ -396,7 +442,14 @@ def finish_extraction(
     reasons += [f"rule failed: {r.rule} ({r.message})" for r in rules if r.status == "fail"]
     if confidence < review_threshold:
         reasons.append(f"confidence {confidence:.2f} is below the review threshold {review_threshold:.2f}")
-    return ExtractionResult(schema=schema.schema_id, data=data, confidence=confidence, fields=fields,
-                            repaired=repaired, problems=problems, rules=rules, normalized=changes,
-                            review_reasons=reasons)
-
+    return ExtractionResult(
+        schema=schema.schema_id,
+        data=data,
+        confidence=confidence,
+        fields=fields,
+        repaired=repaired,
+        problems=problems,
+        rules=rules,
+        normalized=changes,
+        review_reasons=reasons,
+    )

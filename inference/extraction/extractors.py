@@ -53,8 +53,15 @@ _CURRENCY_BEFORE = r"(?P<cur>[A-Z]{3}|[A-Za-z]{1,2}\$|RM|Rp|[€£¥₹$])?\s?"
 _DECIMAL = r"(?P<num>-?\d{1,3}(?:[,.\u00a0 ]\d{3})+[.,]\d{2}|-?\d+[.,]\d{2})(?![\d.,]*\d)"
 _INTEGER_WITH_CURRENCY = r"(?P<int>\d{1,3}(?:[,.\u00a0]\d{3})+|\d+)(?![\d.,]*\d)"
 _AMOUNT = re.compile(
-    r"(?<![\w.,])" + _CURRENCY_BEFORE + "(?:" + _DECIMAL + "|(?<=[€£¥₹$A-Z] )" + _INTEGER_WITH_CURRENCY
-    + "|(?<=[€£¥₹$])" + _INTEGER_WITH_CURRENCY.replace("?P<int>", "?P<int2>") + r")\s?(?P<after>[A-Z]{3}\b|€)?"
+    r"(?<![\w.,])"
+    + _CURRENCY_BEFORE
+    + "(?:"
+    + _DECIMAL
+    + "|(?<=[€£¥₹$A-Z] )"
+    + _INTEGER_WITH_CURRENCY
+    + "|(?<=[€£¥₹$])"
+    + _INTEGER_WITH_CURRENCY.replace("?P<int>", "?P<int2>")
+    + r")\s?(?P<after>[A-Z]{3}\b|€)?"
 )
 
 
@@ -103,8 +110,26 @@ def find_emails(text: str) -> list[str]:
 
 
 # Lengths by country for the IBANs most often seen; others must be 15-34 characters.
-_IBAN_LENGTHS = {"AT": 20, "BE": 16, "CH": 21, "CZ": 24, "DE": 22, "DK": 18, "ES": 24, "FI": 18, "FR": 27,
-                 "GB": 22, "IE": 22, "IT": 27, "LU": 20, "NL": 18, "NO": 15, "PL": 28, "PT": 25, "SE": 24}
+_IBAN_LENGTHS = {
+    "AT": 20,
+    "BE": 16,
+    "CH": 21,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "ES": 24,
+    "FI": 18,
+    "FR": 27,
+    "GB": 22,
+    "IE": 22,
+    "IT": 27,
+    "LU": 20,
+    "NL": 18,
+    "NO": 15,
+    "PL": 28,
+    "PT": 25,
+    "SE": 24,
+}
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 
 
@@ -135,13 +160,14 @@ def find_ibans(text: str) -> list[str]:
 
 _DOC_NUMBER = re.compile(
     r"\b(?:invoice|inv|receipt|rcpt|bill|document|doc|order|reference|ref|rechnung|facture|factura|fattura)"
-    r"\.?[ \t]*(?:no|nr|number|num|n°|nº|#|id)?\.?[ \t]*[:#]?[ \t]*(?P<id>(?=[A-Z0-9\-/.]*\d)[A-Z0-9][A-Z0-9\-/.]{2,30})",
+    r"\.?[ \t]*(?:no|nr|number|num|n°|nº|#|id)?\.?[ \t]*[:#]?[ \t]*"
+    r"(?P<id>(?=[A-Z0-9\-/.]*\d)[A-Z0-9][A-Z0-9\-/.]{2,30})",
     re.IGNORECASE,
 )
 
 
 def find_invoice_numbers(text: str) -> list[str]:
-    """Document numbers after a label such as "Invoice No:", "Receipt #", "Rechnung Nr."; must hold a digit."""
+    """Document numbers after a label ("Invoice No:", "Receipt #", "Rechnung Nr."); they hold a digit."""
     found = []
     for match in _DOC_NUMBER.finditer(text):
         value = match.group("id").rstrip(".-/")
@@ -155,15 +181,22 @@ def find_invoice_numbers(text: str) -> list[str]:
 # Labels of the amount a customer pays, strongest first. Lines about quantities, discounts, change or a
 # subtotal are never totals.
 _TOTAL_LABELS = [
-    re.compile(r"\b(?:amount|balance|total)\s+(?:due|payable)\b|\bgrand\s+total\b|\bto\s+pay\b|\bnet\s+total\b"
-               r"|\btotal\s+(?:amount|incl|inc\b|including)|\brounded\s+total|\btotal\s+\(?(?:incl|inc)", re.I),
+    re.compile(
+        r"\b(?:amount|balance|total)\s+(?:due|payable)\b|\bgrand\s+total\b|\bto\s+pay\b|\bnet\s+total\b"
+        r"|\btotal\s+(?:amount|incl|inc\b|including)|\brounded\s+total|\btotal\s+\(?(?:incl|inc)",
+        re.I,
+    ),
     re.compile(r"\btotal\b|\bsumme\b|\bgesamt|\bmontant\s+total|\btotale\b|\btotaal\b", re.I),
 ]
-_NOT_TOTAL = re.compile(r"sub\s*-?\s*total|total\s+(?:qty|quantity|items?|disc|discount|saving|tax|gst|vat)"
-                        r"|\bchange\b|\bcash\b|\btendered\b|\bexcl", re.I)
+_NOT_TOTAL = re.compile(
+    r"sub\s*-?\s*total|total\s+(?:qty|quantity|items?|disc|discount|saving|tax|gst|vat)"
+    r"|\bchange\b|\bcash\b|\btendered\b|\bexcl",
+    re.I,
+)
 _SUBTOTAL_LABEL = re.compile(r"sub\s*-?\s*total|total\s+excl|\bnet\s+amount\b|zwischensumme|sous-total", re.I)
-_TAX_LABEL = re.compile(r"\b(?:tax|vat|gst|sst|mwst|ust|tva|iva|btw)\b(?!\s*(?:id|no|reg|invoice|number|#))",
-                        re.I)
+_TAX_LABEL = re.compile(
+    r"\b(?:tax|vat|gst|sst|mwst|ust|tva|iva|btw)\b(?!\s*(?:id|no|reg|invoice|number|#))", re.I
+)
 _DUE_LABEL = re.compile(r"\bdue\b|\bf[äa]llig|\béch[ée]ance|\bvencimiento|\bpay\s+by\b", re.I)
 
 
@@ -224,11 +257,15 @@ _LEGAL_FORM = re.compile(
     r"|company|sdn\.?\s*bhd|bhd|s\.p\.a|s\.l\.|enterprise|enterprises|trading)\b\.?",
     re.I,
 )
-_NOT_A_NAME = re.compile(r"^(?:tax\s+)?(?:invoice|receipt|bill|cash\s+bill|welcome|original|copy|statement)\b", re.I)
+_NOT_A_NAME = re.compile(
+    r"^(?:tax\s+)?(?:invoice|receipt|bill|cash\s+bill|welcome|original|copy|statement)\b", re.I
+)
 # Lines that end the address block: contact details, tax/registration ids, document labels, dates.
 _ADDRESS_STOP = re.compile(
     r"\b(?:tel|phone|fax|mobile|hp|e-?mail|www|http|gst|vat|tax|reg|registration|company\s+no|co\.?\s*no|abn"
-    r"|uen|invoice|receipt|bill|date|cashier|table|order|document|doc)\b|@", re.I)
+    r"|uen|invoice|receipt|bill|date|cashier|table|order|document|doc)\b|@",
+    re.I,
+)
 _REGISTRATION_ONLY = re.compile(r"^\(?[A-Z]{0,3}[\s.:]*\d[\d\s\-/.]*[A-Z]?\)?$", re.I)
 
 
@@ -238,8 +275,13 @@ def _header(lines: list[str]) -> tuple[str | None, str | None]:
     top = [(i, normalize_text(line)) for i, line in enumerate(lines[:10]) if normalize_text(line)]
     named = [(i, line) for i, line in top if _LEGAL_FORM.search(line) and not _NOT_A_NAME.search(line)]
     if not named:
-        named = [(i, line) for i, line in top if re.search(r"[A-Za-z]{2}", line) and not _NOT_A_NAME.search(line)
-                 and not _ADDRESS_STOP.search(line)]
+        named = [
+            (i, line)
+            for i, line in top
+            if re.search(r"[A-Za-z]{2}", line)
+            and not _NOT_A_NAME.search(line)
+            and not _ADDRESS_STOP.search(line)
+        ]
     if not named:
         return None, None
     index, vendor = named[0]

@@ -75,8 +75,14 @@ _YEAR = r"(?P<y>\d{4}|\d{2})"
 _DATE_PATTERNS = [
     re.compile(r"(?<!\d)(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)"),
     re.compile(r"(?<!\d)(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)" + _YEAR + r"(?!\d)"),
-    re.compile(r"(?<!\d)(?P<d>\d{1,2})(?:st|nd|rd|th)?[\s.\-/]*(?:of\s+)?" + _MONTH + r"[\s.,\-/]*" + _YEAR
-               + r"(?!\d)", re.IGNORECASE),
+    re.compile(
+        r"(?<!\d)(?P<d>\d{1,2})(?:st|nd|rd|th)?[\s.\-/]*(?:of\s+)?"
+        + _MONTH
+        + r"[\s.,\-/]*"
+        + _YEAR
+        + r"(?!\d)",
+        re.IGNORECASE,
+    ),
     re.compile(_MONTH + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+" + r"(?P<y>\d{4})(?!\d)", re.IGNORECASE),
 ]
 
@@ -164,15 +170,17 @@ def parse_amount(value: str | float | int | Decimal) -> Decimal | None:
     digits = _number_text(re.sub(r"[\s'\u00a0\u202f]", "", match.group()))
     if digits is None:
         return None
-    before, after = text[: match.start()], text[match.end():]
-    negative = before.rstrip().endswith("-") or (before.rstrip().endswith("(") and after.lstrip().startswith(")"))
+    before, after = text[: match.start()], text[match.end() :]
+    negative = before.rstrip().endswith("-") or (
+        before.rstrip().endswith("(") and after.lstrip().startswith(")")
+    )
     negative = negative or after.startswith("-")
     amount = Decimal(digits)
     return -amount if negative else amount
 
 
 def _number_text(raw: str) -> str | None:
-    """"1.234,50" -> "1234.50" (see the module docstring for how the decimal mark is chosen)."""
+    """ "1.234,50" -> "1234.50" (see the module docstring for how the decimal mark is chosen)."""
     commas, dots = raw.count(","), raw.count(".")
     if commas and dots:
         decimal_mark = "," if raw.rfind(",") > raw.rfind(".") else "."
@@ -197,17 +205,100 @@ def _number_text(raw: str) -> str | None:
 # --- currencies -----------------------------------------------------------------------------------------
 
 ISO_CURRENCIES = frozenset(
-    "AED ARS AUD BDT BGN BHD BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KES KRW KWD "
-    "LKR MAD MXN MYR NGN NOK NZD PEN PHP PKR PLN QAR RON RSD RUB SAR SEK SGD THB TRY TWD UAH USD VND ZAR".split()
+    [
+        "AED",
+        "ARS",
+        "AUD",
+        "BDT",
+        "BGN",
+        "BHD",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CZK",
+        "DKK",
+        "EGP",
+        "EUR",
+        "GBP",
+        "HKD",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "ISK",
+        "JPY",
+        "KES",
+        "KRW",
+        "KWD",
+        "LKR",
+        "MAD",
+        "MXN",
+        "MYR",
+        "NGN",
+        "NOK",
+        "NZD",
+        "PEN",
+        "PHP",
+        "PKR",
+        "PLN",
+        "QAR",
+        "RON",
+        "RSD",
+        "RUB",
+        "SAR",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "TWD",
+        "UAH",
+        "USD",
+        "VND",
+        "ZAR",
+    ]
 )
 # Minor units where they are not 2.
 CURRENCY_DECIMALS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
 _CURRENCY_MARKS = {
-    "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "₩": "KRW", "₺": "TRY", "₽": "RUB", "₪": "ILS",
-    "฿": "THB", "₫": "VND", "₱": "PHP", "zł": "PLN", "$": "USD", "us$": "USD", "s$": "SGD", "a$": "AUD",
-    "c$": "CAD", "nz$": "NZD", "hk$": "HKD", "r$": "BRL", "rm": "MYR", "rp": "IDR", "fr.": "CHF", "sfr": "CHF",
-    "euro": "EUR", "euros": "EUR", "dollar": "USD", "dollars": "USD", "pound": "GBP", "pounds": "GBP",
-    "ringgit": "MYR", "yen": "JPY", "rupee": "INR", "rupees": "INR", "yuan": "CNY", "rmb": "CNY",
+    "€": "EUR",
+    "£": "GBP",
+    "¥": "JPY",
+    "₹": "INR",
+    "₩": "KRW",
+    "₺": "TRY",
+    "₽": "RUB",
+    "₪": "ILS",
+    "฿": "THB",
+    "₫": "VND",
+    "₱": "PHP",
+    "zł": "PLN",
+    "$": "USD",
+    "us$": "USD",
+    "s$": "SGD",
+    "a$": "AUD",
+    "c$": "CAD",
+    "nz$": "NZD",
+    "hk$": "HKD",
+    "r$": "BRL",
+    "rm": "MYR",
+    "rp": "IDR",
+    "fr.": "CHF",
+    "sfr": "CHF",
+    "euro": "EUR",
+    "euros": "EUR",
+    "dollar": "USD",
+    "dollars": "USD",
+    "pound": "GBP",
+    "pounds": "GBP",
+    "ringgit": "MYR",
+    "yen": "JPY",
+    "rupee": "INR",
+    "rupees": "INR",
+    "yuan": "CNY",
+    "rmb": "CNY",
 }
 
 

@@ -130,13 +130,21 @@ def _date_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult]
             continue
         for path, value in items:
             ok = isinstance(value, str) and bool(_ISO_DATE.match(value))
-            yield RuleResult("date_parses", "pass" if ok else "fail",
-                             "a valid date" if ok else f"{value!r} is not a date", [path])
+            yield RuleResult(
+                "date_parses",
+                "pass" if ok else "fail",
+                "a valid date" if ok else f"{value!r} is not a date",
+                [path],
+            )
     issue, due = _one(found, "date.issue"), _one(found, "date.due")
     if issue and due and _ISO_DATE.match(str(issue[1])) and _ISO_DATE.match(str(due[1])):
         ok = date.fromisoformat(due[1]) >= date.fromisoformat(issue[1])
-        yield RuleResult("due_not_before_issue", "pass" if ok else "fail",
-                         f"due {due[1]} {'is not' if ok else 'is'} before issue {issue[1]}", [issue[0], due[0]])
+        yield RuleResult(
+            "due_not_before_issue",
+            "pass" if ok else "fail",
+            f"due {due[1]} {'is not' if ok else 'is'} before issue {issue[1]}",
+            [issue[0], due[0]],
+        )
 
 
 def _total_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult]:
@@ -145,8 +153,12 @@ def _total_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult
         t, s, x = (_amount(v[1]) for v in (total, subtotal, tax))
         if t is not None and s is not None and x is not None:
             ok = abs(s + x - t) <= TOLERANCE
-            yield RuleResult("total_is_subtotal_plus_tax", "pass" if ok else "fail",
-                             f"{s} + {x} {'=' if ok else '!='} {t}", [subtotal[0], tax[0], total[0]])
+            yield RuleResult(
+                "total_is_subtotal_plus_tax",
+                "pass" if ok else "fail",
+                f"{s} + {x} {'=' if ok else '!='} {t}",
+                [subtotal[0], tax[0], total[0]],
+            )
     lines = [(p, _amount(v)) for p, v in found.get("amount.line", [])]
     lines = [(p, v) for p, v in lines if v is not None]
     if lines:
@@ -154,9 +166,12 @@ def _total_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult
         if target is not None:
             line_sum = sum((v for _, v in lines), Decimal(0))
             ok = abs(line_sum - target) <= TOLERANCE
-            yield RuleResult("line_items_sum", "pass" if ok else "fail",
-                             f"line items add up to {line_sum}, {'as' if ok else 'not'} {target}",
-                             [p for p, _ in lines] + fields)
+            yield RuleResult(
+                "line_items_sum",
+                "pass" if ok else "fail",
+                f"line items add up to {line_sum}, {'as' if ok else 'not'} {target}",
+                [p for p, _ in lines] + fields,
+            )
     yield from _line_products(found)
 
 
@@ -173,6 +188,7 @@ def _line_target(total: Any, subtotal: Any, tax: Any) -> tuple[Decimal | None, l
 
 def _line_products(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult]:
     """quantity x unit price = line amount, for each line that states all three."""
+
     def prefix(path: str) -> str:
         return path.rsplit(".", 1)[0]
 
@@ -182,23 +198,39 @@ def _line_products(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResu
         q, u, a = quantities.get(prefix(path)), units.get(prefix(path)), _amount(value)
         if q and u and q[1] is not None and u[1] is not None and a is not None:
             ok = abs(q[1] * u[1] - a) <= TOLERANCE
-            yield RuleResult("line_is_quantity_times_price", "pass" if ok else "fail",
-                             f"{q[1]} x {u[1]} {'=' if ok else '!='} {a}", [q[0], u[0], path])
+            yield RuleResult(
+                "line_is_quantity_times_price",
+                "pass" if ok else "fail",
+                f"{q[1]} x {u[1]} {'=' if ok else '!='} {a}",
+                [q[0], u[0], path],
+            )
 
 
 def _format_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult]:
     for path, value in found.get("currency", []):
         ok = normalize_currency(str(value)) is not None
-        yield RuleResult("currency_known", "pass" if ok else "fail",
-                         f"{value!r} {'is' if ok else 'is not'} a known currency", [path])
+        yield RuleResult(
+            "currency_known",
+            "pass" if ok else "fail",
+            f"{value!r} {'is' if ok else 'is not'} a known currency",
+            [path],
+        )
     for path, value in found.get("email", []):
         ok = bool(_EMAIL.match(str(value)))
-        yield RuleResult("email_valid", "pass" if ok else "fail",
-                         f"{value!r} {'is' if ok else 'is not'} an email address", [path])
+        yield RuleResult(
+            "email_valid",
+            "pass" if ok else "fail",
+            f"{value!r} {'is' if ok else 'is not'} an email address",
+            [path],
+        )
     for path, value in found.get("iban", []):
         ok = iban_is_valid(str(value))
-        yield RuleResult("iban_checksum", "pass" if ok else "fail",
-                         f"{value!r} {'passes' if ok else 'fails'} the IBAN checksum", [path])
+        yield RuleResult(
+            "iban_checksum",
+            "pass" if ok else "fail",
+            f"{value!r} {'passes' if ok else 'fails'} the IBAN checksum",
+            [path],
+        )
 
 
 def check_rules(schema: ExtractionSchema, document: Any) -> list[RuleResult]:

@@ -23,7 +23,15 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-__all__ = ["BUILT_IN", "ContractTerms", "EmailActions", "ExtractionSchema", "Invoice", "MeetingNotes", "SchemaError"]
+__all__ = [
+    "BUILT_IN",
+    "ContractTerms",
+    "EmailActions",
+    "ExtractionSchema",
+    "Invoice",
+    "MeetingNotes",
+    "SchemaError",
+]
 
 
 class SchemaError(ValueError):
@@ -57,7 +65,9 @@ class Invoice(_Schema, kw_only=True):
 
     vendor: Annotated[Medium | None, _field("vendor", "name of the company or shop that issued it")] = None
     vendor_address: Annotated[Long | None, _field("address", "the issuer's postal address")] = None
-    invoice_number: Annotated[Short | None, _field("invoice_number", "invoice, receipt or bill number")] = None
+    invoice_number: Annotated[Short | None, _field("invoice_number", "invoice, receipt or bill number")] = (
+        None
+    )
     issue_date: Annotated[Short | None, _field("date.issue", "date it was issued, as written")] = None
     due_date: Annotated[Short | None, _field("date.due", "date payment is due, as written")] = None
     currency: Annotated[_text(8) | None, _field("currency", "currency code or symbol")] = None
@@ -94,7 +104,9 @@ class ActionItem(_Schema, kw_only=True):
 class EmailActions(_Schema, kw_only=True):
     """The action items an email asks for."""
 
-    action_items: Annotated[list[ActionItem], Meta(max_length=10, description="tasks the email asks for")] = []
+    action_items: Annotated[
+        list[ActionItem], Meta(max_length=10, description="tasks the email asks for")
+    ] = []
 
 
 class MeetingNotes(_Schema, kw_only=True):
@@ -102,7 +114,9 @@ class MeetingNotes(_Schema, kw_only=True):
 
     attendees: Annotated[list[Medium], Meta(max_length=20, description="people at the meeting")] = []
     decisions: Annotated[list[Long], Meta(max_length=10, description="decisions taken")] = []
-    action_items: Annotated[list[ActionItem], Meta(max_length=10, description="tasks agreed, with owners")] = []
+    action_items: Annotated[
+        list[ActionItem], Meta(max_length=10, description="tasks agreed, with owners")
+    ] = []
 
 
 # --- the schema as the extraction pipeline sees it ---------------------------------------------------------
@@ -158,7 +172,7 @@ class ExtractionSchema:
 
 
 def _pattern(path: str) -> str:
-    """"lineItems[3].amount" -> "lineItems[].amount": the schema-level name of a value's position."""
+    """ "lineItems[3].amount" -> "lineItems[].amount": the schema-level name of a value's position."""
     out, depth = [], 0
     for char in path:
         if char == "[":
@@ -218,13 +232,29 @@ def _kinds(schema: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
 BUILT_IN: dict[str, ExtractionSchema] = {
     schema.name: schema
     for schema in (
-        ExtractionSchema("invoice", 1, "Invoice or receipt: vendor, dates, amounts, line items", Invoice,
-                         "extract_invoice"),
-        ExtractionSchema("contract", 1, "Contract terms: parties, dates, term, renewal, law, obligations",
-                         ContractTerms, "extract_contract"),
-        ExtractionSchema("email_actions", 1, "Action items an email asks for: task, owner, due date",
-                         EmailActions, "extract_email_actions"),
-        ExtractionSchema("meeting_notes", 1, "Meeting notes: attendees, decisions, action items", MeetingNotes,
-                         "extract_meeting_notes"),
+        ExtractionSchema(
+            "invoice", 1, "Invoice or receipt: vendor, dates, amounts, line items", Invoice, "extract_invoice"
+        ),
+        ExtractionSchema(
+            "contract",
+            1,
+            "Contract terms: parties, dates, term, renewal, law, obligations",
+            ContractTerms,
+            "extract_contract",
+        ),
+        ExtractionSchema(
+            "email_actions",
+            1,
+            "Action items an email asks for: task, owner, due date",
+            EmailActions,
+            "extract_email_actions",
+        ),
+        ExtractionSchema(
+            "meeting_notes",
+            1,
+            "Meeting notes: attendees, decisions, action items",
+            MeetingNotes,
+            "extract_meeting_notes",
+        ),
     )
 }

@@ -23,8 +23,16 @@ from ._chain import append_chained, rows_as_dicts
 from ._types import LineageError
 from .store import LineageStore, _iso_utc
 
-__all__ = ["FieldChange", "QualityRow", "ReviewDecided", "ReviewItem", "ReviewQueue", "ReviewRecord",
-           "UnknownReviewError", "field_changes"]
+__all__ = [
+    "FieldChange",
+    "QualityRow",
+    "ReviewDecided",
+    "ReviewItem",
+    "ReviewQueue",
+    "ReviewRecord",
+    "UnknownReviewError",
+    "field_changes",
+]
 
 Decision = Literal["accept", "edit", "reject"]
 _STATUS = {"accept": "accepted", "edit": "edited", "reject": "rejected"}
@@ -132,24 +140,49 @@ class ReviewQueue:
     def __init__(self, store: LineageStore) -> None:
         self._store = store
 
-    def enqueue(self, *, run_id: str, task: str, template_id: str, model_id: str, reasons: list[str],
-                confidence: float | None, proposed: dict[str, Any], fields: dict[str, Any],
-                spec: dict[str, Any]) -> ReviewItem:
-        row = {"id": uuid.uuid4().hex, "run_id": run_id, "created_at": _iso_utc(self._store._clock()),
-               "status": "pending", "task": task, "template_id": template_id, "model_id": model_id,
-               "reasons": reasons, "confidence": confidence, "proposed": proposed, "fields": fields,
-               "spec": spec, "decided_at": None}
+    def enqueue(
+        self,
+        *,
+        run_id: str,
+        task: str,
+        template_id: str,
+        model_id: str,
+        reasons: list[str],
+        confidence: float | None,
+        proposed: dict[str, Any],
+        fields: dict[str, Any],
+        spec: dict[str, Any],
+    ) -> ReviewItem:
+        row = {
+            "id": uuid.uuid4().hex,
+            "run_id": run_id,
+            "created_at": _iso_utc(self._store._clock()),
+            "status": "pending",
+            "task": task,
+            "template_id": template_id,
+            "model_id": model_id,
+            "reasons": reasons,
+            "confidence": confidence,
+            "proposed": proposed,
+            "fields": fields,
+            "spec": spec,
+            "decided_at": None,
+        }
         encoded = {k: msgspec.json.encode(v).decode() if k in _JSON_QUEUE else v for k, v in row.items()}
         with self._store._write() as conn:
-            conn.execute(f"INSERT INTO review_queue ({', '.join(encoded)}) VALUES ({', '.join('?' * len(encoded))})",
-                         list(encoded.values()))
+            conn.execute(
+                f"INSERT INTO review_queue ({', '.join(encoded)}) VALUES ({', '.join('?' * len(encoded))})",
+                list(encoded.values()),
+            )
         return msgspec.convert(row, ReviewItem)
 
     def get(self, review_id: str) -> ReviewItem | None:
         items = self._select("WHERE q.id = ?", [review_id], limit=1)
         return items[0] if items else None
 
-    def items(self, *, status: str | None = None, task: str | None = None, limit: int = 50) -> list[ReviewItem]:
+    def items(
+        self, *, status: str | None = None, task: str | None = None, limit: int = 50
+    ) -> list[ReviewItem]:
         """Newest first."""
         clauses, params = [], []
         if status is not None:
@@ -161,28 +194,50 @@ class ReviewQueue:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self._select(where, params, limit=limit)
 
-    def decide(self, review_id: str, *, decision: Decision, reviewer: str, final: dict[str, Any] | None,
-               note: str | None = None) -> ReviewRecord:
+    def decide(
+        self,
+        review_id: str,
+        *,
+        decision: Decision,
+        reviewer: str,
+        final: dict[str, Any] | None,
+        note: str | None = None,
+    ) -> ReviewRecord:
         """Record the decision and close the item, in one transaction. `final` is the document the reviewer
         keeps (the proposal for accept, the edited one for edit, None for reject)."""
         with self._store._write() as conn:
-            found = conn.execute("SELECT status, run_id, task, template_id, model_id, proposed FROM review_queue "
-                                 "WHERE id = ?", [review_id]).fetchone()
+            found = conn.execute(
+                "SELECT status, run_id, task, template_id, model_id, proposed FROM review_queue WHERE id = ?",
+                [review_id],
+            ).fetchone()
             if found is None:
                 raise UnknownReviewError(f"no review item {review_id!r}")
             status, run_id, task, template_id, model_id, proposed = found
             if status != "pending":
                 raise ReviewDecided(f"review item {review_id} was already decided ({status})")
-            changes = field_changes(msgspec.json.decode(proposed), final) if decision == "edit" and final else []
+            changes = (
+                field_changes(msgspec.json.decode(proposed), final) if decision == "edit" and final else []
+            )
             decided_at = _iso_utc(self._store._clock())
-            row = {"id": uuid.uuid4().hex, "review_id": review_id, "run_id": run_id, "decided_at": decided_at,
-                   "reviewer": reviewer, "decision": decision,
-                   "changes": msgspec.json.encode(changes).decode(),
-                   "final": None if final is None else msgspec.json.encode(final).decode(),
-                   "note": note, "task": task, "template_id": template_id, "model_id": model_id}
+            row = {
+                "id": uuid.uuid4().hex,
+                "review_id": review_id,
+                "run_id": run_id,
+                "decided_at": decided_at,
+                "reviewer": reviewer,
+                "decision": decision,
+                "changes": msgspec.json.encode(changes).decode(),
+                "final": None if final is None else msgspec.json.encode(final).decode(),
+                "note": note,
+                "task": task,
+                "template_id": template_id,
+                "model_id": model_id,
+            }
             stored = append_chained(conn, "reviews", row)
-            conn.execute("UPDATE review_queue SET status = ?, decided_at = ? WHERE id = ?",
-                         [_STATUS[decision], decided_at, review_id])
+            conn.execute(
+                "UPDATE review_queue SET status = ?, decided_at = ? WHERE id = ?",
+                [_STATUS[decision], decided_at, review_id],
+            )
         return _record(stored)
 
     def records(self, run_id: str | None = None) -> list[ReviewRecord]:
@@ -198,18 +253,23 @@ class ReviewQueue:
         with self._store._snapshot() as conn:
             runs = conn.execute(
                 "SELECT r.task, r.template_id, r.model_id, COUNT(*), COUNT(q.id) FROM runs r "
-                "LEFT JOIN review_queue q ON q.run_id = r.id WHERE r.status = 'ok' AND r.confidence IS NOT NULL "
-                "GROUP BY r.task, r.template_id, r.model_id").fetchall()
+                "LEFT JOIN review_queue q ON q.run_id = r.id "
+                "WHERE r.status = 'ok' AND r.confidence IS NOT NULL "
+                "GROUP BY r.task, r.template_id, r.model_id"
+            ).fetchall()
             decided = conn.execute(
                 "SELECT d.task, d.template_id, d.model_id, d.decision, d.changes, q.proposed FROM reviews d "
-                "LEFT JOIN review_queue q ON q.id = d.review_id").fetchall()
+                "LEFT JOIN review_queue q ON q.id = d.review_id"
+            ).fetchall()
         groups: dict[tuple[str, str, str], dict[str, int]] = {}
         for task, template_id, model_id, count, queued in runs:
             groups[(task, template_id, model_id)] = {"runs": count, "queued": queued}
         for task, template_id, model_id, decision, changes, proposed in decided:
             group = groups.setdefault((task, template_id, model_id), {"runs": 0, "queued": 0})
             group[decision] = group.get(decision, 0) + 1
-            group["fields_reviewed"] = group.get("fields_reviewed", 0) + len(_leaves(msgspec.json.decode(proposed)))
+            group["fields_reviewed"] = group.get("fields_reviewed", 0) + len(
+                _leaves(msgspec.json.decode(proposed))
+            )
             changed = len(msgspec.json.decode(changes)) if decision == "edit" else 0
             if decision == "reject":  # a rejected result is overridden in every value
                 changed = len(_leaves(msgspec.json.decode(proposed)))
@@ -218,14 +278,21 @@ class ReviewQueue:
 
     def _select(self, where: str, params: list[Any], *, limit: int) -> list[ReviewItem]:
         with self._store._snapshot() as conn:
-            rows = list(rows_as_dicts(conn.execute(
-                f"SELECT q.* FROM review_queue q {where} ORDER BY q.created_at DESC, q.id LIMIT ?",
-                [*params, limit])))
+            rows = list(
+                rows_as_dicts(
+                    conn.execute(
+                        f"SELECT q.* FROM review_queue q {where} ORDER BY q.created_at DESC, q.id LIMIT ?",
+                        [*params, limit],
+                    )
+                )
+            )
             decisions = {}
             ids = [row["id"] for row in rows]
             if ids:
                 marks = ", ".join("?" * len(ids))
-                for record in rows_as_dicts(conn.execute(f"SELECT * FROM reviews WHERE review_id IN ({marks})", ids)):
+                for record in rows_as_dicts(
+                    conn.execute(f"SELECT * FROM reviews WHERE review_id IN ({marks})", ids)
+                ):
                     decisions[record["review_id"]] = _record(record)
         items = []
         for row in rows:
@@ -246,9 +313,17 @@ def _quality_row(key: tuple[str, str, str], counts: dict[str, int]) -> QualityRo
     reviewed = accepted + edited + rejected
     fields_reviewed, fields_changed = counts.get("fields_reviewed", 0), counts.get("fields_changed", 0)
     return QualityRow(
-        task=key[0], template_id=key[1], model_id=key[2], runs=counts["runs"], queued=counts["queued"],
-        reviewed=reviewed, accepted=accepted, edited=edited, rejected=rejected,
+        task=key[0],
+        template_id=key[1],
+        model_id=key[2],
+        runs=counts["runs"],
+        queued=counts["queued"],
+        reviewed=reviewed,
+        accepted=accepted,
+        edited=edited,
+        rejected=rejected,
         override_rate=round((edited + rejected) / reviewed, 4) if reviewed else None,
-        fields_reviewed=fields_reviewed, fields_changed=fields_changed,
+        fields_reviewed=fields_reviewed,
+        fields_changed=fields_changed,
         field_override_rate=round(fields_changed / fields_reviewed, 4) if fields_reviewed else None,
     )
