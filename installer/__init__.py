@@ -10,6 +10,7 @@ orders them and records what it created so that `uninstall` removes exactly that
 
 from ._ca import CA_NAME
 from ._doctor import doctor
-from ._install import InstallOptions, install, layout, uninstall, unit_command
+from ._health import unit_command
+from ._install import InstallOptions, install, layout, uninstall
 
 __all__ = ["CA_NAME", "InstallOptions", "doctor", "install", "layout", "uninstall", "unit_command"]

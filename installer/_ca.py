@@ -74,7 +74,8 @@ def ensure_ca(ca_dir: Path) -> tuple[Path, Path, bool]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, key_encipherment=False, content_commitment=False,
+        .add_extension(x509.KeyUsage(digital_signature=False, key_encipherment=False,
+                                     content_commitment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=True,
                                      crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(constraints, critical=True)

@@ -12,7 +12,8 @@ from deskpilot.server.tls import INSTALLED_CERT, INSTALLED_KEY
 
 from . import _platforms as plat
 from ._ca import CA_CERT, CA_KEY, CA_NAME, _ca_good, _server_good, fingerprint
-from ._install import ADMIN_ZIP, _answers, _read_state, layout
+from ._health import answers
+from ._install import ADMIN_ZIP, _read_state, layout
 from ._nss import NssDb
 
 __all__ = ["doctor"]
@@ -47,7 +48,8 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
                      "install libnss3-tools (apt-get install libnss3-tools), then run `deskpilot install`"):
                 check(db.fingerprint(CA_NAME) == fingerprint(ca_cert.read_bytes()),
                       f"{CA_NAME!r} is in the NSS database {lay.nssdb}")
-                check((db.trust(CA_NAME) or "").startswith("C"), f"{CA_NAME!r} is trusted for TLS servers (C,,)",
+                check((db.trust(CA_NAME) or "").startswith("C"),
+                      f"{CA_NAME!r} is trusted for TLS servers (C,,)",
                       f"certutil -M -d sql:{lay.nssdb} -n {CA_NAME!r} -t C,,")
     unit = state.get("unit")
     if unit and sys.platform.startswith("linux"):
@@ -58,7 +60,8 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
               f"autostart unit {unit} is current (port {lay.settings.port})")
     for host in HOSTS:
         path = lay.manifests_dir / manifest_filename(host)
-        good = path.is_file() and validate(path.read_bytes()) == [] and lay.settings.base_url.encode() in path.read_bytes()
+        xml = path.read_bytes() if path.is_file() else b""
+        good = bool(xml) and validate(xml) == [] and lay.settings.base_url.encode() in xml
         check(good, f"{host} manifest {path} is valid and points at {lay.settings.base_url}")
     check((lay.deploy_dir / ADMIN_ZIP).is_file(), f"admin center package {lay.deploy_dir / ADMIN_ZIP}")
     for policy in state.get("policies", []):
@@ -66,8 +69,9 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
               "run `deskpilot install --allow-local-network-access` as root")
     if ca_cert.is_file():
         base = f"https://localhost:{lay.settings.port}"
-        running = _answers(base, ssl.create_default_context(cafile=str(ca_cert)))
-        echo(f"info  server {'answers on ' + base + ' with the CA-issued certificate' if running else 'is not running'}"
-             + ("" if running else " (start it with `deskpilot serve` or the autostart unit)"))
+        running = answers(base, ssl.create_default_context(cafile=str(ca_cert)))
+        echo(f"info  server answers on {base} with the CA-issued certificate" if running else
+             f"info  no server answers on {base} with the CA-issued certificate (start it with "
+             "`deskpilot serve` or the autostart unit)")
     echo("everything looks right" if not problems else f"{problems} problem(s) found")
     return 1 if problems else 0

@@ -8,26 +8,25 @@ folder (the autostart unit, trust-store entries, policies, folders that did not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-import ssl
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from deskpilot.addin_manifest import HOSTS, addin_id, manifest_filename, write_manifests
 from deskpilot.server.settings import Settings, load_settings
 from deskpilot.server.tls import INSTALLED_CERT, INSTALLED_KEY
 
 from . import _platforms as plat
 from ._ca import CA_CERT, CA_NAME, ensure_ca, ensure_server_cert, fingerprint
+from ._health import health_check
 from ._nss import NssDb
 
 __all__ = ["InstallOptions", "Layout", "install", "layout", "uninstall"]
@@ -270,7 +269,7 @@ def _autostart_linux(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> No
     tracker.write(unit, plat.systemd_unit(lay.home, lay.settings.port), "systemd --user unit")
     tracker.state["unit"] = str(unit)
     if systemd_running():
-        cmd = ["systemctl", *([] if opts.machine else ["--user"]), "enable", "deskpilot.service"]
+        cmd = ["systemctl", "--global" if opts.machine else "--user", "enable", "deskpilot.service"]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         log.info("%s: %s", " ".join(cmd), (result.stdout + result.stderr).strip() or "ok")
     else:
@@ -313,6 +312,23 @@ def _write_platform_scripts(lay: Layout, tracker: _Tracker, ca_cert: Path, opts:
         log.info("ran       %s -> %s", command, result.returncode)
 
 
+def _unregister_platform(lay: Layout, machine: bool) -> None:
+    """Windows/macOS: undo the trust, sideload and autostart commands (content-tested only)."""
+    if sys.platform == "win32":
+        unreg = lay.deploy_dir / "unsideload.reg"
+        unreg.parent.mkdir(parents=True, exist_ok=True)
+        unreg.write_text(plat.windows_unsideload_reg([addin_id(h) for h in HOSTS]))
+        commands = [*plat.windows_untrust_commands(CA_NAME, machine), f'reg import "{unreg}"',
+                    'schtasks /Delete /F /TN "Deskpilot\\Server"']
+    else:
+        agent = lay.user_home / "Library" / "LaunchAgents" / "com.deskpilot.server.plist"
+        commands = [f"launchctl bootout gui/{os.getuid()} {agent}",
+                    *plat.macos_untrust_commands(str(lay.ca_dir / CA_CERT), machine)]
+    for command in commands:
+        result = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+        log.info("ran       %s -> %s", command, result.returncode)
+
+
 def _lna_policies(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
     port = lay.settings.port
     if sys.platform.startswith("linux"):
@@ -338,98 +354,45 @@ def _save_state(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
     tracker.write(lay.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", "install state")
 
 
-def unit_command(unit_text: str) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment) from a systemd unit's ExecStart= and Environment= lines."""
-    import shlex
-
-    argv: list[str] = []
-    env: dict[str, str] = {}
-    for line in unit_text.splitlines():
-        if line.startswith("ExecStart="):
-            argv = shlex.split(line.removeprefix("ExecStart="))
-        elif line.startswith("Environment="):
-            name, _, value = line.removeprefix("Environment=").partition("=")
-            env[name] = value
-    return argv, env
-
-
-def health_check(lay: Layout, ca_cert: Path, timeout: float) -> bool:
-    """The server answers over HTTPS with a certificate that verifies against the CA, and the model loads."""
-    ctx = ssl.create_default_context(cafile=str(ca_cert))
-    base = f"https://localhost:{lay.settings.port}"
-    proc = None
-    if not _answers(base, ctx):
-        unit = Path(_read_state(lay).get("unit", "")) if _read_state(lay).get("unit") else None
-        if unit and unit.suffix == ".service" and unit.is_file():
-            argv, env = unit_command(unit.read_text())
-        else:
-            argv, env = plat.serve_command(), {"DESKPILOT_HOME": str(lay.home)}
-        log.info("health    starting the server: %s", " ".join(argv))
-        server_log = (lay.home / "logs" / "health-check-server.log").open("wb")
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=server_log, stderr=subprocess.STDOUT)
-    else:
-        log.info("health    a server is already running on %s", base)
-    try:
-        return _wait_ready(base, ctx, timeout, proc)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _answers(base: str, ctx: ssl.SSLContext) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", verify=ctx, timeout=2).status_code == 200
-    except (httpx.HTTPError, OSError):
-        return False
-
-
-def _wait_ready(base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            log.error("health    FAILED: the server exited with %s (see logs/health-check-server.log)",
-                      proc.returncode)
-            return False
-        try:
-            state = httpx.get(f"{base}/v1/models", verify=ctx, timeout=5).json().get("state")
-        except ssl.SSLError as exc:
-            log.error("health    FAILED: the certificate does not verify against the local CA: %s", exc)
-            return False
-        except (httpx.HTTPError, OSError, ValueError) as exc:
-            last = str(exc) or type(exc).__name__
-            time.sleep(0.2)
-            continue
-        if state == "ready":
-            log.info("health    ok: %s answers over HTTPS (verified against the local CA), model ready", base)
-            return True
-        if state == "failed":
-            log.error("health    FAILED: the model did not load (GET /v1/models state failed)")
-            return False
-        last = f"model {state}"
-        time.sleep(0.2)
-    log.error("health    FAILED after %.0f s: %s", timeout, last)
-    return False
-
-
-def uninstall(keep_data: bool = False, system_root: Path = Path("/")) -> int:
+def uninstall(keep_data: bool = False) -> int:
     lay = layout()
     state = _read_state(lay)
     if lay.home.is_dir():
         _attach_file_log(lay)
     log.info("Deskpilot uninstall from %s%s", lay.home, " (keeping the data)" if keep_data else "")
+    _remove_outside(lay, state)
+    for sub in (lay.ca_dir, lay.manifests_dir, lay.deploy_dir):
+        shutil.rmtree(sub, ignore_errors=True)
+    for name in (INSTALLED_CERT, INSTALLED_KEY):
+        (lay.settings.tls_dir / name).unlink(missing_ok=True)
+    lay.state_file.unlink(missing_ok=True)
+    log.info("removed   CA, localhost certificate, manifests and deployment package")
+    if not keep_data:
+        for h in list(log.handlers):
+            if isinstance(h, logging.FileHandler):
+                log.removeHandler(h)
+                h.close()
+        shutil.rmtree(lay.home, ignore_errors=True)
+        log.info("removed   data folder %s", lay.home)
+    for d in sorted(state.get("created_dirs", []), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            Path(d).rmdir()  # only if empty: never remove what someone else put there since
+    log.info("uninstall done")
+    return 0
+
+
+def _remove_outside(lay: Layout, state: dict[str, Any]) -> None:
+    """Autostart, trust-store entries and policies: everything the install put outside the data folder."""
     unit = Path(state["unit"]) if state.get("unit") else lay.unit_path(bool(state.get("machine")))
     if unit.is_file():
         if systemd_running() and unit.suffix == ".service":
-            subprocess.run(["systemctl", "--user", "disable", "--now", "deskpilot.service"],
+            scope = "--global" if state.get("machine") else "--user"
+            subprocess.run(["systemctl", scope, "disable", "deskpilot.service"],
                            capture_output=True, check=False)
         unit.unlink()
         log.info("removed   autostart %s", unit)
+    if not sys.platform.startswith("linux"):
+        _unregister_platform(lay, bool(state.get("machine")))
     for policy in state.get("policies", []):
         Path(policy).unlink(missing_ok=True)
         log.info("removed   policy %s", policy)
@@ -445,23 +408,3 @@ def uninstall(keep_data: bool = False, system_root: Path = Path("/")) -> int:
         if state.get("nssdb_created") and not db.nicknames():
             shutil.rmtree(lay.nssdb)
             log.info("removed   NSS database %s (the install created it)", lay.nssdb)
-    for sub in (lay.ca_dir, lay.manifests_dir, lay.deploy_dir):
-        shutil.rmtree(sub, ignore_errors=True)
-    for name in (INSTALLED_CERT, INSTALLED_KEY):
-        (lay.settings.tls_dir / name).unlink(missing_ok=True)
-    lay.state_file.unlink(missing_ok=True)
-    log.info("removed   CA, localhost certificate, manifests and deployment package")
-    if not keep_data:
-        for h in list(log.handlers):
-            if isinstance(h, logging.FileHandler):
-                log.removeHandler(h)
-                h.close()
-        shutil.rmtree(lay.home, ignore_errors=True)
-        log.info("removed   data folder %s", lay.home)
-    for d in sorted(state.get("created_dirs", []), key=len, reverse=True):
-        try:
-            Path(d).rmdir()  # only if empty: never remove what someone else put there since
-        except OSError:
-            pass
-    log.info("uninstall done")
-    return 0

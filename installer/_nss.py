@@ -23,7 +23,8 @@ class NssDb:
         return (self.path / "cert9.db").is_file()
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["certutil", *args, "-d", self.spec], capture_output=True, text=True, check=check)
+        return subprocess.run(["certutil", *args, "-d", self.spec], capture_output=True, text=True,
+                              check=check)
 
     def create(self) -> None:
         self._run("-N", "--empty-password")
@@ -41,7 +42,8 @@ class NssDb:
         if result.returncode != 0 or "BEGIN CERTIFICATE" not in result.stdout:
             return None
         pem = result.stdout[result.stdout.index("-----BEGIN"):]
-        return fingerprint(pem.split("-----END CERTIFICATE-----")[0].encode() + b"-----END CERTIFICATE-----\n")
+        end = "-----END CERTIFICATE-----"
+        return fingerprint((pem.split(end)[0] + end + "\n").encode())
 
     def trust(self, nickname: str) -> str | None:
         """The trust flags (e.g. "C,,") of `nickname`, from `certutil -L`."""

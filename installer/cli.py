@@ -11,7 +11,9 @@ import click
 import msgspec
 
 from ._doctor import doctor as run_doctor
-from ._install import InstallOptions, install as run_install, log, uninstall as run_uninstall
+from ._install import InstallOptions, log
+from ._install import install as run_install
+from ._install import uninstall as run_uninstall
 
 __all__ = ["doctor", "install", "uninstall"]
 
@@ -49,7 +51,8 @@ def _read_config(path: Path | None) -> dict[str, Any]:
 @click.option("--port", type=click.IntRange(1, 65535), help="Port of the local server.")
 @click.option("--allow-local-network-access", "lna", is_flag=True, default=None,
               help="Write the Chrome/Edge LocalNetworkAccessAllowedForUrls policy (needs root/admin).")
-@click.option("--health-check/--no-health-check", default=None, help="Start the server and check it at the end.")
+@click.option("--health-check/--no-health-check", default=None,
+              help="Start the server and check it at the end.")
 def install(machine: bool | None, config_path: Path | None, port: int | None, lna: bool | None,
             health_check: bool | None) -> None:
     """Set up certificates, trust, autostart and the add-in manifests (safe to run again)."""

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 from deskpilot.addin_manifest import addin_id, validate
 from deskpilot.installer import _platforms as plat
 from deskpilot.installer import unit_command
 from deskpilot.installer._ca import ensure_ca, ensure_server_cert, issued_by
 from deskpilot.server.tls import ensure_certificate
-
-from conftest import free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux install")
 CERTUTIL = shutil.which("certutil")
@@ -106,7 +105,8 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     # against the installed CA (hostname checked), and the model loads.
     argv, env = unit_command(box.unit.read_text())
     assert env == {"DESKPILOT_HOME": str(box.data)} and argv[1:] == ["-m", "deskpilot.server.cli", "serve"]
-    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     try:
         ctx = ssl.create_default_context(cafile=str(ca_pem))
         url = f"https://localhost:{box.port}"
@@ -138,7 +138,8 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     subprocess.run(["certutil", "-D", "-d", f"sql:{box.nssdb}", "-n", CA], check=True)
     broken = box.run("doctor", check=False)
     assert broken.returncode == 1
-    assert f"FAIL  {CA!r} is in the NSS database" in broken.stdout and "fix: run `deskpilot install`" in broken.stdout
+    assert f"FAIL  {CA!r} is in the NSS database" in broken.stdout
+    assert "fix: run `deskpilot install`" in broken.stdout
     repaired = box.run("install", "--config", str(box.config), "--no-health-check")
     assert "install changed 1 item(s)" in repaired.stdout and box.run("doctor").returncode == 0
 
@@ -221,8 +222,9 @@ def test_macos_pieces(tmp_path: Path) -> None:
     assert "/Library/Keychains/System.keychain" in plat.macos_trust_commands("/c.pem", machine=True)[0]
     assert plat.macos_untrust_commands("/c.pem") == ["security remove-trusted-cert /c.pem"]
     profile = plistlib.loads(plat.macos_lna_mobileconfig(8765).encode())
-    assert {p["PayloadType"] for p in profile["PayloadContent"]} == {"com.google.Chrome", "com.microsoft.Edge"}
-    assert all("https://localhost:8765" in p["LocalNetworkAccessAllowedForUrls"] for p in profile["PayloadContent"])
+    payloads = profile["PayloadContent"]
+    assert {p["PayloadType"] for p in payloads} == {"com.google.Chrome", "com.microsoft.Edge"}
+    assert all("https://localhost:8765" in p["LocalNetworkAccessAllowedForUrls"] for p in payloads)
 
 
 def test_linux_policy_and_unit_templates() -> None:
@@ -237,3 +239,40 @@ def test_linux_policy_and_unit_templates() -> None:
     assert argv == ["/usr/bin/python3", "-m", "deskpilot.server.cli", "serve"]
     assert env == {"DESKPILOT_HOME": "/home/a b/.local/share/deskpilot"}
     assert "WantedBy=default.target" in unit
+
+
+@needs_certutil
+@pytest.mark.skipif(os.geteuid() != 0, reason="machine-wide steps need root")
+def test_machine_install_writes_policies_and_system_ca_under_the_system_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from deskpilot.installer import InstallOptions, install, uninstall
+
+    box = Box(tmp_path)
+    root = tmp_path / "root"
+    for name, value in box.env.items():
+        if name.startswith(("HOME", "DESKPILOT_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr("deskpilot.installer._install.subprocess.run",
+                        _no_update_ca_certificates(subprocess.run))
+    opts = InstallOptions(machine=True, allow_local_network_access=True, health_check=False,
+                          settings={"port": box.port}, system_root=root)
+    assert install(opts) == 0
+    for folder in ("etc/opt/chrome", "etc/chromium", "etc/opt/edge"):
+        policy = json.loads((root / folder / "policies/managed/deskpilot.json").read_text())
+        assert policy == {"LocalNetworkAccessAllowedForUrls": plat.lna_origins(box.port)}
+    system_ca = root / "usr/local/share/ca-certificates/deskpilot-local-ca.crt"
+    assert system_ca.read_bytes() == (box.data / "ca" / "ca.pem").read_bytes()
+    assert (root / "etc/systemd/user/deskpilot.service").is_file()
+    uninstall()
+    assert not root.exists()  # the folders the install created under it went too
+
+
+def _no_update_ca_certificates(run):  # type: ignore[no-untyped-def]
+    """The test writes the system CA under a temporary root; never refresh the real system store."""
+    def guarded(cmd, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if cmd and cmd[0] == "update-ca-certificates":
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return run(cmd, *args, **kwargs)
+    return guarded
