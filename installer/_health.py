@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import socket
 import ssl
 import subprocess
 import time
@@ -41,6 +42,12 @@ def unit_command(unit_text: str) -> tuple[list[str], dict[str, str]]:
     return argv, env
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _state(lay: Layout) -> dict:  # type: ignore[type-arg]
     import json
 
@@ -55,17 +62,23 @@ def health_check(lay: Layout, ca_cert: Path, timeout: float) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca_cert))
     base = f"https://localhost:{lay.settings.port}"
     proc = None
-    if not answers(base, ctx):
+    if answers(base, ctx):
+        log.info("health    a server is already running on %s", base)
+    elif _port_taken(lay.settings.port):
+        log.error("health    FAILED: something on port %s does not answer with the CA-issued certificate; "
+                  "if it is an older Deskpilot, restart it (`systemctl --user restart deskpilot`, or log off "
+                  "and on) so it loads the new certificate", lay.settings.port)
+        return False
+    else:
         unit = Path(_state(lay).get("unit", "")) if _state(lay).get("unit") else None
         if unit and unit.suffix == ".service" and unit.is_file():
             argv, env = unit_command(unit.read_text())
         else:
             argv, env = plat.serve_command(), {"DESKPILOT_HOME": str(lay.home)}
         log.info("health    starting the server: %s", " ".join(argv))
-        server_log = (lay.home / "logs" / "health-check-server.log").open("wb")
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=server_log, stderr=subprocess.STDOUT)
-    else:
-        log.info("health    a server is already running on %s", base)
+        with (lay.home / "logs" / "health-check-server.log").open("wb") as server_log:
+            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=server_log,
+                                    stderr=subprocess.STDOUT)
     try:
         return _wait_ready(base, ctx, timeout, proc)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -129,10 +130,22 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
         server.terminate()
         server.wait(15)
 
+    # A setting the admin added later survives reinstalls (an upgrade keeps settings and data).
+    with (box.data / "config.toml").open("a") as f:
+        f.write("threads = 2\n")
     installed = box.snapshot()
+    nss_bytes = {p.name: p.read_bytes() for p in box.nssdb.iterdir()}
     second = box.run("install", "--config", str(box.config), "--no-health-check")
     assert "install changed nothing" in second.stdout, second.stdout
     assert box.snapshot() == installed
+    assert {p.name: p.read_bytes() for p in box.nssdb.iterdir()} == nss_bytes  # not even rewritten
+
+    # A server already on the port with another certificate is reported, not silently reused.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", box.port))
+        squatter.listen()
+        busy = box.run("install", "--config", str(box.config), check=False)
+    assert busy.returncode == 1 and "does not answer with the CA-issued certificate" in busy.stdout
 
     assert box.run("doctor").returncode == 0
     subprocess.run(["certutil", "-D", "-d", f"sql:{box.nssdb}", "-n", CA], check=True)
