@@ -15,7 +15,6 @@ import sys
 import tempfile
 
 import msgspec
-
 from deskpilot.server import schemas, sse
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings

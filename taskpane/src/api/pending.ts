@@ -1,13 +1,14 @@
 /**
- * Contracts of endpoints still being built (issue 3: extract, classify, reviews), written from their
- * issue text; /v1/rewrite has no owner yet. The pane checks the OpenAPI document before it uses one
- * (features.ts) and says "not available yet" otherwise. When an endpoint lands, its types appear in
- * schema.gen.ts: replace the matching type here with the generated one. Results are rendered generically
- * (shared/result.ts), so small differences in their shape do not break the pane.
+ * Endpoints that are in the server's working tree but not yet committed (issue 3: extract, classify,
+ * reviews), mirrored from server/extraction_schemas.py and server/schemas.py as they stand; /v1/rewrite
+ * has no owner yet and is written from the task pane's needs. They are not taken from schema.gen.ts on
+ * purpose: a build from a checkout without those endpoints must still type-check. Once they are
+ * committed, replace each type here with its generated twin (types.ts) and delete it from this file.
+ * The pane checks the OpenAPI document before it offers any of them (features.ts).
  */
 import type { EmailIn } from "./types";
 
-/** POST /v1/extract (SSE: meta, progress, result, done). */
+/** POST /v1/extract (SSE: meta, progress, result, done). Built-in schemas: invoice, contract, email_actions, meeting_notes. */
 export interface ExtractRequest {
   schema: string;
   text?: string;
@@ -17,12 +18,37 @@ export interface ExtractRequest {
 }
 
 export interface ProgressEvent {
-  stage?: string;
-  message?: string;
-  fraction?: number;
+  stage: "waiting" | "generating" | "checking";
+  tokens?: number;
+  maxTokens?: number;
+  field?: string | null;
 }
 
-/** POST /v1/classify: triage into configurable labels. */
+export interface FieldOut {
+  confidence: number;
+  crossCheck?: "agrees" | "disagrees" | "missed";
+  failedRules?: string[];
+  repaired?: boolean;
+}
+
+export interface ReviewRef {
+  id: string;
+  reasons: string[];
+}
+
+export interface ResultEvent {
+  runId: string;
+  task: string;
+  schema: string | null;
+  data: Record<string, unknown>;
+  confidence: number;
+  /** Per value path ("lineItems[0].amount"). */
+  fields: Record<string, FieldOut>;
+  validation: { valid: boolean; repaired: boolean; problems?: string[]; rules?: { rule: string; status: "pass" | "fail"; message: string }[] };
+  review?: ReviewRef | null;
+}
+
+/** POST /v1/classify (JSON). */
 export interface ClassifyRequest {
   text?: string;
   email?: EmailIn;
@@ -32,30 +58,37 @@ export interface ClassifyRequest {
 }
 
 export interface ClassifyOut {
+  runId: string;
   label: string;
-  confidence?: number;
-  runId?: string;
-  scores?: Record<string, number>;
+  confidence: number;
+  labels: string[];
+  review?: ReviewRef | null;
 }
 
-/** GET /v1/reviews, POST /v1/reviews/{id}. */
+/** GET /v1/reviews ({reviews: Review[]}), POST /v1/reviews/{id}. */
 export interface Review {
   id: string;
-  runId?: string;
-  task?: string;
-  schema?: string;
-  fields?: Record<string, unknown>;
-  confidence?: number;
-  fieldConfidence?: Record<string, number>;
-  reasons?: string[];
-  status?: string;
-  createdAt?: string;
+  runId: string;
+  createdAt: string;
+  status: "pending" | "accepted" | "edited" | "rejected";
+  task: string;
+  templateId: string;
+  modelId: string;
+  reasons: string[];
+  confidence: number | null;
+  /** The result as proposed. */
+  data: Record<string, unknown>;
+  /** Per-field confidence, as in the `result` event. */
+  fields: Record<string, FieldOut>;
 }
 
-export type ReviewDecision =
-  | { decision: "accept"; reviewer?: string }
-  | { decision: "edit"; fields: Record<string, unknown>; reviewer?: string }
-  | { decision: "reject"; reviewer?: string; reason?: string };
+export interface ReviewDecision {
+  decision: "accept" | "edit" | "reject";
+  reviewer: string;
+  /** Only with "edit": the top-level fields that changed. */
+  fields?: Record<string, unknown>;
+  note?: string;
+}
 
 /** POST /v1/rewrite (SSE: meta, token, done): the selection rewritten; no issue owns it yet. */
 export interface RewriteRequest {

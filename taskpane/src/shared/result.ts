@@ -1,12 +1,13 @@
 /**
- * Structured results (extraction, triage, reviews) as rows the pane can show and edit. The extraction
- * contract is still being built, so this accepts the plausible shapes: `{fields: {...}}`, `{data: {...}}`,
- * `{values: {...}}` or the fields themselves, with an optional per-field confidence map.
+ * Structured results (an extraction's `result` event, a triage answer, a review item) as rows the pane can
+ * show and edit: one row per top-level field of `data`, with the lowest confidence of the values under it
+ * (`fields` is keyed by value path, "lineItems[0].amount"), the rule checks that failed, and whether the
+ * result went to the review queue.
  */
 
 export interface FieldRow {
   name: string;
-  /** The value as text: strings as they are, everything else as compact JSON. */
+  /** The value as text: lists of records one per line, their values joined with " · ". */
   value: string;
   raw: unknown;
   confidence?: number;
@@ -14,14 +15,12 @@ export interface FieldRow {
 
 export interface StructuredResult {
   rows: FieldRow[];
+  label?: string;
   confidence?: number;
   reviewId?: string;
-  needsReview: boolean;
+  reasons: string[];
   problems: string[];
 }
-
-const META_KEYS = new Set(["confidence", "fieldConfidence", "fieldConfidences", "confidences", "reviewId", "needsReview",
-  "validation", "problems", "runId", "schema", "task", "label"]);
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
   return value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
@@ -31,8 +30,12 @@ export function display(value: unknown): string {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;
   if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.join("; ");
-  return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    return value.map((v) => (asRecord(v) ? Object.values(v as object).filter((x) => x !== null && x !== "").map(display).join(" · ") : display(v)))
+      .join("\n");
+  }
+  const record = asRecord(value);
+  return record ? Object.entries(record).filter(([, v]) => v !== null && v !== "").map(([k, v]) => `${humanize(k)}: ${display(v)}`).join(", ") : "";
 }
 
 export function humanize(name: string): string {
@@ -40,48 +43,53 @@ export function humanize(name: string): string {
   return spaced.charAt(0).toUpperCase() + spaced.slice(1);
 }
 
-function problemsOf(payload: Record<string, unknown>): string[] {
-  const out: string[] = [];
-  const collect = (v: unknown): void => {
-    if (typeof v === "string") out.push(v);
-    else if (Array.isArray(v)) v.forEach(collect);
-    else if (asRecord(v)) {
-      const r = v as Record<string, unknown>;
-      if (r.ok === false || r.passed === false) out.push(display(r.message ?? r.rule ?? r.name ?? r));
-      else if (Array.isArray(r.errors) || Array.isArray(r.failures)) collect(r.errors ?? r.failures);
-    }
-  };
-  collect(payload.problems);
-  collect(payload.validation);
-  return out;
+/** The lowest confidence of `name` and every value path under it. */
+function confidenceOf(name: string, fields: Record<string, unknown>): number | undefined {
+  let lowest: number | undefined;
+  for (const [path, info] of Object.entries(fields)) {
+    if (path !== name && !path.startsWith(`${name}[`) && !path.startsWith(`${name}.`)) continue;
+    const c = typeof info === "number" ? info : (asRecord(info)?.confidence as number | undefined);
+    if (typeof c === "number") lowest = lowest === undefined ? c : Math.min(lowest, c);
+  }
+  return lowest;
+}
+
+function problemsOf(validation: unknown): string[] {
+  const v = asRecord(validation);
+  if (!v) return [];
+  const rules = Array.isArray(v.rules) ? v.rules : [];
+  const failed = rules.filter((r) => asRecord(r)?.status === "fail").map((r) => String(asRecord(r)?.message ?? asRecord(r)?.rule));
+  const problems = Array.isArray(v.problems) ? v.problems.map(String) : [];
+  return [...problems, ...failed];
 }
 
 export function structured(payload: unknown): StructuredResult {
   const record = asRecord(payload) ?? {};
-  const fields = asRecord(record.fields) ?? asRecord(record.data) ?? asRecord(record.values) ??
-    Object.fromEntries(Object.entries(record).filter(([k]) => !META_KEYS.has(k)));
-  const confidences = asRecord(record.fieldConfidence) ?? asRecord(record.fieldConfidences) ?? asRecord(record.confidences) ?? {};
-  const rows = Object.entries(fields).map(([name, raw]) => {
-    const c = confidences[name];
-    return { name, raw, value: display(raw), ...(typeof c === "number" ? { confidence: c } : {}) };
+  const data = asRecord(record.data) ?? {};
+  const fields = asRecord(record.fields) ?? {};
+  const review = asRecord(record.review);
+  const rows = Object.entries(data).map(([name, raw]) => {
+    const c = confidenceOf(name, fields);
+    return { name, raw, value: display(raw), ...(c !== undefined ? { confidence: c } : {}) };
   });
-  const reviewId = typeof record.reviewId === "string" ? record.reviewId : undefined;
   return {
     rows,
+    label: typeof record.label === "string" ? record.label : undefined,
     confidence: typeof record.confidence === "number" ? record.confidence : undefined,
-    reviewId,
-    needsReview: record.needsReview === true || reviewId !== undefined,
-    problems: problemsOf(record),
+    reviewId: typeof review?.id === "string" ? review.id : undefined,
+    reasons: Array.isArray(review?.reasons) ? review.reasons.map(String) : [],
+    problems: problemsOf(record.validation),
   };
 }
 
-/** Turn edited text back into the field's type where that is unambiguous (numbers, JSON lists). */
+/** Edited text back into the field's type where that is unambiguous: numbers, booleans, JSON lists. */
 export function parseEdited(text: string, original: unknown): unknown {
   if (typeof original === "number") {
     const n = Number(text.replace(/,/g, ""));
     return text.trim() !== "" && Number.isFinite(n) ? n : text;
   }
   if (typeof original === "boolean") return /^(true|yes|1)$/i.test(text.trim());
+  if (original === null && text.trim() === "") return null;
   if (original !== null && typeof original === "object") {
     try {
       return JSON.parse(text);
@@ -92,6 +100,11 @@ export function parseEdited(text: string, original: unknown): unknown {
   return text;
 }
 
-export function percent(value: number | undefined): string {
-  return value === undefined ? "" : `${Math.round(value * 100)}%`;
+/** The value as the reviewer edits it: text for scalars, JSON for lists and records (edited whole). */
+export function editable(value: unknown): string {
+  return value !== null && typeof value === "object" ? JSON.stringify(value) : display(value);
+}
+
+export function percent(value: number | undefined | null): string {
+  return value === undefined || value === null ? "" : `${Math.round(value * 100)}%`;
 }

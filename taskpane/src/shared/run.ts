@@ -62,8 +62,10 @@ function onEvent(state: RunState, event: string, data: unknown, at: number): Run
       if (typeof text !== "string" || text === "") return state;
       return { ...state, phase: "streaming", text: state.text + text, firstTokenAt: state.firstTokenAt ?? at };
     }
-    case "progress":
-      return { ...state, progress: data as ProgressEvent };
+    case "progress": {
+      const progress = data as ProgressEvent;
+      return { ...state, progress, phase: progress?.stage === "waiting" ? state.phase : "streaming" };
+    }
     case "result":
       return { ...state, phase: "streaming", result: data };
     case "sources":

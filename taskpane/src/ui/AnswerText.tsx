@@ -27,13 +27,16 @@ export function jumpToSource(n: number): void {
   target.focus({ preventScroll: true });
 }
 
-export function AnswerText({ text }: { text: string }) {
+/** `sources`: the numbers the server's `sources` event listed; a marker that names none stays plain text. */
+export function AnswerText({ text, sources }: { text: string; sources?: ReadonlySet<number> }) {
   const styles = useStyles();
   return (
     <>
       {citationParts(text).map((part, i) =>
         "text" in part ? (
           <Fragment key={i}>{part.text}</Fragment>
+        ) : !sources?.has(part.cite[0]) ? (
+          <Fragment key={i}>{part.label}</Fragment>
         ) : (
           <button key={i} type="button" className={styles.cite} onClick={() => jumpToSource(part.cite[0])}
             aria-label={`Source ${part.cite.join(", ")}`}>

@@ -6,7 +6,7 @@ import {
   TextQuoteRegular,
 } from "@fluentui/react-icons";
 import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
-import type { ClassifyRequest, ExtractRequest } from "../api/pending";
+import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/pending";
 import { HostError, type MailItem, type OutlookHost } from "../hosts";
 import { conversationThread, type Thread } from "../shared/conversation";
 import { LENGTHS, TONES } from "../shared/prefs";
@@ -100,7 +100,7 @@ export function OutlookView({ host }: { host: OutlookHost }) {
     run.start({ label: "Triage", path: "/v1/classify", body, mode: "json" });
   };
 
-  const label = (run.state.result as { label?: unknown } | undefined)?.label;
+  const label = (run.state.result as ClassifyOut | undefined)?.label;
   const draftText = run.state.text.trim();
   const actions = run.request?.path === "/v1/draft-reply" && draftText ? (
     host.mode === "read" ? (
@@ -185,7 +185,7 @@ export function OutlookView({ host }: { host: OutlookHost }) {
         <h2 className={styles.sectionTitle}>Extract and triage</h2>
         <div className={styles.row}>
           <Button size="small" icon={<ClipboardTaskListLtrRegular />} disabled={!item || busy || !f.extract}
-            onClick={() => extract("action_items", "Action items")}>Action items</Button>
+            onClick={() => extract("email_actions", "Action items")}>Action items</Button>
           <Button size="small" icon={<ReceiptRegular />} disabled={!item || busy || !f.extract}
             onClick={() => extract("invoice", "Invoice fields")}>Invoice fields</Button>
           <Button size="small" icon={<TagRegular />} disabled={!item || busy || !f.classify} onClick={triage}>Triage label</Button>

@@ -1,66 +1,72 @@
-/** The review queue: extractions a person should check. Accept, edit the fields, or reject. */
+/** The review queue: results a person should check. Accept, edit the fields, or reject. */
 import { useCallback, useEffect, useState } from "react";
-import { Badge, Button, Caption1, Field, Input, MessageBar, MessageBarBody, Spinner, Text } from "@fluentui/react-components";
+import { Badge, Button, Caption1, Field, Input, Link, MessageBar, MessageBarBody, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
 import type { Review, ReviewDecision } from "../api/pending";
-import { display, humanize, parseEdited, percent } from "../shared/result";
+import { editable, humanize, parseEdited, percent, structured } from "../shared/result";
 import { usePane } from "./context";
 import { ProblemBar } from "./ProblemBar";
+import { confidenceColor } from "./ResultView";
 import { useStyles } from "./styles";
 
-function reviewsOf(payload: unknown): Review[] {
-  if (Array.isArray(payload)) return payload as Review[];
-  const items = (payload as { items?: unknown; reviews?: unknown })?.items ?? (payload as { reviews?: unknown })?.reviews;
-  return Array.isArray(items) ? (items as Review[]) : [];
-}
-
-function ReviewCard({ review, onDone }: { review: Review; onDone: (id: string) => void }) {
-  const { api, prefs } = usePane();
+function ReviewCard({ review, reviewer, onDone }: { review: Review; reviewer: string; onDone: (id: string, note: string) => void }) {
+  const { api } = usePane();
   const styles = useStyles();
   const [editing, setEditing] = useState(false);
   const [values, setValues] = useState<Record<string, string>>({});
   const [sending, setSending] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const fields = review.fields ?? {};
+  const rows = structured({ data: review.data, fields: review.fields }).rows;
 
   const decide = async (decision: ReviewDecision) => {
     setSending(true);
     setError(null);
     try {
       await api.post(`/v1/reviews/${encodeURIComponent(review.id)}`, decision);
-      onDone(review.id);
+      onDone(review.id, decision.decision === "accept" ? "Accepted." : decision.decision === "edit" ? "Saved your corrections." : "Rejected.");
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError("server", String(e)));
+      const err = e instanceof ApiError ? e : new ApiError("server", String(e));
+      if (err.status === 409) onDone(review.id, "Someone already decided that one.");
+      else setError(err);
     } finally {
       setSending(false);
     }
   };
-  const reviewer = prefs.reviewer || undefined;
   const startEdit = () => {
-    setValues(Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, display(v)])));
+    setValues(Object.fromEntries(rows.map((r) => [r.name, editable(r.raw)])));
     setEditing(true);
   };
   const saveEdit = () => {
-    const edited = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, parseEdited(v, fields[k])]));
-    void decide({ decision: "edit", fields: edited, reviewer });
+    const changed = Object.fromEntries(rows
+      .filter((r) => values[r.name] !== editable(r.raw))
+      .map((r) => [r.name, parseEdited(values[r.name], r.raw)]));
+    if (Object.keys(changed).length === 0) {
+      setError(new ApiError("invalid", "Nothing was changed: use Accept to keep the result as it is."));
+      return;
+    }
+    void decide({ decision: "edit", fields: changed, reviewer });
   };
 
   return (
-    <article className={styles.itemCard} aria-label={`Review ${review.schema ?? review.task ?? ""}`}>
+    <article className={styles.itemCard} aria-label={`Review of ${humanize(review.task)}`} data-testid="review-item">
       <div className={styles.row}>
-        <Text weight="semibold">{humanize(review.schema ?? review.task ?? "Extraction")}</Text>
-        {review.confidence !== undefined && <Badge appearance="tint" color={review.confidence >= 0.8 ? "success" : "warning"}>{percent(review.confidence)}</Badge>}
+        <Text weight="semibold" className={styles.grow}>{humanize(review.templateId.split("@")[0] || review.task)}</Text>
+        {review.confidence !== null && <Badge appearance="tint" color={confidenceColor(review.confidence)}>{percent(review.confidence)}</Badge>}
       </div>
-      {review.reasons && review.reasons.length > 0 && <Caption1>Why: {review.reasons.join("; ")}</Caption1>}
-      {Object.entries(fields).map(([name, value]) =>
+      {review.reasons.length > 0 && <Caption1>Why: {review.reasons.join("; ")}</Caption1>}
+      {rows.map((row) =>
         editing ? (
-          <Field key={name} label={humanize(name)} size="small">
-            <Input size="small" value={values[name] ?? ""} onChange={(_, d) => setValues({ ...values, [name]: d.value })} />
+          <Field key={row.name} label={humanize(row.name)} size="small">
+            {typeof row.raw === "object" && row.raw !== null
+              ? <Textarea size="small" resize="vertical" value={values[row.name] ?? ""} onChange={(_, d) => setValues({ ...values, [row.name]: d.value })} />
+              : <Input size="small" value={values[row.name] ?? ""} onChange={(_, d) => setValues({ ...values, [row.name]: d.value })} />}
           </Field>
         ) : (
-          <Caption1 key={name}><span className={styles.muted}>{humanize(name)}:</span> {display(value) || "—"}
-            {review.fieldConfidence?.[name] !== undefined && ` (${percent(review.fieldConfidence[name])})`}</Caption1>
+          <Caption1 key={row.name} style={{ whiteSpace: "pre-wrap" }}>
+            <span className={styles.muted}>{humanize(row.name)}:</span> {row.value || "—"}
+            {row.confidence !== undefined && row.value ? ` (${percent(row.confidence)})` : ""}
+          </Caption1>
         ),
       )}
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} />}
@@ -72,29 +78,34 @@ function ReviewCard({ review, onDone }: { review: Review; onDone: (id: string) =
           </>
         ) : (
           <>
-            <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending} onClick={() => void decide({ decision: "accept", reviewer })}>Accept</Button>
-            <Button size="small" icon={<EditRegular />} disabled={sending || Object.keys(fields).length === 0} onClick={startEdit}>Edit</Button>
-            <Button size="small" icon={<DismissRegular />} disabled={sending} onClick={() => void decide({ decision: "reject", reviewer })}>Reject</Button>
+            <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending || !reviewer}
+              onClick={() => void decide({ decision: "accept", reviewer })}>Accept</Button>
+            <Button size="small" icon={<EditRegular />} disabled={sending || !reviewer || rows.length === 0} onClick={startEdit}>Edit</Button>
+            <Button size="small" icon={<DismissRegular />} disabled={sending || !reviewer}
+              onClick={() => void decide({ decision: "reject", reviewer })}>Reject</Button>
           </>
         )}
-        {review.runId && <Caption1><a href={`/v1/runs/${encodeURIComponent(review.runId)}`} target="_blank" rel="noopener">Lineage</a></Caption1>}
+        <Caption1><Link href={`/v1/runs/${encodeURIComponent(review.runId)}`} target="_blank" rel="noopener">Lineage</Link></Caption1>
       </div>
     </article>
   );
 }
 
 export function ReviewView() {
-  const { api, server } = usePane();
+  const { api, server, prefs, setPrefs } = usePane();
   const styles = useStyles();
   const [reviews, setReviews] = useState<Review[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
-  const available = server.features.reviews;
+  const [notice, setNotice] = useState<string | null>(null);
+  const [name, setName] = useState(prefs.reviewer);
+  const available = server.features.reviews && server.features.review;
+  const reviewer = prefs.reviewer.trim();
 
   const load = useCallback(() => {
     if (!available) return;
     setError(null);
-    api.get<unknown>("/v1/reviews?status=pending").then(
-      (payload) => setReviews(reviewsOf(payload).filter((r) => !r.status || r.status === "pending")),
+    api.get<{ reviews?: Review[] }>("/v1/reviews?status=pending").then(
+      (payload) => setReviews(payload.reviews ?? []),
       (e: unknown) => setError(e instanceof ApiError ? e : new ApiError("server", String(e))),
     );
   }, [api, available]);
@@ -111,13 +122,25 @@ export function ReviewView() {
   }
   return (
     <div className={styles.section}>
+      {!reviewer && (
+        <form className={styles.row} onSubmit={(e) => { e.preventDefault(); setPrefs({ ...prefs, reviewer: name.trim() }); }}>
+          <Field label="Your name" hint="Recorded with each decision" className={styles.grow}>
+            <Input value={name} maxLength={100} onChange={(_, d) => setName(d.value)} />
+          </Field>
+          <Button type="submit" disabled={!name.trim()}>Save</Button>
+        </form>
+      )}
       <div className={styles.row}>
         <Text className={styles.grow}>{reviews === null ? "" : reviews.length === 0 ? "Nothing to review." : `${reviews.length} to review`}</Text>
         <Button size="small" appearance="subtle" icon={<ArrowClockwiseRegular />} onClick={load}>Refresh</Button>
       </div>
+      {notice && <Caption1 role="status">{notice}</Caption1>}
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
       {reviews === null && !error && <Spinner size="tiny" label="Loading the queue…" />}
-      {reviews?.map((r) => <ReviewCard key={r.id} review={r} onDone={(id) => setReviews((list) => list?.filter((x) => x.id !== id) ?? null)} />)}
+      {reviews?.map((r) => (
+        <ReviewCard key={r.id} review={r} reviewer={reviewer}
+          onDone={(id, note) => { setNotice(note); setReviews((list) => list?.filter((x) => x.id !== id) ?? null); }} />
+      ))}
     </div>
   );
 }

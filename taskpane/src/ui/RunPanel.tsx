@@ -6,6 +6,8 @@
 import { useEffect, useRef, type ReactNode } from "react";
 import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, tokens } from "@fluentui/react-components";
 import { DismissRegular, OpenRegular } from "@fluentui/react-icons";
+import type { ProgressEvent } from "../api/pending";
+import { humanize } from "../shared/result";
 import { isActive } from "../shared/run";
 import { usePane } from "./context";
 import { ProblemBar } from "./ProblemBar";
@@ -68,6 +70,12 @@ const useStyles = makeStyles({
 const STATUS = { idle: "", waiting: "Waiting for the model…", streaming: "Writing…", done: "Done", cancelled: "Cancelled", failed: "Stopped" } as const;
 
 
+function progressText(p: ProgressEvent): string {
+  if (p.stage === "waiting") return "Waiting for the model…";
+  if (p.stage === "checking") return "Checking the result…";
+  return p.field ? `Reading ${humanize(p.field.replace(/\[\d+\].*$|\..*$/, ""))}…` : "Reading…";
+}
+
 function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
@@ -98,14 +106,17 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
       </div>
       <Caption1 className={styles.status} data-testid="run-status">
         {active && <Spinner size="extra-tiny" aria-hidden />}
-        {state.progress?.message && active ? state.progress.message
+        {active && state.progress ? progressText(state.progress)
           : state.phase === "failed" && !state.text && !state.meta ? "Not started" : STATUS[state.phase]}
       </Caption1>
-      {state.progress?.fraction !== undefined && active && <ProgressBar value={state.progress.fraction} thickness="medium" />}
+      {active && state.progress?.stage === "generating" && state.progress.maxTokens ? (
+        <ProgressBar value={Math.min(1, (state.progress.tokens ?? 0) / state.progress.maxTokens)} thickness="medium"
+          aria-label="Progress" />
+      ) : null}
 
       {(state.text || (active && state.result === undefined)) && (
         <p className={styles.text} data-testid="run-output" aria-busy={active}>
-          <AnswerText text={state.text} />
+          <AnswerText text={state.text} sources={state.sources && new Set(state.sources.map((x) => x.number))} />
           {active && <span className={styles.caret} aria-hidden />}
         </p>
       )}

@@ -41,13 +41,14 @@ describe("runReducer", () => {
   it("collects extraction progress and results, and ask sources; ignores unknown events", () => {
     const state = apply([
       { type: "start", at: 0 },
-      ev("progress", { stage: "reading", message: "Reading the invoice" }),
+      ev("progress", { stage: "generating", tokens: 12, maxTokens: 300, field: "vendor" }),
       ev("whatever", { x: 1 }),
-      ev("result", { fields: { total: 12 } }),
+      ev("result", { data: { total: 12 } }),
       ev("sources", { sources: [{ number: 1, title: "Contract.docx", snippet: "90 days", score: 0.8 }] }),
     ]);
-    expect(state.progress?.message).toBe("Reading the invoice");
-    expect(state.result).toEqual({ fields: { total: 12 } });
+    expect(state.progress?.field).toBe("vendor");
+    expect(state.phase).toBe("streaming");
+    expect(state.result).toEqual({ data: { total: 12 } });
     expect(state.sources?.[0].title).toBe("Contract.docx");
   });
 });

@@ -107,20 +107,33 @@ describe("theme", () => {
 });
 
 describe("structured results", () => {
-  it("accepts fields with per-field confidence and review flags", () => {
-    const r = structured({ fields: { invoiceNumber: "INV-7", total: 12.5 }, fieldConfidence: { total: 0.4 }, confidence: 0.7, reviewId: "rv1",
-      validation: [{ rule: "totals add up", ok: false }] });
+  it("reads an extraction result: rows from data, lowest confidence under each field, failed checks, review", () => {
+    const r = structured({
+      runId: "r1", task: "extract", schema: "invoice", confidence: 0.55,
+      data: { invoiceNumber: "INV-7", total: 12.5, lineItems: [{ description: "Paper", amount: 10 }, { description: "Pens", amount: 2.5 }] },
+      fields: { invoiceNumber: { confidence: 0.9 }, total: { confidence: 0.4 }, "lineItems[0].amount": { confidence: 0.7 }, "lineItems[1].amount": { confidence: 0.6 } },
+      validation: { valid: true, repaired: false, problems: [], rules: [{ rule: "total", status: "fail", message: "total is not subtotal + tax", fields: [] },
+        { rule: "dates", status: "pass", message: "ok", fields: [] }] },
+      review: { id: "rv1", reasons: ["confidence 0.55 below 0.6"] },
+    });
     expect(r.rows).toEqual([
-      { name: "invoiceNumber", value: "INV-7", raw: "INV-7" },
+      { name: "invoiceNumber", value: "INV-7", raw: "INV-7", confidence: 0.9 },
       { name: "total", value: "12.5", raw: 12.5, confidence: 0.4 },
+      { name: "lineItems", value: "Paper · 10\nPens · 2.5", raw: [{ description: "Paper", amount: 10 }, { description: "Pens", amount: 2.5 }], confidence: 0.6 },
     ]);
-    expect(r).toMatchObject({ confidence: 0.7, reviewId: "rv1", needsReview: true, problems: ["totals add up"] });
+    expect(r).toMatchObject({ confidence: 0.55, reviewId: "rv1", reasons: ["confidence 0.55 below 0.6"], problems: ["total is not subtotal + tax"] });
+  });
+
+  it("reads a triage answer", () => {
+    expect(structured({ runId: "r2", label: "invoice", confidence: 0.8, labels: ["invoice", "fyi"], review: null }))
+      .toMatchObject({ label: "invoice", confidence: 0.8, rows: [], reviewId: undefined });
   });
 
   it("parses edits back to the field's type", () => {
     expect(parseEdited("1,250.50", 3)).toBe(1250.5);
     expect(parseEdited("abc", 3)).toBe("abc");
     expect(parseEdited("[\"a\"]", ["x"])).toEqual(["a"]);
+    expect(parseEdited("", null)).toBeNull();
   });
 });
 
