@@ -15,12 +15,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from litestar.testing import TestClient
-
 from deskpilot.addin_manifest import ASSETS_DIR, ICON_SIZES, render
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import TASKPANE_DIR, create_app
 from deskpilot.server.settings import load_settings
+from litestar.testing import TestClient
 
 REPO = Path(__file__).resolve().parents[1]
 PANE = REPO / "taskpane"
@@ -33,8 +32,14 @@ def npm(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
         pytest.fail("npm is not installed: the task pane's tests need Node.js 20+ and npm (see README)")
     if not (PANE / "node_modules").is_dir():
         pytest.fail("taskpane/node_modules is missing: run `make setup`")
-    return subprocess.run([exe, *args], cwd=PANE, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHON": sys.executable, "CI": "1", "NO_COLOR": "1"})
+    return subprocess.run(
+        [exe, *args],
+        cwd=PANE,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, "CI": "1", "NO_COLOR": "1"},
+    )
 
 
 def test_vitest_unit_tests_of_the_host_glue_and_shared_logic_pass() -> None:
@@ -59,7 +64,9 @@ def test_the_panes_types_still_match_the_servers_api() -> None:
 @pytest.fixture
 def client(app_home: Path):  # type: ignore[no-untyped-def]
     if not (TASKPANE_DIR / "index.html").is_file():
-        pytest.fail(f"the task pane is not built ({TASKPANE_DIR / 'index.html'} is missing): run `make setup`")
+        pytest.fail(
+            f"the task pane is not built ({TASKPANE_DIR / 'index.html'} is missing): run `make setup`"
+        )
     app = create_app(load_settings(home=app_home, https=False), backend=ScriptedBackend(["ok"]))
     with TestClient(app, base_url=BASE) as c:
         yield c
@@ -92,7 +99,9 @@ def test_the_pane_office_js_and_icons_are_served_from_the_servers_own_origin(cli
 def test_every_url_in_both_manifests_is_served(client: TestClient) -> None:
     for host in ("outlook", "word"):
         urls = set(re.findall(r'http://127\.0\.0\.1:8765[^"<\s]*', render(host, BASE).decode()))
-        assert any("/taskpane/index.html" in u for u in urls) and any("/assets/icon-" in u for u in urls), urls
+        assert any("/taskpane/index.html" in u for u in urls) and any("/assets/icon-" in u for u in urls), (
+            urls
+        )
         for url in urls:
             r = client.get(url.removeprefix(BASE) or "/", follow_redirects=True)
             assert r.status_code == 200, url
@@ -107,8 +116,23 @@ def test_the_support_url_leads_to_the_pane_and_foreign_pages_cannot_load_it(clie
 
 
 def test_the_built_pane_is_inside_the_wheel(tmp_path: Path) -> None:
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = tmp_path.glob("deskpilot-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
