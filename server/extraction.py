@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -269,20 +270,27 @@ class Extraction(Controller):
             raise ClientException(str(exc)) from exc
         ticket = executor.admit()
         task = ClassificationTask(labels, reviews, settings.review_threshold)
-        async for event in executor.execute(
+        # Read the run to its end, not just to its result: the run is closed in lineage when the stream
+        # finishes, and a client that asks for it right after the answer must find it closed.
+        result: ResultEvent | None = None
+        events = executor.execute(
             job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
-        ):
-            if isinstance(event, ResultEvent):
-                return ClassifyOut(
-                    run_id=event.run_id,
-                    label=event.data["label"],
-                    confidence=event.confidence,
-                    labels=labels,
-                    review=event.review,
-                )
-            if isinstance(event, ErrorEvent):
-                raise HTTPException(status_code=_STATUS.get(event.code, 500), detail=event.message)
-        raise HTTPException(status_code=500, detail="the run ended without a result")
+        )
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, ErrorEvent):
+                    raise HTTPException(status_code=_STATUS.get(event.code, 500), detail=event.message)
+                if isinstance(event, ResultEvent):
+                    result = event
+        if result is None:
+            raise HTTPException(status_code=500, detail="the run ended without a result")
+        return ClassifyOut(
+            run_id=result.run_id,
+            label=result.data["label"],
+            confidence=result.confidence,
+            labels=labels,
+            review=result.review,
+        )
 
     @get("/schemas", summary="The extraction schemas: built-in and from the schemas folder")
     async def schemas(self, settings: NamedDependency[Settings]) -> SchemasOut:
