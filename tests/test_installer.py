@@ -289,3 +289,11 @@ def _no_update_ca_certificates(run):  # type: ignore[no-untyped-def]
             return subprocess.CompletedProcess(cmd, 0, "", "")
         return run(cmd, *args, **kwargs)
     return guarded
+
+
+def test_config_file_with_an_unknown_key_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    box = Box(tmp_path)
+    box.config.write_text("[install]\nmachine_wide = true\n")
+    result = box.run("install", "--config", str(box.config), check=False)
+    assert result.returncode == 2 and "unknown keys ['machine_wide']" in result.stderr
+    assert list(box.home.iterdir()) == []
