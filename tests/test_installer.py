@@ -297,3 +297,41 @@ def test_config_file_with_an_unknown_key_is_refused_before_anything_is_written(t
     result = box.run("install", "--config", str(box.config), check=False)
     assert result.returncode == 2 and "unknown keys ['machine_wide']" in result.stderr
     assert list(box.home.iterdir()) == []
+
+
+CHROMIUM = os.environ.get("DESKPILOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@needs_certutil
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Chromium (Debian's chromium package)")
+def test_chromium_trusts_the_server_through_the_installed_nss_entry(tmp_path: Path) -> None:
+    """The trust store is the one Chromium-based web views use: a real Chromium in this HOME loads the
+    page without any certificate flag, and stops loading it once the CA is taken out of the NSS database."""
+    box = Box(tmp_path)
+    box.run("install", "--config", str(box.config), "--no-health-check")
+    argv, env = unit_command(box.unit.read_text())
+    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+
+    def chromium_page(profile: str) -> str:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / profile}",
+             "--dump-dom", f"https://localhost:{box.port}/healthz"],
+            env=box.env, capture_output=True, text=True, timeout=90, check=False).stdout
+
+    try:
+        ctx = ssl.create_default_context(cafile=str(box.data / "ca" / "ca.pem"))
+        for _ in range(300):
+            try:
+                httpx.get(f"https://localhost:{box.port}/healthz", verify=ctx, timeout=2)
+                break
+            except httpx.TransportError:
+                import time
+
+                time.sleep(0.1)
+        assert '"status":"ok"' in chromium_page("trusted")
+        subprocess.run(["certutil", "-D", "-d", f"sql:{box.nssdb}", "-n", CA], check=True)
+        assert '"status":"ok"' not in chromium_page("untrusted")
+    finally:
+        server.terminate()
+        server.wait(15)
