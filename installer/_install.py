@@ -192,6 +192,10 @@ def install(opts: InstallOptions) -> int:
     tracker.mkdir(lay.ca_dir, 0o700)
     ca_cert, ca_key, created = ensure_ca(lay.ca_dir)
     log.info("%s local CA %s (key owner-only: %s)", "created  " if created else "ok       ", ca_cert, ca_key)
+    if ca_key.stat().st_mode & 0o077:
+        os.chmod(ca_key, 0o600)
+        tracker.changed += 1
+        log.info("repaired  CA key permissions (owner-only) %s", ca_key)
     tracker.mkdir(settings.tls_dir)
     cert, _key, created = ensure_server_cert(settings.tls_dir, ca_cert, ca_key)
     log.info("%s localhost certificate %s", "created  " if created else "ok       ", cert)

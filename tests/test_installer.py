@@ -335,3 +335,23 @@ def test_chromium_trusts_the_server_through_the_installed_nss_entry(tmp_path: Pa
     finally:
         server.terminate()
         server.wait(15)
+
+
+@needs_certutil
+def test_doctor_reports_a_stale_port_and_an_exposed_ca_key(tmp_path: Path) -> None:
+    box = Box(tmp_path)
+    box.run("install", "--config", str(box.config), "--no-health-check")
+    assert box.run("doctor").returncode == 0
+    config = box.data / "config.toml"
+    config.write_text(config.read_text().replace(f"port = {box.port}", "port = 9999"))
+    os.chmod(box.data / "ca" / "ca-key.pem", 0o644)
+    report = box.run("doctor", check=False)
+    assert report.returncode == 1
+    assert "FAIL  CA key is owner-only (0o644)" in report.stdout
+    assert f"fix: chmod 600 {box.data / 'ca' / 'ca-key.pem'}" in report.stdout
+    assert f"FAIL  autostart unit {box.unit} is current (port 9999)" in report.stdout
+    assert "FAIL  outlook manifest" in report.stdout and "4 problem(s) found" in report.stdout
+    box.run("install", "--no-health-check")  # repairs: key permissions; manifests and unit follow the port
+    assert (box.data / "ca" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    assert box.run("doctor").returncode == 0
+    assert "https://localhost:9999/" in (box.data / "manifests" / "deskpilot-word.xml").read_text()
