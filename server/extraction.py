@@ -16,6 +16,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 from deskpilot.inference import Email
 from deskpilot.inference.extraction import (
@@ -241,10 +242,15 @@ class Extraction(Controller):
         reviews: NamedDependency[ReviewQueue],
     ) -> ServerSentEvent:
         schema = find_schema(data.schema, settings.schemas_path)
-        ticket = executor.admit()
         text = _as_text(data)
         context_length, count_tokens = _context(executor.host)
-        job = extraction_job(schema, text=text, context_length=context_length, count_tokens=count_tokens)
+        # Off the event loop: tokenizing a long input to fit it to the context takes a moment.
+        job = await anyio.to_thread.run_sync(
+            lambda: extraction_job(
+                schema, text=text, context_length=context_length, count_tokens=count_tokens
+            )
+        )
+        ticket = executor.admit()
         task = ExtractionTask(schema, text, reviews, settings.review_threshold)
         events = executor.execute(
             job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
@@ -263,8 +269,13 @@ class Extraction(Controller):
         labels = list(data.labels or settings.triage_labels)
         try:
             context_length, count_tokens = _context(executor.host)
-            job = classify_job(
-                text=_as_text(data), labels=labels, context_length=context_length, count_tokens=count_tokens
+            job = await anyio.to_thread.run_sync(
+                lambda: classify_job(
+                    text=_as_text(data),
+                    labels=labels,
+                    context_length=context_length,
+                    count_tokens=count_tokens,
+                )
             )
         except ValueError as exc:
             raise ClientException(str(exc)) from exc
