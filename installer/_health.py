@@ -108,10 +108,10 @@ def _wait_ready(base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess
             return False
         try:
             state = httpx.get(f"{base}/v1/models", verify=ctx, timeout=5).json().get("state")
-        except ssl.SSLError as exc:
-            log.error("health    FAILED: the certificate does not verify against the local CA: %s", exc)
-            return False
         except (httpx.HTTPError, OSError, ValueError) as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # httpx wraps ssl errors in ConnectError
+                log.error("health    FAILED: the certificate does not verify against the local CA: %s", exc)
+                return False
             last = str(exc) or type(exc).__name__
             time.sleep(0.2)
             continue

@@ -355,3 +355,25 @@ def test_doctor_reports_a_stale_port_and_an_exposed_ca_key(tmp_path: Path) -> No
     assert (box.data / "ca" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
     assert box.run("doctor").returncode == 0
     assert "https://localhost:9999/" in (box.data / "manifests" / "deskpilot-word.xml").read_text()
+
+
+@needs_certutil
+def test_health_check_fails_fast_when_the_served_certificate_is_not_from_the_ca(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    from deskpilot.installer import layout
+    from deskpilot.installer._health import health_check
+
+    box = Box(tmp_path)
+    box.run("install", "--config", str(box.config), "--no-health-check")
+    # The server prefers tls/installed.pem; replace it with a self-signed pair the CA never signed.
+    cert, key = ensure_certificate(tmp_path / "rogue")
+    shutil.copy(cert, box.data / "tls" / "installed.pem")
+    shutil.copy(key, box.data / "tls" / "installed-key.pem")
+    for name in ("HOME", "DESKPILOT_HOME"):
+        monkeypatch.setenv(name, box.env[name])
+    started = time.monotonic()
+    assert health_check(layout(), box.data / "ca" / "ca.pem", timeout=60) is False
+    assert time.monotonic() - started < 30
+    assert "does not verify against the local CA" in caplog.text
