@@ -298,10 +298,10 @@ def _write_platform_scripts(lay: Layout, tracker: _Tracker, ca_cert: Path, opts:
         cer = out / "deskpilot-ca.cer"
         tracker.write(cer, ca_cert.read_bytes(), "CA certificate")
         manifests = {addin_id(h): str(lay.manifests_dir / manifest_filename(h)) for h in HOSTS}
-        tracker.write(out / "sideload.reg", plat.windows_sideload_reg(manifests), "sideload registry")
-        tracker.write(out / "deskpilot-task.xml",
-                      plat.windows_task_xml(lay.settings.port, sys.executable, os.environ.get("USERNAME")),
-                      "Scheduled Task")
+        sideload = plat.utf16(plat.windows_sideload_reg(manifests))
+        tracker.write(out / "sideload.reg", sideload, "sideload registry")
+        task = plat.windows_task_xml(lay.settings.port, sys.executable, os.environ.get("USERNAME"))
+        tracker.write(out / "deskpilot-task.xml", plat.utf16(task), "Scheduled Task")
         commands = [*plat.windows_trust_commands(str(cer), opts.machine),
                     f'reg import "{out / "sideload.reg"}"',
                     f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{out / "deskpilot-task.xml"}"']
@@ -321,7 +321,7 @@ def _unregister_platform(lay: Layout, machine: bool) -> None:
     if sys.platform == "win32":
         unreg = lay.deploy_dir / "unsideload.reg"
         unreg.parent.mkdir(parents=True, exist_ok=True)
-        unreg.write_text(plat.windows_unsideload_reg([addin_id(h) for h in HOSTS]))
+        unreg.write_bytes(plat.utf16(plat.windows_unsideload_reg([addin_id(h) for h in HOSTS])))
         commands = [*plat.windows_untrust_commands(CA_NAME, machine), f'reg import "{unreg}"',
                     'schtasks /Delete /F /TN "Deskpilot\\Server"']
     else:
@@ -346,7 +346,11 @@ def _lna_policies(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
             written.append(str(path))
         tracker.state["policies"] = written
     elif sys.platform == "win32":
-        tracker.write(lay.deploy_dir / "local-network-access.reg", plat.windows_lna_reg(port), "LNA policy")
+        reg = lay.deploy_dir / "local-network-access.reg"
+        tracker.write(reg, plat.utf16(plat.windows_lna_reg(port)), "LNA policy (HKLM)")
+        if opts.machine:  # HKLM needs an elevated install; per user, IT deploys the .reg or the GPO
+            result = subprocess.run(f'reg import "{reg}"', shell=True, capture_output=True, check=False)
+            log.info("ran       reg import %s -> %s", reg, result.returncode)
     else:
         tracker.write(lay.deploy_dir / "local-network-access.mobileconfig", plat.macos_lna_mobileconfig(port),
                       "LNA policy profile (install it through MDM)")

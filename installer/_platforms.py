@@ -23,6 +23,7 @@ __all__ = [
     "macos_trust_commands",
     "serve_command",
     "systemd_unit",
+    "utf16",
     "windows_lna_reg",
     "windows_sideload_reg",
     "windows_task_xml",
@@ -38,6 +39,11 @@ _WEF_DEVELOPER = r"HKEY_CURRENT_USER\Software\Microsoft\Office\16.0\WEF\Develope
 
 def _template(name: str) -> Template:
     return Template(files("deskpilot.installer").joinpath("templates", name).read_text(encoding="utf-8"))
+
+
+def utf16(text: str) -> bytes:
+    """regedit's "Version 5.00" files and schtasks /XML (declared UTF-16) want UTF-16LE with a BOM."""
+    return ("\ufeff" + text).encode("utf-16-le")
 
 
 def serve_command(python: str | None = None) -> list[str]:

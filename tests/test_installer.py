@@ -216,6 +216,7 @@ def test_windows_pieces() -> None:
     assert r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Edge\LocalNetworkAccessAllowedForUrls]" in lna
     assert r"[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome\LocalNetworkAccessAllowedForUrls]" in lna
     assert '"1"="https://localhost:8765"' in lna and '"2"="https://outlook.office.com"' in lna
+    assert plat.utf16(task)[:2] == b"\xff\xfe" and plat.utf16(task).decode("utf-16") == task
     script = (Path(plat.__file__).parent / "windows" / "install.ps1").read_text()
     for needle in ('@("install")', '"--config"', '@("uninstall")', '"--keep-data"', "$LASTEXITCODE",
                    "Start-Transcript", "doctor"):
@@ -377,3 +378,41 @@ def test_health_check_fails_fast_when_the_served_certificate_is_not_from_the_ca(
     assert health_check(layout(), box.data / "ca" / "ca.pem", timeout=60) is False
     assert time.monotonic() - started < 30
     assert "does not verify against the local CA" in caplog.text
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_windows_and_macos_steps_are_written_and_run_as_these_commands(
+        platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orchestration for the other systems, with their commands recorded instead of run."""
+    from deskpilot.installer import _install
+
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    lay = _install.layout()
+    ca, _, _ = ensure_ca(lay.ca_dir)
+    ran: list[str] = []
+
+    def record(cmd, *args, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(_install.subprocess, "run", record)
+    monkeypatch.setattr(_install.sys, "platform", platform)
+    tracker = _install._Tracker({})
+    _install._write_platform_scripts(lay, tracker, ca, _install.InstallOptions())
+    deploy = lay.deploy_dir
+    if platform == "win32":
+        assert ran == [f'certutil -user -f -addstore Root "{deploy / "deskpilot-ca.cer"}"',
+                       f'reg import "{deploy / "sideload.reg"}"',
+                       f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{deploy / "deskpilot-task.xml"}"']
+        reg = (deploy / "sideload.reg").read_bytes().decode("utf-16")
+        assert addin_id("outlook") in reg and addin_id("word") in reg
+        assert "<LogonTrigger>" in (deploy / "deskpilot-task.xml").read_bytes().decode("utf-16")
+    else:
+        agent = tmp_path / "user" / "Library" / "LaunchAgents" / "com.deskpilot.server.plist"
+        keychain = "~/Library/Keychains/login.keychain-db"
+        assert ran[0] == f"security add-trusted-cert -r trustRoot -k {keychain} {ca}"
+        assert ran[1] == f"launchctl bootstrap gui/{os.getuid()} {agent}"
+        assert str(lay.home) in agent.read_text()
+        ran.clear()
+        _install._unregister_platform(lay, machine=False)
+        assert ran == [f"launchctl bootout gui/{os.getuid()} {agent}", f"security remove-trusted-cert {ca}"]
