@@ -35,6 +35,9 @@ _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Tokens evaluated between checks for a waiting request while preparing: ~0.1 s on 2 laptop cores, and
 # within 10% of the throughput of one big batch.
 _PREPARE_CHUNK = 32
+# Prompt tokens evaluated between cancellation checks during a generation: as fast as one big batch here
+# (~0.4 s on 2 laptop cores).
+_PROMPT_CHUNK = 128
 # A stop pattern is matched against the end of the output only, so that checking it stays cheap per token.
 _PATTERN_WINDOW = 4000
 
@@ -146,14 +149,19 @@ class LlamaCppBackend:
         tokens, _, _ = self._prompt(request)
         if len(tokens) + request.max_tokens > self._info.context_length:
             raise ContextOverflow(len(tokens), request.max_tokens, self._info.context_length)
+        return self._evaluate(tokens, should_stop, _PREPARE_CHUNK)
+
+    def _evaluate(self, tokens: list[int], should_stop: Callable[[], bool], chunk: int) -> int:
+        """Put `tokens` but the last into the KV cache, `chunk` at a time, reusing the cached prefix and
+        stopping early when `should_stop()`. The last token is left for decoding: its evaluation yields
+        the logits the first sample needs, and `Llama.generate` then finds everything before it cached."""
         llm = self._llm
-        # Leave the last token for the real call: its decode produces the logits the first sample needs.
         wanted = tokens[:-1]
         llm.n_tokens = llm.longest_token_prefix(llm._input_ids, wanted)  # eval() drops the KV cache after it
-        for start in range(llm.n_tokens, len(wanted), _PREPARE_CHUNK):
+        for start in range(llm.n_tokens, len(wanted), chunk):
             if should_stop():
                 break
-            llm.eval(wanted[start : start + _PREPARE_CHUNK])
+            llm.eval(wanted[start : start + chunk])
         return int(llm.n_tokens)
 
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], Any]:
@@ -176,6 +184,12 @@ class LlamaCppBackend:
                 import msgspec
 
                 grammar = json_schema_to_gbnf(msgspec.json.encode(request.json_schema).decode())
+            # The prompt goes in chunks, so that a client that leaves during a long prompt frees the model
+            # within one chunk instead of after the whole prompt.
+            self._evaluate(tokens, cancel.is_set, _PROMPT_CHUNK)
+            if cancel.is_set():
+                emit(Finished(Usage(prompt_tokens=len(tokens), completion_tokens=0, finish_reason="cancelled")))
+                return
             reason, produced = self._decode(request, tokens, stop, stopping, grammar, emit, cancel)
             usage = Usage(prompt_tokens=len(tokens), completion_tokens=produced, finish_reason=reason)
             emit(Finished(usage))
