@@ -120,9 +120,12 @@ def _attach_optional_commands() -> None:
     from deskpilot.installer.cli import doctor, install, uninstall
 
     from .connectors.cli import login, logout, sync, whoami
+    from .extraction_cli import eval_group, extract
     from .lineage.cli import audit
 
     main.add_command(audit)
+    main.add_command(extract)
+    main.add_command(eval_group)
     main.add_command(index_command)
     main.add_command(manifest)
     for command in (install, uninstall, doctor):
