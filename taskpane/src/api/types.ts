@@ -1,6 +1,6 @@
 /**
  * Friendly names for the wire types generated from the server's OpenAPI document (schema.gen.ts).
- * Only types that exist on the server are named here; see pending.ts for endpoints still being built.
+ * Only types that exist on the server are named here; pending.ts has those of endpoints still to come.
  */
 import type { components, SseEvents } from "./schema.gen";
 
@@ -21,9 +21,18 @@ export type AskRequest = Schemas["AskRequest"];
 export type Source = Schemas["SourceOut"];
 export type IndexStatus = Schemas["IndexStatus"];
 export type SkippedFile = Schemas["SkippedFile"];
+export type ExtractRequest = Schemas["ExtractRequest"];
+export type ClassifyRequest = Schemas["ClassifyRequest"];
+export type ClassifyOut = Schemas["ClassifyOut"];
+export type FieldOut = Schemas["FieldOut"];
+export type Review = Schemas["ReviewOut"];
+export type ReviewsOut = Schemas["ReviewsOut"];
+export type ReviewDecision = Schemas["ReviewDecisionIn"];
 export type MetaEvent = SseEvents["meta"];
 export type TokenEvent = SseEvents["token"];
 export type DoneEvent = SseEvents["done"];
 export type ErrorEvent = SseEvents["error"];
 export type SourcesEvent = SseEvents["sources"];
+export type ProgressEvent = SseEvents["progress"];
+export type ResultEvent = SseEvents["result"];
 export type { SseEvents };

@@ -8,7 +8,7 @@
  */
 import type { ProblemKind } from "../api/http";
 import type { DoneEvent, MetaEvent, Source } from "../api/types";
-import type { ProgressEvent } from "../api/pending";
+import type { ProgressEvent } from "../api/types";
 
 export type RunPhase = "idle" | "waiting" | "streaming" | "done" | "cancelled" | "failed";
 

@@ -13,13 +13,13 @@ export function ConnectionBanner() {
   } else if (server.reach === "ok" && server.health?.model === "loading") {
     banner = (
       <MessageBar intent="info" data-testid="model-loading">
-        <MessageBarBody><MessageBarTitle>Loading the model</MessageBarTitle>Requests wait until it's ready; this takes a few seconds.</MessageBarBody>
+        <MessageBarBody><MessageBarTitle>Loading the model</MessageBarTitle><div>Requests wait until it's ready; this takes a few seconds.</div></MessageBarBody>
       </MessageBar>
     );
   } else if (server.reach === "ok" && server.health?.model === "failed") {
     banner = (
       <MessageBar intent="error" data-testid="model-failed">
-        <MessageBarBody><MessageBarTitle>The model failed to load</MessageBarTitle>{server.models?.error ?? "See the Deskpilot log."}</MessageBarBody>
+        <MessageBarBody><MessageBarTitle>The model failed to load</MessageBarTitle><div>{server.models?.error ?? "See the Deskpilot log."}</div></MessageBarBody>
       </MessageBar>
     );
   }
@@ -27,7 +27,7 @@ export function ConnectionBanner() {
     <MessageBar intent="info" data-testid="offline">
       <MessageBarBody>
         <MessageBarTitle>You're offline</MessageBarTitle>
-        Deskpilot runs on this computer, so it keeps working; Microsoft 365 sync waits until you're back online.
+        <div>Deskpilot runs on this computer, so it keeps working; Microsoft 365 sync waits until you're back online.</div>
       </MessageBarBody>
     </MessageBar>
   );

@@ -6,7 +6,7 @@ import {
   TextQuoteRegular,
 } from "@fluentui/react-icons";
 import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
-import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/pending";
+import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/types";
 import { HostError, type MailItem, type OutlookHost } from "../hosts";
 import { conversationThread, type Thread } from "../shared/conversation";
 import { LENGTHS, TONES } from "../shared/prefs";

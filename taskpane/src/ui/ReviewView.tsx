@@ -3,7 +3,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Badge, Button, Caption1, Field, Input, Link, MessageBar, MessageBarBody, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
-import type { Review, ReviewDecision } from "../api/pending";
+import type { Review, ReviewDecision, ReviewsOut } from "../api/types";
 import { editable, humanize, parseEdited, percent, structured } from "../shared/result";
 import { usePane } from "./context";
 import { ProblemBar } from "./ProblemBar";
@@ -104,8 +104,8 @@ export function ReviewView() {
   const load = useCallback(() => {
     if (!available) return;
     setError(null);
-    api.get<{ reviews?: Review[] }>("/v1/reviews?status=pending").then(
-      (payload) => setReviews(payload.reviews ?? []),
+    api.get<ReviewsOut>("/v1/reviews?status=pending").then(
+      (payload) => setReviews(payload.reviews),
       (e: unknown) => setError(e instanceof ApiError ? e : new ApiError("server", String(e))),
     );
   }, [api, available]);

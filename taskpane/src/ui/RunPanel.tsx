@@ -6,7 +6,7 @@
 import { useEffect, useRef, type ReactNode } from "react";
 import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, tokens } from "@fluentui/react-components";
 import { DismissRegular, OpenRegular } from "@fluentui/react-icons";
-import type { ProgressEvent } from "../api/pending";
+import type { ProgressEvent } from "../api/types";
 import { humanize } from "../shared/result";
 import { isActive } from "../shared/run";
 import { usePane } from "./context";

@@ -2,8 +2,8 @@
 import { useCallback, useEffect, useState } from "react";
 import { Button, Caption1, Field, Input, MessageBar, MessageBarBody, Radio, RadioGroup, Select } from "@fluentui/react-components";
 import { ChatHelpRegular, DocumentBulletListRegular, SparkleRegular, TextEditStyleRegular } from "@fluentui/react-icons";
-import type { AskRequest, IndexStatus, SummarizeRequest } from "../api/types";
-import type { ExtractRequest, RewriteRequest } from "../api/pending";
+import type { AskRequest, ExtractRequest, IndexStatus, SummarizeRequest } from "../api/types";
+import type { RewriteRequest } from "../api/pending";
 import { HostError, type WordHost } from "../hosts";
 import { TONES } from "../shared/prefs";
 import { isActive } from "../shared/run";
