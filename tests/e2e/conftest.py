@@ -89,13 +89,16 @@ OUTLOOK_ITEM = {
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main thread
+# while it is started, and every later test that runs a loop of its own (asyncio.run, pytest-asyncio)
+# would fail with "Cannot run the event loop while another loop is running". It stops after tests/e2e.
+@pytest.fixture(scope="package")
 def playwright_session() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
@@ -109,7 +112,7 @@ def browser(playwright_session: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts() -> Path:
     # Overwritten state by state (fixed names), so a run of a few tests keeps the others' pictures.
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
