@@ -184,7 +184,7 @@ def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
     return _error(400, "invalid_request", f"invalid request: {'; '.join(details) or exc.detail}", field=field)
 
 
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
           413: "body_too_large", 415: "unsupported_media_type"}
 
 
