@@ -8,7 +8,7 @@ from ._types import BackendInfo, Finished, GenerationRequest, Message, Token, Us
 from .backend import Backend, BackendError, ContextOverflow
 from .fake import ScriptedBackend
 from .gate import ModelBusy, ModelGate, Ticket
-from .tasks import Email, Job, Passage, ask_job, draft_reply_job, input_digest, summarize_job
+from .tasks import Email, Job, Passage, ask_job, draft_reply_job, input_digest, rewrite_job, summarize_job
 from .templates import PromptTemplate, TemplateError, load_template
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "draft_reply_job",
     "input_digest",
     "load_template",
+    "rewrite_job",
     "summarize_job",
 ]

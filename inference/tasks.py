@@ -16,7 +16,7 @@ import msgspec
 from ._types import GenerationRequest
 from .templates import PromptTemplate, load_template
 
-__all__ = ["Email", "Job", "Passage", "ask_job", "draft_reply_job", "input_digest", "summarize_job"]
+__all__ = ["Email", "Job", "Passage", "ask_job", "rewrite_job", "draft_reply_job", "input_digest", "summarize_job"]
 
 # Conservative characters-per-token for budgeting (English is ~4; code, numbers and other scripts less).
 CHARS_PER_TOKEN = 3.0
@@ -168,3 +168,20 @@ def ask_job(
     recorded = {"question": question, "passages": [msgspec.to_builtins(p) for p in passages[: len(blocks)]]}
     return Job(task="ask", template=template, request=request, input=recorded,
                truncated=len(blocks) < len(passages))
+
+
+def rewrite_job(
+    *, context_length: int, text: str, tone: Tone = "neutral", instructions: str = "",
+    template: PromptTemplate | None = None,
+) -> Job:
+    """Rewrite a selection. The output budget follows the input's length (a rewrite is about as long)."""
+    template = template or load_template("rewrite")
+    max_tokens = min(template.max_tokens, max(64, int(len(text) / CHARS_PER_TOKEN * 1.5)))
+    budget = _budget_chars(context_length, max_tokens)
+    source = text.strip()
+    truncated = len(source) > budget
+    extra = f" Also: {instructions.strip()}" if instructions.strip() else ""
+    messages = template.render(content=source[:budget], tone=tone, instructions=extra)
+    request = GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=template.temperature)
+    recorded = {"text": text, "tone": tone, "instructions": instructions}
+    return Job(task="rewrite", template=template, request=request, input=recorded, truncated=truncated)

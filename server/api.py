@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent
 
 from . import __version__
-from deskpilot.inference import Email, Job, Ticket, draft_reply_job, summarize_job
+from deskpilot.inference import Email, Job, Ticket, draft_reply_job, rewrite_job, summarize_job
 
 from .lineage import LineageStore, Run
 from .model_host import ModelHost
@@ -24,6 +24,7 @@ from .schemas import (
     ModelInfo,
     ModelsOut,
     PrepareOut,
+    RewriteRequest,
     RunOut,
     SummarizeRequest,
 )
@@ -96,6 +97,16 @@ class AITasks(Controller):
             instructions=data.instructions,
             signature=data.signature,
         )
+        return _stream(executor, job, ticket, data.client, data.source_ref, settings, stopping)
+
+    @post("/rewrite", status_code=200, summary="Rewrite a selected passage in a tone (SSE stream)")
+    async def rewrite(
+        self, data: JSONBody[RewriteRequest], executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+    ) -> ServerSentEvent:
+        ticket = executor.admit()
+        job = rewrite_job(context_length=_context_length(executor.host), text=data.text, tone=data.tone,
+                          instructions=data.instructions)
         return _stream(executor, job, ticket, data.client, data.source_ref, settings, stopping)
 
     @get("/runs/{run_id:str}", summary="One run's lineage record")

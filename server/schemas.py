@@ -30,6 +30,7 @@ __all__ = [
     "ResultEvent",
     "ReviewRef",
     "RuleOut",
+    "RewriteRequest",
     "RunOut",
     "SourceOut",
     "SourcesEvent",
@@ -89,6 +90,20 @@ class DraftReplyRequest(_In):
     signature: Annotated[str, Meta(max_length=200)] = ""
     client: Client = "api"
     source_ref: ShortText | None = None
+
+
+class RewriteRequest(_In):
+    """A passage the user selected (in Word), to rewrite; the task pane inserts it as a tracked change."""
+
+    text: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    instructions: Annotated[str, Meta(max_length=2_000)] = ""
+    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
+    client: Client = "api"
+    source_ref: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("`text` is empty")
 
 
 # --- SSE event payloads -------------------------------------------------------------------------------

@@ -201,3 +201,17 @@ def test_prepare_never_waits_for_a_busy_model(app_home: Path) -> None:
         assert r.json() == {"prepared": False, "reason": "the model is busy", "cachedTokens": 0, "ms": 0.0}
         thread.join()
         assert slow.prepared == []
+
+
+def test_rewrite_streams_and_is_recorded(client: TestClient, backend: ScriptedBackend) -> None:
+    text = "We cannot ship on Friday because QA found two bugs."
+    r = client.post("/v1/rewrite", json={"text": text, "tone": "formal", "instructions": "Shorter.",
+                                         "client": "word"})
+    events = parse_sse(r.text)
+    assert [e for e, _ in events][0] == "meta" and events[-1][0] == "done"
+    prompt = backend.requests[-1].messages[1].content
+    assert text in prompt and "formal" in prompt and "Shorter." in prompt
+    run = client.get(f"/v1/runs/{events[0][1]['runId']}").json()
+    assert run["task"] == "rewrite" and run["templateId"] == "rewrite@v1" and run["client"] == "word"
+    bad = client.post("/v1/rewrite", json={"text": "  "})
+    assert bad.status_code == 400 and "`text` is empty" in bad.json()["message"]
