@@ -28,15 +28,15 @@ from ._types import IndexProgress, IndexSummary
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .index import DocumentIndex, index_folder
 
-__all__ = ["index_command"]
+__all__ = ["cancel_on_ctrl_c", "index_command"]
 
 _SHOW_SKIPPED = 20
 
 
 @contextmanager
-def _cancel_on_ctrl_c() -> Iterator[threading.Event]:
-    """The first Ctrl+C stops the run after the current file (committed work is kept); a second one
-    interrupts at once."""
+def cancel_on_ctrl_c() -> Iterator[threading.Event]:
+    """The first Ctrl+C sets the event, so a long run stops after its current step and keeps what it
+    committed; a second one interrupts at once. (`deskpilot index` and `deskpilot sync` both use it.)"""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield cancel
@@ -128,7 +128,7 @@ def index_command(ctx: click.Context, paths: tuple[Path, ...], exclude: tuple[st
             raise click.UsageError("give at least one file or folder to index")
         if isinstance(index.embedder, SentenceTransformerEmbedder):
             index.embedder.start_warm_up()  # loads torch while the files are scanned
-        with _cancel_on_ctrl_c() as cancel:
+        with cancel_on_ctrl_c() as cancel:
             summary = _run(index, paths, exclude, console, cancel)
             _print_summary(summary, console)
             if watch and not cancel.is_set():

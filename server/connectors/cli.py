@@ -6,11 +6,8 @@ Attached to the `deskpilot` group by the server's CLI. Tests and embedders may p
 
 from __future__ import annotations
 
-import signal
 import threading
 import webbrowser
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -125,26 +122,6 @@ def whoami(online: bool) -> None:
         click.echo(f"Microsoft 365 says: {user.display_name} <{user.user_principal_name}>")
 
 
-@contextmanager
-def _cancel_on_ctrl_c() -> Iterator[threading.Event]:
-    """The first Ctrl+C stops after the current request (what was committed stays); a second one at once."""
-    cancel = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield cancel
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield cancel
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _sync_once(
     auth: GraphAuth, settings: Settings, index: Any, cancel: threading.Event, full: bool
 ) -> SyncSummary:
@@ -190,6 +167,7 @@ def _sync_once(
 def sync(ctx: click.Context, watch: bool, full: bool) -> None:
     """Sync Microsoft 365 mail, OneDrive files and calendar events into the document index."""
     from deskpilot.indexes import DocumentIndex, index_folder
+    from deskpilot.indexes.cli import cancel_on_ctrl_c
 
     from .auth import AuthError
     from .sync import SyncBusy, SyncLock
@@ -207,7 +185,7 @@ def sync(ctx: click.Context, watch: bool, full: bool) -> None:
     try:
         with (
             DocumentIndex(index_folder(settings.home), embedder=obj.get("embedder")) as index,
-            _cancel_on_ctrl_c() as cancel,
+            cancel_on_ctrl_c() as cancel,
         ):
             while True:
                 try:
