@@ -97,7 +97,7 @@ class StandIn:
         self.issued: list[str] = []  # every access and refresh token handed out, for leak scans
         self.device_codes: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
-        self.requests: list[tuple[float, str, str, str, int]] = []  # (time, method, path, query, status)
+        self.requests: list[list[Any]] = []  # [arrival time, method, path, query, status]
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
@@ -240,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+        self._record[4] = status  # before the reply leaves: a client that reacts to it sees its request logged
         self.send_response(status)
         content_type = (headers or {}).pop("Content-Type", None) or (
             "application/json; odata.metadata=minimal"
@@ -266,6 +267,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = 0
         split = urlsplit(self.path)
         path = unquote(split.path)
+        # Logged on arrival, (time, method, path, query, status); the status is filled in as the reply
+        # goes out, so the log is complete by the time the client has its answer.
+        self._record: list[Any] = [time.monotonic(), method, path, split.query, 0]
+        self.standin.requests.append(self._record)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         body = self._body()
         try:
@@ -278,9 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reply as reply:
             self._send(reply.status, reply.body, reply.headers)
         except (BrokenPipeError, ConnectionResetError):
-            self._status = 0
-        finally:
-            self.standin.requests.append((time.monotonic(), method, path, split.query, self._status))
+            self._status = self._record[4] = 0
 
     def _auth(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         _auth_handler(self, method, path, query, body)
