@@ -11,10 +11,13 @@ cannot read) and a calendar through the Graph v1.0 endpoints the connector uses,
 (`@odata.nextLink`) and delta (`@odata.deltaLink`, `@removed`, `deleted`, 410 for expired links); an
 authority that msal accepts (OIDC discovery, device code, token and refresh grants); faults by
 configuration (`Faults`); and a mutation API: the `Tenant` methods in-process, `/_standin/...` over HTTP.
+The Graph writes Deskpilot's actions make (reply drafts, events, To Do tasks, OneDrive uploads, deletes)
+are served too, with Graph's idempotency semantics; `Tenant.effects()` (or `/_standin/effects`) lists
+what they created, with the markers the client put on it.
 By hand: `python -m deskpilot.server.connectors.standin --port 8910 --fault-rate 0.2`.
 """
 
-from ._data import DriveFile, Event, Folder, Message, Tenant, file_content, generate
+from ._data import DriveFile, Event, Folder, Message, Tenant, TodoList, TodoTask, file_content, generate
 from ._server import FAULT_KINDS, Faults, StandIn
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "Message",
     "StandIn",
     "Tenant",
+    "TodoList",
+    "TodoTask",
     "file_content",
     "generate",
 ]

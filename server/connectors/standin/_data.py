@@ -7,6 +7,10 @@ round can page with "the last id served" as its cursor while the tenant keeps ch
 id is served in its *current* state (or as removed when it has left the scope), and the round ends with
 a delta link that starts the next round at `snapshot`. Changes made during a round show up again in the
 next round, as Graph promises: at least once, possibly twice, never lost.
+
+Graph writes (the endpoints Deskpilot's actions use: reply drafts, events, To Do tasks, OneDrive uploads)
+change the tenant through the methods under "writes" below, which also note what they created, so a test
+can ask `effects()` whether an action made its effect exactly once and whether compensating removed it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import base64
 import hashlib
 import random
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "generate"]
+__all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "TodoList", "TodoTask", "generate"]
 
 USER_ID = "6f1c4c1e-8d1b-4b6e-9c3a-2f5d7e8a9b0c"
 TENANT_ID = "9b2a7c1d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
@@ -108,6 +113,8 @@ class Message:
     version: int = 1
     is_read: bool = False
     modified: datetime = field(default_factory=lambda: _EPOCH)
+    is_draft: bool = False
+    extended: dict[str, str] = field(default_factory=dict)  # singleValueExtendedProperties: id -> value
 
     @property
     def marker(self) -> str:
@@ -139,10 +146,42 @@ class Event:
     attendees: list[tuple[str, str]]
     version: int = 1
     modified: datetime = field(default_factory=lambda: _EPOCH)
+    is_organizer: bool = False
+    transaction_id: str = ""  # set by the client that created it (POST /me/events), never changes
+    extended: dict[str, str] = field(default_factory=dict)
 
     @property
     def marker(self) -> str:
         return f"ref-{hashlib.sha1(self.id.encode()).hexdigest()[:10]}-v{self.version}"
+
+
+@dataclass
+class TodoList:
+    id: str
+    display_name: str
+    wellknown: str = "none"  # "defaultList" for the user's default list ("Tasks")
+
+
+@dataclass
+class TodoTask:
+    id: str
+    list_id: str
+    title: str
+    body: str
+    created: datetime
+    due: str | None = None  # dateTime of a dateTimeTimeZone, as the client sent it
+    due_zone: str = "UTC"
+    linked: list[dict[str, str]] = field(default_factory=list)  # linkedResources, with their ids
+
+
+# Well-known mail folder names Graph accepts in place of an id (`/me/mailFolders/drafts`).
+WELL_KNOWN_FOLDERS = {
+    "inbox": "Inbox",
+    "drafts": "Drafts",
+    "sentitems": "Sent Items",
+    "deleteditems": "Deleted Items",
+    "archive": "Archive",
+}
 
 
 class Tenant:
@@ -159,6 +198,14 @@ class Tenant:
         self.epoch = 1  # delta links of an older epoch have expired (410)
         self.drift: dict[str, dict[str, Any]] = {}  # id -> properties served instead (schema drift)
         self._n = 0
+        # Every mailbox has a default To Do list; ids come from names, not `_next()`, so adding the lists
+        # leaves the ids of everything generated after them as they were.
+        self.todo_lists: dict[str, TodoList] = {}
+        self.tasks: dict[str, TodoTask] = {}
+        for name, wellknown in (("Tasks", "defaultList"), ("Follow-ups", "none")):
+            todo = TodoList(graph_id("AQMkADAwATNiZmYAZC1", name), name, wellknown)
+            self.todo_lists[todo.id] = todo
+        self.graph_created: list[tuple[str, str]] = []  # (kind, id) of what Graph writes created
 
     # -- change log ---------------------------------------------------------------------------------
 
@@ -356,6 +403,203 @@ class Tenant:
         with self.lock:
             del self.events[event_id]
             self.touch("calendar", event_id)
+
+    # -- writes (Graph POST/PUT/DELETE) ---------------------------------------------------------------
+
+    def well_known_folder(self, name: str) -> Folder:
+        """The mail folder behind a well-known name. Drafts and Deleted Items are made on first use, so
+        that a generated mailbox (and every test that counts its folders) stays as it was."""
+        display = WELL_KNOWN_FOLDERS[name.lower()]
+        with self.lock:
+            for folder in self.folders.values():
+                if folder.display_name == display and folder.parent_id == _ROOT_FOLDER:
+                    return folder
+            folder = Folder(graph_id("AAMkAGFld", "wellknown", display), display, _ROOT_FOLDER)
+            self.folders[folder.id] = folder
+            return folder
+
+    def create_reply(
+        self,
+        message_id: str,
+        comment: str,
+        *,
+        reply_all: bool,
+        extended: dict[str, str],
+        now: datetime,
+    ) -> Message:
+        """createReply / createReplyAll: a draft in Drafts, in the original's conversation, to its sender
+        (and for reply-all to its other recipients too, the user left out), subject "RE: ..."."""
+        with self.lock:
+            original = self.messages[message_id]
+            me = (USER["displayName"], USER["mail"].split("@")[0])
+            to = [original.sender]
+            cc: list[tuple[str, str]] = []
+            if reply_all:
+                to += [p for p in original.to if p != me and p not in to]
+                cc = [p for p in original.cc if p != me]
+            subject = original.subject if original.subject.startswith("RE: ") else f"RE: {original.subject}"
+            quoted = "\n".join("> " + line for line in original.body.splitlines())
+            draft = self.add_message(
+                self.well_known_folder("drafts").id,
+                subject,
+                f"{comment}\n\nFrom: {original.sender[0]}\nSubject: {original.subject}\n\n{quoted}",
+                conversation_id=original.conversation_id,
+                sender=me,
+                to=to,
+                cc=cc,
+                received=now,
+            )
+            draft.is_draft, draft.is_read, draft.extended = True, True, dict(extended)
+            self.graph_created.append(("draft", draft.id))
+            return draft
+
+    def delete_message_as_graph(self, message_id: str) -> None:
+        """DELETE /me/messages/{id} is a soft delete: the message moves to Deleted Items (same immutable
+        id); deleting it there removes it for good."""
+        with self.lock:
+            message = self.messages[message_id]
+            deleted = self.well_known_folder("deleteditems")
+            if message.folder_id == deleted.id:
+                self.delete_message(message_id)
+            else:
+                self.move_message(message_id, deleted.id)
+
+    def create_event(
+        self,
+        subject: str,
+        body: str,
+        start: datetime,
+        minutes: int,
+        *,
+        location: str,
+        attendees: list[tuple[str, str]],
+        transaction_id: str,
+        extended: dict[str, str],
+    ) -> Event:
+        with self.lock:
+            me = (USER["displayName"], USER["mail"].split("@")[0])
+            event = self.add_event(
+                subject, body, start, minutes=minutes, location=location, organizer=me, attendees=attendees
+            )
+            event.is_organizer, event.transaction_id, event.extended = True, transaction_id, dict(extended)
+            event.modified = datetime.now(UTC).replace(microsecond=0)
+            self.graph_created.append(("event", event.id))
+            return event
+
+    def add_task(
+        self,
+        list_id: str,
+        title: str,
+        body: str,
+        *,
+        due: str | None = None,
+        due_zone: str = "UTC",
+        linked: list[dict[str, str]] | None = None,
+        now: datetime | None = None,
+    ) -> TodoTask:
+        with self.lock:
+            task = TodoTask(
+                graph_id("AAkALgAAAAAAHYQDEapmEc2byACqAC", list_id, title, self._next()),
+                list_id,
+                title,
+                body,
+                (now or datetime.now(UTC)).replace(microsecond=0),
+                due,
+                due_zone,
+                [{"id": str(uuid.uuid4()), **resource} for resource in linked or []],
+            )
+            self.tasks[task.id] = task
+            self.graph_created.append(("task", task.id))
+            return task
+
+    def delete_task(self, task_id: str) -> None:
+        with self.lock:
+            del self.tasks[task_id]
+
+    def drive_item_at(self, path: str) -> DriveFile | None:
+        """The item at a path under the drive root ("Finance/Invoices/a.txt"); names compare without case,
+        as OneDrive's do."""
+        with self.lock:
+            parent = DRIVE_ROOT
+            item: DriveFile | None = None
+            for name in filter(None, path.split("/")):
+                children = (f for f in self.files.values() if f.parent_id == parent)
+                item = next((f for f in children if f.name.lower() == name.lower()), None)
+                if item is None:
+                    return None
+                parent = item.id
+            return item
+
+    def upload(self, path: str, content: bytes, *, conflict: str = "replace") -> tuple[DriveFile, bool]:
+        """PUT .../root:/{path}:/content: (the item, whether it is new). Missing folders are created. An
+        existing file is replaced (`conflict="replace"`, Graph's default), kept (`"fail"`: FileExistsError)
+        or left alone while the new one gets a free name (`"rename"`: "name 1.txt")."""
+        with self.lock:
+            *folders, name = [p for p in path.split("/") if p]
+            parent = DRIVE_ROOT
+            for folder_name in folders:
+                folder = self.drive_item_at("/".join([*self._names(parent), folder_name]))
+                if folder is None:
+                    folder = self.add_drive_folder(folder_name, parent)
+                    self.graph_created.append(("folder", folder.id))
+                parent = folder.id
+            existing = self.drive_item_at("/".join([*self._names(parent), name]))
+            if existing is not None and (conflict == "fail" or existing.is_folder):
+                raise FileExistsError(name)
+            if existing is not None and conflict == "replace":
+                return self.change_file(existing.id, content), False
+            if existing is not None:  # rename
+                stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+                n = 1
+                while self.drive_item_at("/".join([*self._names(parent), f"{stem} {n}{dot}{ext}"])):
+                    n += 1
+                name = f"{stem} {n}{dot}{ext}"
+            item = self.add_file(name, content, parent_id=parent)
+            self.graph_created.append(("file", item.id))
+            return item, True
+
+    def _names(self, item_id: str) -> list[str]:
+        names: list[str] = []
+        while item_id in self.files and item_id != DRIVE_ROOT:
+            names.append(self.files[item_id].name)
+            item_id = self.files[item_id].parent_id
+        return names[::-1]
+
+    def effects(self, *, include_gone: bool = False) -> list[dict[str, Any]]:
+        """What Graph writes created, in order: kind, id, the idempotency markers the client put on it
+        (extended property values, transactionId, linkedResource externalIds), and where it is. A draft
+        counts as gone once it has left Drafts (a deleted one sits in Deleted Items)."""
+        with self.lock:
+            drafts = self.well_known_folder("drafts").id
+            out: list[dict[str, Any]] = []
+            for kind, item_id in self.graph_created:
+                effect: dict[str, Any] = {"kind": kind, "id": item_id, "markers": [], "gone": False}
+                if kind == "draft":
+                    message = self.messages.get(item_id)
+                    effect["gone"] = message is None or message.folder_id != drafts
+                    if message is not None:
+                        effect["markers"] = list(message.extended.values())
+                        effect["subject"] = message.subject
+                elif kind == "event":
+                    event = self.events.get(item_id)
+                    effect["gone"] = event is None
+                    if event is not None:
+                        effect["markers"] = [event.transaction_id, *event.extended.values()]
+                        effect["subject"] = event.subject
+                elif kind == "task":
+                    task = self.tasks.get(item_id)
+                    effect["gone"] = task is None
+                    if task is not None:
+                        effect["markers"] = [r["externalId"] for r in task.linked if r.get("externalId")]
+                        effect["title"], effect["listId"] = task.title, task.list_id
+                else:  # file or folder
+                    item = self.files.get(item_id)
+                    effect["gone"] = item is None
+                    if item is not None:
+                        effect["path"] = "/".join(self._names(item.id))
+                if include_gone or not effect["gone"]:
+                    out.append(effect)
+            return out
 
     # -- what a correct sync must end with ------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Graph JSON for the stand-in's items: the property names and types of Graph v1.0's message, mailFolder,
-driveItem, event and user entity types (tests check them against Microsoft's CSDL metadata)."""
+driveItem, event, todoTaskList, todoTask, linkedResource and user entity types (tests check them against
+Microsoft's CSDL metadata)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import html
 from datetime import timedelta
 from typing import Any
 
-from ._data import DRIVE_ROOT, USER, DriveFile, Event, Folder, Message, Tenant, iso
+from ._data import DRIVE_ROOT, USER, DriveFile, Event, Folder, Message, Tenant, TodoList, TodoTask, iso
 
-__all__ = ["event_json", "file_json", "folder_json", "message_json", "user_json"]
+__all__ = [
+    "event_json",
+    "extended_json",
+    "file_json",
+    "folder_json",
+    "message_json",
+    "todo_list_json",
+    "todo_task_json",
+    "user_json",
+]
 
 _MIME = {
     "txt": "text/plain",
@@ -25,8 +35,8 @@ DRIVE_ID = "b!standinDriveId0123456789"
 
 
 def _recipient(person: tuple[str, str]) -> dict[str, Any]:
-    name, local = person
-    return {"emailAddress": {"name": name, "address": f"{local}@contoso.example"}}
+    name, local = person  # a local part at contoso.example, or a whole address (attendees a client sent)
+    return {"emailAddress": {"name": name, "address": local if "@" in local else f"{local}@contoso.example"}}
 
 
 def _html(text: str) -> str:
@@ -71,7 +81,7 @@ def message_json(message: Message, *, text_body: bool) -> dict[str, Any]:
         "parentFolderId": message.folder_id,
         "conversationId": message.conversation_id,
         "isRead": message.is_read,
-        "isDraft": False,
+        "isDraft": message.is_draft,
         "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}&exvsurl=1&viewmodel=ReadMessageItem",
         "body": {"contentType": "text" if text_body else "html", "content": body},
         "sender": _recipient(message.sender),
@@ -137,7 +147,7 @@ def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
         "sensitivity": "normal",
         "isAllDay": False,
         "isCancelled": False,
-        "isOrganizer": False,
+        "isOrganizer": event.is_organizer,
         "showAs": "busy",
         "type": "singleInstance",
         "webLink": f"https://outlook.office365.com/owa/?itemid={event.id}&exvsurl=1&path=/calendar/item",
@@ -153,4 +163,45 @@ def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
             }
             for p in event.attendees
         ],
+        # Graph returns transactionId only on events whose creator set one.
+        **({"transactionId": event.transaction_id} if event.transaction_id else {}),
     }
+
+
+def extended_json(extended: dict[str, str], wanted_id: str) -> list[dict[str, Any]]:
+    """`$expand=singleValueExtendedProperties($filter=id eq '...')`: the one property asked for, if set
+    (Graph compares property ids without regard to case)."""
+    return [{"id": k, "value": v} for k, v in extended.items() if k.lower() == wanted_id.lower()]
+
+
+def todo_list_json(todo: TodoList) -> dict[str, Any]:
+    return {
+        "@odata.etag": f'W/"{todo.id[-12:]}"',
+        "id": todo.id,
+        "displayName": todo.display_name,
+        "isOwner": True,
+        "isShared": False,
+        "wellknownListName": todo.wellknown,
+    }
+
+
+def todo_task_json(task: TodoTask, *, expand_linked: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "@odata.etag": f'W/"{task.id[-12:]}"',
+        "id": task.id,
+        "importance": "normal",
+        "isReminderOn": False,
+        "status": "notStarted",
+        "title": task.title,
+        "createdDateTime": iso(task.created),
+        "lastModifiedDateTime": iso(task.created),
+        "bodyLastModifiedDateTime": iso(task.created),
+        "hasAttachments": False,
+        "categories": [],
+        "body": {"content": task.body, "contentType": "text"},
+    }
+    if task.due:
+        out["dueDateTime"] = {"dateTime": task.due, "timeZone": task.due_zone}
+    if expand_linked:
+        out["linkedResources"] = [dict(resource) for resource in task.linked]
+    return out

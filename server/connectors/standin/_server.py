@@ -1,5 +1,9 @@
 """The stand-in's HTTP server: Graph endpoints, an msal-compatible authority, faults and a mutation API.
 
+Reads are served here; the writes Deskpilot's actions make (and the lookups they make first) are in
+`_actions.py`. Faults apply to both: drop, throttle and unavailable come before a write is processed, as
+when Graph never saw it; drop_after closes the connection after the write is applied, with no answer.
+
 Plain `http.server` on purpose: fault injection needs to do what a framework would not let it, such as
 closing a connection without an answer or sending half a JSON document.
 """
@@ -20,12 +24,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from ._data import ROOT_FOLDER, TENANT_ID, USER, Tenant, generate
-from ._payloads import deleted_file_json, event_json, file_json, folder_json, message_json, user_json
+from ._actions import ActionEndpoints, has_extended
+from ._data import ROOT_FOLDER, TENANT_ID, USER, WELL_KNOWN_FOLDERS, Tenant, generate
+from ._payloads import (
+    deleted_file_json,
+    event_json,
+    extended_json,
+    file_json,
+    folder_json,
+    message_json,
+    user_json,
+)
+from ._replies import Reply as _Reply
+from ._replies import graph_error as _error
 
 __all__ = ["FAULT_KINDS", "Faults", "StandIn"]
 
-FAULT_KINDS = ("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired")
+FAULT_KINDS = (
+    "throttle",
+    "unavailable",
+    "slow",
+    "drop",
+    "malformed",
+    "unknown_fields",
+    "expired",
+    "drop_after",
+)
 
 
 @dataclass
@@ -35,7 +59,9 @@ class Faults:
     throttle: 429 with Retry-After; unavailable: 503 without it; slow: the answer comes after
     `slow_seconds`; drop: the connection closes with no answer (or mid-body for file content);
     malformed: half a JSON document; unknown_fields: properties Graph does not have (yet); expired: 410
-    for a delta link (only requests that carry one).
+    for a delta link (only requests that carry one); drop_after: a write is applied, then the connection
+    closes with no answer (only writes: the case where a client cannot know whether to send it again).
+    `methods` limits faults to requests with those HTTP methods (empty: every request).
     """
 
     rate: float = 0.0
@@ -44,6 +70,7 @@ class Faults:
     slow_seconds: float = 2.0
     seed: int = 0
     max_faults: int | None = None  # stop injecting after this many (None: never stop)
+    methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -57,19 +84,6 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _unb64(text: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-
-
-class _Reply(Exception):
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(
-        status,
-        {"error": {"code": code, "message": message, "innerError": {"date": datetime.now(UTC).isoformat()}}},
-        headers,
-    )
 
 
 class StandIn:
@@ -150,15 +164,21 @@ class StandIn:
         with self._lock:
             self.access_tokens.clear()
 
-    def pick_fault(self, has_delta_token: bool) -> str | None:
+    def pick_fault(self, has_delta_token: bool, method: str = "GET") -> str | None:
         with self._lock:
             faults = self.faults
             injected = sum(v for k, v in self.stats.items() if k.startswith("fault:"))
             if faults.max_faults is not None and injected >= faults.max_faults:
                 return None
+            if faults.methods and method not in faults.methods:
+                return None
             if faults.rate <= 0 or self._rng.random() >= faults.rate:
                 return None
-            kinds = {k: w for k, w in faults.kinds.items() if w > 0 and (k != "expired" or has_delta_token)}
+            kinds = {
+                k: w
+                for k, w in faults.kinds.items()
+                if w > 0 and (k != "expired" or has_delta_token) and (k != "drop_after" or method != "GET")
+            }
             if not kinds:
                 return None
             kind = self._rng.choices(list(kinds), weights=list(kinds.values()))[0]
@@ -234,6 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
@@ -275,7 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         try:
             if path.startswith("/v1.0/") or path.startswith("/_download/"):
-                self._graph(method, path, query)
+                self._graph(method, path, query, body)
             elif path.startswith("/_standin/"):
                 self._send(200, _Admin(self.standin).dispatch(method, path[len("/_standin/") :], query, body))
             else:
@@ -290,11 +313,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- Graph -------------------------------------------------------------------------------------------
 
-    def _graph(self, method: str, path: str, query: dict[str, str]) -> None:
+    def _graph(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         standin = self.standin
         standin.check_bearer(self.headers.get("Authorization"))
         standin.stats["graph_requests"] += 1
-        fault = standin.pick_fault("$deltatoken" in query)
+        fault = standin.pick_fault("$deltatoken" in query, method)
         faults = standin.faults
         if fault == "throttle":
             raise _error(
@@ -312,9 +335,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(faults.slow_seconds)
         prefer = self.headers.get("Prefer", "")
-        graph = _Graph(standin, query, prefer)
+        graph = _Graph(standin, query, prefer, body, self.headers.get("Content-Type", ""))
         with standin.tenant.lock:
             status, body, headers = graph.route(method, path)
+        if fault == "drop_after":  # applied, and the client never hears of it
+            self._drop()
+            return
         if isinstance(body, bytes) and fault in ("drop", "malformed"):
             # A download cut short: the promised length, half the bytes, then the connection closes.
             self.send_response(200)
@@ -336,11 +362,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
 
-class _Graph:
+class _Graph(ActionEndpoints):
     """The Graph endpoints Deskpilot uses, over the tenant (called with the tenant's lock held)."""
 
-    def __init__(self, standin: StandIn, query: dict[str, str], prefer: str) -> None:
+    def __init__(
+        self, standin: StandIn, query: dict[str, str], prefer: str, body: bytes = b"", content_type: str = ""
+    ) -> None:
         self.standin, self.tenant, self.query = standin, standin.tenant, query
+        self.body, self.content_type = body, content_type
         self.text_body = 'outlook.body-content-type="text"' in prefer
         size = standin.max_page_size
         for part in prefer.split(","):
@@ -362,8 +391,11 @@ class _Graph:
             return 200, item.content, {}
         else:
             raise _error(400, "BadRequest", f"unsupported path {path}")
+        answer = self.action_route(method, parts, path)
+        if answer is not None:
+            return answer
         if method != "GET":
-            raise _error(405, "MethodNotAllowed", "The stand-in is read-only over Graph; use /_standin/.")
+            raise _error(405, "MethodNotAllowed", f"The stand-in does not serve {method} {path}.")
         return self._get(parts, path)
 
     def _get(self, parts: list[str], path: str) -> tuple[int, Any, dict[str, str]]:  # noqa: C901
@@ -383,7 +415,7 @@ class _Graph:
             case ["mailFolders", folder_id]:
                 return 200, folder_json(t, self._folder(folder_id)), {}
             case ["mailFolders", folder_id, "messages", "delta"]:
-                self._folder(folder_id)
+                folder_id = self._folder(folder_id).id
                 return self._delta(
                     f"mail:{folder_id}", path, lambda i, first: self._message_delta(folder_id, i, first)
                 )
@@ -392,7 +424,7 @@ class _Graph:
             case ["messages", message_id]:
                 if message_id not in t.messages:
                     raise _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-                return 200, self._drifted(message_json(t.messages[message_id], text_body=self.text_body)), {}
+                return 200, self._message(t.messages[message_id]), {}
             case ["drive", "root", "delta"]:
                 return self._delta("drive", path, self._file_delta)
             case ["drive", "items", item_id]:
@@ -412,6 +444,8 @@ class _Graph:
         raise _error(400, "BadRequest", f"the stand-in does not serve {path}")
 
     def _folder(self, folder_id: str) -> Any:
+        if folder_id.lower() in WELL_KNOWN_FOLDERS:  # /me/mailFolders/drafts
+            return self.tenant.well_known_folder(folder_id)
         if folder_id not in self.tenant.folders:
             raise _error(404, "ErrorItemNotFound", "The specified folder could not be found in the store.")
         return self.tenant.folders[folder_id]
@@ -419,16 +453,25 @@ class _Graph:
     def _drifted(self, item: dict[str, Any]) -> dict[str, Any]:
         return {**item, **self.tenant.drift.get(item["id"], {})}
 
-    def _filtered_messages(self) -> list[dict[str, Any]]:
+    def _filtered_messages(self, folder_id: str | None = None) -> list[dict[str, Any]]:
         wanted = self.query.get("$filter", "")
-        messages = list(self.tenant.messages.values())
+        messages = [m for m in self.tenant.messages.values() if folder_id in (None, m.folder_id)]
         if wanted.startswith("conversationId eq "):
             conversation = wanted.removeprefix("conversationId eq ").strip("'").replace("''", "'")
             messages = [m for m in messages if m.conversation_id == conversation]
         elif wanted:
-            raise _error(400, "ErrorInvalidUrlQueryFilter", f"the stand-in does not filter on {wanted}")
+            prop, value = self.extended_filter()
+            messages = [m for m in messages if has_extended(m.extended, prop, value)]
         messages.sort(key=lambda m: (m.received, m.id))
-        return [self._drifted(message_json(m, text_body=self.text_body)) for m in messages]
+        return [self._message(m) for m in messages]
+
+    def _message(self, message: Any) -> dict[str, Any]:
+        """A message as Graph renders it, with `$expand=singleValueExtendedProperties(...)` if asked."""
+        out = self._drifted(message_json(message, text_body=self.text_body))
+        wanted = self.expanded_property()
+        if wanted is not None:
+            out["singleValueExtendedProperties"] = extended_json(message.extended, wanted)
+        return out
 
     def _list(self, path: str, items: list[dict[str, Any]]) -> tuple[int, Any, dict[str, str]]:
         skip = int(self.query.get("$skip", "0") or 0)
@@ -543,6 +586,8 @@ class _Admin:
                         "stats": dict(self.standin.stats),
                         "faults": asdict(self.standin.faults),
                     }
+                case "GET", ["effects"]:
+                    return t.effects(include_gone=query.get("includeGone") == "true")
                 case "GET", ["expected"]:
                     return t.expected(
                         max_file_bytes=int(query["maxFileBytes"]) if "maxFileBytes" in query else None
