@@ -28,6 +28,9 @@ from deskpilot.indexes import DocumentIndex, index_folder
 from deskpilot.inference import Backend, BackendError, ModelBusy
 
 from . import __version__
+from .actions.api import ActionsAPI, Automations, Workflows, WorkflowServices
+from .actions.outbox import Outbox
+from .actions.queue import TaskQueue
 from .api import AITasks, Status
 from .ask import DocumentsAPI, Indexer
 from .connectors.api import SyncAPI
@@ -40,6 +43,9 @@ from .runs import RunExecutor
 from .schemas import ErrorBody
 from .security import local_only
 from .settings import Settings
+from .workflows.definitions import DEFINITIONS
+from .workflows.engine import WorkflowEngine
+from .workflows.events import EventLog
 
 __all__ = ["create_app"]
 
@@ -75,6 +81,7 @@ def create_app(
     graph = graph or GraphConnector(settings, indexer.index)
     host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
     executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
+    workflows = _workflow_services(settings, lineage)
     stopping = asyncio.Event()
     background: set[asyncio.Task[None]] = set()
 
@@ -83,6 +90,8 @@ def create_app(
         if recovered:
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
         host.start_loading()
+        # What a crash left between the outbox and the queue goes back in line (the worker does the same).
+        background.add(asyncio.create_task(asyncio.to_thread(_recover_outbox, workflows)))
         if not (TASKPANE_DIR / "index.html").is_file():
             log.warning("the task pane is not built (no %s): run `make setup`", TASKPANE_DIR / "index.html")
         # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
@@ -96,6 +105,7 @@ def create_app(
         await asyncio.to_thread(graph.close)  # a running sync stops after its current request
         await indexer.close()
         await host.close()
+        workflows.queue.close()
         if owns_lineage:
             lineage.close()
 
@@ -103,7 +113,10 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AITasks, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, *_taskpane_routes()],
+        route_handlers=[
+            AITasks, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, ActionsAPI, Workflows, Automations,
+            *_taskpane_routes(),
+        ],
         dependencies={
             "settings": provide(settings),
             "executor": provide(executor),
@@ -112,6 +125,8 @@ def create_app(
             "stopping": provide(stopping),
             "indexer": provide(indexer),
             "graph": provide(graph),
+            "workflow_services": provide(workflows),
+            "review_decided": provide(workflows.review_decided),
         },
         state=State({"stopping": stopping, "host": host}),
         on_startup=[on_startup],
@@ -128,6 +143,24 @@ def create_app(
                                      render_plugins=[JsonRenderPlugin()]),
         debug=False,
     )
+
+
+def _workflow_services(settings: Settings, lineage: LineageStore) -> WorkflowServices:
+    outbox = Outbox(lineage)
+    queue = TaskQueue(settings)
+    # The server starts workflows and lists them; it never runs a step (no model, no adapters here).
+    engine = WorkflowEngine(outbox, queue, DEFINITIONS, triage_labels=settings.triage_labels)
+    return WorkflowServices(outbox=outbox, queue=queue, engine=engine, events=EventLog(outbox, engine))
+
+
+def _recover_outbox(services: WorkflowServices) -> None:
+    found = services.outbox.recover()
+    for action_id in found["execute"]:
+        services.queue.execute(action_id)
+    for action_id in found["compensate"]:
+        services.queue.compensate(action_id)
+    for workflow_id in services.engine.recover():
+        services.queue.advance(workflow_id)
 
 
 async def _warm_index_after(host: ModelHost, indexer: Indexer) -> None:

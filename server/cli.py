@@ -30,16 +30,22 @@ def main() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Port on the loopback interface.")
 @click.option("--host", help="Loopback address to listen on (default 127.0.0.1).")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file.")
-def serve(plain_http: bool, port: int | None, host: str | None, model_path: str | None) -> None:
+@click.option("--worker/--no-worker", "with_worker", default=None,
+              help="Start the action and workflow consumer as a child process (default: the `worker` setting).")
+def serve(plain_http: bool, port: int | None, host: str | None, model_path: str | None,
+          with_worker: bool | None) -> None:
     """Start the local server with the task pane and the model."""
     from .app import create_app
     from .runner import serve as run
+    from .runner import worker_process
 
     try:
-        settings = load_settings(port=port, host=host, model_path=model_path, https=False if plain_http else None)
+        settings = load_settings(port=port, host=host, model_path=model_path, https=False if plain_http else None,
+                                 worker=with_worker)
         app = create_app(settings)
         err.print(f"Deskpilot on [bold]{settings.base_url}[/] (data in {settings.home})")
-        run(app, settings)
+        with worker_process(settings):
+            run(app, settings)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -119,6 +125,7 @@ def _attach_optional_commands() -> None:
     from deskpilot.indexes.cli import index_command
     from deskpilot.installer.cli import doctor, install, uninstall
 
+    from .actions.cli import events_group, webhook_secret, worker
     from .connectors.cli import login, logout, sync, whoami
     from .extraction_cli import eval_group, extract
     from .lineage.cli import audit
@@ -129,6 +136,8 @@ def _attach_optional_commands() -> None:
     main.add_command(index_command)
     main.add_command(manifest)
     for command in (install, uninstall, doctor):
+        main.add_command(command)
+    for command in (worker, events_group, webhook_secret):
         main.add_command(command)
     for command in (login, logout, whoami, sync):
         main.add_command(command)

@@ -8,6 +8,7 @@ diff (`ReviewQueue.decide`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -105,6 +106,7 @@ class Reviews(Controller):
         data: JSONBody[ReviewDecisionIn],
         reviews: NamedDependency[ReviewQueue],
         settings: NamedDependency[Settings],
+        review_decided: NamedDependency[Callable[[str], None]],
     ) -> ReviewOut:
         item = await anyio.to_thread.run_sync(reviews.get, review_id)
         if item is None:
@@ -135,6 +137,8 @@ class Reviews(Controller):
             raise NotFoundException(str(exc)) from exc
         except ReviewDecided as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
+        # A workflow waiting for this decision (its human step) goes on.
+        await anyio.to_thread.run_sync(review_decided, review_id)
         decided = await anyio.to_thread.run_sync(reviews.get, review_id)
         assert decided is not None
         return _review_out(decided)

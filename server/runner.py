@@ -8,9 +8,16 @@ sets the app's `stopping` event the moment shutdown begins, so every stream send
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import ipaddress
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import uvicorn
 from litestar import Litestar
@@ -18,7 +25,7 @@ from litestar import Litestar
 from .settings import Settings, SettingsError
 from .tls import ensure_certificate
 
-__all__ = ["check_loopback", "serve"]
+__all__ = ["check_loopback", "serve", "worker_process"]
 
 log = logging.getLogger("deskpilot.server")
 
@@ -60,3 +67,37 @@ def serve(app: Litestar, settings: Settings) -> None:
         **tls,  # type: ignore[arg-type]
     )
     _DrainingServer(config, app.state.stopping).run()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the worker gets SIGINT (a graceful stop) when the server dies, even by kill -9, so a
+    crashed server never leaves a consumer behind; the next server's worker recovers its work."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None]:
+    """`deskpilot worker` as a child of the server, stopped gracefully with it (SIGINT: running tasks
+    finish), unless the `worker` setting is off."""
+    if not settings.worker:
+        yield None
+        return
+    env = {**os.environ, "DESKPILOT_HOME": str(settings.home)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "deskpilot.server.cli", "worker"],
+        env=env,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+    )
+    log.info("worker started (pid %d)", child.pid)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=max(5.0, settings.shutdown_grace_seconds))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

@@ -69,6 +69,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     graph_max_retries: int = 8  # per request, for 429, 5xx, timeouts and dropped connections
     graph_backoff_seconds: float = 1.0  # first backoff; doubles per retry, with jitter
     graph_sync_interval_seconds: float = 300.0  # `deskpilot sync --watch`
+    # Follow-up actions and workflows (server/actions, server/workflows). `serve` starts the queue's
+    # consumer (`deskpilot worker`) as a child process unless `worker` is false (run it yourself then).
+    worker: bool = True
+    worker_threads: int = 4
+    action_max_attempts: int = 6  # per action, for transient failures (429, 5xx, dropped connections)
+    action_backoff_seconds: float = 1.0  # first retry delay; doubles per attempt, with jitter
+    workflow_step_retries: int = 3  # per workflow step that raises
 
     @property
     def db_path(self) -> Path:
@@ -78,6 +85,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def sync_db_path(self) -> Path:
         """Microsoft 365 sync state (delta links, quarantined payloads); never tokens."""
         return self.home / "graph-sync.db"
+
+    @property
+    def queue_path(self) -> Path:
+        """SqliteHuey's queue: task messages only (the truth about actions is in `db_path`)."""
+        return self.home / "queue.db"
 
     @property
     def schemas_path(self) -> Path:

@@ -55,7 +55,10 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "DESKPILOT_HOME": str(home), **(env or {})})
+                                     # No consumer child unless a test asks for one (DESKPILOT_WORKER=true):
+                                     # most server tests never queue an action.
+                                     env={**os.environ, "DESKPILOT_HOME": str(home), "DESKPILOT_WORKER": "false",
+                                          **(env or {})})
 
     @property
     def verify(self) -> ssl.SSLContext | bool:

@@ -129,7 +129,10 @@ class ActionAdapter(Protocol):
 
 def idempotency_key(kind: str, params: _Params | dict[str, Any], origin: str) -> str:
     """sha256 over the kind, the canonical JSON of the parameters and where the action came from (a
-    workflow or run id): the same action proposed twice is one action, with one effect."""
+    workflow or run id): the same action proposed twice is one action, with one effect. A dict is
+    validated into the kind's Struct first, so defaults and key order do not change the key."""
+    if isinstance(params, dict):
+        params = msgspec.convert(params, PARAMS_TYPES[kind])
     body = msgspec.json.encode(
         {"kind": kind, "params": msgspec.to_builtins(params), "origin": origin}, order="sorted"
     )

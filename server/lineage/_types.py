@@ -119,3 +119,6 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     # The chain of human review decisions (`reviews.py`), checked the same way.
     reviews_checked: int = 0
     reviews_head_hash: str | None = None
+    # The chain of action and workflow events (proposals, decisions, effects, compensations).
+    actions_checked: int = 0
+    actions_head_hash: str | None = None

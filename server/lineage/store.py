@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -187,16 +187,22 @@ class LineageStore:
             checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
             reviews, reviews_head, review_problems = verify_chain(conn, "reviews", id_column="id", noun="review")
             problems += review_problems
+            actions, actions_head, action_problems = verify_chain(
+                conn, "action_log", id_column="id", noun="action log entry"
+            )
+            problems += action_problems
             for anchor in anchors:
                 found = conn.execute("SELECT 1 FROM runs WHERE hash = ? UNION ALL SELECT 1 FROM reviews "
-                                     "WHERE hash = ?", [anchor, anchor]).fetchone()
+                                     "WHERE hash = ? UNION ALL SELECT 1 FROM action_log WHERE hash = ?",
+                                     [anchor, anchor, anchor]).fetchone()
                 if found is None:
                     problems.append(
                         f"runs: anchor {anchor} is not in the chain: "
                         "the rows up to it were rewritten or removed"
                     )
         return VerifyReport(ok=not problems, checked=checked, head_hash=head_hash, problems=problems,
-                            reviews_checked=reviews, reviews_head_hash=reviews_head)
+                            reviews_checked=reviews, reviews_head_hash=reviews_head,
+                            actions_checked=actions, actions_head_hash=actions_head)
 
     def export(self, out: TextIO, fmt: Literal["jsonl", "csv"], since: datetime | None = None) -> int:
         """Write closed runs to `out` as JSON Lines or CSV and return how many were written.
@@ -235,6 +241,19 @@ class LineageStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction on the lineage file for the working tables beside the chain (actions,
+        workflows, events): their state changes and the chained record of them commit together."""
+        return self._write()
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A consistent read-only snapshot (its own connection; never blocks writers)."""
+        return self._snapshot()
+
+    def append_chained(self, conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Append to a chained table inside `transaction()`."""
+        return self._append_chained(conn, table, row)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -1,0 +1,528 @@
+"""The outbox: every action's durable state, and the audit record of every change to it.
+
+Why an outbox and not just Huey
+    Huey delivers at most once when a worker dies mid-task: the task was taken off the queue when it
+    started, and nothing puts it back. So the truth about an action lives here, in SQLite, and the queue
+    only carries "look at action X now". A task that runs twice, or for an action that is not due, does
+    nothing: every transition is a conditional UPDATE in one `BEGIN IMMEDIATE` transaction (`claim`
+    moves `queued` to `executing` for exactly one owner). What a dead worker was doing is found by
+    `recover()` (run when a worker or the server starts, and by the worker's sweeper): an action
+    `executing` under an owner whose process is gone goes back to `queued`, and runs again. Running
+    again is safe because each adapter is idempotent at the receiver (look up before create, or the
+    receiver's idempotency marker): at most one effect per key, and with recovery, exactly one.
+
+Lifecycle (ARCHITECTURE.md)
+    proposed -> pending_review | approved -> queued -> executing -> executed | failed -> compensating ->
+    compensated; also rejected (by a person), held (kill switch or daily budget; back to queued when
+    released). "proposed" and "approved" are moments, recorded in the log, not resting states.
+
+Lineage
+    Each transition appends to the chained `action_log` in the same transaction that makes it, with the
+    actor (a person, "policy", or the worker), the run that proposed the action and its workflow.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from ..lineage import LineageStore
+from ..lineage._chain import rows_as_dicts
+from ._types import PARAMS_TYPES, Effect, idempotency_key
+from .policy import DEFAULT_AUTOMATIONS, Automation, AutomationUpdate, from_row, needs_person, to_row
+
+__all__ = [
+    "ActionRecord",
+    "ActionStateError",
+    "Outbox",
+    "UnknownActionError",
+    "UnknownAutomationError",
+    "current_owner",
+    "owner_alive",
+]
+
+Status = Literal[
+    "pending_review", "queued", "executing", "executed", "failed", "rejected", "held", "compensating",
+    "compensated",
+]
+TERMINAL = ("executed", "failed", "rejected", "compensated")
+# A worker on another machine (a team server) cannot be checked by pid: its claim expires instead.
+LEASE_SECONDS = 600.0
+
+
+class UnknownActionError(LookupError):
+    pass
+
+
+class UnknownAutomationError(LookupError):
+    pass
+
+
+class ActionStateError(RuntimeError):
+    """The action is not in a state that allows this (e.g. approving an executed action): HTTP 409."""
+
+
+class ActionRecord(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    key: str
+    kind: str
+    params: dict[str, Any]
+    title: str
+    origin: str
+    run_id: str | None
+    workflow_id: str | None
+    step: str | None
+    automation: str
+    confidence: float | None
+    status: Status
+    approval: str | None  # who approved: a person's name, or "policy"
+    reason: str | None  # why it waits, was held or rejected
+    attempts: int
+    effect: Effect | None
+    error: str | None
+    created_at: str
+    updated_at: str
+    executed_at: str | None
+    queued_ts: float | None
+    started_ts: float | None
+
+
+def _now_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), so a reused pid is not mistaken."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
+_OWNER = f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
+
+
+def current_owner() -> str:
+    global _OWNER
+    pid = os.getpid()
+    if f":{pid}:" not in _OWNER:  # forked since import
+        _OWNER = f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+    return _OWNER
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """True/False for a process on this machine; None for one elsewhere (only its lease can tell)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return started in ("?", _proc_start(pid))
+
+
+def _record(row: dict[str, Any]) -> ActionRecord:
+    data = dict(row)
+    data["params"] = msgspec.json.decode(data["params"])
+    data["effect"] = msgspec.json.decode(data["effect"]) if data["effect"] else None
+    for gone in ("next_attempt_ts", "owner", "lease_ts"):
+        data.pop(gone, None)
+    return msgspec.convert({_camel(k): v for k, v in data.items()}, ActionRecord)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class Outbox:
+    """Actions, automations and their log, on the lineage database. Safe to share between threads and
+    processes (every change is one IMMEDIATE transaction)."""
+
+    def __init__(self, lineage: LineageStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.lineage = lineage
+        self.clock = clock
+        with lineage.transaction() as conn:
+            known = {r[0] for r in conn.execute("SELECT name FROM automations")}
+            now = _now_iso(clock())
+            for automation in DEFAULT_AUTOMATIONS:
+                if automation.name not in known:
+                    row = to_row(msgspec.structs.replace(
+                        automation, enabled_at=now, updated_at=now, updated_by="deskpilot"))
+                    conn.execute(
+                        f"INSERT INTO automations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()),
+                    )
+
+    # -- the log ---------------------------------------------------------------------------------------
+
+    def _log(
+        self,
+        conn: sqlite3.Connection,
+        event: str,
+        *,
+        subject: str,
+        subject_id: str,
+        actor: str,
+        run_id: str | None = None,
+        workflow_id: str | None = None,
+        automation: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.lineage.append_chained(conn, "action_log", {
+            "id": uuid.uuid4().hex,
+            "at": _now_iso(self.clock()),
+            "subject": subject,
+            "subject_id": subject_id,
+            "event": event,
+            "actor": actor,
+            "run_id": run_id,
+            "workflow_id": workflow_id,
+            "automation": automation,
+            "detail": msgspec.json.encode(detail or {}, order="sorted").decode(),
+        })
+
+    def _log_action(self, conn: sqlite3.Connection, row: dict[str, Any], event: str, actor: str,
+                    **detail: Any) -> None:
+        self._log(conn, event, subject="action", subject_id=row["id"], actor=actor, run_id=row["run_id"],
+                  workflow_id=row["workflow_id"], automation=row["automation"],
+                  detail={"kind": row["kind"], "key": row["key"], **detail})
+
+    def log_workflow(self, conn: sqlite3.Connection, workflow: dict[str, Any], event: str, actor: str,
+                     **detail: Any) -> None:
+        context = workflow.get("context_obj") or {}
+        self._log(conn, event, subject="workflow", subject_id=workflow["id"], actor=actor,
+                  run_id=detail.pop("run_id", None) or context.get("runId"), workflow_id=workflow["id"],
+                  automation=workflow["automation"], detail={"definition": workflow["definition"], **detail})
+
+    def history(self, subject_id: str) -> list[dict[str, Any]]:
+        with self.lineage.reading() as conn:
+            rows = list(rows_as_dicts(conn.execute(
+                "SELECT * FROM action_log WHERE subject_id = ? ORDER BY seq", [subject_id])))
+        for row in rows:
+            row["detail"] = msgspec.json.decode(row["detail"])
+        return rows
+
+    # -- automations -----------------------------------------------------------------------------------
+
+    def automations(self) -> list[Automation]:
+        with self.lineage.reading() as conn:
+            conn.row_factory = sqlite3.Row
+            return [from_row(r) for r in conn.execute("SELECT * FROM automations ORDER BY name")]
+
+    def automation(self, name: str, conn: sqlite3.Connection | None = None) -> Automation:
+        if conn is None:
+            with self.lineage.reading() as reader:
+                return self.automation(name, reader)
+        rows = list(rows_as_dicts(conn.execute("SELECT * FROM automations WHERE name = ?", [name])))
+        if not rows:
+            raise UnknownAutomationError(f"no automation {name!r}")
+        return from_row(rows[0])
+
+    def update_automation(self, name: str, update: AutomationUpdate, actor: str) -> tuple[Automation, list[str]]:
+        """Apply a partial update; returns the automation and the ids of held actions it released."""
+        update.check()
+        changes = {k: v for k, v in msgspec.structs.asdict(update).items() if v is not msgspec.UNSET}
+        released: list[str] = []
+        with self.lineage.transaction() as conn:
+            current = self.automation(name, conn)
+            now = _now_iso(self.clock())
+            new = msgspec.structs.replace(current, **changes, updated_at=now, updated_by=actor)
+            if new.enabled and not current.enabled:
+                new = msgspec.structs.replace(new, enabled_at=now)
+            row = to_row(new)
+            conn.execute(
+                f"UPDATE automations SET {', '.join(f'{k} = ?' for k in row)} WHERE name = ?",
+                [*row.values(), name],
+            )
+            self._log(conn, "automation.updated", subject="automation", subject_id=name, actor=actor,
+                      automation=name, detail={"changes": msgspec.to_builtins(changes)})
+            if new.enabled:
+                released = self._release_held(conn, name, actor)
+        return new, released
+
+    def _release_held(self, conn: sqlite3.Connection, automation: str, actor: str) -> list[str]:
+        ids = []
+        for row in list(rows_as_dicts(conn.execute(
+                "SELECT * FROM actions WHERE automation = ? AND status = 'held'", [automation]))):
+            now = self.clock()
+            conn.execute("UPDATE actions SET status = 'queued', reason = NULL, queued_ts = ?, "
+                         "next_attempt_ts = NULL, updated_at = ? WHERE id = ?", [now, _now_iso(now), row["id"]])
+            self._log_action(conn, row, "released", actor)
+            ids.append(row["id"])
+        return ids
+
+    def release_budget_holds(self) -> list[str]:
+        """Held for the budget on an earlier day: the new day's budget applies (called by the sweeper)."""
+        today = _now_iso(self.clock())[:10]
+        released: list[str] = []
+        with self.lineage.transaction() as conn:
+            for name, in list(conn.execute(
+                    "SELECT DISTINCT automation FROM actions WHERE status = 'held' AND reason LIKE 'daily budget%' "
+                    "AND substr(updated_at, 1, 10) < ?", [today])):
+                if self.automation(name, conn).enabled:
+                    released += self._release_held(conn, name, "policy")
+        return released
+
+    # -- proposals and decisions -----------------------------------------------------------------------
+
+    def propose(
+        self,
+        kind: str,
+        params: Any,
+        *,
+        title: str,
+        origin: str,
+        automation: str = "taskpane",
+        run_id: str | None = None,
+        workflow_id: str | None = None,
+        step: str | None = None,
+        confidence: float | None = None,
+        actor: str,
+    ) -> tuple[ActionRecord, bool]:
+        """Record a proposed action and decide its approval by policy. Returns (action, created): the same
+        proposal again (same kind, parameters and origin) is the existing action."""
+        if kind not in PARAMS_TYPES:
+            raise ValueError(f"unknown action kind {kind!r}; known: {sorted(PARAMS_TYPES)}")
+        params = msgspec.convert(msgspec.to_builtins(params), PARAMS_TYPES[kind])
+        key = idempotency_key(kind, params, origin)
+        with self.lineage.transaction() as conn:
+            existing = list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE key = ?", [key])))
+            if existing:
+                return _record(existing[0]), False
+            policy = self.automation(automation, conn)
+            now = self.clock()
+            person = needs_person(policy, kind, confidence)
+            row = {
+                "id": uuid.uuid4().hex,
+                "key": key,
+                "kind": kind,
+                "params": msgspec.json.encode(params).decode(),
+                "title": title,
+                "origin": origin,
+                "run_id": run_id,
+                "workflow_id": workflow_id,
+                "step": step,
+                "automation": automation,
+                "confidence": confidence,
+                "status": "pending_review" if person else "queued",
+                "approval": None if person else "policy",
+                "reason": f"approval {policy.approval.get(kind, 'always')}" if person else None,
+                "attempts": 0,
+                "created_at": _now_iso(now),
+                "updated_at": _now_iso(now),
+                "queued_ts": None if person else now,
+            }
+            conn.execute(f"INSERT INTO actions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+            full = {**row, "effect": None, "error": None, "executed_at": None, "started_ts": None}
+            self._log_action(conn, full, "proposed", actor, title=title, params=msgspec.to_builtins(params),
+                             confidence=confidence, origin=origin)
+            if not person:
+                self._log_action(conn, full, "approved", "policy",
+                                 mode=policy.approval.get(kind, "always"), threshold=policy.threshold)
+        return _record(full), True
+
+    def decide(self, action_id: str, *, approve: bool, actor: str, note: str | None = None) -> ActionRecord:
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "pending_review":
+                raise ActionStateError(f"action {action_id} is {row['status']}, not waiting for approval")
+            now = self.clock()
+            if approve:
+                conn.execute("UPDATE actions SET status = 'queued', approval = ?, reason = NULL, queued_ts = ?, "
+                             "updated_at = ? WHERE id = ?", [actor, now, _now_iso(now), action_id])
+            else:
+                conn.execute("UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?",
+                             [note or "rejected", _now_iso(now), action_id])
+            self._log_action(conn, row, "approved" if approve else "rejected", actor, note=note)
+            return _record(self._row(conn, action_id))
+
+    # -- execution -------------------------------------------------------------------------------------
+
+    def claim(self, action_id: str, owner: str) -> ActionRecord | None:
+        """Take a queued, due action for execution, or hold it (kill switch, budget). None: nothing to do."""
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            now = self.clock()
+            if row["status"] != "queued" or (row["next_attempt_ts"] or 0) > now:
+                return None
+            policy = self.automation(row["automation"], conn)
+            reason = None
+            if not policy.enabled:
+                reason = "automation disabled (kill switch)"
+            elif policy.daily_budget is not None:
+                day = _now_iso(now)[:10]
+                spent = conn.execute(
+                    "SELECT count(*) FROM actions WHERE automation = ? AND executed_at >= ? AND status IN "
+                    "('executed', 'compensating', 'compensated')", [row["automation"], day]).fetchone()[0]
+                if spent >= policy.daily_budget:
+                    reason = f"daily budget of {policy.daily_budget} spent"
+            if reason:
+                conn.execute("UPDATE actions SET status = 'held', reason = ?, updated_at = ? WHERE id = ?",
+                             [reason, _now_iso(now), action_id])
+                self._log_action(conn, row, "held", "policy", reason=reason)
+                return None
+            conn.execute(
+                "UPDATE actions SET status = 'executing', owner = ?, lease_ts = ?, attempts = attempts + 1, "
+                "started_ts = coalesce(started_ts, ?), updated_at = ? WHERE id = ?",
+                [owner, now + LEASE_SECONDS, now, _now_iso(now), action_id],
+            )
+            return _record(self._row(conn, action_id))
+
+    def executed(self, action_id: str, owner: str, effect: Effect) -> ActionRecord:
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "executing" or row["owner"] != owner:
+                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            now = self.clock()
+            conn.execute("UPDATE actions SET status = 'executed', effect = ?, error = NULL, owner = NULL, "
+                         "lease_ts = NULL, executed_at = ?, updated_at = ? WHERE id = ?",
+                         [msgspec.json.encode(effect).decode(), _now_iso(now), _now_iso(now), action_id])
+            self._log_action(conn, row, "executed", "worker", effect=msgspec.to_builtins(effect),
+                             attempt=row["attempts"])
+            return _record(self._row(conn, action_id))
+
+    def attempt_failed(self, action_id: str, owner: str, error: str, retry_in: float | None) -> ActionRecord:
+        """A failed attempt: back to the queue after `retry_in` seconds, or failed for good (None)."""
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "executing" or row["owner"] != owner:
+                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            now = self.clock()
+            if retry_in is None:
+                conn.execute("UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
+                             "updated_at = ? WHERE id = ?", [error, _now_iso(now), action_id])
+                self._log_action(conn, row, "failed", "worker", error=error, attempt=row["attempts"])
+            else:
+                conn.execute("UPDATE actions SET status = 'queued', error = ?, owner = NULL, lease_ts = NULL, "
+                             "next_attempt_ts = ?, updated_at = ? WHERE id = ?",
+                             [error, now + retry_in, _now_iso(now), action_id])
+                self._log_action(conn, row, "retry", "worker", error=error, attempt=row["attempts"],
+                                 retry_in=round(retry_in, 3))
+            return _record(self._row(conn, action_id))
+
+    # -- compensation ----------------------------------------------------------------------------------
+
+    def request_compensation(self, action_ids: Iterable[str], actor: str, reason: str) -> list[str]:
+        """Mark executed actions for undoing; returns those now `compensating` (to enqueue)."""
+        out = []
+        with self.lineage.transaction() as conn:
+            for action_id in action_ids:
+                row = self._row(conn, action_id)
+                if row["status"] == "executed":
+                    conn.execute("UPDATE actions SET status = 'compensating', reason = ?, owner = NULL, "
+                                 "updated_at = ? WHERE id = ?", [reason, _now_iso(self.clock()), action_id])
+                    self._log_action(conn, row, "compensation_requested", actor, reason=reason)
+                    out.append(action_id)
+                elif row["status"] == "compensating":
+                    out.append(action_id)
+        return out
+
+    def claim_compensation(self, action_id: str, owner: str) -> ActionRecord | None:
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "compensating" or (row["owner"] and owner_alive(row["owner"]) is not False
+                                                   and (row["lease_ts"] or 0) > self.clock()):
+                return None
+            now = self.clock()
+            conn.execute("UPDATE actions SET owner = ?, lease_ts = ?, updated_at = ? WHERE id = ?",
+                         [owner, now + LEASE_SECONDS, _now_iso(now), action_id])
+            return _record(self._row(conn, action_id))
+
+    def compensated(self, action_id: str, owner: str, error: str | None = None) -> ActionRecord:
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "compensating" or row["owner"] != owner:
+                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            now = self.clock()
+            if error is None:
+                conn.execute("UPDATE actions SET status = 'compensated', owner = NULL, lease_ts = NULL, "
+                             "updated_at = ? WHERE id = ?", [_now_iso(now), action_id])
+                self._log_action(conn, row, "compensated", "worker")
+            else:  # stays compensating: the sweeper tries again
+                conn.execute("UPDATE actions SET owner = NULL, lease_ts = NULL, error = ?, next_attempt_ts = ?, "
+                             "updated_at = ? WHERE id = ?", [error, now + 5.0, _now_iso(now), action_id])
+                self._log_action(conn, row, "compensation_retry", "worker", error=error)
+            return _record(self._row(conn, action_id))
+
+    # -- recovery --------------------------------------------------------------------------------------
+
+    def recover(self, *, stale_seconds: float = 0.0) -> dict[str, list[str]]:
+        """After a crash: actions whose worker is gone go back to the queue. Returns what to enqueue:
+        {"execute": [...], "compensate": [...]}: every due queued action (due for `stale_seconds` at
+        least: the sweeper leaves alone what the queue is about to deliver) and every compensation."""
+        now = self.clock()
+        with self.lineage.transaction() as conn:
+            for row in list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE status = 'executing'"))):
+                alive = owner_alive(row["owner"])
+                if alive is False or (alive is None and (row["lease_ts"] or 0) < now):
+                    conn.execute("UPDATE actions SET status = 'queued', owner = NULL, lease_ts = NULL, "
+                                 "updated_at = ? WHERE id = ?", [_now_iso(now), row["id"]])
+                    self._log_action(conn, row, "recovered", "worker", dead_owner=row["owner"])
+            execute = [r[0] for r in conn.execute(
+                "SELECT id FROM actions WHERE status = 'queued' AND "
+                "max(coalesce(next_attempt_ts, 0), coalesce(queued_ts, 0)) <= ? ORDER BY queued_ts",
+                [now - stale_seconds])]
+            compensate = []
+            for row in rows_as_dicts(conn.execute(
+                    "SELECT id, owner, lease_ts, next_attempt_ts FROM actions WHERE status = 'compensating'")):
+                if (row["next_attempt_ts"] or 0) > now:
+                    continue
+                alive = owner_alive(row["owner"])
+                if not row["owner"] or alive is False or (alive is None and (row["lease_ts"] or 0) < now):
+                    compensate.append(row["id"])
+        return {"execute": execute, "compensate": compensate}
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(conn: sqlite3.Connection, action_id: str) -> dict[str, Any]:
+        rows = list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE id = ?", [action_id])))
+        if not rows:
+            raise UnknownActionError(f"no action {action_id!r}")
+        return rows[0]
+
+    def get(self, action_id: str) -> ActionRecord:
+        with self.lineage.reading() as conn:
+            return _record(self._row(conn, action_id))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        automation: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("workflow_id", workflow_id), ("automation", automation)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.lineage.reading() as conn:
+            rows = rows_as_dicts(conn.execute(
+                f"SELECT * FROM actions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]))
+            return [_record(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.lineage.reading() as conn:
+            return dict(conn.execute("SELECT status, count(*) FROM actions GROUP BY status").fetchall())
+

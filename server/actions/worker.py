@@ -1,0 +1,235 @@
+"""The queue's consumer: `deskpilot worker`, or the child process `deskpilot serve` starts.
+
+One consumer per app data folder holds `worker.lock` (flock); a second one waits for it, so a server
+restarted after a crash, while the old worker still runs, never doubles the work, and takes over when
+that worker goes. On start it recovers what a crash left (`Outbox.recover`, `WorkflowEngine.recover`),
+then runs Huey's consumer with worker threads. A sweeper thread repeats the recovery every few seconds
+for what no message will bring back: a queue message lost between the outbox commit and the enqueue
+(a server killed right there), a held action whose daily budget renewed, a compensation to retry.
+
+The tasks are plain functions that return what they did (STYLE.md, 8).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..lineage import LineageStore, ReviewQueue
+from ..settings import Settings
+from ._types import PARAMS_TYPES, ActionAdapter, PermanentError, TransientError
+from .outbox import ActionStateError, Outbox, current_owner
+from .queue import TaskQueue
+
+__all__ = ["WorkerLock", "WorkerRuntime", "run_worker"]
+
+log = logging.getLogger("deskpilot.actions")
+_MAX_BACKOFF = 300.0
+
+
+class WorkerLock:
+    """flock on `<home>/worker.lock`, which also names the holder's pid (for `doctor` and tests)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = True, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait or should_stop():
+                    os.close(fd)
+                    return False
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> int | None:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class WorkerRuntime:
+    """The tasks, bound to this process's stores, adapters and (lazily) model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        adapters: Mapping[str, ActionAdapter] | None = None,
+        ai: Any = None,
+        queue: TaskQueue | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        from ..workflows.definitions import DEFINITIONS
+        from ..workflows.engine import WorkflowEngine
+
+        self.settings = settings
+        self.lineage = LineageStore(settings.db_path)
+        self.outbox = Outbox(self.lineage)
+        self.queue = queue or TaskQueue(settings)
+        if adapters is None:
+            from .adapters import build_adapters
+
+            adapters = build_adapters(settings)
+        self.adapters = adapters
+        if ai is None:
+            from ..workflows.ai import ModelAI
+            from ..app import _default_backend
+
+            ai = ModelAI(settings, self.lineage, _default_backend(settings))
+        self.ai = ai
+        self.engine = WorkflowEngine(
+            self.outbox, self.queue, DEFINITIONS, ai=ai, reviews=ReviewQueue(self.lineage),
+            step_retries=settings.workflow_step_retries, backoff_seconds=settings.action_backoff_seconds,
+            triage_labels=settings.triage_labels,
+        )
+        self.rng = rng or random.Random()
+        self.queue.bind(self)
+
+    # -- tasks -----------------------------------------------------------------------------------------
+
+    def execute_action(self, action_id: str) -> dict[str, Any]:
+        owner = current_owner()
+        record = self.outbox.claim(action_id, owner)
+        if record is None:
+            return {"action": action_id, "did": "nothing"}
+        params = msgspec.convert(record.params, PARAMS_TYPES[record.kind])
+        try:
+            effect = self.adapters[record.kind].execute(record.key, params)
+        except PermanentError as exc:
+            done = self.outbox.attempt_failed(action_id, owner, str(exc), None)
+        except Exception as exc:  # TransientError, or a bug: retried, then failed
+            if not isinstance(exc, TransientError):
+                log.exception("action %s (%s) raised", action_id, record.kind)
+            retry_in = self._backoff(record.attempts)
+            done = self.outbox.attempt_failed(action_id, owner, f"{type(exc).__name__}: {exc}", retry_in)
+            if retry_in is not None:
+                self.queue.execute(action_id, delay=retry_in)
+        else:
+            done = self.outbox.executed(action_id, owner, effect)
+        if record.workflow_id and done.status in ("executed", "failed"):
+            self.queue.advance(record.workflow_id)
+        return {"action": action_id, "did": done.status, "attempt": record.attempts}
+
+    def _backoff(self, attempts: int) -> float | None:
+        if attempts >= self.settings.action_max_attempts:
+            return None
+        ceiling = min(_MAX_BACKOFF, self.settings.action_backoff_seconds * 2 ** (attempts - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def compensate_action(self, action_id: str) -> dict[str, Any]:
+        owner = current_owner()
+        record = self.outbox.claim_compensation(action_id, owner)
+        if record is None or record.effect is None:
+            return {"action": action_id, "did": "nothing"}
+        params = msgspec.convert(record.params, PARAMS_TYPES[record.kind])
+        try:
+            self.adapters[record.kind].compensate(record.key, params, record.effect)
+        except Exception as exc:
+            try:
+                self.outbox.compensated(action_id, owner, error=f"{type(exc).__name__}: {exc}")
+            except ActionStateError:
+                pass
+            self.queue.compensate(action_id, delay=5.0)
+            return {"action": action_id, "did": "compensation_retry"}
+        done = self.outbox.compensated(action_id, owner)
+        if record.workflow_id:
+            self.queue.advance(record.workflow_id)
+        return {"action": action_id, "did": done.status}
+
+    def advance_workflow(self, workflow_id: str) -> dict[str, Any]:
+        return self.engine.advance(workflow_id)
+
+    # -- recovery --------------------------------------------------------------------------------------
+
+    def recover(self, *, sweep: bool = False) -> dict[str, int]:
+        """Re-enqueue everything a crash may have dropped; duplicates are harmless (claims decide). A
+        `sweep` leaves alone what was queued in the last 30 s (the queue is about to deliver it)."""
+        found = self.outbox.recover(stale_seconds=30.0 if sweep else 0.0)
+        released = self.outbox.release_budget_holds()
+        for action_id in [*found["execute"], *released]:
+            self.queue.execute(action_id)
+        for action_id in found["compensate"]:
+            self.queue.compensate(action_id)
+        workflows = self.engine.recover(sweep=sweep)
+        for workflow_id in workflows:
+            self.queue.advance(workflow_id)
+        return {"execute": len(found["execute"]) + len(released), "compensate": len(found["compensate"]),
+                "workflows": len(workflows)}
+
+    def close(self) -> None:
+        if hasattr(self.ai, "close"):
+            self.ai.close()
+        self.queue.close()
+        self.lineage.close()
+
+
+def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds: float = 5.0) -> None:
+    """Run the consumer until SIGINT/SIGTERM (graceful: running tasks finish)."""
+    stop = threading.Event()
+    lock = WorkerLock(settings.home / "worker.lock")
+    settings.home.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    if not lock.acquire(wait=False):
+        log.info("another worker (pid %s) holds %s; waiting for it", lock.holder(), lock.path)
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            lock.acquire(wait=True)
+        except KeyboardInterrupt:
+            return
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    runtime = WorkerRuntime(settings)
+    try:
+        recovered = runtime.recover()
+        log.info("worker %d started: recovered %s", os.getpid(), recovered)
+
+        def sweep() -> None:
+            while not stop.wait(sweep_seconds):
+                try:
+                    runtime.recover(sweep=True)
+                except Exception:
+                    log.exception("sweep failed")
+
+        threading.Thread(target=sweep, name="outbox-sweeper", daemon=True).start()
+        # Polling: an idle worker checks the queue every 20 ms, backing off to 200 ms; each check is one
+        # indexed SELECT on a small SQLite file, and it bounds the queue's added latency.
+        consumer = runtime.queue.huey.create_consumer(
+            workers=threads or settings.worker_threads, worker_type="thread", initial_delay=0.02,
+            backoff=1.25, max_delay=0.2, check_worker_health=True, health_check_interval=5,
+            graceful_signal="INT",
+        )
+        consumer.run()
+    finally:
+        stop.set()
+        runtime.close()
+        lock.release()

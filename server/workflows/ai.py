@@ -1,0 +1,104 @@
+"""The model, for workflow steps in the consumer process: classification and extraction as plain calls.
+
+The same `RunExecutor` and structured tasks the HTTP API uses, so a workflow's AI output is recorded in
+lineage exactly like a request's (client "workflow", source_ref the triggering item), and an extraction
+below the review threshold lands in the same review queue. The model loads on first use (a worker that
+only sends webhooks never loads it) and runs on one event loop thread of its own, because the consumer's
+worker threads are not async.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from deskpilot.inference.backend import Backend
+from deskpilot.inference.extraction import classify_job, extraction_job
+
+from ..extraction import ClassificationTask, ExtractionTask, find_schema
+from ..lineage import LineageStore, ReviewQueue
+from ..model_host import ModelHost
+from ..runs import RunExecutor
+from ..schemas import ErrorEvent, ResultEvent
+from ..settings import Settings
+
+__all__ = ["ModelAI", "StepFailed"]
+
+
+class StepFailed(RuntimeError):
+    """The model could not produce a result (busy, failed to load, input too long)."""
+
+
+class ModelAI:
+    def __init__(self, settings: Settings, lineage: LineageStore, backend: Callable[[], Backend]) -> None:
+        self.settings, self.lineage, self._load = settings, lineage, backend
+        self.reviews = ReviewQueue(lineage)
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+        self._portal: BlockingPortal | None = None
+        self._executor: RunExecutor | None = None
+
+    def _ready(self) -> tuple[BlockingPortal, RunExecutor]:
+        with self._lock:
+            if self._portal is None or self._executor is None:
+                self._portal = self._stack.enter_context(start_blocking_portal())
+                # Waiting in line is fine for background work: every worker thread may queue.
+                host = ModelHost(self._load, max_waiting=64)
+                self._portal.call(host.start_loading)
+                self._executor = RunExecutor(host, self.lineage, retain_inputs=self.settings.retain_inputs)
+            return self._portal, self._executor
+
+    def _run(self, job: Any, task: Any, source_ref: str | None) -> ResultEvent:
+        portal, executor = self._ready()
+
+        async def run() -> ResultEvent:
+            result: ResultEvent | None = None
+            async for event in executor.execute(job, client="workflow", source_ref=source_ref, structured=task):
+                if isinstance(event, ErrorEvent):
+                    raise StepFailed(f"{event.code}: {event.message}")
+                if isinstance(event, ResultEvent):
+                    result = event
+            if result is None:
+                raise StepFailed("the run ended without a result")
+            return result
+
+        return portal.call(run)
+
+    def _context(self) -> tuple[int, Any]:
+        portal, executor = self._ready()
+        backend = portal.call(executor.host.ready)
+        return backend.info.context_length, backend.count_tokens
+
+    def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]:
+        context_length, count = self._context()
+        job = classify_job(text=text, labels=labels, context_length=context_length, count_tokens=count)
+        task = ClassificationTask(labels, self.reviews, self.settings.review_threshold)
+        result = self._run(job, task, source_ref)
+        return {"runId": result.run_id, "label": result.data["label"], "confidence": result.confidence}
+
+    def extract(self, schema_name: str, text: str, source_ref: str | None = None) -> dict[str, Any]:
+        schema = find_schema(schema_name, self.settings.schemas_path)
+        context_length, count = self._context()
+        job = extraction_job(schema, text=text, context_length=context_length, count_tokens=count)
+        task = ExtractionTask(schema, text, self.reviews, self.settings.review_threshold)
+        result = self._run(job, task, source_ref)
+        return {
+            "runId": result.run_id,
+            "schema": result.schema,
+            "data": result.data,
+            "confidence": result.confidence,
+            "review": result.review.id if result.review else None,
+            "reasons": result.review.reasons if result.review else [],
+            "rules": [{"rule": r.rule, "status": r.status, "message": r.message} for r in result.validation.rules],
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._portal is not None and self._executor is not None:
+                self._portal.call(self._executor.host.close)
+            self._stack.close()
+            self._portal = self._executor = None
