@@ -46,6 +46,7 @@ from .settings import Settings
 from .workflows.definitions import DEFINITIONS
 from .workflows.engine import WorkflowEngine
 from .workflows.events import EventLog
+from .workflows.triggers import MailTrigger
 
 __all__ = ["create_app"]
 
@@ -78,10 +79,11 @@ def create_app(
     owns_lineage = lineage is None
     lineage = lineage or LineageStore(settings.db_path)
     indexer = Indexer(index or DocumentIndex(index_folder(settings.home)))
-    graph = graph or GraphConnector(settings, indexer.index)
+    workflows = _workflow_services(settings, lineage)
+    graph = graph or GraphConnector(settings, indexer.index, on_new_mail=MailTrigger(
+        settings, lineage, workflows.queue))
     host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
     executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
-    workflows = _workflow_services(settings, lineage)
     stopping = asyncio.Event()
     background: set[asyncio.Task[None]] = set()
 

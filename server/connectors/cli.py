@@ -137,8 +137,11 @@ def _sync_once(
         TextColumn("{task.fields[pages]} pages, {task.fields[retries]} retries"),
         TimeElapsedColumn(),
     )
+    from ..workflows.triggers import MailTrigger
+
     state = SyncState(settings.sync_db_path)
     client = GraphClient(auth, settings, cancel=cancel)
+    trigger = MailTrigger(settings)
     try:
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("starting", total=None, pages=0, retries=0)
@@ -154,8 +157,9 @@ def _sync_once(
                     retries=p.retries,
                 )
 
-            return GraphSync(client, index, state, settings, progress=update).run(full=full)
+            return GraphSync(client, index, state, settings, progress=update, on_new_mail=trigger).run(full=full)
     finally:
+        trigger.close()
         client.close()
         state.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -66,8 +67,14 @@ class ConversationOut(_Out):
 
 
 class GraphConnector:
-    def __init__(self, settings: Settings, index: DocumentIndex) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: DocumentIndex,
+        on_new_mail: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.settings, self.index = settings, index
+        self.on_new_mail = on_new_mail
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._progress: SyncProgress | None = None
@@ -109,7 +116,8 @@ class GraphConnector:
         state = SyncState(self.settings.sync_db_path)
         client = GraphClient(auth, self.settings, cancel=self._cancel)
         try:
-            GraphSync(client, self.index, state, self.settings, progress=self._set_progress).run(full=full)
+            GraphSync(client, self.index, state, self.settings, progress=self._set_progress,
+                      on_new_mail=self.on_new_mail).run(full=full)
         except Exception as exc:  # reported by status(); the server keeps running
             self._error = f"{type(exc).__name__}: {exc}"
             log.error("background sync failed: %s", self._error)

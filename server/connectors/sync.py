@@ -70,6 +70,7 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
     quarantined: int = 0  # payloads that did not validate in this run
     repaired: int = 0  # quarantined earlier, valid (or gone) now
     resyncs: int = 0  # full rounds after an expired delta link
+    new_mail: int = 0  # new messages handed to the workflow triggers
     folders: int = 0
     pages: int = 0
     requests: int = 0
@@ -155,6 +156,7 @@ class _Batch:
         self.docs: list[DocumentInput] = []
         self.put: list[dict[str, Any]] = []
         self.remove: list[str] = []
+        self.new_mail: list[dict[str, Any]] = []
 
 
 class GraphSync:
@@ -167,8 +169,14 @@ class GraphSync:
         *,
         progress: ProgressCallback | None = None,
         now: Callable[[], datetime] | None = None,
+        on_new_mail: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.client, self.index, self.state, self.settings = client, index, state, settings
+        # New mail (not seen before, outside a scope's first full round) for the workflow triggers; it
+        # is handed over before the page's link is recorded, like the index, so a crash re-delivers it
+        # (the event log deduplicates by message id).
+        self._on_new_mail = on_new_mail
+        self._full_round: set[str] = set()
         self._progress_cb = progress
         self._now = now or (lambda: datetime.now(UTC))
         self.summary = SyncSummary()
@@ -297,6 +305,10 @@ class GraphSync:
             cursor = self.state.begin_full_round(scope, name)
         elif cursor.name != name:
             self.state.rename(scope, name)
+        if cursor.full:
+            self._full_round.add(scope)
+        else:
+            self._full_round.discard(scope)
         url, use_params = cursor.next_link or cursor.delta_link, None
         if url is None:
             url, use_params = start, params
@@ -316,6 +328,7 @@ class GraphSync:
                     "%s: delta link expired (%s); resyncing the whole %s", name, exc.code or exc, phase
                 )
                 cursor = self.state.begin_full_round(scope, name)
+                self._full_round.add(scope)
                 url, use_params = start, params
                 continue
             except PageDrift as exc:
@@ -346,6 +359,9 @@ class GraphSync:
     def _commit(
         self, scope: str, round_: int, batch: _Batch, next_link: str | None, delta_link: str | None
     ) -> None:
+        if batch.new_mail and self._on_new_mail is not None:
+            self._on_new_mail(batch.new_mail)
+            self.summary.new_mail += len(batch.new_mail)
         if batch.docs:
             for info in self.index.add_documents(batch.docs):
                 if info.changed:
@@ -421,6 +437,8 @@ class GraphSync:
                 if row is not None and row.scope == scope:  # not when it moved to a folder synced earlier
                     batch.remove.append(source)
                 continue
+            if self._on_new_mail is not None and scope not in self._full_round and self.state.item(source) is None:
+                batch.new_mail.append(_mail_event(message, folder))
             batch.docs.append(message_document(message, folder))
             batch.put.append(
                 {
@@ -559,6 +577,21 @@ _ITEM_URLS: dict[str, tuple[str, dict[str, str] | None, str]] = {
     "event": ("me/events/{}", None, "_apply_events"),
     "driveItem": ("me/drive/items/{}", None, "_apply_drive"),
 }
+
+
+def _mail_event(message: Message, folder: str) -> dict[str, Any]:
+    sender = message.sender.email_address if message.sender else None
+    return {
+        "messageId": message.id,
+        "sourceRef": f"graph:message:{message.id}",
+        "folder": folder,
+        "sender": (sender.address or "") if sender else "",
+        "subject": message.subject or "",
+        "text": (message.body.text() if message.body else "") or message.body_preview or "",
+        "receivedAt": message.received_date_time.isoformat() if message.received_date_time else None,
+        "webLink": message.web_link,
+        "conversationId": message.conversation_id,
+    }
 
 
 def _iso(value: datetime) -> str:
