@@ -13,6 +13,14 @@ Retry policy (one place, `_send`): 429 and 503 wait for Retry-After; other 5xx, 
 connections, truncated bodies and malformed JSON back off exponentially with jitter, up to
 `graph_max_retries` per request. 410 on a delta link is `DeltaExpired` (the caller resyncs); 401 gets
 one forced token refresh; other 4xx are errors, never retried.
+
+Writes (`request`, `post`, `patch`, `put`, `delete`) go through the same policy, with one difference for
+requests that are not idempotent (POST by default, or any request sent with `idempotent=False`): sending
+one again after a dropped connection, a read timeout, a 5xx or a garbled answer may make a second draft,
+event or task, because Graph may have acted on the first. Those outcomes raise `GraphAmbiguous` at once,
+so the caller can look up what exists before it tries again. Retried are only the answers that say the
+request was not processed (429, 503 with Retry-After, 401 before a token refresh) and connections that
+never opened. A 404 on DELETE means the item is already gone (`delete` returns False).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import msgspec
 import requests
 from O365 import Account
 from O365.connection import MSGraphProtocol
+from urllib3.exceptions import NewConnectionError
 
 from ..settings import Settings
 from .auth import GraphAuth, NotSignedIn
@@ -39,6 +48,7 @@ from .models import Message, Page, User
 __all__ = [
     "Cancelled",
     "DeltaExpired",
+    "GraphAmbiguous",
     "GraphClient",
     "GraphError",
     "GraphProtocol",
@@ -72,6 +82,12 @@ class GraphUnavailable(GraphError):
 
 class NotFound(GraphError):
     pass
+
+
+class GraphAmbiguous(GraphError):
+    """A write that may or may not have been applied: the connection dropped or timed out after the
+    request left, or Graph answered 5xx (or a garbled body) to a request that is not idempotent. Look up
+    before sending it again."""
 
 
 class DeltaExpired(GraphError):
@@ -111,6 +127,20 @@ class GraphProtocol(MSGraphProtocol):
         root, _, version = base_url.rstrip("/").rpartition("/")
         self._protocol_url = root + "/"  # read by MSGraphProtocol.__init__ instead of the class default
         super().__init__(api_version=version, timezone="UTC", **kwargs)
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether a request surely never reached the server: no connection was made (refused, no such
+    host, connect timeout). Anything later, a reset or a read timeout, leaves the outcome unknown."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)  # urllib3's MaxRetryError wraps it
+
+
+def _o365_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """O365 looks for the exact key "Content-type" (and adds application/json when it is missing)."""
+    return {("Content-type" if k.lower() == "content-type" else k): v for k, v in (headers or {}).items()}
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -188,15 +218,27 @@ class GraphClient:
         if self.cancel.wait(seconds):
             raise Cancelled
 
-    def _send(
-        self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "", decode: Any = None
+    def _send(  # noqa: C901 - the one retry policy, every branch of it in one place
+        self,
+        url: str,
+        *,
+        method: str = "get",
+        params: dict[str, Any] | None = None,
+        prefer: str = "",
+        decode: Any = None,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> Any:
-        """GET `url` under the retry policy; `decode(response)` runs inside it, so a truncated or malformed
-        body is retried like a dropped connection."""
+        """Send `method url` under the retry policy; `decode(response)` runs inside it, so a truncated or
+        malformed body is retried like a dropped connection (or is ambiguous, for a write that is not
+        idempotent). `body` holds requests' `json` or `data` argument."""
         if not self._authorized:
             self._authorize()
         url = self.url(url)
-        headers = {"Prefer": prefer} if prefer else {}
+        headers = _o365_headers(headers)
+        if prefer:
+            headers["Prefer"] = prefer
         refreshed = False
         attempt = 0
         while True:
@@ -205,7 +247,9 @@ class GraphClient:
             self.stats["requests"] += 1
             reason, delay = "", 0.0
             try:
-                response = self.account.con.oauth_request(url, "get", params=params, headers=dict(headers))
+                response = self.account.con.oauth_request(
+                    url, method, params=params, headers=dict(headers), **(body or {})
+                )
                 status = response.status_code
                 if status < 400:
                     return decode(response) if decode else response
@@ -223,18 +267,23 @@ class GraphClient:
                 if status == 404:
                     raise NotFound(f"{code or 'NotFound'}: {message}", status, code)
                 if status == 429 or (status == 503 and response.headers.get("Retry-After")):
-                    reason = "throttled"
+                    reason = "throttled"  # not processed: safe to send again, write or not
                     delay = min(_MAX_RETRY_AFTER, _retry_after(response) or self._backoff(attempt))
+                elif status >= 500 and not idempotent:
+                    raise self._ambiguous(method, url, f"http_{status}", status, code)
                 elif status >= 500:
                     reason, delay = f"http_{status}", self._backoff(attempt)
                 else:
                     raise GraphError(f"Graph answered {status} {code}: {message}", status, code)
-            except requests.Timeout:
-                reason, delay = "timeout", self._backoff(attempt)
-            except requests.RequestException as exc:  # refused, reset, dropped, truncated body
-                reason, delay = "connection", self._backoff(attempt)
+            except requests.RequestException as exc:  # refused, reset, dropped, timed out, truncated body
+                reason = "timeout" if isinstance(exc, requests.Timeout) else "connection"
+                if not idempotent and not _never_sent(exc):
+                    raise self._ambiguous(method, url, reason) from exc
+                delay = self._backoff(attempt)
                 log.debug("request failed: %s", type(exc).__name__)
-            except _Malformed:
+            except _Malformed as exc:
+                if not idempotent:
+                    raise self._ambiguous(method, url, "malformed") from exc
                 reason, delay = "malformed", self._backoff(attempt)
             self.stats[f"retry:{reason}"] += 1
             attempt += 1
@@ -244,6 +293,17 @@ class GraphClient:
                 )
             log.info("Graph %s on %s; retry %d in %.2f s", reason, _path(url), attempt, delay)
             self._wait(delay)
+
+    def _ambiguous(
+        self, method: str, url: str, reason: str, status: int | None = None, code: str = ""
+    ) -> GraphAmbiguous:
+        self.stats[f"ambiguous:{reason}"] += 1
+        log.info(
+            "Graph %s on %s %s: it may have been applied; not sent again", reason, method.upper(), _path(url)
+        )
+        return GraphAmbiguous(
+            f"{method.upper()} {_path(url)} may or may not have been applied ({reason})", status, code
+        )
 
     @staticmethod
     def _error_body(response: requests.Response) -> tuple[str, str]:
@@ -302,6 +362,89 @@ class GraphClient:
     def me(self) -> User:
         return self.get_item("me", User)
 
+    # -- writes -----------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        decode: Any = None,
+    ) -> Any:
+        """Any request under the retry policy: the response (2xx or 3xx), or `decode(response)`.
+
+        `idempotent` defaults to False for POST and True otherwise (GET, PUT, PATCH with absolute values,
+        DELETE); pass False for a request that must not be repeated blindly (a PUT with
+        conflictBehavior=fail, a PATCH that appends). Raises NotFound, GraphError (other 4xx),
+        GraphAmbiguous (see the module docstring), GraphUnavailable (retries exhausted) or Cancelled."""
+        body: dict[str, Any] = {}
+        if json is not None:
+            body["json"] = json  # requests encodes it; O365 only rewrites `data`
+        if data is not None:
+            body["data"] = data
+        return self._send(
+            url,
+            method=method.lower(),
+            params=params,
+            headers=headers,
+            body=body,
+            decode=decode,
+            idempotent=method.upper() != "POST" if idempotent is None else idempotent,
+        )
+
+    def post(
+        self, url: str, json: Any = None, *, params: dict[str, Any] | None = None, idempotent: bool = False
+    ) -> dict[str, Any]:
+        """POST JSON; the JSON object Graph answered with ({} for an empty answer)."""
+        return self.request(  # type: ignore[no-any-return]
+            "POST",
+            url,
+            params=params,
+            json=json if json is not None else {},
+            idempotent=idempotent,
+            decode=_json_object,
+        )
+
+    def patch(self, url: str, json: Any, *, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("PATCH", url, params=params, json=json, decode=_json_object)  # type: ignore[no-any-return]
+
+    def put(
+        self,
+        url: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        """PUT bytes (a file's content); the JSON object Graph answered with."""
+        if content_type.strip().lower() == "application/json":
+            content_type += (
+                "; charset=utf-8"  # O365 would json.dumps() bytes sent as exactly application/json
+            )
+        return self.request(  # type: ignore[no-any-return]
+            "PUT",
+            url,
+            params=params,
+            data=data,
+            headers={"Content-Type": content_type},
+            idempotent=idempotent,
+            decode=_json_object,
+        )
+
+    def delete(self, url: str) -> bool:
+        """DELETE `url`: True if it was deleted now, False if it was already gone (404)."""
+        try:
+            self.request("DELETE", url)
+        except NotFound:
+            return False
+        return True
+
     def conversation(self, conversation_id: str) -> list[Message]:
         """Every message of a conversation, oldest first, bodies as text (for thread summaries)."""
         escaped = conversation_id.replace("'", "''")
@@ -326,6 +469,18 @@ class GraphClient:
 
 class _Malformed(Exception):
     """A body that is not the JSON (or the bytes) it should be: retried like a dropped connection."""
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        value = msgspec.json.decode(response.content)
+    except msgspec.DecodeError as exc:
+        raise _Malformed from exc
+    if not isinstance(value, dict):
+        raise _Malformed(f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def decode_item(raw: bytes | msgspec.Raw, kind: type[T]) -> T:

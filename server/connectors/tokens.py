@@ -28,7 +28,7 @@ import keyring.backends.fail
 import keyring.errors
 from O365.utils import BaseTokenBackend
 
-__all__ = ["InsecureKeyringError", "KeyringTokenBackend", "TokenVault", "keyring_description"]
+__all__ = ["InsecureKeyringError", "KeyringTokenBackend", "TokenVault", "keyring_description", "resolve_keyring"]
 
 log = logging.getLogger("deskpilot.connectors")
 
@@ -42,7 +42,7 @@ class InsecureKeyringError(RuntimeError):
     """No secure OS keyring: tokens would end up in a plaintext file, or nowhere."""
 
 
-def _resolve(ring: keyring.backend.KeyringBackend) -> keyring.backend.KeyringBackend:
+def resolve_keyring(ring: keyring.backend.KeyringBackend) -> keyring.backend.KeyringBackend:
     """The backend that actually holds our entries. keyring's ChainerBackend writes to the first backend
     that accepts a write, so a locked Secret Service would silently hand the tokens to a plaintext file
     further down the chain: we use the chain's first (highest priority) backend only."""
@@ -60,7 +60,7 @@ def _is_insecure(ring: keyring.backend.KeyringBackend) -> bool:
 
 def keyring_description(ring: keyring.backend.KeyringBackend | None = None) -> tuple[str, bool]:
     """(the name of the keyring backend tokens go to, whether it is a secure OS keyring)."""
-    backend = _resolve(ring or keyring.get_keyring())
+    backend = resolve_keyring(ring or keyring.get_keyring())
     return f"{type(backend).__module__}.{type(backend).__name__}", not _is_insecure(backend)
 
 
@@ -80,7 +80,7 @@ class TokenVault:
 
     @property
     def ring(self) -> keyring.backend.KeyringBackend:
-        return _resolve(self._ring or keyring.get_keyring())
+        return resolve_keyring(self._ring or keyring.get_keyring())
 
     def check_writable(self) -> None:
         """Raise InsecureKeyringError, with what to do about it, unless tokens may be stored here."""
