@@ -411,12 +411,21 @@ class Tenant:
         that a generated mailbox (and every test that counts its folders) stays as it was."""
         display = WELL_KNOWN_FOLDERS[name.lower()]
         with self.lock:
-            for folder in self.folders.values():
-                if folder.display_name == display and folder.parent_id == _ROOT_FOLDER:
-                    return folder
-            folder = Folder(graph_id("AAMkAGFld", "wellknown", display), display, _ROOT_FOLDER)
-            self.folders[folder.id] = folder
+            folder = self._top_folder(display)
+            if folder is None:
+                folder = Folder(graph_id("AAMkAGFld", "wellknown", display), display, _ROOT_FOLDER)
+                self.folders[folder.id] = folder
             return folder
+
+    def _top_folder(self, display_name: str) -> Folder | None:
+        return next(
+            (
+                f
+                for f in self.folders.values()
+                if f.display_name == display_name and f.parent_id == _ROOT_FOLDER
+            ),
+            None,
+        )
 
     def create_reply(
         self,
@@ -570,7 +579,7 @@ class Tenant:
         (extended property values, transactionId, linkedResource externalIds), and where it is. A draft
         counts as gone once it has left Drafts (a deleted one sits in Deleted Items)."""
         with self.lock:
-            drafts = self.well_known_folder("drafts").id
+            drafts = getattr(self._top_folder("Drafts"), "id", None)  # looking does not create it
             out: list[dict[str, Any]] = []
             for kind, item_id in self.graph_created:
                 effect: dict[str, Any] = {"kind": kind, "id": item_id, "markers": [], "gone": False}

@@ -132,7 +132,11 @@ class StandIn:
         return f"{self.url}/v1.0"
 
     def start(self) -> StandIn:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="graph-standin", daemon=True)
+        # A short poll: `stop()` waits for the serving loop to notice, and tests stop a stand-in each.
+        serve = {"poll_interval": 0.02}
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs=serve, name="graph-standin", daemon=True
+        )
         self._thread.start()
         return self
 
