@@ -46,7 +46,7 @@ class WebhookReceiver:
         self._drop_after = 0
         self._fail_paths: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.receiver = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -160,6 +160,15 @@ class WebhookReceiver:
             answer = {"id": f"dlv_{len(self._answers) + 1:04d}", "received": True}
             self._answers[key] = answer
             return 200, answer, False
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a sender killed mid-request) is expected here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

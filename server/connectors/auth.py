@@ -44,7 +44,11 @@ logging.getLogger("O365").setLevel(logging.CRITICAL)
 
 # Read-only, delegated: the mailbox, the user's files and calendar, and who the user is. msal adds
 # openid, profile and offline_access (the refresh token) itself.
-SCOPES = ["User.Read", "Mail.Read", "Files.Read.All", "Calendars.Read"]
+# Read for the sync; write for follow-up actions (reply drafts, events, To Do tasks, filed documents).
+# Delegated scopes only: Deskpilot acts as the signed-in user, never as the app.
+SCOPES = [
+    "User.Read", "Mail.ReadWrite", "Files.ReadWrite.All", "Calendars.ReadWrite", "Tasks.ReadWrite",
+]
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
