@@ -77,9 +77,9 @@ def test_approve_runs_once_and_reject_never(runtime: WorkerRuntime) -> None:
     assert [r["did"] for r in results].count("executed") == 1
     assert runtime.adapters["webhook"].calls == 1  # type: ignore[attr-defined]
     assert outbox.get(a.id).status == "executed" and outbox.get(b.id).status == "rejected"
-    events = [h["event"] for h in outbox.history(a.id)]
+    events = [h.event for h in outbox.history(a.id)]
     assert events == ["proposed", "approved", "executed"]
-    assert outbox.history(a.id)[1]["actor"] == "alice"
+    assert outbox.history(a.id)[1].actor == "alice"
     assert runtime.lineage.verify().ok and runtime.lineage.verify().actions_checked >= 5
 
 
@@ -97,7 +97,7 @@ def test_transient_failures_retry_with_backoff_then_fail(runtime: WorkerRuntime)
         time.sleep(0.02)
     record = runtime.outbox.get(a.id)
     assert record.status == "executed" and record.attempts == 3
-    assert [h["event"] for h in runtime.outbox.history(a.id)].count("retry") == 2
+    assert [h.event for h in runtime.outbox.history(a.id)].count("retry") == 2
     adapter.always_fail = PermanentError  # type: ignore[attr-defined]
     b, _ = runtime.outbox.propose("draft_reply", {"messageId": "m2", "body": "b"}, title="t", origin="o", actor="me")
     runtime.queue.execute(b.id)
@@ -168,7 +168,7 @@ def test_invoice_workflow_end_to_end_with_a_webhook(runtime: WorkerRuntime) -> N
     assert {a.status for a in done.actions} == {"executed"}
     todo = runtime.adapters["todo_task"].effects  # type: ignore[attr-defined]
     assert len(todo) == 1 and "Contoso" in next(iter(todo.values()))["params"].title
-    events = [h["event"] for h in outbox.history(record.id)]
+    events = [h.event for h in outbox.history(record.id)]
     assert events[0] == "workflow.started" and events[-1] == "workflow.completed"
     again, created = engine.start("invoice_intake", {"text": "x"}, origin="t1", actor="me")
     assert not created and again is not None and again.id == record.id
@@ -187,7 +187,7 @@ def test_a_step_that_fails_for_good_compensates_earlier_effects(runtime: WorkerR
     statuses = {a.kind: a.status for a in done.actions}
     assert statuses == {"todo_task": "compensated", "webhook": "failed"}
     assert runtime.adapters["todo_task"].effects == {}  # type: ignore[attr-defined]
-    events = [h["event"] for h in outbox.history(record.id)]
+    events = [h.event for h in outbox.history(record.id)]
     assert "workflow.failed" in events and events[-1] == "workflow.compensated"
 
 
@@ -204,7 +204,7 @@ def test_step_exceptions_retry_then_succeed(runtime: WorkerRuntime) -> None:
         time.sleep(0.02)
     done = runtime.engine.get(record.id)
     assert done.status == "waiting" and done.step_name == "review"  # meeting follow-up always asks a person
-    assert [h["event"] for h in runtime.outbox.history(record.id)].count("step.retry") == 2
+    assert [h.event for h in runtime.outbox.history(record.id)].count("step.retry") == 2
 
 
 def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings: Settings) -> None:
@@ -229,7 +229,7 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
     assert escalated.status == "waiting" and escalated.wait and escalated.wait["escalated"]
     escalation = [a for a in escalated.actions if a.step == "review:escalation"]
     assert len(escalation) == 1 and escalation[0].kind == "todo_task"
-    assert "step.escalated" in [h["event"] for h in outbox.history(record.id)]
+    assert "step.escalated" in [h.event for h in outbox.history(record.id)]
     ReviewQueue(runtime.lineage).decide(escalated.wait["review"], decision="accept", reviewer="bob",
                                         final=runtime.ai.data)
     for workflow_id in engine.waiting_for_review(escalated.wait["review"]):

@@ -225,3 +225,40 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
         print(f"\n8 server kills ({cut_short} mid-approvals), {len(actions)} actions executed once each")
     finally:
         server.stop(signal.SIGINT)
+
+
+def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
+    world: tuple[StandIn, WebhookReceiver, dict[str, str]], app_home: Path
+) -> None:
+    standin, hook, env = world
+    standin.set_faults(Faults())
+    server = ServerProcess(app_home, env={**env, "DESKPILOT_WORKER": "true"})
+    try:
+        server.wait_healthy(30)
+        with server.client() as client:
+            _approve_all_by_policy(client)
+            hook.delay_seconds = 0.05  # a slow receiver, so the switch lands mid-batch
+            actions = _propose_batch(client, hook, [], "ks", 60, 0, 0)
+            wait_until(lambda: len(hook.effects()) >= 5, 30, "the batch did not start")
+            r = client.put("/v1/automations/taskpane", json={"enabled": False, "actor": "admin"})
+            assert r.status_code == 200 and r.json()["automation"]["enabled"] is False
+            time.sleep(1.0)  # what was already running finishes (at most one per worker thread)
+            at_switch = len(hook.effects())
+            time.sleep(1.5)
+            assert len(hook.effects()) == at_switch, "effects went on after the kill switch"
+            held = client.get("/v1/actions", params={"status": "held", "limit": 1000}).json()["actions"]
+            assert held and len(held) == len(actions) - at_switch
+            assert all("kill switch" in (a["reason"] or "") for a in held)
+            r = client.put("/v1/automations/taskpane", json={"enabled": True, "actor": "admin"})
+            assert sorted(r.json()["released"]) == sorted(a["id"] for a in held)
+            hook.delay_seconds = 0.0
+
+            def all_done() -> bool:
+                return client.get("/v1/actions", params={"limit": 1}).json()["counts"].get("executed", 0) == len(actions)
+
+            wait_until(all_done, 60, "re-enabling did not resume")
+            history = client.get(f"/v1/actions/{held[0]['id']}").json()["history"]
+            assert [h["event"] for h in history] == ["proposed", "approved", "held", "released", "executed"]
+        _assert_exactly_once(standin, hook, actions)
+    finally:
+        server.stop(signal.SIGINT)

@@ -37,6 +37,7 @@ class WebhookReceiver:
         self.secret = secret
         self.tolerance_seconds = tolerance_seconds
         self.duplicate_status = duplicate_status
+        self.delay_seconds = 0.0  # a slow receiver: every delivery waits this long before it is handled
         self.deliveries: list[dict[str, Any]] = []  # every request: path, key, status (0: dropped)
         self.retractions: list[dict[str, Any]] = []
         self._effects: dict[str, dict[str, Any]] = {}  # idempotency key -> the effect it made
@@ -183,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         path, key = self.path.split("?", 1)[0], self.headers.get("Idempotency-Key", "")
         record: dict[str, Any] = {"path": path, "key": key, "status": 0}
         receiver.deliveries.append(record)
+        if receiver.delay_seconds:
+            time.sleep(receiver.delay_seconds)
         fault, status = receiver._take_fault(path)
         if fault == "fail":
             return self._answer(record, status, {"error": "failing on purpose"})

@@ -22,7 +22,7 @@ from msgspec import Meta
 
 from ..workflows.engine import UnknownWorkflowError, WorkflowEngine, WorkflowRecord
 from ..workflows.events import EventLog, StoredEvent
-from .outbox import ActionRecord, ActionStateError, Outbox, UnknownActionError, UnknownAutomationError
+from .outbox import ActionRecord, ActionStateError, LogEntry, Outbox, UnknownActionError, UnknownAutomationError
 from .policy import Automation, AutomationUpdate
 from .queue import TaskQueue
 
@@ -79,7 +79,7 @@ class ActionsOut(_Out):
 class ActionOut(_Out):
     action: ActionRecord
     created: bool = False
-    history: list[dict[str, Any]] = []
+    history: list[LogEntry] = []
 
 
 class WorkflowIn(_In):
@@ -99,7 +99,7 @@ class WorkflowsOut(_Out):
 class WorkflowOut(_Out):
     workflow: WorkflowRecord
     created: bool = False
-    history: list[dict[str, Any]] = []
+    history: list[LogEntry] = []
 
 
 class AutomationsOut(_Out):

@@ -42,6 +42,7 @@ from .policy import DEFAULT_AUTOMATIONS, Automation, AutomationUpdate, from_row,
 __all__ = [
     "ActionRecord",
     "ActionStateError",
+    "LogEntry",
     "Outbox",
     "UnknownActionError",
     "UnknownAutomationError",
@@ -93,6 +94,24 @@ class ActionRecord(msgspec.Struct, kw_only=True, rename="camel"):
     executed_at: str | None
     queued_ts: float | None
     started_ts: float | None
+
+
+class LogEntry(msgspec.Struct, kw_only=True, rename="camel"):
+    """One row of the chained `action_log`."""
+
+    seq: int
+    id: str
+    at: str
+    subject: str  # action, workflow, automation
+    subject_id: str
+    event: str
+    actor: str
+    run_id: str | None = None
+    workflow_id: str | None = None
+    automation: str | None = None
+    detail: dict[str, Any]
+    prev_hash: str | None = None
+    hash: str
 
 
 def _now_iso(ts: float) -> str:
@@ -211,13 +230,13 @@ class Outbox:
                   run_id=detail.pop("run_id", None) or context.get("runId"), workflow_id=workflow["id"],
                   automation=workflow["automation"], detail={"definition": workflow["definition"], **detail})
 
-    def history(self, subject_id: str) -> list[dict[str, Any]]:
+    def history(self, subject_id: str) -> list[LogEntry]:
+        """The chained log entries about an action, workflow or automation, oldest first."""
         with self.lineage.reading() as conn:
             rows = list(rows_as_dicts(conn.execute(
                 "SELECT * FROM action_log WHERE subject_id = ? ORDER BY seq", [subject_id])))
-        for row in rows:
-            row["detail"] = msgspec.json.decode(row["detail"])
-        return rows
+        return [msgspec.convert({_camel(k): v for k, v in row.items()} | {"detail": msgspec.json.decode(row["detail"])},
+                                LogEntry) for row in rows]
 
     # -- automations -----------------------------------------------------------------------------------
 
