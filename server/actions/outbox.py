@@ -261,6 +261,13 @@ class Outbox:
         released: list[str] = []
         with self.lineage.transaction() as conn:
             current = self.automation(name, conn)
+            # Maps merge: naming one action kind (or one setting) leaves the others as they were; a
+            # setting set to null is removed.
+            if "approval" in changes:
+                changes["approval"] = {**current.approval, **changes["approval"]}
+            if "settings" in changes:
+                merged = {**current.settings, **changes["settings"]}
+                changes["settings"] = {k: v for k, v in merged.items() if v is not None}
             now = _now_iso(self.clock())
             new = msgspec.structs.replace(current, **changes, updated_at=now, updated_by=actor)
             if new.enabled and not current.enabled:

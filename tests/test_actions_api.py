@@ -1,0 +1,114 @@
+"""The actions, workflows and automations API in process: wire shapes, clear 4xx, nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BASE
+from deskpilot.inference import ScriptedBackend
+from deskpilot.server.actions.queue import TaskQueue
+from deskpilot.server.app import create_app
+from deskpilot.server.settings import load_settings
+from litestar.testing import TestClient
+
+HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
+
+
+@pytest.fixture
+def client(app_home: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(load_settings(), backend=ScriptedBackend(["ok"])), base_url=BASE) as c:
+        yield c
+
+
+def queued_messages(app_home: Path) -> int:
+    queue = TaskQueue(load_settings())
+    try:
+        return queue.pending()
+    finally:
+        queue.close()
+
+
+def test_propose_approve_and_the_queue_message(client: TestClient, app_home: Path) -> None:
+    r = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK, "runId": "run-1"})
+    assert r.status_code == 201
+    action = r.json()["action"]
+    assert action["status"] == "pending_review" and action["runId"] == "run-1" and action["key"].startswith("dp-")
+    assert queued_messages(app_home) == 0  # nothing runs before a person approves
+    assert client.post("/v1/actions", json={"kind": "webhook", "params": HOOK, "runId": "run-1"}).json()["created"] is False
+    pending = client.get("/v1/actions", params={"status": "pending"}).json()
+    assert [a["id"] for a in pending["actions"]] == [action["id"]] and pending["counts"] == {"pending_review": 1}
+    r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
+    assert r.status_code == 200 and r.json()["action"]["status"] == "queued" and r.json()["action"]["approval"] == "alice"
+    assert queued_messages(app_home) == 1
+    again = client.post(f"/v1/actions/{action['id']}/reject", json={"reviewer": "bob"})
+    assert again.status_code == 409 and "not waiting for approval" in again.json()["message"]
+    history = client.get(f"/v1/actions/{action['id']}").json()["history"]
+    assert [(h["event"], h["actor"]) for h in history] == [("proposed", "taskpane"), ("approved", "alice")]
+    assert history[1]["runId"] == "run-1" and history[1]["hash"].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"kind": "fax", "params": {}}, 400, "kind"),
+        ({"kind": "webhook", "params": {"url": "x"}}, 400, "payload"),
+        ({"kind": "todo_task", "params": {"title": "x", "colour": "red"}}, 400, "colour"),
+        ({"kind": "todo_task", "params": {"title": "x"}, "confidence": 2}, 400, "confidence"),
+        ({"kind": "todo_task", "params": {"title": "x"}, "automation": "nope"}, 400, "nope"),
+    ],
+)
+def test_bad_proposals_get_a_clear_400(client: TestClient, body: dict, status: int, words: str) -> None:
+    r = client.post("/v1/actions", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.text
+    assert client.get("/v1/actions").json()["actions"] == []
+
+
+def test_unknown_ids_are_404(client: TestClient) -> None:
+    assert client.get("/v1/actions/nope").status_code == 404
+    assert client.post("/v1/actions/nope/approve", json={"reviewer": "a"}).status_code == 404
+    assert client.get("/v1/workflows/nope").status_code == 404
+    assert client.get("/v1/automations/nope").status_code == 404
+    assert client.put("/v1/automations/nope", json={"enabled": False}).status_code == 404
+    assert client.post("/v1/actions/x/approve", json={}).status_code == 400  # reviewer is required
+
+
+def test_automations_update_at_runtime_and_refuse_bad_values(client: TestClient) -> None:
+    names = [a["name"] for a in client.get("/v1/automations").json()["automations"]]
+    assert names == ["invoice_intake", "meeting_followup", "taskpane"]
+    r = client.put("/v1/automations/taskpane", json={"approval": {"fax": "never"}})
+    assert r.status_code == 400 and "fax" in r.json()["message"]
+    r = client.put("/v1/automations/taskpane", json={"approval": {"webhook": "sometimes"}})
+    assert r.status_code == 400
+    r = client.put("/v1/automations/taskpane", json={"threshold": 3})
+    assert r.status_code == 400 and "threshold" in r.json()["message"]
+    r = client.put("/v1/automations/taskpane", json={"approval": {"webhook": "never"}, "dailyBudget": 5,
+                                                     "actor": "it-admin"})
+    assert r.status_code == 200
+    automation = r.json()["automation"]
+    assert automation["approval"]["webhook"] == "never" and automation["dailyBudget"] == 5
+    assert automation["approval"]["calendar_event"] == "always"  # untouched kinds keep their mode
+    assert automation["updatedBy"] == "it-admin"
+    queued = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK}).json()["action"]
+    assert queued["status"] == "queued" and queued["approval"] == "policy"
+
+
+def test_workflow_requests_from_the_task_pane(client: TestClient, app_home: Path) -> None:
+    r = client.post("/v1/workflows", json={"automation": "meeting_followup", "inputs": {"subject": "x"}})
+    assert r.status_code == 400 and "inputs.text" in r.json()["message"]
+    body = {"automation": "meeting_followup", "inputs": {"text": "Ann sends the deck"}, "requestId": "r1"}
+    first = client.post("/v1/workflows", json=body)
+    assert first.status_code == 202 and first.json()["created"] is True
+    second = client.post("/v1/workflows", json=body)
+    assert second.json()["workflow"]["id"] == first.json()["workflow"]["id"] and second.json()["created"] is False
+    events = client.get("/v1/events").json()["events"]
+    assert [e["type"] for e in events] == ["taskpane.request"]
+    assert client.get("/v1/workflows").json()["workflows"][0]["status"] == "running"
+    assert queued_messages(app_home) == 1  # advance, for the worker
+    client.put("/v1/automations/meeting_followup", json={"enabled": False})
+    r = client.post("/v1/workflows", json={**body, "requestId": "r2"})
+    assert r.status_code == 409 and "disabled" in r.json()["message"]
+    assert client.post("/v1/workflows", json={"automation": "taskpane", "inputs": {"text": "x"}}).status_code == 400
+    assert client.post("/v1/events/replay", json={}).json() == {"events": 1, "started": 0}
