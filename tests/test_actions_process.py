@@ -262,3 +262,42 @@ def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
         _assert_exactly_once(standin, hook, actions)
     finally:
         server.stop(signal.SIGINT)
+
+
+def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_back(
+    world: tuple[StandIn, WebhookReceiver, dict[str, str]], app_home: Path
+) -> None:
+    """Why the outbox exists, measured: Huey removes a message from its queue when a worker takes it, so
+    a worker killed mid-task leaves nothing in the queue to run it again (at most once)."""
+    from deskpilot.server.actions.queue import TaskQueue
+    from deskpilot.server.settings import load_settings
+
+    standin, hook, env = world
+    server = ServerProcess(app_home, env=env)
+    try:
+        server.wait_healthy(30)
+        with server.client() as client:
+            _approve_all_by_policy(client)
+            hook.delay_seconds = 5.0  # the delivery hangs, so the kill lands while the task runs
+            [action] = _propose_batch(client, hook, [], "once", 1, 0, 0)
+            worker = Worker(app_home, env, app_home.parent / "worker.log")
+            wait_until(lambda: hook.deliveries, 30, "the worker never delivered")
+            worker.kill()
+            queue = TaskQueue(load_settings(home=app_home))
+            try:
+                assert queue.pending() == 0 and queue.huey.scheduled_count() == 0  # Huey has nothing left
+            finally:
+                queue.close()
+            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing"
+            hook.delay_seconds = 0.0
+            worker = Worker(app_home, env, app_home.parent / "worker.log")
+            try:
+                wait_until(lambda: client.get(f"/v1/actions/{action['id']}").json()["action"]["status"]
+                           == "executed", 30, "recovery did not run the action again")
+            finally:
+                worker.stop()
+            history = [h["event"] for h in client.get(f"/v1/actions/{action['id']}").json()["history"]]
+            assert history == ["proposed", "approved", "recovered", "executed"]
+        assert len(hook.effects()) == 1  # the hung first delivery and the retry: one effect
+    finally:
+        server.stop()

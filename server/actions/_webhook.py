@@ -44,6 +44,12 @@ class WebhookAdapter:
 
     def __init__(self, secrets: WebhookSecrets, *, timeout: float = 10.0, clock: Any = time.time) -> None:
         self.secrets, self.timeout, self.clock = secrets, timeout, clock
+        # One client for every delivery, shared by the worker threads (httpx clients are thread-safe): a
+        # new client per call builds a TLS context each time, which cost more than the delivery itself.
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def close(self) -> None:
+        self._client.close()
 
     def execute(self, key: str, params: WebhookParams) -> Effect:
         status, response = self._deliver(params, params.payload, key)
@@ -78,8 +84,7 @@ class WebhookAdapter:
             headers["X-Deskpilot-Signature"] = signature(self.secrets.get(params.secret), timestamp, body)
         target = _redacted(params.url)
         try:
-            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-                response = client.post(params.url, content=body, headers=headers)
+            response = self._client.post(params.url, content=body, headers=headers)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise PermanentError(f"webhook to {target}: {exc}") from exc
         except httpx.TransportError as exc:  # refused, reset, dropped, timed out: the receiver dedupes

@@ -185,6 +185,9 @@ class WorkerRuntime:
     def close(self) -> None:
         if hasattr(self.ai, "close"):
             self.ai.close()
+        for adapter in self.adapters.values():
+            if hasattr(adapter, "close"):
+                adapter.close()
         self.queue.close()
         self.lineage.close()
 
