@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,22 @@ class Env:
     hook: WebhookReceiver
     settings: Settings
     secrets: WebhookSecrets
+    built: list[Any] = field(default_factory=list)
 
     def adapters(self, factory: Callable[[], GraphClient] | None = None) -> dict[str, Any]:
-        """A fresh set, as a new worker process would build it."""
-        return build_adapters(self.settings, factory or default_graph_factory(self.settings), self.secrets)
+        """A fresh set, as a new worker process would build it (closed at the end of the test)."""
+        made = build_adapters(self.settings, factory or default_graph_factory(self.settings), self.secrets)
+        self.built.extend(made.values())
+        return made
+
+    def built_from(self, made: dict[str, Any]) -> dict[str, Any]:
+        self.built.extend(made.values())
+        return made
+
+    def close(self) -> None:
+        for adapter in self.built:
+            if hasattr(adapter, "close"):
+                adapter.close()
 
     def client(self) -> GraphClient:
         return GraphClient(GraphAuth(self.settings), self.settings)
@@ -85,7 +97,9 @@ def env() -> Iterator[Env]:
         sign_in(settings)
         secrets = WebhookSecrets()
         secrets.set("crm", SECRET)
-        yield Env(standin, hook, settings, secrets)
+        env = Env(standin, hook, settings, secrets)
+        yield env
+        env.close()
 
 
 # -- one contract, every adapter ----------------------------------------------------------------------------
@@ -188,7 +202,7 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 
 def test_build_adapters_covers_every_kind(env: Env) -> None:
-    assert set(env.adapters()) == set(ACTION_KINDS) == set(build_adapters(env.settings))
+    assert set(env.adapters()) == set(ACTION_KINDS) == set(env.built_from(build_adapters(env.settings)))
     assert all(adapter.kind == kind for kind, adapter in env.adapters().items())
 
 
@@ -454,6 +468,7 @@ def test_a_webhook_is_signed_and_a_wrong_secret_is_permanent(
             adapter.execute("dp-hook-2", hook_params(env, url=other.url))
         assert other.effects() == [] and other.deliveries[0]["status"] == 401
     stale = WebhookAdapter(env.secrets, clock=lambda: 1_000_000_000)  # 2001: a replayed delivery
+    env.built.append(stale)
     with pytest.raises(PermanentError, match="401"):
         stale.execute("dp-hook-3", hook_params(env))
     assert SECRET not in caplog.text and "sha256=" not in caplog.text
