@@ -292,3 +292,27 @@ def test_outbox_survives_reopening(settings: Settings) -> None:
         assert len(Outbox(lineage).automations()) == 3
     finally:
         lineage.close()
+
+
+def test_audit_exports_and_verifies_the_action_log(runtime: WorkerRuntime, settings: Settings) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from deskpilot.server.cli import main
+
+    a, _ = runtime.outbox.propose("webhook", HOOK, title="t", origin="run-9", run_id="run-9", actor="me")
+    runtime.outbox.decide(a.id, approve=True, actor="alice")
+    runner = CliRunner()
+    result = runner.invoke(main, ["audit", "export", "--table", "actions"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    mine = [r for r in rows if r["subject_id"] == a.id]
+    assert [(r["event"], r["actor"], r["run_id"]) for r in mine] == [("proposed", "me", "run-9"), ("approved", "alice", "run-9")]
+    assert mine[0]["detail"]["params"]["url"] == HOOK["url"] and mine[1]["prev_hash"] == mine[0]["hash"]
+    verify = runner.invoke(main, ["audit", "verify"])
+    assert verify.exit_code == 0 and "action log:" in verify.output
+    with runtime.lineage.transaction() as conn:  # tamper: the triggers refuse, so drop them first
+        conn.execute("DROP TRIGGER action_log_append_only_update")
+        conn.execute("UPDATE action_log SET actor = 'mallory' WHERE actor = 'alice'")
+    verify = runner.invoke(main, ["audit", "verify"])
+    assert verify.exit_code == 1 and "action_log" in verify.output

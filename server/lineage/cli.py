@@ -81,18 +81,34 @@ def audit() -> None:
     default=None,
     help="Write to this file instead of standard output.",
 )
+@click.option(
+    "--table",
+    type=click.Choice(["runs", "reviews", "actions"]),
+    default="runs",
+    show_default=True,
+    help="runs: AI runs; reviews: human review decisions; actions: every action and workflow event "
+    "(proposals, approvals, executions, compensations, policy changes).",
+)
 @_db_option
 def export_command(
-    fmt: Literal["jsonl", "csv"], since: datetime | None, output: Path | None, db_path: Path | None
+    fmt: Literal["jsonl", "csv"], since: datetime | None, output: Path | None, table: str, db_path: Path | None
 ) -> None:
-    """Write closed runs as JSON Lines (one run per line) or CSV (JSON-valued fields as JSON text)."""
+    """Write closed runs (or another chained table) as JSON Lines or CSV (JSON-valued fields as JSON text)."""
+
+    def write(out: Any) -> int:
+        if table == "runs":
+            return store.export(out, fmt, since)
+        return store.export_table(out, fmt, table, since)
+
     with _open_store(db_path) as store:
         if output is None:
-            count = store.export(sys.stdout, fmt, since)
+            count = write(sys.stdout)
         else:
             with output.open("w", encoding="utf-8", newline="") as out:
-                count = store.export(out, fmt, since)
-    click.echo(f"exported {count} run{'' if count == 1 else 's'}", err=True)
+                count = write(out)
+    one, many = {"runs": ("run", "runs"), "reviews": ("review decision", "review decisions"),
+                 "actions": ("action log entry", "action log entries")}[table]
+    click.echo(f"exported {count} {one if count == 1 else many}", err=True)
 
 
 @audit.command("verify")
@@ -122,5 +138,7 @@ def verify_command(anchors: tuple[str, ...], db_path: Path | None) -> None:
     click.echo(f"head hash: {report.head_hash or '(no runs yet)'}")
     if report.reviews_checked:
         click.echo(f"reviews: {report.reviews_checked} checked, head hash: {report.reviews_head_hash}")
+    if report.actions_checked:
+        click.echo(f"action log: {report.actions_checked} checked, head hash: {report.actions_head_hash}")
     if not report.ok:
         sys.exit(1)

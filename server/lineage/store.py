@@ -226,6 +226,40 @@ class LineageStore:
             count += 1
         return count
 
+    # The other chained tables, exported as stored (JSON-text columns decoded in JSON Lines).
+    _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+        "reviews": ("decided_at", ("changes", "final")),
+        "actions": ("at", ("detail",)),  # the action and workflow log: `action_log`
+    }
+
+    def export_table(self, out: TextIO, fmt: Literal["jsonl", "csv"], table: str,
+                     since: datetime | None = None) -> int:
+        """Write the chained `reviews` or action log (`actions`) rows, oldest first, hashes included."""
+        if table not in self._TABLES:
+            raise ValueError(f"unknown table {table!r}: use one of {sorted(self._TABLES)}")
+        stamp, json_columns = self._TABLES[table]
+        name = "action_log" if table == "actions" else table
+        sql, params = f"SELECT * FROM {name}", []
+        if since is not None:
+            sql, params = f"{sql} WHERE {stamp} >= ?", [_iso_utc(since)]
+        count = 0
+        with self._snapshot() as conn:
+            cursor = conn.execute(sql + " ORDER BY seq", params)
+            columns = [c[0] for c in cursor.description]
+            writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+            if writer is not None:
+                writer.writerow(columns)
+            for row in rows_as_dicts(cursor):
+                if writer is not None:
+                    writer.writerow(["" if row[c] is None else row[c] for c in columns])
+                else:
+                    for column in json_columns:
+                        if row.get(column) is not None:
+                            row[column] = msgspec.json.decode(row[column])
+                    out.write(msgspec.json.encode(row).decode() + "\n")
+                count += 1
+        return count
+
     # -- plumbing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
