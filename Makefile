@@ -28,6 +28,8 @@ test: setup $(CHROMIUM) ## Set up, then run the whole test suite (Python, the pa
 bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_summarize.py
 	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_extract.py
+	$(BIN)/python bench/bench_actions.py
 
 setup: $(STAMP) $(PANE) ## Create .venv, install Deskpilot with its test tools, build the task pane
 
