@@ -73,5 +73,18 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
         echo(f"info  server answers on {base} with the CA-issued certificate" if running else
              f"info  no server answers on {base} with the CA-issued certificate (start it with "
              "`deskpilot serve` or the autostart unit)")
+        echo(_worker_line(lay.settings))
     echo("everything looks right" if not problems else f"{problems} problem(s) found")
     return 1 if problems else 0
+
+
+def _worker_line(settings) -> str:  # type: ignore[no-untyped-def]
+    """Whether the action and workflow worker runs (it holds `worker.lock`), and what waits for it."""
+    from deskpilot.server.actions.worker import WorkerLock
+
+    lock = WorkerLock(settings.home / "worker.lock")
+    if lock.acquire(wait=False):
+        lock.release()
+        return ("info  no action worker is running: approved actions wait until `deskpilot serve` (or "
+                "`deskpilot worker`) runs")
+    return f"info  the action worker runs (pid {lock.holder()})"
