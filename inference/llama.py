@@ -199,47 +199,159 @@ class LlamaCppBackend:
     def _decode(self, request: GenerationRequest, tokens: list[int], stop: list[str], stopping: Any,
                 grammar: str | None, emit: Any, cancel: threading.Event) -> tuple[str, int]:
         """Sample token by token with `Llama.generate` (what `create_completion` does inside, with the same
-        sampler defaults), because only here is each token id next to the logits it was drawn from."""
+        sampler defaults), because only here is each token id next to the logits it was drawn from.
+        Greedy decoding under a JSON Schema goes its own way (`_decode_json_greedy`)."""
         from llama_cpp import LlamaGrammar, LogitsProcessorList, llama_vocab_is_eog
 
+        if grammar and request.temperature <= 0 and request.json_schema is not None:
+            return self._decode_json_greedy(request, tokens, stop, grammar, emit, cancel)
         llm = self._llm
         scorer = _ChosenTokenScorer() if request.logprobs else None
-        greedy_grammar = _GreedyGrammar(llm, grammar) if grammar and request.temperature <= 0 else None
-        chain_grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar and not greedy_grammar else None
-        processors = [p for p in (scorer, greedy_grammar) if p is not None]  # the scorer sees raw logits
-        text = _StopAwareText(stop)
-        pattern = re.compile(request.stop_pattern) if request.stop_pattern else None
-        so_far = ""
+        chain_grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
+        out = _Output(llm, request, stop, emit)
         llm.set_seed(request.seed)
         steps = llm.generate(
             tokens, top_k=40, top_p=request.top_p, min_p=0.05, typical_p=1.0, temp=request.temperature,
             repeat_penalty=request.repeat_penalty, stopping_criteria=stopping, grammar=chain_grammar,
-            logits_processor=LogitsProcessorList(processors) if processors else None,
+            logits_processor=LogitsProcessorList([scorer]) if scorer else None,  # it sees raw logits
         )
-        produced, reason = 0, "stop"  # a generator that ends by itself met the stopping criteria
         try:
-            for token in steps:
+            for token in steps:  # a generator that ends by itself met the stopping criteria
                 if cancel.is_set():
-                    return "cancelled", produced
+                    return "cancelled", out.produced
                 if llama_vocab_is_eog(llm._model.vocab, token):
                     break
-                produced += 1
-                logprob = scorer.logprob(token) if scorer is not None else None
-                for piece in text.feed(llm.detokenize([token]), logprob):
-                    emit(piece)
-                    so_far += piece.text
-                if text.stopped or (pattern is not None and pattern.search(so_far[-_PATTERN_WINDOW:])):
-                    break
-                if produced >= request.max_tokens:
-                    reason = "length"
+                if out.write(token, scorer.logprob(token) if scorer is not None else None):
                     break
         finally:
             steps.close()
-            if greedy_grammar is not None:
-                greedy_grammar.close()
-        for piece in text.flush():
-            emit(piece)
-        return reason, produced
+        return out.finish()
+
+    def _decode_json_greedy(self, request: GenerationRequest, tokens: list[int], stop: list[str],
+                            grammar: str, emit: Any, cancel: threading.Event) -> tuple[str, int]:
+        """Greedy decoding under a JSON Schema, with the text the schema forces evaluated in batches.
+
+        Each step evaluates the token just chosen together with whatever the schema forces after it
+        (`JsonForcing`: keys, punctuation, the rest of an enum value), as one llama.cpp batch, and then
+        picks the next token from the logits at the batch's end (`_GreedyGrammar`). A forced token still
+        gets the model's own log-probability, from the logits at the position before it, so confidence
+        means what it meant when every token was a step; every forced token is checked against the grammar
+        first, and one it refuses ends forcing for this output. The output ends as soon as the root value
+        is complete (no step is spent on the end-of-text token).
+        """
+        import codecs
+
+        from llama_cpp import llama_vocab_is_eog
+
+        from ._json_forcing import JsonForcing
+
+        llm = self._llm
+        chooser = _GreedyGrammar(llm, grammar)
+        forcing = JsonForcing(request.json_schema)
+        follow = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out = _Output(llm, request, stop, emit)
+        # `_evaluate` left the prompt's last token for the first batch; the output may begin with forced text.
+        batch = [tokens[-1], *self._forced_tokens(forcing, chooser, request.max_tokens)]
+        try:
+            while True:
+                if cancel.is_set():
+                    return "cancelled", out.produced
+                forced = len(batch) - 1
+                final = forcing.done  # the forced text completes the output: nothing to choose after it
+                scored = request.logprobs and forced > 0
+                rows = None
+                if not final or scored:
+                    rows = self._eval_rows(batch[:-1] if final else batch, all_rows=scored)
+                scores = (_logprob(rows[i], t) if scored else None for i, t in enumerate(batch[1:]))
+                if any(out.write(t, score) for t, score in zip(batch[1:], scores, strict=True)) or final:
+                    break
+                logits = rows[-1]
+                token = chooser.choose(logits)
+                if token < 0 or llama_vocab_is_eog(llm._model.vocab, token):
+                    break
+                chooser.accept(token)
+                if out.write(token, _logprob(logits, token) if request.logprobs else None):
+                    break
+                forcing.feed(follow.decode(llm.detokenize([token])))
+                batch = [token, *self._forced_tokens(forcing, chooser, request.max_tokens - out.produced)]
+        finally:
+            chooser.close()
+        return out.finish()
+
+    def _forced_tokens(self, forcing: Any, chooser: _GreedyGrammar, room: int) -> list[int]:
+        """The tokens of the text `forcing` says must come next, each accepted by the grammar; at most
+        `room` of them. A token the grammar refuses (the follower misread the schema) ends forcing."""
+        text = forcing.take_forced()
+        if not text or room <= 0:
+            return []
+        found = []
+        for token in self._llm.tokenize(text.encode(), add_bos=False, special=False)[:room]:
+            if not chooser.allows(token):
+                forcing.lost = True
+                break
+            chooser.accept(token)
+            found.append(token)
+        return found
+
+    def _eval_rows(self, batch: list[int], *, all_rows: bool) -> Any:
+        """Evaluate `batch` after the cached tokens; the logits of its last position, or of every position
+        (a copy: llama.cpp reuses the buffer)."""
+        import numpy as np
+        from llama_cpp import llama_get_logits
+
+        llm = self._llm
+        n_vocab = llm.n_vocab()
+        rows = []
+        for start in range(0, len(batch), llm.n_batch):
+            part = batch[start : start + llm.n_batch]
+            n_past = llm.n_tokens
+            llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+            llm._batch.set_batch(batch=part, n_past=n_past, logits_all=all_rows)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[n_past : n_past + len(part)] = part
+            llm.n_tokens += len(part)
+            count = len(part) if all_rows else 1
+            rows.append(np.ctypeslib.as_array(llama_get_logits(llm._ctx.ctx), shape=(count, n_vocab)).copy())
+        return rows[-1] if not all_rows else np.concatenate(rows)
+
+
+def _logprob(logits: Any, token: int) -> float:
+    """log softmax(logits)[token], in float64."""
+    import numpy as np
+
+    values = np.asarray(logits, dtype=np.float64)
+    peak = float(values.max())
+    return float(values[token]) - (peak + float(np.log(np.exp(values - peak).sum())))
+
+
+class _Output:
+    """Tokens out, as `Token` deltas (`_StopAwareText`): counted against `max_tokens`, and ended by a stop
+    string or the stop pattern."""
+
+    def __init__(self, llm: Any, request: GenerationRequest, stop: list[str], emit: Any) -> None:
+        self._llm, self._emit, self._max_tokens = llm, emit, request.max_tokens
+        self._text = _StopAwareText(stop)
+        self._pattern = re.compile(request.stop_pattern) if request.stop_pattern else None
+        self._so_far = ""
+        self.produced, self.reason = 0, "stop"
+
+    def write(self, token: int, logprob: float | None) -> bool:
+        """Emit `token`; True when the output must end here."""
+        self.produced += 1
+        for piece in self._text.feed(self._llm.detokenize([token]), logprob):
+            self._emit(piece)
+            self._so_far += piece.text
+        if self._text.stopped or (self._pattern and self._pattern.search(self._so_far[-_PATTERN_WINDOW:])):
+            return True
+        if self.produced >= self._max_tokens:
+            self.reason = "length"
+            return True
+        return False
+
+    def finish(self) -> tuple[str, int]:
+        for piece in self._text.flush():
+            self._emit(piece)
+        return self.reason, self.produced
 
 
 class _ChosenTokenScorer:
@@ -271,15 +383,15 @@ class _ChosenTokenScorer:
 
 
 class _GreedyGrammar:
-    """Greedy decoding under a grammar, checking the likeliest tokens first (a logits processor).
+    """Greedy decoding under a grammar, checking the likeliest tokens first.
 
     llama-cpp-python's sampler chain applies a grammar to every token of the vocabulary (49,152 for
     SmolLM2) at every step, which made constrained decoding three times slower than free decoding. Greedy
     decoding only needs the likeliest token the grammar allows, so we test candidates one at a time in
     order of their logits and stop at the first allowed one, as llama.cpp's own `common_sampler` does;
-    only when none of the top `CANDIDATES` is allowed (a key the grammar forces, say) do we filter the
-    whole vocabulary. The result is exactly the token the chain would pick. The processor leaves that one
-    token finite, so the chain's greedy sampler takes it, and advances the grammar with it.
+    only when none of the top `CANDIDATES` is allowed do we filter the whole vocabulary. The result is
+    exactly the token the chain would pick. The caller advances the grammar (`accept`) with each token it
+    writes, chosen or forced.
     """
 
     CANDIDATES = 64
@@ -308,8 +420,13 @@ class _GreedyGrammar:
         self._lc.llama_sampler_apply(self._sampler, self._ctypes.byref(self._one_array))
         return bool(self._one[0].logit != float("-inf"))
 
-    def _choose(self, logits: Any) -> int:
+    def allows(self, token: int) -> bool:
+        return self._allowed(token, 0.0)
+
+    def choose(self, logits: Any) -> int:
+        """The likeliest token the grammar allows (-1 if none), without advancing the grammar."""
         np = self._np
+        logits = np.asarray(logits, dtype=np.float32)
         top = np.argpartition(-logits, self.CANDIDATES)[: self.CANDIDATES]
         for token in top[np.argsort(-logits[top], kind="stable")]:
             if self._allowed(int(token), float(logits[token])):
@@ -324,16 +441,9 @@ class _GreedyGrammar:
         # a token its grammar rejects (which aborts the process).
         return best if np.isfinite(self._all_view["logit"][best]) else -1
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        np = self._np
-        token = self._choose(np.asarray(scores, dtype=np.float32))
-        masked = np.full(len(scores), -np.inf, dtype=np.float32)
-        if token < 0:
-            masked[self._eos] = 0.0
-            return masked
+    def accept(self, token: int) -> None:
+        """Advance the grammar past `token`, which it must allow."""
         self._lc.llama_sampler_accept(self._sampler, token)
-        masked[token] = scores[token]
-        return masked
 
     def close(self) -> None:
         if self._sampler:

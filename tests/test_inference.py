@@ -247,23 +247,75 @@ async def test_llama_logprobs_match_llama_cpp_with_all_logits(llama_backend) -> 
 
 @pytest.mark.model
 async def test_llama_greedy_constrained_decoding_is_exactly_llama_cpps_grammar_sampling(llama_backend) -> None:  # type: ignore[no-untyped-def]
-    """The candidates-first grammar check (`_GreedyGrammar`) must pick what llama.cpp's sampler picks."""
+    """The candidates-first grammar check (`_GreedyGrammar`) must pick what llama.cpp's sampler picks. A
+    string schema forces nothing before its closing quote, so both decode step by step; the output ends
+    with the value, where llama.cpp may still add the space its grammar allows."""
     import json
 
     from llama_cpp import LlamaGrammar
+
+    schema = {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]}
+    request = _request(max_tokens=30, temperature=0.0, repeat_penalty=1.0, json_schema=schema)
+    ours = "".join(i.text for i in [item async for item in llama_backend.stream(request)]
+                   if isinstance(i, Token))
+    prompt, _, _ = llama_backend._prompt(request)
+    reference = llama_backend._llm.create_completion(
+        prompt=prompt, max_tokens=30, temperature=0.0, repeat_penalty=1.0,
+        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False))
+    assert ours == reference["choices"][0]["text"].rstrip(" ") and json.loads(ours)
+
+
+@pytest.mark.model
+async def test_llama_json_decoding_forces_what_the_schema_forces_and_scores_all(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    """Greedy decoding under a JSON Schema, replayed: the same prompt evaluated again in the same chunks and
+    batches (llama.cpp's results depend a little on batch sizes), keeping every logit. Each token the
+    model chose is the likeliest one the grammar allows at that point, each other token is text the schema
+    forced (`JsonForcing`), and every token's log-probability, forced ones included, is the one at the
+    position before it."""
+    import json
+
+    from deskpilot.inference._json_forcing import JsonForcing
+    from deskpilot.inference.llama import _PROMPT_CHUNK, _GreedyGrammar, _logprob
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     schema = {"type": "object", "required": ["keeper", "mood", "ships"], "properties": {
         "keeper": {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "null"}]},
         "mood": {"enum": ["calm", "stormy"]},
         "ships": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}}}
-    request = _request(max_tokens=60, temperature=0.0, repeat_penalty=1.0, json_schema=schema)
-    ours = "".join(i.text for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token))
+    request = _request(max_tokens=60, temperature=0.0, repeat_penalty=1.0, json_schema=schema, logprobs=True)
+    llm = llama_backend._llm
+    llm.n_tokens = 0  # nothing cached: the replay below evaluates the prompt in the same chunks
+    ours = [i for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token)]
+    assert set(json.loads("".join(t.text for t in ours))) == {"keeper", "mood", "ships"}
+    ids = [llm.tokenize(t.text.encode(), add_bos=False, special=False) for t in ours]
+    assert all(len(i) == 1 for i in ids)  # plain ASCII: one token per delta
     prompt, _, _ = llama_backend._prompt(request)
-    reference = llama_backend._llm.create_completion(
-        prompt=prompt, max_tokens=60, temperature=0.0, repeat_penalty=1.0,
-        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False))
-    assert ours == reference["choices"][0]["text"]
-    assert set(json.loads(ours)) == {"keeper", "mood", "ships"}
+    # Which tokens were forced: the follower, replayed over the output.
+    forcing = JsonForcing(schema)
+    forced, pending, batches = [], forcing.take_forced(), [[prompt[-1]]]
+    for token, (token_id,) in zip(ours, ids, strict=True):
+        forced.append(bool(pending))
+        if pending:
+            assert pending.startswith(token.text)
+            pending = pending[len(token.text):]
+            batches[-1].append(token_id)
+        else:
+            forcing.feed(token.text)
+            pending = forcing.take_forced()
+            batches.append([token_id])
+    assert forcing.done and any(forced) and not all(forced)
+    llm.n_tokens = 0
+    llama_backend._evaluate(prompt, lambda: False, _PROMPT_CHUNK)
+    rows = [row for batch in batches for row in llama_backend._eval_rows(batch, all_rows=True)]
+    grammar = _GreedyGrammar(llm, json_schema_to_gbnf(json.dumps(schema)))
+    try:
+        for k, (token, (token_id,)) in enumerate(zip(ours, ids, strict=True)):
+            assert token.logprob == pytest.approx(_logprob(rows[k], token_id), abs=1e-4)
+            if not forced[k]:
+                assert grammar.choose(rows[k]) == token_id
+            grammar.accept(token_id)
+    finally:
+        grammar.close()
 
 
 def test_llama_text_assembly_holds_back_a_possible_stop_string_and_splits_no_character() -> None:
