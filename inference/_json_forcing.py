@@ -8,9 +8,10 @@ must come next, so that the backend can put those tokens in the KV cache as one 
 a batch of n tokens in a fraction of the time of n single steps) instead of sampling them one by one.
 
 It follows the subset of JSON Schema that llama.cpp's converter (`json_schema_to_gbnf`) turns into a
-grammar, spelling literals the same way (`json.dumps`), and where that grammar allows a space it writes
-JSON's usual layout, `{"a": 1, "b": [2, 3]}`. A forced text never ends in a space, so the model's next
-token is never split from its usual leading space. This follower decides nothing on its own: the grammar
+grammar, spelling literals as that grammar does (`json.dumps`, whose `\\uXXXX` escapes the grammar reads
+as the characters themselves), and where that grammar allows a space it writes JSON's usual layout,
+`{"a": 1, "b": [2, 3]}`. A forced text never ends in a space, so the model's next token is never split
+from its usual leading space. This follower decides nothing on its own: the grammar
 checks every forced token before it is used, and on anything the follower does not model (an optional
 property, a pattern, a `$ref`) or does not expect, it stops forcing for the rest of the output (`lost`).
 """
@@ -43,6 +44,10 @@ Alt = tuple[Any, ...]
 _UNKNOWN: Alt = ("unknown",)
 
 
+def _literal(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _alternatives(schema: Any) -> list[Alt]:
     """The schema's alternatives, in the order `json_schema_to_gbnf.visit` tests its keywords."""
     if not isinstance(schema, dict) or "$ref" in schema:
@@ -54,7 +59,7 @@ def _alternatives(schema: Any) -> list[Alt]:
         return [alt for t in kind for alt in _alternatives({"type": t})]
     if "const" in schema or "enum" in schema:
         values = [schema["const"]] if "const" in schema else schema["enum"]
-        return [("literal", json.dumps(value)) for value in values]
+        return [("literal", _literal(value)) for value in values]
     if kind in (None, "object") and any(k in schema for k in ("properties", "additionalProperties", "allOf")):
         return [_object(schema)]
     if kind in (None, "array") and ("items" in schema or "prefixItems" in schema):
@@ -73,7 +78,7 @@ def _object(schema: dict[str, Any]) -> Alt:
     properties = properties or {}
     if set(schema.get("required", [])) != set(properties) or extra is True or isinstance(extra, dict):
         return _UNKNOWN  # optional keys or any key: which key comes next is the model's choice
-    return ("object", [(key, _alternatives(sub)) for key, sub in properties.items()])
+    return ("object", [(_literal(key), _alternatives(sub)) for key, sub in properties.items()])
 
 
 def _scalar(schema: dict[str, Any], kind: Any) -> list[Alt]:
@@ -211,7 +216,7 @@ class _Object:
     """An object whose keys are all required, so that they come in schema order."""
 
     def __init__(self, keys: list[tuple[str, list[Alt]]]) -> None:
-        self.keys = keys
+        self.keys = keys  # (the key as the grammar spells it, quotes included; its value's alternatives)
         self.index = 0  # the key being written, or whose value was written last
         self.state = "start"  # start, key, colon, value, after, comma
         self.key_text = ""
@@ -228,7 +233,7 @@ class _Object:
             self.state, self.key_text = "key", '"'
             return TAKEN
         if state == "key":
-            expected = json.dumps(self.keys[self.index][0])
+            expected = self.keys[self.index][0]
             if expected.startswith(self.key_text + char):
                 self.key_text += char
                 if self.key_text == expected:
@@ -251,11 +256,11 @@ class _Object:
     def forced(self) -> str:
         state = self.state
         if state == "start":
-            return f"{json.dumps(self.keys[0][0])}:" if self.keys else "}"
+            return f"{self.keys[0][0]}:" if self.keys else "}"
         if state == "comma":
-            return ("" if self.spaced else " ") + f"{json.dumps(self.keys[self.index][0])}:"
+            return ("" if self.spaced else " ") + f"{self.keys[self.index][0]}:"
         if state == "key":
-            return json.dumps(self.keys[self.index][0])[len(self.key_text) :] + ":"
+            return self.keys[self.index][0][len(self.key_text) :] + ":"
         if state == "colon":
             return ":"
         if state == "after":

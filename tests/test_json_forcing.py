@@ -80,6 +80,13 @@ def test_a_root_enum_is_finished_by_its_first_distinguishing_characters() -> Non
     assert write(forcing, "con") == 'contract"' and forcing.done
 
 
+def test_a_literal_is_spelled_as_the_grammar_reads_it_with_its_characters_unescaped() -> None:
+    # json_schema_to_gbnf writes json.dumps("é") as "\u00e9", which the grammar reads as "é" itself
+    forcing = JsonForcing({"type": "object", "required": ["caf\u00e9"], "properties": {
+        "caf\u00e9": {"enum": ["Caf\u00e9 Noir", "Cafe"]}}})
+    assert write(forcing, "\u00e9") == '{"caf\u00e9": "Caf\u00e9 Noir"}' and forcing.done
+
+
 @pytest.mark.parametrize(
     "schema",
     [
