@@ -4,7 +4,7 @@
  * puts in `window.__officeDouble` before the page loads:
  *   { host: "outlook" | "word" | "none", sets: { Mailbox: "1.8", WordApi: "1.4" },
  *     theme: { bodyBackgroundColor: "#ffffff" },
- *     item: { subject, from: [name, address], to: [[name, address]], body, itemId, mode: "read" | "compose" },
+ *     item: { subject, from: [name, address], to: [[name, address]], body, itemId (EWS form), mode: "read" | "compose" },
  *     document: { body, selection } }
  * Every call that changes Office (reply forms, insertions, tracking mode) is recorded in
  * `window.__officeCalls` for the test to check.
@@ -70,6 +70,10 @@
     context.mailbox = {
       item: item,
       userProfile: { displayName: "Bob Lee", emailAddress: "bob@example.com" },
+      // Office gives EWS ids; the REST (Graph) form swaps "/" and "+" for "-" and "_" (Mailbox 1.3).
+      convertToRestId: function (id) {
+        return String(id).replace(/\//g, "-").replace(/\+/g, "_");
+      },
       addHandlerAsync: function () {},
       removeHandlerAsync: function () {},
     };
@@ -126,6 +130,7 @@
     HostType: HostType,
     EventType: EventType,
     CoercionType: { Text: "text", Html: "html" },
+    MailboxEnums: { RestVersion: { v1_0: "v1.0", v2_0: "v2.0", Beta: "beta" } },
     AsyncResultStatus: { Succeeded: Succeeded, Failed: "failed" },
     context: context,
     onReady: function (callback) {

@@ -11,6 +11,7 @@ export type ProblemKind =
   | "missing" // 404 on an endpoint: not available on this server (yet)
   | "invalid" // 400: the request was refused (too long, empty, ...)
   | "forbidden" // 403: the local-only checks refused the request
+  | "conflict" // 409: the state changed (already decided, automation switched off)
   | "server" // any other HTTP error
   | "stream"; // the stream ended with an `error` event or broke off
 
@@ -42,7 +43,7 @@ function retryAfterSeconds(header: string | null, body?: Partial<ErrorBody>): nu
   return fromBody;
 }
 
-const KIND_BY_STATUS: Record<number, ProblemKind> = { 400: "invalid", 403: "forbidden", 404: "missing", 429: "busy", 503: "unavailable" };
+const KIND_BY_STATUS: Record<number, ProblemKind> = { 400: "invalid", 403: "forbidden", 404: "missing", 409: "conflict", 429: "busy", 503: "unavailable" };
 
 /** An ApiError from a response that is not ok, using the server's ErrorBody when there is one. */
 export async function errorFromResponse(response: Response): Promise<ApiError> {
@@ -102,8 +103,16 @@ export class Api {
   }
 
   async post<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    return this.send<T>("POST", path, body, signal);
+  }
+
+  async put<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    return this.send<T>("PUT", path, body, signal);
+  }
+
+  private async send<T>(method: "POST" | "PUT", path: string, body: unknown, signal?: AbortSignal): Promise<T> {
     const response = await this.request(path, {
-      method: "POST",
+      method,
       headers: { Accept: "application/json", "Content-Type": "application/json" },
       body: JSON.stringify(body),
       signal,

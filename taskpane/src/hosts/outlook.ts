@@ -1,4 +1,4 @@
-/** Outlook glue: read the open message, open a reply form, insert a draft, apply a category. */
+/** Outlook glue: read the open message (and its Graph id), open a reply form, insert a draft, apply a category. */
 import { splitThread } from "../shared/thread";
 import { formatAddress, textToHtml } from "../shared/text";
 import { officeCall, supports } from "./office";
@@ -23,6 +23,19 @@ function bodyText(item: Item): Promise<string> {
   return officeCall<string>((cb) => item.body.getAsync(Office.CoercionType.Text, cb));
 }
 
+/**
+ * Office.js gives item ids in EWS format; Microsoft Graph (and the server's workflows) take the REST
+ * format. convertToRestId (Mailbox 1.3) converts; without it the id is left out rather than sent wrong.
+ */
+function restId(itemId: string | undefined): string | null {
+  if (!itemId || !supports("Mailbox", "1.3")) return null;
+  try {
+    return Office.context.mailbox.convertToRestId(itemId, Office.MailboxEnums.RestVersion.v2_0) || null;
+  } catch {
+    return null;
+  }
+}
+
 function fromDetails(list: Office.EmailAddressDetails[] | undefined): string[] {
   return (list ?? []).map((r) => formatAddress(r.displayName, r.emailAddress)).filter(Boolean);
 }
@@ -30,10 +43,14 @@ function fromDetails(list: Office.EmailAddressDetails[] | undefined): string[] {
 async function readItem(): Promise<MailItem> {
   const item = currentItem();
   let subject: string, from: string, to: string[], cc: string[], date: string | null;
+  let senderAddress: string | null = null;
+  let messageId: string | null = null;
   if (isRead(item)) {
     const read = item as unknown as Office.MessageRead;
     subject = read.subject ?? "";
     from = formatAddress(read.from?.displayName, read.from?.emailAddress);
+    senderAddress = read.from?.emailAddress?.trim() || null;
+    messageId = restId(read.itemId);
     to = fromDetails(read.to);
     cc = fromDetails(read.cc);
     date = read.dateTimeCreated ? new Date(read.dateTimeCreated).toLocaleString() : null;
@@ -56,6 +73,8 @@ async function readItem(): Promise<MailItem> {
     earlier,
     sourceRef: ref,
     conversationId: item.conversationId || null,
+    messageId,
+    senderAddress,
   };
 }
 
@@ -67,6 +86,7 @@ export function createOutlookHost(): OutlookHost {
       return item && !isRead(item) ? "compose" : "read";
     },
     canCategorize: supports("Mailbox", "1.8"),
+    userName: Office.context.mailbox?.userProfile?.displayName?.trim() || null,
     readItem,
     openReply(text: string, replyAll = false) {
       const read = currentItem() as unknown as Office.MessageRead;

@@ -19,6 +19,10 @@ export interface MailItem {
   sourceRef: string | null;
   /** The conversation, for fetching the whole thread from Microsoft 365 through the server. */
   conversationId: string | null;
+  /** Read mode: the message's REST id, which is its Microsoft Graph id (workflows reply to it). */
+  messageId: string | null;
+  /** The sender's address alone, as the server's mail rules match it. */
+  senderAddress: string | null;
 }
 
 export interface OutlookHost {
@@ -27,6 +31,8 @@ export interface OutlookHost {
   readonly mode: "read" | "compose";
   /** Mailbox 1.8: categories on the item (apply the triage label). */
   readonly canCategorize: boolean;
+  /** The signed-in user's display name, recorded as the approver of actions when Settings names no one. */
+  readonly userName: string | null;
   readItem(): Promise<MailItem>;
   /** Read mode: open Outlook's reply (or reply-all) form with `text` as its body. */
   openReply(text: string, replyAll?: boolean): void;

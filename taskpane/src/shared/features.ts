@@ -1,7 +1,8 @@
 /**
  * Which endpoints this server has, read from its OpenAPI document. Extraction, triage, reviews, ask,
- * index status and rewrite are being built while the pane ships: the pane asks before it offers them, and treats a
- * 404 from any of them the same way ("not available yet"), so it works with older and newer servers.
+ * index status, rewrite, actions, workflows and automations are being built while the pane ships: the
+ * pane asks before it offers them, and treats a 404 from any of them the same way ("not available yet"),
+ * so it works with older and newer servers.
  */
 import type { Api } from "../api/http";
 
@@ -15,6 +16,13 @@ export const FEATURES = {
   rewrite: "POST /v1/rewrite",
   indexStatus: "GET /v1/index/status",
   conversation: "GET /v1/mail/conversation/{}",
+  actions: "GET /v1/actions",
+  approve: "POST /v1/actions/{}/approve",
+  reject: "POST /v1/actions/{}/reject",
+  workflows: "POST /v1/workflows",
+  workflow: "GET /v1/workflows/{}",
+  automations: "GET /v1/automations",
+  automation: "PUT /v1/automations/{}",
 } as const;
 
 export type Feature = keyof typeof FEATURES;

@@ -38,6 +38,8 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
       return { title: "Deskpilot couldn't use this", body: problem.message, intent: "warning" };
     case "forbidden":
       return { title: "Request refused", body: problem.message, intent: "error" };
+    case "conflict":
+      return { title: "Not possible right now", body: problem.message, intent: "warning" };
     default:
       return { title: "Something went wrong", body: problem.message, intent: "error" };
   }
@@ -45,7 +47,8 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
 
 export function ProblemBar({ problem, retryIn, onRetry, brief = false }: Props) {
   const { title, body, intent } = describe(problem, retryIn);
-  const canRetry = onRetry && problem.kind !== "invalid" && problem.kind !== "missing" && problem.kind !== "forbidden";
+  const canRetry = onRetry && problem.kind !== "invalid" && problem.kind !== "missing" && problem.kind !== "forbidden"
+    && problem.kind !== "conflict";
   return (
     <MessageBar intent={intent} layout="multiline" data-testid="problem" data-kind={problem.kind}>
       <MessageBarBody>

@@ -32,6 +32,7 @@ function install(item: Record<string, unknown> | null, sets: Record<string, stri
   const data = {
     host: "outlook",
     CoercionType: { Text: "text", Html: "html" },
+    MailboxEnums: { RestVersion: { v1_0: "v1.0", v2_0: "v2.0" } },
     AsyncResultStatus: { Succeeded: "succeeded", Failed: "failed" },
     EventType: { ItemChanged: "olkItemSelectedChanged" },
     context: {
@@ -40,6 +41,11 @@ function install(item: Record<string, unknown> | null, sets: Record<string, stri
         userProfile: { displayName: "Bob Lee", emailAddress: "bob@example.com" },
         addHandlerAsync: (type: string) => recorded.calls.push(["addHandlerAsync", type]),
         removeHandlerAsync: (type: string) => recorded.calls.push(["removeHandlerAsync", type]),
+        // EWS to REST: "/" and "+" become "-" and "_" (what Exchange does for these ids).
+        convertToRestId: (id: string, version: string) => {
+          recorded.calls.push(["convertToRestId", id, version]);
+          return id.replace(/\//g, "-").replace(/\+/g, "_");
+        },
         ...(item ? { item } : {}),
       },
     },
@@ -94,6 +100,26 @@ describe("Outlook glue, read mode", () => {
       expect.objectContaining({ from: "Bob Lee <bob@example.com>", subject: "RE: Q3", body: "They will be ready next week." }),
     ]);
     expect(item.sourceRef).toBe("AAMk-1");
+  });
+
+  it("gives the message's Graph id (converted from Office's EWS id), the sender's address and the user's name", async () => {
+    let rec: Recorded = { calls: [] };
+    rec = install({ ...readItem(() => rec), itemId: "AAMkAGI2/ab+c=" });
+    const host = createOutlookHost();
+    expect(host.userName).toBe("Bob Lee");
+    const item = await host.readItem();
+    expect(rec.calls).toContainEqual(["convertToRestId", "AAMkAGI2/ab+c=", "v2.0"]);
+    expect(item.messageId).toBe("AAMkAGI2-ab_c=");
+    expect(item.senderAddress).toBe("carol@example.com");
+    expect(item.sourceRef).toBe("AAMkAGI2/ab+c="); // lineage keeps the id Office gave
+  });
+
+  it("leaves the Graph id out where Mailbox 1.3 (convertToRestId) is missing, rather than send an EWS id", async () => {
+    let rec: Recorded = { calls: [] };
+    rec = install(readItem(() => rec), { Mailbox: "1.1" });
+    const item = await createOutlookHost().readItem();
+    expect(item.messageId).toBeNull();
+    expect(rec.calls.filter(([name]) => name === "convertToRestId")).toEqual([]);
   });
 
   it("opens the reply form with the draft as escaped HTML, or reply-all", () => {
@@ -169,6 +195,8 @@ describe("Outlook glue, compose mode", () => {
     expect(item.email).toMatchObject({ subject: "Re: Q3", from: "Bob Lee <bob@example.com>", to: ["Carol Diaz <carol@example.com>"], body: "Draft so far" });
     expect(item.earlier).toEqual([expect.objectContaining({ from: "Carol Diaz <carol@example.com>", body: "Numbers please." })]);
     expect(item.sourceRef).toBe("AAQk-2");
+    expect(item.messageId).toBeNull(); // a draft has no id until Outlook saves it
+    expect(item.senderAddress).toBeNull();
     await host.insertIntoDraft("Thanks, Carol.");
     expect(rec.calls).toContainEqual(["setSelectedDataAsync", "Thanks, Carol.", "text"]);
   });
