@@ -1,15 +1,18 @@
-/** The pane: header with the server's state, the banners, tabs for the task, the queue, status, settings. */
-import { useEffect, useMemo, useState } from "react";
+/** The pane: header with the server's state, the banners, tabs for the task, the queues, status, settings. */
+import { useCallback, useEffect, useMemo, useState } from "react";
 import { Badge, FluentProvider, Tab, TabList, makeStyles, tokens, webDarkTheme, webLightTheme } from "@fluentui/react-components";
-import { ClipboardTaskListLtrRegular, DocumentTextRegular, HeartPulseRegular, MailRegular, SettingsRegular } from "@fluentui/react-icons";
+import {
+  ClipboardTaskListLtrRegular, DocumentTextRegular, FlashRegular, HeartPulseRegular, MailRegular, SettingsRegular,
+} from "@fluentui/react-icons";
 import type { Api } from "../api/http";
 import type { Host } from "../hosts";
 import { officeBackground, onOfficeThemeChanged } from "../hosts/theme";
 import { loadPrefs, savePrefs, type Prefs } from "../shared/prefs";
 import { isActive } from "../shared/run";
 import { wantsDark } from "../shared/theme";
+import { ActionsView } from "./ActionsView";
 import { ConnectionBanner } from "./ConnectionBanner";
-import { PaneContext, type Pane } from "./context";
+import { PaneContext, type Pane, type View } from "./context";
 import { OutlookView } from "./OutlookView";
 import { ReviewView } from "./ReviewView";
 import { SettingsView } from "./SettingsView";
@@ -18,6 +21,7 @@ import { StatusView } from "./StatusView";
 import { WordView } from "./WordView";
 import { useRun } from "./useRun";
 import { useServer } from "./useServer";
+import { useWorkflow } from "./useWorkflow";
 
 const useStyles = makeStyles({
   root: { minHeight: "100%", display: "flex", flexDirection: "column", backgroundColor: tokens.colorNeutralBackground1 },
@@ -32,8 +36,6 @@ const useStyles = makeStyles({
   tabs: { padding: `0 ${tokens.spacingHorizontalXS}`, borderBottom: `1px solid ${tokens.colorNeutralStroke2}` },
   main: { flexGrow: 1, paddingBottom: tokens.spacingVerticalL },
 });
-
-type View = "task" | "review" | "status" | "settings";
 
 function usePrefersDark(): boolean {
   const query = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
@@ -57,15 +59,21 @@ export function App({ api, host }: { api: Api; host: Host }) {
   const styles = useStyles();
   const server = useServer(api);
   const run = useRun(api);
+  const workflow = useWorkflow(api);
   const [prefs, setPrefsState] = useState<Prefs>(() => loadPrefs());
   const [view, setView] = useState<View>("task");
+  const [focus, setFocus] = useState<string | null>(null);
   const dark = wantsDark(prefs.theme, useOfficeBackground(), usePrefersDark());
 
   const setPrefs = (next: Prefs) => {
     setPrefsState(next);
     savePrefs(next);
   };
-  const pane: Pane = { api, host, server, prefs, setPrefs, run };
+  const show = useCallback((next: View, item?: string) => {
+    setView(next);
+    setFocus(item ?? null);
+  }, []);
+  const pane: Pane = { api, host, server, prefs, setPrefs, run, workflow, show, focus };
 
   // Escape cancels a running task from anywhere in the pane.
   const active = isActive(run.state);
@@ -104,16 +112,19 @@ export function App({ api, host }: { api: Api; host: Host }) {
           <h1 className={styles.name}>Deskpilot</h1>
           <Badge appearance="tint" color={badge.color} data-testid="server-badge" aria-live="polite">{badge.text}</Badge>
         </header>
-        <TabList className={styles.tabs} size="small" selectedValue={view} onTabSelect={(_, d) => setView(d.value as View)} aria-label="Views">
+        <TabList className={styles.tabs} size="small" selectedValue={view} onTabSelect={(_, d) => show(d.value as View)} aria-label="Views">
           <Tab value="task" icon={taskTab.icon}>{taskTab.label}</Tab>
           <Tab value="review" icon={<ClipboardTaskListLtrRegular />}>Review</Tab>
-          <Tab value="status" icon={<HeartPulseRegular />}>Status</Tab>
-          <Tab value="settings" icon={<SettingsRegular />} aria-label="Settings" />
+          <Tab value="actions" icon={<FlashRegular />}>Actions</Tab>
+          {/* Icons only for the last two: five labelled tabs do not fit Office's narrowest pane (320 px). */}
+          <Tab value="status" icon={<HeartPulseRegular />} aria-label="Status" title="Status" />
+          <Tab value="settings" icon={<SettingsRegular />} aria-label="Settings" title="Settings" />
         </TabList>
         <ConnectionBanner />
         <main className={styles.main}>
           {view === "task" && (host.kind === "outlook" ? <OutlookView host={host} /> : host.kind === "word" ? <WordView host={host} /> : <StandaloneView />)}
           {view === "review" && <ReviewView />}
+          {view === "actions" && <ActionsView />}
           {view === "status" && <StatusView />}
           {view === "settings" && <SettingsView />}
         </main>

@@ -1,22 +1,33 @@
-/** Outlook: summarize the message or the thread, draft a reply, extract, triage. */
+/** Outlook: summarize the message or the thread, draft a reply, extract, triage, start a workflow on it. */
 import { useCallback, useEffect, useState } from "react";
 import { Button, Caption1, Field, MessageBar, MessageBarBody, Select, Textarea, Text } from "@fluentui/react-components";
 import {
-  ArrowReplyAllRegular, ArrowReplyRegular, ClipboardTaskListLtrRegular, MailRegular, ReceiptRegular, SparkleRegular, TagRegular,
-  TextQuoteRegular,
+  ArrowReplyAllRegular, ArrowReplyRegular, ClipboardTaskListLtrRegular, FlashRegular, MailRegular, ReceiptRegular, SparkleRegular,
+  TagRegular, TextQuoteRegular,
 } from "@fluentui/react-icons";
 import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
 import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/types";
+import { approverName } from "../shared/actions";
 import { HostError, type MailItem, type OutlookHost } from "../hosts";
 import { conversationThread, type Thread } from "../shared/conversation";
 import { LENGTHS, TONES } from "../shared/prefs";
 import { isActive } from "../shared/run";
+import { requestIdFor, WORKFLOW_FOR_SCHEMA, workflowInputs } from "../shared/workflow";
 import { usePane } from "./context";
 import { RunPanel } from "./RunPanel";
 import { useStyles } from "./styles";
+import { WorkflowPanel } from "./WorkflowPanel";
+
+/** A stand-in for the run id of a run the server did not name (it always does): one per run. */
+const localRunIds = new WeakMap<object, string>();
+function localRunId(request: object): string {
+  let id = localRunIds.get(request);
+  if (!id) localRunIds.set(request, (id = `local-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`));
+  return id;
+}
 
 export function OutlookView({ host }: { host: OutlookHost }) {
-  const { api, run, prefs, setPrefs, server } = usePane();
+  const { api, run, prefs, setPrefs, server, workflow } = usePane();
   const styles = useStyles();
   const [item, setItem] = useState<MailItem | null>(null);
   const [itemError, setItemError] = useState<string | null>(null);
@@ -44,10 +55,11 @@ export function OutlookView({ host }: { host: OutlookHost }) {
   }, [api, item, f.conversation]);
 
   const { reset } = run;
+  const { reset: resetWorkflow } = workflow;
   useEffect(() => {
     load();
-    return host.onItemChanged(() => { reset(); load(); });
-  }, [host, load, reset]);
+    return host.onItemChanged(() => { reset(); resetWorkflow(); load(); });
+  }, [host, load, reset, resetWorkflow]);
 
   const summaryBody = useCallback((withThread: boolean): SummarizeRequest | null => item && {
     email: withThread && remote ? remote.email : item.email,
@@ -100,6 +112,20 @@ export function OutlookView({ host }: { host: OutlookHost }) {
     run.start({ label: "Triage", path: "/v1/classify", body, mode: "json" });
   };
 
+  // An extraction of action items or invoice fields leads to its workflow, started on this message.
+  const schema = run.request?.path === "/v1/extract" ? (run.request.body as ExtractRequest).schema : undefined;
+  const kind = schema !== undefined && item && f.workflows && f.workflow ? WORKFLOW_FOR_SCHEMA[schema] : undefined;
+  const runId = run.state.meta?.runId ?? run.state.done?.runId;
+  const requestId = kind && run.request ? requestIdFor(kind.automation, runId ?? localRunId(run.request)) : undefined;
+  const ours = workflow.state?.request.requestId === requestId ? workflow.state : null;
+  const startWorkflow = () => {
+    if (!kind || !item || !requestId) return;
+    workflow.start({
+      automation: kind.automation, title: kind.title, requestId, inputs: workflowInputs(item),
+      actor: approverName(prefs.reviewer, host.userName),
+    });
+  };
+
   const label = (run.state.result as ClassifyOut | undefined)?.label;
   const draftText = run.state.text.trim();
   const actions = run.request?.path === "/v1/draft-reply" && draftText ? (
@@ -123,6 +149,10 @@ export function OutlookView({ host }: { host: OutlookHost }) {
           (e: Error) => setNotice(`Outlook could not apply “${label}”: ${e.message}. Create a category with that name first.`))}>
         Apply as category
       </Button>
+    </div>
+  ) : kind && (!ours || ours.phase === "failed") ? (
+    <div className={styles.row}>
+      <Button appearance="primary" icon={<FlashRegular />} onClick={startWorkflow} data-testid="start-workflow">{kind.button}</Button>
     </div>
   ) : undefined;
 
@@ -152,6 +182,7 @@ export function OutlookView({ host }: { host: OutlookHost }) {
         </div>
       </div>
       <RunPanel actions={actions} />
+      {workflow.state && <WorkflowPanel state={workflow.state} />}
       {notice && (
         <div className={styles.section}>
           <MessageBar intent="info"><MessageBarBody>{notice}</MessageBarBody></MessageBar>

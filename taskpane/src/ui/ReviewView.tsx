@@ -1,5 +1,8 @@
-/** The review queue: results a person should check. Accept, edit the fields, or reject. */
-import { useCallback, useEffect, useState } from "react";
+/**
+ * The review queue: results a person should check. Accept, edit the fields, or reject. A workflow waiting
+ * for a person links here with its review id: that card is brought forward.
+ */
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Badge, Button, Caption1, Field, Input, Link, MessageBar, MessageBarBody, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
@@ -10,9 +13,15 @@ import { ProblemBar } from "./ProblemBar";
 import { confidenceColor } from "./ResultView";
 import { useStyles } from "./styles";
 
-function ReviewCard({ review, reviewer, onDone }: { review: Review; reviewer: string; onDone: (id: string, note: string) => void }) {
+function ReviewCard({ review, reviewer, focused, onDone }: {
+  review: Review; reviewer: string; focused: boolean; onDone: (id: string, note: string) => void;
+}) {
   const { api } = usePane();
   const styles = useStyles();
+  const card = useRef<HTMLElement>(null);
+  useEffect(() => {
+    if (focused) card.current?.scrollIntoView?.({ block: "nearest" });
+  }, [focused]);
   const [editing, setEditing] = useState(false);
   const [values, setValues] = useState<Record<string, string>>({});
   const [sending, setSending] = useState(false);
@@ -49,7 +58,8 @@ function ReviewCard({ review, reviewer, onDone }: { review: Review; reviewer: st
   };
 
   return (
-    <article className={styles.itemCard} aria-label={`Review of ${humanize(review.task)}`} data-testid="review-item">
+    <article ref={card} className={`${styles.itemCard} ${focused ? styles.focused : ""}`} aria-label={`Review of ${humanize(review.task)}`}
+      aria-current={focused || undefined} data-testid="review-item" data-review-id={review.id}>
       <div className={styles.row}>
         <Text weight="semibold" className={styles.grow}>{humanize(review.templateId.split("@")[0] || review.task)}</Text>
         {review.confidence !== null && <Badge appearance="tint" color={confidenceColor(review.confidence)}>{percent(review.confidence)}</Badge>}
@@ -92,11 +102,12 @@ function ReviewCard({ review, reviewer, onDone }: { review: Review; reviewer: st
 }
 
 export function ReviewView() {
-  const { api, server, prefs, setPrefs } = usePane();
+  const { api, server, prefs, setPrefs, focus } = usePane();
   const styles = useStyles();
   const [reviews, setReviews] = useState<Review[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [decidedHere, setDecidedHere] = useState<string[]>([]);
   const [name, setName] = useState(prefs.reviewer);
   const available = server.features.reviews && server.features.review;
   const reviewer = prefs.reviewer.trim();
@@ -137,9 +148,12 @@ export function ReviewView() {
       {notice && <Caption1 role="status">{notice}</Caption1>}
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
       {reviews === null && !error && <Spinner size="tiny" label="Loading the queue…" />}
-      {reviews?.map((r) => (
-        <ReviewCard key={r.id} review={r} reviewer={reviewer}
-          onDone={(id, note) => { setNotice(note); setReviews((list) => list?.filter((x) => x.id !== id) ?? null); }} />
+      {focus && reviews && !reviews.some((r) => r.id === focus) && !decidedHere.includes(focus) && (
+        <Caption1 role="status" data-testid="review-gone">The review you opened is no longer waiting: someone decided it.</Caption1>
+      )}
+      {reviews && [...reviews].sort((a, b) => Number(b.id === focus) - Number(a.id === focus)).map((r) => (
+        <ReviewCard key={r.id} review={r} reviewer={reviewer} focused={r.id === focus}
+          onDone={(id, note) => { setNotice(note); setDecidedHere((ids) => [...ids, id]); setReviews((list) => list?.filter((x) => x.id !== id) ?? null); }} />
       ))}
     </div>
   );

@@ -5,6 +5,9 @@ import type { Prefs } from "../shared/prefs";
 import type { Host } from "../hosts";
 import type { ServerState } from "./useServer";
 import type { RunHandle } from "./useRun";
+import type { WorkflowHandle } from "./useWorkflow";
+
+export type View = "task" | "review" | "actions" | "status" | "settings";
 
 export interface Pane {
   api: Api;
@@ -13,6 +16,12 @@ export interface Pane {
   prefs: Prefs;
   setPrefs(prefs: Prefs): void;
   run: RunHandle;
+  /** The workflow started on the open message, followed until it settles. */
+  workflow: WorkflowHandle;
+  /** Go to a view; `focus` names the item it should bring forward (a review id, an action id). */
+  show(view: View, focus?: string): void;
+  /** The item the current view was asked to bring forward, if any. */
+  focus: string | null;
 }
 
 export const PaneContext = createContext<Pane | null>(null);

@@ -31,6 +31,11 @@ export const useStyles = makeStyles({
     backgroundColor: tokens.colorNeutralBackground2,
     overflowWrap: "anywhere",
   },
+  /** The card a link opened (a workflow's review): outlined in the brand colour. */
+  focused: {
+    outline: `2px solid ${tokens.colorBrandStroke1}`,
+    outlineOffset: "-2px",
+  },
   fieldGrid: {
     display: "grid",
     gridTemplateColumns: "1fr 1fr",

@@ -1,0 +1,126 @@
+/**
+ * Settings → Automations: each automation's kill switch and, per kind of action, whether a person
+ * approves it. These live on the server (PUT /v1/automations/{name}) and apply to the next proposal or
+ * trigger without a restart; switching one off also holds its queued actions until it is switched on.
+ */
+import { useCallback, useEffect, useRef, useState } from "react";
+import { Caption1, Field, Select, Spinner, Switch, Text, makeStyles, tokens } from "@fluentui/react-components";
+import { ApiError } from "../api/http";
+import type { ApprovalMode, Automation, AutomationOut, AutomationPut, AutomationsOut } from "../api/types";
+import { APPROVAL_MODES, approvalRows, approvalUpdate, approverName, automationLabel, enabledUpdate } from "../shared/actions";
+import { percent } from "../shared/result";
+import { usePane } from "./context";
+import { ProblemBar } from "./ProblemBar";
+import { useStyles } from "./styles";
+
+const useLocal = makeStyles({
+  head: { display: "flex", alignItems: "center", gap: tokens.spacingHorizontalS },
+  switch: { flexShrink: 0 },
+  // minmax(0, 1fr): the selects shrink to the pane's width instead of pushing it wider.
+  grid: { display: "grid", gridTemplateColumns: "repeat(2, minmax(0, 1fr))", gap: `${tokens.spacingVerticalXS} ${tokens.spacingHorizontalS}` },
+});
+
+function AutomationCard({ automation, actor, focused, onSaved }: {
+  automation: Automation; actor: string; focused: boolean; onSaved(out: AutomationOut): void;
+}) {
+  const { api } = usePane();
+  const styles = useStyles();
+  const local = useLocal();
+  const [saving, setSaving] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+  const card = useRef<HTMLDivElement>(null);
+  const label = automationLabel(automation.name);
+  const enabled = automation.enabled !== false;
+  const rows = approvalRows(automation);
+  useEffect(() => {
+    if (focused) card.current?.scrollIntoView?.({ block: "nearest" });
+  }, [focused]);
+
+  const save = async (body: AutomationPut) => {
+    setSaving(true);
+    setError(null);
+    try {
+      onSaved(await api.put<AutomationOut>(`/v1/automations/${encodeURIComponent(automation.name)}`, body));
+    } catch (e) {
+      setError(e instanceof ApiError ? e : new ApiError("server", String(e)));
+    } finally {
+      setSaving(false);
+    }
+  };
+
+  return (
+    <div ref={card} role="group" aria-label={label} className={`${styles.itemCard} ${focused ? styles.focused : ""}`}
+      data-testid="automation" data-name={automation.name} data-enabled={enabled}>
+      <div className={local.head}>
+        <Text weight="semibold" className={styles.grow}>{label}</Text>
+        {saving && <Spinner size="extra-tiny" aria-label="Saving" />}
+        <Switch className={local.switch} checked={enabled} disabled={saving} label={enabled ? "On" : "Off"} labelPosition="before"
+          aria-label={`${label} switched on`} onChange={(_, d) => void save(enabledUpdate(d.checked, actor))} />
+      </div>
+      <Caption1 className={styles.muted}>
+        {!enabled ? "Switched off: nothing starts, and its queued actions are held."
+          : automation.workflow ? "Runs when started from a message or by a mail rule; what needs approval waits in Actions."
+          : "What needs approval waits in Actions."}
+        {automation.dailyBudget !== null && automation.dailyBudget !== undefined ? ` At most ${automation.dailyBudget} actions a day.` : ""}
+      </Caption1>
+      <div className={local.grid}>
+        {rows.map((row) => (
+          <Field key={row.kind} label={row.label} size="small">
+            <Select size="small" value={row.mode} disabled={saving} data-kind={row.kind}
+              onChange={(_, d) => void save(approvalUpdate(automation, row.kind, d.value as ApprovalMode, actor))}>
+              {APPROVAL_MODES.map((m) => <option key={m.mode} value={m.mode}>{m.label}</option>)}
+            </Select>
+          </Field>
+        ))}
+      </div>
+      {rows.some((r) => r.mode === "below_threshold") && (
+        <Caption1 className={styles.muted}>“Ask when unsure”: when the confidence is below {percent(automation.threshold ?? 0.8)}.</Caption1>
+      )}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} />}
+    </div>
+  );
+}
+
+export function AutomationsSettings() {
+  const { api, server, prefs, host, focus } = usePane();
+  const styles = useStyles();
+  const [automations, setAutomations] = useState<Automation[] | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const available = server.features.automations && server.features.automation;
+  const actor = approverName(prefs.reviewer, host.kind === "outlook" ? host.userName : null);
+
+  const load = useCallback(() => {
+    if (!available) return;
+    setError(null);
+    api.get<AutomationsOut>("/v1/automations").then(
+      (out) => setAutomations(out.automations),
+      (e: unknown) => setError(e instanceof ApiError ? e : new ApiError("server", String(e))),
+    );
+  }, [api, available]);
+  useEffect(load, [load]);
+
+  if (!available) return null;
+
+  const saved = (out: AutomationOut) => {
+    setAutomations((list) => list?.map((a) => (a.name === out.automation.name ? out.automation : a)) ?? null);
+    const label = automationLabel(out.automation.name);
+    const released = out.released?.length ?? 0;
+    const resumed = out.resumed?.length ?? 0;
+    setNotice(`${label} saved.${released ? ` ${released} held action${released === 1 ? "" : "s"} released.` : ""}`
+      + `${resumed ? ` ${resumed} paused workflow${resumed === 1 ? "" : "s"} resumed.` : ""}`);
+  };
+
+  return (
+    <section className={styles.section} aria-labelledby="automations-title" data-testid="automations">
+      <h2 id="automations-title" className={styles.sectionTitle}>Automations</h2>
+      <Caption1 className={styles.muted}>What Deskpilot may do by itself. Changes apply at once, on this computer's Deskpilot.</Caption1>
+      {notice && <Caption1 role="status" data-testid="automations-notice">{notice}</Caption1>}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
+      {automations === null && !error && <Spinner size="tiny" label="Loading automations…" />}
+      {automations?.map((a) => (
+        <AutomationCard key={a.name} automation={a} actor={actor} focused={a.name === focus} onSaved={saved} />
+      ))}
+    </section>
+  );
+}
