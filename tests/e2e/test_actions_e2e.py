@@ -1,0 +1,241 @@
+"""Workflows, actions and automations from the task pane, end to end: real headless Chromium, the real server
+with the real embedded model, and, where actions must take effect, the queue's consumer (DESKPILOT_WORKER)
+against the Graph stand-in on 127.0.0.1.
+
+Screenshots: automations-settings.png, workflow-progress.png, actions-view.png (test-artifacts/taskpane/).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import ServerProcess
+from deskpilot.server.connectors.standin import StandIn, generate
+from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
+from playwright.sync_api import Page, expect
+
+from .conftest import OUTLOOK_ITEM, Pane, PaneFactory
+from .test_taskpane_e2e import INVOICE_ITEM, started
+
+pytestmark = [pytest.mark.model, pytest.mark.e2e]
+
+REVIEWER = "Megan Bowen"  # from Settings; the Outlook user (the double) is Bob Lee
+
+
+def ews_id(rest_id: str) -> str:
+    """The id as Office.js hands it to the pane (EWS form); the pane converts it back for Graph."""
+    return rest_id.replace("-", "/").replace("_", "+")
+
+
+def open_outlook(pane_factory: PaneFactory, server: ServerProcess, item: dict[str, Any]) -> Pane:
+    pane = pane_factory(server.base_url).open("outlook", item=item, prefs={"reviewer": REVIEWER})
+    expect(pane.page.get_by_test_id("server-badge")).to_have_text("Ready")
+    expect(pane.page.get_by_test_id("item")).to_contain_text(item["subject"])
+    return pane
+
+
+def automation(server: ServerProcess, name: str) -> dict[str, Any]:
+    with server.client() as client:
+        return dict(client.get(f"/v1/automations/{name}").json()["automation"])
+
+
+def workflow_posts(page: Page) -> list[dict[str, Any]]:
+    """Every POST /v1/workflows body the page sends, as it sends it."""
+    bodies: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: (
+            bodies.append(json.loads(r.post_data or "{}"))
+            if r.method == "POST" and r.url.endswith("/v1/workflows")
+            else None
+        ),
+    )
+    return bodies
+
+
+def extract(pane: Pane, button: str) -> None:
+    pane.page.get_by_role("button", name=button, exact=True).click()
+    expect(pane.page.get_by_test_id("run")).to_have_attribute("data-phase", "done", timeout=180_000)
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn(generate(messages=3, files=0, events=0)) as graph:
+        yield graph
+
+
+@pytest.mark.timeout(900)  # two models (server and consumer) on two shared cores
+@pytest.mark.usefixtures("vault")
+def test_follow_ups_start_from_the_pane_wait_for_a_review_then_an_approval_in_actions(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess], standin: StandIn
+) -> None:
+    sign_in(graph_settings(standin))
+    server = started(server_factory(env={**graph_env(standin), "DESKPILOT_WORKER": "true"}))
+    message_id = sorted(standin.tenant.messages)[0]
+    pane = open_outlook(pane_factory, server, {**OUTLOOK_ITEM, "itemId": ews_id(message_id)})
+    page = pane.page
+
+    # Settings: a person approves every To Do task the follow-ups make (the default asks only when unsure).
+    page.get_by_role("tab", name="Settings").click()
+    followup = page.get_by_role("group", name="Meeting follow-up")
+    expect(followup.get_by_label("Reply draft")).to_have_value("never")
+    followup.get_by_label("To Do task").select_option("always")
+    expect(page.get_by_test_id("automations-notice")).to_have_text("Meeting follow-up saved.")
+    changed = automation(server, "meeting_followup")
+    assert changed["approval"]["todo_task"] == "always" and changed["approval"]["draft_reply"] == "never"
+    assert changed["updatedBy"] == REVIEWER
+    pane.shot("automations-settings")
+
+    # Mail: action items, then the workflow on this message; a double click starts one workflow.
+    page.get_by_role("tab", name="Mail").click()
+    posts = workflow_posts(page)
+    extract(pane, "Action items")
+    page.get_by_role("button", name="Create follow-ups").dblclick()
+    panel = page.get_by_test_id("workflow")
+    expect(panel).to_have_attribute("data-workflow-id", re.compile(r"^\w+$"))  # the server answered
+    expect(page.get_by_role("button", name="Create follow-ups")).to_have_count(0)
+    with server.client() as client:
+        workflows = client.get("/v1/workflows").json()["workflows"]
+    assert len(workflows) == 1, workflows
+    assert panel.get_attribute("data-workflow-id") == workflows[0]["id"]
+    assert len({p["requestId"] for p in posts}) == 1 and posts[0]["automation"] == "meeting_followup", posts
+    inputs = workflows[0]["inputs"]
+    assert inputs["messageId"] == message_id  # Office's EWS id, converted to the Graph id
+    assert inputs["sender"] == "carol@example.com" and inputs["subject"] == OUTLOOK_ITEM["subject"]
+    assert "Subject: Q3 numbers for the board pack" in inputs["text"] and "churn analysis" in inputs["text"]
+
+    # The consumer reads the message with its own model run, then waits for a person.
+    status = page.get_by_test_id("workflow-status")
+    expect(status).to_have_text("Waiting for a review", timeout=300_000)
+    steps = page.get_by_test_id("workflow-step")
+    expect(steps).to_have_count(3)
+    expect(steps.nth(0)).to_have_attribute("data-state", "done")
+    expect(steps.nth(1)).to_have_attribute("data-state", "waiting")
+    expect(steps.nth(2)).to_have_attribute("data-state", "todo")
+    pane.shot("workflow-progress")
+    with server.client() as client:
+        review_id = client.get(f"/v1/workflows/{workflows[0]['id']}").json()["workflow"]["wait"]["review"]
+
+    # The link opens that review in the queue, brought forward; the person corrects the items.
+    page.get_by_test_id("workflow-review-link").click()
+    expect(page.get_by_role("tab", name="Review")).to_have_attribute("aria-selected", "true")
+    card = page.locator('[data-testid="review-item"][aria-current="true"]')
+    expect(card).to_have_attribute("data-review-id", review_id)
+    card.get_by_role("button", name="Edit").click()
+    task = "Send the Q3 sales figures and churn analysis to Carol"
+    card.get_by_label("Action items").fill(
+        json.dumps([{"task": task, "owner": "Bob", "dueDate": "2026-11-24"}])
+    )
+    card.get_by_role("button", name="Save").click()
+    expect(page.locator(f'[data-review-id="{review_id}"]')).to_have_count(0)
+
+    # Back on the message: the draft reply needs no one; the To Do task waits for approval.
+    page.get_by_role("tab", name="Mail").click()
+    expect(status).to_have_text("Waiting for approval of 1 action", timeout=120_000)
+    expect(page.locator('[data-testid="workflow-action"][data-status="pending_review"]')).to_contain_text(
+        task
+    )
+    expect(page.locator('[data-testid="workflow-action"]')).to_have_count(2)
+
+    # Actions: approve it; the consumer creates the task and the workflow completes.
+    panel.get_by_role("button", name="Open Actions").click()
+    pending = page.get_by_test_id("pending-action")
+    expect(pending).to_have_count(1)
+    expect(pending).to_contain_text(task)
+    expect(pending).to_contain_text("due 2026-11-24")
+    expect(page.get_by_test_id("action-counts")).to_contain_text("1 needs approval")
+    expect(page.get_by_text(f"You approve as {REVIEWER}.")).to_be_visible()
+    pane.shot("actions-view")
+    pending.get_by_role("button", name="Approve").click()
+    expect(page.get_by_test_id("actions-notice")).to_contain_text("Approved")
+    expect(pending).to_have_count(0)
+    done = page.locator('[data-testid="recent-action"]').filter(has_text=task)
+    expect(done).to_have_attribute("data-status", "executed", timeout=120_000)
+    expect(done).to_contain_text(f"approved by {REVIEWER}")
+
+    page.get_by_role("tab", name="Mail").click()
+    expect(panel).to_have_attribute("data-status", "completed", timeout=120_000)
+    expect(status).to_have_text("Completed")
+    expect(page.locator('[data-testid="workflow-action"][data-status="executed"]')).to_have_count(2)
+    pane.shot("workflow-completed")
+    effects = standin.tenant.effects()
+    assert [e["title"] for e in effects if e["kind"] == "task"] == [task]
+    assert [e for e in effects if e["kind"] == "draft"], effects
+    assert pane.errors == []
+
+
+@pytest.mark.timeout(600)
+def test_the_kill_switch_stops_a_start_from_the_pane_and_actions_are_approved_or_rejected(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    # No consumer: a started workflow stays at its first step, an approved action stays queued.
+    server = started(server_factory())
+    pane = open_outlook(pane_factory, server, INVOICE_ITEM)
+    page = pane.page
+
+    page.get_by_role("tab", name="Settings").click()
+    intake = page.get_by_role("group", name="Invoice intake")
+    intake.get_by_role("switch").click()
+    expect(intake).to_have_attribute("data-enabled", "false")
+    assert automation(server, "invoice_intake")["enabled"] is False
+
+    page.get_by_role("tab", name="Mail").click()
+    extract(pane, "Invoice fields")
+    page.get_by_role("button", name="Send to invoice intake").click()
+    expect(page.get_by_test_id("workflow-disabled")).to_contain_text("Invoice intake is switched off")
+    page.get_by_role("button", name="Turn it on in Settings").click()
+    intake = page.locator('[data-testid="automation"][data-name="invoice_intake"]')
+    expect(intake).to_have_attribute("data-enabled", "false")
+    intake.get_by_role("switch").click()
+    expect(intake).to_have_attribute("data-enabled", "true")
+
+    page.get_by_role("tab", name="Mail").click()
+    page.get_by_role("button", name="Send to invoice intake").click()
+    panel = page.get_by_test_id("workflow")
+    expect(panel).to_have_attribute("data-status", "running")  # from the server's answer: it has the workflow
+    expect(page.get_by_test_id("workflow-status")).to_have_text("Triage the message…")
+    expect(page.get_by_test_id("workflow-step").first).to_have_attribute("data-state", "running")
+    with server.client() as client:
+        [workflow] = client.get("/v1/workflows").json()["workflows"]
+    assert (
+        workflow["automation"] == "invoice_intake" and workflow["inputs"]["sender"] == "billing@contoso.com"
+    )
+
+    # Two proposals a person must approve (calendar events always ask); one approved, one rejected.
+    with server.client() as client:
+        for subject in ("Invoice review with Contoso", "Call Contoso billing"):
+            r = client.post(
+                "/v1/actions",
+                json={
+                    "kind": "calendar_event",
+                    "title": subject,
+                    "params": {
+                        "subject": subject,
+                        "start": "2026-12-01T10:00:00",
+                        "end": "2026-12-01T10:30:00",
+                    },
+                },
+            )
+            assert r.status_code == 201 and r.json()["action"]["status"] == "pending_review", r.text
+    page.get_by_role("tab", name="Actions").click()
+    pending = page.get_by_test_id("pending-action")
+    expect(pending).to_have_count(2)
+    expect(page.get_by_test_id("action-counts")).to_contain_text("2 needs approval")
+    pending.filter(has_text="Call Contoso billing").get_by_role("button", name="Reject").click()
+    expect(pending).to_have_count(1)
+    pending.filter(has_text="Invoice review with Contoso").get_by_role("button", name="Approve").click()
+    expect(pending).to_have_count(0)
+    recent = page.get_by_test_id("recent-action")
+    expect(recent.filter(has_text="Invoice review with Contoso")).to_have_attribute("data-status", "queued")
+    expect(recent.filter(has_text="Call Contoso billing")).to_have_attribute("data-status", "rejected")
+    expect(page.get_by_test_id("action-counts")).to_contain_text("1 queued")
+    with server.client() as client:
+        actions = {a["title"]: a for a in client.get("/v1/actions").json()["actions"]}
+    assert actions["Invoice review with Contoso"]["status"] == "queued"
+    assert actions["Invoice review with Contoso"]["approval"] == REVIEWER
+    assert actions["Call Contoso billing"]["status"] == "rejected"
+    assert pane.errors == []
