@@ -175,6 +175,7 @@ class FieldOut(_Out, omit_defaults=True):
     grounding: float | None = None  # share of the value's words found in the source text
     failed_rules: list[str] = []
     repaired: bool = False  # filled in or cleared by the repair step: the model did not write it
+    source: Literal["model", "extractor"] = "model"  # "extractor": a labelled value the model was held to
 
 
 class RuleOut(_Out):

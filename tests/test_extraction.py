@@ -32,6 +32,15 @@ from deskpilot.inference.extraction.normalize import normalize_currency, parse_a
 
 pytestmark = pytest.mark.anyio
 
+RECEIPT_TEXT = """Corner Cafe
+4 Market Street
+03/02/2025 08:10
+Coffee 2 x 12.50 25.00
+Cake 3.20
+Sum 28.20
+Paid 30.00 change 1.80
+Printed 04/02/2025
+"""
 INVOICE_TEXT = """Northwind Traders Ltd
 12 Harbour Road, Bristol BS1 4DJ
 Tel: 0117 496 0000
@@ -437,7 +446,7 @@ def test_the_job_asks_for_grammar_logprobs_and_a_context_that_fits() -> None:
     )
     request = job.request
     assert (
-        job.task == "extract:invoice" and job.template.template_id == "extract_invoice@v1" and job.truncated
+        job.task == "extract:invoice" and job.template.template_id == "extract_invoice@v2" and job.truncated
     )
     assert (
         request.json_schema["required"] == BUILT_IN["invoice"].decode_schema["required"] and request.logprobs
@@ -445,24 +454,49 @@ def test_the_job_asks_for_grammar_logprobs_and_a_context_that_fits() -> None:
     assert request.temperature == 0.0 and request.repeat_penalty == 1.0
     assert backend.count_tokens(request.messages[1].content) + request.max_tokens < 4096
     assert job.input["schema_hash"] == BUILT_IN["invoice"].content_hash
-    assert "- total: final amount to pay" in request.messages[1].content
+    # The field guide is in the system prompt, a prefix every invoice shares (llama.cpp caches it).
+    assert "- total: final amount to pay" in request.messages[0].content
 
 
-def test_dates_and_amounts_are_narrowed_to_what_the_document_contains() -> None:
-    request = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096).request
+def test_fields_are_narrowed_to_what_the_document_contains() -> None:
+    request = extraction_job(BUILT_IN["invoice"], text=RECEIPT_TEXT, context_length=4096).request
     props = request.json_schema["properties"]
-    assert props["issueDate"]["anyOf"][0] == {"enum": ["03/02/2025", "05/03/2025"]}  # as written
-    assert props["total"]["anyOf"][0]["enum"] == [12.5, 25.0, 60.0, 85.0, 17.0, 102.0]
-    assert props["lineItems"]["items"]["properties"]["amount"]["anyOf"][0]["enum"][-1] == 102.0
-    assert props["vendor"] == BUILT_IN["invoice"].decode_schema["properties"]["vendor"]  # text stays free
-    assert props["lineItems"]["items"]["properties"]["quantity"]["anyOf"][0] == {"type": "number"}
+    assert props["issueDate"]["anyOf"][0] == {"enum": ["03/02/2025", "04/02/2025"]}  # as written
+    assert props["total"]["anyOf"][0]["enum"] == [12.5, 25.0, 3.2, 28.2, 30.0, 1.8]  # no "total" label
+    assert props["lineItems"]["items"]["properties"]["amount"]["anyOf"][0]["enum"][-1] == 1.8
+    vendors = props["vendor"]["anyOf"][0]["enum"]
+    assert vendors == ["Corner Cafe", "4 Market Street"]  # lines holding no amount and no date
+    assert props["vendorAddress"]["anyOf"][0]["enum"] == ["Corner Cafe 4 Market Street", "4 Market Street"]
+    quantities = props["lineItems"]["items"]["properties"]["quantity"]["anyOf"][0]["enum"]
+    assert quantities[0] == 4 and 2 in quantities and 2025 not in quantities  # not from within a date
+    # Roles a label identifies, with no label in the document: null is all the model may write.
+    assert all(props[name]["type"] == "null" for name in ("dueDate", "tax", "invoiceNumber", "currency"))
     empty = extraction_job(BUILT_IN["invoice"], text="", context_length=4096).request.json_schema
-    assert (
-        empty["properties"]["total"]["type"] == "null" and empty["properties"]["issueDate"]["type"] == "null"
+    assert all(
+        empty["properties"][name]["type"] == "null" for name in ("total", "issueDate", "vendor", "currency")
     )
     free = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096, grounded=False)
     assert free.request.json_schema == BUILT_IN["invoice"].decode_schema
-    assert free.parameters["grounded_candidates"] is False
+    assert free.parameters["grounded_candidates"] is False and free.parameters["supplied_by_extractors"] == []
+
+
+def test_values_read_next_to_a_label_are_supplied_and_the_result_names_their_source() -> None:
+    job = extraction_job(BUILT_IN["invoice"], text=INVOICE_TEXT, context_length=4096)
+    props = job.request.json_schema["properties"]
+    assert props["total"]["enum"] == [102.0] and props["tax"]["enum"] == [17.0]  # not even null
+    assert props["dueDate"]["enum"] == ["05/03/2025"] and props["invoiceNumber"]["enum"] == ["NW-2041"]
+    assert props["currency"]["enum"] == ["GBP"]
+    # the one date that is not the due date is the issue date
+    assert props["issueDate"]["enum"] == ["03/02/2025"]
+    assert job.parameters["supplied_by_extractors"] == [
+        "currency", "dueDate", "invoiceNumber", "issueDate", "subtotal", "tax", "total"
+    ]
+    result = finish(invoice())
+    assert result.fields["total"].source == "extractor" and result.fields["total"].cross_check == "agrees"
+    assert result.fields["vendor"].source == "model" and result.fields["issueDate"].source == "extractor"
+    # A model that wrote another value (a backend that ignores the grammar) is the source of what it wrote.
+    other = finish(invoice(total=99.0))
+    assert other.fields["total"].source == "model" and other.fields["total"].cross_check == "disagrees"
 
 
 def test_without_a_tokenizer_the_input_is_cut_by_bytes_which_bounds_any_tokenizer() -> None:

@@ -17,9 +17,14 @@ stated here, not fitted to any data set):
   (0.5 + 0.5 x share of its words found);
 - each failed rule check that involves the field: c = c / 2.
 
-With grounded decoding (`extract.grounded_schema`) a date or amount is always one the extractors found
-somewhere in the document; the cross-check then asks whether it is the one in the right role (the
-labelled total, the date not marked as due), which is still evidence the model did not produce itself.
+With grounded decoding (`grounding.py`) a date or amount is always one the extractors found somewhere in
+the document; the cross-check then asks whether it is the one in the right role (the labelled total, the
+date not marked as due), which is still evidence the model did not produce itself.
+
+A value the extractors supplied (`source` "extractor": read next to a label and forced on the model, see
+`grounding.py`) agrees with the extractors by construction, so it gets the "agrees" step for the label it
+was read from; its token confidence is the model's own probability of writing that value, so a value the
+model would not have written still scores low.
 
 Document confidence: the geometric mean over top-level fields, each the geometric mean of its leaves (so a
 long list of line items counts as one field). A document whose output had to be repaired is capped at 0.2.
@@ -52,6 +57,7 @@ class FieldReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     grounding: float | None = None  # share of the value's words found in the source text
     failed_rules: list[str] = []
     repaired: bool = False  # the value was filled in or cleared by the repair step, not written by the model
+    source: Literal["model", "extractor"] = "model"  # who chose the value (see the module docstring)
 
 
 def _offsets(tokens: Sequence[Token]) -> list[tuple[int, int, float | None]]:

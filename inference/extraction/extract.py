@@ -1,8 +1,9 @@
 """Extraction as two pure steps around the model: build the job, then finish what the model wrote.
 
 `extraction_job` renders the schema's prompt template with the document cut to fit the context, and asks
-for constrained decoding (the schema's grammar, with date and amount fields narrowed to the values the
-document contains: `grounded_schema`), greedy sampling and token log-probabilities.
+for constrained decoding (the schema's grammar, with each field of a known role narrowed to the values the
+document contains, or to the value an extractor read from a label: `grounding.py`), greedy sampling and
+token log-probabilities.
 
 `finish_extraction` turns the model's text into a result that always validates against the schema:
 
@@ -32,8 +33,9 @@ from ..tasks import Job
 from ..templates import PromptTemplate, load_template
 from ._json import JSONReadError, Node, close_truncated, read_json
 from .confidence import CrossCheck, FieldReport, combine, document_confidence, token_confidences, word_support
-from .extractors import Facts, find_amounts, find_facts
-from .normalize import find_dates, infer_day_first, parse_amount, parse_date, text_key
+from .extractors import Facts, find_facts
+from .grounding import grounded_schema, sub_schemas, supplied_values
+from .normalize import infer_day_first, parse_amount, parse_date, text_key
 from .rules import Change, RuleResult, check_rules, leaves, normalize_document
 from .schemas import ExtractionSchema
 
@@ -91,58 +93,6 @@ def fit_to_tokens(text: str, budget: int, count_tokens: Callable[[str], int] | N
     return cut.rstrip() + " [...]", True
 
 
-MAX_CANDIDATES = 40
-
-
-def _candidates(content: str) -> dict[str, list[Any]]:
-    """Dates as the document writes them, and amounts as numbers, in order of appearance."""
-    dates = list(dict.fromkeys(content[start:end] for _, start, end in find_dates(content)))
-    amounts = list(dict.fromkeys(float(a.value) for a in find_amounts(content)))
-    return {"date": dates[:MAX_CANDIDATES], "amount": amounts[:MAX_CANDIDATES]}
-
-
-def grounded_schema(schema: ExtractionSchema, content: str) -> dict[str, Any]:
-    """The decode schema with every date and amount field narrowed to the values the document contains.
-
-    A small model asked for a date rewrites it in a format of its own and often gets it wrong, and asked for
-    a total writes a plausible number; choosing among the dates and amounts that are really in the text
-    (found by the deterministic extractors) or null, it can only be wrong about which one. On a document
-    with none (empty, noise) such fields can only be null. The Struct that validates the result is
-    unchanged: this narrows what the model may write, not what the schema accepts.
-    """
-    found = _candidates(content)
-
-    def narrow(node: Any, path: str) -> Any:
-        if not isinstance(node, dict):
-            return node
-        out = dict(node)
-        base = (schema.kinds.get(path) or "").split(".")[0]
-        main, nullable = _sub_schemas(node)
-        if base in found and nullable and main.get("type") in ("string", "number"):
-            options = [v for v in found[base] if base != "date" or len(v) <= main.get("maxLength", 10**6)]
-            keep = {k: v for k, v in node.items() if k in ("description", "x-kind")}
-            return (
-                {**keep, "anyOf": [{"enum": options}, {"type": "null"}]}
-                if options
-                else {**keep, "type": "null"}
-            )
-        if isinstance(main.get("properties"), dict):
-            target = out if main is node else dict(main)
-            target["properties"] = {
-                k: narrow(v, f"{path}.{k}" if path else k) for k, v in main["properties"].items()
-            }
-            if main is not node:
-                out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
-        if isinstance(main.get("items"), dict):
-            target = out if main is node else dict(main)
-            target["items"] = narrow(main["items"], f"{path}[]")
-            if main is not node:
-                out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
-        return out
-
-    return narrow(schema.decode_schema, "")
-
-
 def extraction_job(
     schema: ExtractionSchema,
     *,
@@ -152,14 +102,16 @@ def extraction_job(
     template: PromptTemplate | None = None,
     grounded: bool = True,
 ) -> Job:
-    """The prompt and constrained request for one document. With `grounded` (the default), date and amount
-    fields may only take values found in the document (`grounded_schema`)."""
+    """The prompt and constrained request for one document. With `grounded` (the default), fields of a known
+    role may only take values found in the document, or the extractors' value (`grounded_schema`)."""
     template = template or load_template(schema.template)
     guide = schema.field_guide()
     guide_tokens = count_tokens(guide) if count_tokens else len(guide.encode())
     budget = context_length - template.max_tokens - TEMPLATE_OVERHEAD_TOKENS - guide_tokens
     content, truncated = fit_to_tokens(text.strip(), max(budget, 0), count_tokens)
     messages = template.render(content=content, fields=guide, description=schema.description)
+    facts = find_facts(text)
+    supplied = supplied_values(schema, text, facts) if grounded else {}
     request = GenerationRequest(
         messages=messages,
         max_tokens=template.max_tokens,
@@ -167,7 +119,7 @@ def extraction_job(
         # No repeat penalty: a document repeats `null`, quotes and keys by nature, and penalising them
         # pushes a small model from a correct null toward an invented value.
         repeat_penalty=1.0,
-        json_schema=grounded_schema(schema, content) if grounded else schema.decode_schema,
+        json_schema=grounded_schema(schema, content, facts, supplied) if grounded else schema.decode_schema,
         logprobs=True,
         stop_pattern=REPEATED_ITEMS,
     )
@@ -182,7 +134,11 @@ def extraction_job(
         request=request,
         input={"text": text, **identity},
         truncated=truncated,
-        parameters={**identity, "grounded_candidates": grounded},
+        parameters={
+            **identity,
+            "grounded_candidates": grounded,
+            "supplied_by_extractors": sorted(supplied),
+        },
     )
 
 
@@ -233,18 +189,10 @@ def _collapse_repeats(value: Any, path: str = "") -> list[RuleResult]:
     return found
 
 
-def _sub_schemas(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The non-null branch of a property schema, and whether null is allowed."""
-    branches = [schema, *schema.get("anyOf", [])]
-    nullable = any(b.get("type") == "null" for b in branches)
-    main = next((b for b in branches[1:] if b.get("type") != "null"), schema) if "anyOf" in schema else schema
-    return main, nullable
-
-
 def empty_value(schema: dict[str, Any]) -> Any:
     """What a field holds when there is nothing: null where allowed, else an empty list, an object of empty
     values, or a placeholder ("", 0, false, the first enum value) that review will replace."""
-    main, nullable = _sub_schemas(schema)
+    main, nullable = sub_schemas(schema)
     if nullable:
         return None
     if "enum" in main:
@@ -258,7 +206,7 @@ def empty_value(schema: dict[str, Any]) -> Any:
 
 
 def _conform(schema: dict[str, Any], value: Any, path: str, filled: list[str]) -> Any:
-    main, nullable = _sub_schemas(schema)
+    main, nullable = sub_schemas(schema)
     if "properties" in main:
         if not isinstance(value, dict):
             if value is None and nullable:
@@ -281,7 +229,7 @@ def _conform(schema: dict[str, Any], value: Any, path: str, filled: list[str]) -
 
 def _schema_at(schema: dict[str, Any], path: str) -> dict[str, Any]:
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        main, _ = _sub_schemas(schema)
+        main, _ = sub_schemas(schema)
         schema = main.get("items", {}) if part.startswith("[") else main.get("properties", {}).get(part, {})
     return schema
 
@@ -358,7 +306,7 @@ def _cross_check(kind: str | None, value: Any, facts: Facts, day_first: bool) ->
     return None if base in ("vendor", "address") else "disagrees"
 
 
-_TEXT_KINDS = {None, "vendor", "address", "invoice_number", "party", "person", "email", "iban"}
+_TEXT_KINDS = {None, "vendor", "address", "item", "invoice_number", "party", "person", "email", "iban"}
 
 
 def _field_reports(
@@ -370,6 +318,7 @@ def _field_reports(
     source: str,
     repaired: set[str],
     day_first: bool,
+    supplied: set[str],
 ) -> dict[str, FieldReport]:
     source_words = set(re.findall(r"\w+", text_key(source)))
     failed: dict[str, list[str]] = {}
@@ -398,6 +347,7 @@ def _field_reports(
             cross_check=check,
             grounding=grounding,
             failed_rules=failed.get(path, []),
+            source="extractor" if path in supplied else "model",
         )
     return reports
 
@@ -420,6 +370,11 @@ def finish_extraction(
     if closed and not problems and not repeats:
         problems.append("the output stopped before its end; kept the complete part")
     data, cleared = _validate(schema, document, problems)
+    facts = find_facts(text)
+    # The fields whose value an extractor supplied (the job forced it): they hold exactly that value.
+    supplied = {
+        path for path, value in supplied_values(schema, text, facts).items() if data.get(path) == value
+    }
     day_first = infer_day_first(text)
     changes = normalize_document(schema, data, day_first=day_first)
     rules = repeats + check_rules(schema, data)
@@ -429,10 +384,11 @@ def finish_extraction(
         data,
         token_confidences(nodes, generated.tokens),
         rules,
-        find_facts(text),
+        facts,
         text,
         repaired_paths,
         day_first,
+        supplied - repaired_paths,
     )
     repaired = bool(problems)
     confidence = document_confidence(fields, repaired=repaired)

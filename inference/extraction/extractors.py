@@ -19,6 +19,7 @@ from .normalize import find_dates, normalize_currency, normalize_text, parse_amo
 
 __all__ = [
     "Facts",
+    "ends_address",
     "find_amounts",
     "find_currency",
     "find_emails",
@@ -269,6 +270,11 @@ _ADDRESS_STOP = re.compile(
 _REGISTRATION_ONLY = re.compile(r"^\(?[A-Z]{0,3}[\s.:]*\d[\d\s\-/.]*[A-Z]?\)?$", re.I)
 
 
+def ends_address(line: str) -> bool:
+    """Whether `line` cannot be part of a postal address: contact details, ids, labels, amounts, dates."""
+    return bool(_ADDRESS_STOP.search(line) or find_amounts(line) or find_dates(line))
+
+
 def _header(lines: list[str]) -> tuple[str | None, str | None]:
     """The issuer's name (the first of the top lines with a legal form, else the first name-like line) and the
     address lines right under it (kept only if they hold a number, as street numbers and postcodes do)."""
@@ -290,7 +296,7 @@ def _header(lines: list[str]) -> tuple[str | None, str | None]:
         line = normalize_text(line)
         if not line or (not address and _REGISTRATION_ONLY.match(line)):
             continue
-        if _ADDRESS_STOP.search(line) or find_amounts(line) or find_dates(line):
+        if ends_address(line):
             break
         address.append(line)
     has_number = any(ch.isdigit() for ch in " ".join(address))

@@ -54,7 +54,7 @@ class _Schema(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class LineItem(_Schema, kw_only=True):
-    description: Annotated[Medium | None, _field(None, "what was bought")] = None
+    description: Annotated[Medium | None, _field("item", "what was bought")] = None
     quantity: Annotated[float | None, _field("quantity", "how many")] = None
     unit_price: Annotated[float | None, _field("amount.unit", "price of one")] = None
     amount: Annotated[float | None, _field("amount.line", "price of the line")] = None
