@@ -486,6 +486,9 @@ def test_values_read_next_to_a_label_are_supplied_and_the_result_names_their_sou
     assert props["total"]["enum"] == [102.0] and props["tax"]["enum"] == [17.0]  # not even null
     assert props["dueDate"]["enum"] == ["05/03/2025"] and props["invoiceNumber"]["enum"] == ["NW-2041"]
     assert props["currency"]["enum"] == ["GBP"]
+    # the issuer: a line that names a company, when the header has one; its address: no company name in it
+    assert props["vendor"]["anyOf"][0]["enum"] == ["Northwind Traders Ltd"]
+    assert props["vendorAddress"]["anyOf"][0]["enum"] == ["12 Harbour Road, Bristol BS1 4DJ"]
     # the one date that is not the due date is the issue date
     assert props["issueDate"]["enum"] == ["03/02/2025"]
     assert job.parameters["supplied_by_extractors"] == [

@@ -27,6 +27,8 @@ __all__ = [
     "find_ibans",
     "find_invoice_numbers",
     "iban_is_valid",
+    "names_company",
+    "registration_only",
 ]
 
 
@@ -275,11 +277,21 @@ def ends_address(line: str) -> bool:
     return bool(_ADDRESS_STOP.search(line) or find_amounts(line) or find_dates(line))
 
 
+def names_company(line: str) -> bool:
+    """Whether `line` names a company: it carries a legal form (Ltd, GmbH, Sdn Bhd ...) and is no title."""
+    return bool(_LEGAL_FORM.search(line)) and not _NOT_A_NAME.search(line)
+
+
+def registration_only(line: str) -> bool:
+    """Whether `line` is nothing but a registration number, such as "(JM0325955-V)"."""
+    return bool(_REGISTRATION_ONLY.match(line))
+
+
 def _header(lines: list[str]) -> tuple[str | None, str | None]:
     """The issuer's name (the first of the top lines with a legal form, else the first name-like line) and the
     address lines right under it (kept only if they hold a number, as street numbers and postcodes do)."""
     top = [(i, normalize_text(line)) for i, line in enumerate(lines[:10]) if normalize_text(line)]
-    named = [(i, line) for i, line in top if _LEGAL_FORM.search(line) and not _NOT_A_NAME.search(line)]
+    named = [(i, line) for i, line in top if names_company(line)]
     if not named:
         named = [
             (i, line)
@@ -294,7 +306,7 @@ def _header(lines: list[str]) -> tuple[str | None, str | None]:
     address: list[str] = []
     for line in lines[index + 1 : index + 8]:
         line = normalize_text(line)
-        if not line or (not address and _REGISTRATION_ONLY.match(line)):
+        if not line or (not address and registration_only(line)):
             continue
         if ends_address(line):
             break

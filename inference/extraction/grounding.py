@@ -6,11 +6,12 @@ it can only be wrong about which one. So the schema the model is held to while i
 the Struct that validates the result is unchanged) narrows each field by its role (`x-kind`):
 
 - date: the dates as the document writes them; amount: the amounts it contains, as numbers;
-- vendor: one of the document's lines that holds no amount or date; item (what a line item bought): one
-  of its lines;
+- vendor: one of the document's lines that holds no amount or date; among its first twenty lines, those
+  that name a company (a legal form: Ltd, GmbH, Sdn Bhd; `extractors.names_company`) if there are any;
+- item (what a line item bought): one of its lines;
 - address: one to four consecutive lines among the first twenty, none of them contact details, an id, a
-  label, an amount or a date (`extractors.ends_address`), together holding a digit (street numbers and
-  postcodes do), joined by spaces;
+  label, an amount or a date (`extractors.ends_address`), a company's name or a bare registration
+  number, together holding a digit (street numbers and postcodes do), joined by spaces;
 - quantity: the numbers the document contains, outside its dates;
 - invoice number: the identifiers after a document-number label ("Invoice No:", "Receipt #");
 - currency: the currency its amounts and currency words name (`find_currency`);
@@ -35,7 +36,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .extractors import Facts, ends_address, find_amounts
+from .extractors import Facts, ends_address, find_amounts, names_company, registration_only
 from .normalize import find_dates, normalize_text
 from .schemas import ExtractionSchema
 
@@ -56,13 +57,20 @@ def _named_lines(content: str) -> list[str]:
     return list(dict.fromkeys(line for line in _lines(content) if re.search(r"[^\W\d_]{2}", line)))
 
 
-def _name_lines(content: str) -> list[str]:
-    """Lines that could be a name: no amount and no date in them."""
-    return [line for line in _named_lines(content) if not (find_amounts(line) or find_dates(line))]
+def _vendor_lines(content: str) -> list[str]:
+    """Lines that could name the issuer: no amount and no date in them; those of the first twenty that
+    name a company, if there are any."""
+    names = [line for line in _named_lines(content) if not (find_amounts(line) or find_dates(line))]
+    header = set(_lines(content)[:HEADER_LINES])
+    companies = [line for line in names if line in header and names_company(line)]
+    return companies or names
 
 
 def _address_runs(content: str) -> list[str]:
-    header = [None if ends_address(line) else line for line in _lines(content)[:HEADER_LINES]]
+    header = [
+        None if ends_address(line) or names_company(line) or registration_only(line) else line
+        for line in _lines(content)[:HEADER_LINES]
+    ]
     runs = (
         " ".join(run)  # type: ignore[arg-type]
         for start in range(len(header))
@@ -87,7 +95,7 @@ def candidates(content: str, facts: Facts) -> dict[str, list[Any]]:
     found = {
         "date": list(dict.fromkeys(content[start:end] for _, start, end in find_dates(content))),
         "amount": list(dict.fromkeys(float(a.value) for a in find_amounts(content))),
-        "vendor": _name_lines(content),
+        "vendor": _vendor_lines(content),
         "item": _named_lines(content),
         "address": _address_runs(content),
         "quantity": _quantities(content),
