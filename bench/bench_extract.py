@@ -7,10 +7,14 @@ does in the server, so the prompt prefix that every extraction shares (system pr
 evaluated once, as it is in production after the first request. One warm-up receipt is not counted.
 
 Reports, per receipt and overall: total time, time to the first token (prompt evaluation), output tokens
-and decode speed, and the load average before and after, because on a shared machine a busy neighbour
-changes the numbers more than any code change.
+(forced ones included: the backend evaluates the text the schema forces in batches, so "decode" below is
+tokens per second of output, not of decode steps) and the load average before and after, because on a
+shared machine a busy neighbour changes the numbers more than any code change.
 
-Usage: python bench/bench_extract.py [--dataset PATH.jsonl] [--receipts 10] [--threads 2]
+`--model PATH` runs another GGUF as it is, e.g. the package's own Q4_1 file, which the embedded backend
+otherwise converts to Q8_0 (`requantized_embedded_model`).
+
+Usage: python bench/bench_extract.py [--dataset PATH.jsonl] [--receipts 10] [--threads 2] [--model PATH]
 """
 
 from __future__ import annotations
@@ -72,10 +76,11 @@ async def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--receipts", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="a GGUF file to run as it is (default: embedded)")
     args = parser.parse_args()
     examples = load_dataset(args.dataset.read_text(encoding="utf-8").splitlines())[: args.receipts + 1]
     load_before = os.getloadavg()
-    backend = LlamaCppBackend(threads=args.threads)
+    backend = LlamaCppBackend(args.model, threads=args.threads)
     try:
         await extract_once(backend, examples[0].text)  # warm-up: page in the weights, cache the shared prefix
         runs = []

@@ -27,7 +27,7 @@ from httpx_sse import connect_sse
 from llama_cpp import Llama
 
 from deskpilot.inference import Email, summarize_job
-from deskpilot.inference.llama import default_threads, embedded_model_path
+from deskpilot.inference.llama import default_threads, requantized_embedded_model
 
 HERE = Path(__file__).resolve().parent
 CONTEXT = 4096
@@ -99,7 +99,8 @@ def main() -> None:
            "DESKPILOT_CONTEXT_LENGTH": str(CONTEXT)}
     server = subprocess.Popen([sys.executable, "-m", "deskpilot.server.cli", "serve", "--http", "--port",
                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    llm = Llama(model_path=str(embedded_model_path()), n_ctx=CONTEXT, n_threads=args.threads,
+    weights, _ = requantized_embedded_model(home / "cache", args.threads)  # the weights the server runs
+    llm = Llama(model_path=str(weights), n_ctx=CONTEXT, n_threads=args.threads,
                 n_threads_batch=args.threads, verbose=False)
     results: dict[str, dict[int, list[tuple[float, float, str]]]] = {"raw": {}, "server": {}, "prepared": {}}
     try:
@@ -138,7 +139,7 @@ def main() -> None:
 def report(emails: list[dict], results: dict, args: argparse.Namespace) -> None:
     med = statistics.median
     print(f"\nSummarize: raw llama-cpp-python vs POST /v1/summarize over HTTP "
-          f"({args.rounds} rounds, {args.threads} threads, {os.cpu_count()} CPUs, model SmolLM2-135M Q4_1)\n")
+          f"({args.rounds} rounds, {args.threads} threads, {os.cpu_count()} CPUs, SmolLM2-135M as Q8_0)\n")
     print(f"{'email':>10} | {'raw ttft':>9} {'raw total':>9} | {'srv ttft':>9} {'srv total':>9} | "
           f"{'ttft +ms':>8} {'total ratio':>11} | same text")
     ttft_overheads, ratios = [], []

@@ -226,11 +226,9 @@ async def test_llama_logprobs_match_llama_cpp_with_all_logits(llama_backend) -> 
     """Our cheap scorer against llama-cpp-python's own logprobs (which need logits for every position)."""
     from llama_cpp import Llama
 
-    from deskpilot.inference.llama import embedded_model_path
-
     request = _request(max_tokens=10, temperature=0.0, repeat_penalty=1.0, logprobs=True)
     ours = [i for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token)]
-    reference = Llama(model_path=str(embedded_model_path()), n_ctx=512, n_threads=2, logits_all=True,
+    reference = Llama(model_path=llama_backend._llm.model_path, n_ctx=512, n_threads=2, logits_all=True,
                       verbose=False)
     try:
         prompt, _, _ = llama_backend._prompt(request)
@@ -339,11 +337,19 @@ async def test_llama_refuses_a_prompt_that_cannot_fit(llama_backend) -> None:  #
 
 
 @pytest.mark.model
-async def test_llama_digest_is_the_sha256_of_the_embedded_weights(llama_backend) -> None:  # type: ignore[no-untyped-def]
-    from deskpilot.inference.llama import embedded_model_path
+async def test_llama_digest_is_the_sha256_of_the_weights_it_runs(llama_backend) -> None:  # type: ignore[no-untyped-def]
+    """The embedded Q4_1 weights run as Q8_0 (`requantized_embedded_model`): the digest and the model id
+    name what runs. The conversion is deterministic, so the digest is the same on every machine."""
+    from deskpilot.inference.llama import EMBEDDED_MODEL_ID, requantized_embedded_model
 
-    expected = hashlib.sha256(embedded_model_path().read_bytes()).hexdigest()
+    expected = hashlib.sha256(Path(llama_backend._llm.model_path).read_bytes()).hexdigest()
     assert llama_backend.info.weights_digest == f"sha256:{expected}"
+    assert llama_backend.info.model_id == EMBEDDED_MODEL_ID == "SmolLM2-135M-Instruct-Q8_0"
+    again, folder = requantized_embedded_model(None, threads=1)
+    try:
+        assert hashlib.sha256(again.read_bytes()).hexdigest() == expected
+    finally:
+        folder.cleanup()
 
 
 def test_weights_digest_is_cached(tmp_path: Path) -> None:

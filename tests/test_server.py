@@ -16,7 +16,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from deskpilot.inference.llama import embedded_model_path
+from deskpilot.inference.llama import requantized_embedded_model
 
 pytestmark = pytest.mark.model
 
@@ -81,11 +81,13 @@ def test_summary_streams_from_the_real_model_and_is_in_lineage(server, app_home:
         assert text.strip()
 
         run = client.get(f"/v1/runs/{events[0][1]['runId']}").json()
-    gguf = hashlib.sha256(embedded_model_path().read_bytes()).hexdigest()
+    converted, folder = requantized_embedded_model(None, threads=1)  # deterministic: the server's bytes
+    gguf = hashlib.sha256(converted.read_bytes()).hexdigest()
+    folder.cleanup()
     template = hashlib.sha256((TEMPLATES / "summarize.toml").read_bytes()).hexdigest()
     assert run["weightsDigest"] == f"sha256:{gguf}"
     assert run["templateHash"] == f"sha256:{template}" and run["templateId"] == "summarize@v1"
-    assert run["modelId"] == "SmolLM2-135M-Instruct-Q4_1" and run["backend"] == "llama.cpp"
+    assert run["modelId"] == "SmolLM2-135M-Instruct-Q8_0" and run["backend"] == "llama.cpp"
     assert run["status"] == "ok" and run["output"] == text and run["client"] == "outlook"
     assert run["tokensOut"] == events[-1][1]["usage"]["completionTokens"] > 1
     assert run["ttftMs"] > 0 and run["totalMs"] >= run["ttftMs"]

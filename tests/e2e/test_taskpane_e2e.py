@@ -102,7 +102,7 @@ def test_summary_streams_progressively_then_shows_the_final_text_model_and_linea
     assert all(final.startswith(p.strip()) for p in partial)
 
     meta = pane.page.get_by_test_id("run-meta")
-    expect(meta).to_contain_text("SmolLM2-135M-Instruct-Q4_1")
+    expect(meta).to_contain_text("SmolLM2-135M-Instruct-Q8_0")
     expect(meta).to_contain_text("first word")
     assert pane.errors == []
 
@@ -263,7 +263,7 @@ def test_status_review_and_settings_views(pane_factory: PaneFactory, server: Ser
         paths = client.get("/openapi/openapi.json").json()["paths"]
     page.get_by_role("tab", name="Status").click()
     status = page.get_by_test_id("status")
-    expect(status).to_contain_text("SmolLM2-135M-Instruct-Q4_1")
+    expect(status).to_contain_text("SmolLM2-135M-Instruct-Q8_0")
     expect(status).to_contain_text("ready")
     expect(status).to_contain_text("llama.cpp")
     pane.shot("status")
