@@ -19,6 +19,7 @@ from .normalize import find_dates, normalize_currency, normalize_text, parse_amo
 
 __all__ = [
     "Facts",
+    "could_be_name",
     "ends_address",
     "find_amounts",
     "find_currency",
@@ -282,6 +283,11 @@ def names_company(line: str) -> bool:
     return bool(_LEGAL_FORM.search(line)) and not _NOT_A_NAME.search(line)
 
 
+def could_be_name(line: str) -> bool:
+    """Whether `line` could be a name: not a document title, contact details, an id or a label."""
+    return not (_NOT_A_NAME.search(line) or _ADDRESS_STOP.search(line))
+
+
 def registration_only(line: str) -> bool:
     """Whether `line` is nothing but a registration number, such as "(JM0325955-V)"."""
     return bool(_REGISTRATION_ONLY.match(line))
@@ -293,13 +299,7 @@ def _header(lines: list[str]) -> tuple[str | None, str | None]:
     top = [(i, normalize_text(line)) for i, line in enumerate(lines[:10]) if normalize_text(line)]
     named = [(i, line) for i, line in top if names_company(line)]
     if not named:
-        named = [
-            (i, line)
-            for i, line in top
-            if re.search(r"[A-Za-z]{2}", line)
-            and not _NOT_A_NAME.search(line)
-            and not _ADDRESS_STOP.search(line)
-        ]
+        named = [(i, line) for i, line in top if re.search(r"[A-Za-z]{2}", line) and could_be_name(line)]
     if not named:
         return None, None
     index, vendor = named[0]

@@ -6,8 +6,9 @@ it can only be wrong about which one. So the schema the model is held to while i
 the Struct that validates the result is unchanged) narrows each field by its role (`x-kind`):
 
 - date: the dates as the document writes them; amount: the amounts it contains, as numbers;
-- vendor: one of the document's lines that holds no amount or date; among its first twenty lines, those
-  that name a company (a legal form: Ltd, GmbH, Sdn Bhd; `extractors.names_company`) if there are any;
+- vendor: one of the document's lines that could be a name (no amount, date, title, contact details, id
+  or label: `extractors.could_be_name`); among its first twenty lines, those that name a company (a
+  legal form: Ltd, GmbH, Sdn Bhd; `extractors.names_company`) if there are any;
 - item (what a line item bought): one of its lines;
 - address: one to four consecutive lines among the first twenty, none of them contact details, an id, a
   label, an amount or a date (`extractors.ends_address`), a company's name or a bare registration
@@ -36,7 +37,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .extractors import Facts, ends_address, find_amounts, names_company, registration_only
+from .extractors import (
+    Facts,
+    could_be_name,
+    ends_address,
+    find_amounts,
+    names_company,
+    registration_only,
+)
 from .normalize import find_dates, normalize_text
 from .schemas import ExtractionSchema
 
@@ -58,9 +66,13 @@ def _named_lines(content: str) -> list[str]:
 
 
 def _vendor_lines(content: str) -> list[str]:
-    """Lines that could name the issuer: no amount and no date in them; those of the first twenty that
-    name a company, if there are any."""
-    names = [line for line in _named_lines(content) if not (find_amounts(line) or find_dates(line))]
+    """Lines that could name the issuer: no amount and no date in them, no title, contact details, id or
+    label (`extractors.could_be_name`); those of the first twenty that name a company, if any do."""
+    names = [
+        line
+        for line in _named_lines(content)
+        if could_be_name(line) and not (find_amounts(line) or find_dates(line))
+    ]
     header = set(_lines(content)[:HEADER_LINES])
     companies = [line for line in names if line in header and names_company(line)]
     return companies or names
