@@ -541,3 +541,21 @@ def test_a_cut_classification_is_a_guess_with_no_confidence() -> None:
 def test_labels_must_be_distinct_simple_names(labels: list[str]) -> None:
     with pytest.raises(ValueError, match="labels must be"):
         classify_job(text="x", labels=labels, context_length=4096)
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [
+        ("ABC TRADING SDN BHD\nTOTAL 12.50", None),  # Berhad, not Bahraini dinars
+        ("Fabrikam USA Inc\nTotal 10.00", None),
+        ("Total due (GBP) 126.00", "GBP"),
+        ("Currency: EUR\nTotal 5.00", "EUR"),
+        ("Amount: USD 40", "USD"),
+        ("12.00 EUR", "EUR"),
+        ("TOTAL RM 12.00", "MYR"),
+    ],
+)
+def test_a_currency_word_counts_only_where_it_reads_as_one(text: str, currency: str | None) -> None:
+    from deskpilot.inference.extraction.extractors import find_currency
+
+    assert find_currency(text) == currency

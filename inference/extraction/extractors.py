@@ -97,7 +97,16 @@ def find_currency(text: str) -> str | None:
     for amount in find_amounts(text):
         if amount.currency:
             counts[amount.currency] = counts.get(amount.currency, 0) + 1
-    for word in re.findall(r"(?<![A-Za-z])(?:[A-Z]{3}|RM|€|£|¥|₹)(?![A-Za-z])", text):
+    # A currency word counts where it reads as one: next to a number, in brackets ("Total (GBP)"), or
+    # after "currency". A bare capitalised word elsewhere is usually part of a name (Malaysia's "SDN BHD"
+    # is Berhad, not Bahraini dinars; "USA" is a country).
+    for match in re.finditer(r"(?<![A-Za-z])(?:[A-Z]{3}|RM|€|£|¥|₹)(?![A-Za-z])", text):
+        word = match.group(0)
+        before, after = text[max(0, match.start() - 12):match.start()], text[match.end():match.end() + 3]
+        if not (re.match(r"\s?\d", after) or re.search(r"\d\s?$", before)
+                or (before.endswith(("(", "[")) and after.startswith((")", "]")))
+                or re.search(r"currency\W{0,3}$", before, re.IGNORECASE)):
+            continue
         code = normalize_currency(word)
         if code:
             counts[code] = counts.get(code, 0) + 1
