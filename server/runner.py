@@ -91,9 +91,14 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes] | Non
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
     log.info("worker started (pid %d)", child.pid)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler that was
+    # there before it: by default that ends the process at once, before this block could stop the
+    # worker, and the worker would outlive the server. Ending with SystemExit instead lets it run.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         yield child
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if child.poll() is None:
             child.send_signal(signal.SIGINT)
             try:

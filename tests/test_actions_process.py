@@ -301,3 +301,21 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
         assert len(hook.effects()) == 1  # the hung first delivery and the retry: one effect
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_server_stops_its_worker_cleanly(app_home: Path, sig: int) -> None:
+    from deskpilot.server.actions.worker import WorkerLock
+
+    server = ServerProcess(app_home, env={"DESKPILOT_WORKER": "true"})
+    try:
+        server.wait_healthy(30)
+        lock = WorkerLock(app_home / "worker.lock")
+        pid = wait_until(lambda: lock.holder() if (app_home / "queue.db").exists() and lock.holder() else None,
+                         30, "the worker did not start")
+    finally:
+        server.stop(sig)
+    assert server.proc.returncode in (0, 1)  # 1: click's "Aborted!" after Ctrl+C
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the worker went with the server, not after it
+    assert not list(app_home.glob("*-wal")), "a database was left open"

@@ -435,7 +435,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         applied = conn.execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = 'deskpilot.lineage' ORDER BY id"
         ).fetchall()
-    names = ["m001_runs", "m002_open_runs", "m003_reviews", "m004_review_queue"]
+    names = ["m001_runs", "m002_open_runs", "m003_reviews", "m004_review_queue", "m005_actions_and_workflows"]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"
 

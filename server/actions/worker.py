@@ -193,32 +193,31 @@ class WorkerRuntime:
 
 
 def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds: float = 5.0) -> None:
-    """Run the consumer until SIGINT/SIGTERM (graceful: running tasks finish)."""
+    """Run the consumer until SIGINT/SIGTERM (graceful: running tasks finish).
+
+    Until the consumer runs, a signal only sets a flag, so a worker stopped while it starts (its server
+    stopped right after starting it) closes its databases cleanly instead of dying halfway through
+    opening them."""
     stop = threading.Event()
     lock = WorkerLock(settings.home / "worker.lock")
     settings.home.mkdir(parents=True, exist_ok=True)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-        raise KeyboardInterrupt
-
-    if not lock.acquire(wait=False):
-        log.info("another worker (pid %s) holds %s; waiting for it", lock.holder(), lock.path)
-        previous = signal.signal(signal.SIGTERM, on_signal)
-        try:
-            lock.acquire(wait=True)
-        except KeyboardInterrupt:
-            return
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    runtime = WorkerRuntime(settings)
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runtime: WorkerRuntime | None = None
     try:
+        if not lock.acquire(wait=False):
+            log.info("another worker (pid %s) holds %s; waiting for it", lock.holder(), lock.path)
+            if not lock.acquire(wait=True, should_stop=stop.is_set):
+                return
+        runtime = WorkerRuntime(settings)
+        if stop.is_set():
+            return
         recovered = runtime.recover()
         log.info("worker %d started: recovered %s", os.getpid(), recovered)
 
         def sweep() -> None:
             while not stop.wait(sweep_seconds):
                 try:
+                    assert runtime is not None
                     runtime.recover(sweep=True)
                 except Exception:
                     log.exception("sweep failed")
@@ -231,8 +230,12 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
             backoff=1.25, max_delay=0.2, check_worker_health=True, health_check_interval=5,
             graceful_signal="INT",
         )
-        consumer.run()
+        for sig, handler in previous.items():  # the consumer installs its own (SIGINT graceful)
+            signal.signal(sig, handler)
+        if not stop.is_set():
+            consumer.run()
     finally:
         stop.set()
-        runtime.close()
+        if runtime is not None:
+            runtime.close()
         lock.release()
