@@ -316,3 +316,18 @@ def test_audit_exports_and_verifies_the_action_log(runtime: WorkerRuntime, setti
         conn.execute("UPDATE action_log SET actor = 'mallory' WHERE actor = 'alice'")
     verify = runner.invoke(main, ["audit", "verify"])
     assert verify.exit_code == 1 and "action_log" in verify.output
+
+
+def test_crashes_do_not_use_up_the_retry_budget(runtime: WorkerRuntime) -> None:
+    import socket
+
+    outbox = runtime.outbox
+    a, _ = outbox.propose("draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me")
+    for n in range(8):  # eight workers died holding it
+        assert outbox.claim(a.id, f"{socket.gethostname()}:99999{n}:1") is not None
+        assert outbox.recover()["execute"] == [a.id]
+    runtime.adapters["draft_reply"].fail.append(TransientError)  # type: ignore[attr-defined]
+    runtime.queue.execute(a.id)
+    runtime.queue.drain()
+    record = outbox.get(a.id)
+    assert record.status == "executed" and record.attempts == 10 and record.failures == 1

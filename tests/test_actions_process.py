@@ -154,7 +154,13 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
                     counts = client.get("/v1/actions", params={"limit": 1}).json()["counts"]
                     return counts.get("executed", 0) == len(actions)
 
-                wait_until(all_done, 120, "not every action was executed after the kills")
+                try:
+                    wait_until(all_done, 120, "not every action was executed after the kills")
+                except TimeoutError:
+                    stuck = [(a["kind"], a["status"], a["attempts"], a["error"]) for a in
+                             client.get("/v1/actions", params={"limit": 1000}).json()["actions"]
+                             if a["status"] != "executed"]
+                    raise AssertionError(f"not executed after the kills: {stuck}") from None
             finally:
                 final.stop()
             listed = client.get("/v1/actions", params={"limit": 1000}).json()["actions"]

@@ -86,7 +86,8 @@ class ActionRecord(msgspec.Struct, kw_only=True, rename="camel"):
     status: Status
     approval: str | None  # who approved: a person's name, or "policy"
     reason: str | None  # why it waits, was held or rejected
-    attempts: int
+    attempts: int  # starts, including ones a crash cut short
+    failures: int  # attempts that failed (the retry budget counts these)
     effect: Effect | None
     error: str | None
     created_at: str
@@ -357,7 +358,7 @@ class Outbox:
             }
             conn.execute(f"INSERT INTO actions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                          list(row.values()))
-            full = {**row, "effect": None, "error": None, "executed_at": None, "started_ts": None}
+            full = {**row, "failures": 0, "effect": None, "error": None, "executed_at": None, "started_ts": None}
             self._log_action(conn, full, "proposed", actor, title=title, params=msgspec.to_builtins(params),
                              confidence=confidence, origin=origin)
             if not person:
@@ -434,11 +435,11 @@ class Outbox:
             now = self.clock()
             if retry_in is None:
                 conn.execute("UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
-                             "updated_at = ? WHERE id = ?", [error, _now_iso(now), action_id])
+                             "failures = failures + 1, updated_at = ? WHERE id = ?", [error, _now_iso(now), action_id])
                 self._log_action(conn, row, "failed", "worker", error=error, attempt=row["attempts"])
             else:
                 conn.execute("UPDATE actions SET status = 'queued', error = ?, owner = NULL, lease_ts = NULL, "
-                             "next_attempt_ts = ?, updated_at = ? WHERE id = ?",
+                             "failures = failures + 1, next_attempt_ts = ?, updated_at = ? WHERE id = ?",
                              [error, now + retry_in, _now_iso(now), action_id])
                 self._log_action(conn, row, "retry", "worker", error=error, attempt=row["attempts"],
                                  retry_in=round(retry_in, 3))

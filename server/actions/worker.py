@@ -126,7 +126,7 @@ class WorkerRuntime:
         except Exception as exc:  # TransientError, or a bug: retried, then failed
             if not isinstance(exc, TransientError):
                 log.exception("action %s (%s) raised", action_id, record.kind)
-            retry_in = self._backoff(record.attempts)
+            retry_in = self._backoff(record.failures + 1)
             done = self.outbox.attempt_failed(action_id, owner, f"{type(exc).__name__}: {exc}", retry_in)
             if retry_in is not None:
                 self.queue.execute(action_id, delay=retry_in)
@@ -136,10 +136,12 @@ class WorkerRuntime:
             self.queue.advance(record.workflow_id)
         return {"action": action_id, "did": done.status, "attempt": record.attempts}
 
-    def _backoff(self, attempts: int) -> float | None:
-        if attempts >= self.settings.action_max_attempts:
+    def _backoff(self, failures: int) -> float | None:
+        """Seconds until the next attempt after `failures` failed ones; None: failed for good. Attempts a
+        crash cut short do not count: a worker killed five times must not use up an action's retries."""
+        if failures >= self.settings.action_max_attempts:
             return None
-        ceiling = min(_MAX_BACKOFF, self.settings.action_backoff_seconds * 2 ** (attempts - 1))
+        ceiling = min(_MAX_BACKOFF, self.settings.action_backoff_seconds * 2 ** (failures - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
     def compensate_action(self, action_id: str) -> dict[str, Any]:

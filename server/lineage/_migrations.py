@@ -153,6 +153,8 @@ def m005_actions_and_workflows(db: Database) -> None:
     # Follow-up actions (server/actions/) and workflows (server/workflows/). `actions` is the outbox:
     # mutable working state, one row per idempotency key, so the same action proposed twice is one row.
     # Times that the queue compares (`*_ts`) are epoch seconds; the rest are ISO 8601 UTC text.
+    # `attempts` counts every start (a worker killed mid-action makes one too); `failures` only the
+    # attempts that failed, which is what the retry budget is about.
     db.execute(
         """
         CREATE TABLE actions (
@@ -171,6 +173,7 @@ def m005_actions_and_workflows(db: Database) -> None:
             approval TEXT,
             reason TEXT,
             attempts INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
             next_attempt_ts REAL,
             owner TEXT,
             lease_ts REAL,
