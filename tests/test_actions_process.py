@@ -193,13 +193,13 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
     try:
         server.wait_healthy(30)
         with server.client() as client:
-            actions = _propose_batch(client, hook, sorted(standin.tenant.messages)[:5], "srv", 150, 10, 0,
+            actions = _propose_batch(client, hook, sorted(standin.tenant.messages)[:5], "srv", 300, 10, 0,
                                      confidence=0.5)
         assert {a["status"] for a in actions} == {"pending_review"}
         for _ in range(8):
             pending = [a for a in actions if a["id"] not in answered]
             # The kill comes from another thread at a random moment, so it lands mid-request too.
-            killer = threading.Timer(rng.uniform(0.05, 0.6), server.proc.send_signal, [signal.SIGKILL])
+            killer = threading.Timer(rng.uniform(0.05, 0.3), server.proc.send_signal, [signal.SIGKILL])
             killer.start()
             with server.client() as client:
                 for action in pending:

@@ -32,7 +32,7 @@ function action(over: Partial<ActionRecord> = {}): ActionRecord {
   return {
     id: "a1", key: "dp-1", kind: "todo_task", params: { title: "Send the Q3 figures" }, title: "To Do: Send the Q3 figures",
     origin: "wf1:follow_up", runId: null, workflowId: "wf1", step: "follow_up", automation: "meeting_followup",
-    confidence: 0.7, status: "pending_review", approval: null, reason: "confidence 0.70 below 0.80", attempts: 0,
+    confidence: 0.7, status: "pending_review", approval: null, reason: "confidence 0.70 below 0.80", attempts: 0, failures: 0,
     effect: null, error: null, createdAt: "", updatedAt: "", executedAt: null, queuedTs: null, startedTs: null, ...over,
   };
 }
