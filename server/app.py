@@ -29,8 +29,6 @@ from deskpilot.inference import Backend, BackendError, ModelBusy
 
 from . import __version__
 from .actions.api import ActionsAPI, Automations, Workflows, WorkflowServices
-from .actions.outbox import Outbox
-from .actions.queue import TaskQueue
 from .api import AITasks, Status
 from .ask import DocumentsAPI, Indexer
 from .connectors.api import SyncAPI
@@ -43,9 +41,6 @@ from .runs import RunExecutor
 from .schemas import ErrorBody
 from .security import local_only
 from .settings import Settings
-from .workflows.definitions import DEFINITIONS
-from .workflows.engine import WorkflowEngine
-from .workflows.events import EventLog
 from .workflows.triggers import MailTrigger
 
 __all__ = ["create_app"]
@@ -79,9 +74,8 @@ def create_app(
     owns_lineage = lineage is None
     lineage = lineage or LineageStore(settings.db_path)
     indexer = Indexer(index or DocumentIndex(index_folder(settings.home)))
-    workflows = _workflow_services(settings, lineage)
-    graph = graph or GraphConnector(settings, indexer.index, on_new_mail=MailTrigger(
-        settings, lineage, workflows.queue))
+    workflows = WorkflowServices.create(settings, lineage)
+    graph = graph or GraphConnector(settings, indexer.index, on_new_mail=MailTrigger(workflows.events))
     host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
     executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
     stopping = asyncio.Event()
@@ -93,7 +87,7 @@ def create_app(
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
         host.start_loading()
         # What a crash left between the outbox and the queue goes back in line (the worker does the same).
-        background.add(asyncio.create_task(asyncio.to_thread(_recover_outbox, workflows)))
+        background.add(asyncio.create_task(asyncio.to_thread(workflows.requeue)))
         if not (TASKPANE_DIR / "index.html").is_file():
             log.warning("the task pane is not built (no %s): run `make setup`", TASKPANE_DIR / "index.html")
         # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
@@ -145,24 +139,6 @@ def create_app(
                                      render_plugins=[JsonRenderPlugin()]),
         debug=False,
     )
-
-
-def _workflow_services(settings: Settings, lineage: LineageStore) -> WorkflowServices:
-    outbox = Outbox(lineage)
-    queue = TaskQueue(settings)
-    # The server starts workflows and lists them; it never runs a step (no model, no adapters here).
-    engine = WorkflowEngine(outbox, queue, DEFINITIONS, triage_labels=settings.triage_labels)
-    return WorkflowServices(outbox=outbox, queue=queue, engine=engine, events=EventLog(outbox, engine))
-
-
-def _recover_outbox(services: WorkflowServices) -> None:
-    found = services.outbox.recover()
-    for action_id in found["execute"]:
-        services.queue.execute(action_id)
-    for action_id in found["compensate"]:
-        services.queue.compensate(action_id)
-    for workflow_id in services.engine.recover():
-        services.queue.advance(workflow_id)
 
 
 async def _warm_index_after(host: ModelHost, indexer: Indexer) -> None:

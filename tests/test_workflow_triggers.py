@@ -9,6 +9,7 @@ import pytest
 from actions_helpers import RecordingQueue
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.server.actions.api import WorkflowServices
 from deskpilot.server.actions.outbox import Outbox
 from deskpilot.server.actions.policy import AutomationUpdate, MailRule
 from deskpilot.server.connectors.graph import GraphClient
@@ -34,7 +35,7 @@ def test_new_mail_matching_a_rule_starts_its_workflow_once(index: DocumentIndex)
         auth = sign_in(settings)
         lineage = LineageStore(settings.db_path)
         queue = RecordingQueue()
-        trigger = MailTrigger(settings, lineage, queue)  # type: ignore[arg-type]
+        trigger = MailTrigger(WorkflowServices.create(settings, lineage, queue).events)  # type: ignore[arg-type]
         Outbox(lineage).update_automation("invoice_intake", AutomationUpdate(
             rule=MailRule(folder="inbox", sender="@fabrikam.example", label="invoice")), "admin")
 
@@ -70,5 +71,4 @@ def test_new_mail_matching_a_rule_starts_its_workflow_once(index: DocumentIndex)
             assert len(trigger.events.list()) == 3 and len(trigger.events.engine.list()) == 1
             assert sync().new_mail == 0
         finally:
-            trigger.close()
             lineage.close()

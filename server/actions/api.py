@@ -20,6 +20,9 @@ from litestar.exceptions import ClientException, HTTPException, NotFoundExceptio
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import Meta
 
+from ..lineage import LineageStore
+from ..settings import Settings
+from ..workflows.definitions import DEFINITIONS
 from ..workflows.engine import UnknownWorkflowError, WorkflowEngine, WorkflowRecord
 from ..workflows.events import EventLog, StoredEvent
 from .outbox import ActionRecord, ActionStateError, LogEntry, Outbox, UnknownActionError, UnknownAutomationError
@@ -31,12 +34,36 @@ __all__ = ["ActionsAPI", "Automations", "Workflows", "WorkflowServices"]
 
 @dataclass
 class WorkflowServices:
-    """What the handlers share (one per app): built in `create_app`."""
+    """The outbox, queue, engine and event log of one process that proposes and starts, but never runs
+    a step (the server, `deskpilot sync`, `deskpilot events replay`): no model, no adapters."""
 
     outbox: Outbox
     queue: TaskQueue
     engine: WorkflowEngine
     events: EventLog
+
+    @classmethod
+    def create(cls, settings: Settings, lineage: LineageStore, queue: TaskQueue | None = None) -> WorkflowServices:
+        outbox = Outbox(lineage)
+        queue = queue or TaskQueue(settings)
+        engine = WorkflowEngine(outbox, queue, DEFINITIONS, triage_labels=settings.triage_labels)
+        return cls(outbox=outbox, queue=queue, engine=engine, events=EventLog(outbox, engine))
+
+    def requeue(self, *, sweep: bool = False) -> dict[str, int]:
+        """Put back in line what a crash left between the outbox and the queue (`recover`s of the outbox
+        and the engine). Duplicates are harmless: claims decide. A `sweep` leaves alone what was queued
+        in the last 30 s, which the queue is about to deliver."""
+        found = self.outbox.recover(stale_seconds=30.0 if sweep else 0.0)
+        released = self.outbox.release_budget_holds()
+        for action_id in [*found["execute"], *released]:
+            self.queue.execute(action_id)
+        for action_id in found["compensate"]:
+            self.queue.compensate(action_id)
+        workflows = self.engine.recover(sweep=sweep)
+        for workflow_id in workflows:
+            self.queue.advance(workflow_id)
+        return {"execute": len(found["execute"]) + len(released), "compensate": len(found["compensate"]),
+                "workflows": len(workflows)}
 
     def review_decided(self, review_id: str) -> None:
         for workflow_id in self.engine.waiting_for_review(review_id):

@@ -42,23 +42,16 @@ def events_group() -> None:
 def replay(since: int) -> None:
     """Dispatch recorded events again: starts the workflows that did not start (e.g. while disabled)."""
     from ..lineage import LineageStore
-    from ..workflows.definitions import DEFINITIONS
-    from ..workflows.engine import WorkflowEngine
-    from ..workflows.events import EventLog
-    from .outbox import Outbox
-    from .queue import TaskQueue
+    from .api import WorkflowServices
 
     settings = load_settings()
-    lineage = LineageStore(settings.db_path)
-    queue = TaskQueue(settings)
-    try:
-        outbox = Outbox(lineage)
-        engine = WorkflowEngine(outbox, queue, DEFINITIONS, triage_labels=settings.triage_labels)
-        result = EventLog(outbox, engine).replay(since=since)
-        click.echo(f"replayed {result['events']} event(s); started {result['started']} workflow(s)")
-    finally:
-        queue.close()
-        lineage.close()
+    with LineageStore(settings.db_path) as lineage:
+        services = WorkflowServices.create(settings, lineage)
+        try:
+            result = services.events.replay(since=since)
+        finally:
+            services.queue.close()
+    click.echo(f"replayed {result['events']} event(s); started {result['started']} workflow(s)")
 
 
 @click.command("webhook-secret")

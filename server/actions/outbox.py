@@ -47,6 +47,7 @@ __all__ = [
     "UnknownActionError",
     "UnknownAutomationError",
     "current_owner",
+    "claim_lapsed",
     "owner_alive",
 ]
 
@@ -54,7 +55,6 @@ Status = Literal[
     "pending_review", "queued", "executing", "executed", "failed", "rejected", "held", "compensating",
     "compensated",
 ]
-TERMINAL = ("executed", "failed", "rejected", "compensated")
 # A worker on another machine (a team server) cannot be checked by pid: its claim expires instead.
 LEASE_SECONDS = 600.0
 
@@ -155,6 +155,15 @@ def owner_alive(owner: str | None) -> bool | None:
     except PermissionError:
         return True
     return started in ("?", _proc_start(pid))
+
+
+def claim_lapsed(owner: str | None, lease_ts: float | None, now: float) -> bool:
+    """Whether a claim no longer holds: nobody's, its process on this machine is gone, or (a worker on
+    another machine) its lease has run out. The one rule for actions, compensations and workflows."""
+    if not owner:
+        return True
+    alive = owner_alive(owner)
+    return alive is False or (alive is None and (lease_ts or 0) < now)
 
 
 def _record(row: dict[str, Any]) -> ActionRecord:
@@ -415,9 +424,7 @@ class Outbox:
 
     def executed(self, action_id: str, owner: str, effect: Effect) -> ActionRecord:
         with self.lineage.transaction() as conn:
-            row = self._row(conn, action_id)
-            if row["status"] != "executing" or row["owner"] != owner:
-                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            row = self._owned(conn, action_id, owner, "executing")
             now = self.clock()
             conn.execute("UPDATE actions SET status = 'executed', effect = ?, error = NULL, owner = NULL, "
                          "lease_ts = NULL, executed_at = ?, updated_at = ? WHERE id = ?",
@@ -429,9 +436,7 @@ class Outbox:
     def attempt_failed(self, action_id: str, owner: str, error: str, retry_in: float | None) -> ActionRecord:
         """A failed attempt: back to the queue after `retry_in` seconds, or failed for good (None)."""
         with self.lineage.transaction() as conn:
-            row = self._row(conn, action_id)
-            if row["status"] != "executing" or row["owner"] != owner:
-                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            row = self._owned(conn, action_id, owner, "executing")
             now = self.clock()
             if retry_in is None:
                 conn.execute("UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
@@ -465,19 +470,16 @@ class Outbox:
     def claim_compensation(self, action_id: str, owner: str) -> ActionRecord | None:
         with self.lineage.transaction() as conn:
             row = self._row(conn, action_id)
-            if row["status"] != "compensating" or (row["owner"] and owner_alive(row["owner"]) is not False
-                                                   and (row["lease_ts"] or 0) > self.clock()):
-                return None
             now = self.clock()
+            if row["status"] != "compensating" or not claim_lapsed(row["owner"], row["lease_ts"], now):
+                return None
             conn.execute("UPDATE actions SET owner = ?, lease_ts = ?, updated_at = ? WHERE id = ?",
                          [owner, now + LEASE_SECONDS, _now_iso(now), action_id])
             return _record(self._row(conn, action_id))
 
     def compensated(self, action_id: str, owner: str, error: str | None = None) -> ActionRecord:
         with self.lineage.transaction() as conn:
-            row = self._row(conn, action_id)
-            if row["status"] != "compensating" or row["owner"] != owner:
-                raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+            row = self._owned(conn, action_id, owner, "compensating")
             now = self.clock()
             if error is None:
                 conn.execute("UPDATE actions SET status = 'compensated', owner = NULL, lease_ts = NULL, "
@@ -498,8 +500,7 @@ class Outbox:
         now = self.clock()
         with self.lineage.transaction() as conn:
             for row in list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE status = 'executing'"))):
-                alive = owner_alive(row["owner"])
-                if alive is False or (alive is None and (row["lease_ts"] or 0) < now):
+                if claim_lapsed(row["owner"], row["lease_ts"], now):
                     conn.execute("UPDATE actions SET status = 'queued', owner = NULL, lease_ts = NULL, "
                                  "updated_at = ? WHERE id = ?", [_now_iso(now), row["id"]])
                     self._log_action(conn, row, "recovered", "worker", dead_owner=row["owner"])
@@ -512,12 +513,18 @@ class Outbox:
                     "SELECT id, owner, lease_ts, next_attempt_ts FROM actions WHERE status = 'compensating'")):
                 if (row["next_attempt_ts"] or 0) > now:
                     continue
-                alive = owner_alive(row["owner"])
-                if not row["owner"] or alive is False or (alive is None and (row["lease_ts"] or 0) < now):
+                if claim_lapsed(row["owner"], row["lease_ts"], now):
                     compensate.append(row["id"])
         return {"execute": execute, "compensate": compensate}
 
     # -- reading ---------------------------------------------------------------------------------------
+
+    def _owned(self, conn: sqlite3.Connection, action_id: str, owner: str, status: str) -> dict[str, Any]:
+        """The action's row, if it is still `status` under `owner`'s claim (a recovery may have taken it)."""
+        row = self._row(conn, action_id)
+        if row["status"] != status or row["owner"] != owner:
+            raise ActionStateError(f"action {action_id} is no longer ours ({row['status']})")
+        return row
 
     @staticmethod
     def _row(conn: sqlite3.Connection, action_id: str) -> dict[str, Any]:

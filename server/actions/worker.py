@@ -87,6 +87,8 @@ class WorkerRuntime:
     ) -> None:
         from ..workflows.definitions import DEFINITIONS
         from ..workflows.engine import WorkflowEngine
+        from ..workflows.events import EventLog
+        from .api import WorkflowServices
 
         self.settings = settings
         self.lineage = LineageStore(settings.db_path)
@@ -108,6 +110,8 @@ class WorkerRuntime:
             step_retries=settings.workflow_step_retries, backoff_seconds=settings.action_backoff_seconds,
             triage_labels=settings.triage_labels,
         )
+        self.services = WorkflowServices(outbox=self.outbox, queue=self.queue, engine=self.engine,
+                                         events=EventLog(self.outbox, self.engine))
         self.rng = rng or random.Random()
         self.queue.bind(self)
 
@@ -170,19 +174,8 @@ class WorkerRuntime:
     # -- recovery --------------------------------------------------------------------------------------
 
     def recover(self, *, sweep: bool = False) -> dict[str, int]:
-        """Re-enqueue everything a crash may have dropped; duplicates are harmless (claims decide). A
-        `sweep` leaves alone what was queued in the last 30 s (the queue is about to deliver it)."""
-        found = self.outbox.recover(stale_seconds=30.0 if sweep else 0.0)
-        released = self.outbox.release_budget_holds()
-        for action_id in [*found["execute"], *released]:
-            self.queue.execute(action_id)
-        for action_id in found["compensate"]:
-            self.queue.compensate(action_id)
-        workflows = self.engine.recover(sweep=sweep)
-        for workflow_id in workflows:
-            self.queue.advance(workflow_id)
-        return {"execute": len(found["execute"]) + len(released), "compensate": len(found["compensate"]),
-                "workflows": len(workflows)}
+        """Re-enqueue everything a crash may have dropped (see `WorkflowServices.requeue`)."""
+        return self.services.requeue(sweep=sweep)
 
     def close(self) -> None:
         if hasattr(self.ai, "close"):

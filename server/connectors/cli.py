@@ -141,9 +141,8 @@ def _sync_once(
 
     state = SyncState(settings.sync_db_path)
     client = GraphClient(auth, settings, cancel=cancel)
-    trigger = MailTrigger(settings)
     try:
-        with Progress(*columns, console=err, transient=False) as bar:
+        with MailTrigger.opened(settings) as trigger, Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("starting", total=None, pages=0, retries=0)
 
             def update(p: SyncProgress) -> None:
@@ -159,7 +158,6 @@ def _sync_once(
 
             return GraphSync(client, index, state, settings, progress=update, on_new_mail=trigger).run(full=full)
     finally:
-        trigger.close()
         client.close()
         state.close()
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..actions.outbox import LEASE_SECONDS, ActionRecord, Outbox, _now_iso, current_owner, owner_alive
+from ..actions.outbox import LEASE_SECONDS, ActionRecord, Outbox, _now_iso, claim_lapsed, current_owner
 from ..actions.policy import Automation
 from ..actions.queue import TaskQueue
 from ..lineage._chain import rows_as_dicts
@@ -185,7 +185,7 @@ class WorkflowEngine:
                 raise ValueError(f"automation {automation_name!r} has no workflow")
             found = list(rows_as_dicts(conn.execute("SELECT * FROM workflows WHERE origin = ?", [origin])))
             if found:
-                return self._record(conn, found[0]), False
+                return self._record(found[0]), False
             if not automation.enabled:
                 return None, False
             definition = self.definitions[automation.workflow]
@@ -206,7 +206,7 @@ class WorkflowEngine:
             conn.execute(f"INSERT INTO workflows ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                          list(row.values()))
             self.outbox.log_workflow(conn, row, "workflow.started", actor, origin=origin, event_seq=event_seq)
-            record = self._record(conn, {**row, "wait": None, "error": None})
+            record = self._record({**row, "wait": None, "error": None})
         self.queue.advance(record.id)
         return record, True
 
@@ -218,10 +218,8 @@ class WorkflowEngine:
             now = self.clock()
             if row["status"] not in ACTIVE or (row["next_attempt_ts"] or 0) > now:
                 return None
-            if row["owner"]:
-                alive = owner_alive(row["owner"])
-                if alive or (alive is None and (row["lease_ts"] or 0) > now):
-                    return None
+            if not claim_lapsed(row["owner"], row["lease_ts"], now):
+                return None
             conn.execute("UPDATE workflows SET owner = ?, lease_ts = ? WHERE id = ?",
                          [owner, now + LEASE_SECONDS, workflow_id])
             return self._row(conn, workflow_id)
@@ -473,8 +471,7 @@ class WorkflowEngine:
                     wait = msgspec.json.decode(row["wait"]) if row["wait"] else {}
                     if "review" in wait and (wait.get("escalated") or (wait.get("deadline") or 0) > now):
                         continue
-                alive = owner_alive(row["owner"]) if row["owner"] else False
-                if alive is False or (alive is None and (row["lease_ts"] or 0) < now):
+                if claim_lapsed(row["owner"], row["lease_ts"], now):
                     out.append(row["id"])
         return out
 
@@ -487,7 +484,7 @@ class WorkflowEngine:
             raise UnknownWorkflowError(f"no workflow {workflow_id!r}")
         return rows[0]
 
-    def _record(self, conn: sqlite3.Connection | None, row: dict[str, Any],
+    def _record(self, row: dict[str, Any],
                 actions: list[ActionRecord] | None = None) -> WorkflowRecord:
         definition = self.definitions.get(row["definition"].split("@")[0])
         steps = [s.name for s in definition.steps] if definition else []
@@ -505,7 +502,7 @@ class WorkflowEngine:
     def get(self, workflow_id: str) -> WorkflowRecord:
         with self.lineage.reading() as conn:
             row = self._row(conn, workflow_id)
-        return self._record(None, row, self.outbox.list(workflow_id=workflow_id, limit=1000))
+        return self._record(row, self.outbox.list(workflow_id=workflow_id, limit=1000))
 
     def list(self, *, status: str | None = None, automation: str | None = None, limit: int = 100) -> list[WorkflowRecord]:
         clauses, params = [], []
@@ -517,7 +514,7 @@ class WorkflowEngine:
         with self.lineage.reading() as conn:
             rows = list(rows_as_dicts(conn.execute(
                 f"SELECT * FROM workflows {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit])))
-        return [self._record(None, r) for r in rows]
+        return [self._record(r) for r in rows]
 
 
 @dataclass
