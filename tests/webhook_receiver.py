@@ -10,7 +10,8 @@ each key once: a repeat answers as the first did (200 and the same body, or `dup
 `Idempotent-Replayed: true`, and records no second effect. A `deskpilot.action.retracted` event marks
 the effect it names retracted. Faults on demand: `fail_next(n, status)` (refused, not applied),
 `drop_next(n)` (connection closed before applying), `drop_after_next(n)` (applied, then the connection
-closes with no answer), `fail_always(path, status)`; `clear_faults()`.
+closes with no answer), `drop_after_first(keys)` (the same, once for each of these idempotency keys),
+`fail_always(path, status)`; `clear_faults()`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class WebhookReceiver:
         self._fail: list[tuple[int, int]] = []  # (remaining, status)
         self._drop_before = 0
         self._drop_after = 0
+        self._drop_after_keys: set[str] = set()
         self._fail_paths: dict[str, int] = {}
         self._lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
@@ -93,10 +95,23 @@ class WebhookReceiver:
         with self._lock:
             self._drop_after += n
 
+    def drop_after_first(self, keys: set[str] | list[str]) -> None:
+        """The first delivery of each of these idempotency keys is applied, then the connection closes
+        without an answer. Unlike `drop_after_next`, a retry of the same key is never the one dropped
+        again, so a sender that retries quickly is not singled out round after round."""
+        with self._lock:
+            self._drop_after_keys.update(keys)
+
+    def unfired_drops(self) -> set[str]:
+        """Keys given to `drop_after_first` that no delivery has carried yet."""
+        with self._lock:
+            return set(self._drop_after_keys)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._fail.clear()
             self._drop_before = self._drop_after = 0
+            self._drop_after_keys.clear()
             self._fail_paths.clear()
 
     def fail_always(self, path: str, status: int = 400) -> None:
@@ -128,7 +143,7 @@ class WebhookReceiver:
             return "stale timestamp"
         return None
 
-    def _take_fault(self, path: str) -> tuple[str, int]:
+    def _take_fault(self, path: str, key: str) -> tuple[str, int]:
         with self._lock:
             if path in self._fail_paths:
                 return "fail", self._fail_paths[path]
@@ -143,6 +158,9 @@ class WebhookReceiver:
                 return "drop", 0
             if self._drop_after:
                 self._drop_after -= 1
+                return "drop_after", 0
+            if key in self._drop_after_keys:
+                self._drop_after_keys.discard(key)
                 return "drop_after", 0
             return "", 0
 
@@ -186,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         receiver.deliveries.append(record)
         if receiver.delay_seconds:
             time.sleep(receiver.delay_seconds)
-        fault, status = receiver._take_fault(path)
+        fault, status = receiver._take_fault(path, key)
         if fault == "fail":
             return self._answer(record, status, {"error": "failing on purpose"})
         if fault == "drop":

@@ -15,6 +15,7 @@ import json
 import random
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -114,7 +115,7 @@ class StandIn:
         self.requests: list[list[Any]] = []  # [arrival time, method, path, query, status]
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.standin = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -231,6 +232,13 @@ class StandIn:
             expiry = self.access_tokens.get(token)
         if expiry is None or expiry < time.time():
             raise _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request (a process killed on purpose) is expected, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
