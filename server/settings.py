@@ -73,8 +73,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # consumer (`deskpilot worker`) as a child process unless `worker` is false (run it yourself then).
     worker: bool = True
     worker_threads: int = 4
-    action_max_attempts: int = 6  # per action, for transient failures (429, 5xx, dropped connections)
-    action_backoff_seconds: float = 1.0  # first retry delay; doubles per attempt, with jitter
+    # Per action, for transient failures (429, 5xx, dropped connections): 10 attempts 2 s apart, doubling
+    # (at most 5 min, with jitter), ride out a receiver that is down for 7 to 13 minutes; after that the
+    # action is failed, and a person can try it again (POST /v1/actions/{id}/retry, the pane's Actions).
+    action_max_attempts: int = 10
+    action_backoff_seconds: float = 2.0  # first retry delay; doubles per attempt, with jitter
     workflow_step_retries: int = 3  # per workflow step that raises
 
     @property

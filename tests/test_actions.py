@@ -105,6 +105,48 @@ def test_transient_failures_retry_with_backoff_then_fail(runtime: WorkerRuntime)
     assert runtime.outbox.get(b.id).status == "failed"
 
 
+def test_a_person_retries_a_failed_action_with_a_fresh_budget(runtime: WorkerRuntime) -> None:
+    outbox, queue, adapter = runtime.outbox, runtime.queue, runtime.adapters["webhook"]
+    outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
+    adapter.always_fail = PermanentError  # type: ignore[attr-defined]
+    a, _ = outbox.propose("webhook", HOOK, title="t", origin="o", actor="me")
+    queue.execute(a.id)
+    queue.drain()
+    failed = outbox.get(a.id)
+    assert failed.status == "failed" and failed.failures == 1 and failed.error
+    with pytest.raises(ActionStateError, match="not failed"):
+        outbox.retry(outbox.propose("webhook", {**HOOK, "payload": {"b": 1}}, title="t", origin="o", actor="me")[0].id,
+                     actor="alice")
+    adapter.always_fail = None  # type: ignore[attr-defined]  # the receiver is fixed
+    again = outbox.retry(a.id, actor="alice", note="receiver fixed")
+    assert (again.status, again.failures, again.error) == ("queued", 0, None)
+    with pytest.raises(ActionStateError):  # a second click while it is queued
+        outbox.retry(a.id, actor="bob")
+    queue.execute(a.id)
+    queue.execute(a.id)
+    queue.drain()
+    done = outbox.get(a.id)
+    assert done.status == "executed" and done.attempts == 2 and list(adapter.effects) == [a.key]  # type: ignore[attr-defined]
+    history = outbox.history(a.id)
+    assert [h.event for h in history] == ["proposed", "approved", "failed", "retried", "executed"]
+    assert history[3].actor == "alice" and history[3].detail["note"] == "receiver fixed"
+    assert "receiver said no" in history[3].detail["previous_error"]
+    assert runtime.lineage.verify().ok
+
+
+def test_the_default_retry_budget_rides_out_a_receiver_down_for_seven_minutes(app_home: Path) -> None:
+    rt = WorkerRuntime(load_settings(), adapters=fake_adapters(), ai=ScriptedAI(), queue=RecordingQueue())  # type: ignore[arg-type]
+    try:
+        for _ in range(200):  # jitter: each delay lies between half and all of its ceiling
+            delays = []
+            while (delay := rt._backoff(len(delays) + 1)) is not None:
+                delays.append(delay)
+            assert len(delays) == 9 and max(delays) <= 300  # the 10th failure is final
+            assert 7 * 60 - 15 <= sum(delays) <= 810
+    finally:
+        rt.close()
+
+
 def test_kill_switch_holds_then_releases(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
     outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
@@ -189,6 +231,9 @@ def test_a_step_that_fails_for_good_compensates_earlier_effects(runtime: WorkerR
     assert runtime.adapters["todo_task"].effects == {}  # type: ignore[attr-defined]
     events = [h.event for h in outbox.history(record.id)]
     assert "workflow.failed" in events and events[-1] == "workflow.compensated"
+    failed = next(a for a in done.actions if a.status == "failed")
+    with pytest.raises(ActionStateError, match="start the workflow again"):  # its workflow undid the rest
+        outbox.retry(failed.id, actor="alice")
 
 
 def test_step_exceptions_retry_then_succeed(runtime: WorkerRuntime) -> None:

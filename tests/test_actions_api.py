@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import BASE
 from deskpilot.inference import ScriptedBackend
+from deskpilot.server.actions.outbox import Outbox, current_owner
 from deskpilot.server.actions.queue import TaskQueue
 from deskpilot.server.app import create_app
+from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
 from litestar.testing import TestClient
 
@@ -47,6 +49,29 @@ def test_propose_approve_and_the_queue_message(client: TestClient, app_home: Pat
     history = client.get(f"/v1/actions/{action['id']}").json()["history"]
     assert [(h["event"], h["actor"]) for h in history] == [("proposed", "taskpane"), ("approved", "alice")]
     assert history[1]["runId"] == "run-1" and history[1]["hash"].startswith("sha256:")
+
+
+def test_a_failed_action_is_retried_by_a_person(client: TestClient, app_home: Path) -> None:
+    action = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK}).json()["action"]
+    assert client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": "alice"}).status_code == 409
+    client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
+    with LineageStore(load_settings().db_path) as lineage:  # the worker's side: its last attempt failed
+        outbox = Outbox(lineage)
+        assert outbox.claim(action["id"], current_owner()) is not None
+        outbox.attempt_failed(action["id"], current_owner(), "TransientError: webhook answered 503", None)
+    messages = queued_messages(app_home)
+    assert client.post(f"/v1/actions/{action['id']}/retry", json={}).status_code == 400  # who retries is required
+    r = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": " bob ", "note": "receiver is back"})
+    assert r.status_code == 200, r.text
+    assert r.json()["action"]["status"] == "queued" and r.json()["action"]["failures"] == 0
+    assert queued_messages(app_home) == messages + 1
+    again = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": "bob"})
+    assert again.status_code == 409 and "queued, not failed" in again.json()["message"]
+    history = client.get(f"/v1/actions/{action['id']}").json()["history"]
+    assert [(h["event"], h["actor"]) for h in history][-2:] == [("failed", "worker"), ("retried", "bob")]
+    assert history[-1]["detail"]["previous_error"] == "TransientError: webhook answered 503"
+    assert history[-1]["detail"]["note"] == "receiver is back"
+    assert client.post("/v1/actions/nope/retry", json={"reviewer": "a"}).status_code == 404
 
 
 @pytest.mark.parametrize(

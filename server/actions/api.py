@@ -238,6 +238,21 @@ class ActionsAPI(Controller):
                      workflow_services: NamedDependency[WorkflowServices]) -> ActionOut:
         return await self._decide(workflow_services, action_id, False, data)
 
+    @post("/{action_id:str}/retry", status_code=200,
+          summary="Run a failed action again with a fresh retry budget (not one of a workflow's)")
+    async def retry(self, action_id: FromPath[str], data: JSONBody[DecisionIn],
+                    workflow_services: NamedDependency[WorkflowServices]) -> ActionOut:
+        services = workflow_services
+        try:
+            record = await anyio.to_thread.run_sync(lambda: services.outbox.retry(
+                action_id, actor=data.reviewer.strip(), note=data.note))
+        except UnknownActionError as exc:
+            raise NotFoundException(str(exc)) from exc
+        except ActionStateError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        await _off_loop(services.queue.execute, action_id)
+        return ActionOut(action=record)
+
 
 class Workflows(Controller):
     path = "/v1"

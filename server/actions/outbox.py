@@ -390,6 +390,24 @@ class Outbox:
             self._log_action(conn, row, "approved" if approve else "rejected", actor, note=note)
             return _record(self._row(conn, action_id))
 
+    def retry(self, action_id: str, *, actor: str, note: str | None = None) -> ActionRecord:
+        """A person runs a failed action again: back to the queue with a fresh retry budget. Its key is
+        unchanged, so an attempt that took effect before it failed still makes no second effect. A failed
+        action of a workflow cannot: the workflow undid its other steps when it failed."""
+        with self.lineage.transaction() as conn:
+            row = self._row(conn, action_id)
+            if row["status"] != "failed":
+                raise ActionStateError(f"action {action_id} is {row['status']}, not failed")
+            if row["workflow_id"]:
+                raise ActionStateError(f"action {action_id} belongs to workflow {row['workflow_id']}, which undid "
+                                       "its steps when it failed; start the workflow again instead")
+            now = self.clock()
+            conn.execute("UPDATE actions SET status = 'queued', failures = 0, error = NULL, reason = NULL, "
+                         "next_attempt_ts = NULL, queued_ts = ?, updated_at = ? WHERE id = ?",
+                         [now, _now_iso(now), action_id])
+            self._log_action(conn, row, "retried", actor, note=note, previous_error=row["error"])
+            return _record(self._row(conn, action_id))
+
     # -- execution -------------------------------------------------------------------------------------
 
     def claim(self, action_id: str, owner: str) -> ActionRecord | None:

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from conftest import ServerProcess
+from deskpilot.server.actions.outbox import Outbox, current_owner
 from deskpilot.server.connectors.standin import StandIn, generate
+from deskpilot.server.lineage import LineageStore
 from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
 from playwright.sync_api import Page, expect
 
@@ -238,4 +240,23 @@ def test_the_kill_switch_stops_a_start_from_the_pane_and_actions_are_approved_or
     assert actions["Invoice review with Contoso"]["status"] == "queued"
     assert actions["Invoice review with Contoso"]["approval"] == REVIEWER
     assert actions["Call Contoso billing"]["status"] == "rejected"
+
+    # The consumer's side, as it would be after the receiver refused every attempt: the action failed.
+    # A person tries it again from the pane once the problem is fixed; it goes back to the queue.
+    failed_id = actions["Invoice review with Contoso"]["id"]
+    with LineageStore(server.home / "deskpilot.db") as lineage:
+        outbox = Outbox(lineage)
+        assert outbox.claim(failed_id, current_owner()) is not None
+        outbox.attempt_failed(failed_id, current_owner(), "TransientError: Graph answered 503", None)
+    card = recent.filter(has_text="Invoice review with Contoso")
+    expect(card).to_have_attribute("data-status", "failed", timeout=10_000)  # the view refreshes by itself
+    expect(card.get_by_test_id("action-reason")).to_contain_text("Graph answered 503")
+    expect(recent.filter(has_text="Call Contoso billing").get_by_test_id("retry-action")).to_have_count(0)
+    card.get_by_role("button", name="Try again").click()
+    expect(card).to_have_attribute("data-status", "queued")
+    expect(page.get_by_test_id("actions-notice")).to_contain_text("Trying “Invoice review with Contoso” again")
+    expect(card.get_by_test_id("retry-action")).to_have_count(0)
+    with server.client() as client:
+        history = client.get(f"/v1/actions/{failed_id}").json()["history"]
+    assert [(h["event"], h["actor"]) for h in history][-2:] == [("failed", "worker"), ("retried", REVIEWER)]
     assert pane.errors == []

@@ -88,6 +88,12 @@ export function actionReason(action: Pick<ActionRecord, "reason" | "error" | "st
   return text(action.reason) || text(action.error);
 }
 
+/** A person may run a failed action again (its retries were spent), unless it belonged to a workflow:
+ *  the workflow undid its other steps when it failed, so it is started again instead. */
+export function canRetry(action: Pick<ActionRecord, "status" | "workflowId">): boolean {
+  return action.status === "failed" && !action.workflowId;
+}
+
 /** Who approves: the name in Settings, else the Outlook user's, else a name that says where it came from. */
 export function approverName(reviewer: string, userName?: string | null): string {
   return reviewer.trim() || userName?.trim() || "Task pane user";

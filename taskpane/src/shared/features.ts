@@ -19,6 +19,7 @@ export const FEATURES = {
   actions: "GET /v1/actions",
   approve: "POST /v1/actions/{}/approve",
   reject: "POST /v1/actions/{}/reject",
+  retry: "POST /v1/actions/{}/retry",
   workflows: "POST /v1/workflows",
   workflow: "GET /v1/workflows/{}",
   automations: "GET /v1/automations",

@@ -8,7 +8,7 @@ import { Badge, Button, Caption1, Link, MessageBar, MessageBarBody, Spinner, Tex
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, OpenRegular } from "@fluentui/react-icons";
 import { ApiError, type Api } from "../api/http";
 import type { ActionOut, ActionRecord, ActionsOut } from "../api/types";
-import { actionDetail, actionReason, approverName, automationLabel, countsInOrder, kindLabel, statusColor, statusLabel } from "../shared/actions";
+import { actionDetail, actionReason, approverName, automationLabel, canRetry, countsInOrder, kindLabel, statusColor, statusLabel } from "../shared/actions";
 import { percent } from "../shared/result";
 import { usePane } from "./context";
 import { ProblemBar } from "./ProblemBar";
@@ -51,7 +51,7 @@ function when(iso: string | null | undefined): string {
 function ActionCard({ action, approver, focused, onDecided }: {
   action: ActionRecord; approver: string; focused: boolean; onDecided(updated: ActionRecord | null, note: string): void;
 }) {
-  const { api } = usePane();
+  const { api, server } = usePane();
   const styles = useStyles();
   const local = useLocal();
   const [sending, setSending] = useState(false);
@@ -60,15 +60,22 @@ function ActionCard({ action, approver, focused, onDecided }: {
   const reason = actionReason(action);
   const link = typeof action.effect?.detail?.webLink === "string" ? action.effect.detail.webLink : null;
 
-  const decide = async (verb: "approve" | "reject") => {
+  const retryable = server.features.retry && canRetry(action);
+  const done: Record<"approve" | "reject" | "retry", (a: ActionRecord) => string> = {
+    approve: (a) => `Approved “${action.title}”: it is ${statusLabel(a.status).toLowerCase()}.`,
+    reject: () => `Rejected “${action.title}”.`,
+    retry: (a) => `Trying “${action.title}” again: it is ${statusLabel(a.status).toLowerCase()}.`,
+  };
+
+  const decide = async (verb: "approve" | "reject" | "retry") => {
     setSending(true);
     setError(null);
     try {
       const out = await api.post<ActionOut>(`/v1/actions/${encodeURIComponent(action.id)}/${verb}`, { reviewer: approver });
-      onDecided(out.action, verb === "approve" ? `Approved “${action.title}”: it is ${statusLabel(out.action.status).toLowerCase()}.` : `Rejected “${action.title}”.`);
+      onDecided(out.action, done[verb](out.action));
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError("server", String(e));
-      if (err.status === 409) onDecided(null, "Someone already decided that one.");
+      if (err.status === 409) onDecided(null, verb === "retry" ? "Someone already retried that one." : "Someone already decided that one.");
       else setError(err);
     } finally {
       setSending(false);
@@ -99,6 +106,12 @@ function ActionCard({ action, approver, focused, onDecided }: {
         <div className={styles.row}>
           <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending} onClick={() => void decide("approve")}>Approve</Button>
           <Button size="small" icon={<DismissRegular />} disabled={sending} onClick={() => void decide("reject")}>Reject</Button>
+        </div>
+      )}
+      {retryable && (
+        <div className={styles.row}>
+          <Button size="small" icon={<ArrowClockwiseRegular />} disabled={sending} onClick={() => void decide("retry")}
+            data-testid="retry-action">Try again</Button>
         </div>
       )}
     </li>

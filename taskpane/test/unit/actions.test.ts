@@ -3,8 +3,8 @@
 import { describe, expect, it } from "vitest";
 import type { Automation } from "../../src/api/types";
 import {
-  actionDetail, actionReason, approvalRows, approvalUpdate, approverName, automationLabel, countsInOrder, enabledUpdate,
-  kindLabel, statusColor, statusLabel,
+  actionDetail, actionReason, approvalRows, approvalUpdate, approverName, automationLabel, canRetry, countsInOrder,
+  enabledUpdate, kindLabel, statusColor, statusLabel,
 } from "../../src/shared/actions";
 import { featuresOf } from "../../src/shared/features";
 
@@ -87,7 +87,16 @@ describe("automation settings", () => {
       "/v1/automations/": { get: {} },
     } };
     expect(featuresOf(document)).toMatchObject({
-      actions: true, approve: true, reject: true, workflows: true, workflow: true, automations: true, automation: false,
+      actions: true, approve: true, reject: true, retry: false, workflows: true, workflow: true, automations: true,
+      automation: false,
     });
+  });
+
+  it("offers to try a failed action again, except one a workflow already undid around", () => {
+    expect(canRetry({ status: "failed", workflowId: null })).toBe(true);
+    expect(canRetry({ status: "failed", workflowId: "wf_1" })).toBe(false);
+    for (const status of ["queued", "executing", "executed", "held", "rejected", "compensated"] as const) {
+      expect(canRetry({ status, workflowId: null })).toBe(false);
+    }
   });
 });
