@@ -119,6 +119,15 @@ def _assert_exactly_once(standin: StandIn, hook: WebhookReceiver, actions: list[
             assert markers[key] == 1, f"{kind} {key}: {markers[key]} effects at the stand-in"
 
 
+def _stuck(client: httpx.Client, hook: WebhookReceiver) -> list[tuple[Any, ...]]:
+    """Each action not executed: kind, status, attempts, failures, error, its history, and the statuses
+    the webhook receiver answered for its key (0: no answer)."""
+    stuck = [a for a in client.get("/v1/actions", params={"limit": 1000}).json()["actions"] if a["status"] != "executed"]
+    return [(a["kind"], a["status"], a["attempts"], a["failures"], a["error"],
+             [(h["event"], h["actor"], h.get("detail")) for h in client.get(f"/v1/actions/{a['id']}").json()["history"]],
+             [d["status"] for d in hook.deliveries if d["key"] == a["key"]]) for a in stuck]
+
+
 def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
     world: tuple[StandIn, WebhookReceiver, dict[str, str]], app_home: Path
 ) -> None:
@@ -162,13 +171,7 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
                 try:
                     wait_until(all_done, 120, "not every action was executed after the kills")
                 except TimeoutError:
-                    stuck = [a for a in client.get("/v1/actions", params={"limit": 1000}).json()["actions"]
-                             if a["status"] != "executed"]
-                    told = [(a["kind"], a["status"], a["attempts"], a["failures"], a["error"],
-                             [(h["event"], h.get("detail")) for h in
-                              client.get(f"/v1/actions/{a['id']}").json()["history"]],
-                             [d["status"] for d in hook.deliveries if d["key"] == a["key"]]) for a in stuck]
-                    raise AssertionError(f"not executed after the kills: {told}") from None
+                    raise AssertionError(f"not executed after the kills: {_stuck(client, hook)}") from None
             finally:
                 final.stop()
             listed = client.get("/v1/actions", params={"limit": 1000}).json()["actions"]
@@ -235,7 +238,10 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
                 counts = client.get("/v1/actions", params={"limit": 1}).json()["counts"]
                 return counts.get("executed", 0) == len(actions)
 
-            wait_until(all_done, 120, "approved actions were lost")
+            try:
+                wait_until(all_done, 120, "approved actions were lost")
+            except TimeoutError:
+                raise AssertionError(f"approved actions were lost: {_stuck(client, hook)}") from None
         assert cut_short >= 6, f"only {cut_short} of 8 kills interrupted the approvals"
         _assert_exactly_once(standin, hook, actions)
         print(f"\n8 server kills ({cut_short} mid-approvals), {len(actions)} actions executed once each")
