@@ -310,7 +310,7 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
                 assert queue.pending() == 0 and queue.huey.scheduled_count() == 0  # Huey has nothing left
             finally:
                 queue.close()
-            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing"
+            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing", _stuck(client, hook)
             hook.delay_seconds = 0.0
             worker = Worker(app_home, env, app_home.parent / "worker.log")
             try:
@@ -321,6 +321,45 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
             history = [h["event"] for h in client.get(f"/v1/actions/{action['id']}").json()["history"]]
             assert history == ["proposed", "approved", "recovered", "executed"]
         assert len(hook.effects()) == 1  # the hung first delivery and the retry: one effect
+    finally:
+        server.stop()
+
+
+def test_a_graceful_stop_waits_for_a_hung_delivery_only_so_long(
+    world: tuple[StandIn, WebhookReceiver, dict[str, str]], app_home: Path
+) -> None:
+    """SIGINT lets running actions finish, but not forever: a worker whose server crashed (it gets
+    SIGINT from the kernel) must let go of the worker lock even when a receiver hangs. What it cut short
+    runs again under the next worker, with one effect."""
+    standin, hook, env = world
+    env = {**env, "DESKPILOT_GRAPH_TIMEOUT_SECONDS": "60"}  # the webhook's timeout too: the delivery hangs
+    server = ServerProcess(app_home, env=env)
+    try:
+        server.wait_healthy(30)
+        with server.client() as client:
+            _approve_all_by_policy(client)
+            hook.delay_seconds = 12.0  # longer than the grace period (3 s)
+            [action] = _propose_batch(client, hook, [], "hung", 1, 0, 0)
+            worker = Worker(app_home, env, app_home.parent / "worker.log")
+            wait_until(lambda: hook.deliveries, 30, "the worker never delivered")
+            started = time.monotonic()
+            worker.proc.send_signal(signal.SIGINT)
+            worker.proc.wait(15)  # shutdown_grace_seconds (3 s) plus the consumer's own stop
+            assert time.monotonic() - started < 10, "the worker waited for the hung delivery"
+            worker.stop()
+            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing", _stuck(client, hook)
+            hook.delay_seconds = 0.0
+            worker = Worker(app_home, env, app_home.parent / "worker.log")
+            try:
+                wait_until(lambda: client.get(f"/v1/actions/{action['id']}").json()["action"]["status"]
+                           == "executed", 30, "the next worker did not run the action again")
+            finally:
+                worker.stop()
+            history = [h["event"] for h in client.get(f"/v1/actions/{action['id']}").json()["history"]]
+            assert history == ["proposed", "approved", "recovered", "executed"]
+        wait_until(lambda: len(hook.deliveries) == 2 and all(d["status"] for d in hook.deliveries), 40,
+                   "the hung delivery never finished")
+        assert len(hook.effects()) == 1  # the hung delivery and the second one: one effect
     finally:
         server.stop()
 

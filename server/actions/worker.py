@@ -224,11 +224,23 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
             workers=threads or settings.worker_threads, worker_type="thread", initial_delay=0.02,
             backoff=1.25, max_delay=0.2, check_worker_health=True, health_check_interval=5,
             graceful_signal="INT",
+            # A graceful stop waits this long for running tasks, then the worker exits anyway (what was
+            # cut short is recovered from the outbox). Without it a task stuck on a receiver would keep
+            # a worker orphaned by a crashed server alive, and its lock from the next server's worker.
+            shutdown_timeout=settings.shutdown_grace_seconds,
         )
         for sig, handler in previous.items():  # the consumer installs its own (SIGINT graceful)
             signal.signal(sig, handler)
         if not stop.is_set():
             consumer.run()
+            if any(thread.is_alive() for _, thread in consumer.worker_threads):
+                # The grace period ran out with actions still running. Exit as a crash would: their
+                # claims lapse with this process and the next worker recovers them. Closing the
+                # databases and clients under them would only turn them into failed attempts.
+                log.warning("worker %d: running actions did not finish in %.0f s; leaving them to recovery",
+                            os.getpid(), settings.shutdown_grace_seconds)
+                logging.shutdown()
+                os._exit(0)
     finally:
         stop.set()
         if runtime is not None:
