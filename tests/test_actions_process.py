@@ -119,6 +119,20 @@ def _assert_exactly_once(standin: StandIn, hook: WebhookReceiver, actions: list[
             assert markers[key] == 1, f"{kind} {key}: {markers[key]} effects at the stand-in"
 
 
+def _workers_of(home: Path) -> list[int]:
+    """Pids of `deskpilot worker` processes serving this app data folder (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if b"worker" in cmdline and f"DESKPILOT_HOME={home}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
 def _stuck(client: httpx.Client, hook: WebhookReceiver) -> list[tuple[Any, ...]]:
     """Each action not executed: kind, status, attempts, failures, error, its history, and the statuses
     the webhook receiver answered for its key (0: no answer)."""
@@ -247,6 +261,15 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
         print(f"\n8 server kills ({cut_short} mid-approvals), {len(actions)} actions executed once each")
     finally:
         server.stop(signal.SIGINT)
+    # Every consumer whose server was killed stopped by itself (the kernel's SIGINT on its parent's
+    # death, then at most the grace period): none is left behind holding the worker lock.
+    try:
+        wait_until(lambda: not _workers_of(app_home), 20, "workers outlived their killed servers")
+    except TimeoutError:
+        left = _workers_of(app_home)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        raise AssertionError(f"workers outlived their killed servers: pids {left}") from None
 
 
 def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
