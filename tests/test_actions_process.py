@@ -133,6 +133,24 @@ def _workers_of(home: Path) -> list[int]:
     return found
 
 
+def _next_worker_recovers(client: httpx.Client, hook: WebhookReceiver, home: Path, env: dict[str, str],
+                          action_id: str) -> None:
+    """An action left `executing` by a worker that is gone: the next worker recovers it and runs it, and
+    its history says so. The receiver answers at once from here on."""
+    def status() -> str:
+        return str(client.get(f"/v1/actions/{action_id}").json()["action"]["status"])
+
+    assert status() == "executing", _stuck(client, hook)
+    hook.delay_seconds = 0.0
+    worker = Worker(home, env, home.parent / "worker.log")
+    try:
+        wait_until(lambda: status() == "executed", 30, "the next worker did not run the action again")
+    finally:
+        worker.stop()
+    history = [h["event"] for h in client.get(f"/v1/actions/{action_id}").json()["history"]]
+    assert history == ["proposed", "approved", "recovered", "executed"]
+
+
 def _stuck(client: httpx.Client, hook: WebhookReceiver) -> list[tuple[Any, ...]]:
     """Each action not executed: kind, status, attempts, failures, error, its history, and the statuses
     the webhook receiver answered for its key (0: no answer)."""
@@ -172,7 +190,7 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
                 # A random point in the batch: after 1 to half of its actions ran (the worker runs on for
                 # up to one poll, so the kill still lands with actions left on a fast machine).
                 at = rng.randint(1, len(ids) // 2)
-                wait_until(lambda: executed() >= at, 60, f"the worker did not execute {at} actions")
+                wait_until(lambda at=at: executed() >= at, 60, f"the worker did not execute {at} actions")
                 worker.kill()
                 if executed() < len(ids):
                     kills_mid_batch += 1
@@ -317,7 +335,7 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
     from deskpilot.server.actions.queue import TaskQueue
     from deskpilot.server.settings import load_settings
 
-    standin, hook, env = world
+    _, hook, env = world
     server = ServerProcess(app_home, env=env)
     try:
         server.wait_healthy(30)
@@ -333,16 +351,7 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
                 assert queue.pending() == 0 and queue.huey.scheduled_count() == 0  # Huey has nothing left
             finally:
                 queue.close()
-            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing", _stuck(client, hook)
-            hook.delay_seconds = 0.0
-            worker = Worker(app_home, env, app_home.parent / "worker.log")
-            try:
-                wait_until(lambda: client.get(f"/v1/actions/{action['id']}").json()["action"]["status"]
-                           == "executed", 30, "recovery did not run the action again")
-            finally:
-                worker.stop()
-            history = [h["event"] for h in client.get(f"/v1/actions/{action['id']}").json()["history"]]
-            assert history == ["proposed", "approved", "recovered", "executed"]
+            _next_worker_recovers(client, hook, app_home, env, action["id"])
         assert len(hook.effects()) == 1  # the hung first delivery and the retry: one effect
     finally:
         server.stop()
@@ -354,7 +363,7 @@ def test_a_graceful_stop_waits_for_a_hung_delivery_only_so_long(
     """SIGINT lets running actions finish, but not forever: a worker whose server crashed (it gets
     SIGINT from the kernel) must let go of the worker lock even when a receiver hangs. What it cut short
     runs again under the next worker, with one effect."""
-    standin, hook, env = world
+    _, hook, env = world
     env = {**env, "DESKPILOT_GRAPH_TIMEOUT_SECONDS": "60"}  # the webhook's timeout too: the delivery hangs
     server = ServerProcess(app_home, env=env)
     try:
@@ -370,16 +379,7 @@ def test_a_graceful_stop_waits_for_a_hung_delivery_only_so_long(
             worker.proc.wait(15)  # shutdown_grace_seconds (3 s) plus the consumer's own stop
             assert time.monotonic() - started < 10, "the worker waited for the hung delivery"
             worker.stop()
-            assert client.get(f"/v1/actions/{action['id']}").json()["action"]["status"] == "executing", _stuck(client, hook)
-            hook.delay_seconds = 0.0
-            worker = Worker(app_home, env, app_home.parent / "worker.log")
-            try:
-                wait_until(lambda: client.get(f"/v1/actions/{action['id']}").json()["action"]["status"]
-                           == "executed", 30, "the next worker did not run the action again")
-            finally:
-                worker.stop()
-            history = [h["event"] for h in client.get(f"/v1/actions/{action['id']}").json()["history"]]
-            assert history == ["proposed", "approved", "recovered", "executed"]
+            _next_worker_recovers(client, hook, app_home, env, action["id"])
         wait_until(lambda: len(hook.deliveries) == 2 and all(d["status"] for d in hook.deliveries), 40,
                    "the hung delivery never finished")
         assert len(hook.effects()) == 1  # the hung delivery and the second one: one effect

@@ -23,8 +23,10 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from deskpilot.server.connectors.standin import QuietHTTPServer
 
 __all__ = ["WebhookReceiver"]
 
@@ -49,7 +51,7 @@ class WebhookReceiver:
         self._drop_after_keys: set[str] = set()
         self._fail_paths: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.receiver = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -179,15 +181,6 @@ class WebhookReceiver:
             answer = {"id": f"dlv_{len(self._answers) + 1:04d}", "received": True}
             self._answers[key] = answer
             return 200, answer, False
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up (a sender killed mid-request) is expected here, not worth a traceback."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

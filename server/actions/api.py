@@ -166,6 +166,17 @@ def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
     return anyio.to_thread.run_sync(lambda: fn(*args))
 
 
+async def _change(change: Callable[[], ActionRecord]) -> ActionRecord:
+    """A person's change to one action, off the event loop: 404 for an unknown action, 409 when its
+    state does not allow the change."""
+    try:
+        return await anyio.to_thread.run_sync(change)
+    except UnknownActionError as exc:
+        raise NotFoundException(str(exc)) from exc
+    except ActionStateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
 class ActionsAPI(Controller):
     path = "/v1/actions"
     tags = ["Actions"]
@@ -215,13 +226,8 @@ class ActionsAPI(Controller):
         return ActionOut(action=record, history=await _off_loop(outbox.history, action_id))
 
     async def _decide(self, services: WorkflowServices, action_id: str, approve: bool, data: DecisionIn) -> ActionOut:
-        try:
-            record = await anyio.to_thread.run_sync(lambda: services.outbox.decide(
-                action_id, approve=approve, actor=data.reviewer.strip(), note=data.note))
-        except UnknownActionError as exc:
-            raise NotFoundException(str(exc)) from exc
-        except ActionStateError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        record = await _change(lambda: services.outbox.decide(
+            action_id, approve=approve, actor=data.reviewer.strip(), note=data.note))
         if approve:
             await _off_loop(services.queue.execute, action_id)
         elif record.workflow_id:
@@ -243,13 +249,7 @@ class ActionsAPI(Controller):
     async def retry(self, action_id: FromPath[str], data: JSONBody[DecisionIn],
                     workflow_services: NamedDependency[WorkflowServices]) -> ActionOut:
         services = workflow_services
-        try:
-            record = await anyio.to_thread.run_sync(lambda: services.outbox.retry(
-                action_id, actor=data.reviewer.strip(), note=data.note))
-        except UnknownActionError as exc:
-            raise NotFoundException(str(exc)) from exc
-        except ActionStateError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        record = await _change(lambda: services.outbox.retry(action_id, actor=data.reviewer.strip(), note=data.note))
         await _off_loop(services.queue.execute, action_id)
         return ActionOut(action=record)
 

@@ -18,7 +18,7 @@ By hand: `python -m deskpilot.server.connectors.standin --port 8910 --fault-rate
 """
 
 from ._data import DriveFile, Event, Folder, Message, Tenant, TodoList, TodoTask, file_content, generate
-from ._server import FAULT_KINDS, Faults, StandIn
+from ._server import FAULT_KINDS, Faults, QuietHTTPServer, StandIn
 
 __all__ = [
     "FAULT_KINDS",
@@ -27,6 +27,7 @@ __all__ = [
     "Faults",
     "Folder",
     "Message",
+    "QuietHTTPServer",
     "StandIn",
     "Tenant",
     "TodoList",

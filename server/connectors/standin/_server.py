@@ -115,7 +115,7 @@ class StandIn:
         self.requests: list[list[Any]] = []  # [arrival time, method, path, query, status]
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", port), _Handler)
+        self._httpd = QuietHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.standin = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -234,7 +234,9 @@ class StandIn:
             raise _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
 
 
-class _Server(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded loopback server for stand-ins (Graph here, the tests' webhook receiver)."""
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-request (a process killed on purpose) is expected, not a traceback."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
