@@ -10,9 +10,9 @@ server to serve (`ASSETS_DIR`).
     assert validate(xml) == []
 """
 
-from ._icons import ASSETS_DIR, ICON_SIZES
-from ._render import HOSTS, Host, addin_id, manifest_filename, render, write_manifests
-from ._validate import SCHEMA_DIR, validate
+from deskpilot.addin_manifest._icons import ASSETS_DIR, ICON_SIZES
+from deskpilot.addin_manifest._render import HOSTS, Host, addin_id, manifest_filename, render, write_manifests
+from deskpilot.addin_manifest._validate import SCHEMA_DIR, validate
 
 __all__ = [
     "ASSETS_DIR",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from deskpilot.server.settings import SettingsError, load_settings
 
-from ._render import HOSTS, render, write_manifests
-from ._validate import validate as validate_manifest
+from deskpilot.addin_manifest._render import HOSTS, render, write_manifests
+from deskpilot.addin_manifest._validate import validate as validate_manifest
+from deskpilot.server.settings import SettingsError, load_settings
 
 __all__ = ["manifest"]
 

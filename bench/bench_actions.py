@@ -59,15 +59,16 @@ def main() -> None:
     import keyring
 
     keyring.core.init_backend()
+    from webhook_receiver import WebhookReceiver
+
     from deskpilot.server.actions._types import WebhookParams
     from deskpilot.server.actions.adapters import build_adapters
     from deskpilot.server.actions.outbox import Outbox
     from deskpilot.server.actions.policy import AutomationUpdate
-    from deskpilot.server.actions.queue import TaskQueue
     from deskpilot.server.actions.secrets import WebhookSecrets
+    from deskpilot.server.core.queue import TaskQueue
     from deskpilot.server.lineage import LineageStore
     from deskpilot.server.settings import load_settings
-    from webhook_receiver import WebhookReceiver
 
     settings = load_settings()
     threads = args.threads or settings.worker_threads
@@ -101,7 +102,7 @@ def main() -> None:
         lineage = LineageStore(settings.db_path)
         outbox = Outbox(lineage)
         outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "bench")
-        queue = TaskQueue(settings)
+        queue = TaskQueue.sqlite(settings)
         worker = subprocess.Popen(
             [sys.executable, "-m", "deskpilot.server.cli", "worker", "--threads", str(threads)],
             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "wb"),

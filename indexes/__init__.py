@@ -13,8 +13,8 @@ Importing this package does not import torch, sentence-transformers or FAISS; se
 design of incremental indexing, deletes and crash consistency.
 """
 
-from ._loaders import SUPPORTED_SUFFIXES, LoadedDocument, SkipFile, html_to_text, load_bytes
-from ._types import (
+from deskpilot.indexes._loaders import SUPPORTED_SUFFIXES, LoadedDocument, SkipFile, html_to_text, load_bytes
+from deskpilot.indexes._types import (
     DEFAULT_EXCLUDES,
     DocumentInfo,
     DocumentInput,
@@ -28,8 +28,13 @@ from ._types import (
     SkippedFile,
     SkipReason,
 )
-from .embedding import Embedder, EmbedderError, SentenceTransformerEmbedder, bundled_model_path
-from .index import DocumentIndex, ProgressCallback, index_folder
+from deskpilot.indexes.embedding import (
+    Embedder,
+    EmbedderError,
+    SentenceTransformerEmbedder,
+    bundled_model_path,
+)
+from deskpilot.indexes.index import DocumentIndex, ProgressCallback, index_folder
 
 __all__ = [
     "DEFAULT_EXCLUDES",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from ._types import SkipReason
+from deskpilot.indexes._types import SkipReason
 
 __all__ = ["SUPPORTED_SUFFIXES", "LoadedDocument", "SkipFile", "html_to_text", "load_bytes"]
 

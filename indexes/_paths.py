@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
 
-from ._loaders import SUPPORTED_SUFFIXES
+from deskpilot.indexes._loaders import SUPPORTED_SUFFIXES
 
 __all__ = ["ExcludeRules", "walk"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from ._types import Scope
+from deskpilot.indexes._types import Scope
 
 __all__ = ["MetadataStore", "utc_iso"]
 

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._loaders import SUPPORTED_SUFFIXES
-from ._paths import ExcludeRules, normalize_roots
-from ._types import IndexSummary
-from .index import DocumentIndex, ProgressCallback
+from deskpilot.indexes._loaders import SUPPORTED_SUFFIXES
+from deskpilot.indexes._paths import ExcludeRules, normalize_roots
+from deskpilot.indexes._types import IndexSummary
+from deskpilot.indexes.index import DocumentIndex, ProgressCallback
 
 __all__ = ["watch"]
 

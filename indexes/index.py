@@ -46,11 +46,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from ._chunking import Chunk, chunk_segments
-from ._loaders import SkipFile, load_bytes
-from ._paths import ExcludeRules, normalize_roots, walk
-from ._store import MetadataStore, utc_iso
-from ._types import (
+from deskpilot.indexes._chunking import Chunk, chunk_segments
+from deskpilot.indexes._loaders import SkipFile, load_bytes
+from deskpilot.indexes._paths import ExcludeRules, normalize_roots, walk
+from deskpilot.indexes._store import MetadataStore, utc_iso
+from deskpilot.indexes._types import (
     DocumentInfo,
     DocumentInput,
     Hit,
@@ -62,8 +62,8 @@ from ._types import (
     SkippedFile,
     SkipReason,
 )
-from ._vectors import FLAT, HNSW, VectorIndex
-from .embedding import Embedder, SentenceTransformerEmbedder
+from deskpilot.indexes._vectors import FLAT, HNSW, VectorIndex
+from deskpilot.indexes.embedding import Embedder, SentenceTransformerEmbedder
 
 __all__ = ["DocumentIndex", "ProgressCallback", "index_folder"]
 

@@ -4,12 +4,21 @@ Backends (`LlamaCppBackend`, the scripted `ScriptedBackend` for tests) only stre
 and serialize access through a `ModelGate`.
 """
 
-from ._types import BackendInfo, Finished, GenerationRequest, Message, Token, Usage
-from .backend import Backend, BackendError, ContextOverflow
-from .fake import ScriptedBackend
-from .gate import ModelBusy, ModelGate, Ticket
-from .tasks import Email, Job, Passage, ask_job, draft_reply_job, input_digest, rewrite_job, summarize_job
-from .templates import PromptTemplate, TemplateError, load_template
+from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Message, Token, Usage
+from deskpilot.inference.backend import Backend, BackendError, ContextOverflow
+from deskpilot.inference.fake import ScriptedBackend
+from deskpilot.inference.gate import ModelBusy, ModelGate, Ticket
+from deskpilot.inference.tasks import (
+    Email,
+    Job,
+    Passage,
+    ask_job,
+    draft_reply_job,
+    input_digest,
+    rewrite_job,
+    summarize_job,
+)
+from deskpilot.inference.templates import PromptTemplate, TemplateError, load_template
 
 __all__ = [
     "Backend",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
-from ._types import BackendInfo, Finished, GenerationRequest, Token
+from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Token
 
 __all__ = ["Backend", "BackendError", "ContextOverflow"]
 

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from ._types import BackendInfo, Finished, GenerationRequest, Token, Usage
+from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Token, Usage
 
 __all__ = ["ScriptedBackend"]
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
-from ._types import BackendInfo, Finished, GenerationRequest, Token, Usage
-from .backend import BackendError, ContextOverflow
-from .digest import weights_digest
+from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Token, Usage
+from deskpilot.inference.backend import BackendError, ContextOverflow
+from deskpilot.inference.digest import weights_digest
 
 __all__ = [
     "EMBEDDED_MODEL_ID",
@@ -228,9 +228,8 @@ class LlamaCppBackend:
                 raise ContextOverflow(len(tokens), request.max_tokens, self._info.context_length)
             grammar = None
             if request.json_schema is not None:
-                from llama_cpp.llama_grammar import json_schema_to_gbnf
-
                 import msgspec
+                from llama_cpp.llama_grammar import json_schema_to_gbnf
 
                 grammar = json_schema_to_gbnf(msgspec.json.encode(request.json_schema).decode())
             # The prompt goes in chunks, so that a client that leaves during a long prompt frees the model
@@ -292,7 +291,7 @@ class LlamaCppBackend:
 
         from llama_cpp import llama_vocab_is_eog
 
-        from ._json_forcing import JsonForcing
+        from deskpilot.inference._json_forcing import JsonForcing
 
         llm = self._llm
         chooser = _GreedyGrammar(llm, grammar)

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._types import GenerationRequest
-from .templates import PromptTemplate, load_template
+from deskpilot.inference._types import GenerationRequest
+from deskpilot.inference.templates import PromptTemplate, load_template
 
 __all__ = ["Email", "Job", "Passage", "ask_job", "rewrite_job", "draft_reply_job", "input_digest", "summarize_job"]
 

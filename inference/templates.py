@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ._types import Message
+from deskpilot.inference._types import Message
 
 __all__ = ["PromptTemplate", "TemplateError", "load_template"]
 

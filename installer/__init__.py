@@ -8,9 +8,9 @@ autostart and policy files (`_platforms`, templates in `templates/`) are separat
 orders them and records what it created so that `uninstall` removes exactly that.
 """
 
-from ._ca import CA_NAME
-from ._doctor import doctor
-from ._health import unit_command
-from ._install import InstallOptions, install, layout, uninstall
+from deskpilot.installer._ca import CA_NAME
+from deskpilot.installer._doctor import doctor
+from deskpilot.installer._health import unit_command
+from deskpilot.installer._install import InstallOptions, install, layout, uninstall
 
 __all__ = ["CA_NAME", "InstallOptions", "doctor", "install", "layout", "uninstall", "unit_command"]

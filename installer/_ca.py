@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from deskpilot.server.tls import INSTALLED_CERT, INSTALLED_KEY, LOOPBACK_SANS, RENEW_BEFORE, VALIDITY
+
+from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY, LOOPBACK_SANS, RENEW_BEFORE, VALIDITY
 
 __all__ = ["CA_CERT", "CA_KEY", "CA_NAME", "ensure_ca", "ensure_server_cert", "fingerprint", "issued_by"]
 

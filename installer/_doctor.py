@@ -8,13 +8,12 @@ import stat
 import sys
 
 from deskpilot.addin_manifest import HOSTS, manifest_filename, validate
-from deskpilot.server.tls import INSTALLED_CERT, INSTALLED_KEY
-
-from . import _platforms as plat
-from ._ca import CA_CERT, CA_KEY, CA_NAME, _ca_good, _server_good, fingerprint
-from ._health import answers
-from ._install import ADMIN_ZIP, _read_state, layout
-from ._nss import NssDb
+from deskpilot.installer import _platforms as plat
+from deskpilot.installer._ca import CA_CERT, CA_KEY, CA_NAME, _ca_good, _server_good, fingerprint
+from deskpilot.installer._health import answers
+from deskpilot.installer._install import ADMIN_ZIP, _read_state, layout
+from deskpilot.installer._nss import NssDb
+from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
 __all__ = ["doctor"]
 
@@ -80,7 +79,7 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
 
 def _worker_line(settings) -> str:  # type: ignore[no-untyped-def]
     """Whether the action and workflow worker runs (it holds `worker.lock`), and what waits for it."""
-    from deskpilot.server.actions.worker import WorkerLock
+    from deskpilot.server.worker import WorkerLock
 
     lock = WorkerLock(settings.home / "worker.lock")
     if lock.acquire(wait=False):

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from . import _platforms as plat
+from deskpilot.installer import _platforms as plat
 
 if TYPE_CHECKING:
-    from ._install import Layout
+    from deskpilot.installer._install import Layout
 
 __all__ = ["answers", "health_check", "unit_command"]
 

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.addin_manifest import HOSTS, addin_id, manifest_filename, write_manifests
+from deskpilot.installer import _platforms as plat
+from deskpilot.installer._ca import CA_CERT, CA_NAME, ensure_ca, ensure_server_cert, fingerprint
+from deskpilot.installer._health import health_check
+from deskpilot.installer._nss import NssDb
 from deskpilot.server.settings import Settings, load_settings
-from deskpilot.server.tls import INSTALLED_CERT, INSTALLED_KEY
-
-from . import _platforms as plat
-from ._ca import CA_CERT, CA_NAME, ensure_ca, ensure_server_cert, fingerprint
-from ._health import health_check
-from ._nss import NssDb
+from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
 __all__ = ["InstallOptions", "Layout", "install", "layout", "uninstall"]
 

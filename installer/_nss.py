@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ._ca import fingerprint
+from deskpilot.installer._ca import fingerprint
 
 __all__ = ["NssDb"]
 

@@ -10,10 +10,10 @@ from typing import Any
 import click
 import msgspec
 
-from ._doctor import doctor as run_doctor
-from ._install import InstallOptions, log
-from ._install import install as run_install
-from ._install import uninstall as run_uninstall
+from deskpilot.installer._doctor import doctor as run_doctor
+from deskpilot.installer._install import InstallOptions, log
+from deskpilot.installer._install import install as run_install
+from deskpilot.installer._install import uninstall as run_uninstall
 
 __all__ = ["doctor", "install", "uninstall"]
 

@@ -1,8 +1,9 @@
 """Assemble the Litestar app in one place (STYLE.md #3).
 
-`create_app(settings, backend=..., lineage=...)` takes its collaborators as parameters: tests pass a
-scripted backend or a store in a temporary folder instead of patching; production passes nothing and gets
-the embedded model (loaded in the background) and the lineage store in the app data folder.
+`create_app(services)` takes the composition root (`services.py`): tests build `Services` with a scripted
+backend, a temporary lineage store or a stand-in Graph connector instead of patching; production builds
+it from settings and gets the embedded model (loaded in the background) and the stores in the app data
+folder. `create_app(settings, backend=...)` is shorthand for `create_app(Services(settings, backend=...))`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, get
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import Redirect
@@ -24,24 +24,22 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from deskpilot.addin_manifest import ASSETS_DIR
-from deskpilot.indexes import DocumentIndex, index_folder
-from deskpilot.inference import Backend, BackendError, ModelBusy
-
-from . import __version__
-from .actions.api import ActionsAPI, Automations, Workflows, WorkflowServices
-from .api import AITasks, Status
-from .ask import DocumentsAPI, Indexer
-from .connectors.api import SyncAPI
-from .connectors.service import GraphConnector
-from .extraction import Extraction
-from .lineage import LineageStore, ReviewQueue
-from .model_host import ModelHost
-from .reviews import Reviews
-from .runs import RunExecutor
-from .schemas import ErrorBody
-from .security import local_only
-from .settings import Settings
-from .workflows.triggers import MailTrigger
+from deskpilot.server import __version__
+from deskpilot.server.actions.api import ActionsAPI
+from deskpilot.server.connectors.api import SyncAPI
+from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.documents.api import DocumentsAPI
+from deskpilot.server.documents.service import Indexer
+from deskpilot.server.extraction.api import Extraction
+from deskpilot.server.extraction.reviews_api import Reviews
+from deskpilot.server.lineage.api import Runs
+from deskpilot.server.services import Services
+from deskpilot.server.settings import Settings
+from deskpilot.server.tasks.api import AITasks
+from deskpilot.server.web.errors import EXCEPTION_HANDLERS
+from deskpilot.server.web.security import local_only
+from deskpilot.server.web.status import Status
+from deskpilot.server.workflows.api import Automations, Workflows
 
 __all__ = ["create_app"]
 
@@ -51,38 +49,18 @@ log = logging.getLogger("deskpilot.server")
 TASKPANE_DIR = Path(__file__).with_name("static") / "taskpane"
 
 
-def _default_backend(settings: Settings) -> Callable[[], Backend]:
-    def load() -> Backend:
-        from deskpilot.inference.llama import LlamaCppBackend  # imports llama.cpp: off the start-up path
-
-        model_path = Path(settings.model_path) if settings.model_path else None
-        return LlamaCppBackend(model_path, context_length=settings.context_length, threads=settings.threads,
-                               cache_dir=settings.cache_dir)
-
-    return load
-
-
-def create_app(
-    settings: Settings,
-    *,
-    backend: Backend | Callable[[], Backend] | None = None,
-    lineage: LineageStore | None = None,
-    index: DocumentIndex | None = None,
-    graph: GraphConnector | None = None,
-) -> Litestar:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    owns_lineage = lineage is None
-    lineage = lineage or LineageStore(settings.db_path)
-    indexer = Indexer(index or DocumentIndex(index_folder(settings.home)))
-    workflows = WorkflowServices.create(settings, lineage)
-    graph = graph or GraphConnector(settings, indexer.index, on_new_mail=MailTrigger(workflows.events))
-    host = ModelHost(backend or _default_backend(settings), max_waiting=settings.max_queue)
-    executor = RunExecutor(host, lineage, retain_inputs=settings.retain_inputs)
+def create_app(services: Services | Settings, **parts: Any) -> Litestar:
+    if isinstance(services, Settings):
+        services = Services(services, **parts)
+    settings = services.settings
+    indexer = Indexer(services.index)
+    workflows = services.workflows
+    host = services.host
     stopping = asyncio.Event()
     background: set[asyncio.Task[None]] = set()
 
     async def on_startup() -> None:
-        recovered = lineage.recover_interrupted()
+        recovered = services.lineage.recover_interrupted()
         if recovered:
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)
         host.start_loading()
@@ -98,42 +76,35 @@ def create_app(
         stopping.set()
         for task in background:
             task.cancel()
-        await asyncio.to_thread(graph.close)  # a running sync stops after its current request
-        await indexer.close()
-        await host.close()
-        workflows.queue.close()
-        if owns_lineage:
-            lineage.close()
+        await indexer.finish()
+        await services.aclose()
 
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
         route_handlers=[
-            AITasks, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, ActionsAPI, Workflows, Automations,
+            AITasks, Runs, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, ActionsAPI, Workflows, Automations,
             *_taskpane_routes(),
         ],
         dependencies={
             "settings": provide(settings),
-            "executor": provide(executor),
-            "lineage": provide(lineage),
-            "reviews": provide(ReviewQueue(lineage)),
+            "executor": provide(services.executor),
+            "lineage": provide(services.lineage),
+            "reviews": provide(services.reviews),
             "stopping": provide(stopping),
             "indexer": provide(indexer),
-            "graph": provide(graph),
+            "graph": provide(services.graph),
+            "outbox": provide(workflows.outbox),
+            "queue": provide(workflows.queue),
             "workflow_services": provide(workflows),
             "review_decided": provide(workflows.review_decided),
         },
-        state=State({"stopping": stopping, "host": host}),
+        state=State({"stopping": stopping, "host": host, "services": services}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         middleware=[local_only("https" if settings.https else "http", settings.port)],
-        exception_handlers={
-            ModelBusy: _busy,
-            ValidationException: _invalid,
-            BackendError: _unavailable,
-            HTTPException: _http_error,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Deskpilot", version=__version__, path="/openapi",
                                      render_plugins=[JsonRenderPlugin()]),
@@ -166,44 +137,3 @@ def _taskpane_routes() -> list[ControllerRouterHandler]:
                                    cache_control=revalidate),
         _home,
     ]
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-           retry_after: int | None = None, field: str | None = None) -> Response[ErrorBody]:
-    body = ErrorBody(code=code, message=message, retry_after=retry_after, field=field)
-    return Response(body, status_code=status, headers=headers)
-
-
-def _busy(_: Request, exc: ModelBusy) -> Response[ErrorBody]:
-    return _error(429, "busy", str(exc), {"Retry-After": str(exc.retry_after)}, exc.retry_after)
-
-
-def _unavailable(_: Request, exc: BackendError) -> Response[ErrorBody]:
-    return _error(503, "model_unavailable", str(exc), {"Retry-After": "30"}, 30)
-
-
-def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
-    """400 with what was wrong and where, e.g. "Object missing required field `body` - at `$.email`"."""
-    details = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict) and item.get("key") not in (None, "", "data"):
-            details.append(f"{item['message']} at `{item['key']}`")
-        elif isinstance(item, dict):
-            details.append(str(item.get("message", item)))
-    field = next((i["key"] for i in exc.extra or []
-                  if isinstance(i, dict) and i.get("key") not in (None, "", "data")), None)
-    return _error(400, "invalid_request", f"invalid request: {'; '.join(details) or exc.detail}", field=field)
-
-
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-          413: "body_too_large", 415: "unsupported_media_type"}
-
-
-def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
-    if exc.status_code >= 500:
-        log.error("server error: %s", exc.detail)
-    message = exc.detail
-    if exc.status_code == 413:
-        limit = request.app.request_max_body_size
-        message = f"request body too large: the limit is {limit:,} bytes"
-    return _error(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)

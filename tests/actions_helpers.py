@@ -79,6 +79,9 @@ class FakeAdapter:
         with self.lock:
             self.effects.pop(key, None)
 
+    def close(self) -> None:
+        pass
+
 
 def fake_adapters() -> dict[str, FakeAdapter]:
     return {k: FakeAdapter(k) for k in ("draft_reply", "calendar_event", "todo_task", "webhook", "file_document")}
@@ -107,6 +110,9 @@ class ScriptedAI:
             raise RuntimeError("model hiccup")
         return {"runId": "run-extract-" + uuid.uuid4().hex[:8], "schema": schema, "data": self.data, "confidence": self.confidence,
                 "review": self.review, "reasons": [], "rules": []}
+
+    def close(self) -> None:
+        pass
 
 
 __all__ = ["FakeAdapter", "PermanentError", "RecordingQueue", "ScriptedAI", "TransientError", "fake_adapters"]

@@ -12,6 +12,7 @@ import keyring
 import keyring.backends.fail
 import keyring.core
 import pytest
+
 from deskpilot.indexes import DocumentIndex
 from deskpilot.server.connectors.auth import GraphAuth
 from deskpilot.server.connectors.standin import StandIn

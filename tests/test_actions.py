@@ -15,9 +15,9 @@ from actions_helpers import RecordingQueue, ScriptedAI, fake_adapters
 from deskpilot.server.actions._types import PermanentError, TransientError, idempotency_key
 from deskpilot.server.actions.outbox import ActionStateError, Outbox, current_owner
 from deskpilot.server.actions.policy import AutomationUpdate, MailRule
-from deskpilot.server.actions.worker import WorkerRuntime
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import Settings, load_settings
+from deskpilot.server.worker import WorkerRuntime
 from deskpilot.server.workflows.events import EventLog
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
@@ -253,7 +253,7 @@ def test_step_exceptions_retry_then_succeed(runtime: WorkerRuntime) -> None:
 
 
 def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings: Settings) -> None:
-    from deskpilot.server.lineage import ReviewQueue
+    from deskpilot.server.extraction.review_queue import ReviewQueue
 
     engine, queue, outbox = runtime.engine, runtime.queue, runtime.outbox
     runtime.ai.data = {"actionItems": [{"task": "Send the deck", "owner": "Ann", "dueDate": "2026-12-02"},
@@ -343,6 +343,7 @@ def test_audit_exports_and_verifies_the_action_log(runtime: WorkerRuntime, setti
     import json
 
     from click.testing import CliRunner
+
     from deskpilot.server.cli import main
 
     a, _ = runtime.outbox.propose("webhook", HOOK, title="t", origin="run-9", run_id="run-9", actor="me")

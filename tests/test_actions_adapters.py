@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 from conftest import free_port
+from graph_helpers import graph_settings, sign_in, use_keyring, vault  # noqa: F401
+from webhook_receiver import WebhookReceiver
+
 from deskpilot.server.actions._types import (
     ACTION_KINDS,
     CalendarEventParams,
@@ -43,8 +46,6 @@ from deskpilot.server.connectors.graph import GraphAmbiguous, GraphClient, Graph
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 from deskpilot.server.connectors.tokens import InsecureKeyringError
 from deskpilot.server.settings import Settings
-from graph_helpers import graph_settings, sign_in, use_keyring, vault  # noqa: F401
-from webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("vault")
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from conftest import BASE
+from litestar.testing import TestClient
+
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.actions.outbox import Outbox, current_owner
-from deskpilot.server.actions.queue import TaskQueue
 from deskpilot.server.app import create_app
+from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
-from litestar.testing import TestClient
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
 
@@ -25,7 +26,7 @@ def client(app_home: Path) -> Iterator[TestClient]:
 
 
 def queued_messages(app_home: Path) -> int:
-    queue = TaskQueue(load_settings())
+    queue = TaskQueue.sqlite(load_settings())
     try:
         return queue.pending()
     finally:

@@ -24,11 +24,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ServerProcess
+from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
+from webhook_receiver import WebhookReceiver
+
 from deskpilot.server.actions.secrets import WebhookSecrets
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 from deskpilot.server.lineage import LineageStore
-from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
-from webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("vault")
 
@@ -332,7 +333,7 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
 ) -> None:
     """Why the outbox exists, measured: Huey removes a message from its queue when a worker takes it, so
     a worker killed mid-task leaves nothing in the queue to run it again (at most once)."""
-    from deskpilot.server.actions.queue import TaskQueue
+    from deskpilot.server.core.queue import TaskQueue
     from deskpilot.server.settings import load_settings
 
     _, hook, env = world
@@ -346,7 +347,7 @@ def test_huey_alone_loses_a_task_killed_while_running_and_the_outbox_brings_it_b
             worker = Worker(app_home, env, app_home.parent / "worker.log")
             wait_until(lambda: hook.deliveries, 30, "the worker never delivered")
             worker.kill()
-            queue = TaskQueue(load_settings(home=app_home))
+            queue = TaskQueue.sqlite(load_settings(home=app_home))
             try:
                 assert queue.pending() == 0 and queue.huey.scheduled_count() == 0  # Huey has nothing left
             finally:
@@ -389,7 +390,7 @@ def test_a_graceful_stop_waits_for_a_hung_delivery_only_so_long(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_server_stops_its_worker_cleanly(app_home: Path, sig: int) -> None:
-    from deskpilot.server.actions.worker import WorkerLock
+    from deskpilot.server.worker import WorkerLock
 
     server = ServerProcess(app_home, env={"DESKPILOT_WORKER": "true"})
     try:

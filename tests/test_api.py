@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import BASE, parse_sse
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -16,8 +17,6 @@ from deskpilot.indexes.testing import HashEmbedder
 from deskpilot.inference import BackendError, ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings
-
-from conftest import BASE, parse_sse
 
 EMAIL = {"from": "ana@example.com", "subject": "Budget", "body": "Please send the numbers by Friday."}
 

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from conftest import BASE, parse_sse
 from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
@@ -15,10 +15,8 @@ from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import FACTS, HashEmbedder, make_corpus
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
-from deskpilot.server.ask import NOTHING_FOUND
+from deskpilot.server.documents.api import NOTHING_FOUND
 from deskpilot.server.settings import load_settings
-
-from conftest import BASE, parse_sse
 
 
 def wait_indexed(get_status, timeout: float = 120) -> dict:  # type: ignore[no-untyped-def]

@@ -13,6 +13,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 from conftest import BASE
+from graph_helpers import assert_index_holds, graph_settings, sign_in, use_keyring, vault  # noqa: F401
+from litestar.testing import TestClient
+
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
 from deskpilot.inference import ScriptedBackend
@@ -25,8 +28,6 @@ from deskpilot.server.connectors.standin import Faults, StandIn, file_content, g
 from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.connectors.tokens import TokenVault
-from graph_helpers import assert_index_holds, graph_settings, sign_in, use_keyring, vault  # noqa: F401
-from litestar.testing import TestClient
 
 pytestmark = pytest.mark.usefixtures("vault")
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from graph_helpers import assert_index_holds, graph_env, graph_settings, sign_in, vault  # noqa: F401
+
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
-from graph_helpers import assert_index_holds, graph_env, graph_settings, sign_in, vault  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("vault")
 

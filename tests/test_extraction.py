@@ -11,6 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from deskpilot.inference import ScriptedBackend, Token
 from deskpilot.inference.extraction import (
     BUILT_IN,

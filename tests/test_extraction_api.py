@@ -10,12 +10,13 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
+from test_api import BASE, parse_sse
+
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
-from litestar.testing import TestClient
-from test_api import BASE, parse_sse
 
 TEXT = """Northwind Traders Ltd
 12 Harbour Road, Bristol BS1 4DJ

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from litestar.testing import TestClient
+from test_api import BASE, parse_sse
+
 from deskpilot.inference import Finished
 from deskpilot.inference.extraction import (
     BUILT_IN,
@@ -31,8 +34,6 @@ from deskpilot.inference.extraction._json import JSONReadError, read_json
 from deskpilot.inference.extraction.custom import custom_schema
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings
-from litestar.testing import TestClient
-from test_api import BASE, parse_sse
 
 pytestmark = [pytest.mark.model, pytest.mark.anyio]
 CONTEXT = 1536

@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 from conftest import REPO, free_port
-from deskpilot.server.connectors.standin import Faults, StandIn, generate
 from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
 from lxml import etree
+
+from deskpilot.server.connectors.standin import Faults, StandIn, generate
 
 METADATA = REPO.parent / "shared" / "reference" / "graph" / "cleanMetadata_v1.0.xml"
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"

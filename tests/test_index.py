@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from deskpilot.indexes import (
     DocumentIndex,
     DocumentInput,
@@ -34,7 +35,6 @@ from deskpilot.indexes import (
 from deskpilot.indexes._chunking import chunk_segments, join_segments
 from deskpilot.indexes._loaders import SkipFile, load_bytes
 from deskpilot.indexes._paths import ExcludeRules, walk
-from deskpilot.indexes.cli import index_command
 from deskpilot.indexes.testing import (
     FACTS,
     HashEmbedder,
@@ -46,6 +46,7 @@ from deskpilot.indexes.testing import (
     write_msg,
     write_pdf,
 )
+from deskpilot.server.documents.cli import index_command
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -272,9 +272,10 @@ async def test_llama_json_decoding_forces_what_the_schema_forces_and_scores_all(
     position before it."""
     import json
 
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
     from deskpilot.inference._json_forcing import JsonForcing
     from deskpilot.inference.llama import _PROMPT_CHUNK, _GreedyGrammar, _logprob
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     schema = {"type": "object", "required": ["keeper", "mood", "ships"], "properties": {
         "keeper": {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "null"}]},

@@ -18,11 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import free_port
+
 from deskpilot.addin_manifest import addin_id, validate
 from deskpilot.installer import _platforms as plat
 from deskpilot.installer import unit_command
 from deskpilot.installer._ca import ensure_ca, ensure_server_cert, issued_by
-from deskpilot.server.tls import ensure_certificate
+from deskpilot.server.web.tls import ensure_certificate
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux install")
 CERTUTIL = shutil.which("certutil")

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+
 from deskpilot.inference._json_forcing import JsonForcing
 from deskpilot.inference.extraction import BUILT_IN
 from deskpilot.inference.extraction.extract import extraction_job

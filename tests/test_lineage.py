@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from deskpilot.server.lineage import (
     DuplicateRunError,
     LineageError,

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from click.testing import CliRunner
+
 from deskpilot.server.lineage import LineageStore, Run, RunEnd, RunStart
 from deskpilot.server.lineage.cli import audit
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lxml import etree
+
 from deskpilot.addin_manifest import (
     ASSETS_DIR,
     HOSTS,
@@ -27,7 +29,6 @@ from deskpilot.addin_manifest import (
 )
 from deskpilot.addin_manifest._icons import draw_icon
 from deskpilot.addin_manifest.cli import manifest
-from lxml import etree
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE_XSD = SHARED / "reference" / "office-manifest-xsd" / "combined"

@@ -15,11 +15,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
+
 from deskpilot.addin_manifest import ASSETS_DIR, ICON_SIZES, render
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import TASKPANE_DIR, create_app
 from deskpilot.server.settings import load_settings
-from litestar.testing import TestClient
 
 REPO = Path(__file__).resolve().parents[1]
 PANE = REPO / "taskpane"

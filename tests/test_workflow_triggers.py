@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from actions_helpers import RecordingQueue
+from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
+
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
-from deskpilot.server.actions.api import WorkflowServices
+from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.actions.outbox import Outbox
 from deskpilot.server.actions.policy import AutomationUpdate, MailRule
 from deskpilot.server.connectors.graph import GraphClient
@@ -18,7 +20,6 @@ from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.workflows.triggers import MailTrigger
-from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("vault")
 

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ServerProcess
+from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
+from webhook_receiver import WebhookReceiver
+
 from deskpilot.server.actions.secrets import WebhookSecrets
 from deskpilot.server.connectors.standin import StandIn, generate
 from deskpilot.server.lineage import LineageStore
-from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
-from webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.model, pytest.mark.usefixtures("vault")]
 

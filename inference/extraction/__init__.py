@@ -12,13 +12,24 @@ The pieces, each pure and usable without a server:
 - `evaluate`: field-level precision, recall and F1 against labelled documents.
 """
 
-from .classify import DEFAULT_LABELS, Classification, classify_job, finish_classification
-from .confidence import FieldReport
-from .custom import list_schemas, load_schema
-from .extract import DEFAULT_REVIEW_THRESHOLD, ExtractionResult, Generated, extraction_job, finish_extraction
-from .extractors import Facts, find_facts
-from .rules import Change, RuleResult
-from .schemas import BUILT_IN, ExtractionSchema, SchemaError
+from deskpilot.inference.extraction.classify import (
+    DEFAULT_LABELS,
+    Classification,
+    classify_job,
+    finish_classification,
+)
+from deskpilot.inference.extraction.confidence import FieldReport
+from deskpilot.inference.extraction.custom import list_schemas, load_schema
+from deskpilot.inference.extraction.extract import (
+    DEFAULT_REVIEW_THRESHOLD,
+    ExtractionResult,
+    Generated,
+    extraction_job,
+    finish_extraction,
+)
+from deskpilot.inference.extraction.extractors import Facts, find_facts
+from deskpilot.inference.extraction.rules import Change, RuleResult
+from deskpilot.inference.extraction.schemas import BUILT_IN, ExtractionSchema, SchemaError
 
 __all__ = [
     "BUILT_IN",

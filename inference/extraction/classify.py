@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from .._types import GenerationRequest
-from ..tasks import Job
-from ..templates import PromptTemplate, load_template
-from ._json import JSONReadError, read_json
-from .extract import TEMPLATE_OVERHEAD_TOKENS, Generated, fit_to_tokens
+from deskpilot.inference._types import GenerationRequest
+from deskpilot.inference.extraction._json import JSONReadError, read_json
+from deskpilot.inference.extraction.extract import TEMPLATE_OVERHEAD_TOKENS, Generated, fit_to_tokens
+from deskpilot.inference.tasks import Job
+from deskpilot.inference.templates import PromptTemplate, load_template
 
 __all__ = ["DEFAULT_LABELS", "LABEL", "Classification", "classify_job", "finish_classification"]
 

@@ -39,8 +39,8 @@ from typing import Literal
 
 import msgspec
 
-from .._types import Token
-from ._json import Node
+from deskpilot.inference._types import Token
+from deskpilot.inference.extraction._json import Node
 
 __all__ = ["CrossCheck", "FieldReport", "document_confidence", "token_confidences", "word_support"]
 

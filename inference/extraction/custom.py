@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from .schemas import BUILT_IN, ExtractionSchema, SchemaError
+from deskpilot.inference.extraction.schemas import BUILT_IN, ExtractionSchema, SchemaError
 
 __all__ = ["custom_schema", "list_schemas", "load_schema"]
 

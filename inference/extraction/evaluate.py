@@ -27,9 +27,9 @@ from typing import Any
 
 import msgspec
 
-from .extractors import Facts
-from .normalize import infer_day_first, parse_amount, parse_date, text_key
-from .schemas import ExtractionSchema
+from deskpilot.inference.extraction.extractors import Facts
+from deskpilot.inference.extraction.normalize import infer_day_first, parse_amount, parse_date, text_key
+from deskpilot.inference.extraction.schemas import ExtractionSchema
 
 __all__ = ["FIELD_MAPS", "Example", "FieldScore", "Report", "facts_as_document", "load_dataset", "score"]
 

@@ -28,16 +28,23 @@ from typing import Any
 
 import msgspec
 
-from .._types import GenerationRequest, Token
-from ..tasks import Job
-from ..templates import PromptTemplate, load_template
-from ._json import JSONReadError, Node, close_truncated, read_json
-from .confidence import CrossCheck, FieldReport, combine, document_confidence, token_confidences, word_support
-from .extractors import Facts, find_facts
-from .grounding import grounded_schema, sub_schemas, supplied_values
-from .normalize import infer_day_first, parse_amount, parse_date, text_key
-from .rules import Change, RuleResult, check_rules, leaves, normalize_document
-from .schemas import ExtractionSchema
+from deskpilot.inference._types import GenerationRequest, Token
+from deskpilot.inference.extraction._json import JSONReadError, Node, close_truncated, read_json
+from deskpilot.inference.extraction.confidence import (
+    CrossCheck,
+    FieldReport,
+    combine,
+    document_confidence,
+    token_confidences,
+    word_support,
+)
+from deskpilot.inference.extraction.extractors import Facts, find_facts
+from deskpilot.inference.extraction.grounding import grounded_schema, sub_schemas, supplied_values
+from deskpilot.inference.extraction.normalize import infer_day_first, parse_amount, parse_date, text_key
+from deskpilot.inference.extraction.rules import Change, RuleResult, check_rules, leaves, normalize_document
+from deskpilot.inference.extraction.schemas import ExtractionSchema
+from deskpilot.inference.tasks import Job
+from deskpilot.inference.templates import PromptTemplate, load_template
 
 __all__ = ["ExtractionResult", "Generated", "extraction_job", "finish_extraction", "fit_to_tokens"]
 

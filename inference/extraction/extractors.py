@@ -15,7 +15,12 @@ from decimal import Decimal
 
 import msgspec
 
-from .normalize import find_dates, normalize_currency, normalize_text, parse_amount
+from deskpilot.inference.extraction.normalize import (
+    find_dates,
+    normalize_currency,
+    normalize_text,
+    parse_amount,
+)
 
 __all__ = [
     "Facts",

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .extractors import (
+from deskpilot.inference.extraction.extractors import (
     Facts,
     could_be_name,
     ends_address,
@@ -45,8 +45,8 @@ from .extractors import (
     names_company,
     registration_only,
 )
-from .normalize import find_dates, normalize_text
-from .schemas import ExtractionSchema
+from deskpilot.inference.extraction.normalize import find_dates, normalize_text
+from deskpilot.inference.extraction.schemas import ExtractionSchema
 
 __all__ = ["MAX_CANDIDATES", "candidates", "grounded_schema", "sub_schemas", "supplied_values"]
 

@@ -19,9 +19,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from .extractors import iban_is_valid
-from .normalize import CURRENCY_DECIMALS, normalize_currency, normalize_text, parse_amount, parse_date
-from .schemas import ExtractionSchema
+from deskpilot.inference.extraction.extractors import iban_is_valid
+from deskpilot.inference.extraction.normalize import (
+    CURRENCY_DECIMALS,
+    normalize_currency,
+    normalize_text,
+    parse_amount,
+    parse_date,
+)
+from deskpilot.inference.extraction.schemas import ExtractionSchema
 
 __all__ = ["Change", "RuleResult", "check_rules", "leaves", "normalize_document"]
 

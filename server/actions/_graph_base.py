@@ -25,8 +25,9 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
-from ..connectors.auth import AuthError
-from ..connectors.graph import (
+from deskpilot.server.actions._types import Effect, PermanentError, TransientError
+from deskpilot.server.connectors.auth import AuthError
+from deskpilot.server.connectors.graph import (
     Cancelled,
     GraphAmbiguous,
     GraphClient,
@@ -34,7 +35,6 @@ from ..connectors.graph import (
     GraphUnavailable,
     decode_item,
 )
-from ._types import Effect, PermanentError, TransientError
 
 __all__ = ["APP_NAME", "KEY_PROPERTY", "GraphAdapter", "GraphFactory", "graph_errors", "marked", "raw_items"]
 
@@ -93,6 +93,9 @@ class GraphAdapter:
 
     def __init__(self, graph: GraphFactory) -> None:
         self._graph = graph
+
+    def close(self) -> None:
+        """Nothing held between calls: each execute or compensate closes its own client."""
 
     @contextmanager
     def _client(self, key: str) -> Iterator[GraphClient]:

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..connectors.graph import GraphClient, GraphError, NotFound, quote_id
-from ._graph_base import GraphAdapter
-from ._types import Effect, FileDocumentParams, PermanentError
+from deskpilot.server.actions._graph_base import GraphAdapter
+from deskpilot.server.actions._types import Effect, FileDocumentParams, PermanentError
+from deskpilot.server.connectors.graph import GraphClient, GraphError, NotFound, quote_id
 
 __all__ = ["FileDocumentAdapter"]
 

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..connectors.graph import GraphClient, NotFound, quote_id
-from ._graph_base import KEY_PROPERTY, GraphAdapter, marked, raw_items
-from ._types import CalendarEventParams, DraftReplyParams, Effect, PermanentError
+from deskpilot.server.actions._graph_base import KEY_PROPERTY, GraphAdapter, marked, raw_items
+from deskpilot.server.actions._types import CalendarEventParams, DraftReplyParams, Effect, PermanentError
+from deskpilot.server.connectors.graph import GraphClient, NotFound, quote_id
 
 __all__ = ["CalendarEventAdapter", "DraftReplyAdapter"]
 

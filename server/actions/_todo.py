@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..connectors.graph import GraphClient, quote_id
-from ._graph_base import APP_NAME, GraphAdapter, raw_items
-from ._types import Effect, PermanentError, TodoTaskParams
+from deskpilot.server.actions._graph_base import APP_NAME, GraphAdapter, raw_items
+from deskpilot.server.actions._types import Effect, PermanentError, TodoTaskParams
+from deskpilot.server.connectors.graph import GraphClient, quote_id
 
 __all__ = ["TodoTaskAdapter"]
 

@@ -126,6 +126,10 @@ class ActionAdapter(Protocol):
 
     def compensate(self, key: str, params: Any, effect: Effect) -> None: ...
 
+    def close(self) -> None:
+        """Release what the adapter holds (an HTTP client); called once, when the worker stops."""
+        ...
+
 
 def idempotency_key(kind: str, params: _Params | dict[str, Any], origin: str) -> str:
     """sha256 over the kind, the canonical JSON of the parameters and where the action came from (a

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from ._types import Effect, PermanentError, TransientError, WebhookParams
-from .secrets import WebhookSecrets
+from deskpilot.server.actions._types import Effect, PermanentError, TransientError, WebhookParams
+from deskpilot.server.actions.secrets import WebhookSecrets
 
 __all__ = ["RETRACTED", "WebhookAdapter", "signature"]
 

@@ -14,16 +14,16 @@ reply target or To Do list, a different file in the way, a missing webhook secre
 
 from __future__ import annotations
 
-from ..connectors.auth import GraphAuth
-from ..connectors.graph import GraphClient
-from ..settings import Settings
-from ._graph_base import APP_NAME, KEY_PROPERTY, GraphFactory
-from ._onedrive import FileDocumentAdapter
-from ._outlook import CalendarEventAdapter, DraftReplyAdapter
-from ._todo import TodoTaskAdapter
-from ._types import ActionAdapter
-from ._webhook import RETRACTED, WebhookAdapter, signature
-from .secrets import WebhookSecrets
+from deskpilot.server.actions._graph_base import APP_NAME, KEY_PROPERTY, GraphFactory
+from deskpilot.server.actions._onedrive import FileDocumentAdapter
+from deskpilot.server.actions._outlook import CalendarEventAdapter, DraftReplyAdapter
+from deskpilot.server.actions._todo import TodoTaskAdapter
+from deskpilot.server.actions._types import ActionAdapter
+from deskpilot.server.actions._webhook import RETRACTED, WebhookAdapter, signature
+from deskpilot.server.actions.secrets import WebhookSecrets
+from deskpilot.server.connectors.auth import GraphAuth
+from deskpilot.server.connectors.graph import GraphClient
+from deskpilot.server.settings import Settings
 
 __all__ = [
     "APP_NAME",

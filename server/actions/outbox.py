@@ -29,15 +29,21 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 
-from ..lineage import LineageStore
-from ..lineage._chain import rows_as_dicts
-from ._types import PARAMS_TYPES, Effect, idempotency_key
-from .policy import DEFAULT_AUTOMATIONS, Automation, AutomationUpdate, from_row, needs_person, to_row
+from deskpilot.server.actions._types import PARAMS_TYPES, Effect, idempotency_key
+from deskpilot.server.actions.policy import (
+    DEFAULT_AUTOMATIONS,
+    Automation,
+    AutomationUpdate,
+    from_row,
+    needs_person,
+    to_row,
+)
+from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
+from deskpilot.server.lineage import LineageStore
 
 __all__ = [
     "ActionRecord",
@@ -115,10 +121,6 @@ class LogEntry(msgspec.Struct, kw_only=True, rename="camel"):
     hash: str
 
 
-def _now_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _proc_start(pid: int) -> str:
     """The process's start time in clock ticks since boot (Linux), so a reused pid is not mistaken."""
     try:
@@ -189,7 +191,7 @@ class Outbox:
         self.clock = clock
         with lineage.transaction() as conn:
             known = {r[0] for r in conn.execute("SELECT name FROM automations")}
-            now = _now_iso(clock())
+            now = iso_utc_from_timestamp(clock())
             for automation in DEFAULT_AUTOMATIONS:
                 if automation.name not in known:
                     row = to_row(msgspec.structs.replace(
@@ -216,7 +218,7 @@ class Outbox:
     ) -> None:
         self.lineage.append_chained(conn, "action_log", {
             "id": uuid.uuid4().hex,
-            "at": _now_iso(self.clock()),
+            "at": iso_utc_from_timestamp(self.clock()),
             "subject": subject,
             "subject_id": subject_id,
             "event": event,
@@ -278,7 +280,7 @@ class Outbox:
             if "settings" in changes:
                 merged = {**current.settings, **changes["settings"]}
                 changes["settings"] = {k: v for k, v in merged.items() if v is not None}
-            now = _now_iso(self.clock())
+            now = iso_utc_from_timestamp(self.clock())
             new = msgspec.structs.replace(current, **changes, updated_at=now, updated_by=actor)
             if new.enabled and not current.enabled:
                 new = msgspec.structs.replace(new, enabled_at=now)
@@ -299,14 +301,14 @@ class Outbox:
                 "SELECT * FROM actions WHERE automation = ? AND status = 'held'", [automation]))):
             now = self.clock()
             conn.execute("UPDATE actions SET status = 'queued', reason = NULL, queued_ts = ?, "
-                         "next_attempt_ts = NULL, updated_at = ? WHERE id = ?", [now, _now_iso(now), row["id"]])
+                         "next_attempt_ts = NULL, updated_at = ? WHERE id = ?", [now, iso_utc_from_timestamp(now), row["id"]])
             self._log_action(conn, row, "released", actor)
             ids.append(row["id"])
         return ids
 
     def release_budget_holds(self) -> list[str]:
         """Held for the budget on an earlier day: the new day's budget applies (called by the sweeper)."""
-        today = _now_iso(self.clock())[:10]
+        today = iso_utc_from_timestamp(self.clock())[:10]
         released: list[str] = []
         with self.lineage.transaction() as conn:
             for name, in list(conn.execute(
@@ -361,8 +363,8 @@ class Outbox:
                 "approval": None if person else "policy",
                 "reason": f"approval {policy.approval.get(kind, 'always')}" if person else None,
                 "attempts": 0,
-                "created_at": _now_iso(now),
-                "updated_at": _now_iso(now),
+                "created_at": iso_utc_from_timestamp(now),
+                "updated_at": iso_utc_from_timestamp(now),
                 "queued_ts": None if person else now,
             }
             conn.execute(f"INSERT INTO actions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -383,10 +385,10 @@ class Outbox:
             now = self.clock()
             if approve:
                 conn.execute("UPDATE actions SET status = 'queued', approval = ?, reason = NULL, queued_ts = ?, "
-                             "updated_at = ? WHERE id = ?", [actor, now, _now_iso(now), action_id])
+                             "updated_at = ? WHERE id = ?", [actor, now, iso_utc_from_timestamp(now), action_id])
             else:
                 conn.execute("UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?",
-                             [note or "rejected", _now_iso(now), action_id])
+                             [note or "rejected", iso_utc_from_timestamp(now), action_id])
             self._log_action(conn, row, "approved" if approve else "rejected", actor, note=note)
             return _record(self._row(conn, action_id))
 
@@ -404,7 +406,7 @@ class Outbox:
             now = self.clock()
             conn.execute("UPDATE actions SET status = 'queued', failures = 0, error = NULL, reason = NULL, "
                          "next_attempt_ts = NULL, queued_ts = ?, updated_at = ? WHERE id = ?",
-                         [now, _now_iso(now), action_id])
+                         [now, iso_utc_from_timestamp(now), action_id])
             self._log_action(conn, row, "retried", actor, note=note, previous_error=row["error"])
             return _record(self._row(conn, action_id))
 
@@ -422,7 +424,7 @@ class Outbox:
             if not policy.enabled:
                 reason = "automation disabled (kill switch)"
             elif policy.daily_budget is not None:
-                day = _now_iso(now)[:10]
+                day = iso_utc_from_timestamp(now)[:10]
                 spent = conn.execute(
                     "SELECT count(*) FROM actions WHERE automation = ? AND executed_at >= ? AND status IN "
                     "('executed', 'compensating', 'compensated')", [row["automation"], day]).fetchone()[0]
@@ -430,13 +432,13 @@ class Outbox:
                     reason = f"daily budget of {policy.daily_budget} spent"
             if reason:
                 conn.execute("UPDATE actions SET status = 'held', reason = ?, updated_at = ? WHERE id = ?",
-                             [reason, _now_iso(now), action_id])
+                             [reason, iso_utc_from_timestamp(now), action_id])
                 self._log_action(conn, row, "held", "policy", reason=reason)
                 return None
             conn.execute(
                 "UPDATE actions SET status = 'executing', owner = ?, lease_ts = ?, attempts = attempts + 1, "
                 "started_ts = coalesce(started_ts, ?), updated_at = ? WHERE id = ?",
-                [owner, now + LEASE_SECONDS, now, _now_iso(now), action_id],
+                [owner, now + LEASE_SECONDS, now, iso_utc_from_timestamp(now), action_id],
             )
             return _record(self._row(conn, action_id))
 
@@ -446,7 +448,7 @@ class Outbox:
             now = self.clock()
             conn.execute("UPDATE actions SET status = 'executed', effect = ?, error = NULL, owner = NULL, "
                          "lease_ts = NULL, executed_at = ?, updated_at = ? WHERE id = ?",
-                         [msgspec.json.encode(effect).decode(), _now_iso(now), _now_iso(now), action_id])
+                         [msgspec.json.encode(effect).decode(), iso_utc_from_timestamp(now), iso_utc_from_timestamp(now), action_id])
             self._log_action(conn, row, "executed", "worker", effect=msgspec.to_builtins(effect),
                              attempt=row["attempts"])
             return _record(self._row(conn, action_id))
@@ -458,12 +460,12 @@ class Outbox:
             now = self.clock()
             if retry_in is None:
                 conn.execute("UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
-                             "failures = failures + 1, updated_at = ? WHERE id = ?", [error, _now_iso(now), action_id])
+                             "failures = failures + 1, updated_at = ? WHERE id = ?", [error, iso_utc_from_timestamp(now), action_id])
                 self._log_action(conn, row, "failed", "worker", error=error, attempt=row["attempts"])
             else:
                 conn.execute("UPDATE actions SET status = 'queued', error = ?, owner = NULL, lease_ts = NULL, "
                              "failures = failures + 1, next_attempt_ts = ?, updated_at = ? WHERE id = ?",
-                             [error, now + retry_in, _now_iso(now), action_id])
+                             [error, now + retry_in, iso_utc_from_timestamp(now), action_id])
                 self._log_action(conn, row, "retry", "worker", error=error, attempt=row["attempts"],
                                  retry_in=round(retry_in, 3))
             return _record(self._row(conn, action_id))
@@ -478,7 +480,7 @@ class Outbox:
                 row = self._row(conn, action_id)
                 if row["status"] == "executed":
                     conn.execute("UPDATE actions SET status = 'compensating', reason = ?, owner = NULL, "
-                                 "updated_at = ? WHERE id = ?", [reason, _now_iso(self.clock()), action_id])
+                                 "updated_at = ? WHERE id = ?", [reason, iso_utc_from_timestamp(self.clock()), action_id])
                     self._log_action(conn, row, "compensation_requested", actor, reason=reason)
                     out.append(action_id)
                 elif row["status"] == "compensating":
@@ -492,7 +494,7 @@ class Outbox:
             if row["status"] != "compensating" or not claim_lapsed(row["owner"], row["lease_ts"], now):
                 return None
             conn.execute("UPDATE actions SET owner = ?, lease_ts = ?, updated_at = ? WHERE id = ?",
-                         [owner, now + LEASE_SECONDS, _now_iso(now), action_id])
+                         [owner, now + LEASE_SECONDS, iso_utc_from_timestamp(now), action_id])
             return _record(self._row(conn, action_id))
 
     def compensated(self, action_id: str, owner: str, error: str | None = None) -> ActionRecord:
@@ -501,11 +503,11 @@ class Outbox:
             now = self.clock()
             if error is None:
                 conn.execute("UPDATE actions SET status = 'compensated', owner = NULL, lease_ts = NULL, "
-                             "updated_at = ? WHERE id = ?", [_now_iso(now), action_id])
+                             "updated_at = ? WHERE id = ?", [iso_utc_from_timestamp(now), action_id])
                 self._log_action(conn, row, "compensated", "worker")
             else:  # stays compensating: the sweeper tries again
                 conn.execute("UPDATE actions SET owner = NULL, lease_ts = NULL, error = ?, next_attempt_ts = ?, "
-                             "updated_at = ? WHERE id = ?", [error, now + 5.0, _now_iso(now), action_id])
+                             "updated_at = ? WHERE id = ?", [error, now + 5.0, iso_utc_from_timestamp(now), action_id])
                 self._log_action(conn, row, "compensation_retry", "worker", error=error)
             return _record(self._row(conn, action_id))
 
@@ -520,7 +522,7 @@ class Outbox:
             for row in list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE status = 'executing'"))):
                 if claim_lapsed(row["owner"], row["lease_ts"], now):
                     conn.execute("UPDATE actions SET status = 'queued', owner = NULL, lease_ts = NULL, "
-                                 "updated_at = ? WHERE id = ?", [_now_iso(now), row["id"]])
+                                 "updated_at = ? WHERE id = ?", [iso_utc_from_timestamp(now), row["id"]])
                     self._log_action(conn, row, "recovered", "worker", dead_owner=row["owner"])
             execute = [r[0] for r in conn.execute(
                 "SELECT id FROM actions WHERE status = 'queued' AND "

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._types import ACTION_KINDS
+from deskpilot.server.actions._types import ACTION_KINDS
 
 __all__ = [
     "APPROVAL_MODES",

@@ -14,8 +14,8 @@ import keyring
 import keyring.backend
 import keyring.errors
 
-from ..connectors.tokens import InsecureKeyringError, keyring_description, resolve_keyring
-from ._types import PermanentError, TransientError
+from deskpilot.server.actions._types import PermanentError, TransientError
+from deskpilot.server.connectors.tokens import InsecureKeyringError, keyring_description, resolve_keyring
 
 __all__ = ["SERVICE", "WebhookSecrets"]
 

@@ -15,10 +15,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException
 from litestar.params import FromPath, JSONBody
 
-from .auth import AuthError, NotConfigured, NotSignedIn
-from .graph import GraphError, NotFound
-from .service import ConversationOut, GraphConnector, SyncStatus
-from .sync import SyncBusy
+from deskpilot.server.connectors.auth import AuthError, NotConfigured, NotSignedIn
+from deskpilot.server.connectors.graph import GraphError, NotFound
+from deskpilot.server.connectors.service import ConversationOut, GraphConnector, SyncStatus
+from deskpilot.server.connectors.sync import SyncBusy
 
 __all__ = ["SyncAPI", "SyncRequest"]
 

@@ -24,8 +24,13 @@ import msal
 import msgspec
 import requests
 
-from ..settings import Settings
-from .tokens import InsecureKeyringError, KeyringTokenBackend, TokenVault, keyring_description
+from deskpilot.server.connectors.tokens import (
+    InsecureKeyringError,
+    KeyringTokenBackend,
+    TokenVault,
+    keyring_description,
+)
+from deskpilot.server.settings import Settings
 
 __all__ = [
     "SCOPES",

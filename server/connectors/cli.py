@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import webbrowser
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -21,26 +21,22 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..settings import Settings, SettingsError, load_settings
+from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
+from deskpilot.server.services import Services
+from deskpilot.server.settings import Settings
+from deskpilot.server.workflows.triggers import MailTrigger
 
 if TYPE_CHECKING:  # imported in the commands: msal and O365 stay out of `deskpilot --help`
-    from .auth import GraphAuth
-    from .sync import SyncSummary
+    from deskpilot.server.connectors.auth import GraphAuth
+    from deskpilot.server.connectors.sync import SyncSummary
 
 __all__ = ["login", "logout", "sync", "whoami"]
 
 err = Console(stderr=True)
 
 
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
 def _auth(settings: Settings) -> GraphAuth:
-    from .auth import AuthError, GraphAuth
+    from deskpilot.server.connectors.auth import AuthError, GraphAuth
 
     try:
         return GraphAuth(settings)
@@ -70,10 +66,10 @@ def _has_browser() -> bool:
 )
 def login(mode: str | None, allow_insecure_storage: bool) -> None:
     """Sign in to Microsoft 365 (read-only: mail, files, calendar). Tokens go to the OS keyring only."""
-    from .auth import AuthError
-    from .tokens import InsecureKeyringError
+    from deskpilot.server.connectors.auth import AuthError
+    from deskpilot.server.connectors.tokens import InsecureKeyringError
 
-    settings = _settings(allow_insecure_token_storage=True if allow_insecure_storage else None)
+    settings = settings_or_usage_error(allow_insecure_token_storage=True if allow_insecure_storage else None)
     auth = _auth(settings)
     mode = mode or ("browser" if _has_browser() else "device")
     try:
@@ -92,7 +88,7 @@ def login(mode: str | None, allow_insecure_storage: bool) -> None:
 @click.command()
 def logout() -> None:
     """Sign out: remove the Microsoft 365 tokens from the keyring (the synced index stays)."""
-    auth = _auth(_settings())
+    auth = _auth(settings_or_usage_error())
     click.echo("Signed out: the tokens are removed from the keyring." if auth.logout() else "Not signed in.")
 
 
@@ -100,10 +96,10 @@ def logout() -> None:
 @click.option("--online", is_flag=True, help="Also ask Microsoft 365 (checks that the sign-in still works).")
 def whoami(online: bool) -> None:
     """Who is signed in to Microsoft 365."""
-    from .auth import AuthError
-    from .graph import GraphClient
+    from deskpilot.server.connectors.auth import AuthError
+    from deskpilot.server.connectors.graph import GraphClient
 
-    settings = _settings()
+    settings = settings_or_usage_error()
     auth = _auth(settings)
     who = auth.whoami()
     if who is None:
@@ -123,11 +119,11 @@ def whoami(online: bool) -> None:
 
 
 def _sync_once(
-    auth: GraphAuth, settings: Settings, index: Any, cancel: threading.Event, full: bool
+    auth: GraphAuth, services: Services, cancel: threading.Event, full: bool
 ) -> SyncSummary:
-    from .graph import GraphClient
-    from .state import SyncState
-    from .sync import GraphSync, SyncProgress
+    from deskpilot.server.connectors.graph import GraphClient
+    from deskpilot.server.connectors.state import SyncState
+    from deskpilot.server.connectors.sync import GraphSync, SyncProgress
 
     columns = (
         SpinnerColumn(),
@@ -137,12 +133,12 @@ def _sync_once(
         TextColumn("{task.fields[pages]} pages, {task.fields[retries]} retries"),
         TimeElapsedColumn(),
     )
-    from ..workflows.triggers import MailTrigger
-
+    settings, index = services.settings, services.index
+    trigger = MailTrigger(services.workflows.events)
     state = SyncState(settings.sync_db_path)
     client = GraphClient(auth, settings, cancel=cancel)
     try:
-        with MailTrigger.opened(settings) as trigger, Progress(*columns, console=err, transient=False) as bar:
+        with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("starting", total=None, pages=0, retries=0)
 
             def update(p: SyncProgress) -> None:
@@ -168,30 +164,25 @@ def _sync_once(
 @click.pass_context
 def sync(ctx: click.Context, watch: bool, full: bool) -> None:
     """Sync Microsoft 365 mail, OneDrive files and calendar events into the document index."""
-    from deskpilot.indexes import DocumentIndex, index_folder
-    from deskpilot.indexes.cli import cancel_on_ctrl_c
+    from deskpilot.server.connectors.auth import AuthError
+    from deskpilot.server.connectors.sync import SyncBusy, SyncLock
+    from deskpilot.server.core.cli import cancel_on_ctrl_c
 
-    from .auth import AuthError
-    from .sync import SyncBusy, SyncLock
-
-    settings = _settings()
+    settings = settings_or_usage_error()
     auth = _auth(settings)
     if auth.whoami() is None:
         raise click.ClickException("not signed in to Microsoft 365: run `deskpilot login`")
-    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     lock = SyncLock(settings.home / "graph-sync.lock")
     try:
         lock.acquire()
     except SyncBusy as exc:
         raise click.ClickException(str(exc)) from exc
+    services = Services(settings, **cli_parts(ctx))
     try:
-        with (
-            DocumentIndex(index_folder(settings.home), embedder=obj.get("embedder")) as index,
-            cancel_on_ctrl_c() as cancel,
-        ):
+        with cancel_on_ctrl_c() as cancel:
             while True:
                 try:
-                    summary = _sync_once(auth, settings, index, cancel, full)
+                    summary = _sync_once(auth, services, cancel, full)
                 except AuthError as exc:
                     raise click.ClickException(str(exc)) from exc
                 click.echo(summary.line())
@@ -209,4 +200,5 @@ def sync(ctx: click.Context, watch: bool, full: bool) -> None:
             if summary.errors and not watch:
                 ctx.exit(1)
     finally:
+        services.close()
         lock.release()

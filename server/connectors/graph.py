@@ -41,9 +41,9 @@ from O365 import Account
 from O365.connection import MSGraphProtocol
 from urllib3.exceptions import NewConnectionError
 
-from ..settings import Settings
-from .auth import GraphAuth, NotSignedIn
-from .models import Message, Page, User
+from deskpilot.server.connectors.auth import GraphAuth, NotSignedIn
+from deskpilot.server.connectors.models import Message, Page, User
+from deskpilot.server.settings import Settings
 
 __all__ = [
     "Cancelled",

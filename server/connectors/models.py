@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from deskpilot.indexes import DocumentInput, PageText, html_to_text
 
-from ..schemas import EmailIn
+from deskpilot.indexes import DocumentInput, PageText, html_to_text
+from deskpilot.server.core.wire import EmailIn
 
 __all__ = [
     "DriveItem",

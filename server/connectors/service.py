@@ -14,15 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from deskpilot.indexes import DocumentIndex
 
-from ..schemas import EmailIn
-from ..settings import Settings
-from .auth import AuthError, GraphAuth, NotSignedIn
-from .graph import GraphClient
-from .models import email_in
-from .state import SyncState
-from .sync import GraphSync, SyncBusy, SyncLock, SyncProgress, SyncSummary
+from deskpilot.indexes import DocumentIndex
+from deskpilot.server.connectors.auth import AuthError, GraphAuth, NotSignedIn
+from deskpilot.server.connectors.graph import GraphClient
+from deskpilot.server.connectors.models import email_in
+from deskpilot.server.connectors.state import SyncState
+from deskpilot.server.connectors.sync import GraphSync, SyncBusy, SyncLock, SyncProgress, SyncSummary
+from deskpilot.server.core.wire import EmailIn
+from deskpilot.server.settings import Settings
 
 __all__ = ["ConversationOut", "GraphConnector", "LastRun", "ScopeOut", "SyncStatus"]
 

@@ -17,12 +17,13 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+from deskpilot.server.core.db import iso_utc, utc_now
 
 __all__ = ["Cursor", "ItemRow", "SyncState"]
 
@@ -50,7 +51,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return iso_utc(utc_now())
 
 
 @dataclass

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from deskpilot.indexes import SUPPORTED_SUFFIXES, DocumentIndex, DocumentInput, SkipFile, load_bytes
 
-from ..settings import Settings
-from .graph import (
+from deskpilot.indexes import SUPPORTED_SUFFIXES, DocumentIndex, DocumentInput, SkipFile, load_bytes
+from deskpilot.server.connectors.graph import (
     MESSAGE_SELECT,
     Cancelled,
     DeltaExpired,
@@ -41,8 +40,17 @@ from .graph import (
     decode_item,
     quote_id,
 )
-from .models import DriveItem, Event, MailFolder, Message, drive_document, event_document, message_document
-from .state import SyncState
+from deskpilot.server.connectors.models import (
+    DriveItem,
+    Event,
+    MailFolder,
+    Message,
+    drive_document,
+    event_document,
+    message_document,
+)
+from deskpilot.server.connectors.state import SyncState
+from deskpilot.server.settings import Settings
 
 __all__ = ["GraphSync", "SyncBusy", "SyncLock", "SyncProgress", "SyncSummary"]
 

@@ -57,7 +57,7 @@ Migrations
     at the end.
 """
 
-from ._types import (
+from deskpilot.server.lineage._types import (
     FINAL_STATUSES,
     DuplicateRunError,
     LineageError,
@@ -67,32 +67,16 @@ from ._types import (
     UnknownRunError,
     VerifyReport,
 )
-from .reviews import (
-    FieldChange,
-    QualityRow,
-    ReviewDecided,
-    ReviewItem,
-    ReviewQueue,
-    ReviewRecord,
-    UnknownReviewError,
-)
-from .store import LineageStore
+from deskpilot.server.lineage.store import LineageStore
 
 __all__ = [
     "FINAL_STATUSES",
     "DuplicateRunError",
-    "FieldChange",
     "LineageError",
     "LineageStore",
-    "QualityRow",
-    "ReviewDecided",
-    "ReviewItem",
-    "ReviewQueue",
-    "ReviewRecord",
     "Run",
     "RunEnd",
     "RunStart",
-    "UnknownReviewError",
     "UnknownRunError",
     "VerifyReport",
 ]

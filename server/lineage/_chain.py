@@ -19,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import math
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-__all__ = ["HASH_PREFIX", "append_chained", "canonical_json", "chain_hash", "rows_as_dicts", "verify_chain"]
+from deskpilot.server.core.db import rows_as_dicts
+
+__all__ = ["HASH_PREFIX", "append_chained", "canonical_json", "chain_hash", "verify_chain"]
 
 # Versioned so that a future change to the canonical form is a new prefix, never a silent re-meaning.
 HASH_PREFIX = "deskpilot-lineage-v1"
@@ -44,11 +46,6 @@ def chain_hash(prev_hash: str | None, row: Mapping[str, Any]) -> str:
     digest.update(f"{HASH_PREFIX}\n{prev_hash or ''}\n".encode())
     digest.update(canonical_json(row))
     return "sha256:" + digest.hexdigest()
-
-
-def rows_as_dicts(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
-    columns = [column[0] for column in cursor.description]
-    return (dict(zip(columns, values, strict=True)) for values in cursor)
 
 
 def append_chained(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import click
 
-from ..settings import SettingsError, load_settings
-from .store import LineageStore
+from deskpilot.server.lineage.store import LineageStore
+from deskpilot.server.settings import SettingsError, load_settings
 
 __all__ = ["audit"]
 

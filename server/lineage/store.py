@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TextIO, TypeVar
@@ -19,9 +19,10 @@ from typing import Any, Literal, TextIO, TypeVar
 import msgspec
 from sqlite_utils import Database
 
-from ._chain import append_chained, rows_as_dicts, verify_chain
-from ._migrations import migrations
-from ._types import (
+from deskpilot.server.core.db import iso_utc, rows_as_dicts, utc_now
+from deskpilot.server.lineage._chain import append_chained, verify_chain
+from deskpilot.server.lineage._migrations import migrations
+from deskpilot.server.lineage._types import (
     FINAL_STATUSES,
     DuplicateRunError,
     LineageError,
@@ -45,17 +46,6 @@ _INTERRUPTED = RunEnd(
 _StructT = TypeVar("_StructT", RunStart, RunEnd)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso_utc(moment: datetime) -> str:
-    """Fixed-width ISO 8601 in UTC, so that text order is time order. Naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LineageStore:
     """The audit store for AI runs, in one SQLite file (WAL). Safe to share between threads.
 
@@ -70,7 +60,7 @@ class LineageStore:
         self,
         path: str | Path,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         busy_timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
@@ -100,7 +90,7 @@ class LineageStore:
         """Record that a run began and return its id. Durable when this returns."""
         start = _validated(start, RunStart)
         run_id = run_id or uuid.uuid4().hex
-        started_at = _iso_utc(self._clock())
+        started_at = iso_utc(self._clock())
         with self._write() as conn:
             taken = conn.execute(
                 "SELECT 1 FROM runs WHERE id = ? UNION ALL SELECT 1 FROM open_runs WHERE id = ?",
@@ -144,7 +134,7 @@ class LineageStore:
     ) -> dict[str, Any]:
         run_id, started_at, start_json = journal
         start = msgspec.json.decode(start_json, type=RunStart)
-        row: dict[str, Any] = {"id": run_id, "started_at": started_at, "finished_at": _iso_utc(self._clock())}
+        row: dict[str, Any] = {"id": run_id, "started_at": started_at, "finished_at": iso_utc(self._clock())}
         row |= msgspec.structs.asdict(start) | msgspec.structs.asdict(end)
         stored = self._append_chained(conn, "runs", _encode_json_columns(row))
         conn.execute("DELETE FROM open_runs WHERE id = ?", [run_id])
@@ -171,7 +161,7 @@ class LineageStore:
         sql, params = "SELECT * FROM runs", []
         if since is not None:
             sql += " WHERE started_at >= ?"
-            params.append(_iso_utc(since))
+            params.append(iso_utc(since))
         with self._snapshot() as conn:
             for row in rows_as_dicts(conn.execute(sql + " ORDER BY seq", params)):
                 yield _run_from_row(row)
@@ -241,7 +231,7 @@ class LineageStore:
         name = "action_log" if table == "actions" else table
         sql, params = f"SELECT * FROM {name}", []
         if since is not None:
-            sql, params = f"{sql} WHERE {stamp} >= ?", [_iso_utc(since)]
+            sql, params = f"{sql} WHERE {stamp} >= ?", [iso_utc(since)]
         count = 0
         with self._snapshot() as conn:
             cursor = conn.execute(sql + " ORDER BY seq", params)
@@ -288,6 +278,10 @@ class LineageStore:
     def append_chained(self, conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> dict[str, Any]:
         """Append to a chained table inside `transaction()`."""
         return self._append_chained(conn, table, row)
+
+    def now(self) -> datetime:
+        """The store's clock (tests pass one), for the times the tables beside the chain record."""
+        return self._clock()
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

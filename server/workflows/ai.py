@@ -12,30 +12,42 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Protocol
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from deskpilot.inference.backend import Backend
-from deskpilot.inference.extraction import classify_job, extraction_job
+from deskpilot.inference import Backend, Job
+from deskpilot.inference.extraction import SchemaError, classify_job, extraction_job, load_schema
+from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.runs import RunExecutor, Structured
+from deskpilot.server.core.wire import ErrorEvent, ResultEvent
+from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
+from deskpilot.server.lineage import LineageStore
+from deskpilot.server.settings import Settings
 
-from ..extraction import ClassificationTask, ExtractionTask, find_schema
-from ..lineage import LineageStore, ReviewQueue
-from ..model_host import ModelHost
-from ..runs import RunExecutor
-from ..schemas import ErrorEvent, ResultEvent
-from ..settings import Settings
-
-__all__ = ["ModelAI", "StepFailed"]
+__all__ = ["ModelAI", "StepFailed", "WorkflowAI"]
 
 
 class StepFailed(RuntimeError):
     """The model could not produce a result (busy, failed to load, input too long)."""
 
 
+class WorkflowAI(Protocol):
+    """The model as workflow steps see it: plain calls that return JSON-able dicts (stored in the
+    workflow's context). `ModelAI` is the real one; tests use a scripted one (`tests/fakes.py`)."""
+
+    def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]: ...
+
+    def extract(self, schema_name: str, text: str, source_ref: str | None = None) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
 class ModelAI:
-    def __init__(self, settings: Settings, lineage: LineageStore, backend: Callable[[], Backend]) -> None:
-        self.settings, self.lineage, self._load = settings, lineage, backend
+    def __init__(self, backend: Backend | Callable[[], Backend], lineage: LineageStore, settings: Settings, *,
+                 max_waiting: int = 64) -> None:
+        self.settings, self.lineage, self._load, self._max_waiting = settings, lineage, backend, max_waiting
         self.reviews = ReviewQueue(lineage)
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -46,13 +58,12 @@ class ModelAI:
         with self._lock:
             if self._portal is None or self._executor is None:
                 self._portal = self._stack.enter_context(start_blocking_portal())
-                # Waiting in line is fine for background work: every worker thread may queue.
-                host = ModelHost(self._load, max_waiting=64)
+                host = ModelHost(self._load, max_waiting=self._max_waiting)
                 self._portal.call(host.start_loading)
                 self._executor = RunExecutor(host, self.lineage, retain_inputs=self.settings.retain_inputs)
             return self._portal, self._executor
 
-    def _run(self, job: Any, task: Any, source_ref: str | None) -> ResultEvent:
+    def _run(self, job: Job, task: Structured, source_ref: str | None) -> ResultEvent:
         portal, executor = self._ready()
 
         async def run() -> ResultEvent:
@@ -68,7 +79,7 @@ class ModelAI:
 
         return portal.call(run)
 
-    def _context(self) -> tuple[int, Any]:
+    def _context(self) -> tuple[int, Callable[[str], int]]:
         portal, executor = self._ready()
         backend = portal.call(executor.host.ready)
         return backend.info.context_length, backend.count_tokens
@@ -81,7 +92,10 @@ class ModelAI:
         return {"runId": result.run_id, "label": result.data["label"], "confidence": result.confidence}
 
     def extract(self, schema_name: str, text: str, source_ref: str | None = None) -> dict[str, Any]:
-        schema = find_schema(schema_name, self.settings.schemas_path)
+        try:
+            schema = load_schema(schema_name, self.settings.schemas_path)
+        except SchemaError as exc:
+            raise StepFailed(str(exc)) from exc
         context_length, count = self._context()
         job = extraction_job(schema, text=text, context_length=context_length, count_tokens=count)
         task = ExtractionTask(schema, text, self.reviews, self.settings.review_threshold)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import Definition, Proposal, Step, StepContext, Stop, Wait
+from deskpilot.server.workflows.engine import Definition, Proposal, Step, StepContext, Stop, Wait
 
 __all__ = ["DEFINITIONS"]
 

@@ -33,10 +33,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..actions.outbox import LEASE_SECONDS, ActionRecord, Outbox, _now_iso, claim_lapsed, current_owner
-from ..actions.policy import Automation
-from ..actions.queue import TaskQueue
-from ..lineage._chain import rows_as_dicts
+from deskpilot.server.actions.outbox import LEASE_SECONDS, ActionRecord, Outbox, claim_lapsed, current_owner
+from deskpilot.server.actions.policy import Automation
+from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
+from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.workflows.ai import WorkflowAI
 
 __all__ = [
     "Definition",
@@ -148,8 +150,8 @@ class WorkflowEngine:
         queue: TaskQueue,
         definitions: dict[str, Definition],
         *,
-        ai: Any = None,
-        reviews: Any = None,
+        ai: WorkflowAI | None = None,
+        reviews: ReviewQueue | None = None,
         step_retries: int = 3,
         backoff_seconds: float = 1.0,
         triage_labels: tuple[str, ...] = (),
@@ -189,7 +191,7 @@ class WorkflowEngine:
             if not automation.enabled:
                 return None, False
             definition = self.definitions[automation.workflow]
-            now = _now_iso(self.clock())
+            now = iso_utc_from_timestamp(self.clock())
             row = {
                 "id": uuid.uuid4().hex,
                 "definition": definition.id,
@@ -230,7 +232,7 @@ class WorkflowEngine:
             current = self._row(conn, row["id"])
             if current["owner"] != owner:
                 raise RuntimeError(f"workflow {row['id']} is no longer ours")
-            row["updated_at"] = _now_iso(self.clock())
+            row["updated_at"] = iso_utc_from_timestamp(self.clock())
             columns = ("status", "step", "context", "attempts", "next_attempt_ts", "wait", "error", "updated_at")
             conn.execute(
                 f"UPDATE workflows SET {', '.join(f'{c} = ?' for c in columns)}"
@@ -360,7 +362,7 @@ class WorkflowEngine:
                     and not state.get("escalated"))
         if escalate:  # once: then it waits for the person without reminders piling up
             state["escalated"] = True
-            state["escalatedAt"] = _now_iso(now)
+            state["escalatedAt"] = iso_utc_from_timestamp(now)
             row["wait"] = msgspec.json.encode(state).decode()
             self._save(row, owner, event="step.escalated", step=step.name, review=state.get("review"))
             self._escalate(row, ctx, step, state)
@@ -428,7 +430,7 @@ class WorkflowEngine:
                 if action.status in ("pending_review", "held", "queued"):
                     conn.execute("UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ? "
                                  "AND status IN ('pending_review', 'held', 'queued')",
-                                 ["workflow failed", _now_iso(self.clock()), action.id])
+                                 ["workflow failed", iso_utc_from_timestamp(self.clock()), action.id])
         remaining = [a for a in self.outbox.list(workflow_id=row["id"], limit=10_000)
                      if a.status == "compensating"]
         if remaining:

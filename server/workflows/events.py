@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from ..actions.outbox import Outbox, _now_iso
-from ..lineage._chain import rows_as_dicts
-from .engine import WorkflowEngine, WorkflowRecord
+from deskpilot.server.actions.outbox import Outbox
+from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
+from deskpilot.server.workflows.engine import WorkflowEngine, WorkflowRecord
 
 __all__ = ["EventLog", "StoredEvent"]
 
@@ -43,7 +43,7 @@ class EventLog:
                 return int(found[0]), False
             cursor = conn.execute(
                 "INSERT INTO events (at, source, type, dedupe, payload) VALUES (?, ?, ?, ?, ?)",
-                [_now_iso(self.outbox.clock()), source, type_, dedupe,
+                [iso_utc_from_timestamp(self.outbox.clock()), source, type_, dedupe,
                  msgspec.json.encode(payload).decode()],
             )
             return int(cursor.lastrowid or 0), True

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from ..settings import Settings
-from .events import EventLog
+from deskpilot.server.workflows.events import EventLog
 
 __all__ = ["MailTrigger"]
 
@@ -23,17 +20,3 @@ class MailTrigger:
             seq, created = self.events.append("graph", "mail.received", mail["sourceRef"], mail)
             if created:
                 self.events.dispatch(seq)
-
-    @classmethod
-    @contextmanager
-    def opened(cls, settings: Settings) -> Iterator[MailTrigger]:
-        """One with its own lineage store and queue, for a process that has neither (`deskpilot sync`)."""
-        from ..actions.api import WorkflowServices
-        from ..lineage import LineageStore
-
-        with LineageStore(settings.db_path) as lineage:
-            services = WorkflowServices.create(settings, lineage)
-            try:
-                yield cls(services.events)
-            finally:
-                services.queue.close()

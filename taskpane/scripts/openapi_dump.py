@@ -3,7 +3,7 @@
 The document is `create_app(...).openapi_schema`, the same object the server serves at
 /openapi/openapi.json; it is built in-process (no server, no model) so that the task pane builds offline.
 OpenAPI cannot describe the events inside a `text/event-stream` body, so the Structs of those events
-(`deskpilot.server.sse.EVENT_NAMES`) and the error body are added to `components.schemas` from the same
+(`deskpilot.server.web.sse.EVENT_NAMES`) and the error body are added to `components.schemas` from the same
 msgspec Structs the server encodes, and `x-sse-events` maps each event name to its schema. The task pane's
 TypeScript types are generated from this output (scripts/gen-api.mjs): nothing is written twice.
 """
@@ -15,9 +15,11 @@ import sys
 import tempfile
 
 import msgspec
-from deskpilot.server import schemas, sse
+
 from deskpilot.server.app import create_app
+from deskpilot.server.core import wire as schemas
 from deskpilot.server.settings import load_settings
+from deskpilot.server.web import sse
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from conftest import ServerProcess
+from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
+from playwright.sync_api import Page, expect
+
 from deskpilot.server.actions.outbox import Outbox, current_owner
 from deskpilot.server.connectors.standin import StandIn, generate
 from deskpilot.server.lineage import LineageStore
-from graph_helpers import graph_env, graph_settings, sign_in, vault  # noqa: F401
-from playwright.sync_api import Page, expect
 
 from .conftest import OUTLOOK_ITEM, Pane, PaneFactory
 from .test_taskpane_e2e import INVOICE_ITEM, started

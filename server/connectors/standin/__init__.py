@@ -17,8 +17,18 @@ what they created, with the markers the client put on it.
 By hand: `python -m deskpilot.server.connectors.standin --port 8910 --fault-rate 0.2`.
 """
 
-from ._data import DriveFile, Event, Folder, Message, Tenant, TodoList, TodoTask, file_content, generate
-from ._server import FAULT_KINDS, Faults, QuietHTTPServer, StandIn
+from deskpilot.server.connectors.standin._data import (
+    DriveFile,
+    Event,
+    Folder,
+    Message,
+    Tenant,
+    TodoList,
+    TodoTask,
+    file_content,
+    generate,
+)
+from deskpilot.server.connectors.standin._server import FAULT_KINDS, Faults, QuietHTTPServer, StandIn
 
 __all__ = [
     "FAULT_KINDS",

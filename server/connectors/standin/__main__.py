@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import FAULT_KINDS, Faults, StandIn, generate
+from deskpilot.server.connectors.standin import FAULT_KINDS, Faults, StandIn, generate
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,9 +35,15 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._data import DriveFile, Event, Message, Tenant, TodoList
-from ._payloads import event_json, extended_json, file_json, todo_list_json, todo_task_json
-from ._replies import graph_error
+from deskpilot.server.connectors.standin._data import DriveFile, Event, Message, Tenant, TodoList
+from deskpilot.server.connectors.standin._payloads import (
+    event_json,
+    extended_json,
+    file_json,
+    todo_list_json,
+    todo_task_json,
+)
+from deskpilot.server.connectors.standin._replies import graph_error
 
 __all__ = ["ActionEndpoints", "has_extended"]
 

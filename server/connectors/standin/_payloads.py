@@ -10,7 +10,18 @@ import html
 from datetime import timedelta
 from typing import Any
 
-from ._data import DRIVE_ROOT, USER, DriveFile, Event, Folder, Message, Tenant, TodoList, TodoTask, iso
+from deskpilot.server.connectors.standin._data import (
+    DRIVE_ROOT,
+    USER,
+    DriveFile,
+    Event,
+    Folder,
+    Message,
+    Tenant,
+    TodoList,
+    TodoTask,
+    iso,
+)
 
 __all__ = [
     "event_json",

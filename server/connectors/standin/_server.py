@@ -25,9 +25,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from ._actions import ActionEndpoints, has_extended
-from ._data import ROOT_FOLDER, TENANT_ID, USER, WELL_KNOWN_FOLDERS, Tenant, generate
-from ._payloads import (
+from deskpilot.server.connectors.standin._actions import ActionEndpoints, has_extended
+from deskpilot.server.connectors.standin._data import (
+    ROOT_FOLDER,
+    TENANT_ID,
+    USER,
+    WELL_KNOWN_FOLDERS,
+    Tenant,
+    generate,
+)
+from deskpilot.server.connectors.standin._payloads import (
     deleted_file_json,
     event_json,
     extended_json,
@@ -36,8 +43,8 @@ from ._payloads import (
     message_json,
     user_json,
 )
-from ._replies import Reply as _Reply
-from ._replies import graph_error as _error
+from deskpilot.server.connectors.standin._replies import Reply as _Reply
+from deskpilot.server.connectors.standin._replies import graph_error as _error
 
 __all__ = ["FAULT_KINDS", "Faults", "StandIn"]
 
@@ -644,7 +651,7 @@ class _Admin:
                     t.delete_message(message_id)
                     return {"deleted": message_id}
                 case "POST", ["files"]:
-                    from ._data import file_content
+                    from deskpilot.server.connectors.standin._data import file_content
 
                     marker = body.get("marker") or "file-" + secrets.token_hex(4)
                     content = file_content(

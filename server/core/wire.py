@@ -11,32 +11,32 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from .lineage import Run
-
 __all__ = [
+    "Address",
+    "Client",
     "DoneEvent",
-    "DraftReplyRequest",
     "EmailIn",
     "ErrorBody",
     "ErrorEvent",
     "FieldOut",
     "Health",
+    "In",
     "MetaEvent",
     "PrepareOut",
     "ModelInfo",
     "ModelsOut",
     "NormalizedOut",
+    "Out",
     "ProgressEvent",
     "ResultEvent",
     "ReviewRef",
     "RuleOut",
-    "RewriteRequest",
-    "RunOut",
+    "ShortText",
     "SourceOut",
     "SourcesEvent",
-    "SummarizeRequest",
     "TokenEvent",
     "UsageOut",
+    "camel_view",
     "ValidationOut",
 ]
 
@@ -45,15 +45,15 @@ ShortText = Annotated[str, Meta(max_length=1_000)]
 Address = Annotated[str, Meta(max_length=320)]
 
 
-class _In(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+class In(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class _Out(msgspec.Struct, rename="camel", kw_only=True):
+class Out(msgspec.Struct, rename="camel", kw_only=True):
     pass
 
 
-class EmailIn(_In):
+class EmailIn(In):
     body: str
     subject: ShortText = ""
     sender: Address = msgspec.field(default="", name="from")
@@ -62,54 +62,7 @@ class EmailIn(_In):
     date: ShortText | None = None  # as the mail client shows it; passed to the model verbatim
 
 
-class SummarizeRequest(_In):
-    """Either `text`, or an `email` with optionally the earlier messages of its `thread`."""
-
-    text: str | None = None
-    email: EmailIn | None = None
-    thread: list[EmailIn] = []
-    sentences: Annotated[int, Meta(ge=1, le=10)] = 3
-    client: Client = "api"
-    source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
-
-    def __post_init__(self) -> None:
-        if (self.text is None) == (self.email is None):
-            raise ValueError("give exactly one of `text` or `email`")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("`text` is empty")
-        if self.thread and self.email is None:
-            raise ValueError("`thread` needs the `email` it belongs to")
-
-
-class DraftReplyRequest(_In):
-    email: EmailIn
-    thread: list[EmailIn] = []
-    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
-    length: Literal["short", "medium", "long"] = "medium"
-    instructions: Annotated[str, Meta(max_length=2_000)] = ""
-    signature: Annotated[str, Meta(max_length=200)] = ""
-    client: Client = "api"
-    source_ref: ShortText | None = None
-
-
-class RewriteRequest(_In):
-    """A passage the user selected (in Word), to rewrite; the task pane inserts it as a tracked change."""
-
-    text: Annotated[str, Meta(min_length=1, max_length=20_000)]
-    instructions: Annotated[str, Meta(max_length=2_000)] = ""
-    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
-    client: Client = "api"
-    source_ref: ShortText | None = None
-
-    def __post_init__(self) -> None:
-        if not self.text.strip():
-            raise ValueError("`text` is empty")
-
-
-# --- SSE event payloads -------------------------------------------------------------------------------
-
-
-class MetaEvent(_Out):
+class MetaEvent(Out):
     run_id: str
     task: str
     model: str
@@ -118,17 +71,17 @@ class MetaEvent(_Out):
     truncated: bool
 
 
-class TokenEvent(_Out):
+class TokenEvent(Out):
     text: str
 
 
-class UsageOut(_Out):
+class UsageOut(Out):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
 
 
-class DoneEvent(_Out):
+class DoneEvent(Out):
     run_id: str
     usage: UsageOut
     queue_ms: float
@@ -136,7 +89,7 @@ class DoneEvent(_Out):
     total_ms: float
 
 
-class SourceOut(_Out):
+class SourceOut(Out):
     number: int  # what [n] in the answer refers to
     document_id: int
     source: str  # a file path, or a reference such as "graph:message:AAMk…"
@@ -149,16 +102,16 @@ class SourceOut(_Out):
     score: float
 
 
-class SourcesEvent(_Out):
+class SourcesEvent(Out):
     sources: list[SourceOut]
 
 
-class ErrorEvent(_Out):
+class ErrorEvent(Out):
     code: str
     message: str
 
 
-class ProgressEvent(_Out):
+class ProgressEvent(Out):
     """How far a structured run is: waiting for the model, generating (tokens so far, the field being
     written), or checking the result."""
 
@@ -168,7 +121,7 @@ class ProgressEvent(_Out):
     field: str | None = None
 
 
-class FieldOut(_Out, omit_defaults=True):
+class FieldOut(Out, omit_defaults=True):
     confidence: float
     token_confidence: float | None = None  # from the model's token probabilities alone
     cross_check: Literal["agrees", "disagrees", "missed"] | None = None  # the deterministic extractors
@@ -178,20 +131,20 @@ class FieldOut(_Out, omit_defaults=True):
     source: Literal["model", "extractor"] = "model"  # "extractor": a labelled value the model was held to
 
 
-class RuleOut(_Out):
+class RuleOut(Out):
     rule: str
     status: Literal["pass", "fail"]
     message: str
     fields: list[str]
 
 
-class NormalizedOut(_Out):
+class NormalizedOut(Out):
     path: str
     before: Any
     after: Any
 
 
-class ValidationOut(_Out):
+class ValidationOut(Out):
     """`data` always validates against the schema; this says what it took and what the rules found."""
 
     valid: bool
@@ -201,12 +154,12 @@ class ValidationOut(_Out):
     normalized: list[NormalizedOut] = []
 
 
-class ReviewRef(_Out):
+class ReviewRef(Out):
     id: str
     reasons: list[str]
 
 
-class ResultEvent(_Out):
+class ResultEvent(Out):
     """A structured result. `data` uses the schema's own field names; `fields` is keyed by value path
     ("lineItems[0].amount"). `review` is set when the result was queued for a person to check."""
 
@@ -223,21 +176,21 @@ class ResultEvent(_Out):
 # --- plain responses ----------------------------------------------------------------------------------
 
 
-class PrepareOut(_Out):
+class PrepareOut(Out):
     prepared: bool
     reason: str | None = None
     cached_tokens: int = 0
     ms: float = 0.0
 
 
-class ErrorBody(_Out, omit_defaults=True):
+class ErrorBody(Out, omit_defaults=True):
     code: str
     message: str
     retry_after: int | None = None
     field: str | None = None  # the request field at fault, for 400s
 
 
-class ModelInfo(_Out):
+class ModelInfo(Out):
     id: str
     backend: str
     weights_digest: str
@@ -245,7 +198,7 @@ class ModelInfo(_Out):
     cost_per_1k_tokens: float = msgspec.field(name="costPer1kTokens")
 
 
-class ModelsOut(_Out):
+class ModelsOut(Out):
     state: Literal["loading", "ready", "failed"]
     error: str | None
     models: list[ModelInfo]
@@ -254,14 +207,14 @@ class ModelsOut(_Out):
     max_waiting: int
 
 
-class Health(_Out):
+class Health(Out):
     status: Literal["ok"]
     version: str
     model: Literal["loading", "ready", "failed"]
     details: dict[str, Any] = {}
 
 
-def _camel_view(source: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
+def camel_view(source: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
     """A camelCase wire twin of a stored record, generated from it so the field list lives in one place."""
     fields = []
     for f in msgspec.structs.fields(source):
@@ -272,11 +225,3 @@ def _camel_view(source: type[msgspec.Struct], name: str) -> type[msgspec.Struct]
         else:
             fields.append((f.name, f.type))
     return msgspec.defstruct(name, fields, rename="camel", kw_only=True, module=__name__)
-
-
-class RunOut(_camel_view(Run, "_RunWire")):  # type: ignore[misc]
-    """A run's lineage record as the API shows it."""
-
-    @classmethod
-    def from_run(cls, run: Run) -> RunOut:
-        return cls(**msgspec.structs.asdict(run))

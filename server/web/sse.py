@@ -21,7 +21,15 @@ import anyio
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from .schemas import DoneEvent, ErrorEvent, MetaEvent, ProgressEvent, ResultEvent, SourcesEvent, TokenEvent
+from deskpilot.server.core.wire import (
+    DoneEvent,
+    ErrorEvent,
+    MetaEvent,
+    ProgressEvent,
+    ResultEvent,
+    SourcesEvent,
+    TokenEvent,
+)
 
 __all__ = ["sse_response"]
 

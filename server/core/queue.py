@@ -1,9 +1,13 @@
-"""The task queue: SqliteHuey in the app data folder, carrying ids only.
+"""The task queue: Huey carrying ids only; SqliteHuey in the app data folder by default.
 
 A message says "look at action X" or "advance workflow Y"; what to do is read from the outbox when the
 task runs, so a duplicate message, a stale one, or one for an action that was meanwhile rejected or
 held does nothing. The server only enqueues; the consumer (`deskpilot worker`) binds a `Runtime` and
 runs the tasks. Both sides register the same task names, which is all Huey needs to route a message.
+
+`TaskQueue(huey)` takes any Huey: `TaskQueue.sqlite(settings)` in production, Huey's own `MemoryHuey` in
+tests, and a `RedisHuey` would serve a pool of workers on several machines (ARCHITECTURE.md, "Where users
+outgrow one machine").
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from huey import SqliteHuey
+from huey import Huey, SqliteHuey
 
-from ..settings import Settings
+from deskpilot.server.settings import Settings
 
 __all__ = ["Runtime", "TaskQueue"]
 
@@ -32,17 +36,19 @@ class Runtime(Protocol):
 
 
 class TaskQueue:
-    def __init__(self, settings: Settings) -> None:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        # results=False: the outbox is where outcomes live; Huey's result store would be a second truth.
-        # timeout: the busy wait for the file's write lock, shared by the server and the consumer.
-        self.huey = SqliteHuey(
-            "deskpilot", filename=str(settings.queue_path), results=False, utc=True, timeout=30
-        )
+    def __init__(self, huey: Huey) -> None:
+        self.huey = huey
         self._runtime: Runtime | None = None
         self._execute = self.huey.task(name="execute_action")(self._run("execute_action"))
         self._compensate = self.huey.task(name="compensate_action")(self._run("compensate_action"))
         self._advance = self.huey.task(name="advance_workflow")(self._run("advance_workflow"))
+
+    @classmethod
+    def sqlite(cls, settings: Settings) -> TaskQueue:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        # results=False: the outbox is where outcomes live; Huey's result store would be a second truth.
+        # timeout: the busy wait for the file's write lock, shared by the server and the consumer.
+        return cls(SqliteHuey("deskpilot", filename=str(settings.queue_path), results=False, utc=True, timeout=30))
 
     def bind(self, runtime: Runtime) -> None:
         self._runtime = runtime

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from .schemas import Client, EmailIn, ReviewRef, ShortText, _In, _Out
+from deskpilot.server.core.wire import Client, EmailIn, In, Out, ReviewRef, ShortText
 
 __all__ = [
     "ChangeOut",
@@ -32,7 +32,7 @@ SchemaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 Label = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
-class _Source(_In):
+class _Source(In):
     """Either `text`, or an `email` (its headers and body are what the model reads)."""
 
     text: str | None = None
@@ -58,7 +58,7 @@ class ClassifyRequest(_Source):
     labels: Annotated[list[Label], Meta(min_length=2, max_length=20)] | None = None
 
 
-class ClassifyOut(_Out):
+class ClassifyOut(Out):
     run_id: str
     label: str
     confidence: float
@@ -66,7 +66,7 @@ class ClassifyOut(_Out):
     review: ReviewRef | None = None
 
 
-class SchemaOut(_Out):
+class SchemaOut(Out):
     name: str
     version: int
     description: str
@@ -76,7 +76,7 @@ class SchemaOut(_Out):
     json_schema: dict[str, Any] | None = None  # in GET /v1/schemas/{name} only
 
 
-class SchemasOut(_Out):
+class SchemasOut(Out):
     schemas: list[SchemaOut]
     problems: dict[str, str]  # files in the schemas folder that could not be used, and why
 
@@ -84,7 +84,7 @@ class SchemasOut(_Out):
 # --- review ---------------------------------------------------------------------------------------------
 
 
-class ReviewDecisionIn(_In):
+class ReviewDecisionIn(In):
     """accept: keep the result as proposed. edit: keep it with `fields` changed (top-level fields of the
     result; a list is replaced whole). reject: the result is unusable."""
 
@@ -102,13 +102,13 @@ class ReviewDecisionIn(_In):
             raise ValueError(f"`fields` go with an edit, not with {self.decision!r}")
 
 
-class ChangeOut(_Out):
+class ChangeOut(Out):
     path: str
     before: Any
     after: Any
 
 
-class DecisionOut(_Out):
+class DecisionOut(Out):
     id: str
     decision: Literal["accept", "edit", "reject"]
     reviewer: str
@@ -119,7 +119,7 @@ class DecisionOut(_Out):
     hash: str  # the decision's hash in the lineage chain
 
 
-class ReviewOut(_Out):
+class ReviewOut(Out):
     id: str
     run_id: str
     created_at: str
@@ -134,11 +134,11 @@ class ReviewOut(_Out):
     decision: DecisionOut | None = None
 
 
-class ReviewsOut(_Out):
+class ReviewsOut(Out):
     reviews: list[ReviewOut]
 
 
-class QualityGroupOut(_Out):
+class QualityGroupOut(Out):
     task: str
     template_id: str  # name@version of the prompt template
     model_id: str
@@ -154,7 +154,7 @@ class QualityGroupOut(_Out):
     field_override_rate: float | None
 
 
-class QualityOut(_Out):
+class QualityOut(Out):
     groups: list[QualityGroupOut]
 
 

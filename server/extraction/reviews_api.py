@@ -13,14 +13,21 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import msgspec
-from deskpilot.inference.extraction.rules import normalize_document
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from .extraction import find_schema
-from .extraction_schemas import (
+from deskpilot.inference.extraction.rules import normalize_document
+from deskpilot.server.extraction.api import find_schema
+from deskpilot.server.extraction.review_queue import (
+    ReviewDecided,
+    ReviewItem,
+    ReviewQueue,
+    UnknownReviewError,
+    field_changes,
+)
+from deskpilot.server.extraction.wire import (
     DecisionOut,
     QualityGroupOut,
     QualityOut,
@@ -29,9 +36,7 @@ from .extraction_schemas import (
     ReviewsOut,
     convert_out,
 )
-from .lineage import ReviewDecided, ReviewItem, ReviewQueue, UnknownReviewError
-from .lineage.reviews import field_changes
-from .settings import Settings
+from deskpilot.server.settings import Settings
 
 __all__ = ["Reviews"]
 

@@ -44,6 +44,10 @@ class ModelHost:
     def backend(self) -> Backend | None:
         return self._backend
 
+    def context_length(self, configured: int = 4096) -> int:
+        """The loaded model's context; before it has loaded, the configured one (the backend re-checks)."""
+        return self._backend.info.context_length if self._backend is not None else configured
+
     def start_loading(self) -> None:
         if self._backend is not None:
             self._ready.set()

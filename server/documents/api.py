@@ -12,7 +12,6 @@ need no embeddings are never held up by it.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Annotated
@@ -26,16 +25,15 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from msgspec import Meta
 
-from deskpilot.indexes import DocumentIndex, Hit, IndexStatus, Scope
-from deskpilot.inference import Passage, ask_job
+from deskpilot.indexes import Hit, IndexStatus, Scope
+from deskpilot.inference import Passage, Ticket, ask_job
+from deskpilot.server.core.runs import Event, RunExecutor
+from deskpilot.server.core.wire import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
+from deskpilot.server.documents.service import Indexer
+from deskpilot.server.settings import Settings
+from deskpilot.server.web.sse import sse_response
 
-from .api import _context_length
-from .runs import Event, RunExecutor
-from .schemas import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
-from .settings import Settings
-from .sse import sse_response
-
-__all__ = ["AskRequest", "DocumentsAPI", "IndexRequest", "Indexer"]
+__all__ = ["AskRequest", "DocumentsAPI", "IndexRequest"]
 
 NOTHING_FOUND = "I could not find anything about this in your indexed documents."
 
@@ -56,27 +54,6 @@ class IndexRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_
 class IndexStarted(msgspec.Struct, rename="camel", kw_only=True):
     started: bool
     status: IndexStatus
-
-
-class Indexer:
-    """The server's index and the one indexing run it may have going, on a worker thread."""
-
-    def __init__(self, index: DocumentIndex) -> None:
-        self.index = index
-        self._run: asyncio.Task[object] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._run is not None and not self._run.done()
-
-    def start(self, paths: list[Path], exclude: list[str]) -> None:
-        self._run = asyncio.create_task(anyio.to_thread.run_sync(
-            lambda: self.index.index_paths(paths, exclude=exclude)))
-
-    async def close(self) -> None:
-        if self._run is not None:
-            await asyncio.gather(self._run, return_exceptions=True)
-        await anyio.to_thread.run_sync(self.index.close)
 
 
 def _passages(hits: list[Hit]) -> tuple[Passage, ...]:
@@ -125,18 +102,19 @@ class DocumentsAPI(Controller):
     ) -> ServerSentEvent:
         if not data.question.strip():
             raise ClientException("`question` is empty")
-        ticket = executor.admit()
-        hits = await anyio.to_thread.run_sync(
-            lambda: indexer.index.search(data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score))
-        job = ask_job(context_length=_context_length(executor.host), question=data.question,
-                      passages=_passages(hits))
-        retrieved = [{"id": h.chunk_id, "score": h.score, "document_id": h.document_id} for h in hits]
-        if hits:
-            events = _with_sources(executor.execute(job, ticket=ticket, client=data.client,
-                                                    source_ref=data.source_ref, retrieved=retrieved), hits)
-        else:
-            ticket.release()
-            events = _with_sources(executor.answer_without_model(job, NOTHING_FOUND, client=data.client,
-                                                                 source_ref=data.source_ref), hits)
-        weakref.finalize(events, ticket.release)
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)  # type: ignore[arg-type]
+
+        async def build(ticket: Ticket) -> AsyncGenerator[object, None]:
+            hits = await anyio.to_thread.run_sync(lambda: indexer.index.search(
+                data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score))
+            job = ask_job(context_length=executor.host.context_length(), question=data.question,
+                          passages=_passages(hits))
+            if not hits:
+                ticket.release()
+                return _with_sources(executor.answer_without_model(
+                    job, NOTHING_FOUND, client=data.client, source_ref=data.source_ref), hits)
+            retrieved = [{"id": h.chunk_id, "score": h.score, "document_id": h.document_id} for h in hits]
+            return _with_sources(executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
+                                                  retrieved=retrieved), hits)
+
+        events = await executor.admitted(build)
+        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)

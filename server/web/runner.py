@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import uvicorn
 from litestar import Litestar
 
-from .settings import Settings, SettingsError
-from .tls import ensure_certificate
+from deskpilot.server.settings import Settings, SettingsError
+from deskpilot.server.web.tls import ensure_certificate
 
 __all__ = ["check_loopback", "serve", "worker_process"]
 

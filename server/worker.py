@@ -25,11 +25,19 @@ from typing import Any
 
 import msgspec
 
-from ..lineage import LineageStore, ReviewQueue
-from ..settings import Settings
-from ._types import PARAMS_TYPES, ActionAdapter, PermanentError, TransientError
-from .outbox import ActionStateError, Outbox, current_owner
-from .queue import TaskQueue
+from deskpilot.server.actions import (
+    PARAMS_TYPES,
+    ActionAdapter,
+    PermanentError,
+    TransientError,
+    build_adapters,
+)
+from deskpilot.server.actions.outbox import ActionStateError, current_owner
+from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.services import Services
+from deskpilot.server.settings import Settings
+from deskpilot.server.workflows.ai import ModelAI, WorkflowAI
+from deskpilot.server.workflows.services import WorkflowServices
 
 __all__ = ["WorkerLock", "WorkerRuntime", "run_worker"]
 
@@ -81,37 +89,21 @@ class WorkerRuntime:
         settings: Settings,
         *,
         adapters: Mapping[str, ActionAdapter] | None = None,
-        ai: Any = None,
+        ai: WorkflowAI | None = None,
         queue: TaskQueue | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        from ..workflows.definitions import DEFINITIONS
-        from ..workflows.engine import WorkflowEngine
-        from ..workflows.events import EventLog
-        from .api import WorkflowServices
-
         self.settings = settings
-        self.lineage = LineageStore(settings.db_path)
-        self.outbox = Outbox(self.lineage)
-        self.queue = queue or TaskQueue(settings)
-        if adapters is None:
-            from .adapters import build_adapters
-
-            adapters = build_adapters(settings)
-        self.adapters = adapters
-        if ai is None:
-            from ..workflows.ai import ModelAI
-            from ..app import _default_backend
-
-            ai = ModelAI(settings, self.lineage, _default_backend(settings))
-        self.ai = ai
-        self.engine = WorkflowEngine(
-            self.outbox, self.queue, DEFINITIONS, ai=ai, reviews=ReviewQueue(self.lineage),
-            step_retries=settings.workflow_step_retries, backoff_seconds=settings.action_backoff_seconds,
-            triage_labels=settings.triage_labels,
+        self.parts = Services(settings, queue=queue, max_waiting=64)
+        self.lineage = self.parts.lineage
+        self.queue = self.parts.queue
+        self.adapters = adapters if adapters is not None else build_adapters(settings)
+        # Waiting in line is fine for background work: every worker thread may queue for the model.
+        self.ai: WorkflowAI = ai or ModelAI(self.parts.backend_source, self.lineage, settings, max_waiting=64)
+        self.services = WorkflowServices.create(
+            settings, self.lineage, self.queue, ai=self.ai, reviews=self.parts.reviews,
         )
-        self.services = WorkflowServices(outbox=self.outbox, queue=self.queue, engine=self.engine,
-                                         events=EventLog(self.outbox, self.engine))
+        self.outbox, self.engine = self.services.outbox, self.services.engine
         self.rng = rng or random.Random()
         self.queue.bind(self)
 
@@ -178,13 +170,10 @@ class WorkerRuntime:
         return self.services.requeue(sweep=sweep)
 
     def close(self) -> None:
-        if hasattr(self.ai, "close"):
-            self.ai.close()
+        self.ai.close()
         for adapter in self.adapters.values():
-            if hasattr(adapter, "close"):
-                adapter.close()
-        self.queue.close()
-        self.lineage.close()
+            adapter.close()
+        self.parts.close()
 
 
 def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds: float = 5.0) -> None:

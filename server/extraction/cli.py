@@ -19,24 +19,17 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from .settings import SettingsError, load_settings
+from deskpilot.inference.extraction import ExtractionSchema
+from deskpilot.server.core.cli import cli_parts, read_input, settings_or_usage_error
+from deskpilot.server.core.wire import ErrorEvent, ResultEvent
+from deskpilot.server.extraction.service import ExtractionTask
+from deskpilot.server.services import Services, embedded_backend
+from deskpilot.server.settings import Settings
 
 __all__ = ["eval_group", "extract"]
 
 out = Console(width=None if sys.stdout.isatty() else 110)
 err = Console(stderr=True)
-
-
-def _backend(model_path: str | None, threads: int | None, settings: Any) -> Any:
-    from deskpilot.inference.llama import LlamaCppBackend
-
-    path = Path(model_path) if model_path else (Path(settings.model_path) if settings.model_path else None)
-    return LlamaCppBackend(
-        path,
-        context_length=settings.context_length,
-        threads=threads or settings.threads,
-        cache_dir=settings.cache_dir,
-    )
 
 
 @click.command()
@@ -56,43 +49,33 @@ def extract(source: str, schema_name: str, model_path: str | None, fields: bool)
     """Extract structured fields from a text or .eml file (or standard input) as JSON on standard output."""
     from deskpilot.inference.extraction import SchemaError, load_schema
 
-    from .cli import _read_input
-
     if source != "-" and not Path(source).is_file():
         raise click.BadParameter(f"no such file: {source}", param_hint="FILE")
+    settings = settings_or_usage_error(model_path=model_path)
     try:
-        settings = load_settings(model_path=model_path)
         schema = load_schema(schema_name, settings.schemas_path)
-    except (SettingsError, SchemaError) as exc:
+    except SchemaError as exc:
         raise click.UsageError(str(exc)) from exc
-    text, mail = _read_input(source)
-    content = text if mail is None else mail.render()  # type: ignore[attr-defined]
+    text, mail = read_input(source)
+    content = mail.render() if mail is not None else text or ""
     source_ref = None if source == "-" else str(Path(source).resolve())
-    asyncio.run(_extract(settings, schema, content, source_ref, fields))
+    services = Services(settings, max_waiting=0, **cli_parts())
+    asyncio.run(_extract(services, schema, content, source_ref, fields))
 
 
-async def _extract(settings: Any, schema: Any, text: str, source_ref: str | None, show_fields: bool) -> None:
+async def _extract(services: Services, schema: ExtractionSchema, text: str, source_ref: str | None,
+                   show_fields: bool) -> None:
     from deskpilot.inference.extraction import extraction_job
 
-    from .extraction import ExtractionTask
-    from .lineage import LineageStore, ReviewQueue
-    from .model_host import ModelHost
-    from .runs import RunExecutor
-    from .schemas import ErrorEvent, ResultEvent
-
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings = services.settings
     started = time.perf_counter()
-    backend = _backend(None, None, settings)
-    lineage = LineageStore(settings.db_path)
     try:
-        executor = RunExecutor(
-            ModelHost(backend, max_waiting=0), lineage, retain_inputs=settings.retain_inputs
-        )
+        backend = await services.host.ready()
         job = extraction_job(
             schema, text=text, context_length=backend.info.context_length, count_tokens=backend.count_tokens
         )
-        task = ExtractionTask(schema, text, ReviewQueue(lineage), settings.review_threshold)
-        async for event in executor.execute(job, client="cli", source_ref=source_ref, structured=task):
+        task = ExtractionTask(schema, text, services.reviews, settings.review_threshold)
+        async for event in services.executor.execute(job, client="cli", source_ref=source_ref, structured=task):
             if isinstance(event, ErrorEvent):
                 raise click.ClickException(event.message)
             if isinstance(event, ResultEvent):
@@ -107,8 +90,7 @@ async def _extract(settings: Any, schema: Any, text: str, source_ref: str | None
                     f"{review} · {time.perf_counter() - started:.1f} s[/]"
                 )
     finally:
-        lineage.close()
-        backend.close()
+        await services.aclose()
 
 
 def _print_fields(event: Any) -> None:
@@ -175,11 +157,11 @@ def eval_extraction(
     from deskpilot.inference.extraction import SchemaError, load_schema
     from deskpilot.inference.extraction.evaluate import load_dataset
 
+    settings = settings_or_usage_error(model_path=model_path, threads=threads)
     try:
-        settings = load_settings()
         schema = load_schema(schema_name, settings.schemas_path)
         examples = load_dataset(dataset.read_text(encoding="utf-8").splitlines())[:limit]
-    except (SettingsError, SchemaError, ValueError) as exc:
+    except (SchemaError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     field_map = {k: v for k, v in _field_map(schema, fields).items() if any(k in e.labels for e in examples)}
     if not field_map:
@@ -187,7 +169,7 @@ def eval_extraction(
     if deterministic:
         _report_deterministic(schema, field_map, examples)
     else:
-        asyncio.run(_eval_model(schema, field_map, examples, settings, model_path, threads))
+        asyncio.run(_eval_model(schema, field_map, examples, settings))
 
 
 def _report_deterministic(schema: Any, field_map: dict[str, str], examples: list[Any]) -> None:
@@ -205,15 +187,13 @@ async def _eval_model(
     schema: Any,
     field_map: dict[str, str],
     examples: list[Any],
-    settings: Any,
-    model_path: str | None,
-    threads: int | None,
+    settings: Settings,
 ) -> None:
     from deskpilot.inference import Finished
     from deskpilot.inference.extraction import Generated, extraction_job, finish_extraction
     from deskpilot.inference.extraction.evaluate import median_and_p90, same_value, score
 
-    backend = _backend(model_path, threads, settings)
+    backend = embedded_backend(settings)()
     pairs, latencies, produced, cut, queued = [], [], [], 0, 0
     calibration: dict[str, list[int]] = {"< 0.3": [0, 0], "0.3-0.6": [0, 0], ">= 0.6": [0, 0]}
     try:
@@ -266,7 +246,7 @@ async def _eval_model(
     median, p90 = median_and_p90(latencies)
     out.print(
         f"latency per document: median {median:.2f} s, p90 {p90:.2f} s "
-        f"({backend._llm.n_threads if hasattr(backend, '_llm') else '?'} threads); "
+        f"({settings.threads or 'default'} threads); "
         f"output tokens: median {median_and_p90([float(p) for p in produced])[0]:.0f}; "
         f"cut at the token limit: {cut}/{len(examples)}"
     )

@@ -9,10 +9,12 @@ CLI both consume `execute()`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -29,10 +31,8 @@ from deskpilot.inference import (
     input_digest,
 )
 from deskpilot.inference.extraction import Generated
-
-from .lineage import LineageStore, RunEnd, RunStart
-from .model_host import ModelHost
-from .schemas import (
+from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.wire import (
     DoneEvent,
     ErrorEvent,
     MetaEvent,
@@ -42,6 +42,7 @@ from .schemas import (
     TokenEvent,
     UsageOut,
 )
+from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
 
 __all__ = ["RunExecutor", "Structured", "StructuredOutcome"]
 
@@ -117,6 +118,23 @@ class RunExecutor:
         """Before a response starts: 503 if the model failed to load, 429 if the line is full."""
         self.host.check_available()
         return self.host.gate.reserve()
+
+    async def admitted(
+        self, build: Callable[[Ticket], AsyncGenerator[Event, None] | Awaitable[AsyncGenerator[Event, None]]],
+    ) -> AsyncGenerator[Event, None]:
+        """The one admission path of every AI endpoint, in one order: a place in line first (429 or 503
+        before any work is done), then `build(ticket)` prepares the run (retrieval, tokenizing, building
+        the job) and returns its events. If preparing fails, the place is given back at once; a stream
+        that never starts (the client left before the body) gives it back when it is collected."""
+        ticket = self.admit()
+        try:
+            built = build(ticket)
+            events = await built if inspect.isawaitable(built) else built
+        except BaseException:
+            ticket.release()
+            raise
+        weakref.finalize(events, ticket.release)
+        return events
 
     async def execute(
         self,

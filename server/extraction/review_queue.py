@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._chain import append_chained, rows_as_dicts
-from ._types import LineageError
-from .store import LineageStore, _iso_utc
+from deskpilot.server.core.db import iso_utc, rows_as_dicts
+from deskpilot.server.lineage import LineageStore
+from deskpilot.server.lineage._types import LineageError
 
 __all__ = [
     "FieldChange",
@@ -156,7 +156,7 @@ class ReviewQueue:
         row = {
             "id": uuid.uuid4().hex,
             "run_id": run_id,
-            "created_at": _iso_utc(self._store._clock()),
+            "created_at": iso_utc(self._store.now()),
             "status": "pending",
             "task": task,
             "template_id": template_id,
@@ -169,7 +169,7 @@ class ReviewQueue:
             "decided_at": None,
         }
         encoded = {k: msgspec.json.encode(v).decode() if k in _JSON_QUEUE else v for k, v in row.items()}
-        with self._store._write() as conn:
+        with self._store.transaction() as conn:
             conn.execute(
                 f"INSERT INTO review_queue ({', '.join(encoded)}) VALUES ({', '.join('?' * len(encoded))})",
                 list(encoded.values()),
@@ -205,7 +205,7 @@ class ReviewQueue:
     ) -> ReviewRecord:
         """Record the decision and close the item, in one transaction. `final` is the document the reviewer
         keeps (the proposal for accept, the edited one for edit, None for reject)."""
-        with self._store._write() as conn:
+        with self._store.transaction() as conn:
             found = conn.execute(
                 "SELECT status, run_id, task, template_id, model_id, proposed FROM review_queue WHERE id = ?",
                 [review_id],
@@ -218,7 +218,7 @@ class ReviewQueue:
             changes = (
                 field_changes(msgspec.json.decode(proposed), final) if decision == "edit" and final else []
             )
-            decided_at = _iso_utc(self._store._clock())
+            decided_at = iso_utc(self._store.now())
             row = {
                 "id": uuid.uuid4().hex,
                 "review_id": review_id,
@@ -233,7 +233,7 @@ class ReviewQueue:
                 "template_id": template_id,
                 "model_id": model_id,
             }
-            stored = append_chained(conn, "reviews", row)
+            stored = self._store.append_chained(conn, "reviews", row)
             conn.execute(
                 "UPDATE review_queue SET status = ?, decided_at = ? WHERE id = ?",
                 [_STATUS[decision], decided_at, review_id],
@@ -245,12 +245,12 @@ class ReviewQueue:
         sql, params = "SELECT * FROM reviews", []
         if run_id is not None:
             sql, params = sql + " WHERE run_id = ?", [run_id]
-        with self._store._snapshot() as conn:
+        with self._store.reading() as conn:
             return [_record(row) for row in rows_as_dicts(conn.execute(sql + " ORDER BY seq", params))]
 
     def quality(self) -> list[QualityRow]:
         """Override rates per task, template (name and version) and model; see the module docstring."""
-        with self._store._snapshot() as conn:
+        with self._store.reading() as conn:
             runs = conn.execute(
                 "SELECT r.task, r.template_id, r.model_id, COUNT(*), COUNT(q.id) FROM runs r "
                 "LEFT JOIN review_queue q ON q.run_id = r.id "
@@ -277,7 +277,7 @@ class ReviewQueue:
         return [_quality_row(key, counts) for key, counts in sorted(groups.items())]
 
     def _select(self, where: str, params: list[Any], *, limit: int) -> list[ReviewItem]:
-        with self._store._snapshot() as conn:
+        with self._store.reading() as conn:
             rows = list(
                 rows_as_dicts(
                     conn.execute(

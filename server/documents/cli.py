@@ -1,17 +1,14 @@
 """`deskpilot index PATH... [--exclude GLOB] [--watch]`: index documents with a progress bar.
 
-The command is a plain click command; the server's CLI attaches it to the `deskpilot` group
-(`main.add_command(index_command)`). Tests and embedders may pass `obj={"embedder": ...}`.
+The command is a plain click command; the server's CLI attaches it to the `deskpilot` group. Tests and
+embedders may pass `obj={"embedder": ...}` (see `core/cli.py`).
 """
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -24,34 +21,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ._types import IndexProgress, IndexSummary
-from .embedding import Embedder, SentenceTransformerEmbedder
-from .index import DocumentIndex, index_folder
+from deskpilot.indexes._types import IndexProgress, IndexSummary
+from deskpilot.indexes.embedding import Embedder, SentenceTransformerEmbedder
+from deskpilot.indexes.index import DocumentIndex, index_folder
+from deskpilot.server.core.cli import cancel_on_ctrl_c, cli_parts, settings_or_usage_error
 
-__all__ = ["cancel_on_ctrl_c", "index_command"]
+__all__ = ["index_command"]
 
 _SHOW_SKIPPED = 20
-
-
-@contextmanager
-def cancel_on_ctrl_c() -> Iterator[threading.Event]:
-    """The first Ctrl+C sets the event, so a long run stops after its current step and keeps what it
-    committed; a second one interrupts at once. (`deskpilot index` and `deskpilot sync` both use it.)"""
-    cancel = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield cancel
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield cancel
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _run(
@@ -114,14 +91,8 @@ def index_command(ctx: click.Context, paths: tuple[Path, ...], exclude: tuple[st
     Without PATH, re-indexes every folder indexed before. Only new and changed files are embedded;
     files that disappeared leave the index; unreadable files are skipped with a reason.
     """
-    from deskpilot.server.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
-    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-    embedder: Embedder | None = obj.get("embedder")
+    settings = settings_or_usage_error()
+    embedder: Embedder | None = cli_parts(ctx).get("embedder")
     console = Console(stderr=True)
     with DocumentIndex(index_folder(settings.home), embedder=embedder) as index:
         if not paths and not index.roots():
@@ -132,7 +103,7 @@ def index_command(ctx: click.Context, paths: tuple[Path, ...], exclude: tuple[st
             summary = _run(index, paths, exclude, console, cancel)
             _print_summary(summary, console)
             if watch and not cancel.is_set():
-                from ._watch import watch as watch_paths
+                from deskpilot.indexes._watch import watch as watch_paths
 
                 count = len(paths) or len(index.roots())
                 console.print(f"watching {count} path(s) for changes; Ctrl+C stops", highlight=False)

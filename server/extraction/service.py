@@ -1,0 +1,169 @@
+"""Extraction and triage runs, finished: validate, check, score, and queue for review what needs a person.
+
+`ExtractionTask` and `ClassificationTask` are the `Structured` finishers `RunExecutor.execute` calls when a
+run ends; the HTTP API and the workflows' model steps use the same ones, so a result is recorded and
+reviewed the same way whoever asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from deskpilot.inference.extraction import (
+    Classification,
+    ExtractionResult,
+    ExtractionSchema,
+    Generated,
+    finish_classification,
+    finish_extraction,
+)
+from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.runs import StructuredOutcome
+from deskpilot.server.core.wire import FieldOut, NormalizedOut, ResultEvent, ReviewRef, RuleOut, ValidationOut
+from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.lineage import RunStart
+
+__all__ = ["ClassificationTask", "ExtractionTask", "model_context"]
+
+
+def model_context(host: ModelHost) -> tuple[int, Callable[[str], int] | None]:
+    """The context to budget for and the tokenizer to count with (none yet while the model loads: the
+    job then counts bytes, which never under-counts)."""
+    backend = host.backend
+    if backend is None:
+        return 4096, None
+    return backend.info.context_length, getattr(backend, "count_tokens", None)
+
+
+def _lineage(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+class ExtractionTask:
+    """Finishes an extraction run: validate, check, score, and queue it for review when it needs a person."""
+
+    def __init__(self, schema: ExtractionSchema, text: str, reviews: ReviewQueue, threshold: float) -> None:
+        self.schema, self.text, self.reviews, self.threshold = schema, text, reviews, threshold
+
+    def result(self, generated: Generated) -> ExtractionResult:
+        return finish_extraction(
+            self.schema, text=self.text, generated=generated, review_threshold=self.threshold
+        )
+
+    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
+        result = self.result(generated)
+        fields = {
+            path: msgspec.convert(r, FieldOut, from_attributes=True) for path, r in result.fields.items()
+        }
+        review = None
+        if result.review_reasons:
+            item = self.reviews.enqueue(
+                run_id=run_id,
+                task=start.task,
+                template_id=start.template_id,
+                model_id=start.model_id,
+                reasons=result.review_reasons,
+                confidence=result.confidence,
+                proposed=result.data,
+                fields=msgspec.to_builtins(fields),
+                spec={"schema": self.schema.name, "schema_id": self.schema.schema_id},
+            )
+            review = ReviewRef(id=item.id, reasons=result.review_reasons)
+        validation = ValidationOut(
+            valid=True,
+            repaired=result.repaired,
+            problems=result.problems,
+            rules=[msgspec.convert(r, RuleOut, from_attributes=True) for r in result.rules],
+            normalized=[msgspec.convert(c, NormalizedOut, from_attributes=True) for c in result.normalized],
+        )
+        event = ResultEvent(
+            run_id=run_id,
+            task=start.task,
+            schema=result.schema,
+            data=result.data,
+            confidence=result.confidence,
+            fields=fields,
+            validation=validation,
+            review=review,
+        )
+        recorded = {
+            "valid": True,
+            "repaired": result.repaired,
+            "problems": result.problems,
+            "rules": _lineage(result.rules),
+            "normalized": _lineage(result.normalized),
+            "fields": _lineage(result.fields),
+            "schema": result.schema,
+            "review": {
+                "queued": review is not None,
+                "id": review and review.id,
+                "reasons": result.review_reasons,
+            },
+        }
+        return StructuredOutcome(
+            event=event,
+            output={"data": result.data, "raw": generated.text},
+            validation=recorded,
+            confidence=result.confidence,
+        )
+
+
+class ClassificationTask:
+    def __init__(self, labels: list[str], reviews: ReviewQueue, threshold: float) -> None:
+        self.labels, self.reviews, self.threshold = labels, reviews, threshold
+
+    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
+        result: Classification = finish_classification(
+            self.labels, generated, review_threshold=self.threshold
+        )
+        data = {"label": result.label}
+        fields = {
+            "label": FieldOut(
+                confidence=result.confidence, token_confidence=result.confidence, repaired=result.repaired
+            )
+        }
+        review = None
+        if result.review_reasons:
+            item = self.reviews.enqueue(
+                run_id=run_id,
+                task=start.task,
+                template_id=start.template_id,
+                model_id=start.model_id,
+                reasons=result.review_reasons,
+                confidence=result.confidence,
+                proposed=data,
+                fields=msgspec.to_builtins(fields),
+                spec={"labels": self.labels},
+            )
+            review = ReviewRef(id=item.id, reasons=result.review_reasons)
+        problems = result.review_reasons if result.repaired else []
+        event = ResultEvent(
+            run_id=run_id,
+            task=start.task,
+            schema=None,
+            data=data,
+            confidence=result.confidence,
+            fields=fields,
+            validation=ValidationOut(valid=True, repaired=result.repaired, problems=problems),
+            review=review,
+        )
+        recorded = {
+            "valid": True,
+            "repaired": result.repaired,
+            "problems": problems,
+            "labels": self.labels,
+            "review": {
+                "queued": review is not None,
+                "id": review and review.id,
+                "reasons": result.review_reasons,
+            },
+        }
+        return StructuredOutcome(
+            event=event,
+            output={"data": data, "raw": generated.text},
+            validation=recorded,
+            confidence=result.confidence,
+        )

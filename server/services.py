@@ -1,0 +1,132 @@
+"""The composition root: every long-lived service, built once from settings, in one place.
+
+The HTTP app (`app.py`), the queue's consumer (`worker.py`), every CLI command and the mail trigger all
+start from `Services.build(settings)`; tests pass the collaborators they want instead (a scripted backend,
+a `MemoryHuey` queue, a stand-in Graph connector, an index with a hash embedder), so nothing is patched.
+What is expensive or not always needed (the model, the index, the Graph connector, the queue) is built
+on first use, so `deskpilot audit verify` never loads torch and a worker that only sends webhooks never
+loads the model. `close()` closes what was built, in reverse order.
+
+Nothing here knows HTTP: the worker imports this module, never `app.py` (an import-linter contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from deskpilot.inference import Backend
+from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.core.runs import RunExecutor
+from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.lineage import LineageStore
+from deskpilot.server.settings import Settings
+from deskpilot.server.workflows.services import WorkflowServices
+
+if TYPE_CHECKING:
+    from deskpilot.indexes import DocumentIndex, Embedder
+    from deskpilot.server.connectors.service import GraphConnector
+
+__all__ = ["BackendSource", "Services", "embedded_backend"]
+
+# A backend, or what loads one (weights take seconds to load: the server loads them after start-up).
+BackendSource = Backend | Callable[[], Backend]
+
+
+def embedded_backend(settings: Settings) -> Callable[[], Backend]:
+    """The llama.cpp backend the settings name (the embedded SmolLM2 by default), loaded when called.
+    The one place a llama.cpp backend is built from settings."""
+
+    def load() -> Backend:
+        from deskpilot.inference.llama import LlamaCppBackend  # imports llama.cpp: off the start-up path
+
+        model_path = Path(settings.model_path) if settings.model_path else None
+        return LlamaCppBackend(model_path, context_length=settings.context_length, threads=settings.threads,
+                               cache_dir=settings.cache_dir)
+
+    return load
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: BackendSource | None = None,
+        lineage: LineageStore | None = None,
+        queue: TaskQueue | None = None,
+        index: DocumentIndex | None = None,
+        embedder: Embedder | None = None,
+        graph: GraphConnector | None = None,
+        max_waiting: int | None = None,
+    ) -> None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.backend_source: BackendSource = backend or embedded_backend(settings)
+        self._owns_lineage = lineage is None
+        self.lineage = lineage or LineageStore(settings.db_path)
+        self._queue, self._index, self._embedder, self._graph = queue, index, embedder, graph
+        # CLI commands run one request and never wait in line; the server queues up to `max_queue`.
+        self.max_waiting = settings.max_queue if max_waiting is None else max_waiting
+
+    @cached_property
+    def host(self) -> ModelHost:
+        return ModelHost(self.backend_source, max_waiting=self.max_waiting)
+
+    @cached_property
+    def executor(self) -> RunExecutor:
+        return RunExecutor(self.host, self.lineage, retain_inputs=self.settings.retain_inputs)
+
+    @cached_property
+    def reviews(self) -> ReviewQueue:
+        return ReviewQueue(self.lineage)
+
+    @cached_property
+    def queue(self) -> TaskQueue:
+        if self._queue is None:
+            self._queue = TaskQueue.sqlite(self.settings)
+        return self._queue
+
+    @cached_property
+    def workflows(self) -> WorkflowServices:
+        return WorkflowServices.create(self.settings, self.lineage, self.queue)
+
+    @cached_property
+    def index(self) -> DocumentIndex:
+        if self._index is None:
+            from deskpilot.indexes import DocumentIndex, index_folder
+
+            self._index = DocumentIndex(index_folder(self.settings.home), embedder=self._embedder)
+        return self._index
+
+    @cached_property
+    def graph(self) -> GraphConnector:
+        if self._graph is None:
+            from deskpilot.server.connectors.service import GraphConnector
+            from deskpilot.server.workflows.triggers import MailTrigger
+
+            self._graph = GraphConnector(self.settings, self.index, on_new_mail=MailTrigger(self.workflows.events))
+        return self._graph
+
+    async def aclose(self) -> None:
+        """Close what was built, the model included (it closes on the event loop that used it)."""
+        if "host" in vars(self):
+            await self.host.close()
+        await anyio.to_thread.run_sync(self.close)  # a running sync stops after its current request
+
+    def close(self) -> None:
+        """Close what was built but the model host (see `aclose`), newest first."""
+        built = vars(self)
+        if "graph" in built:
+            self.graph.close()
+        if "index" in built:
+            self.index.close()
+        if "queue" in built:
+            self.queue.close()
+        if self._owns_lineage:
+            self.lineage.close()

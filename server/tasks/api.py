@@ -1,0 +1,90 @@
+"""HTTP routes of the writing tasks. Thin: validate, admit, build a job, stream it (the work is in
+`core.runs` and `inference`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+
+from deskpilot.inference import Email, Job, draft_reply_job, rewrite_job, summarize_job
+from deskpilot.server.core.runs import RunExecutor
+from deskpilot.server.core.wire import EmailIn, PrepareOut
+from deskpilot.server.settings import Settings
+from deskpilot.server.tasks.wire import DraftReplyRequest, RewriteRequest, SummarizeRequest
+from deskpilot.server.web.sse import sse_response
+
+__all__ = ["AITasks", "as_email"]
+
+
+def as_email(e: EmailIn) -> Email:
+    return Email(body=e.body, subject=e.subject, sender=e.sender, to=tuple(e.to), cc=tuple(e.cc), date=e.date)
+
+
+def _summarize_job(data: SummarizeRequest, executor: RunExecutor) -> Job:
+    return summarize_job(
+        context_length=executor.host.context_length(),
+        text=data.text,
+        email=as_email(data.email) if data.email else None,
+        thread=tuple(as_email(m) for m in data.thread),
+        sentences=data.sentences,
+    )
+
+
+def _draft_job(data: DraftReplyRequest, executor: RunExecutor) -> Job:
+    return draft_reply_job(
+        context_length=executor.host.context_length(),
+        email=as_email(data.email),
+        thread=tuple(as_email(m) for m in data.thread),
+        tone=data.tone,
+        length=data.length,
+        instructions=data.instructions,
+        signature=data.signature,
+    )
+
+
+def _rewrite_job(data: RewriteRequest, executor: RunExecutor) -> Job:
+    return rewrite_job(context_length=executor.host.context_length(), text=data.text, tone=data.tone,
+                       instructions=data.instructions)
+
+
+class AITasks(Controller):
+    path = "/v1"
+    tags = ["AI tasks"]
+
+    async def _stream(self, executor: RunExecutor, job_for: Job, data: SummarizeRequest | DraftReplyRequest |
+                      RewriteRequest, settings: Settings, stopping: asyncio.Event) -> ServerSentEvent:
+        events = await executor.admitted(lambda ticket: executor.execute(
+            job_for, ticket=ticket, client=data.client, source_ref=data.source_ref))
+        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+
+    @post("/summarize", status_code=200, summary="Summarize text or an email thread (SSE stream)")
+    async def summarize(
+        self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+    ) -> ServerSentEvent:
+        return await self._stream(executor, _summarize_job(data, executor), data, settings, stopping)
+
+    @post("/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)")
+    async def prepare(self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor]) -> PrepareOut:
+        """The task pane calls this when an item opens. While the model is idle it reads the item ahead
+        of time, so that when the user clicks Summarize the first words appear at once. It gives way to
+        any real request and records nothing: no output is produced."""
+        return await executor.prepare(_summarize_job(data, executor))
+
+    @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
+    async def draft_reply(
+        self, data: JSONBody[DraftReplyRequest], executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+    ) -> ServerSentEvent:
+        return await self._stream(executor, _draft_job(data, executor), data, settings, stopping)
+
+    @post("/rewrite", status_code=200, summary="Rewrite a selected passage in a tone (SSE stream)")
+    async def rewrite(
+        self, data: JSONBody[RewriteRequest], executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+    ) -> ServerSentEvent:
+        return await self._stream(executor, _rewrite_job(data, executor), data, settings, stopping)

@@ -1,0 +1,55 @@
+"""Wire types of the writing tasks (summarize, draft a reply, rewrite): msgspec Structs, camelCase."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from deskpilot.server.core.wire import Client, EmailIn, In, ShortText
+
+__all__ = ["DraftReplyRequest", "RewriteRequest", "SummarizeRequest"]
+
+
+class SummarizeRequest(In):
+    """Either `text`, or an `email` with optionally the earlier messages of its `thread`."""
+
+    text: str | None = None
+    email: EmailIn | None = None
+    thread: list[EmailIn] = []
+    sentences: Annotated[int, Meta(ge=1, le=10)] = 3
+    client: Client = "api"
+    source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.email is None):
+            raise ValueError("give exactly one of `text` or `email`")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("`text` is empty")
+        if self.thread and self.email is None:
+            raise ValueError("`thread` needs the `email` it belongs to")
+
+
+class DraftReplyRequest(In):
+    email: EmailIn
+    thread: list[EmailIn] = []
+    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
+    length: Literal["short", "medium", "long"] = "medium"
+    instructions: Annotated[str, Meta(max_length=2_000)] = ""
+    signature: Annotated[str, Meta(max_length=200)] = ""
+    client: Client = "api"
+    source_ref: ShortText | None = None
+
+
+class RewriteRequest(In):
+    """A passage the user selected (in Word), to rewrite; the task pane inserts it as a tracked change."""
+
+    text: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    instructions: Annotated[str, Meta(max_length=2_000)] = ""
+    tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
+    client: Client = "api"
+    source_ref: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("`text` is empty")

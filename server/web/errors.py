@@ -1,0 +1,66 @@
+"""Every error the API answers, in one body (`ErrorBody`: code, message, and where it helps, the field or
+Retry-After): validation, HTTP errors, a busy or failed model."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from deskpilot.inference import BackendError, ModelBusy
+from deskpilot.server.core.wire import ErrorBody
+
+__all__ = ["EXCEPTION_HANDLERS"]
+
+log = logging.getLogger("deskpilot.server")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+           retry_after: int | None = None, field: str | None = None) -> Response[ErrorBody]:
+    body = ErrorBody(code=code, message=message, retry_after=retry_after, field=field)
+    return Response(body, status_code=status, headers=headers)
+
+
+def _busy(_: Request, exc: ModelBusy) -> Response[ErrorBody]:
+    return _error(429, "busy", str(exc), {"Retry-After": str(exc.retry_after)}, exc.retry_after)
+
+
+def _unavailable(_: Request, exc: BackendError) -> Response[ErrorBody]:
+    return _error(503, "model_unavailable", str(exc), {"Retry-After": "30"}, 30)
+
+
+def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    """400 with what was wrong and where, e.g. "Object missing required field `body` - at `$.email`"."""
+    details = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict) and item.get("key") not in (None, "", "data"):
+            details.append(f"{item['message']} at `{item['key']}`")
+        elif isinstance(item, dict):
+            details.append(str(item.get("message", item)))
+    field = next((i["key"] for i in exc.extra or []
+                  if isinstance(i, dict) and i.get("key") not in (None, "", "data")), None)
+    return _error(400, "invalid_request", f"invalid request: {'; '.join(details) or exc.detail}", field=field)
+
+
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+          413: "body_too_large", 415: "unsupported_media_type"}
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
+    if exc.status_code >= 500:
+        log.error("server error: %s", exc.detail)
+    message = exc.detail
+    if exc.status_code == 413:
+        limit = request.app.request_max_body_size
+        message = f"request body too large: the limit is {limit:,} bytes"
+    return _error(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ModelBusy: _busy,
+    ValidationException: _invalid,
+    BackendError: _unavailable,
+    HTTPException: _http_error,
+}
