@@ -12,5 +12,7 @@ TOPS = ("server", "inference", "indexes", "addin_manifest", "installer")
 
 setup(
     package_dir={f"deskpilot.{top}": top for top in TOPS},
-    packages=[f"deskpilot.{top}{'.' + sub if sub else ''}" for top in TOPS for sub in ("", *find_packages(top))],
+    packages=[
+        f"deskpilot.{top}{'.' + sub if sub else ''}" for top in TOPS for sub in ("", *find_packages(top))
+    ],
 )

@@ -181,8 +181,9 @@ def main() -> None:
     parser.add_argument("--max-queue", type=int, default=None, help="requests allowed to wait (default: 4)")
     args = parser.parse_args()
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     os.environ["DESKPILOT_HOME"] = str(args.home)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -198,8 +199,13 @@ def main() -> None:
     app = create_app(settings, backend=backend, **extra)
     add_state_route(app, backend, settings)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
-                            timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+    )
     print(f"PORT {port}", flush=True)
     # uvicorn stops gracefully on SIGINT, then raises the signal again: KeyboardInterrupt, after the fact.
     with contextlib.suppress(KeyboardInterrupt):

@@ -41,7 +41,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--actions", type=int, default=500)
     parser.add_argument("--idle", type=int, default=40, help="actions sent one at a time to an idle worker")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: the setting, 4)")
@@ -73,7 +75,9 @@ def main() -> None:
     settings = load_settings()
     threads = args.threads or settings.worker_threads
     WebhookSecrets().set(SECRET, "s3cret-for-the-bench")
-    print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; worker threads {threads}; {args.actions} actions")
+    print(
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; worker threads {threads}; {args.actions} actions"
+    )
 
     with WebhookReceiver(secret=b"s3cret-for-the-bench") as hook:
         # 1. Direct: the adapter alone, same threads.
@@ -87,7 +91,9 @@ def main() -> None:
                     if not todo:
                         return
                     n = todo.pop()
-                adapter.execute(f"direct-{n}", WebhookParams(url=hook.url + "/direct", payload={"n": n}, secret=SECRET))
+                adapter.execute(
+                    f"direct-{n}", WebhookParams(url=hook.url + "/direct", payload={"n": n}, secret=SECRET)
+                )
 
         started = time.perf_counter()
         pool = [threading.Thread(target=send) for _ in range(threads)]
@@ -105,13 +111,19 @@ def main() -> None:
         queue = TaskQueue.sqlite(settings)
         worker = subprocess.Popen(
             [sys.executable, "-m", "deskpilot.server.cli", "worker", "--threads", str(threads)],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "wb"),
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "worker.log", "wb"),
         )
 
         def propose(tag: str, n: int) -> str:
-            record, _ = outbox.propose("webhook", {"url": hook.url + "/queued", "payload": {"n": n, "tag": tag},
-                                                   "secret": SECRET}, title="bench", origin=f"bench-{tag}",
-                                       actor="bench")
+            record, _ = outbox.propose(
+                "webhook",
+                {"url": hook.url + "/queued", "payload": {"n": n, "tag": tag}, "secret": SECRET},
+                title="bench",
+                origin=f"bench-{tag}",
+                actor="bench",
+            )
             queue.execute(record.id)
             return record.id
 
@@ -161,22 +173,39 @@ def main() -> None:
 
     expected = args.actions * 2 + 1 + args.idle
     print(f"direct (adapter only, {threads} threads):   {direct:8.1f} actions/s")
-    print(f"through outbox + Huey + worker:       {queued_rate:8.1f} actions/s  "
-          f"(enqueueing took {enqueued:.2f} s of {elapsed:.2f} s)")
+    print(
+        f"through outbox + Huey + worker:       {queued_rate:8.1f} actions/s  "
+        f"(enqueueing took {enqueued:.2f} s of {elapsed:.2f} s)"
+    )
     print(f"ratio queue/direct:                   {queued_rate / direct:8.3f}")
-    print(f"enqueue to start, burst of {args.actions}:   p50 {statistics.median(burst_lat):8.1f} ms   "
-          f"p95 {pct(burst_lat, 95):8.1f} ms")
-    print(f"enqueue to start, one at a time (idle): p50 {statistics.median(idle_lat):8.1f} ms   "
-          f"p95 {pct(idle_lat, 95):8.1f} ms")
+    print(
+        f"enqueue to start, burst of {args.actions}:   p50 {statistics.median(burst_lat):8.1f} ms   "
+        f"p95 {pct(burst_lat, 95):8.1f} ms"
+    )
+    print(
+        f"enqueue to start, one at a time (idle): p50 {statistics.median(idle_lat):8.1f} ms   "
+        f"p95 {pct(idle_lat, 95):8.1f} ms"
+    )
     print(f"effects at the receiver: {effects} (expected {expected}: one per action)")
     assert effects == expected
     if args.json:
-        args.json.write_text(json.dumps({
-            "direct_per_s": direct, "queued_per_s": queued_rate, "ratio": queued_rate / direct,
-            "burst_p50_ms": statistics.median(burst_lat), "burst_p95_ms": pct(burst_lat, 95),
-            "idle_p50_ms": statistics.median(idle_lat), "idle_p95_ms": pct(idle_lat, 95),
-            "threads": threads, "actions": args.actions, "load": os.getloadavg()[0],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "direct_per_s": direct,
+                    "queued_per_s": queued_rate,
+                    "ratio": queued_rate / direct,
+                    "burst_p50_ms": statistics.median(burst_lat),
+                    "burst_p95_ms": pct(burst_lat, 95),
+                    "idle_p50_ms": statistics.median(idle_lat),
+                    "idle_p95_ms": pct(idle_lat, 95),
+                    "threads": threads,
+                    "actions": args.actions,
+                    "load": os.getloadavg()[0],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -72,11 +72,17 @@ SERVER_SCRIPT = HERE / "_load_server.py"
 
 # Request mix: (endpoint name, weight).
 MIX: tuple[tuple[str, float], ...] = (
-    ("summarize", 0.40), ("runs", 0.20), ("healthz", 0.15), ("models", 0.15), ("prepare", 0.10))
+    ("summarize", 0.40),
+    ("runs", 0.20),
+    ("healthz", 0.15),
+    ("models", 0.15),
+    ("prepare", 0.10),
+)
 SSE_ENDPOINT = "summarize"
 
 
 # -- recording --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class EndpointStats:
@@ -105,7 +111,8 @@ class Vanished:
 @dataclass
 class Recorder:
     endpoints: dict[str, EndpointStats] = field(
-        default_factory=lambda: {name: EndpointStats() for name, _ in MIX})
+        default_factory=lambda: {name: EndpointStats() for name, _ in MIX}
+    )
     run_ids: deque[str] = field(default_factory=lambda: deque(maxlen=500))
     vanished: list[Vanished] = field(default_factory=list)
 
@@ -127,6 +134,7 @@ def retry_after(response: httpx.Response) -> float:
 
 
 # -- SSE ----------------------------------------------------------------------------------------------------
+
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of a text/event-stream body; comments (keep-alives) are skipped."""
@@ -167,8 +175,9 @@ async def summarize(
     started = time.perf_counter()
     first: float | None = None
     tokens, done, error = 0, None, None
-    async with client.stream("POST", "/v1/summarize", json=summary_body(rng, emails),
-                             headers={"Accept": "text/event-stream"}) as response:
+    async with client.stream(
+        "POST", "/v1/summarize", json=summary_body(rng, emails), headers={"Accept": "text/event-stream"}
+    ) as response:
         if response.status_code == 429:
             await response.aread()
             stats.busy += 1
@@ -201,8 +210,14 @@ async def summarize(
     return None
 
 
-async def json_request(client: httpx.AsyncClient, stats: EndpointStats, method: str, path: str,
-                       check: Callable[[Any], bool], body: Any = None) -> float | None:
+async def json_request(
+    client: httpx.AsyncClient,
+    stats: EndpointStats,
+    method: str,
+    path: str,
+    check: Callable[[Any], bool],
+    body: Any = None,
+) -> float | None:
     started = time.perf_counter()
     response = await client.request(method, path, json=body)
     elapsed = (time.perf_counter() - started) * 1000
@@ -229,21 +244,37 @@ def make_ops(emails: list[dict[str, Any]]) -> dict[str, Op]:
         if not rec.run_ids:  # nothing finished yet: fall back to the cheapest JSON endpoint
             return await healthz(client, rec, rng)
         run_id = rng.choice(rec.run_ids)
-        return await json_request(client, rec.endpoints["runs"], "GET", f"/v1/runs/{run_id}",
-                                  lambda b: b.get("id") == run_id and "status" in b)
+        return await json_request(
+            client,
+            rec.endpoints["runs"],
+            "GET",
+            f"/v1/runs/{run_id}",
+            lambda b: b.get("id") == run_id and "status" in b,
+        )
 
     async def healthz(client: httpx.AsyncClient, rec: Recorder, rng: random.Random) -> float | None:
-        return await json_request(client, rec.endpoints["healthz"], "GET", "/healthz",
-                                  lambda b: b.get("status") == "ok")
+        return await json_request(
+            client, rec.endpoints["healthz"], "GET", "/healthz", lambda b: b.get("status") == "ok"
+        )
 
     async def models(client: httpx.AsyncClient, rec: Recorder, rng: random.Random) -> float | None:
-        return await json_request(client, rec.endpoints["models"], "GET", "/v1/models",
-                                  lambda b: b.get("state") == "ready" and "waiting" in b)
+        return await json_request(
+            client,
+            rec.endpoints["models"],
+            "GET",
+            "/v1/models",
+            lambda b: b.get("state") == "ready" and "waiting" in b,
+        )
 
     async def prepare(client: httpx.AsyncClient, rec: Recorder, rng: random.Random) -> float | None:
-        return await json_request(client, rec.endpoints["prepare"], "POST", "/v1/prepare",
-                                  lambda b: isinstance(b.get("prepared"), bool),
-                                  body=summary_body(rng, emails))
+        return await json_request(
+            client,
+            rec.endpoints["prepare"],
+            "POST",
+            "/v1/prepare",
+            lambda b: isinstance(b.get("prepared"), bool),
+            body=summary_body(rng, emails),
+        )
 
     async def sse(client: httpx.AsyncClient, rec: Recorder, rng: random.Random) -> float | None:
         return await summarize(client, rec, rng, emails)
@@ -252,6 +283,7 @@ def make_ops(emails: list[dict[str, Any]]) -> dict[str, Op]:
 
 
 # -- the clients ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class LoadConfig:
@@ -275,9 +307,13 @@ def _tls_context() -> ssl.SSLContext:
 
 def new_client(base_url: str, timeout: float = 10.0) -> httpx.AsyncClient:
     """A client with one connection, like one task pane. `Host` is the loopback name the server requires."""
-    return httpx.AsyncClient(base_url=base_url, headers={"Host": base_url.split("://", 1)[1]},
-                             timeout=httpx.Timeout(timeout, connect=10.0), verify=_tls_context(),
-                             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Host": base_url.split("://", 1)[1]},
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        verify=_tls_context(),
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )
 
 
 async def pause(seconds: float, deadline: float) -> None:
@@ -296,9 +332,7 @@ def classify_exception(exc: Exception) -> str:
     return f"exception:{type(exc).__name__}"
 
 
-async def client_loop(
-    cfg: LoadConfig, rec: Recorder, ops: dict[str, Op], seed: int, deadline: float
-) -> None:
+async def client_loop(cfg: LoadConfig, rec: Recorder, ops: dict[str, Op], seed: int, deadline: float) -> None:
     rng = random.Random(seed)
     names, weights = zip(*MIX, strict=True)
     async with new_client(cfg.base_url, cfg.timeout) as client:
@@ -316,8 +350,9 @@ async def client_loop(
                 await pause(rng.uniform(0, 2 * cfg.think_ms / 1000), deadline)
 
 
-async def vanishing_client(cfg: LoadConfig, rec: Recorder, emails: list[dict[str, Any]], seed: int,
-                           start_at: float, deadline: float) -> None:
+async def vanishing_client(
+    cfg: LoadConfig, rec: Recorder, emails: list[dict[str, Any]], seed: int, start_at: float, deadline: float
+) -> None:
     """Start a summary, read `planned_events` events, then drop the connection. Retries after 429 until
     admitted (or the run ends), since a client that never got a stream cannot vanish from one."""
     rng = random.Random(seed)
@@ -327,9 +362,15 @@ async def vanishing_client(cfg: LoadConfig, rec: Recorder, emails: list[dict[str
     while time.monotonic() < deadline and not v.admitted:
         backoff = None
         try:
-            async with new_client(cfg.base_url, cfg.timeout) as client, client.stream(
-                    "POST", "/v1/summarize", json=summary_body(rng, emails),
-                    headers={"Accept": "text/event-stream"}) as response:
+            async with (
+                new_client(cfg.base_url, cfg.timeout) as client,
+                client.stream(
+                    "POST",
+                    "/v1/summarize",
+                    json=summary_body(rng, emails),
+                    headers={"Accept": "text/event-stream"},
+                ) as response,
+            ):
                 if response.status_code == 429:
                     await response.aread()
                     v.busy += 1
@@ -378,11 +419,23 @@ async def run_load(cfg: LoadConfig, emails: list[dict[str, Any]]) -> tuple[Recor
     started = time.monotonic()
     deadline = started + cfg.duration
     rng = random.Random(cfg.seed)
-    tasks = [asyncio.create_task(client_loop(cfg, rec, ops, cfg.seed * 100_003 + i, deadline))
-             for i in range(cfg.clients)]
-    tasks += [asyncio.create_task(vanishing_client(
-        cfg, rec, emails, cfg.seed * 200_003 + i, started + rng.uniform(0.1, 0.9) * cfg.duration, deadline))
-        for i in range(cfg.vanishing)]
+    tasks = [
+        asyncio.create_task(client_loop(cfg, rec, ops, cfg.seed * 100_003 + i, deadline))
+        for i in range(cfg.clients)
+    ]
+    tasks += [
+        asyncio.create_task(
+            vanishing_client(
+                cfg,
+                rec,
+                emails,
+                cfg.seed * 200_003 + i,
+                started + rng.uniform(0.1, 0.9) * cfg.duration,
+                deadline,
+            )
+        )
+        for i in range(cfg.vanishing)
+    ]
     await asyncio.gather(*tasks)
     elapsed = time.monotonic() - started
     stop.set()
@@ -392,6 +445,7 @@ async def run_load(cfg: LoadConfig, emails: list[dict[str, Any]]) -> tuple[Recor
 
 # -- the server ---------------------------------------------------------------------------------------------
 
+
 class ServerProcess:
     """bench/_load_server.py in a child process, its log in a file; stopped with SIGINT (graceful)."""
 
@@ -400,12 +454,21 @@ class ServerProcess:
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        cmd = [sys.executable, str(SERVER_SCRIPT), "--home", str(home), "--words", str(words),
-               "--delay", str(delay)]
+        cmd = [
+            sys.executable,
+            str(SERVER_SCRIPT),
+            "--home",
+            str(home),
+            "--words",
+            str(words),
+            "--delay",
+            str(delay),
+        ]
         if max_queue is not None:
             cmd += ["--max-queue", str(max_queue)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
-                                     env={**os.environ, "DESKPILOT_HOME": str(home)})
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "DESKPILOT_HOME": str(home)}
+        )
         self.port = self._read_port(timeout=60)
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -473,8 +536,12 @@ async def bench_state(base_url: str, *, gc: bool = False) -> dict[str, Any]:
 
 
 def drained(state: dict[str, Any]) -> bool:
-    return (state["gate_waiting"] == 0 and not state["gate_busy"] and state["backend_active"] == 0
-            and state["open_runs"] == 0)
+    return (
+        state["gate_waiting"] == 0
+        and not state["gate_busy"]
+        and state["backend_active"] == 0
+        and state["open_runs"] == 0
+    )
 
 
 async def wait_for_drain(base_url: str, timeout: float) -> tuple[bool, float, dict[str, Any]]:
@@ -495,9 +562,14 @@ async def settled_state(
     deadline = time.monotonic() + timeout
     while True:
         state = await bench_state(base_url, gc=True)
-        if baseline is None or time.monotonic() > deadline or (
+        if (
+            baseline is None
+            or time.monotonic() > deadline
+            or (
                 state["asyncio_tasks"] <= baseline["asyncio_tasks"]
-                and (state["open_fds"] or 0) <= (baseline["open_fds"] or 0)):
+                and (state["open_fds"] or 0) <= (baseline["open_fds"] or 0)
+            )
+        ):
             return state
         await asyncio.sleep(0.5)
 
@@ -514,19 +586,30 @@ async def run_statuses(base_url: str, run_ids: list[str]) -> Counter[str]:
 
 # -- figures -------------------------------------------------------------------------------------------------
 
-LABELS = {"summarize": "POST /v1/summarize SSE", "runs": "GET /v1/runs/{id}", "healthz": "GET /healthz",
-          "models": "GET /v1/models", "prepare": "POST /v1/prepare"}
+LABELS = {
+    "summarize": "POST /v1/summarize SSE",
+    "runs": "GET /v1/runs/{id}",
+    "healthz": "GET /healthz",
+    "models": "GET /v1/models",
+    "prepare": "POST /v1/prepare",
+}
 
 
 def endpoint_figures(stats: EndpointStats, elapsed: float) -> dict[str, Any]:
     lat = stats.latencies_ms
     return {
-        "requests": stats.requests, "ok": stats.ok, "busy_429": stats.busy,
+        "requests": stats.requests,
+        "ok": stats.ok,
+        "busy_429": stats.busy,
         "errors": sum(stats.errors.values()),
-        "error_kinds": dict(stats.errors), "ok_per_s": round(stats.ok / elapsed, 1),
-        "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+        "error_kinds": dict(stats.errors),
+        "ok_per_s": round(stats.ok / elapsed, 1),
+        "p50_ms": percentile(lat, 50),
+        "p90_ms": percentile(lat, 90),
+        "p99_ms": percentile(lat, 99),
         "max_ms": max(lat, default=None),
-        "ttft_p50_ms": percentile(stats.ttft_ms, 50), "ttft_p99_ms": percentile(stats.ttft_ms, 99),
+        "ttft_p50_ms": percentile(stats.ttft_ms, 50),
+        "ttft_p99_ms": percentile(stats.ttft_ms, 99),
     }
 
 
@@ -534,15 +617,20 @@ def total_figures(rec: Recorder, figures: dict[str, dict[str, Any]], elapsed: fl
     every = [x for stats in rec.endpoints.values() for x in stats.latencies_ms]
     ok = sum(f["ok"] for f in figures.values())
     return {
-        "requests": sum(f["requests"] for f in figures.values()), "ok": ok,
+        "requests": sum(f["requests"] for f in figures.values()),
+        "ok": ok,
         "busy_429": sum(f["busy_429"] for f in figures.values()),
-        "errors": sum(f["errors"] for f in figures.values()), "ok_per_s": round(ok / elapsed, 1),
-        "p50_ms": percentile(every, 50), "p99_ms": percentile(every, 99), "max_ms": max(every, default=None),
+        "errors": sum(f["errors"] for f in figures.values()),
+        "ok_per_s": round(ok / elapsed, 1),
+        "p50_ms": percentile(every, 50),
+        "p99_ms": percentile(every, 99),
+        "max_ms": max(every, default=None),
     }
 
 
-def vanishing_figures(rec: Recorder, statuses: Counter[str], before: dict[str, Any],
-                      after: dict[str, Any]) -> dict[str, Any]:
+def vanishing_figures(
+    rec: Recorder, statuses: Counter[str], before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
     gone = [v for v in rec.vanished if v.admitted]
 
     def left_at(v: Vanished) -> str:
@@ -551,7 +639,8 @@ def vanishing_figures(rec: Recorder, statuses: Counter[str], before: dict[str, A
         return "meta" if v.tokens_read == 0 else f"{v.tokens_read} token(s)"
 
     return {
-        "planned": len(rec.vanished), "vanished": len(gone),
+        "planned": len(rec.vanished),
+        "vanished": len(gone),
         "never_admitted": sum(1 for v in rec.vanished if not v.admitted and v.error is None),
         "errors": dict(Counter(v.error for v in rec.vanished if v.error)),
         "busy_429_before_admission": sum(v.busy for v in rec.vanished),
@@ -566,15 +655,19 @@ def ms(value: float | None) -> str:
 
 
 def print_table(figures: dict[str, dict[str, Any]], totals: dict[str, Any]) -> None:
-    head = (f"{'endpoint':<24}{'requests':>9}{'ok':>8}{'429':>7}{'errors':>7}{'ok/s':>8}"
-            f"{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    head = (
+        f"{'endpoint':<24}{'requests':>9}{'ok':>8}{'429':>7}{'errors':>7}{'ok/s':>8}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+    )
     print(head)
     print("-" * len(head))
     for name, f in [*figures.items(), ("total", totals)]:
         if name == "total":
             print("-" * len(head))
-        print(f"{LABELS.get(name, name):<24}{f['requests']:>9,}{f['ok']:>8,}{f['busy_429']:>7,}"
-              f"{f['errors']:>7,}{f['ok_per_s']:>8,.1f}{ms(f['p50_ms']):>10}{ms(f['p99_ms']):>10}{ms(f['max_ms']):>10}")
+        print(
+            f"{LABELS.get(name, name):<24}{f['requests']:>9,}{f['ok']:>8,}{f['busy_429']:>7,}"
+            f"{f['errors']:>7,}{f['ok_per_s']:>8,.1f}{ms(f['p50_ms']):>10}{ms(f['p99_ms']):>10}{ms(f['max_ms']):>10}"
+        )
     sse = figures[SSE_ENDPOINT]
     print(f"{'  summarize, 1st token':<63}{ms(sse['ttft_p50_ms']):>10}{ms(sse['ttft_p99_ms']):>10}")
     for name, f in figures.items():
@@ -589,6 +682,7 @@ def status_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int
 
 
 # -- main ---------------------------------------------------------------------------------------------------
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Load test of the Deskpilot server (see the module docstring).")
@@ -644,17 +738,29 @@ class Outcome:
 
 def measure(args: argparse.Namespace, server: ServerProcess, emails: list[dict[str, Any]]) -> Outcome:
     """Warm up, take the baseline, load, let it drain, take the state again."""
+
     def config(clients: int, duration: float, vanishing: int) -> LoadConfig:
-        return LoadConfig(server.base_url, clients, duration, vanishing, args.think_ms, args.max_backoff,
-                          args.timeout, args.seed)
+        return LoadConfig(
+            server.base_url,
+            clients,
+            duration,
+            vanishing,
+            args.think_ms,
+            args.max_backoff,
+            args.timeout,
+            args.seed,
+        )
 
     warm = max(1, args.clients // 10)
     asyncio.run(run_load(config(warm, args.warmup, max(1, args.vanishing // 10)), emails))
     warm_drained, _, _ = asyncio.run(wait_for_drain(server.base_url, args.drain_timeout))
     baseline = asyncio.run(settled_state(server.base_url, None))
-    print(f"warm-up: {warm} clients for {args.warmup:g} s, drained {warm_drained}; baseline: RSS "
-          f"{baseline['rss_bytes'] / 2**20:.1f} MB, {baseline['asyncio_tasks']} asyncio tasks, "
-          f"{baseline['open_fds']} fds, {baseline['threads']} threads", flush=True)
+    print(
+        f"warm-up: {warm} clients for {args.warmup:g} s, drained {warm_drained}; baseline: RSS "
+        f"{baseline['rss_bytes'] / 2**20:.1f} MB, {baseline['asyncio_tasks']} asyncio tasks, "
+        f"{baseline['open_fds']} fds, {baseline['threads']} threads",
+        flush=True,
+    )
 
     cpu_server = server.cpu_seconds()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -667,8 +773,9 @@ def measure(args: argparse.Namespace, server: ServerProcess, emails: list[dict[s
     ok, drain_s, drain_state = asyncio.run(wait_for_drain(server.base_url, args.drain_timeout))
     after = asyncio.run(settled_state(server.base_url, baseline))
     statuses = asyncio.run(run_statuses(server.base_url, [v.run_id for v in rec.vanished if v.run_id]))
-    return Outcome(rec, elapsed, lag, baseline, after, ok, drain_s, drain_state, statuses, cpu_server,
-                   cpu_client)
+    return Outcome(
+        rec, elapsed, lag, baseline, after, ok, drain_s, drain_state, statuses, cpu_server, cpu_client
+    )
 
 
 def report(args: argparse.Namespace, out: Outcome) -> bool:
@@ -681,7 +788,8 @@ def report(args: argparse.Namespace, out: Outcome) -> bool:
     rss_growth_mb = (after["rss_bytes"] - baseline["rss_bytes"]) / 2**20
     memory = {
         "rss_baseline_mb": round(baseline["rss_bytes"] / 2**20, 1),
-        "rss_after_mb": round(after["rss_bytes"] / 2**20, 1), "rss_growth_mb": round(rss_growth_mb, 1),
+        "rss_after_mb": round(after["rss_bytes"] / 2**20, 1),
+        "rss_growth_mb": round(rss_growth_mb, 1),
         "asyncio_tasks": [baseline["asyncio_tasks"], after["asyncio_tasks"]],
         "open_fds": [baseline["open_fds"], after["open_fds"]],
         "threads": [baseline["threads"], after["threads"]],
@@ -700,50 +808,80 @@ def report(args: argparse.Namespace, out: Outcome) -> bool:
     lag = out.lag_ms
     cores = os.cpu_count() or 1
 
-    print(f"\nload: {elapsed:.1f} s, {args.clients} clients + {args.vanishing} vanishing, server max_queue "
-          f"{baseline['gate_max_waiting']}; latencies of successful requests\n")
+    print(
+        f"\nload: {elapsed:.1f} s, {args.clients} clients + {args.vanishing} vanishing, server max_queue "
+        f"{baseline['gate_max_waiting']}; latencies of successful requests\n"
+    )
     print_table(figures, totals)
     busy_share = figures[SSE_ENDPOINT]["busy_429"] / max(1, figures[SSE_ENDPOINT]["requests"])
-    print(f"\nthroughput: {totals['ok_per_s']:,.1f} ok requests/s; {summaries / elapsed:,.1f} summaries/s "
-          f"({summaries * args.words / elapsed:,.0f} tokens/s); {busy_share:.0%} of summary requests got 429")
-    print(f"CPU during the load: server {out.cpu_server_s:.1f} s, load generator {out.cpu_client_s:.1f} s "
-          f"(of {elapsed * cores:.0f} core-seconds on {cores} cores); load generator loop lag "
-          f"p50 {ms(percentile(lag, 50))} ms, p99 {ms(percentile(lag, 99))} ms, "
-          f"max {ms(max(lag, default=None))} ms")
-    print(f"vanishing clients: {vanish['vanished']} of {vanish['planned']} dropped a stream, after "
-          f"{vanish['left_after']}; {vanish['busy_429_before_admission']} 429s before admission, "
-          f"{vanish['never_admitted']} never admitted; their runs in lineage: {vanish['run_statuses']}; "
-          f"generations cut short in the backend: {vanish['generations_cut_short']}")
+    print(
+        f"\nthroughput: {totals['ok_per_s']:,.1f} ok requests/s; {summaries / elapsed:,.1f} summaries/s "
+        f"({summaries * args.words / elapsed:,.0f} tokens/s); {busy_share:.0%} of summary requests got 429"
+    )
+    print(
+        f"CPU during the load: server {out.cpu_server_s:.1f} s, load generator {out.cpu_client_s:.1f} s "
+        f"(of {elapsed * cores:.0f} core-seconds on {cores} cores); load generator loop lag "
+        f"p50 {ms(percentile(lag, 50))} ms, p99 {ms(percentile(lag, 99))} ms, "
+        f"max {ms(max(lag, default=None))} ms"
+    )
+    print(
+        f"vanishing clients: {vanish['vanished']} of {vanish['planned']} dropped a stream, after "
+        f"{vanish['left_after']}; {vanish['busy_429_before_admission']} 429s before admission, "
+        f"{vanish['never_admitted']} never admitted; their runs in lineage: {vanish['run_statuses']}; "
+        f"generations cut short in the backend: {vanish['generations_cut_short']}"
+    )
     state = out.drain_state
-    print(f"after the load: {'drained' if out.drained else 'NOT drained'} in {out.drain_s:.1f} s on its own "
-          f"(waiting {state['gate_waiting']}, busy {state['gate_busy']}, "
-          f"generating {state['backend_active']}, "
-          f"runs open {state['open_runs']}); after a full GC in the server: waiting {after['gate_waiting']}, "
-          f"busy {after['gate_busy']}; lineage runs closed during the load: {status_delta(baseline, after)}")
-    print(f"memory: RSS {memory['rss_baseline_mb']} -> {memory['rss_after_mb']} MB "
-          f"({rss_growth_mb:+.1f} MB); "
-          f"asyncio tasks {baseline['asyncio_tasks']} -> {after['asyncio_tasks']}; "
-          f"open fds {baseline['open_fds']} -> {after['open_fds']}; "
-          f"threads {baseline['threads']} -> {after['threads']}")
+    print(
+        f"after the load: {'drained' if out.drained else 'NOT drained'} in {out.drain_s:.1f} s on its own "
+        f"(waiting {state['gate_waiting']}, busy {state['gate_busy']}, "
+        f"generating {state['backend_active']}, "
+        f"runs open {state['open_runs']}); after a full GC in the server: waiting {after['gate_waiting']}, "
+        f"busy {after['gate_busy']}; lineage runs closed during the load: {status_delta(baseline, after)}"
+    )
+    print(
+        f"memory: RSS {memory['rss_baseline_mb']} -> {memory['rss_after_mb']} MB "
+        f"({rss_growth_mb:+.1f} MB); "
+        f"asyncio tasks {baseline['asyncio_tasks']} -> {after['asyncio_tasks']}; "
+        f"open fds {baseline['open_fds']} -> {after['open_fds']}; "
+        f"threads {baseline['threads']} -> {after['threads']}"
+    )
     print(f"server: exit status {out.server_exit}, {len(out.server_log_errors)} error line(s) in its log")
     for line in out.server_log_errors[:10]:
         print("  " + line)
     print("checks: " + ", ".join(f"{name} {'PASS' if good else 'FAIL'}" for name, good in checks.items()))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "cpus": cores, "elapsed_s": round(elapsed, 2), "endpoints": figures, "totals": totals,
-        "summaries_per_s": round(summaries / elapsed, 2),
-        "cpu_seconds": {"server": round(out.cpu_server_s, 1), "load_generator": round(out.cpu_client_s, 1)},
-        "load_generator_loop_lag_ms": {"p50": percentile(lag, 50), "p99": percentile(lag, 99),
-                                       "max": max(lag, default=None)},
-        "vanishing": vanish, "vanished_clients": [asdict(v) for v in rec.vanished],
-        "drain": {"drained": out.drained, "seconds": round(out.drain_s, 2), "state": state},
-        "baseline_state": baseline, "after_state": after, "memory": memory,
-        "server_exit_status": out.server_exit, "server_log_errors": out.server_log_errors[:50],
-        "checks": checks,
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "cpus": cores,
+                "elapsed_s": round(elapsed, 2),
+                "endpoints": figures,
+                "totals": totals,
+                "summaries_per_s": round(summaries / elapsed, 2),
+                "cpu_seconds": {
+                    "server": round(out.cpu_server_s, 1),
+                    "load_generator": round(out.cpu_client_s, 1),
+                },
+                "load_generator_loop_lag_ms": {
+                    "p50": percentile(lag, 50),
+                    "p99": percentile(lag, 99),
+                    "max": max(lag, default=None),
+                },
+                "vanishing": vanish,
+                "vanished_clients": [asdict(v) for v in rec.vanished],
+                "drain": {"drained": out.drained, "seconds": round(out.drain_s, 2), "state": state},
+                "baseline_state": baseline,
+                "after_state": after,
+                "memory": memory,
+                "server_exit_status": out.server_exit,
+                "server_log_errors": out.server_log_errors[:50],
+                "checks": checks,
+            },
+            indent=2,
+        )
+    )
     print(f"figures written to {args.out}")
     return all(checks.values())
 
@@ -751,12 +889,19 @@ def report(args: argparse.Namespace, out: Outcome) -> bool:
 def main() -> int:
     args = parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    print(f"load test: {args.clients} clients + {args.vanishing} vanishing for {args.duration:g} s, think "
-          f"{args.think_ms:g} ms, script {args.words} tokens x {args.delay_ms:g} ms, {os.cpu_count()} CPUs",
-          flush=True)
+    print(
+        f"load test: {args.clients} clients + {args.vanishing} vanishing for {args.duration:g} s, think "
+        f"{args.think_ms:g} ms, script {args.words} tokens x {args.delay_ms:g} ms, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="deskpilot-load-") as home:
-        server = ServerProcess(Path(home), RESULTS / "load_server.log", words=args.words,
-                               delay=args.delay_ms / 1000, max_queue=args.max_queue)
+        server = ServerProcess(
+            Path(home),
+            RESULTS / "load_server.log",
+            words=args.words,
+            delay=args.delay_ms / 1000,
+            max_queue=args.max_queue,
+        )
         try:
             server.wait_ready()
             outcome = measure(args, server, load_emails())

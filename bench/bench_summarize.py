@@ -38,8 +38,14 @@ def load_emails() -> list[dict]:
 
 
 def as_email(e: dict) -> Email:
-    return Email(body=e["body"], subject=e["subject"], sender=e["from"], to=tuple(e.get("to", ())),
-                 cc=tuple(e.get("cc", ())), date=e.get("date"))
+    return Email(
+        body=e["body"],
+        subject=e["subject"],
+        sender=e["from"],
+        to=tuple(e.get("to", ())),
+        cc=tuple(e.get("cc", ())),
+        date=e.get("date"),
+    )
 
 
 def free_port() -> int:
@@ -54,9 +60,15 @@ def raw_once(llm: Llama, email: dict) -> tuple[float, float, str]:
     messages = [{"role": m.role, "content": m.content} for m in r.messages]
     t0 = time.perf_counter()
     first, parts = None, []
-    for chunk in llm.create_chat_completion(messages, stream=True, max_tokens=r.max_tokens,
-                                            temperature=r.temperature, top_p=r.top_p,
-                                            repeat_penalty=r.repeat_penalty, seed=r.seed):
+    for chunk in llm.create_chat_completion(
+        messages,
+        stream=True,
+        max_tokens=r.max_tokens,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        repeat_penalty=r.repeat_penalty,
+        seed=r.seed,
+    ):
         text = chunk["choices"][0]["delta"].get("content")
         if text:
             first = first or time.perf_counter()
@@ -95,13 +107,26 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="deskpilot-bench-"))
     port = free_port()
-    env = {**os.environ, "DESKPILOT_HOME": str(home), "DESKPILOT_THREADS": str(args.threads),
-           "DESKPILOT_CONTEXT_LENGTH": str(CONTEXT)}
-    server = subprocess.Popen([sys.executable, "-m", "deskpilot.server.cli", "serve", "--http", "--port",
-                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DESKPILOT_HOME": str(home),
+        "DESKPILOT_THREADS": str(args.threads),
+        "DESKPILOT_CONTEXT_LENGTH": str(CONTEXT),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deskpilot.server.cli", "serve", "--http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     weights, _ = requantized_embedded_model(home / "cache", args.threads)  # the weights the server runs
-    llm = Llama(model_path=str(weights), n_ctx=CONTEXT, n_threads=args.threads,
-                n_threads_batch=args.threads, verbose=False)
+    llm = Llama(
+        model_path=str(weights),
+        n_ctx=CONTEXT,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        verbose=False,
+    )
     results: dict[str, dict[int, list[tuple[float, float, str]]]] = {"raw": {}, "server": {}, "prepared": {}}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
@@ -138,10 +163,14 @@ def main() -> None:
 
 def report(emails: list[dict], results: dict, args: argparse.Namespace) -> None:
     med = statistics.median
-    print(f"\nSummarize: raw llama-cpp-python vs POST /v1/summarize over HTTP "
-          f"({args.rounds} rounds, {args.threads} threads, {os.cpu_count()} CPUs, SmolLM2-135M as Q8_0)\n")
-    print(f"{'email':>10} | {'raw ttft':>9} {'raw total':>9} | {'srv ttft':>9} {'srv total':>9} | "
-          f"{'ttft +ms':>8} {'total ratio':>11} | same text")
+    print(
+        f"\nSummarize: raw llama-cpp-python vs POST /v1/summarize over HTTP "
+        f"({args.rounds} rounds, {args.threads} threads, {os.cpu_count()} CPUs, SmolLM2-135M as Q8_0)\n"
+    )
+    print(
+        f"{'email':>10} | {'raw ttft':>9} {'raw total':>9} | {'srv ttft':>9} {'srv total':>9} | "
+        f"{'ttft +ms':>8} {'total ratio':>11} | same text"
+    )
     ttft_overheads, ratios = [], []
     for i, email in enumerate(emails):
         raw, srv = results["raw"][i], results["server"][i]
@@ -151,8 +180,10 @@ def report(emails: list[dict], results: dict, args: argparse.Namespace) -> None:
         ttft_overheads.append((st - rt) * 1000)
         ratios.append(sT / rT)
         words = len(email["body"].split())
-        print(f"{words:>7} w. | {rt:>8.3f}s {rT:>8.3f}s | {st:>8.3f}s {sT:>8.3f}s | {(st - rt) * 1000:>+8.1f} "
-              f"{sT / rT:>11.3f} | {same}/{len(raw)}")
+        print(
+            f"{words:>7} w. | {rt:>8.3f}s {rT:>8.3f}s | {st:>8.3f}s {sT:>8.3f}s | {(st - rt) * 1000:>+8.1f} "
+            f"{sT / rT:>11.3f} | {same}/{len(raw)}"
+        )
     all_raw = [r for runs in results["raw"].values() for r in runs]
     all_srv = [r for runs in results["server"].values() for r in runs]
     raw_total, srv_total = med(r[1] for r in all_raw), med(r[1] for r in all_srv)
@@ -162,18 +193,26 @@ def report(emails: list[dict], results: dict, args: argparse.Namespace) -> None:
     i400 = min(range(len(emails)), key=lambda i: abs(len(emails[i]["body"].split()) - 400))
     srv400 = med(r[1] for r in results["server"][i400])
     print("\nmedians over all runs")
-    print(f"  time to first token: raw {raw_ttft * 1000:.0f} ms, server {srv_ttft * 1000:.0f} ms; "
-          f"median per-email overhead {overhead:+.1f} ms (goal <= 30 ms): {'met' if overhead <= 30 else 'MISSED'}")
-    print(f"  total time: raw {raw_total:.3f} s, server {srv_total:.3f} s; ratio server/raw {ratio:.3f} "
-          f"(goal <= 1.05): {'met' if ratio <= 1.05 else 'MISSED'}")
-    print(f"  {len(emails[i400]['body'].split())}-word email, server median total {srv400:.3f} s "
-          f"(goal < 2 s on 2 cores): {'met' if srv400 < 2 else 'MISSED'}")
+    print(
+        f"  time to first token: raw {raw_ttft * 1000:.0f} ms, server {srv_ttft * 1000:.0f} ms; "
+        f"median per-email overhead {overhead:+.1f} ms (goal <= 30 ms): {'met' if overhead <= 30 else 'MISSED'}"
+    )
+    print(
+        f"  total time: raw {raw_total:.3f} s, server {srv_total:.3f} s; ratio server/raw {ratio:.3f} "
+        f"(goal <= 1.05): {'met' if ratio <= 1.05 else 'MISSED'}"
+    )
+    print(
+        f"  {len(emails[i400]['body'].split())}-word email, server median total {srv400:.3f} s "
+        f"(goal < 2 s on 2 cores): {'met' if srv400 < 2 else 'MISSED'}"
+    )
     prep = results["prepared"]
     print("\nwith /v1/prepare sent when the item opens (click to first token / total, median):")
     for i, email in enumerate(emails):
-        print(f"  {len(email['body'].split()):>4} words: first token {med(r[0] for r in prep[i]) * 1000:6.0f} ms, "
-              f"total {med(r[1] for r in prep[i]):.3f} s (cold server: {med(r[0] for r in results['server'][i]) * 1000:.0f} ms"
-              f" / {med(r[1] for r in results['server'][i]):.3f} s)")
+        print(
+            f"  {len(email['body'].split()):>4} words: first token {med(r[0] for r in prep[i]) * 1000:6.0f} ms, "
+            f"total {med(r[1] for r in prep[i]):.3f} s (cold server: {med(r[0] for r in results['server'][i]) * 1000:.0f} ms"
+            f" / {med(r[1] for r in results['server'][i]):.3f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -181,8 +181,8 @@ class _Value:
 
     def complete_now(self) -> bool:
         """The text so far is a whole value (more characters might still extend it)."""
-        return self.closed or self.text in self.literals or (
-            self.number and bool(_NUMBER.fullmatch(self.text))
+        return (
+            self.closed or self.text in self.literals or (self.number and bool(_NUMBER.fullmatch(self.text)))
         )
 
     def finished(self) -> bool:

@@ -21,7 +21,10 @@ class ScriptedBackend:
     def __init__(
         self,
         script: Sequence[str | Token] | Callable[[GenerationRequest], Sequence[str | Token]] = (
-            "Hello", " world", "."),
+            "Hello",
+            " world",
+            ".",
+        ),
         *,
         logprob: float = -0.05,
         delay: float = 0.0,
@@ -69,7 +72,11 @@ class ScriptedBackend:
             for count, word in enumerate(words, start=1):
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                token = word if isinstance(word, Token) else Token(word, self.logprob if request.logprobs else None)
+                token = (
+                    word
+                    if isinstance(word, Token)
+                    else Token(word, self.logprob if request.logprobs else None)
+                )
                 yield token
                 text += token.text
                 if request.stop_pattern and re.search(request.stop_pattern, text):
@@ -77,7 +84,9 @@ class ScriptedBackend:
                     break
             reason = "length" if len(words) == request.max_tokens and not stopped else "stop"
             prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-            yield Finished(Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason))
+            yield Finished(
+                Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason)
+            )
         except (GeneratorExit, asyncio.CancelledError):
             self.cancelled += 1
             raise

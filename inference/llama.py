@@ -122,8 +122,13 @@ class LlamaCppBackend:
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
         try:
-            self._llm = Llama(model_path=str(path), n_ctx=context_length, n_threads=threads, n_threads_batch=threads,
-                              verbose=False)
+            self._llm = Llama(
+                model_path=str(path),
+                n_ctx=context_length,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
         except ValueError as exc:  # llama-cpp-python reports unreadable weights as ValueError
             raise BackendError(f"cannot load {path}: {exc}") from exc
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -215,7 +220,9 @@ class LlamaCppBackend:
 
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], Any]:
         rendered = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])
-        tokens = self._llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
+        tokens = self._llm.tokenize(
+            rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+        )
         stop = list(request.stop)
         if rendered.stop is not None:
             stop += rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
@@ -236,7 +243,9 @@ class LlamaCppBackend:
             # within one chunk instead of after the whole prompt.
             self._evaluate(tokens, cancel.is_set, _PROMPT_CHUNK)
             if cancel.is_set():
-                emit(Finished(Usage(prompt_tokens=len(tokens), completion_tokens=0, finish_reason="cancelled")))
+                emit(
+                    Finished(Usage(prompt_tokens=len(tokens), completion_tokens=0, finish_reason="cancelled"))
+                )
                 return
             reason, produced = self._decode(request, tokens, stop, stopping, grammar, emit, cancel)
             usage = Usage(prompt_tokens=len(tokens), completion_tokens=produced, finish_reason=reason)
@@ -244,8 +253,16 @@ class LlamaCppBackend:
         except BaseException as exc:  # handed to the awaiting coroutine, which raises it
             emit(exc if isinstance(exc, BackendError) else BackendError(f"llama.cpp failed: {exc}"))
 
-    def _decode(self, request: GenerationRequest, tokens: list[int], stop: list[str], stopping: Any,
-                grammar: str | None, emit: Any, cancel: threading.Event) -> tuple[str, int]:
+    def _decode(
+        self,
+        request: GenerationRequest,
+        tokens: list[int],
+        stop: list[str],
+        stopping: Any,
+        grammar: str | None,
+        emit: Any,
+        cancel: threading.Event,
+    ) -> tuple[str, int]:
         """Sample token by token with `Llama.generate` (what `create_completion` does inside, with the same
         sampler defaults), because only here is each token id next to the logits it was drawn from.
         Greedy decoding under a JSON Schema goes its own way (`_decode_json_greedy`)."""
@@ -259,8 +276,15 @@ class LlamaCppBackend:
         out = _Output(llm, request, stop, emit)
         llm.set_seed(request.seed)
         steps = llm.generate(
-            tokens, top_k=40, top_p=request.top_p, min_p=0.05, typical_p=1.0, temp=request.temperature,
-            repeat_penalty=request.repeat_penalty, stopping_criteria=stopping, grammar=chain_grammar,
+            tokens,
+            top_k=40,
+            top_p=request.top_p,
+            min_p=0.05,
+            typical_p=1.0,
+            temp=request.temperature,
+            repeat_penalty=request.repeat_penalty,
+            stopping_criteria=stopping,
+            grammar=chain_grammar,
             logits_processor=LogitsProcessorList([scorer]) if scorer else None,  # it sees raw logits
         )
         try:
@@ -275,8 +299,15 @@ class LlamaCppBackend:
             steps.close()
         return out.finish()
 
-    def _decode_json_greedy(self, request: GenerationRequest, tokens: list[int], stop: list[str],
-                            grammar: str, emit: Any, cancel: threading.Event) -> tuple[str, int]:
+    def _decode_json_greedy(
+        self,
+        request: GenerationRequest,
+        tokens: list[int],
+        stop: list[str],
+        grammar: str,
+        emit: Any,
+        cancel: threading.Event,
+    ) -> tuple[str, int]:
         """Greedy decoding under a JSON Schema, with the text the schema forces evaluated in batches.
 
         Each step evaluates the token just chosen together with whatever the schema forces after it
@@ -459,8 +490,9 @@ class _GreedyGrammar:
         self._one = (lc.llama_token_data * 1)()
         self._one_array = lc.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
         self._all = (lc.llama_token_data * self._n_vocab)()
-        self._all_view = np.frombuffer(self._all, dtype=np.dtype(
-            [("id", np.intc), ("logit", np.single), ("p", np.single)], align=True))
+        self._all_view = np.frombuffer(
+            self._all, dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+        )
 
     def _allowed(self, token: int, logit: float) -> bool:
         self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
@@ -481,8 +513,9 @@ class _GreedyGrammar:
                 return int(token)
         self._all_view["id"] = np.arange(self._n_vocab, dtype=np.intc)
         self._all_view["logit"] = logits
-        everything = self._lc.llama_token_data_array(data=self._all, size=self._n_vocab, selected=-1,
-                                                     sorted=False)
+        everything = self._lc.llama_token_data_array(
+            data=self._all, size=self._n_vocab, selected=-1, sorted=False
+        )
         self._lc.llama_sampler_apply(self._sampler, self._ctypes.byref(everything))
         best = int(np.argmax(self._all_view["logit"]))
         # Nothing allowed cannot happen with a grammar from a JSON Schema; end rather than feed llama.cpp
@@ -522,12 +555,13 @@ class _StopAwareText:
             self.stopped = True
             self._held = self._held[:cut]
             return self.flush()
-        keep = max((n for s in self._stop for n in range(len(s) - 1, 0, -1) if self._held.endswith(s[:n])),
-                   default=0)
+        keep = max(
+            (n for s in self._stop for n in range(len(s) - 1, 0, -1) if self._held.endswith(s[:n])), default=0
+        )
         if not self._held[: len(self._held) - keep]:
             return []
         ready = Token(self._held[: len(self._held) - keep], self._held_logprob)
-        self._held, self._held_logprob = self._held[len(self._held) - keep:], None
+        self._held, self._held_logprob = self._held[len(self._held) - keep :], None
         return [ready]
 
     def flush(self) -> list[Token]:

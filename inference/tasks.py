@@ -16,7 +16,16 @@ import msgspec
 from deskpilot.inference._types import GenerationRequest
 from deskpilot.inference.templates import PromptTemplate, load_template
 
-__all__ = ["Email", "Job", "Passage", "ask_job", "rewrite_job", "draft_reply_job", "input_digest", "summarize_job"]
+__all__ = [
+    "Email",
+    "Job",
+    "Passage",
+    "ask_job",
+    "draft_reply_job",
+    "input_digest",
+    "rewrite_job",
+    "summarize_job",
+]
 
 # Conservative characters-per-token for budgeting (English is ~4; code, numbers and other scripts less).
 CHARS_PER_TOKEN = 3.0
@@ -109,8 +118,13 @@ def summarize_job(
         messages=messages, max_tokens=template.max_tokens, temperature=template.temperature
     )
     recorded = {"text": text, "email": email, "thread": thread, "sentences": sentences}
-    return Job(task="summarize", template=template, request=request, input=msgspec.to_builtins(recorded),
-               truncated=truncated)
+    return Job(
+        task="summarize",
+        template=template,
+        request=request,
+        input=msgspec.to_builtins(recorded),
+        truncated=truncated,
+    )
 
 
 def draft_reply_job(
@@ -130,14 +144,28 @@ def draft_reply_job(
     content, truncated = _render_thread(email, thread, budget)
     extra = f" Also: {instructions.strip()}" if instructions.strip() else ""
     messages = template.render(
-        tone=tone, words=REPLY_WORDS[length], instructions=extra, content=content,
+        tone=tone,
+        words=REPLY_WORDS[length],
+        instructions=extra,
+        content=content,
         signature=signature.strip() or "me",
     )
     request = GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=template.temperature)
-    recorded = {"email": email, "thread": thread, "tone": tone, "length": length,
-                "instructions": instructions, "signature": signature}
-    return Job(task="draft_reply", template=template, request=request, input=msgspec.to_builtins(recorded),
-               truncated=truncated)
+    recorded = {
+        "email": email,
+        "thread": thread,
+        "tone": tone,
+        "length": length,
+        "instructions": instructions,
+        "signature": signature,
+    }
+    return Job(
+        task="draft_reply",
+        template=template,
+        request=request,
+        input=msgspec.to_builtins(recorded),
+        truncated=truncated,
+    )
 
 
 class Passage(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,7 +178,11 @@ class Passage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def ask_job(
-    *, context_length: int, question: str, passages: tuple[Passage, ...], template: PromptTemplate | None = None
+    *,
+    context_length: int,
+    question: str,
+    passages: tuple[Passage, ...],
+    template: PromptTemplate | None = None,
 ) -> Job:
     """Answer `question` from `passages`, best first; passages that do not fit the context are dropped."""
     template = template or load_template("ask")
@@ -164,14 +196,21 @@ def ask_job(
         blocks.append(block)
         budget -= len(block) + 2
     messages = template.render(sources="\n\n".join(blocks), question=question.strip())
-    request = GenerationRequest(messages=messages, max_tokens=template.max_tokens, temperature=template.temperature)
+    request = GenerationRequest(
+        messages=messages, max_tokens=template.max_tokens, temperature=template.temperature
+    )
     recorded = {"question": question, "passages": [msgspec.to_builtins(p) for p in passages[: len(blocks)]]}
-    return Job(task="ask", template=template, request=request, input=recorded,
-               truncated=len(blocks) < len(passages))
+    return Job(
+        task="ask", template=template, request=request, input=recorded, truncated=len(blocks) < len(passages)
+    )
 
 
 def rewrite_job(
-    *, context_length: int, text: str, tone: Tone = "neutral", instructions: str = "",
+    *,
+    context_length: int,
+    text: str,
+    tone: Tone = "neutral",
+    instructions: str = "",
     template: PromptTemplate | None = None,
 ) -> Job:
     """Rewrite a selection. The output budget follows the input's length (a rewrite is about as long)."""

@@ -29,8 +29,9 @@ CA_VALIDITY = dt.timedelta(days=3650)
 
 
 def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
@@ -61,24 +62,44 @@ def ensure_ca(ca_dir: Path) -> tuple[Path, Path, bool]:
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Deskpilot (this computer only)")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Deskpilot (this computer only)"),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     constraints = x509.NameConstraints(
-        permitted_subtrees=[x509.DNSName("localhost"),
-                            x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),
-                            x509.IPAddress(ipaddress.ip_network("::1/128"))],
-        excluded_subtrees=None)
+        permitted_subtrees=[
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),
+            x509.IPAddress(ipaddress.ip_network("::1/128")),
+        ],
+        excluded_subtrees=None,
+    )
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + CA_VALIDITY)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, key_encipherment=False,
-                                     content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(constraints, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
@@ -106,8 +127,12 @@ def _server_good(cert_path: Path, key_path: Path, ca_pem: bytes) -> bool:
     except (OSError, ValueError, x509.ExtensionNotFound):
         return False
     fresh = cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
-    return (fresh and cert.public_key() == key.public_key() and issued_by(cert_pem, ca_pem)
-            and all(n in sans for n in LOOPBACK_SANS))
+    return (
+        fresh
+        and cert.public_key() == key.public_key()
+        and issued_by(cert_pem, ca_pem)
+        and all(n in sans for n in LOOPBACK_SANS)
+    )
 
 
 def ensure_server_cert(tls_dir: Path, ca_cert: Path, ca_key: Path) -> tuple[Path, Path, bool]:
@@ -124,14 +149,27 @@ def ensure_server_cert(tls_dir: Path, ca_cert: Path, ca_key: Path) -> tuple[Path
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.subject).public_key(key.public_key())
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
         .add_extension(x509.SubjectAlternativeName(LOOPBACK_SANS), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
         .sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]

@@ -39,24 +39,35 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
         mode = stat.S_IMODE(ca_key.stat().st_mode)
         check(mode & 0o077 == 0, f"CA key is owner-only ({oct(mode)})", f"chmod 600 {ca_key}")
         tls = lay.settings.tls_dir
-        check(_server_good(tls / INSTALLED_CERT, tls / INSTALLED_KEY, ca_cert.read_bytes()),
-              f"localhost certificate signed by the CA and not expiring ({tls / INSTALLED_CERT})")
+        check(
+            _server_good(tls / INSTALLED_CERT, tls / INSTALLED_KEY, ca_cert.read_bytes()),
+            f"localhost certificate signed by the CA and not expiring ({tls / INSTALLED_CERT})",
+        )
         if sys.platform.startswith("linux"):
             db = NssDb(lay.nssdb)
-            if check(db.available(), "certutil (libnss3-tools) is installed",
-                     "install libnss3-tools (apt-get install libnss3-tools), then run `deskpilot install`"):
-                check(db.fingerprint(CA_NAME) == fingerprint(ca_cert.read_bytes()),
-                      f"{CA_NAME!r} is in the NSS database {lay.nssdb}")
-                check((db.trust(CA_NAME) or "").startswith("C"),
-                      f"{CA_NAME!r} is trusted for TLS servers (C,,)",
-                      f"certutil -M -d sql:{lay.nssdb} -n {CA_NAME!r} -t C,,")
+            if check(
+                db.available(),
+                "certutil (libnss3-tools) is installed",
+                "install libnss3-tools (apt-get install libnss3-tools), then run `deskpilot install`",
+            ):
+                check(
+                    db.fingerprint(CA_NAME) == fingerprint(ca_cert.read_bytes()),
+                    f"{CA_NAME!r} is in the NSS database {lay.nssdb}",
+                )
+                check(
+                    (db.trust(CA_NAME) or "").startswith("C"),
+                    f"{CA_NAME!r} is trusted for TLS servers (C,,)",
+                    f"certutil -M -d sql:{lay.nssdb} -n {CA_NAME!r} -t C,,",
+                )
     unit = state.get("unit")
     if unit and sys.platform.startswith("linux"):
         from pathlib import Path
 
         want = plat.systemd_unit(lay.home, lay.settings.port)
-        check(Path(unit).is_file() and Path(unit).read_text() == want,
-              f"autostart unit {unit} is current (port {lay.settings.port})")
+        check(
+            Path(unit).is_file() and Path(unit).read_text() == want,
+            f"autostart unit {unit} is current (port {lay.settings.port})",
+        )
     for host in HOSTS:
         path = lay.manifests_dir / manifest_filename(host)
         xml = path.read_bytes() if path.is_file() else b""
@@ -64,14 +75,20 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
         check(good, f"{host} manifest {path} is valid and points at {lay.settings.base_url}")
     check((lay.deploy_dir / ADMIN_ZIP).is_file(), f"admin center package {lay.deploy_dir / ADMIN_ZIP}")
     for policy in state.get("policies", []):
-        check(os.path.isfile(policy), f"browser policy {plat.LNA_POLICY} in {policy}",
-              "run `deskpilot install --allow-local-network-access` as root")
+        check(
+            os.path.isfile(policy),
+            f"browser policy {plat.LNA_POLICY} in {policy}",
+            "run `deskpilot install --allow-local-network-access` as root",
+        )
     if ca_cert.is_file():
         base = f"https://localhost:{lay.settings.port}"
         running = answers(base, ssl.create_default_context(cafile=str(ca_cert)))
-        echo(f"info  server answers on {base} with the CA-issued certificate" if running else
-             f"info  no server answers on {base} with the CA-issued certificate (start it with "
-             "`deskpilot serve` or the autostart unit)")
+        echo(
+            f"info  server answers on {base} with the CA-issued certificate"
+            if running
+            else f"info  no server answers on {base} with the CA-issued certificate (start it with "
+            "`deskpilot serve` or the autostart unit)"
+        )
         echo(_worker_line(lay.settings))
     echo("everything looks right" if not problems else f"{problems} problem(s) found")
     return 1 if problems else 0
@@ -84,6 +101,8 @@ def _worker_line(settings) -> str:  # type: ignore[no-untyped-def]
     lock = WorkerLock(settings.home / "worker.lock")
     if lock.acquire(wait=False):
         lock.release()
-        return ("info  no action worker is running: approved actions wait until `deskpilot serve` (or "
-                "`deskpilot worker`) runs")
+        return (
+            "info  no action worker is running: approved actions wait until `deskpilot serve` (or "
+            "`deskpilot worker`) runs"
+        )
     return f"info  the action worker runs (pid {lock.holder()})"

@@ -65,9 +65,12 @@ def health_check(lay: Layout, ca_cert: Path, timeout: float) -> bool:
     if answers(base, ctx):
         log.info("health    a server is already running on %s", base)
     elif _port_taken(lay.settings.port):
-        log.error("health    FAILED: something on port %s does not answer with the CA-issued certificate; "
-                  "if it is an older Deskpilot, restart it (`systemctl --user restart deskpilot`, or log off "
-                  "and on) so it loads the new certificate", lay.settings.port)
+        log.error(
+            "health    FAILED: something on port %s does not answer with the CA-issued certificate; "
+            "if it is an older Deskpilot, restart it (`systemctl --user restart deskpilot`, or log off "
+            "and on) so it loads the new certificate",
+            lay.settings.port,
+        )
         return False
     else:
         unit = Path(_state(lay).get("unit", "")) if _state(lay).get("unit") else None
@@ -77,8 +80,9 @@ def health_check(lay: Layout, ca_cert: Path, timeout: float) -> bool:
             argv, env = plat.serve_command(), {"DESKPILOT_HOME": str(lay.home)}
         log.info("health    starting the server: %s", " ".join(argv))
         with (lay.home / "logs" / "health-check-server.log").open("wb") as server_log:
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=server_log,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                argv, env={**os.environ, **env}, stdout=server_log, stderr=subprocess.STDOUT
+            )
     try:
         return _wait_ready(base, ctx, timeout, proc)
     finally:
@@ -103,8 +107,10 @@ def _wait_ready(base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess
     last = "no answer"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            log.error("health    FAILED: the server exited with %s (see logs/health-check-server.log)",
-                      proc.returncode)
+            log.error(
+                "health    FAILED: the server exited with %s (see logs/health-check-server.log)",
+                proc.returncode,
+            )
             return False
         try:
             state = httpx.get(f"{base}/v1/models", verify=ctx, timeout=5).json().get("state")

@@ -239,8 +239,10 @@ def _attach_file_log(lay: Layout) -> None:
 def _trust_linux(lay: Layout, tracker: _Tracker, ca_cert: Path, opts: InstallOptions) -> None:
     db = NssDb(lay.nssdb)
     if not db.available():
-        log.warning("certutil not found: install libnss3-tools, then run `deskpilot install` again "
-                    "(Chromium-based browsers will not trust the server until then)")
+        log.warning(
+            "certutil not found: install libnss3-tools, then run `deskpilot install` again "
+            "(Chromium-based browsers will not trust the server until then)"
+        )
     else:
         if not db.exists():
             tracker.mkdir(lay.nssdb, 0o700)
@@ -276,8 +278,10 @@ def _autostart_linux(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> No
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         log.info("%s: %s", " ".join(cmd), (result.stdout + result.stderr).strip() or "ok")
     else:
-        log.info("systemd is not running on this machine: the unit is written but not enabled; on a "
-                 "systemd desktop run `systemctl --user enable --now deskpilot`")
+        log.info(
+            "systemd is not running on this machine: the unit is written but not enabled; on a "
+            "systemd desktop run `systemctl --user enable --now deskpilot`"
+        )
 
 
 def _write_manifests(lay: Layout, tracker: _Tracker) -> list[Path]:
@@ -301,15 +305,19 @@ def _write_platform_scripts(lay: Layout, tracker: _Tracker, ca_cert: Path, opts:
         tracker.write(out / "sideload.reg", sideload, "sideload registry")
         task = plat.windows_task_xml(lay.settings.port, sys.executable, os.environ.get("USERNAME"))
         tracker.write(out / "deskpilot-task.xml", plat.utf16(task), "Scheduled Task")
-        commands = [*plat.windows_trust_commands(str(cer), opts.machine),
-                    f'reg import "{out / "sideload.reg"}"',
-                    f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{out / "deskpilot-task.xml"}"']
+        commands = [
+            *plat.windows_trust_commands(str(cer), opts.machine),
+            f'reg import "{out / "sideload.reg"}"',
+            f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{out / "deskpilot-task.xml"}"',
+        ]
     else:
         agent = lay.user_home / "Library" / "LaunchAgents" / "com.deskpilot.server.plist"
         tracker.write(agent, plat.macos_launch_agent(lay.home), "LaunchAgent")
         tracker.state["unit"] = str(agent)
-        commands = [*plat.macos_trust_commands(str(ca_cert), opts.machine),
-                    f"launchctl bootstrap gui/{os.getuid()} {agent}"]
+        commands = [
+            *plat.macos_trust_commands(str(ca_cert), opts.machine),
+            f"launchctl bootstrap gui/{os.getuid()} {agent}",
+        ]
     for command in commands:
         result = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
         log.info("ran       %s -> %s", command, result.returncode)
@@ -321,12 +329,17 @@ def _unregister_platform(lay: Layout, machine: bool) -> None:
         unreg = lay.deploy_dir / "unsideload.reg"
         unreg.parent.mkdir(parents=True, exist_ok=True)
         unreg.write_bytes(plat.utf16(plat.windows_unsideload_reg([addin_id(h) for h in HOSTS])))
-        commands = [*plat.windows_untrust_commands(CA_NAME, machine), f'reg import "{unreg}"',
-                    'schtasks /Delete /F /TN "Deskpilot\\Server"']
+        commands = [
+            *plat.windows_untrust_commands(CA_NAME, machine),
+            f'reg import "{unreg}"',
+            'schtasks /Delete /F /TN "Deskpilot\\Server"',
+        ]
     else:
         agent = lay.user_home / "Library" / "LaunchAgents" / "com.deskpilot.server.plist"
-        commands = [f"launchctl bootout gui/{os.getuid()} {agent}",
-                    *plat.macos_untrust_commands(str(lay.ca_dir / CA_CERT), machine)]
+        commands = [
+            f"launchctl bootout gui/{os.getuid()} {agent}",
+            *plat.macos_untrust_commands(str(lay.ca_dir / CA_CERT), machine),
+        ]
     for command in commands:
         result = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
         log.info("ran       %s -> %s", command, result.returncode)
@@ -351,13 +364,20 @@ def _lna_policies(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
             result = subprocess.run(f'reg import "{reg}"', shell=True, capture_output=True, check=False)
             log.info("ran       reg import %s -> %s", reg, result.returncode)
     else:
-        tracker.write(lay.deploy_dir / "local-network-access.mobileconfig", plat.macos_lna_mobileconfig(port),
-                      "LNA policy profile (install it through MDM)")
+        tracker.write(
+            lay.deploy_dir / "local-network-access.mobileconfig",
+            plat.macos_lna_mobileconfig(port),
+            "LNA policy profile (install it through MDM)",
+        )
 
 
 def _save_state(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
-    state = {**tracker.state, "created_dirs": sorted(tracker.created_dirs), "machine": opts.machine,
-             "port": lay.settings.port}
+    state = {
+        **tracker.state,
+        "created_dirs": sorted(tracker.created_dirs),
+        "machine": opts.machine,
+        "port": lay.settings.port,
+    }
     tracker.write(lay.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", "install state")
 
 
@@ -394,8 +414,9 @@ def _remove_outside(lay: Layout, state: dict[str, Any]) -> None:
     if unit.is_file():
         if systemd_running() and unit.suffix == ".service":
             scope = "--global" if state.get("machine") else "--user"
-            subprocess.run(["systemctl", scope, "disable", "deskpilot.service"],
-                           capture_output=True, check=False)
+            subprocess.run(
+                ["systemctl", scope, "disable", "deskpilot.service"], capture_output=True, check=False
+            )
         unit.unlink()
         log.info("removed   autostart %s", unit)
     if not sys.platform.startswith("linux"):

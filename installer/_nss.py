@@ -23,8 +23,9 @@ class NssDb:
         return (self.path / "cert9.db").is_file()
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["certutil", *args, "-d", self.spec], capture_output=True, text=True,
-                              check=check)
+        return subprocess.run(
+            ["certutil", *args, "-d", self.spec], capture_output=True, text=True, check=check
+        )
 
     def create(self) -> None:
         self._run("-N", "--empty-password")
@@ -41,7 +42,7 @@ class NssDb:
         result = self._run("-L", "-n", nickname, "-a", check=False)
         if result.returncode != 0 or "BEGIN CERTIFICATE" not in result.stdout:
             return None
-        pem = result.stdout[result.stdout.index("-----BEGIN"):]
+        pem = result.stdout[result.stdout.index("-----BEGIN") :]
         end = "-----END CERTIFICATE-----"
         return fingerprint((pem.split(end)[0] + end + "\n").encode())
 

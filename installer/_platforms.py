@@ -32,8 +32,11 @@ __all__ = [
 
 LNA_POLICY = "LocalNetworkAccessAllowedForUrls"
 # Linux machine-wide managed policy folders of Google Chrome, Chromium and Microsoft Edge.
-CHROMIUM_POLICY_DIRS = ("etc/opt/chrome/policies/managed", "etc/chromium/policies/managed",
-                        "etc/opt/edge/policies/managed")
+CHROMIUM_POLICY_DIRS = (
+    "etc/opt/chrome/policies/managed",
+    "etc/chromium/policies/managed",
+    "etc/opt/edge/policies/managed",
+)
 _WEF_DEVELOPER = r"HKEY_CURRENT_USER\Software\Microsoft\Office\16.0\WEF\Developer"
 
 
@@ -59,7 +62,8 @@ def systemd_unit(home: PurePath, port: int, python: str | None = None) -> str:
 def macos_launch_agent(home: PurePath, python: str | None = None) -> str:
     args = "\n".join(f"    <string>{escape(a)}</string>" for a in serve_command(python))
     return _template("com.deskpilot.server.plist").substitute(
-        program_arguments=args, home=escape(str(home)), log_dir=escape(str(home / "logs")))
+        program_arguments=args, home=escape(str(home)), log_dir=escape(str(home / "logs"))
+    )
 
 
 def windows_task_xml(port: int, python: str, user: str | None = None) -> str:
@@ -67,7 +71,8 @@ def windows_task_xml(port: int, python: str, user: str | None = None) -> str:
     pythonw = str(PureWindowsPath(python).with_name("pythonw.exe"))
     user_id = f"      <UserId>{escape(user)}</UserId>" if user else ""
     return _template("deskpilot-task.xml").substitute(
-        port=port, user_id=user_id, command=escape(pythonw), arguments="-m deskpilot.server.cli serve")
+        port=port, user_id=user_id, command=escape(pythonw), arguments="-m deskpilot.server.cli serve"
+    )
 
 
 def windows_trust_commands(ca_cer: str, machine: bool = False) -> list[str]:
@@ -97,8 +102,13 @@ def windows_unsideload_reg(addin_ids: list[str]) -> str:
 
 def lna_origins(port: int) -> list[str]:
     """Pages allowed to reach the local server: Office on the web and the server's own origin."""
-    return [f"https://localhost:{port}", "https://outlook.office.com", "https://outlook.office365.com",
-            "https://[*.]officeapps.live.com", "https://[*.]office.com"]
+    return [
+        f"https://localhost:{port}",
+        "https://outlook.office.com",
+        "https://outlook.office365.com",
+        "https://[*.]officeapps.live.com",
+        "https://[*.]office.com",
+    ]
 
 
 def chromium_lna_policy(port: int) -> str:
@@ -117,23 +127,31 @@ def windows_lna_reg(port: int, machine: bool = True) -> str:
 
 def macos_trust_commands(ca_pem: str, machine: bool = False) -> list[str]:
     if machine:
-        return [f"sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "
-                f"{shlex.quote(ca_pem)}"]
-    return [f"security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db "
-            f"{shlex.quote(ca_pem)}"]
+        return [
+            f"sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "
+            f"{shlex.quote(ca_pem)}"
+        ]
+    return [
+        f"security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db "
+        f"{shlex.quote(ca_pem)}"
+    ]
 
 
 def macos_untrust_commands(ca_pem: str, machine: bool = False) -> list[str]:
-    return [f"{'sudo ' if machine else ''}security remove-trusted-cert {'-d ' if machine else ''}"
-            f"{shlex.quote(ca_pem)}"]
+    return [
+        f"{'sudo ' if machine else ''}security remove-trusted-cert {'-d ' if machine else ''}"
+        f"{shlex.quote(ca_pem)}"
+    ]
 
 
 def macos_lna_mobileconfig(port: int) -> str:
     """A configuration profile setting the policy for Chrome and Edge (deploy through MDM)."""
     origins = "\n".join(f"          <string>{escape(o)}</string>" for o in lna_origins(port))
     payloads = []
-    for domain, uuid in (("com.google.Chrome", "6B0F1C0E-5D1B-4C1E-9E1A-2E4C3B8A0001"),
-                         ("com.microsoft.Edge", "6B0F1C0E-5D1B-4C1E-9E1A-2E4C3B8A0002")):
+    for domain, uuid in (
+        ("com.google.Chrome", "6B0F1C0E-5D1B-4C1E-9E1A-2E4C3B8A0001"),
+        ("com.microsoft.Edge", "6B0F1C0E-5D1B-4C1E-9E1A-2E4C3B8A0002"),
+    ):
         payloads.append(f"""      <dict>
         <key>PayloadType</key>
         <string>{domain}</string>

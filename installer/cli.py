@@ -22,8 +22,10 @@ _INSTALL_KEYS = {"machine", "allow_local_network_access", "health_check", "healt
 
 
 def _console_log() -> None:
-    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout
-               for h in log.handlers):
+    if not any(
+        isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout
+        for h in log.handlers
+    ):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
@@ -46,15 +48,30 @@ def _read_config(path: Path | None) -> dict[str, Any]:
 
 @click.command("install")
 @click.option("--machine", is_flag=True, default=None, help="Machine-wide locations where the OS has them.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TOML file for an unattended install: [install] options and [settings] for config.toml.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file for an unattended install: [install] options and [settings] for config.toml.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Port of the local server.")
-@click.option("--allow-local-network-access", "lna", is_flag=True, default=None,
-              help="Write the Chrome/Edge LocalNetworkAccessAllowedForUrls policy (needs root/admin).")
-@click.option("--health-check/--no-health-check", default=None,
-              help="Start the server and check it at the end.")
-def install(machine: bool | None, config_path: Path | None, port: int | None, lna: bool | None,
-            health_check: bool | None) -> None:
+@click.option(
+    "--allow-local-network-access",
+    "lna",
+    is_flag=True,
+    default=None,
+    help="Write the Chrome/Edge LocalNetworkAccessAllowedForUrls policy (needs root/admin).",
+)
+@click.option(
+    "--health-check/--no-health-check", default=None, help="Start the server and check it at the end."
+)
+def install(
+    machine: bool | None,
+    config_path: Path | None,
+    port: int | None,
+    lna: bool | None,
+    health_check: bool | None,
+) -> None:
     """Set up certificates, trust, autostart and the add-in manifests (safe to run again)."""
     _console_log()
     config = _read_config(config_path)

@@ -84,7 +84,16 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            AITasks, Runs, Extraction, Reviews, DocumentsAPI, SyncAPI, Status, ActionsAPI, Workflows, Automations,
+            AITasks,
+            Runs,
+            Extraction,
+            Reviews,
+            DocumentsAPI,
+            SyncAPI,
+            Status,
+            ActionsAPI,
+            Workflows,
+            Automations,
             *_taskpane_routes(),
         ],
         dependencies={
@@ -106,8 +115,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         middleware=[local_only("https" if settings.https else "http", settings.port)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Deskpilot", version=__version__, path="/openapi",
-                                     render_plugins=[JsonRenderPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="Deskpilot", version=__version__, path="/openapi", render_plugins=[JsonRenderPlugin()]
+        ),
         debug=False,
     )
 
@@ -131,9 +141,11 @@ def _taskpane_routes() -> list[ControllerRouterHandler]:
     revalidate = CacheControlHeader(no_cache=True)
     return [
         # More specific prefix first: the icons the manifests point at, from addin_manifest/assets.
-        create_static_files_router("/taskpane/assets", directories=[ASSETS_DIR], name="addin-icons",
-                                   cache_control=revalidate),
-        create_static_files_router("/taskpane", directories=[TASKPANE_DIR], html_mode=True, name="taskpane",
-                                   cache_control=revalidate),
+        create_static_files_router(
+            "/taskpane/assets", directories=[ASSETS_DIR], name="addin-icons", cache_control=revalidate
+        ),
+        create_static_files_router(
+            "/taskpane", directories=[TASKPANE_DIR], html_mode=True, name="taskpane", cache_control=revalidate
+        ),
         _home,
     ]

@@ -12,10 +12,10 @@ from deskpilot.installer.cli import doctor, install, uninstall
 from deskpilot.server.actions.cli import webhook_secret
 from deskpilot.server.connectors.cli import login, logout, sync, whoami
 from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
-from deskpilot.server.settings import SettingsError
 from deskpilot.server.documents.cli import index_command
 from deskpilot.server.extraction.cli import eval_group, extract
 from deskpilot.server.lineage.cli import audit
+from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
 from deskpilot.server.workflows.cli import events_group
 
@@ -34,19 +34,27 @@ def main() -> None:
 @click.option("--http", "plain_http", is_flag=True, help="Serve plain HTTP (tests and development only).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port on the loopback interface.")
 @click.option("--host", help="Loopback address to listen on (default 127.0.0.1).")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file.")
-@click.option("--worker/--no-worker", "with_worker", default=None,
-              help="Start the action and workflow consumer as a child process (default: the `worker` setting).")
-def serve(plain_http: bool, port: int | None, host: str | None, model_path: str | None,
-          with_worker: bool | None) -> None:
+@click.option(
+    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file."
+)
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=None,
+    help="Start the action and workflow consumer as a child process (default: the `worker` setting).",
+)
+def serve(
+    plain_http: bool, port: int | None, host: str | None, model_path: str | None, with_worker: bool | None
+) -> None:
     """Start the local server with the task pane and the model."""
     from deskpilot.server.app import create_app
     from deskpilot.server.services import Services
     from deskpilot.server.web.runner import serve as run
     from deskpilot.server.web.runner import worker_process
 
-    settings = settings_or_usage_error(port=port, host=host, model_path=model_path,
-                                       https=False if plain_http else None, worker=with_worker)
+    settings = settings_or_usage_error(
+        port=port, host=host, model_path=model_path, https=False if plain_http else None, worker=with_worker
+    )
     app = create_app(Services(settings, **cli_parts()))
     err.print(f"Deskpilot on [bold]{settings.base_url}[/] (data in {settings.home})")
     try:
@@ -57,7 +65,9 @@ def serve(plain_http: bool, port: int | None, host: str | None, model_path: str 
 
 
 @main.command()
-@click.option("--threads", type=click.IntRange(1, 64), help="Worker threads (default: the `worker_threads` setting).")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), help="Worker threads (default: the `worker_threads` setting)."
+)
 def worker(threads: int | None) -> None:
     """Run the queue's consumer: executes approved actions and workflow steps (Ctrl+C stops it gracefully)."""
     from deskpilot.server.worker import run_worker
@@ -70,8 +80,23 @@ def worker(threads: int | None) -> None:
         pass
 
 
-for _command in (summarize, extract, eval_group, index_command, audit, manifest, install, uninstall, doctor,
-                 events_group, webhook_secret, login, logout, whoami, sync):
+for _command in (
+    summarize,
+    extract,
+    eval_group,
+    index_command,
+    audit,
+    manifest,
+    install,
+    uninstall,
+    doctor,
+    events_group,
+    webhook_secret,
+    login,
+    logout,
+    whoami,
+    sync,
+):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -46,8 +46,12 @@ def embedded_backend(settings: Settings) -> Callable[[], Backend]:
         from deskpilot.inference.llama import LlamaCppBackend  # imports llama.cpp: off the start-up path
 
         model_path = Path(settings.model_path) if settings.model_path else None
-        return LlamaCppBackend(model_path, context_length=settings.context_length, threads=settings.threads,
-                               cache_dir=settings.cache_dir)
+        return LlamaCppBackend(
+            model_path,
+            context_length=settings.context_length,
+            threads=settings.threads,
+            cache_dir=settings.cache_dir,
+        )
 
     return load
 
@@ -110,7 +114,9 @@ class Services:
             from deskpilot.server.connectors.service import GraphConnector
             from deskpilot.server.workflows.triggers import MailTrigger
 
-            self._graph = GraphConnector(self.settings, self.index, on_new_mail=MailTrigger(self.workflows.events))
+            self._graph = GraphConnector(
+                self.settings, self.index, on_new_mail=MailTrigger(self.workflows.events)
+            )
         return self._graph
 
     async def aclose(self) -> None:

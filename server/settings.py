@@ -49,7 +49,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own.
     schemas_dir: Path | None = None
     review_threshold: float = 0.6
-    triage_labels: tuple[str, ...] = ("invoice", "contract", "meeting_request", "action_needed", "fyi", "newsletter")
+    triage_labels: tuple[str, ...] = (
+        "invoice",
+        "contract",
+        "meeting_request",
+        "action_needed",
+        "fyi",
+        "newsletter",
+    )
     # Microsoft 365 (server/connectors). `graph_client_id` is the app registration of a public client
     # ("Allow public client flows" on, for the device code flow); None means not configured.
     graph_client_id: str | None = None

@@ -101,7 +101,11 @@ class WorkerRuntime:
         # Waiting in line is fine for background work: every worker thread may queue for the model.
         self.ai: WorkflowAI = ai or ModelAI(self.parts.backend_source, self.lineage, settings, max_waiting=64)
         self.services = WorkflowServices.create(
-            settings, self.lineage, self.queue, ai=self.ai, reviews=self.parts.reviews,
+            settings,
+            self.lineage,
+            self.queue,
+            ai=self.ai,
+            reviews=self.parts.reviews,
         )
         self.outbox, self.engine = self.services.outbox, self.services.engine
         self.rng = rng or random.Random()
@@ -185,7 +189,9 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
     stop = threading.Event()
     lock = WorkerLock(settings.home / "worker.lock")
     settings.home.mkdir(parents=True, exist_ok=True)
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     runtime: WorkerRuntime | None = None
     try:
         if not lock.acquire(wait=False):
@@ -210,8 +216,13 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
         # Polling: an idle worker checks the queue every 20 ms, backing off to 200 ms; each check is one
         # indexed SELECT on a small SQLite file, and it bounds the queue's added latency.
         consumer = runtime.queue.huey.create_consumer(
-            workers=threads or settings.worker_threads, worker_type="thread", initial_delay=0.02,
-            backoff=1.25, max_delay=0.2, check_worker_health=True, health_check_interval=5,
+            workers=threads or settings.worker_threads,
+            worker_type="thread",
+            initial_delay=0.02,
+            backoff=1.25,
+            max_delay=0.2,
+            check_worker_health=True,
+            health_check_interval=5,
             graceful_signal="INT",
             # A graceful stop waits this long for running tasks, then the worker exits anyway (what was
             # cut short is recovered from the outbox). Without it a task stuck on a receiver would keep
@@ -226,8 +237,11 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
                 # The grace period ran out with actions still running. Exit as a crash would: their
                 # claims lapse with this process and the next worker recovers them. Closing the
                 # databases and clients under them would only turn them into failed attempts.
-                log.warning("worker %d: running actions did not finish in %.0f s; leaving them to recovery",
-                            os.getpid(), settings.shutdown_grace_seconds)
+                log.warning(
+                    "worker %d: running actions did not finish in %.0f s; leaving them to recovery",
+                    os.getpid(),
+                    settings.shutdown_grace_seconds,
+                )
                 logging.shutdown()
                 os._exit(0)
     finally:

@@ -36,7 +36,9 @@ class RecordingQueue:
     def close(self) -> None:
         pass
 
-    def drain(self, *, include_delayed: bool = True, limit: int = 1000, max_wait: float = 3.0) -> list[dict[str, Any]]:
+    def drain(
+        self, *, include_delayed: bool = True, limit: int = 1000, max_wait: float = 3.0
+    ) -> list[dict[str, Any]]:
         """Run due messages in order, like a consumer; with `include_delayed`, wait for delayed ones too
         (those due within `max_wait` seconds; later ones stay queued)."""
         done = []
@@ -44,7 +46,11 @@ class RecordingQueue:
             now = time.monotonic()
             due = next((m for m in self.messages if m[2] <= now), None)
             if due is None:
-                if not include_delayed or not self.messages or min(m[2] for m in self.messages) - now > max_wait:
+                if (
+                    not include_delayed
+                    or not self.messages
+                    or min(m[2] for m in self.messages) - now > max_wait
+                ):
                     break
                 time.sleep(max(0.0, min(m[2] for m in self.messages) - now))
                 continue
@@ -84,32 +90,61 @@ class FakeAdapter:
 
 
 def fake_adapters() -> dict[str, FakeAdapter]:
-    return {k: FakeAdapter(k) for k in ("draft_reply", "calendar_event", "todo_task", "webhook", "file_document")}
+    return {
+        k: FakeAdapter(k) for k in ("draft_reply", "calendar_event", "todo_task", "webhook", "file_document")
+    }
 
 
 class ScriptedAI:
     """The workflow AI with fixed answers; records calls."""
 
-    def __init__(self, *, label: str = "invoice", data: dict[str, Any] | None = None, confidence: float = 0.95,
-                 review: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        label: str = "invoice",
+        data: dict[str, Any] | None = None,
+        confidence: float = 0.95,
+        review: str | None = None,
+    ) -> None:
         self.label, self.confidence, self.review = label, confidence, review
-        self.data = data if data is not None else {
-            "vendor": "Contoso Ltd", "invoiceNumber": "INV-7", "issueDate": "2026-11-01",
-            "dueDate": "2026-12-01", "currency": "EUR", "total": 120.0, "lineItems": []}
+        self.data = (
+            data
+            if data is not None
+            else {
+                "vendor": "Contoso Ltd",
+                "invoiceNumber": "INV-7",
+                "issueDate": "2026-11-01",
+                "dueDate": "2026-12-01",
+                "currency": "EUR",
+                "total": 120.0,
+                "lineItems": [],
+            }
+        )
         self.calls: list[str] = []
         self.fail_next = 0
 
     def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]:
         self.calls.append("classify")
-        return {"runId": "run-classify-" + uuid.uuid4().hex[:8], "label": self.label, "confidence": self.confidence}
+        return {
+            "runId": "run-classify-" + uuid.uuid4().hex[:8],
+            "label": self.label,
+            "confidence": self.confidence,
+        }
 
     def extract(self, schema: str, text: str, source_ref: str | None = None) -> dict[str, Any]:
         self.calls.append(f"extract:{schema}")
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("model hiccup")
-        return {"runId": "run-extract-" + uuid.uuid4().hex[:8], "schema": schema, "data": self.data, "confidence": self.confidence,
-                "review": self.review, "reasons": [], "rules": []}
+        return {
+            "runId": "run-extract-" + uuid.uuid4().hex[:8],
+            "schema": schema,
+            "data": self.data,
+            "confidence": self.confidence,
+            "review": self.review,
+            "reasons": [],
+            "rules": [],
+        }
 
     def close(self) -> None:
         pass

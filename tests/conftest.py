@@ -41,8 +41,15 @@ def free_port() -> int:
 class ServerProcess:
     """`deskpilot serve` (or any command that serves the app) in a child process on 127.0.0.1."""
 
-    def __init__(self, home: Path, *, args: list[str] | None = None, command: list[str] | None = None,
-                 env: dict[str, str] | None = None, https: bool = False) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        args: list[str] | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        https: bool = False,
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.https = https
@@ -54,16 +61,23 @@ class ServerProcess:
         home.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     # No consumer child unless a test asks for one (DESKPILOT_WORKER=true):
-                                     # most server tests never queue an action.
-                                     env={**os.environ, "DESKPILOT_HOME": str(home), "DESKPILOT_WORKER": "false",
-                                          **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # No consumer child unless a test asks for one (DESKPILOT_WORKER=true):
+            # most server tests never queue an action.
+            env={**os.environ, "DESKPILOT_HOME": str(home), "DESKPILOT_WORKER": "false", **(env or {})},
+        )
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
         """Trust exactly the certificate the server generated (it exists once the server listens)."""
-        return ssl.create_default_context(cafile=str(self.home / "tls" / "localhost.pem")) if self.https else False
+        return (
+            ssl.create_default_context(cafile=str(self.home / "tls" / "localhost.pem"))
+            if self.https
+            else False
+        )
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, verify=self.verify, timeout=60, **kwargs)  # type: ignore[arg-type]

@@ -46,16 +46,25 @@ def test_the_same_proposal_is_one_action_and_its_key_is_content_derived(runtime:
 
 def test_unknown_params_are_refused(runtime: WorkerRuntime) -> None:
     with pytest.raises(msgspec.ValidationError):
-        runtime.outbox.propose("webhook", {"url": "x", "payload": {}, "colour": 1}, title="t", origin="o", actor="me")
+        runtime.outbox.propose(
+            "webhook", {"url": "x", "payload": {}, "colour": 1}, title="t", origin="o", actor="me"
+        )
 
 
 def test_approval_modes(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
     webhook, _ = outbox.propose("webhook", HOOK, title="t", origin="o", actor="me")  # always
-    draft, _ = outbox.propose("draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me")
+    draft, _ = outbox.propose(
+        "draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me"
+    )
     low, _ = outbox.propose("todo_task", {"title": "x"}, title="t", origin="o", actor="me", confidence=0.5)
     high, _ = outbox.propose("todo_task", {"title": "y"}, title="t", origin="o", actor="me", confidence=0.9)
-    assert (webhook.status, draft.status, low.status, high.status) == ("pending_review", "queued", "pending_review", "queued")
+    assert (webhook.status, draft.status, low.status, high.status) == (
+        "pending_review",
+        "queued",
+        "pending_review",
+        "queued",
+    )
     assert draft.approval == "policy"
     outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
     later, _ = outbox.propose("webhook", HOOK, title="t", origin="o2", actor="me")
@@ -86,7 +95,9 @@ def test_approve_runs_once_and_reject_never(runtime: WorkerRuntime) -> None:
 def test_transient_failures_retry_with_backoff_then_fail(runtime: WorkerRuntime) -> None:
     adapter = runtime.adapters["draft_reply"]
     adapter.fail.extend([TransientError, TransientError])  # type: ignore[attr-defined]
-    a, _ = runtime.outbox.propose("draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me")
+    a, _ = runtime.outbox.propose(
+        "draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me"
+    )
     runtime.queue.execute(a.id)
     import time
 
@@ -99,7 +110,9 @@ def test_transient_failures_retry_with_backoff_then_fail(runtime: WorkerRuntime)
     assert record.status == "executed" and record.attempts == 3
     assert [h.event for h in runtime.outbox.history(a.id)].count("retry") == 2
     adapter.always_fail = PermanentError  # type: ignore[attr-defined]
-    b, _ = runtime.outbox.propose("draft_reply", {"messageId": "m2", "body": "b"}, title="t", origin="o", actor="me")
+    b, _ = runtime.outbox.propose(
+        "draft_reply", {"messageId": "m2", "body": "b"}, title="t", origin="o", actor="me"
+    )
     runtime.queue.execute(b.id)
     runtime.queue.drain()
     assert runtime.outbox.get(b.id).status == "failed"
@@ -115,8 +128,10 @@ def test_a_person_retries_a_failed_action_with_a_fresh_budget(runtime: WorkerRun
     failed = outbox.get(a.id)
     assert failed.status == "failed" and failed.failures == 1 and failed.error
     with pytest.raises(ActionStateError, match="not failed"):
-        outbox.retry(outbox.propose("webhook", {**HOOK, "payload": {"b": 1}}, title="t", origin="o", actor="me")[0].id,
-                     actor="alice")
+        outbox.retry(
+            outbox.propose("webhook", {**HOOK, "payload": {"b": 1}}, title="t", origin="o", actor="me")[0].id,
+            actor="alice",
+        )
     adapter.always_fail = None  # type: ignore[attr-defined]  # the receiver is fixed
     again = outbox.retry(a.id, actor="alice", note="receiver fixed")
     assert (again.status, again.failures, again.error) == ("queued", 0, None)
@@ -150,8 +165,10 @@ def test_the_default_retry_budget_rides_out_a_receiver_down_for_seven_minutes(ap
 def test_kill_switch_holds_then_releases(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
     outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
-    ids = [outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
-           for n in range(4)]
+    ids = [
+        outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
+        for n in range(4)
+    ]
     for i in ids:
         runtime.queue.execute(i)
     runtime.queue.drain(limit=2)
@@ -169,9 +186,13 @@ def test_kill_switch_holds_then_releases(runtime: WorkerRuntime) -> None:
 
 def test_daily_budget(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
-    outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}, daily_budget=2), "admin")
-    ids = [outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
-           for n in range(3)]
+    outbox.update_automation(
+        "taskpane", AutomationUpdate(approval={"webhook": "never"}, daily_budget=2), "admin"
+    )
+    ids = [
+        outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
+        for n in range(3)
+    ]
     for i in ids:
         runtime.queue.execute(i)
     runtime.queue.drain()
@@ -192,16 +213,26 @@ def test_recover_requeues_actions_of_a_dead_owner(runtime: WorkerRuntime) -> Non
     assert outbox.claim(a.id, current_owner()) is None  # taken
     found = outbox.recover()
     assert found["execute"] == [a.id] and outbox.get(a.id).status == "queued"
-    live, _ = outbox.propose("draft_reply", {"messageId": "m2", "body": "b"}, title="t", origin="o", actor="me")
+    live, _ = outbox.propose(
+        "draft_reply", {"messageId": "m2", "body": "b"}, title="t", origin="o", actor="me"
+    )
     assert outbox.claim(live.id, current_owner()) is not None
     assert live.id not in outbox.recover()["execute"]  # our own claim is alive
 
 
 def test_invoice_workflow_end_to_end_with_a_webhook(runtime: WorkerRuntime) -> None:
     outbox, engine, queue = runtime.outbox, runtime.engine, runtime.queue
-    outbox.update_automation("invoice_intake", AutomationUpdate(settings={"financeWebhook": "http://127.0.0.1:9/f"},
-                                                                approval={"webhook": "never", "todo_task": "never"}), "admin")
-    record, created = engine.start("invoice_intake", {"text": "Invoice INV-7 ... total 120 EUR"}, origin="t1", actor="me")
+    outbox.update_automation(
+        "invoice_intake",
+        AutomationUpdate(
+            settings={"financeWebhook": "http://127.0.0.1:9/f"},
+            approval={"webhook": "never", "todo_task": "never"},
+        ),
+        "admin",
+    )
+    record, created = engine.start(
+        "invoice_intake", {"text": "Invoice INV-7 ... total 120 EUR"}, origin="t1", actor="me"
+    )
     assert created and record is not None
     queue.drain()
     done = engine.get(record.id)
@@ -218,8 +249,14 @@ def test_invoice_workflow_end_to_end_with_a_webhook(runtime: WorkerRuntime) -> N
 
 def test_a_step_that_fails_for_good_compensates_earlier_effects(runtime: WorkerRuntime) -> None:
     outbox, engine, queue = runtime.outbox, runtime.engine, runtime.queue
-    outbox.update_automation("invoice_intake", AutomationUpdate(settings={"financeWebhook": "http://127.0.0.1:9/f"},
-                                                                approval={"webhook": "never", "todo_task": "never"}), "admin")
+    outbox.update_automation(
+        "invoice_intake",
+        AutomationUpdate(
+            settings={"financeWebhook": "http://127.0.0.1:9/f"},
+            approval={"webhook": "never", "todo_task": "never"},
+        ),
+        "admin",
+    )
     runtime.adapters["webhook"].always_fail = PermanentError  # type: ignore[attr-defined]
     record, _ = engine.start("invoice_intake", {"text": "Invoice"}, origin="t2", actor="me")
     assert record is not None
@@ -256,12 +293,25 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
     from deskpilot.server.extraction.review_queue import ReviewQueue
 
     engine, queue, outbox = runtime.engine, runtime.queue, runtime.outbox
-    runtime.ai.data = {"actionItems": [{"task": "Send the deck", "owner": "Ann", "dueDate": "2026-12-02"},
-                                       {"task": "Book a room", "owner": None, "dueDate": None}]}
-    outbox.update_automation("meeting_followup", AutomationUpdate(
-        settings={"reviewTimeoutHours": 0.0001}, approval={"todo_task": "never", "draft_reply": "never"}), "admin")
-    record, _ = engine.start("meeting_followup", {"text": "notes", "messageId": "msg-1", "subject": "Sync"},
-                             origin="t4", actor="me")
+    runtime.ai.data = {
+        "actionItems": [
+            {"task": "Send the deck", "owner": "Ann", "dueDate": "2026-12-02"},
+            {"task": "Book a room", "owner": None, "dueDate": None},
+        ]
+    }
+    outbox.update_automation(
+        "meeting_followup",
+        AutomationUpdate(
+            settings={"reviewTimeoutHours": 0.0001}, approval={"todo_task": "never", "draft_reply": "never"}
+        ),
+        "admin",
+    )
+    record, _ = engine.start(
+        "meeting_followup",
+        {"text": "notes", "messageId": "msg-1", "subject": "Sync"},
+        origin="t4",
+        actor="me",
+    )
     assert record is not None
     queue.drain(include_delayed=False)
     waiting = engine.get(record.id)
@@ -275,8 +325,9 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
     escalation = [a for a in escalated.actions if a.step == "review:escalation"]
     assert len(escalation) == 1 and escalation[0].kind == "todo_task"
     assert "step.escalated" in [h.event for h in outbox.history(record.id)]
-    ReviewQueue(runtime.lineage).decide(escalated.wait["review"], decision="accept", reviewer="bob",
-                                        final=runtime.ai.data)
+    ReviewQueue(runtime.lineage).decide(
+        escalated.wait["review"], decision="accept", reviewer="bob", final=runtime.ai.data
+    )
     for workflow_id in engine.waiting_for_review(escalated.wait["review"]):
         queue.advance(workflow_id)
     queue.drain()
@@ -308,13 +359,20 @@ def test_kill_switch_pauses_workflows_and_disabled_triggers_start_nothing(runtim
 def test_mail_rule_events_dedupe_and_replay(runtime: WorkerRuntime) -> None:
     outbox, engine, queue = runtime.outbox, runtime.engine, runtime.queue
     events = EventLog(outbox, engine)
-    outbox.update_automation("invoice_intake", AutomationUpdate(
-        rule=MailRule(folder="Inbox", sender="@contoso.com", label="invoice"), enabled=False), "admin")
+    outbox.update_automation(
+        "invoice_intake",
+        AutomationUpdate(
+            rule=MailRule(folder="Inbox", sender="@contoso.com", label="invoice"), enabled=False
+        ),
+        "admin",
+    )
     mail = {"text": "Invoice 7", "folder": "Inbox", "sender": "billing@contoso.com", "messageId": "m-1"}
     seq, created = events.append("graph", "mail.received", "graph:message:m-1", mail)
     again, created_again = events.append("graph", "mail.received", "graph:message:m-1", mail)
     assert created and not created_again and seq == again
-    other, _ = events.append("graph", "mail.received", "graph:message:m-2", {**mail, "sender": "x@fabrikam.com"})
+    other, _ = events.append(
+        "graph", "mail.received", "graph:message:m-2", {**mail, "sender": "x@fabrikam.com"}
+    )
     assert events.dispatch(seq) == [] and events.dispatch(other) == []  # disabled: nothing starts
     outbox.update_automation("invoice_intake", AutomationUpdate(enabled=True), "admin")
     assert events.replay() == {"events": 2, "started": 1}
@@ -353,7 +411,10 @@ def test_audit_exports_and_verifies_the_action_log(runtime: WorkerRuntime, setti
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     mine = [r for r in rows if r["subject_id"] == a.id]
-    assert [(r["event"], r["actor"], r["run_id"]) for r in mine] == [("proposed", "me", "run-9"), ("approved", "alice", "run-9")]
+    assert [(r["event"], r["actor"], r["run_id"]) for r in mine] == [
+        ("proposed", "me", "run-9"),
+        ("approved", "alice", "run-9"),
+    ]
     assert mine[0]["detail"]["params"]["url"] == HOOK["url"] and mine[1]["prev_hash"] == mine[0]["hash"]
     verify = runner.invoke(main, ["audit", "verify"])
     assert verify.exit_code == 0 and "action log:" in verify.output

@@ -37,13 +37,28 @@ def test_propose_approve_and_the_queue_message(client: TestClient, app_home: Pat
     r = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK, "runId": "run-1"})
     assert r.status_code == 201
     action = r.json()["action"]
-    assert action["status"] == "pending_review" and action["runId"] == "run-1" and action["key"].startswith("dp-")
+    assert (
+        action["status"] == "pending_review"
+        and action["runId"] == "run-1"
+        and action["key"].startswith("dp-")
+    )
     assert queued_messages(app_home) == 0  # nothing runs before a person approves
-    assert client.post("/v1/actions", json={"kind": "webhook", "params": HOOK, "runId": "run-1"}).json()["created"] is False
+    assert (
+        client.post("/v1/actions", json={"kind": "webhook", "params": HOOK, "runId": "run-1"}).json()[
+            "created"
+        ]
+        is False
+    )
     pending = client.get("/v1/actions", params={"status": "pending"}).json()
-    assert [a["id"] for a in pending["actions"]] == [action["id"]] and pending["counts"] == {"pending_review": 1}
+    assert [a["id"] for a in pending["actions"]] == [action["id"]] and pending["counts"] == {
+        "pending_review": 1
+    }
     r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
-    assert r.status_code == 200 and r.json()["action"]["status"] == "queued" and r.json()["action"]["approval"] == "alice"
+    assert (
+        r.status_code == 200
+        and r.json()["action"]["status"] == "queued"
+        and r.json()["action"]["approval"] == "alice"
+    )
     assert queued_messages(app_home) == 1
     again = client.post(f"/v1/actions/{action['id']}/reject", json={"reviewer": "bob"})
     assert again.status_code == 409 and "not waiting for approval" in again.json()["message"]
@@ -61,8 +76,12 @@ def test_a_failed_action_is_retried_by_a_person(client: TestClient, app_home: Pa
         assert outbox.claim(action["id"], current_owner()) is not None
         outbox.attempt_failed(action["id"], current_owner(), "TransientError: webhook answered 503", None)
     messages = queued_messages(app_home)
-    assert client.post(f"/v1/actions/{action['id']}/retry", json={}).status_code == 400  # who retries is required
-    r = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": " bob ", "note": "receiver is back"})
+    assert (
+        client.post(f"/v1/actions/{action['id']}/retry", json={}).status_code == 400
+    )  # who retries is required
+    r = client.post(
+        f"/v1/actions/{action['id']}/retry", json={"reviewer": " bob ", "note": "receiver is back"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["action"]["status"] == "queued" and r.json()["action"]["failures"] == 0
     assert queued_messages(app_home) == messages + 1
@@ -110,8 +129,10 @@ def test_automations_update_at_runtime_and_refuse_bad_values(client: TestClient)
     assert r.status_code == 400
     r = client.put("/v1/automations/taskpane", json={"threshold": 3})
     assert r.status_code == 400 and "threshold" in r.json()["message"]
-    r = client.put("/v1/automations/taskpane", json={"approval": {"webhook": "never"}, "dailyBudget": 5,
-                                                     "actor": "it-admin"})
+    r = client.put(
+        "/v1/automations/taskpane",
+        json={"approval": {"webhook": "never"}, "dailyBudget": 5, "actor": "it-admin"},
+    )
     assert r.status_code == 200
     automation = r.json()["automation"]
     assert automation["approval"]["webhook"] == "never" and automation["dailyBudget"] == 5
@@ -128,7 +149,10 @@ def test_workflow_requests_from_the_task_pane(client: TestClient, app_home: Path
     first = client.post("/v1/workflows", json=body)
     assert first.status_code == 202 and first.json()["created"] is True
     second = client.post("/v1/workflows", json=body)
-    assert second.json()["workflow"]["id"] == first.json()["workflow"]["id"] and second.json()["created"] is False
+    assert (
+        second.json()["workflow"]["id"] == first.json()["workflow"]["id"]
+        and second.json()["created"] is False
+    )
     events = client.get("/v1/events").json()["events"]
     assert [e["type"] for e in events] == ["taskpane.request"]
     assert client.get("/v1/workflows").json()["workflows"][0]["status"] == "running"
@@ -136,5 +160,8 @@ def test_workflow_requests_from_the_task_pane(client: TestClient, app_home: Path
     client.put("/v1/automations/meeting_followup", json={"enabled": False})
     r = client.post("/v1/workflows", json={**body, "requestId": "r2"})
     assert r.status_code == 409 and "disabled" in r.json()["message"]
-    assert client.post("/v1/workflows", json={"automation": "taskpane", "inputs": {"text": "x"}}).status_code == 400
+    assert (
+        client.post("/v1/workflows", json={"automation": "taskpane", "inputs": {"text": "x"}}).status_code
+        == 400
+    )
     assert client.post("/v1/events/replay", json={}).json() == {"events": 1, "started": 0}

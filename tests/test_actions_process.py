@@ -52,7 +52,9 @@ class Worker:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deskpilot.server.cli", "worker", "--threads", "4"],
-            env={**os.environ, "DESKPILOT_HOME": str(home), **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "DESKPILOT_HOME": str(home), **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:
@@ -76,23 +78,47 @@ def world(app_home: Path) -> Iterator[tuple[StandIn, WebhookReceiver, dict[str, 
     # Writes sometimes applied and then left unanswered (and sometimes throttled): the cases where a
     # sender cannot know whether its request took effect.
     faults = Faults(rate=0.15, kinds={"drop_after": 2.0, "throttle": 1.0, "drop": 1.0}, retry_after=0, seed=7)
-    with StandIn(generate(messages=20, files=0, events=0), faults=faults) as standin, \
-            WebhookReceiver(secret=SECRET) as hook:
+    with (
+        StandIn(generate(messages=20, files=0, events=0), faults=faults) as standin,
+        WebhookReceiver(secret=SECRET) as hook,
+    ):
         settings = graph_settings(standin)
         sign_in(settings)
         WebhookSecrets().set("finance", SECRET.decode())
         yield standin, hook, {**graph_env(standin), **FAST}
 
 
-def _propose_batch(client: httpx.Client, hook: WebhookReceiver, message_ids: list[str], tag: str,
-                   n_hooks: int, n_tasks: int, n_drafts: int, confidence: float = 0.99) -> list[dict[str, Any]]:
+def _propose_batch(
+    client: httpx.Client,
+    hook: WebhookReceiver,
+    message_ids: list[str],
+    tag: str,
+    n_hooks: int,
+    n_tasks: int,
+    n_drafts: int,
+    confidence: float = 0.99,
+) -> list[dict[str, Any]]:
     out = []
     specs: list[dict[str, Any]] = (
-        [{"kind": "webhook", "params": {"url": hook.url + "/finance", "secret": "finance",
-                                        "payload": {"n": i, "batch": tag}}} for i in range(n_hooks)]
+        [
+            {
+                "kind": "webhook",
+                "params": {
+                    "url": hook.url + "/finance",
+                    "secret": "finance",
+                    "payload": {"n": i, "batch": tag},
+                },
+            }
+            for i in range(n_hooks)
+        ]
         + [{"kind": "todo_task", "params": {"title": f"Follow up {tag}-{i}"}} for i in range(n_tasks)]
-        + [{"kind": "draft_reply", "params": {"messageId": message_ids[i % len(message_ids)],
-                                              "body": f"Thanks ({tag}-{i})"}} for i in range(n_drafts)]
+        + [
+            {
+                "kind": "draft_reply",
+                "params": {"messageId": message_ids[i % len(message_ids)], "body": f"Thanks ({tag}-{i})"},
+            }
+            for i in range(n_drafts)
+        ]
     )
     for spec in specs:
         r = client.post("/v1/actions", json={**spec, "origin": f"batch-{tag}", "confidence": confidence})
@@ -102,8 +128,13 @@ def _propose_batch(client: httpx.Client, hook: WebhookReceiver, message_ids: lis
 
 
 def _approve_all_by_policy(client: httpx.Client) -> None:
-    r = client.put("/v1/automations/taskpane", json={
-        "approval": {"webhook": "never", "todo_task": "never", "draft_reply": "never"}, "actor": "admin"})
+    r = client.put(
+        "/v1/automations/taskpane",
+        json={
+            "approval": {"webhook": "never", "todo_task": "never", "draft_reply": "never"},
+            "actor": "admin",
+        },
+    )
     assert r.status_code == 200, r.text
 
 
@@ -112,7 +143,9 @@ def _assert_exactly_once(standin: StandIn, hook: WebhookReceiver, actions: list[
     for a in actions:
         keys[a["kind"]].add(a["key"])
     applied = Counter(e["key"] for e in hook.effects())
-    assert set(applied) == keys.get("webhook", set()), "a webhook action without its one effect, or a stray one"
+    assert set(applied) == keys.get("webhook", set()), (
+        "a webhook action without its one effect, or a stray one"
+    )
     assert max(applied.values(), default=1) == 1
     markers = Counter(m for e in standin.tenant.effects() if not e["gone"] for m in e["markers"] if m)
     for kind in ("todo_task", "draft_reply"):
@@ -134,10 +167,12 @@ def _workers_of(home: Path) -> list[int]:
     return found
 
 
-def _next_worker_recovers(client: httpx.Client, hook: WebhookReceiver, home: Path, env: dict[str, str],
-                          action_id: str) -> None:
+def _next_worker_recovers(
+    client: httpx.Client, hook: WebhookReceiver, home: Path, env: dict[str, str], action_id: str
+) -> None:
     """An action left `executing` by a worker that is gone: the next worker recovers it and runs it, and
     its history says so. The receiver answers at once from here on."""
+
     def status() -> str:
         return str(client.get(f"/v1/actions/{action_id}").json()["action"]["status"])
 
@@ -155,10 +190,26 @@ def _next_worker_recovers(client: httpx.Client, hook: WebhookReceiver, home: Pat
 def _stuck(client: httpx.Client, hook: WebhookReceiver) -> list[tuple[Any, ...]]:
     """Each action not executed: kind, status, attempts, failures, error, its history, and the statuses
     the webhook receiver answered for its key (0: no answer)."""
-    stuck = [a for a in client.get("/v1/actions", params={"limit": 1000}).json()["actions"] if a["status"] != "executed"]
-    return [(a["kind"], a["status"], a["attempts"], a["failures"], a["error"],
-             [(h["event"], h["actor"], h.get("detail")) for h in client.get(f"/v1/actions/{a['id']}").json()["history"]],
-             [d["status"] for d in hook.deliveries if d["key"] == a["key"]]) for a in stuck]
+    stuck = [
+        a
+        for a in client.get("/v1/actions", params={"limit": 1000}).json()["actions"]
+        if a["status"] != "executed"
+    ]
+    return [
+        (
+            a["kind"],
+            a["status"],
+            a["attempts"],
+            a["failures"],
+            a["error"],
+            [
+                (h["event"], h["actor"], h.get("detail"))
+                for h in client.get(f"/v1/actions/{a['id']}").json()["history"]
+            ],
+            [d["status"] for d in hook.deliveries if d["key"] == a["key"]],
+        )
+        for a in stuck
+    ]
 
 
 def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
@@ -197,6 +248,7 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
                     kills_mid_batch += 1
             final = Worker(app_home, env, app_home.parent / "worker.log")
             try:
+
                 def all_done() -> bool:
                     counts = client.get("/v1/actions", params={"limit": 1}).json()["counts"]
                     return counts.get("executed", 0) == len(actions)
@@ -213,9 +265,11 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
         _assert_exactly_once(standin, hook, actions)
         assert not hook.unfired_drops(), "every planted drop happened"
         recovered = sum(1 for a in listed if a["attempts"] > 1)
-        print(f"\n12 kills ({kills_mid_batch} mid-batch), {len(actions)} actions, {recovered} ran again "
-              f"after a kill or a fault, {len(hook.deliveries)} webhook deliveries for {len(hook.effects())} effects; "
-              f"failed attempts per action: {sorted(Counter(a['failures'] for a in listed).items())}")
+        print(
+            f"\n12 kills ({kills_mid_batch} mid-batch), {len(actions)} actions, {recovered} ran again "
+            f"after a kill or a fault, {len(hook.deliveries)} webhook deliveries for {len(hook.effects())} effects; "
+            f"failed attempts per action: {sorted(Counter(a['failures'] for a in listed).items())}"
+        )
     finally:
         server.stop()
     with LineageStore(app_home / "deskpilot.db") as lineage:
@@ -239,8 +293,9 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
     try:
         server.wait_healthy(30)
         with server.client() as client:
-            actions = _propose_batch(client, hook, sorted(standin.tenant.messages)[:5], "srv", 300, 10, 0,
-                                     confidence=0.5)
+            actions = _propose_batch(
+                client, hook, sorted(standin.tenant.messages)[:5], "srv", 300, 10, 0, confidence=0.5
+            )
         assert {a["status"] for a in actions} == {"pending_review"}
         for _ in range(8):
             pending = [a for a in actions if a["id"] not in answered]
@@ -250,8 +305,9 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
             with server.client() as client:
                 for action in pending:
                     try:
-                        r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"},
-                                        timeout=5)
+                        r = client.post(
+                            f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"}, timeout=5
+                        )
                     except httpx.TransportError:
                         cut_short += 1
                         break
@@ -318,7 +374,9 @@ def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
             hook.delay_seconds = 0.0
 
             def all_done() -> bool:
-                return client.get("/v1/actions", params={"limit": 1}).json()["counts"].get("executed", 0) == len(actions)
+                return client.get("/v1/actions", params={"limit": 1}).json()["counts"].get(
+                    "executed", 0
+                ) == len(actions)
 
             wait_until(all_done, 60, "re-enabling did not resume")
             history = client.get(f"/v1/actions/{held[0]['id']}").json()["history"]
@@ -381,8 +439,11 @@ def test_a_graceful_stop_waits_for_a_hung_delivery_only_so_long(
             assert time.monotonic() - started < 10, "the worker waited for the hung delivery"
             worker.stop()
             _next_worker_recovers(client, hook, app_home, env, action["id"])
-        wait_until(lambda: len(hook.deliveries) == 2 and all(d["status"] for d in hook.deliveries), 40,
-                   "the hung delivery never finished")
+        wait_until(
+            lambda: len(hook.deliveries) == 2 and all(d["status"] for d in hook.deliveries),
+            40,
+            "the hung delivery never finished",
+        )
         assert len(hook.effects()) == 1  # the hung delivery and the second one: one effect
     finally:
         server.stop()
@@ -396,8 +457,11 @@ def test_stopping_the_server_stops_its_worker_cleanly(app_home: Path, sig: int) 
     try:
         server.wait_healthy(30)
         lock = WorkerLock(app_home / "worker.lock")
-        pid = wait_until(lambda: lock.holder() if (app_home / "queue.db").exists() and lock.holder() else None,
-                         30, "the worker did not start")
+        pid = wait_until(
+            lambda: lock.holder() if (app_home / "queue.db").exists() and lock.holder() else None,
+            30,
+            "the worker did not start",
+        )
     finally:
         server.stop(sig)
     assert server.proc.returncode in (0, 1)  # 1: click's "Aborted!" after Ctrl+C

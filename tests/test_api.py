@@ -85,8 +85,9 @@ def test_unknown_run_is_404(client: TestClient) -> None:
         ("[1, 2]", None, "Expected `object`"),
     ],
 )
-def test_bad_requests_get_400_saying_what_is_wrong(client: TestClient, body: str, field: str | None,
-                                                   says: str) -> None:
+def test_bad_requests_get_400_saying_what_is_wrong(
+    client: TestClient, body: str, field: str | None, says: str
+) -> None:
     r = client.post("/v1/summarize", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert says in r.json()["message"]
@@ -117,7 +118,9 @@ def test_foreign_hosts_and_origins_get_403(client: TestClient, headers: dict[str
         assert r.status_code == 403 and r.json()["code"] == code, (path, r.text)
 
 
-@pytest.mark.parametrize("origin", [None, "http://localhost:8765", "http://127.0.0.1:8765", "http://[::1]:8765"])
+@pytest.mark.parametrize(
+    "origin", [None, "http://localhost:8765", "http://127.0.0.1:8765", "http://[::1]:8765"]
+)
 def test_own_origin_and_no_origin_are_allowed(client: TestClient, origin: str | None) -> None:
     headers = {"origin": origin, "sec-fetch-site": "same-origin"} if origin else {}
     assert client.post("/v1/summarize", json={"text": "hi"}, headers=headers).status_code == 200
@@ -148,8 +151,15 @@ def test_a_model_that_failed_to_load_gives_503(app_home: Path) -> None:
 
     with TestClient(make_app(app_home, cannot_load), base_url=BASE) as c:
         events = parse_sse(c.post("/v1/summarize", json={"text": "hi"}).text)
-        assert events == [("error", {"code": "model_unavailable",
-                                     "message": "the model could not be loaded: model file not found: /nowhere.gguf"})]
+        assert events == [
+            (
+                "error",
+                {
+                    "code": "model_unavailable",
+                    "message": "the model could not be loaded: model file not found: /nowhere.gguf",
+                },
+            )
+        ]
         models = c.get("/v1/models").json()
         assert models["state"] == "failed" and "nowhere.gguf" in models["error"]
         r = c.post("/v1/summarize", json={"text": "hi"})
@@ -172,12 +182,16 @@ def test_shutdown_ends_open_streams_with_an_error_event(app_home: Path) -> None:
 
 def test_openapi_document_describes_the_api(client: TestClient) -> None:
     doc = client.get("/openapi/openapi.json").json()
-    assert {"/v1/summarize", "/v1/draft-reply", "/v1/runs/{run_id}", "/v1/models", "/healthz"} <= set(doc["paths"])
+    assert {"/v1/summarize", "/v1/draft-reply", "/v1/runs/{run_id}", "/v1/models", "/healthz"} <= set(
+        doc["paths"]
+    )
     schemas = doc["components"]["schemas"]
     assert "sourceRef" in next(s for n, s in schemas.items() if n.endswith("SummarizeRequest"))["properties"]
 
 
-def test_prepare_warms_exactly_the_prompt_a_summary_will_use(client: TestClient, backend: ScriptedBackend) -> None:
+def test_prepare_warms_exactly_the_prompt_a_summary_will_use(
+    client: TestClient, backend: ScriptedBackend
+) -> None:
     body = {"email": EMAIL, "sentences": 2}
     r = client.post("/v1/prepare", json=body)
     assert r.status_code == 200 and r.json()["prepared"] is True and r.json()["cachedTokens"] > 0
@@ -204,8 +218,9 @@ def test_prepare_never_waits_for_a_busy_model(app_home: Path) -> None:
 
 def test_rewrite_streams_and_is_recorded(client: TestClient, backend: ScriptedBackend) -> None:
     text = "We cannot ship on Friday because QA found two bugs."
-    r = client.post("/v1/rewrite", json={"text": text, "tone": "formal", "instructions": "Shorter.",
-                                         "client": "word"})
+    r = client.post(
+        "/v1/rewrite", json={"text": text, "tone": "formal", "instructions": "Shorter.", "client": "word"}
+    )
     events = parse_sse(r.text)
     assert [e for e, _ in events][0] == "meta" and events[-1][0] == "done"
     prompt = backend.requests[-1].messages[1].content

@@ -38,13 +38,16 @@ def backend() -> ScriptedBackend:
 @pytest.fixture
 def client(app_home: Path, backend: ScriptedBackend) -> Iterator[TestClient]:
     index = DocumentIndex(app_home / "index", embedder=HashEmbedder())
-    app = create_app(load_settings(home=app_home, https=False, ask_min_score=0.05), backend=backend, index=index)
+    app = create_app(
+        load_settings(home=app_home, https=False, ask_min_score=0.05), backend=backend, index=index
+    )
     with TestClient(app, base_url=BASE) as c:
         yield c
 
 
-def test_index_then_ask_cites_the_document_that_holds_the_answer(client: TestClient, backend: ScriptedBackend,
-                                                                 tmp_path: Path) -> None:
+def test_index_then_ask_cites_the_document_that_holds_the_answer(
+    client: TestClient, backend: ScriptedBackend, tmp_path: Path
+) -> None:
     docs = make_corpus(tmp_path / "docs", per_type=2)
     r = client.post("/v1/index", json={"paths": [str(tmp_path / "docs")]})
     assert r.status_code == 202 and r.json()["started"] is True
@@ -66,8 +69,9 @@ def test_index_then_ask_cites_the_document_that_holds_the_answer(client: TestCli
     assert [c["id"] for c in run["retrievedChunks"]] and all("score" in c for c in run["retrievedChunks"])
 
 
-def test_nothing_relevant_says_so_without_asking_the_model(client: TestClient, backend: ScriptedBackend,
-                                                           tmp_path: Path) -> None:
+def test_nothing_relevant_says_so_without_asking_the_model(
+    client: TestClient, backend: ScriptedBackend, tmp_path: Path
+) -> None:
     make_corpus(tmp_path / "docs", per_type=1)
     client.post("/v1/index", json={"paths": [str(tmp_path / "docs")]})
     wait_indexed(lambda: client.get("/v1/index/status").json())
@@ -85,7 +89,9 @@ def test_scope_restricts_the_sources(client: TestClient, tmp_path: Path) -> None
     wait_indexed(lambda: client.get("/v1/index/status").json())
     target = next(d for d in docs if d.kind == "md")
     folder = str(target.path.parent)
-    events = parse_sse(client.post("/v1/ask", json={"question": target.question, "scope": {"folders": [folder]}}).text)
+    events = parse_sse(
+        client.post("/v1/ask", json={"question": target.question, "scope": {"folders": [folder]}}).text
+    )
     sources = events[-2][1]["sources"]
     assert str(target.path) in {s["source"] for s in sources}
     assert all(s["source"].startswith(folder) for s in sources)

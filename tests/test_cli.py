@@ -21,8 +21,13 @@ Thanks, Carol
 
 
 def deskpilot(*args: str, stdin: bytes | None = None, home: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "deskpilot.server.cli", *args], input=stdin, capture_output=True,
-                          env={"DESKPILOT_HOME": str(home), "PATH": ""}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deskpilot.server.cli", *args],
+        input=stdin,
+        capture_output=True,
+        env={"DESKPILOT_HOME": str(home), "PATH": ""},
+        timeout=120,
+    )
 
 
 @pytest.mark.model
@@ -42,8 +47,14 @@ def test_summarize_an_eml_file_streams_and_records_a_cli_run(tmp_path: Path, app
 
 @pytest.mark.model
 def test_summarize_reads_standard_input(app_home: Path) -> None:
-    done = deskpilot("summarize", "-", "--sentences", "1", stdin=b"The office is closed on Friday for maintenance.",
-                     home=app_home)
+    done = deskpilot(
+        "summarize",
+        "-",
+        "--sentences",
+        "1",
+        stdin=b"The office is closed on Friday for maintenance.",
+        home=app_home,
+    )
     assert done.returncode == 0 and done.stdout.decode().strip(), done.stderr.decode()
 
 
@@ -57,7 +68,9 @@ def test_summarize_reads_standard_input(app_home: Path) -> None:
         (["serve", "--host", "192.168.1.10", "--http"], None, "not a loopback address"),
     ],
 )
-def test_bad_input_gets_a_clear_error_line(app_home: Path, args: list[str], stdin: bytes | None, says: str) -> None:
+def test_bad_input_gets_a_clear_error_line(
+    app_home: Path, args: list[str], stdin: bytes | None, says: str
+) -> None:
     done = deskpilot(*args, stdin=stdin, home=app_home)
     assert done.returncode == 2
     assert says in done.stderr.decode()

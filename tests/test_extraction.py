@@ -493,7 +493,13 @@ def test_values_read_next_to_a_label_are_supplied_and_the_result_names_their_sou
     # the one date that is not the due date is the issue date
     assert props["issueDate"]["enum"] == ["03/02/2025"]
     assert job.parameters["supplied_by_extractors"] == [
-        "currency", "dueDate", "invoiceNumber", "issueDate", "subtotal", "tax", "total"
+        "currency",
+        "dueDate",
+        "invoiceNumber",
+        "issueDate",
+        "subtotal",
+        "tax",
+        "total",
     ]
     result = finish(invoice())
     assert result.fields["total"].source == "extractor" and result.fields["total"].cross_check == "agrees"

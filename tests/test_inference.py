@@ -85,13 +85,21 @@ def test_summarize_text_fits_the_context() -> None:
 
 
 def test_draft_reply_options_reach_the_prompt() -> None:
-    job = draft_reply_job(context_length=4096, email=Email(body="Can we meet Tuesday?"), tone="formal",
-                          length="short", instructions="Propose Wednesday instead.", signature="Bob")
+    job = draft_reply_job(
+        context_length=4096,
+        email=Email(body="Can we meet Tuesday?"),
+        tone="formal",
+        length="short",
+        instructions="Propose Wednesday instead.",
+        signature="Bob",
+    )
     system, user = job.request.messages
     assert "formal" in user.content and "Propose Wednesday instead." in user.content
     assert '"Bob"' in system.content
-    assert job.request.max_tokens < draft_reply_job(context_length=4096, email=Email(body="x"),
-                                                    length="long").request.max_tokens
+    assert (
+        job.request.max_tokens
+        < draft_reply_job(context_length=4096, email=Email(body="x"), length="long").request.max_tokens
+    )
 
 
 # --- the gate -------------------------------------------------------------------------------------------
@@ -170,8 +178,10 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def _request(max_tokens: int = 40, **kw: object) -> GenerationRequest:
-    messages = (Message("system", "You are a helpful assistant."),
-                Message("user", "Write a long story about a lighthouse keeper and the sea."))
+    messages = (
+        Message("system", "You are a helpful assistant."),
+        Message("user", "Write a long story about a lighthouse keeper and the sea."),
+    )
     return GenerationRequest(messages=messages, max_tokens=max_tokens, **kw)  # type: ignore[arg-type]
 
 
@@ -214,10 +224,15 @@ async def test_backend_stops_as_soon_as_the_stop_pattern_matches(backend: Backen
 
 
 async def test_backend_gives_token_logprobs_only_when_asked(backend: Backend) -> None:
-    plain = [i for i in [item async for item in backend.stream(_request(max_tokens=8))] if isinstance(i, Token)]
+    plain = [
+        i for i in [item async for item in backend.stream(_request(max_tokens=8))] if isinstance(i, Token)
+    ]
     assert all(t.logprob is None for t in plain)
-    scored = [i for i in [item async for item in backend.stream(_request(max_tokens=8, logprobs=True))]
-              if isinstance(i, Token)]
+    scored = [
+        i
+        for i in [item async for item in backend.stream(_request(max_tokens=8, logprobs=True))]
+        if isinstance(i, Token)
+    ]
     assert scored and all(t.logprob is not None and -50 < t.logprob <= 0 for t in scored)
 
 
@@ -228,12 +243,14 @@ async def test_llama_logprobs_match_llama_cpp_with_all_logits(llama_backend) -> 
 
     request = _request(max_tokens=10, temperature=0.0, repeat_penalty=1.0, logprobs=True)
     ours = [i for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token)]
-    reference = Llama(model_path=llama_backend._llm.model_path, n_ctx=512, n_threads=2, logits_all=True,
-                      verbose=False)
+    reference = Llama(
+        model_path=llama_backend._llm.model_path, n_ctx=512, n_threads=2, logits_all=True, verbose=False
+    )
     try:
         prompt, _, _ = llama_backend._prompt(request)
-        out = reference.create_completion(prompt=prompt, max_tokens=10, temperature=0.0, repeat_penalty=1.0,
-                                          logprobs=1)
+        out = reference.create_completion(
+            prompt=prompt, max_tokens=10, temperature=0.0, repeat_penalty=1.0, logprobs=1
+        )
     finally:
         reference.close()
     expected = out["choices"][0]["logprobs"]
@@ -244,7 +261,9 @@ async def test_llama_logprobs_match_llama_cpp_with_all_logits(llama_backend) -> 
 
 
 @pytest.mark.model
-async def test_llama_greedy_constrained_decoding_is_exactly_llama_cpps_grammar_sampling(llama_backend) -> None:  # type: ignore[no-untyped-def]
+async def test_llama_greedy_constrained_decoding_is_exactly_llama_cpps_grammar_sampling(
+    llama_backend,
+) -> None:  # type: ignore[no-untyped-def]
     """The candidates-first grammar check (`_GreedyGrammar`) must pick what llama.cpp's sampler picks. A
     string schema forces nothing before its closing quote, so both decode step by step; the output ends
     with the value, where llama.cpp may still add the space its grammar allows."""
@@ -254,12 +273,17 @@ async def test_llama_greedy_constrained_decoding_is_exactly_llama_cpps_grammar_s
 
     schema = {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]}
     request = _request(max_tokens=30, temperature=0.0, repeat_penalty=1.0, json_schema=schema)
-    ours = "".join(i.text for i in [item async for item in llama_backend.stream(request)]
-                   if isinstance(i, Token))
+    ours = "".join(
+        i.text for i in [item async for item in llama_backend.stream(request)] if isinstance(i, Token)
+    )
     prompt, _, _ = llama_backend._prompt(request)
     reference = llama_backend._llm.create_completion(
-        prompt=prompt, max_tokens=30, temperature=0.0, repeat_penalty=1.0,
-        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False))
+        prompt=prompt,
+        max_tokens=30,
+        temperature=0.0,
+        repeat_penalty=1.0,
+        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False),
+    )
     assert ours == reference["choices"][0]["text"].rstrip(" ") and json.loads(ours)
 
 
@@ -277,10 +301,15 @@ async def test_llama_json_decoding_forces_what_the_schema_forces_and_scores_all(
     from deskpilot.inference._json_forcing import JsonForcing
     from deskpilot.inference.llama import _PROMPT_CHUNK, _GreedyGrammar, _logprob
 
-    schema = {"type": "object", "required": ["keeper", "mood", "ships"], "properties": {
-        "keeper": {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "null"}]},
-        "mood": {"enum": ["calm", "stormy"]},
-        "ships": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}}}
+    schema = {
+        "type": "object",
+        "required": ["keeper", "mood", "ships"],
+        "properties": {
+            "keeper": {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "null"}]},
+            "mood": {"enum": ["calm", "stormy"]},
+            "ships": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+        },
+    }
     request = _request(max_tokens=60, temperature=0.0, repeat_penalty=1.0, json_schema=schema, logprobs=True)
     llm = llama_backend._llm
     llm.n_tokens = 0  # nothing cached: the replay below evaluates the prompt in the same chunks
@@ -296,7 +325,7 @@ async def test_llama_json_decoding_forces_what_the_schema_forces_and_scores_all(
         forced.append(bool(pending))
         if pending:
             assert pending.startswith(token.text)
-            pending = pending[len(token.text):]
+            pending = pending[len(token.text) :]
             batches[-1].append(token_id)
         else:
             forcing.feed(token.text)

@@ -44,20 +44,29 @@ class Box:
         self.config.write_text(f"[install]\nhealth_timeout = 90\n\n[settings]\nport = {self.port}\n")
         self.home.mkdir()
         # No XDG_RUNTIME_DIR / session bus: `systemctl --user` can never reach the real user's manager.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DESKPILOT_", "XDG_", "DBUS_SESSION_BUS_ADDRESS"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DESKPILOT_", "XDG_", "DBUS_SESSION_BUS_ADDRESS"))
+        }
         self.env = {**env, "HOME": str(self.home), "DESKPILOT_HOME": str(self.data)}
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "deskpilot.server.cli", *args], env=self.env,
-                                capture_output=True, text=True, timeout=240)
+        result = subprocess.run(
+            [sys.executable, "-m", "deskpilot.server.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
 
     def certutil(self, *args: str) -> str:
-        return subprocess.run(["certutil", *args, "-d", f"sql:{self.nssdb}"], capture_output=True, text=True,
-                              check=False).stdout
+        return subprocess.run(
+            ["certutil", *args, "-d", f"sql:{self.nssdb}"], capture_output=True, text=True, check=False
+        ).stdout
 
     def snapshot(self) -> dict[str, str]:
         """Every path under HOME with its content hash; the install log (appended on every run) and
@@ -80,8 +89,10 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     box.nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{box.nssdb}", "--empty-password"], check=True)
     other, _ = ensure_certificate(tmp_path / "other")
-    subprocess.run(["certutil", "-A", "-d", f"sql:{box.nssdb}", "-t", "P,,", "-n", "Someone Else",
-                    "-i", str(other)], check=True)
+    subprocess.run(
+        ["certutil", "-A", "-d", f"sql:{box.nssdb}", "-t", "P,,", "-n", "Someone Else", "-i", str(other)],
+        check=True,
+    )
     before = box.snapshot()
 
     first = box.run("install", "--config", str(box.config))  # the health check included
@@ -112,8 +123,9 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     # against the installed CA (hostname checked), and the model loads.
     argv, env = unit_command(box.unit.read_text())
     assert env == {"DESKPILOT_HOME": str(box.data)} and argv[1:] == ["-m", "deskpilot.server.cli", "serve"]
-    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        argv, env={**box.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         ctx = ssl.create_default_context(cafile=str(ca_pem))
         url = f"https://localhost:{box.port}"
@@ -224,21 +236,32 @@ def test_windows_pieces() -> None:
     assert '"1"="https://localhost:8765"' in lna and '"2"="https://outlook.office.com"' in lna
     assert plat.utf16(task)[:2] == b"\xff\xfe" and plat.utf16(task).decode("utf-16") == task
     script = (Path(plat.__file__).parent / "windows" / "install.ps1").read_text()
-    for needle in ('@("install")', '"--config"', '@("uninstall")', '"--keep-data"', "$LASTEXITCODE",
-                   "Start-Transcript", "doctor"):
+    for needle in (
+        '@("install")',
+        '"--config"',
+        '@("uninstall")',
+        '"--keep-data"',
+        "$LASTEXITCODE",
+        "Start-Transcript",
+        "doctor",
+    ):
         assert needle in script
 
 
 def test_macos_pieces(tmp_path: Path) -> None:
     import plistlib
 
-    agent = plistlib.loads(plat.macos_launch_agent(Path("/Users/a/Library/Application Support/deskpilot"),
-                                                   "/opt/deskpilot/bin/python").encode())
+    agent = plistlib.loads(
+        plat.macos_launch_agent(
+            Path("/Users/a/Library/Application Support/deskpilot"), "/opt/deskpilot/bin/python"
+        ).encode()
+    )
     assert agent["Label"] == "com.deskpilot.server" and agent["RunAtLoad"] is True
     assert agent["ProgramArguments"] == ["/opt/deskpilot/bin/python", "-m", "deskpilot.server.cli", "serve"]
     assert agent["EnvironmentVariables"]["DESKPILOT_HOME"].endswith("deskpilot")
     assert plat.macos_trust_commands("/a b/ca.pem") == [
-        "security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db '/a b/ca.pem'"]
+        "security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db '/a b/ca.pem'"
+    ]
     assert "/Library/Keychains/System.keychain" in plat.macos_trust_commands("/c.pem", machine=True)[0]
     assert plat.macos_untrust_commands("/c.pem") == ["security remove-trusted-cert /c.pem"]
     profile = plistlib.loads(plat.macos_lna_mobileconfig(8765).encode())
@@ -264,7 +287,8 @@ def test_linux_policy_and_unit_templates() -> None:
 @needs_certutil
 @pytest.mark.skipif(os.geteuid() != 0, reason="machine-wide steps need root")
 def test_machine_install_writes_policies_and_system_ca_under_the_system_root(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
     from deskpilot.installer import InstallOptions, install, uninstall
@@ -274,10 +298,16 @@ def test_machine_install_writes_policies_and_system_ca_under_the_system_root(
     for name, value in box.env.items():
         if name.startswith(("HOME", "DESKPILOT_")):
             monkeypatch.setenv(name, value)
-    monkeypatch.setattr("deskpilot.installer._install.subprocess.run",
-                        _no_update_ca_certificates(subprocess.run))
-    opts = InstallOptions(machine=True, allow_local_network_access=True, health_check=False,
-                          settings={"port": box.port}, system_root=root)
+    monkeypatch.setattr(
+        "deskpilot.installer._install.subprocess.run", _no_update_ca_certificates(subprocess.run)
+    )
+    opts = InstallOptions(
+        machine=True,
+        allow_local_network_access=True,
+        health_check=False,
+        settings={"port": box.port},
+        system_root=root,
+    )
     assert install(opts) == 0
     for folder in ("etc/opt/chrome", "etc/chromium", "etc/opt/edge"):
         policy = json.loads((root / folder / "policies/managed/deskpilot.json").read_text())
@@ -291,10 +321,12 @@ def test_machine_install_writes_policies_and_system_ca_under_the_system_root(
 
 def _no_update_ca_certificates(run):  # type: ignore[no-untyped-def]
     """The test writes the system CA under a temporary root; never refresh the real system store."""
+
     def guarded(cmd, *args, **kwargs):  # type: ignore[no-untyped-def]
         if cmd and cmd[0] == "update-ca-certificates":
             return subprocess.CompletedProcess(cmd, 0, "", "")
         return run(cmd, *args, **kwargs)
+
     return guarded
 
 
@@ -317,14 +349,27 @@ def test_chromium_trusts_the_server_through_the_installed_nss_entry(tmp_path: Pa
     box = Box(tmp_path)
     box.run("install", "--config", str(box.config), "--no-health-check")
     argv, env = unit_command(box.unit.read_text())
-    server = subprocess.Popen(argv, env={**box.env, **env}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        argv, env={**box.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
     def chromium_page(profile: str) -> str:
         return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / profile}",
-             "--dump-dom", f"https://localhost:{box.port}/healthz"],
-            env=box.env, capture_output=True, text=True, timeout=90, check=False).stdout
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / profile}",
+                "--dump-dom",
+                f"https://localhost:{box.port}/healthz",
+            ],
+            env=box.env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        ).stdout
 
     try:
         ctx = ssl.create_default_context(cafile=str(box.data / "ca" / "ca.pem"))
@@ -366,7 +411,8 @@ def test_doctor_reports_a_stale_port_and_an_exposed_ca_key(tmp_path: Path) -> No
 
 @needs_certutil
 def test_health_check_fails_fast_when_the_served_certificate_is_not_from_the_ca(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import time
 
     from deskpilot.installer import layout
@@ -388,7 +434,8 @@ def test_health_check_fails_fast_when_the_served_certificate_is_not_from_the_ca(
 
 @pytest.mark.parametrize("platform", ["win32", "darwin"])
 def test_windows_and_macos_steps_are_written_and_run_as_these_commands(
-        platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The orchestration for the other systems, with their commands recorded instead of run."""
     from deskpilot.installer import _install
 
@@ -407,9 +454,11 @@ def test_windows_and_macos_steps_are_written_and_run_as_these_commands(
     _install._write_platform_scripts(lay, tracker, ca, _install.InstallOptions())
     deploy = lay.deploy_dir
     if platform == "win32":
-        assert ran == [f'certutil -user -f -addstore Root "{deploy / "deskpilot-ca.cer"}"',
-                       f'reg import "{deploy / "sideload.reg"}"',
-                       f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{deploy / "deskpilot-task.xml"}"']
+        assert ran == [
+            f'certutil -user -f -addstore Root "{deploy / "deskpilot-ca.cer"}"',
+            f'reg import "{deploy / "sideload.reg"}"',
+            f'schtasks /Create /F /TN "Deskpilot\\Server" /XML "{deploy / "deskpilot-task.xml"}"',
+        ]
         reg = (deploy / "sideload.reg").read_bytes().decode("utf-16")
         assert addin_id("outlook") in reg and addin_id("word") in reg
         assert "<LogonTrigger>" in (deploy / "deskpilot-task.xml").read_bytes().decode("utf-16")

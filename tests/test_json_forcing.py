@@ -56,13 +56,21 @@ def test_an_open_string_is_closed_at_its_max_length_and_nothing_else_is_forced_i
     forcing.take_forced()
     forcing.feed(' "Ann')
     assert forcing.forced() == ""
-    forcing.feed('\\u00e9e')  # an escape is one character, as in the grammar: five characters now
+    forcing.feed("\\u00e9e")  # an escape is one character, as in the grammar: five characters now
     assert forcing.take_forced() == '", "mood": "'
 
 
 def test_whitespace_the_model_chooses_is_followed_and_never_doubled() -> None:
-    forcing = JsonForcing({"type": "object", "required": ["a", "b"], "properties": {
-        "a": {"type": "number"}, "b": {"type": "array", "items": {"enum": [2, 3]}, "maxItems": 2}}})
+    forcing = JsonForcing(
+        {
+            "type": "object",
+            "required": ["a", "b"],
+            "properties": {
+                "a": {"type": "number"},
+                "b": {"type": "array", "items": {"enum": [2, 3]}, "maxItems": 2},
+            },
+        }
+    )
     # the space the model wrote before the comma stays single, and the one after it is not added again
     assert write(forcing, "1", " ") == '{"a":1 , "b": ['
     assert write(forcing, " ", "2", " ", ",", " 3") == " 2 , 3]}"  # maxItems reached: "]" is forced
@@ -83,8 +91,13 @@ def test_a_root_enum_is_finished_by_its_first_distinguishing_characters() -> Non
 
 def test_a_literal_is_spelled_as_the_grammar_reads_it_with_its_characters_unescaped() -> None:
     # json_schema_to_gbnf writes json.dumps("é") as "\u00e9", which the grammar reads as "é" itself
-    forcing = JsonForcing({"type": "object", "required": ["caf\u00e9"], "properties": {
-        "caf\u00e9": {"enum": ["Caf\u00e9 Noir", "Cafe"]}}})
+    forcing = JsonForcing(
+        {
+            "type": "object",
+            "required": ["caf\u00e9"],
+            "properties": {"caf\u00e9": {"enum": ["Caf\u00e9 Noir", "Cafe"]}},
+        }
+    )
     assert write(forcing, "\u00e9") == '{"caf\u00e9": "Caf\u00e9 Noir"}' and forcing.done
 
 
@@ -92,8 +105,12 @@ def test_a_literal_is_spelled_as_the_grammar_reads_it_with_its_characters_unesca
     "schema",
     [
         {"type": "object", "properties": {"a": {"type": "string"}}},  # optional key: the model's choice
-        {"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}},
-         "additionalProperties": True},
+        {
+            "type": "object",
+            "required": ["a"],
+            "properties": {"a": {"type": "string"}},
+            "additionalProperties": True,
+        },
         {"type": "string", "pattern": "^[a-z]+$"},
         {"$ref": "#/$defs/x"},
     ],

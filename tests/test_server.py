@@ -43,8 +43,13 @@ def events_of(client: httpx.Client, path: str, body: dict) -> list[tuple[str, di
 
 
 def audit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deskpilot.server.cli", "audit", *args], capture_output=True,
-                          text=True, env={"DESKPILOT_HOME": str(home), "PATH": ""}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "deskpilot.server.cli", "audit", *args],
+        capture_output=True,
+        text=True,
+        env={"DESKPILOT_HOME": str(home), "PATH": ""},
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -126,7 +131,9 @@ def test_disconnect_mid_stream_frees_the_model_within_a_second(server) -> None: 
             time.sleep(0.01)
         freed = time.perf_counter() - left
         # The next request gets the model at once.
-        events2 = events_of(client, "/v1/summarize", {"text": "Lunch moved to 1 pm on Friday.", "sentences": 1})
+        events2 = events_of(
+            client, "/v1/summarize", {"text": "Lunch moved to 1 pm on Friday.", "sentences": 1}
+        )
         assert events2[-1][0] == "done" and events2[-1][1]["queueMs"] < 100
         run = client.get(f"/v1/runs/{run_id}").json()
     assert run["status"] == "cancelled" and freed < 1.0
@@ -169,8 +176,10 @@ def test_stopping_with_open_streams_completes_within_seconds(server_factory) -> 
     endings: list[str] = []
 
     def stream() -> None:
-        with srv.client() as client, connect_sse(client, "POST", "/v1/draft-reply",
-                                                 json={"email": EMAIL, "length": "long"}) as source:
+        with (
+            srv.client() as client,
+            connect_sse(client, "POST", "/v1/draft-reply", json={"email": EMAIL, "length": "long"}) as source,
+        ):
             endings.append([sse.event for sse in source.iter_sse()][-1])
 
     threads = [threading.Thread(target=stream) for _ in range(3)]  # one generating, two waiting in line
@@ -193,8 +202,10 @@ def test_a_crash_mid_run_leaves_an_interrupted_run(server_factory, app_home: Pat
     srv = server_factory()
     srv.wait_healthy()
     srv.wait_model()
-    with srv.client() as client, connect_sse(client, "POST", "/v1/draft-reply",
-                                             json={"email": EMAIL, "length": "long"}) as source:
+    with (
+        srv.client() as client,
+        connect_sse(client, "POST", "/v1/draft-reply", json={"email": EMAIL, "length": "long"}) as source,
+    ):
         run_id = next(source.iter_sse()).json()["runId"]
         srv.stop(signal.SIGKILL)
     again = server_factory()
@@ -215,7 +226,9 @@ def test_prepare_caches_the_prompt_and_gives_way_to_real_requests(server) -> Non
         assert prepared["prepared"] and prepared["cachedTokens"] == prompt_tokens - 1
 
         # A long prepare stops as soon as a real request queues; the real request is not held up by it.
-        long_text = {"text": "The supplier confirmed the revised delivery schedule for the spring range. " * 120}
+        long_text = {
+            "text": "The supplier confirmed the revised delivery schedule for the spring range. " * 120
+        }
         result: dict = {}
         thread = threading.Thread(target=lambda: result.update(r=client.post("/v1/prepare", json=long_text)))
         thread.start()

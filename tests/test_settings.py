@@ -28,12 +28,19 @@ def test_precedence(app_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESKPILOT_PORT", "9100")
     monkeypatch.setenv("DESKPILOT_RETAIN_INPUTS", "true")
     settings = load_settings(max_queue=7)
-    assert (settings.port, settings.max_queue, settings.https, settings.retain_inputs) == (9100, 7, False, True)
+    assert (settings.port, settings.max_queue, settings.https, settings.retain_inputs) == (
+        9100,
+        7,
+        False,
+        True,
+    )
     assert settings.base_url == "http://localhost:9100"
 
 
-@pytest.mark.parametrize(("text", "says"), [("port = 'x'\n", "port"), ("nonsense = 1\n", "nonsense"),
-                                             ("port = [\n", "config.toml")])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("port = 'x'\n", "port"), ("nonsense = 1\n", "nonsense"), ("port = [\n", "config.toml")],
+)
 def test_bad_config_names_the_problem(app_home: Path, text: str, says: str) -> None:
     app_home.mkdir(parents=True)
     (app_home / "config.toml").write_text(text)

@@ -11,7 +11,6 @@ from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
 
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes.testing import HashEmbedder
-from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.actions.outbox import Outbox
 from deskpilot.server.actions.policy import AutomationUpdate, MailRule
 from deskpilot.server.connectors.graph import GraphClient
@@ -19,6 +18,7 @@ from deskpilot.server.connectors.standin import StandIn, generate
 from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.workflows.triggers import MailTrigger
 
 pytestmark = pytest.mark.usefixtures("vault")
@@ -37,8 +37,11 @@ def test_new_mail_matching_a_rule_starts_its_workflow_once(index: DocumentIndex)
         lineage = LineageStore(settings.db_path)
         queue = RecordingQueue()
         trigger = MailTrigger(WorkflowServices.create(settings, lineage, queue).events)  # type: ignore[arg-type]
-        Outbox(lineage).update_automation("invoice_intake", AutomationUpdate(
-            rule=MailRule(folder="inbox", sender="@fabrikam.example", label="invoice")), "admin")
+        Outbox(lineage).update_automation(
+            "invoice_intake",
+            AutomationUpdate(rule=MailRule(folder="inbox", sender="@fabrikam.example", label="invoice")),
+            "admin",
+        )
 
         def sync() -> SyncSummary:
             client, state = GraphClient(auth, settings), SyncState(settings.sync_db_path)
@@ -53,8 +56,12 @@ def test_new_mail_matching_a_rule_starts_its_workflow_once(index: DocumentIndex)
             assert first.indexed > 0 and first.new_mail == 0  # a first sync is history, not new mail
             t = standin.tenant
             inbox, archive = t.folder("Inbox"), t.folder("Archive")
-            invoice = t.add_message(inbox.id, "Invoice 2231", "Please pay 120 EUR by Dec 1.",
-                                    sender=("Billing", "billing@fabrikam.example"))
+            invoice = t.add_message(
+                inbox.id,
+                "Invoice 2231",
+                "Please pay 120 EUR by Dec 1.",
+                sender=("Billing", "billing@fabrikam.example"),
+            )
             t.add_message(inbox.id, "Lunch?", "Tacos", sender=("Lee Gu", "lee.gu@contoso.example"))
             t.add_message(archive.id, "Old invoice", "x", sender=("Billing", "billing@fabrikam.example"))
             second = sync()

@@ -44,7 +44,9 @@ NOTES = """Hi team, thanks for today's planning call. Follow-ups:
 Best, Megan"""
 
 
-def wait_for(client: httpx.Client, workflow_id: str, statuses: set[str], timeout: float = 240) -> dict[str, Any]:
+def wait_for(
+    client: httpx.Client, workflow_id: str, statuses: set[str], timeout: float = 240
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workflow: dict[str, Any] = client.get(f"/v1/workflows/{workflow_id}").json()["workflow"]
@@ -69,25 +71,38 @@ def test_meeting_follow_up_waits_for_a_person_then_creates_tasks_and_a_draft(
         server.wait_healthy(30)
         message_id = sorted(standin.tenant.messages)[0]
         with server.client() as client:
-            r = client.put("/v1/automations/meeting_followup", json={
-                "approval": {"todo_task": "never", "draft_reply": "never"}, "actor": "admin"})
+            r = client.put(
+                "/v1/automations/meeting_followup",
+                json={"approval": {"todo_task": "never", "draft_reply": "never"}, "actor": "admin"},
+            )
             assert r.status_code == 200
-            r = client.post("/v1/workflows", json={"automation": "meeting_followup", "requestId": "req-1",
-                                                   "inputs": {"text": NOTES, "messageId": message_id,
-                                                              "subject": "Planning call"}})
+            r = client.post(
+                "/v1/workflows",
+                json={
+                    "automation": "meeting_followup",
+                    "requestId": "req-1",
+                    "inputs": {"text": NOTES, "messageId": message_id, "subject": "Planning call"},
+                },
+            )
             assert r.status_code == 202, r.text
             workflow = r.json()["workflow"]
-            again = client.post("/v1/workflows", json={"automation": "meeting_followup", "requestId": "req-1",
-                                                       "inputs": {"text": NOTES}}).json()
+            again = client.post(
+                "/v1/workflows",
+                json={"automation": "meeting_followup", "requestId": "req-1", "inputs": {"text": NOTES}},
+            ).json()
             assert again["workflow"]["id"] == workflow["id"] and again["created"] is False
             waiting = wait_for(client, workflow["id"], {"waiting", "failed", "compensated", "completed"})
             assert waiting["status"] == "waiting" and waiting["stepName"] == "review", waiting
             review = client.get(f"/v1/reviews/{waiting['wait']['review']}").json()
             assert standin.tenant.effects() == []  # nothing happens before the person decides
-            items = [{"task": "Send the revised budget to finance", "owner": "Ann", "dueDate": None},
-                     {"task": "Book the room for the December offsite", "owner": "Lee", "dueDate": None}]
-            r = client.post(f"/v1/reviews/{review['id']}", json={"decision": "edit", "reviewer": "megan",
-                                                                 "fields": {"actionItems": items}})
+            items = [
+                {"task": "Send the revised budget to finance", "owner": "Ann", "dueDate": None},
+                {"task": "Book the room for the December offsite", "owner": "Lee", "dueDate": None},
+            ]
+            r = client.post(
+                f"/v1/reviews/{review['id']}",
+                json={"decision": "edit", "reviewer": "megan", "fields": {"actionItems": items}},
+            )
             assert r.status_code == 200, r.text
             done = wait_for(client, workflow["id"], {"completed", "failed", "compensated"})
             assert done["status"] == "completed", done
@@ -102,7 +117,11 @@ def test_meeting_follow_up_waits_for_a_person_then_creates_tasks_and_a_draft(
         body = standin.tenant.messages[draft["id"]].body
         assert "Book the room" in body and "Ann" in body
         events = [h["event"] for h in history]
-        assert events[0] == "workflow.started" and "step.waiting" in events and events[-1] == "workflow.completed"
+        assert (
+            events[0] == "workflow.started"
+            and "step.waiting" in events
+            and events[-1] == "workflow.completed"
+        )
         extract_run = done["outputs"]["extract"]["runId"]
         assert any(h["runId"] == extract_run for h in history if h["event"] == "step.completed")
         with LineageStore(app_home / "deskpilot.db") as lineage:
@@ -123,26 +142,42 @@ def test_invoice_intake_compensates_the_approver_task_when_the_finance_webhook_f
         try:
             server.wait_healthy(30)
             with server.client() as client:
-                r = client.put("/v1/automations/invoice_intake", json={
-                    "approval": {"todo_task": "never", "webhook": "never"},
-                    "settings": {"financeWebhook": hook.url + "/finance", "financeWebhookSecret": "finance"},
-                    "actor": "admin"})
+                r = client.put(
+                    "/v1/automations/invoice_intake",
+                    json={
+                        "approval": {"todo_task": "never", "webhook": "never"},
+                        "settings": {
+                            "financeWebhook": hook.url + "/finance",
+                            "financeWebhookSecret": "finance",
+                        },
+                        "actor": "admin",
+                    },
+                )
                 assert r.status_code == 200, r.text
-                r = client.post("/v1/workflows", json={"automation": "invoice_intake",
-                                                       "inputs": {"text": INVOICE, "subject": "Invoice INV-2231"}})
+                r = client.post(
+                    "/v1/workflows",
+                    json={
+                        "automation": "invoice_intake",
+                        "inputs": {"text": INVOICE, "subject": "Invoice INV-2231"},
+                    },
+                )
                 workflow = r.json()["workflow"]
                 state = wait_for(client, workflow["id"], {"waiting", "completed", "compensated", "failed"})
                 if state["status"] == "waiting":  # the model was unsure: a person accepts it
                     assert state["wait"]["review"]
-                    r = client.post(f"/v1/reviews/{state['wait']['review']}",
-                                    json={"decision": "accept", "reviewer": "fin-ops"})
+                    r = client.post(
+                        f"/v1/reviews/{state['wait']['review']}",
+                        json={"decision": "accept", "reviewer": "fin-ops"},
+                    )
                     assert r.status_code == 200, r.text
                 done = wait_for(client, workflow["id"], {"completed", "compensated", "failed"})
                 assert done["status"] == "compensated", done
                 by_kind = {a["kind"]: a for a in done["actions"]}
                 assert by_kind["todo_task"]["status"] == "compensated"
                 assert by_kind["webhook"]["status"] == "failed" and "400" in by_kind["webhook"]["error"]
-                history = [h["event"] for h in client.get(f"/v1/workflows/{workflow['id']}").json()["history"]]
+                history = [
+                    h["event"] for h in client.get(f"/v1/workflows/{workflow['id']}").json()["history"]
+                ]
             [task] = [e for e in standin.tenant.effects(include_gone=True) if e["kind"] == "task"]
             assert task["gone"] and task["id"] == by_kind["todo_task"]["effect"]["ref"]
             assert by_kind["todo_task"]["params"]["title"].startswith("Approve invoice")

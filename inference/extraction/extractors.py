@@ -107,10 +107,13 @@ def find_currency(text: str) -> str | None:
     # is Berhad, not Bahraini dinars; "USA" is a country).
     for match in re.finditer(r"(?<![A-Za-z])(?:[A-Z]{3}|RM|€|£|¥|₹)(?![A-Za-z])", text):
         word = match.group(0)
-        before, after = text[max(0, match.start() - 12):match.start()], text[match.end():match.end() + 3]
-        if not (re.match(r"\s?\d", after) or re.search(r"\d\s?$", before)
-                or (before.endswith(("(", "[")) and after.startswith((")", "]")))
-                or re.search(r"currency\W{0,3}$", before, re.IGNORECASE)):
+        before, after = text[max(0, match.start() - 12) : match.start()], text[match.end() : match.end() + 3]
+        if not (
+            re.match(r"\s?\d", after)
+            or re.search(r"\d\s?$", before)
+            or (before.endswith(("(", "[")) and after.startswith((")", "]")))
+            or re.search(r"currency\W{0,3}$", before, re.IGNORECASE)
+        ):
             continue
         code = normalize_currency(word)
         if code:

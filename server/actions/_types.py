@@ -23,6 +23,7 @@ import msgspec
 
 __all__ = [
     "ACTION_KINDS",
+    "PARAMS_TYPES",
     "ActionAdapter",
     "ActionError",
     "ActionKind",
@@ -30,7 +31,6 @@ __all__ = [
     "DraftReplyParams",
     "Effect",
     "FileDocumentParams",
-    "PARAMS_TYPES",
     "PermanentError",
     "TodoTaskParams",
     "TransientError",

@@ -65,8 +65,17 @@ class ActionOut(Out):
 
 
 _ActionStatus = Literal[
-    "pending_review", "queued", "executing", "executed", "failed", "rejected", "held", "compensating",
-    "compensated", "pending", "proposed",
+    "pending_review",
+    "queued",
+    "executing",
+    "executed",
+    "failed",
+    "rejected",
+    "held",
+    "compensating",
+    "compensated",
+    "pending",
+    "proposed",
 ]
 
 
@@ -101,19 +110,32 @@ class ActionsAPI(Controller):
         wanted = {"pending": "pending_review", "proposed": "pending_review"}.get(status or "", status)
 
         def read() -> ActionsOut:
-            return ActionsOut(actions=outbox.list(status=wanted, workflow_id=workflow, automation=automation,
-                                                  limit=limit), counts=outbox.counts())
+            return ActionsOut(
+                actions=outbox.list(status=wanted, workflow_id=workflow, automation=automation, limit=limit),
+                counts=outbox.counts(),
+            )
 
         return await anyio.to_thread.run_sync(read)
 
     @post("/", status_code=201, summary="Propose an action; policy decides whether a person must approve it")
-    async def propose(self, data: JSONBody[ActionIn], outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]) -> ActionOut:
+    async def propose(
+        self, data: JSONBody[ActionIn], outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]
+    ) -> ActionOut:
         origin = data.origin or data.run_id or data.source_ref or f"taskpane:{uuid.uuid4().hex}"
         title = data.title or data.kind.replace("_", " ")
         try:
-            record, created = await anyio.to_thread.run_sync(lambda: outbox.propose(
-                data.kind, data.params, title=title, origin=origin, automation=data.automation,
-                run_id=data.run_id, confidence=data.confidence, actor=data.actor))
+            record, created = await anyio.to_thread.run_sync(
+                lambda: outbox.propose(
+                    data.kind,
+                    data.params,
+                    title=title,
+                    origin=origin,
+                    automation=data.automation,
+                    run_id=data.run_id,
+                    confidence=data.confidence,
+                    actor=data.actor,
+                )
+            )
         except msgspec.ValidationError as exc:
             raise ClientException(f"params for {data.kind}: {exc}") from exc
         except UnknownAutomationError as exc:
@@ -130,10 +152,12 @@ class ActionsAPI(Controller):
             raise NotFoundException(str(exc)) from exc
         return ActionOut(action=record, history=await off_loop(outbox.history, action_id))
 
-    async def _decide(self, outbox: Outbox, queue: TaskQueue, action_id: str, approve: bool,
-                      data: DecisionIn) -> ActionOut:
-        record = await _change(lambda: outbox.decide(
-            action_id, approve=approve, actor=data.reviewer.strip(), note=data.note))
+    async def _decide(
+        self, outbox: Outbox, queue: TaskQueue, action_id: str, approve: bool, data: DecisionIn
+    ) -> ActionOut:
+        record = await _change(
+            lambda: outbox.decide(action_id, approve=approve, actor=data.reviewer.strip(), note=data.note)
+        )
         if approve:
             await off_loop(queue.execute, action_id)
         elif record.workflow_id:
@@ -141,19 +165,37 @@ class ActionsAPI(Controller):
         return ActionOut(action=record)
 
     @post("/{action_id:str}/approve", status_code=200, summary="Approve a pending action: it is queued")
-    async def approve(self, action_id: FromPath[str], data: JSONBody[DecisionIn],
-                      outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]) -> ActionOut:
+    async def approve(
+        self,
+        action_id: FromPath[str],
+        data: JSONBody[DecisionIn],
+        outbox: NamedDependency[Outbox],
+        queue: NamedDependency[TaskQueue],
+    ) -> ActionOut:
         return await self._decide(outbox, queue, action_id, True, data)
 
     @post("/{action_id:str}/reject", status_code=200, summary="Reject a pending action: it never runs")
-    async def reject(self, action_id: FromPath[str], data: JSONBody[DecisionIn],
-                     outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]) -> ActionOut:
+    async def reject(
+        self,
+        action_id: FromPath[str],
+        data: JSONBody[DecisionIn],
+        outbox: NamedDependency[Outbox],
+        queue: NamedDependency[TaskQueue],
+    ) -> ActionOut:
         return await self._decide(outbox, queue, action_id, False, data)
 
-    @post("/{action_id:str}/retry", status_code=200,
-          summary="Run a failed action again with a fresh retry budget (not one of a workflow's)")
-    async def retry(self, action_id: FromPath[str], data: JSONBody[DecisionIn],
-                    outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]) -> ActionOut:
+    @post(
+        "/{action_id:str}/retry",
+        status_code=200,
+        summary="Run a failed action again with a fresh retry budget (not one of a workflow's)",
+    )
+    async def retry(
+        self,
+        action_id: FromPath[str],
+        data: JSONBody[DecisionIn],
+        outbox: NamedDependency[Outbox],
+        queue: NamedDependency[TaskQueue],
+    ) -> ActionOut:
         record = await _change(lambda: outbox.retry(action_id, actor=data.reviewer.strip(), note=data.note))
         await off_loop(queue.execute, action_id)
         return ActionOut(action=record)

@@ -24,8 +24,11 @@ def webhook_secret(name: str, delete: bool) -> None:
         secrets.delete(name)
         click.echo(f"deleted webhook secret {name!r}")
         return
-    value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else click.prompt(
-        f"secret for {name}", hide_input=True)
+    value = (
+        sys.stdin.readline().rstrip("\n")
+        if not sys.stdin.isatty()
+        else click.prompt(f"secret for {name}", hide_input=True)
+    )
     if not value:
         raise click.UsageError("the secret is empty")
     secrets.set(name, value)

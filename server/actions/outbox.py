@@ -52,13 +52,20 @@ __all__ = [
     "Outbox",
     "UnknownActionError",
     "UnknownAutomationError",
-    "current_owner",
     "claim_lapsed",
+    "current_owner",
     "owner_alive",
 ]
 
 Status = Literal[
-    "pending_review", "queued", "executing", "executed", "failed", "rejected", "held", "compensating",
+    "pending_review",
+    "queued",
+    "executing",
+    "executed",
+    "failed",
+    "rejected",
+    "held",
+    "compensating",
     "compensated",
 ]
 # A worker on another machine (a team server) cannot be checked by pid: its claim expires instead.
@@ -194,8 +201,11 @@ class Outbox:
             now = iso_utc_from_timestamp(clock())
             for automation in DEFAULT_AUTOMATIONS:
                 if automation.name not in known:
-                    row = to_row(msgspec.structs.replace(
-                        automation, enabled_at=now, updated_at=now, updated_by="deskpilot"))
+                    row = to_row(
+                        msgspec.structs.replace(
+                            automation, enabled_at=now, updated_at=now, updated_by="deskpilot"
+                        )
+                    )
                     conn.execute(
                         f"INSERT INTO automations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         list(row.values()),
@@ -216,39 +226,69 @@ class Outbox:
         automation: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        self.lineage.append_chained(conn, "action_log", {
-            "id": uuid.uuid4().hex,
-            "at": iso_utc_from_timestamp(self.clock()),
-            "subject": subject,
-            "subject_id": subject_id,
-            "event": event,
-            "actor": actor,
-            "run_id": run_id,
-            "workflow_id": workflow_id,
-            "automation": automation,
-            "detail": msgspec.json.encode(detail or {}, order="sorted").decode(),
-        })
+        self.lineage.append_chained(
+            conn,
+            "action_log",
+            {
+                "id": uuid.uuid4().hex,
+                "at": iso_utc_from_timestamp(self.clock()),
+                "subject": subject,
+                "subject_id": subject_id,
+                "event": event,
+                "actor": actor,
+                "run_id": run_id,
+                "workflow_id": workflow_id,
+                "automation": automation,
+                "detail": msgspec.json.encode(detail or {}, order="sorted").decode(),
+            },
+        )
 
-    def _log_action(self, conn: sqlite3.Connection, row: dict[str, Any], event: str, actor: str,
-                    **detail: Any) -> None:
-        self._log(conn, event, subject="action", subject_id=row["id"], actor=actor, run_id=row["run_id"],
-                  workflow_id=row["workflow_id"], automation=row["automation"],
-                  detail={"kind": row["kind"], "key": row["key"], **detail})
+    def _log_action(
+        self, conn: sqlite3.Connection, row: dict[str, Any], event: str, actor: str, **detail: Any
+    ) -> None:
+        self._log(
+            conn,
+            event,
+            subject="action",
+            subject_id=row["id"],
+            actor=actor,
+            run_id=row["run_id"],
+            workflow_id=row["workflow_id"],
+            automation=row["automation"],
+            detail={"kind": row["kind"], "key": row["key"], **detail},
+        )
 
-    def log_workflow(self, conn: sqlite3.Connection, workflow: dict[str, Any], event: str, actor: str,
-                     **detail: Any) -> None:
+    def log_workflow(
+        self, conn: sqlite3.Connection, workflow: dict[str, Any], event: str, actor: str, **detail: Any
+    ) -> None:
         context = workflow.get("context_obj") or {}
-        self._log(conn, event, subject="workflow", subject_id=workflow["id"], actor=actor,
-                  run_id=detail.pop("run_id", None) or context.get("runId"), workflow_id=workflow["id"],
-                  automation=workflow["automation"], detail={"definition": workflow["definition"], **detail})
+        self._log(
+            conn,
+            event,
+            subject="workflow",
+            subject_id=workflow["id"],
+            actor=actor,
+            run_id=detail.pop("run_id", None) or context.get("runId"),
+            workflow_id=workflow["id"],
+            automation=workflow["automation"],
+            detail={"definition": workflow["definition"], **detail},
+        )
 
     def history(self, subject_id: str) -> list[LogEntry]:
         """The chained log entries about an action, workflow or automation, oldest first."""
         with self.lineage.reading() as conn:
-            rows = list(rows_as_dicts(conn.execute(
-                "SELECT * FROM action_log WHERE subject_id = ? ORDER BY seq", [subject_id])))
-        return [msgspec.convert({_camel(k): v for k, v in row.items()} | {"detail": msgspec.json.decode(row["detail"])},
-                                LogEntry) for row in rows]
+            rows = list(
+                rows_as_dicts(
+                    conn.execute("SELECT * FROM action_log WHERE subject_id = ? ORDER BY seq", [subject_id])
+                )
+            )
+        return [
+            msgspec.convert(
+                {_camel(k): v for k, v in row.items()} | {"detail": msgspec.json.decode(row["detail"])},
+                LogEntry,
+            )
+            for row in rows
+        ]
 
     # -- automations -----------------------------------------------------------------------------------
 
@@ -266,7 +306,9 @@ class Outbox:
             raise UnknownAutomationError(f"no automation {name!r}")
         return from_row(rows[0])
 
-    def update_automation(self, name: str, update: AutomationUpdate, actor: str) -> tuple[Automation, list[str]]:
+    def update_automation(
+        self, name: str, update: AutomationUpdate, actor: str
+    ) -> tuple[Automation, list[str]]:
         """Apply a partial update; returns the automation and the ids of held actions it released."""
         update.check()
         changes = {k: v for k, v in msgspec.structs.asdict(update).items() if v is not msgspec.UNSET}
@@ -289,19 +331,32 @@ class Outbox:
                 f"UPDATE automations SET {', '.join(f'{k} = ?' for k in row)} WHERE name = ?",
                 [*row.values(), name],
             )
-            self._log(conn, "automation.updated", subject="automation", subject_id=name, actor=actor,
-                      automation=name, detail={"changes": msgspec.to_builtins(changes)})
+            self._log(
+                conn,
+                "automation.updated",
+                subject="automation",
+                subject_id=name,
+                actor=actor,
+                automation=name,
+                detail={"changes": msgspec.to_builtins(changes)},
+            )
             if new.enabled:
                 released = self._release_held(conn, name, actor)
         return new, released
 
     def _release_held(self, conn: sqlite3.Connection, automation: str, actor: str) -> list[str]:
         ids = []
-        for row in list(rows_as_dicts(conn.execute(
-                "SELECT * FROM actions WHERE automation = ? AND status = 'held'", [automation]))):
+        for row in list(
+            rows_as_dicts(
+                conn.execute("SELECT * FROM actions WHERE automation = ? AND status = 'held'", [automation])
+            )
+        ):
             now = self.clock()
-            conn.execute("UPDATE actions SET status = 'queued', reason = NULL, queued_ts = ?, "
-                         "next_attempt_ts = NULL, updated_at = ? WHERE id = ?", [now, iso_utc_from_timestamp(now), row["id"]])
+            conn.execute(
+                "UPDATE actions SET status = 'queued', reason = NULL, queued_ts = ?, "
+                "next_attempt_ts = NULL, updated_at = ? WHERE id = ?",
+                [now, iso_utc_from_timestamp(now), row["id"]],
+            )
             self._log_action(conn, row, "released", actor)
             ids.append(row["id"])
         return ids
@@ -311,9 +366,13 @@ class Outbox:
         today = iso_utc_from_timestamp(self.clock())[:10]
         released: list[str] = []
         with self.lineage.transaction() as conn:
-            for name, in list(conn.execute(
+            for (name,) in list(
+                conn.execute(
                     "SELECT DISTINCT automation FROM actions WHERE status = 'held' AND reason LIKE 'daily budget%' "
-                    "AND substr(updated_at, 1, 10) < ?", [today])):
+                    "AND substr(updated_at, 1, 10) < ?",
+                    [today],
+                )
+            ):
                 if self.automation(name, conn).enabled:
                     released += self._release_held(conn, name, "policy")
         return released
@@ -367,14 +426,37 @@ class Outbox:
                 "updated_at": iso_utc_from_timestamp(now),
                 "queued_ts": None if person else now,
             }
-            conn.execute(f"INSERT INTO actions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         list(row.values()))
-            full = {**row, "failures": 0, "effect": None, "error": None, "executed_at": None, "started_ts": None}
-            self._log_action(conn, full, "proposed", actor, title=title, params=msgspec.to_builtins(params),
-                             confidence=confidence, origin=origin)
+            conn.execute(
+                f"INSERT INTO actions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+            full = {
+                **row,
+                "failures": 0,
+                "effect": None,
+                "error": None,
+                "executed_at": None,
+                "started_ts": None,
+            }
+            self._log_action(
+                conn,
+                full,
+                "proposed",
+                actor,
+                title=title,
+                params=msgspec.to_builtins(params),
+                confidence=confidence,
+                origin=origin,
+            )
             if not person:
-                self._log_action(conn, full, "approved", "policy",
-                                 mode=policy.approval.get(kind, "always"), threshold=policy.threshold)
+                self._log_action(
+                    conn,
+                    full,
+                    "approved",
+                    "policy",
+                    mode=policy.approval.get(kind, "always"),
+                    threshold=policy.threshold,
+                )
         return _record(full), True
 
     def decide(self, action_id: str, *, approve: bool, actor: str, note: str | None = None) -> ActionRecord:
@@ -384,11 +466,16 @@ class Outbox:
                 raise ActionStateError(f"action {action_id} is {row['status']}, not waiting for approval")
             now = self.clock()
             if approve:
-                conn.execute("UPDATE actions SET status = 'queued', approval = ?, reason = NULL, queued_ts = ?, "
-                             "updated_at = ? WHERE id = ?", [actor, now, iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET status = 'queued', approval = ?, reason = NULL, queued_ts = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    [actor, now, iso_utc_from_timestamp(now), action_id],
+                )
             else:
-                conn.execute("UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?",
-                             [note or "rejected", iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?",
+                    [note or "rejected", iso_utc_from_timestamp(now), action_id],
+                )
             self._log_action(conn, row, "approved" if approve else "rejected", actor, note=note)
             return _record(self._row(conn, action_id))
 
@@ -401,12 +488,16 @@ class Outbox:
             if row["status"] != "failed":
                 raise ActionStateError(f"action {action_id} is {row['status']}, not failed")
             if row["workflow_id"]:
-                raise ActionStateError(f"action {action_id} belongs to workflow {row['workflow_id']}, which undid "
-                                       "its steps when it failed; start the workflow again instead")
+                raise ActionStateError(
+                    f"action {action_id} belongs to workflow {row['workflow_id']}, which undid "
+                    "its steps when it failed; start the workflow again instead"
+                )
             now = self.clock()
-            conn.execute("UPDATE actions SET status = 'queued', failures = 0, error = NULL, reason = NULL, "
-                         "next_attempt_ts = NULL, queued_ts = ?, updated_at = ? WHERE id = ?",
-                         [now, iso_utc_from_timestamp(now), action_id])
+            conn.execute(
+                "UPDATE actions SET status = 'queued', failures = 0, error = NULL, reason = NULL, "
+                "next_attempt_ts = NULL, queued_ts = ?, updated_at = ? WHERE id = ?",
+                [now, iso_utc_from_timestamp(now), action_id],
+            )
             self._log_action(conn, row, "retried", actor, note=note, previous_error=row["error"])
             return _record(self._row(conn, action_id))
 
@@ -427,12 +518,16 @@ class Outbox:
                 day = iso_utc_from_timestamp(now)[:10]
                 spent = conn.execute(
                     "SELECT count(*) FROM actions WHERE automation = ? AND executed_at >= ? AND status IN "
-                    "('executed', 'compensating', 'compensated')", [row["automation"], day]).fetchone()[0]
+                    "('executed', 'compensating', 'compensated')",
+                    [row["automation"], day],
+                ).fetchone()[0]
                 if spent >= policy.daily_budget:
                     reason = f"daily budget of {policy.daily_budget} spent"
             if reason:
-                conn.execute("UPDATE actions SET status = 'held', reason = ?, updated_at = ? WHERE id = ?",
-                             [reason, iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET status = 'held', reason = ?, updated_at = ? WHERE id = ?",
+                    [reason, iso_utc_from_timestamp(now), action_id],
+                )
                 self._log_action(conn, row, "held", "policy", reason=reason)
                 return None
             conn.execute(
@@ -446,11 +541,19 @@ class Outbox:
         with self.lineage.transaction() as conn:
             row = self._owned(conn, action_id, owner, "executing")
             now = self.clock()
-            conn.execute("UPDATE actions SET status = 'executed', effect = ?, error = NULL, owner = NULL, "
-                         "lease_ts = NULL, executed_at = ?, updated_at = ? WHERE id = ?",
-                         [msgspec.json.encode(effect).decode(), iso_utc_from_timestamp(now), iso_utc_from_timestamp(now), action_id])
-            self._log_action(conn, row, "executed", "worker", effect=msgspec.to_builtins(effect),
-                             attempt=row["attempts"])
+            conn.execute(
+                "UPDATE actions SET status = 'executed', effect = ?, error = NULL, owner = NULL, "
+                "lease_ts = NULL, executed_at = ?, updated_at = ? WHERE id = ?",
+                [
+                    msgspec.json.encode(effect).decode(),
+                    iso_utc_from_timestamp(now),
+                    iso_utc_from_timestamp(now),
+                    action_id,
+                ],
+            )
+            self._log_action(
+                conn, row, "executed", "worker", effect=msgspec.to_builtins(effect), attempt=row["attempts"]
+            )
             return _record(self._row(conn, action_id))
 
     def attempt_failed(self, action_id: str, owner: str, error: str, retry_in: float | None) -> ActionRecord:
@@ -459,15 +562,27 @@ class Outbox:
             row = self._owned(conn, action_id, owner, "executing")
             now = self.clock()
             if retry_in is None:
-                conn.execute("UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
-                             "failures = failures + 1, updated_at = ? WHERE id = ?", [error, iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET status = 'failed', error = ?, owner = NULL, lease_ts = NULL, "
+                    "failures = failures + 1, updated_at = ? WHERE id = ?",
+                    [error, iso_utc_from_timestamp(now), action_id],
+                )
                 self._log_action(conn, row, "failed", "worker", error=error, attempt=row["attempts"])
             else:
-                conn.execute("UPDATE actions SET status = 'queued', error = ?, owner = NULL, lease_ts = NULL, "
-                             "failures = failures + 1, next_attempt_ts = ?, updated_at = ? WHERE id = ?",
-                             [error, now + retry_in, iso_utc_from_timestamp(now), action_id])
-                self._log_action(conn, row, "retry", "worker", error=error, attempt=row["attempts"],
-                                 retry_in=round(retry_in, 3))
+                conn.execute(
+                    "UPDATE actions SET status = 'queued', error = ?, owner = NULL, lease_ts = NULL, "
+                    "failures = failures + 1, next_attempt_ts = ?, updated_at = ? WHERE id = ?",
+                    [error, now + retry_in, iso_utc_from_timestamp(now), action_id],
+                )
+                self._log_action(
+                    conn,
+                    row,
+                    "retry",
+                    "worker",
+                    error=error,
+                    attempt=row["attempts"],
+                    retry_in=round(retry_in, 3),
+                )
             return _record(self._row(conn, action_id))
 
     # -- compensation ----------------------------------------------------------------------------------
@@ -479,8 +594,11 @@ class Outbox:
             for action_id in action_ids:
                 row = self._row(conn, action_id)
                 if row["status"] == "executed":
-                    conn.execute("UPDATE actions SET status = 'compensating', reason = ?, owner = NULL, "
-                                 "updated_at = ? WHERE id = ?", [reason, iso_utc_from_timestamp(self.clock()), action_id])
+                    conn.execute(
+                        "UPDATE actions SET status = 'compensating', reason = ?, owner = NULL, "
+                        "updated_at = ? WHERE id = ?",
+                        [reason, iso_utc_from_timestamp(self.clock()), action_id],
+                    )
                     self._log_action(conn, row, "compensation_requested", actor, reason=reason)
                     out.append(action_id)
                 elif row["status"] == "compensating":
@@ -493,8 +611,10 @@ class Outbox:
             now = self.clock()
             if row["status"] != "compensating" or not claim_lapsed(row["owner"], row["lease_ts"], now):
                 return None
-            conn.execute("UPDATE actions SET owner = ?, lease_ts = ?, updated_at = ? WHERE id = ?",
-                         [owner, now + LEASE_SECONDS, iso_utc_from_timestamp(now), action_id])
+            conn.execute(
+                "UPDATE actions SET owner = ?, lease_ts = ?, updated_at = ? WHERE id = ?",
+                [owner, now + LEASE_SECONDS, iso_utc_from_timestamp(now), action_id],
+            )
             return _record(self._row(conn, action_id))
 
     def compensated(self, action_id: str, owner: str, error: str | None = None) -> ActionRecord:
@@ -502,12 +622,18 @@ class Outbox:
             row = self._owned(conn, action_id, owner, "compensating")
             now = self.clock()
             if error is None:
-                conn.execute("UPDATE actions SET status = 'compensated', owner = NULL, lease_ts = NULL, "
-                             "updated_at = ? WHERE id = ?", [iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET status = 'compensated', owner = NULL, lease_ts = NULL, "
+                    "updated_at = ? WHERE id = ?",
+                    [iso_utc_from_timestamp(now), action_id],
+                )
                 self._log_action(conn, row, "compensated", "worker")
             else:  # stays compensating: the sweeper tries again
-                conn.execute("UPDATE actions SET owner = NULL, lease_ts = NULL, error = ?, next_attempt_ts = ?, "
-                             "updated_at = ? WHERE id = ?", [error, now + 5.0, iso_utc_from_timestamp(now), action_id])
+                conn.execute(
+                    "UPDATE actions SET owner = NULL, lease_ts = NULL, error = ?, next_attempt_ts = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    [error, now + 5.0, iso_utc_from_timestamp(now), action_id],
+                )
                 self._log_action(conn, row, "compensation_retry", "worker", error=error)
             return _record(self._row(conn, action_id))
 
@@ -521,16 +647,26 @@ class Outbox:
         with self.lineage.transaction() as conn:
             for row in list(rows_as_dicts(conn.execute("SELECT * FROM actions WHERE status = 'executing'"))):
                 if claim_lapsed(row["owner"], row["lease_ts"], now):
-                    conn.execute("UPDATE actions SET status = 'queued', owner = NULL, lease_ts = NULL, "
-                                 "updated_at = ? WHERE id = ?", [iso_utc_from_timestamp(now), row["id"]])
+                    conn.execute(
+                        "UPDATE actions SET status = 'queued', owner = NULL, lease_ts = NULL, "
+                        "updated_at = ? WHERE id = ?",
+                        [iso_utc_from_timestamp(now), row["id"]],
+                    )
                     self._log_action(conn, row, "recovered", "worker", dead_owner=row["owner"])
-            execute = [r[0] for r in conn.execute(
-                "SELECT id FROM actions WHERE status = 'queued' AND "
-                "max(coalesce(next_attempt_ts, 0), coalesce(queued_ts, 0)) <= ? ORDER BY queued_ts",
-                [now - stale_seconds])]
+            execute = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM actions WHERE status = 'queued' AND "
+                    "max(coalesce(next_attempt_ts, 0), coalesce(queued_ts, 0)) <= ? ORDER BY queued_ts",
+                    [now - stale_seconds],
+                )
+            ]
             compensate = []
-            for row in rows_as_dicts(conn.execute(
-                    "SELECT id, owner, lease_ts, next_attempt_ts FROM actions WHERE status = 'compensating'")):
+            for row in rows_as_dicts(
+                conn.execute(
+                    "SELECT id, owner, lease_ts, next_attempt_ts FROM actions WHERE status = 'compensating'"
+                )
+            ):
                 if (row["next_attempt_ts"] or 0) > now:
                     continue
                 if claim_lapsed(row["owner"], row["lease_ts"], now):
@@ -572,11 +708,14 @@ class Outbox:
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.lineage.reading() as conn:
-            rows = rows_as_dicts(conn.execute(
-                f"SELECT * FROM actions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]))
+            rows = rows_as_dicts(
+                conn.execute(
+                    f"SELECT * FROM actions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                    [*params, limit],
+                )
+            )
             return [_record(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self.lineage.reading() as conn:
             return dict(conn.execute("SELECT status, count(*) FROM actions GROUP BY status").fetchall())
-

@@ -24,9 +24,9 @@ from deskpilot.server.actions._types import ACTION_KINDS
 
 __all__ = [
     "APPROVAL_MODES",
+    "DEFAULT_AUTOMATIONS",
     "Automation",
     "AutomationUpdate",
-    "DEFAULT_AUTOMATIONS",
     "MailRule",
     "needs_person",
 ]
@@ -98,7 +98,7 @@ class AutomationUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unkn
     rule: MailRule | msgspec.UnsetType = msgspec.UNSET
     approval: dict[str, ApprovalMode] | msgspec.UnsetType = msgspec.UNSET
     threshold: float | msgspec.UnsetType = msgspec.UNSET
-    daily_budget: int | None | msgspec.UnsetType = msgspec.UNSET
+    daily_budget: int | msgspec.UnsetType | None = msgspec.UNSET
     settings: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
     def check(self) -> None:

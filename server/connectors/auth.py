@@ -52,7 +52,11 @@ logging.getLogger("O365").setLevel(logging.CRITICAL)
 # Read for the sync; write for follow-up actions (reply drafts, events, To Do tasks, filed documents).
 # Delegated scopes only: Deskpilot acts as the signed-in user, never as the app.
 SCOPES = [
-    "User.Read", "Mail.ReadWrite", "Files.ReadWrite.All", "Calendars.ReadWrite", "Tasks.ReadWrite",
+    "User.Read",
+    "Mail.ReadWrite",
+    "Files.ReadWrite.All",
+    "Calendars.ReadWrite",
+    "Tasks.ReadWrite",
 ]
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

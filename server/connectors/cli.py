@@ -118,9 +118,7 @@ def whoami(online: bool) -> None:
         click.echo(f"Microsoft 365 says: {user.display_name} <{user.user_principal_name}>")
 
 
-def _sync_once(
-    auth: GraphAuth, services: Services, cancel: threading.Event, full: bool
-) -> SyncSummary:
+def _sync_once(auth: GraphAuth, services: Services, cancel: threading.Event, full: bool) -> SyncSummary:
     from deskpilot.server.connectors.graph import GraphClient
     from deskpilot.server.connectors.state import SyncState
     from deskpilot.server.connectors.sync import GraphSync, SyncProgress
@@ -152,7 +150,9 @@ def _sync_once(
                     retries=p.retries,
                 )
 
-            return GraphSync(client, index, state, settings, progress=update, on_new_mail=trigger).run(full=full)
+            return GraphSync(client, index, state, settings, progress=update, on_new_mail=trigger).run(
+                full=full
+            )
     finally:
         client.close()
         state.close()

@@ -116,8 +116,14 @@ class GraphConnector:
         state = SyncState(self.settings.sync_db_path)
         client = GraphClient(auth, self.settings, cancel=self._cancel)
         try:
-            GraphSync(client, self.index, state, self.settings, progress=self._set_progress,
-                      on_new_mail=self.on_new_mail).run(full=full)
+            GraphSync(
+                client,
+                self.index,
+                state,
+                self.settings,
+                progress=self._set_progress,
+                on_new_mail=self.on_new_mail,
+            ).run(full=full)
         except Exception as exc:  # reported by status(); the server keeps running
             self._error = f"{type(exc).__name__}: {exc}"
             log.error("background sync failed: %s", self._error)

@@ -445,7 +445,11 @@ class GraphSync:
                 if row is not None and row.scope == scope:  # not when it moved to a folder synced earlier
                     batch.remove.append(source)
                 continue
-            if self._on_new_mail is not None and scope not in self._full_round and self.state.item(source) is None:
+            if (
+                self._on_new_mail is not None
+                and scope not in self._full_round
+                and self.state.item(source) is None
+            ):
                 batch.new_mail.append(_mail_event(message, folder))
             batch.docs.append(message_document(message, folder))
             batch.put.append(

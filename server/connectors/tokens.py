@@ -28,7 +28,13 @@ import keyring.backends.fail
 import keyring.errors
 from O365.utils import BaseTokenBackend
 
-__all__ = ["InsecureKeyringError", "KeyringTokenBackend", "TokenVault", "keyring_description", "resolve_keyring"]
+__all__ = [
+    "InsecureKeyringError",
+    "KeyringTokenBackend",
+    "TokenVault",
+    "keyring_description",
+    "resolve_keyring",
+]
 
 log = logging.getLogger("deskpilot.connectors")
 

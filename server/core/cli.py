@@ -65,12 +65,17 @@ def read_input(source: str) -> tuple[str | None, Email | None]:
     if not raw.strip():
         raise click.BadParameter("the input is empty", param_hint="FILE")
     looks_like_mail = source.lower().endswith(".eml") or raw.lstrip()[:200].lower().startswith(
-        (b"from:", b"subject:", b"received:", b"return-path:", b"message-id:", b"date:", b"to:"))
+        (b"from:", b"subject:", b"received:", b"return-path:", b"message-id:", b"date:", b"to:")
+    )
     if not looks_like_mail:
         return raw.decode("utf-8", errors="replace"), None
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     part = msg.get_body(preferencelist=("plain", "html"))
     body = part.get_content() if part is not None else ""
-    return None, Email(body=body, subject=str(msg.get("subject", "")), sender=str(msg.get("from", "")),
-                       to=tuple(a.strip() for a in str(msg.get("to", "")).split(",") if a.strip()),
-                       date=str(msg["date"]) if msg["date"] else None)
+    return None, Email(
+        body=body,
+        subject=str(msg.get("subject", "")),
+        sender=str(msg.get("from", "")),
+        to=tuple(a.strip() for a in str(msg.get("to", "")).split(",") if a.strip()),
+        date=str(msg["date"]) if msg["date"] else None,
+    )

@@ -48,7 +48,9 @@ class TaskQueue:
         settings.home.mkdir(parents=True, exist_ok=True)
         # results=False: the outbox is where outcomes live; Huey's result store would be a second truth.
         # timeout: the busy wait for the file's write lock, shared by the server and the consumer.
-        return cls(SqliteHuey("deskpilot", filename=str(settings.queue_path), results=False, utc=True, timeout=30))
+        return cls(
+            SqliteHuey("deskpilot", filename=str(settings.queue_path), results=False, utc=True, timeout=30)
+        )
 
     def bind(self, runtime: Runtime) -> None:
         self._runtime = runtime

@@ -70,7 +70,6 @@ class Structured(Protocol):
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome: ...
 
 
-
 class RunExecutor:
     def __init__(self, host: ModelHost, lineage: LineageStore, *, retain_inputs: bool = False) -> None:
         self.host = host
@@ -92,27 +91,58 @@ class RunExecutor:
             return PrepareOut(prepared=False, reason="the model is busy")
         except ContextOverflow as exc:
             return PrepareOut(prepared=False, reason=str(exc))
-        return PrepareOut(prepared=True, cached_tokens=cached, ms=round((time.perf_counter() - started) * 1000, 1))
+        return PrepareOut(
+            prepared=True, cached_tokens=cached, ms=round((time.perf_counter() - started) * 1000, 1)
+        )
 
     async def answer_without_model(
-        self, job: Job, text: str, *, client: str = "api", source_ref: str | None = None,
+        self,
+        job: Job,
+        text: str,
+        *,
+        client: str = "api",
+        source_ref: str | None = None,
         retrieved: list[dict[str, Any]] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """A fixed answer that needed no model (nothing relevant was retrieved), recorded like any run."""
-        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, RunStart(
-            task=job.task, template_id=job.template.template_id, template_hash=job.template.content_hash,
-            model_id="none", weights_digest="none", backend="none",
-            parameters={"answered_without_model": True}, input_digest=input_digest(job.input),
-            input=job.input if self.retain_inputs else None, client=client, source_ref=source_ref,
-            retrieved_chunks=retrieved or [],
-        ))
-        await anyio.to_thread.run_sync(self.lineage.close_run, run_id,
-                                       RunEnd(status="ok", output=text, total_ms=0.0, tokens_in=0, tokens_out=0))
-        yield MetaEvent(run_id=run_id, task=job.task, model="none", backend="none",
-                        template=job.template.template_id, truncated=False)
+        run_id = await anyio.to_thread.run_sync(
+            self.lineage.open_run,
+            RunStart(
+                task=job.task,
+                template_id=job.template.template_id,
+                template_hash=job.template.content_hash,
+                model_id="none",
+                weights_digest="none",
+                backend="none",
+                parameters={"answered_without_model": True},
+                input_digest=input_digest(job.input),
+                input=job.input if self.retain_inputs else None,
+                client=client,
+                source_ref=source_ref,
+                retrieved_chunks=retrieved or [],
+            ),
+        )
+        await anyio.to_thread.run_sync(
+            self.lineage.close_run,
+            run_id,
+            RunEnd(status="ok", output=text, total_ms=0.0, tokens_in=0, tokens_out=0),
+        )
+        yield MetaEvent(
+            run_id=run_id,
+            task=job.task,
+            model="none",
+            backend="none",
+            template=job.template.template_id,
+            truncated=False,
+        )
         yield TokenEvent(text=text)
-        yield DoneEvent(run_id=run_id, queue_ms=0.0, ttft_ms=0.0, total_ms=0.0,
-                        usage=UsageOut(prompt_tokens=0, completion_tokens=0, finish_reason="stop"))
+        yield DoneEvent(
+            run_id=run_id,
+            queue_ms=0.0,
+            ttft_ms=0.0,
+            total_ms=0.0,
+            usage=UsageOut(prompt_tokens=0, completion_tokens=0, finish_reason="stop"),
+        )
 
     def admit(self) -> Ticket:
         """Before a response starts: 503 if the model failed to load, 429 if the line is full."""
@@ -120,7 +150,8 @@ class RunExecutor:
         return self.host.gate.reserve()
 
     async def admitted(
-        self, build: Callable[[Ticket], AsyncGenerator[Event, None] | Awaitable[AsyncGenerator[Event, None]]],
+        self,
+        build: Callable[[Ticket], AsyncGenerator[Event, None] | Awaitable[AsyncGenerator[Event, None]]],
     ) -> AsyncGenerator[Event, None]:
         """The one admission path of every AI endpoint, in one order: a place in line first (429 or 503
         before any work is done), then `build(ticket)` prepares the run (retrieval, tokenizing, building
@@ -176,8 +207,14 @@ class RunExecutor:
             retrieved_chunks=retrieved or [],
         )
         run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
-        yield MetaEvent(run_id=run_id, task=job.task, model=info.model_id, backend=info.backend,
-                        template=job.template.template_id, truncated=job.truncated)
+        yield MetaEvent(
+            run_id=run_id,
+            task=job.task,
+            model=info.model_id,
+            backend=info.backend,
+            template=job.template.template_id,
+            truncated=job.truncated,
+        )
 
         accepted = time.perf_counter()
         end = RunEnd(status="cancelled")
@@ -209,18 +246,34 @@ class RunExecutor:
                         await stream.aclose()  # stops decoding before the gate is released
             total = (time.perf_counter() - started) * 1000
             queue_ms = (started - accepted) * 1000
-            end = RunEnd(status="ok", output="".join(parts), ttft_ms=ttft, total_ms=total, cost=0.0,
-                         tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens)
+            end = RunEnd(
+                status="ok",
+                output="".join(parts),
+                ttft_ms=ttft,
+                total_ms=total,
+                cost=0.0,
+                tokens_in=usage.prompt_tokens,
+                tokens_out=usage.completion_tokens,
+            )
             if structured is not None:
                 yield ProgressEvent(stage="checking", tokens=len(tokens), max_tokens=job.request.max_tokens)
                 generated = Generated(text="".join(parts), tokens=tokens, finish_reason=usage.finish_reason)
                 outcome = await anyio.to_thread.run_sync(structured.finish, run_id, start, generated)
-                end = msgspec.structs.replace(end, output=outcome.output, validation=outcome.validation,
-                                              confidence=outcome.confidence)
+                end = msgspec.structs.replace(
+                    end, output=outcome.output, validation=outcome.validation, confidence=outcome.confidence
+                )
                 yield outcome.event
-            yield DoneEvent(run_id=run_id, queue_ms=round(queue_ms, 2), ttft_ms=ttft and round(ttft, 2),
-                            total_ms=round(total, 2), usage=UsageOut(prompt_tokens=usage.prompt_tokens,
-                            completion_tokens=usage.completion_tokens, finish_reason=usage.finish_reason))
+            yield DoneEvent(
+                run_id=run_id,
+                queue_ms=round(queue_ms, 2),
+                ttft_ms=ttft and round(ttft, 2),
+                total_ms=round(total, 2),
+                usage=UsageOut(
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    finish_reason=usage.finish_reason,
+                ),
+            )
         except ModelBusy as exc:
             end = RunEnd(status="error", error=str(exc))
             yield ErrorEvent(code="busy", message=str(exc))
@@ -232,8 +285,12 @@ class RunExecutor:
             yield ErrorEvent(code="backend_error", message=str(exc))
         except (GeneratorExit, asyncio.CancelledError):
             if end.status != "ok":  # a run that finished stays finished if the client leaves at the end
-                end = RunEnd(status="cancelled", output="".join(parts), ttft_ms=ttft,
-                             error="the client went away or the server stopped")
+                end = RunEnd(
+                    status="cancelled",
+                    output="".join(parts),
+                    ttft_ms=ttft,
+                    error="the client went away or the server stopped",
+                )
             raise
         except Exception as exc:
             log.exception("run %s failed", run_id)
@@ -253,4 +310,6 @@ def _progress(parts: list[str], tokens: int, max_tokens: int) -> ProgressEvent:
     """Progress of a structured run, naming the last JSON key the model has written."""
     text = "".join(parts)
     keys = _KEY.findall(text[-400:])
-    return ProgressEvent(stage="generating", tokens=tokens, max_tokens=max_tokens, field=keys[-1] if keys else None)
+    return ProgressEvent(
+        stage="generating", tokens=tokens, max_tokens=max_tokens, field=keys[-1] if keys else None
+    )

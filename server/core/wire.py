@@ -22,11 +22,11 @@ __all__ = [
     "Health",
     "In",
     "MetaEvent",
-    "PrepareOut",
     "ModelInfo",
     "ModelsOut",
     "NormalizedOut",
     "Out",
+    "PrepareOut",
     "ProgressEvent",
     "ResultEvent",
     "ReviewRef",
@@ -36,8 +36,8 @@ __all__ = [
     "SourcesEvent",
     "TokenEvent",
     "UsageOut",
-    "camel_view",
     "ValidationOut",
+    "camel_view",
 ]
 
 Client = Literal["outlook", "word", "cli", "api"]

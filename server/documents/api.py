@@ -57,15 +57,30 @@ class IndexStarted(msgspec.Struct, rename="camel", kw_only=True):
 
 
 def _passages(hits: list[Hit]) -> tuple[Passage, ...]:
-    return tuple(Passage(number=i, title=h.title or h.source, text=h.text, page=h.page)
-                 for i, h in enumerate(hits, start=1))
+    return tuple(
+        Passage(number=i, title=h.title or h.source, text=h.text, page=h.page)
+        for i, h in enumerate(hits, start=1)
+    )
 
 
 def _sources(hits: list[Hit]) -> SourcesEvent:
-    return SourcesEvent(sources=[
-        SourceOut(number=i, document_id=h.document_id, source=h.source, path=h.path, title=h.title, page=h.page,
-                  start=h.start, end=h.end, snippet=h.snippet, score=h.score)
-        for i, h in enumerate(hits, start=1)])
+    return SourcesEvent(
+        sources=[
+            SourceOut(
+                number=i,
+                document_id=h.document_id,
+                source=h.source,
+                path=h.path,
+                title=h.title,
+                page=h.page,
+                start=h.start,
+                end=h.end,
+                snippet=h.snippet,
+                score=h.score,
+            )
+            for i, h in enumerate(hits, start=1)
+        ]
+    )
 
 
 async def _with_sources(events: AsyncGenerator[Event, None], hits: list[Hit]) -> AsyncGenerator[object, None]:
@@ -81,13 +96,17 @@ class DocumentsAPI(Controller):
     tags = ["documents"]
 
     @post("/index", status_code=202, summary="Index files and folders (runs in the background)")
-    async def start_index(self, data: JSONBody[IndexRequest], indexer: NamedDependency[Indexer]) -> IndexStarted:
+    async def start_index(
+        self, data: JSONBody[IndexRequest], indexer: NamedDependency[Indexer]
+    ) -> IndexStarted:
         paths = [Path(p).expanduser() for p in data.paths]
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise ClientException(f"no such file or folder: {', '.join(missing)}")
         if indexer.running:
-            raise ClientException("an indexing run is already in progress; see /v1/index/status", status_code=409)
+            raise ClientException(
+                "an indexing run is already in progress; see /v1/index/status", status_code=409
+            )
         indexer.start(paths, data.exclude)
         return IndexStarted(started=True, status=await anyio.to_thread.run_sync(indexer.index.status))
 
@@ -97,24 +116,42 @@ class DocumentsAPI(Controller):
 
     @post("/ask", status_code=200, summary="Answer a question from your documents, with citations (SSE)")
     async def ask(
-        self, data: JSONBody[AskRequest], executor: NamedDependency[RunExecutor], indexer: NamedDependency[Indexer],
-        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+        self,
+        data: JSONBody[AskRequest],
+        executor: NamedDependency[RunExecutor],
+        indexer: NamedDependency[Indexer],
+        settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         if not data.question.strip():
             raise ClientException("`question` is empty")
 
         async def build(ticket: Ticket) -> AsyncGenerator[object, None]:
-            hits = await anyio.to_thread.run_sync(lambda: indexer.index.search(
-                data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score))
-            job = ask_job(context_length=executor.host.context_length(), question=data.question,
-                          passages=_passages(hits))
+            hits = await anyio.to_thread.run_sync(
+                lambda: indexer.index.search(
+                    data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score
+                )
+            )
+            job = ask_job(
+                context_length=executor.host.context_length(),
+                question=data.question,
+                passages=_passages(hits),
+            )
             if not hits:
                 ticket.release()
-                return _with_sources(executor.answer_without_model(
-                    job, NOTHING_FOUND, client=data.client, source_ref=data.source_ref), hits)
+                return _with_sources(
+                    executor.answer_without_model(
+                        job, NOTHING_FOUND, client=data.client, source_ref=data.source_ref
+                    ),
+                    hits,
+                )
             retrieved = [{"id": h.chunk_id, "score": h.score, "document_id": h.document_id} for h in hits]
-            return _with_sources(executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
-                                                  retrieved=retrieved), hits)
+            return _with_sources(
+                executor.execute(
+                    job, ticket=ticket, client=data.client, source_ref=data.source_ref, retrieved=retrieved
+                ),
+                hits,
+            )
 
         events = await executor.admitted(build)
         return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)

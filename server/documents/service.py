@@ -24,8 +24,9 @@ class Indexer:
         return self._run is not None and not self._run.done()
 
     def start(self, paths: list[Path], exclude: list[str]) -> None:
-        self._run = asyncio.create_task(anyio.to_thread.run_sync(
-            lambda: self.index.index_paths(paths, exclude=exclude)))
+        self._run = asyncio.create_task(
+            anyio.to_thread.run_sync(lambda: self.index.index_paths(paths, exclude=exclude))
+        )
 
     async def finish(self) -> None:
         """Wait for the indexing run, if one is going (it stops at its next file once the index closes)."""

@@ -105,11 +105,15 @@ class Extraction(Controller):
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
             # Off the event loop: tokenizing a long input to fit it to the context takes a moment.
-            job = await anyio.to_thread.run_sync(lambda: extraction_job(
-                schema, text=text, context_length=context_length, count_tokens=count_tokens))
+            job = await anyio.to_thread.run_sync(
+                lambda: extraction_job(
+                    schema, text=text, context_length=context_length, count_tokens=count_tokens
+                )
+            )
             task = ExtractionTask(schema, text, reviews, settings.review_threshold)
-            return executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
-                                    structured=task)
+            return executor.execute(
+                job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+            )
 
         events = await executor.admitted(build)
         return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
@@ -127,13 +131,20 @@ class Extraction(Controller):
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
             try:
-                job = await anyio.to_thread.run_sync(lambda: classify_job(
-                    text=_as_text(data), labels=labels, context_length=context_length, count_tokens=count_tokens))
+                job = await anyio.to_thread.run_sync(
+                    lambda: classify_job(
+                        text=_as_text(data),
+                        labels=labels,
+                        context_length=context_length,
+                        count_tokens=count_tokens,
+                    )
+                )
             except ValueError as exc:
                 raise ClientException(str(exc)) from exc
             task = ClassificationTask(labels, reviews, settings.review_threshold)
-            return executor.execute(job, ticket=ticket, client=data.client, source_ref=data.source_ref,
-                                    structured=task)
+            return executor.execute(
+                job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+            )
 
         events = await executor.admitted(build)
         # Read the run to its end, not just to its result: the run is closed in lineage when the stream

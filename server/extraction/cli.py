@@ -63,8 +63,9 @@ def extract(source: str, schema_name: str, model_path: str | None, fields: bool)
     asyncio.run(_extract(services, schema, content, source_ref, fields))
 
 
-async def _extract(services: Services, schema: ExtractionSchema, text: str, source_ref: str | None,
-                   show_fields: bool) -> None:
+async def _extract(
+    services: Services, schema: ExtractionSchema, text: str, source_ref: str | None, show_fields: bool
+) -> None:
     from deskpilot.inference.extraction import extraction_job
 
     settings = services.settings
@@ -75,7 +76,9 @@ async def _extract(services: Services, schema: ExtractionSchema, text: str, sour
             schema, text=text, context_length=backend.info.context_length, count_tokens=backend.count_tokens
         )
         task = ExtractionTask(schema, text, services.reviews, settings.review_threshold)
-        async for event in services.executor.execute(job, client="cli", source_ref=source_ref, structured=task):
+        async for event in services.executor.execute(
+            job, client="cli", source_ref=source_ref, structured=task
+        ):
             if isinstance(event, ErrorEvent):
                 raise click.ClickException(event.message)
             if isinstance(event, ResultEvent):

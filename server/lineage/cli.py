@@ -91,7 +91,11 @@ def audit() -> None:
 )
 @_db_option
 def export_command(
-    fmt: Literal["jsonl", "csv"], since: datetime | None, output: Path | None, table: str, db_path: Path | None
+    fmt: Literal["jsonl", "csv"],
+    since: datetime | None,
+    output: Path | None,
+    table: str,
+    db_path: Path | None,
 ) -> None:
     """Write closed runs (or another chained table) as JSON Lines or CSV (JSON-valued fields as JSON text)."""
 
@@ -106,8 +110,11 @@ def export_command(
         else:
             with output.open("w", encoding="utf-8", newline="") as out:
                 count = write(out)
-    one, many = {"runs": ("run", "runs"), "reviews": ("review decision", "review decisions"),
-                 "actions": ("action log entry", "action log entries")}[table]
+    one, many = {
+        "runs": ("run", "runs"),
+        "reviews": ("review decision", "review decisions"),
+        "actions": ("action log entry", "action log entries"),
+    }[table]
     click.echo(f"exported {count} {one if count == 1 else many}", err=True)
 
 

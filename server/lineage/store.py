@@ -175,24 +175,35 @@ class LineageStore:
         """
         with self._snapshot() as conn:
             checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
-            reviews, reviews_head, review_problems = verify_chain(conn, "reviews", id_column="id", noun="review")
+            reviews, reviews_head, review_problems = verify_chain(
+                conn, "reviews", id_column="id", noun="review"
+            )
             problems += review_problems
             actions, actions_head, action_problems = verify_chain(
                 conn, "action_log", id_column="id", noun="action log entry"
             )
             problems += action_problems
             for anchor in anchors:
-                found = conn.execute("SELECT 1 FROM runs WHERE hash = ? UNION ALL SELECT 1 FROM reviews "
-                                     "WHERE hash = ? UNION ALL SELECT 1 FROM action_log WHERE hash = ?",
-                                     [anchor, anchor, anchor]).fetchone()
+                found = conn.execute(
+                    "SELECT 1 FROM runs WHERE hash = ? UNION ALL SELECT 1 FROM reviews "
+                    "WHERE hash = ? UNION ALL SELECT 1 FROM action_log WHERE hash = ?",
+                    [anchor, anchor, anchor],
+                ).fetchone()
                 if found is None:
                     problems.append(
                         f"runs: anchor {anchor} is not in the chain: "
                         "the rows up to it were rewritten or removed"
                     )
-        return VerifyReport(ok=not problems, checked=checked, head_hash=head_hash, problems=problems,
-                            reviews_checked=reviews, reviews_head_hash=reviews_head,
-                            actions_checked=actions, actions_head_hash=actions_head)
+        return VerifyReport(
+            ok=not problems,
+            checked=checked,
+            head_hash=head_hash,
+            problems=problems,
+            reviews_checked=reviews,
+            reviews_head_hash=reviews_head,
+            actions_checked=actions,
+            actions_head_hash=actions_head,
+        )
 
     def export(self, out: TextIO, fmt: Literal["jsonl", "csv"], since: datetime | None = None) -> int:
         """Write closed runs to `out` as JSON Lines or CSV and return how many were written.
@@ -222,8 +233,9 @@ class LineageStore:
         "actions": ("at", ("detail",)),  # the action and workflow log: `action_log`
     }
 
-    def export_table(self, out: TextIO, fmt: Literal["jsonl", "csv"], table: str,
-                     since: datetime | None = None) -> int:
+    def export_table(
+        self, out: TextIO, fmt: Literal["jsonl", "csv"], table: str, since: datetime | None = None
+    ) -> int:
         """Write the chained `reviews` or action log (`actions`) rows, oldest first, hashes included."""
         if table not in self._TABLES:
             raise ValueError(f"unknown table {table!r}: use one of {sorted(self._TABLES)}")

@@ -47,29 +47,49 @@ def _draft_job(data: DraftReplyRequest, executor: RunExecutor) -> Job:
 
 
 def _rewrite_job(data: RewriteRequest, executor: RunExecutor) -> Job:
-    return rewrite_job(context_length=executor.host.context_length(), text=data.text, tone=data.tone,
-                       instructions=data.instructions)
+    return rewrite_job(
+        context_length=executor.host.context_length(),
+        text=data.text,
+        tone=data.tone,
+        instructions=data.instructions,
+    )
 
 
 class AITasks(Controller):
     path = "/v1"
     tags = ["AI tasks"]
 
-    async def _stream(self, executor: RunExecutor, job_for: Job, data: SummarizeRequest | DraftReplyRequest |
-                      RewriteRequest, settings: Settings, stopping: asyncio.Event) -> ServerSentEvent:
-        events = await executor.admitted(lambda ticket: executor.execute(
-            job_for, ticket=ticket, client=data.client, source_ref=data.source_ref))
+    async def _stream(
+        self,
+        executor: RunExecutor,
+        job_for: Job,
+        data: SummarizeRequest | DraftReplyRequest | RewriteRequest,
+        settings: Settings,
+        stopping: asyncio.Event,
+    ) -> ServerSentEvent:
+        events = await executor.admitted(
+            lambda ticket: executor.execute(
+                job_for, ticket=ticket, client=data.client, source_ref=data.source_ref
+            )
+        )
         return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
 
     @post("/summarize", status_code=200, summary="Summarize text or an email thread (SSE stream)")
     async def summarize(
-        self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+        self,
+        data: JSONBody[SummarizeRequest],
+        executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         return await self._stream(executor, _summarize_job(data, executor), data, settings, stopping)
 
-    @post("/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)")
-    async def prepare(self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor]) -> PrepareOut:
+    @post(
+        "/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)"
+    )
+    async def prepare(
+        self, data: JSONBody[SummarizeRequest], executor: NamedDependency[RunExecutor]
+    ) -> PrepareOut:
         """The task pane calls this when an item opens. While the model is idle it reads the item ahead
         of time, so that when the user clicks Summarize the first words appear at once. It gives way to
         any real request and records nothing: no output is produced."""
@@ -77,14 +97,20 @@ class AITasks(Controller):
 
     @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
     async def draft_reply(
-        self, data: JSONBody[DraftReplyRequest], executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+        self,
+        data: JSONBody[DraftReplyRequest],
+        executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         return await self._stream(executor, _draft_job(data, executor), data, settings, stopping)
 
     @post("/rewrite", status_code=200, summary="Rewrite a selected passage in a tone (SSE stream)")
     async def rewrite(
-        self, data: JSONBody[RewriteRequest], executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings], stopping: NamedDependency[asyncio.Event],
+        self,
+        data: JSONBody[RewriteRequest],
+        executor: NamedDependency[RunExecutor],
+        settings: NamedDependency[Settings],
+        stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         return await self._stream(executor, _rewrite_job(data, executor), data, settings, stopping)

@@ -23,7 +23,9 @@ err = Console(stderr=True)
 @click.command()
 @click.argument("source", metavar="FILE|-")
 @click.option("--sentences", type=click.IntRange(1, 10), default=3, show_default=True)
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file.")
+@click.option(
+    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file."
+)
 def summarize(source: str, sentences: int, model_path: str | None) -> None:
     """Summarize a text or .eml file (or standard input), streaming to the terminal."""
     if source != "-" and not Path(source).is_file():
@@ -34,12 +36,15 @@ def summarize(source: str, sentences: int, model_path: str | None) -> None:
     asyncio.run(_summarize(services, text, mail, sentences, source_ref))
 
 
-async def _summarize(services: Services, text: str | None, mail: Email | None, sentences: int,
-                     source_ref: str | None) -> None:
+async def _summarize(
+    services: Services, text: str | None, mail: Email | None, sentences: int, source_ref: str | None
+) -> None:
     started = time.perf_counter()
     try:
         backend = await services.host.ready()
-        job = summarize_job(context_length=backend.info.context_length, text=text, email=mail, sentences=sentences)
+        job = summarize_job(
+            context_length=backend.info.context_length, text=text, email=mail, sentences=sentences
+        )
         async for event in services.executor.execute(job, client="cli", source_ref=source_ref):
             if isinstance(event, TokenEvent):
                 sys.stdout.write(event.text)
@@ -47,9 +52,11 @@ async def _summarize(services: Services, text: str | None, mail: Email | None, s
             elif isinstance(event, DoneEvent):
                 sys.stdout.write("\n")
                 sys.stdout.flush()
-                err.print(f"[dim]run {event.run_id} · {backend.info.model_id} · first token "
-                          f"{event.ttft_ms or 0:.0f} ms · {event.usage.completion_tokens} tokens · "
-                          f"{time.perf_counter() - started:.1f} s[/]")
+                err.print(
+                    f"[dim]run {event.run_id} · {backend.info.model_id} · first token "
+                    f"{event.ttft_ms or 0:.0f} ms · {event.usage.completion_tokens} tokens · "
+                    f"{time.perf_counter() - started:.1f} s[/]"
+                )
             elif isinstance(event, ErrorEvent):
                 raise click.ClickException(event.message)
     finally:

@@ -17,8 +17,14 @@ __all__ = ["EXCEPTION_HANDLERS"]
 log = logging.getLogger("deskpilot.server")
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-           retry_after: int | None = None, field: str | None = None) -> Response[ErrorBody]:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    retry_after: int | None = None,
+    field: str | None = None,
+) -> Response[ErrorBody]:
     body = ErrorBody(code=code, message=message, retry_after=retry_after, field=field)
     return Response(body, status_code=status, headers=headers)
 
@@ -39,13 +45,22 @@ def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
             details.append(f"{item['message']} at `{item['key']}`")
         elif isinstance(item, dict):
             details.append(str(item.get("message", item)))
-    field = next((i["key"] for i in exc.extra or []
-                  if isinstance(i, dict) and i.get("key") not in (None, "", "data")), None)
+    field = next(
+        (i["key"] for i in exc.extra or [] if isinstance(i, dict) and i.get("key") not in (None, "", "data")),
+        None,
+    )
     return _error(400, "invalid_request", f"invalid request: {'; '.join(details) or exc.detail}", field=field)
 
 
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-          413: "body_too_large", 415: "unsupported_media_type"}
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:

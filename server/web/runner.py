@@ -38,7 +38,9 @@ def check_loopback(host: str) -> None:
     except ValueError:
         loopback = False
     if not loopback:
-        raise SettingsError(f"host {host!r} is not a loopback address; Deskpilot listens on this computer only")
+        raise SettingsError(
+            f"host {host!r} is not a loopback address; Deskpilot listens on this computer only"
+        )
 
 
 class _DrainingServer(uvicorn.Server):
@@ -88,7 +90,7 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes] | Non
     child = subprocess.Popen(
         [sys.executable, "-m", "deskpilot.server.cli", "worker"],
         env=env,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     log.info("worker started (pid %d)", child.pid)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler that was

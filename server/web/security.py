@@ -66,6 +66,11 @@ def _problem(headers: dict[str, str], origins: frozenset[str]) -> tuple[str, str
 
 async def _forbid(send: Send, code: str, message: str) -> None:
     body = msgspec.json.encode({"code": code, "message": message})
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -33,15 +33,24 @@ from deskpilot.server.core.wire import (
 
 __all__ = ["sse_response"]
 
-EVENT_NAMES: dict[type, str] = {MetaEvent: "meta", TokenEvent: "token", DoneEvent: "done", ErrorEvent: "error",
-                                SourcesEvent: "sources", ProgressEvent: "progress", ResultEvent: "result"}
+EVENT_NAMES: dict[type, str] = {
+    MetaEvent: "meta",
+    TokenEvent: "token",
+    DoneEvent: "done",
+    ErrorEvent: "error",
+    SourcesEvent: "sources",
+    ProgressEvent: "progress",
+    ResultEvent: "result",
+}
 _KEEPALIVE = ServerSentEventMessage(comment="keep-alive", data=None)
 _END = object()
 
 Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent | ProgressEvent | ResultEvent
 
 
-def sse_response(events: AsyncGenerator[Event, None], *, keepalive: float, stopping: asyncio.Event) -> ServerSentEvent:
+def sse_response(
+    events: AsyncGenerator[Event, None], *, keepalive: float, stopping: asyncio.Event
+) -> ServerSentEvent:
     # X-Accel-Buffering: a reverse proxy in front of a team server must not buffer the stream.
     return ServerSentEvent(_encoded(events, keepalive, stopping), headers={"X-Accel-Buffering": "no"})
 
@@ -53,7 +62,9 @@ async def _encoded(
         if item is None:
             yield _KEEPALIVE
         else:
-            yield ServerSentEventMessage(event=EVENT_NAMES[type(item)], data=msgspec.json.encode(item).decode())
+            yield ServerSentEventMessage(
+                event=EVENT_NAMES[type(item)], data=msgspec.json.encode(item).decode()
+            )
 
 
 async def _with_keepalive(

@@ -25,8 +25,20 @@ class Status(Controller):
         models = []
         if host.backend is not None:
             info = host.backend.info
-            models.append(ModelInfo(id=info.model_id, backend=info.backend, weights_digest=info.weights_digest,
-                                    context_length=info.context_length,
-                                    cost_per_1k_tokens=info.cost_per_1k_tokens))
-        return ModelsOut(state=host.state, error=host.error, models=models, busy=host.gate.busy,
-                         waiting=host.gate.waiting, max_waiting=host.gate.max_waiting)
+            models.append(
+                ModelInfo(
+                    id=info.model_id,
+                    backend=info.backend,
+                    weights_digest=info.weights_digest,
+                    context_length=info.context_length,
+                    cost_per_1k_tokens=info.cost_per_1k_tokens,
+                )
+            )
+        return ModelsOut(
+            state=host.state,
+            error=host.error,
+            models=models,
+            busy=host.gate.busy,
+            waiting=host.gate.waiting,
+            max_waiting=host.gate.max_waiting,
+        )

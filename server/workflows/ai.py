@@ -45,8 +45,14 @@ class WorkflowAI(Protocol):
 
 
 class ModelAI:
-    def __init__(self, backend: Backend | Callable[[], Backend], lineage: LineageStore, settings: Settings, *,
-                 max_waiting: int = 64) -> None:
+    def __init__(
+        self,
+        backend: Backend | Callable[[], Backend],
+        lineage: LineageStore,
+        settings: Settings,
+        *,
+        max_waiting: int = 64,
+    ) -> None:
         self.settings, self.lineage, self._load, self._max_waiting = settings, lineage, backend, max_waiting
         self.reviews = ReviewQueue(lineage)
         self._lock = threading.Lock()
@@ -68,7 +74,9 @@ class ModelAI:
 
         async def run() -> ResultEvent:
             result: ResultEvent | None = None
-            async for event in executor.execute(job, client="workflow", source_ref=source_ref, structured=task):
+            async for event in executor.execute(
+                job, client="workflow", source_ref=source_ref, structured=task
+            ):
                 if isinstance(event, ErrorEvent):
                     raise StepFailed(f"{event.code}: {event.message}")
                 if isinstance(event, ResultEvent):
@@ -107,7 +115,9 @@ class ModelAI:
             "confidence": result.confidence,
             "review": result.review.id if result.review else None,
             "reasons": result.review.reasons if result.review else [],
-            "rules": [{"rule": r.rule, "status": r.status, "message": r.message} for r in result.validation.rules],
+            "rules": [
+                {"rule": r.rule, "status": r.status, "message": r.message} for r in result.validation.rules
+            ],
         }
 
     def close(self) -> None:

@@ -88,11 +88,16 @@ class Workflows(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> WorkflowsOut:
         engine = workflow_services.engine
-        return WorkflowsOut(workflows=await anyio.to_thread.run_sync(
-            lambda: engine.list(status=status, automation=automation, limit=limit)))
+        return WorkflowsOut(
+            workflows=await anyio.to_thread.run_sync(
+                lambda: engine.list(status=status, automation=automation, limit=limit)
+            )
+        )
 
     @get("/workflows/{workflow_id:str}", summary="One workflow with its actions and audit history")
-    async def workflow(self, workflow_id: FromPath[str], workflow_services: NamedDependency[WorkflowServices]) -> WorkflowOut:
+    async def workflow(
+        self, workflow_id: FromPath[str], workflow_services: NamedDependency[WorkflowServices]
+    ) -> WorkflowOut:
         services = workflow_services
         try:
             record = await off_loop(services.engine.get, workflow_id)
@@ -100,8 +105,12 @@ class Workflows(Controller):
             raise NotFoundException(str(exc)) from exc
         return WorkflowOut(workflow=record, history=await off_loop(services.outbox.history, workflow_id))
 
-    @post("/workflows", status_code=202, summary="Start an automation's workflow on an item (task pane trigger)")
-    async def start(self, data: JSONBody[WorkflowIn], workflow_services: NamedDependency[WorkflowServices]) -> WorkflowOut:
+    @post(
+        "/workflows", status_code=202, summary="Start an automation's workflow on an item (task pane trigger)"
+    )
+    async def start(
+        self, data: JSONBody[WorkflowIn], workflow_services: NamedDependency[WorkflowServices]
+    ) -> WorkflowOut:
         services = workflow_services
         if not isinstance(data.inputs.get("text"), str) or not data.inputs["text"].strip():
             raise ClientException("inputs.text: the message or notes to work on is required")
@@ -114,8 +123,11 @@ class Workflows(Controller):
         if not automation.enabled:
             raise HTTPException(status_code=409, detail=f"automation {data.automation!r} is disabled")
         dedupe = f"taskpane:{data.request_id or uuid.uuid4().hex}"
-        payload = {"automation": data.automation, "inputs": {**data.inputs, "source": "taskpane"},
-                   "actor": data.actor}
+        payload = {
+            "automation": data.automation,
+            "inputs": {**data.inputs, "source": "taskpane"},
+            "actor": data.actor,
+        }
 
         def trigger() -> tuple[WorkflowRecord, bool]:
             seq, _ = services.events.append("taskpane", "taskpane.request", dedupe, payload)
@@ -138,7 +150,9 @@ class Workflows(Controller):
         return EventsOut(events=await anyio.to_thread.run_sync(lambda: log.list(since=since, limit=limit)))
 
     @post("/events/replay", status_code=200, summary="Dispatch events again; starts only what never started")
-    async def replay(self, data: JSONBody[ReplayIn], workflow_services: NamedDependency[WorkflowServices]) -> ReplayOut:
+    async def replay(
+        self, data: JSONBody[ReplayIn], workflow_services: NamedDependency[WorkflowServices]
+    ) -> ReplayOut:
         log = workflow_services.events
         return ReplayOut(**await anyio.to_thread.run_sync(lambda: log.replay(since=data.since)))
 
@@ -152,21 +166,28 @@ class Automations(Controller):
         return AutomationsOut(automations=await off_loop(workflow_services.outbox.automations))
 
     @get("/{name:str}", summary="One automation")
-    async def automation(self, name: FromPath[str], workflow_services: NamedDependency[WorkflowServices]) -> AutomationOut:
+    async def automation(
+        self, name: FromPath[str], workflow_services: NamedDependency[WorkflowServices]
+    ) -> AutomationOut:
         try:
             return AutomationOut(automation=await off_loop(workflow_services.outbox.automation, name))
         except UnknownAutomationError as exc:
             raise NotFoundException(str(exc)) from exc
 
     @put("/{name:str}", status_code=200, summary="Change an automation's policy at runtime (partial update)")
-    async def update(self, name: FromPath[str], data: JSONBody[AutomationPut],
-                     workflow_services: NamedDependency[WorkflowServices]) -> AutomationOut:
+    async def update(
+        self,
+        name: FromPath[str],
+        data: JSONBody[AutomationPut],
+        workflow_services: NamedDependency[WorkflowServices],
+    ) -> AutomationOut:
         services = workflow_services
         changes = {f: getattr(data, f) for f in AutomationUpdate.__struct_fields__}
         update = AutomationUpdate(**changes)
         try:
             automation, released = await anyio.to_thread.run_sync(
-                lambda: services.outbox.update_automation(name, update, data.actor.strip()))
+                lambda: services.outbox.update_automation(name, update, data.actor.strip())
+            )
         except UnknownAutomationError as exc:
             raise NotFoundException(str(exc)) from exc
         except ValueError as exc:

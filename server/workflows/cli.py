@@ -16,7 +16,9 @@ def events_group() -> None:
 
 
 @events_group.command("replay")
-@click.option("--since", type=click.IntRange(0), default=0, show_default=True, help="Replay events after this seq.")
+@click.option(
+    "--since", type=click.IntRange(0), default=0, show_default=True, help="Replay events after this seq."
+)
 def replay(since: int) -> None:
     """Dispatch recorded events again: starts the workflows that did not start (e.g. while disabled)."""
     services = Services(settings_or_usage_error(), **cli_parts())

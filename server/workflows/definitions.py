@@ -28,10 +28,14 @@ def _review_or(ctx: StepContext, extract: dict[str, Any], *, always: bool, probl
     if always or problems:
         run = ctx.engine.lineage.get_run(extract["runId"])
         item = ctx.reviews.enqueue(
-            run_id=extract["runId"], task=run.task if run else "extract",
-            template_id=run.template_id if run else "", model_id=run.model_id if run else "",
+            run_id=extract["runId"],
+            task=run.task if run else "extract",
+            template_id=run.template_id if run else "",
+            model_id=run.model_id if run else "",
             reasons=problems or ["this workflow asks a person to check before acting"],
-            confidence=extract.get("confidence"), proposed=extract["data"], fields={},
+            confidence=extract.get("confidence"),
+            proposed=extract["data"],
+            fields={},
             spec={"schema": extract.get("schema")},
         )
         return Wait(review=item.id, hours=_hours(ctx))
@@ -46,7 +50,9 @@ def _final(ctx: StepContext) -> dict[str, Any]:
 def _confidence(ctx: StepContext) -> float | None:
     """A person's decision is certain; otherwise the extraction's own confidence."""
     review = ctx.outputs.get("review") or {}
-    return 1.0 if review.get("decision") in ("accepted", "edited") else ctx.outputs["extract"].get("confidence")
+    return (
+        1.0 if review.get("decision") in ("accepted", "edited") else ctx.outputs["extract"].get("confidence")
+    )
 
 
 # -- invoice intake ------------------------------------------------------------------------------------
@@ -84,31 +90,50 @@ def _money(data: dict[str, Any]) -> str:
 def _approver_task(ctx: StepContext) -> list[Proposal]:
     data = _final(ctx)
     number = f" {data['invoiceNumber']}" if data.get("invoiceNumber") else ""
-    lines = [f"{k}: {data[k]}" for k in ("vendor", "invoiceNumber", "issueDate", "dueDate", "total", "currency")
-             if data.get(k) not in (None, "")]
-    return [Proposal("todo_task", {
-        "title": f"Approve invoice{number} from {data.get('vendor') or 'unknown vendor'}: {_money(data)}"[:255],
-        "body": "\n".join(lines + [f"Deskpilot workflow {ctx.workflow_id}"]),
-        "due": _iso_date(data.get("dueDate")),
-        "listName": ctx.settings.get("approverList"),
-        "linkUrl": ctx.inputs.get("webLink"),
-    }, "To Do task for the approver", _confidence(ctx))]
+    lines = [
+        f"{k}: {data[k]}"
+        for k in ("vendor", "invoiceNumber", "issueDate", "dueDate", "total", "currency")
+        if data.get(k) not in (None, "")
+    ]
+    return [
+        Proposal(
+            "todo_task",
+            {
+                "title": f"Approve invoice{number} from {data.get('vendor') or 'unknown vendor'}: {_money(data)}"[
+                    :255
+                ],
+                "body": "\n".join(lines + [f"Deskpilot workflow {ctx.workflow_id}"]),
+                "due": _iso_date(data.get("dueDate")),
+                "listName": ctx.settings.get("approverList"),
+                "linkUrl": ctx.inputs.get("webLink"),
+            },
+            "To Do task for the approver",
+            _confidence(ctx),
+        )
+    ]
 
 
 def _finance_webhook(ctx: StepContext) -> list[Proposal]:
     data = _final(ctx)
-    return [Proposal("webhook", {
-        "url": ctx.settings["financeWebhook"],
-        "secret": ctx.settings.get("financeWebhookSecret"),
-        "payload": {
-            "type": "deskpilot.invoice.received",
-            "workflowId": ctx.workflow_id,
-            "runId": ctx.outputs["extract"]["runId"],
-            "invoice": {k: v for k, v in data.items() if k != "lineItems"},
-            "reviewedBy": (ctx.outputs.get("review") or {}).get("reviewer"),
-            "source": ctx.inputs.get("sourceRef"),
-        },
-    }, "Post the invoice to the finance channel", _confidence(ctx))]
+    return [
+        Proposal(
+            "webhook",
+            {
+                "url": ctx.settings["financeWebhook"],
+                "secret": ctx.settings.get("financeWebhookSecret"),
+                "payload": {
+                    "type": "deskpilot.invoice.received",
+                    "workflowId": ctx.workflow_id,
+                    "runId": ctx.outputs["extract"]["runId"],
+                    "invoice": {k: v for k, v in data.items() if k != "lineItems"},
+                    "reviewedBy": (ctx.outputs.get("review") or {}).get("reviewer"),
+                    "source": ctx.inputs.get("sourceRef"),
+                },
+            },
+            "Post the invoice to the finance channel",
+            _confidence(ctx),
+        )
+    ]
 
 
 def _iso_date(value: Any) -> str | None:
@@ -123,7 +148,9 @@ def _iso_date(value: Any) -> str | None:
 
 
 INVOICE_INTAKE = Definition(
-    "invoice_intake", 1, "Triage, extract and check an invoice, review if needed, then a To Do task for the "
+    "invoice_intake",
+    1,
+    "Triage, extract and check an invoice, review if needed, then a To Do task for the "
     "approver and a post to the finance channel",
     [
         Step("triage", "task", _triage),
@@ -131,7 +158,12 @@ INVOICE_INTAKE = Definition(
         Step("validate", "task", _validate_invoice),
         Step("review", "review", _review_invoice),
         Step("approver_task", "actions", _approver_task),
-        Step("finance_webhook", "actions", _finance_webhook, when=lambda ctx: bool(ctx.settings.get("financeWebhook"))),
+        Step(
+            "finance_webhook",
+            "actions",
+            _finance_webhook,
+            when=lambda ctx: bool(ctx.settings.get("financeWebhook")),
+        ),
     ],
 )
 
@@ -145,35 +177,57 @@ def _extract_items(ctx: StepContext) -> Any:
 
 
 def _review_items(ctx: StepContext) -> Any:
-    return _review_or(ctx, ctx.outputs["extract"], always=bool(ctx.settings.get("alwaysReview", True)),
-                      problems=[])
+    return _review_or(
+        ctx, ctx.outputs["extract"], always=bool(ctx.settings.get("alwaysReview", True)), problems=[]
+    )
 
 
 def _follow_up(ctx: StepContext) -> list[Proposal]:
     items = [i for i in _final(ctx).get("actionItems", []) if isinstance(i, dict) and i.get("task")]
     confidence = _confidence(ctx)
-    proposals = [Proposal("todo_task", {
-        "title": str(item["task"])[:255],
-        "body": "\n".join(f"{k}: {item[k]}" for k in ("owner", "dueDate") if item.get(k)),
-        "due": _iso_date(item.get("dueDate")),
-        "listName": ctx.settings.get("taskList"),
-        "linkUrl": ctx.inputs.get("webLink"),
-    }, f"To Do: {item['task']}"[:200], confidence) for item in items]
+    proposals = [
+        Proposal(
+            "todo_task",
+            {
+                "title": str(item["task"])[:255],
+                "body": "\n".join(f"{k}: {item[k]}" for k in ("owner", "dueDate") if item.get(k)),
+                "due": _iso_date(item.get("dueDate")),
+                "listName": ctx.settings.get("taskList"),
+                "linkUrl": ctx.inputs.get("webLink"),
+            },
+            f"To Do: {item['task']}"[:200],
+            confidence,
+        )
+        for item in items
+    ]
     if items and ctx.inputs.get("messageId"):
         listed = "\n".join(
-            f"- {i['task']}" + (f" ({i['owner']}" + (f", by {i['dueDate']}" if i.get("dueDate") else "") + ")"
-                                if i.get("owner") else "")
-            for i in items)
-        proposals.append(Proposal("draft_reply", {
-            "messageId": ctx.inputs["messageId"],
-            "body": f"Thanks, here are the follow-ups as I understand them:\n\n{listed}\n",
-        }, "Draft a reply listing the follow-ups", confidence))
+            f"- {i['task']}"
+            + (
+                f" ({i['owner']}" + (f", by {i['dueDate']}" if i.get("dueDate") else "") + ")"
+                if i.get("owner")
+                else ""
+            )
+            for i in items
+        )
+        proposals.append(
+            Proposal(
+                "draft_reply",
+                {
+                    "messageId": ctx.inputs["messageId"],
+                    "body": f"Thanks, here are the follow-ups as I understand them:\n\n{listed}\n",
+                },
+                "Draft a reply listing the follow-ups",
+                confidence,
+            )
+        )
     return proposals
 
 
 MEETING_FOLLOWUP = Definition(
-    "meeting_followup", 1, "Action items from a message or meeting notes, reviewed, then To Do tasks and a "
-    "draft reply listing them",
+    "meeting_followup",
+    1,
+    "Action items from a message or meeting notes, reviewed, then To Do tasks and a draft reply listing them",
     [
         Step("extract", "task", _extract_items),
         Step("review", "review", _review_items),

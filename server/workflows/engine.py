@@ -42,9 +42,9 @@ from deskpilot.server.workflows.ai import WorkflowAI
 
 __all__ = [
     "Definition",
-    "Stop",
     "Step",
     "StepContext",
+    "Stop",
     "UnknownWorkflowError",
     "Wait",
     "WorkflowEngine",
@@ -92,7 +92,9 @@ class Proposal:
 class StepContext:
     """What a step function sees. `outputs` holds every earlier step's output by step name."""
 
-    def __init__(self, engine: WorkflowEngine, row: dict[str, Any], automation: Automation, step: str) -> None:
+    def __init__(
+        self, engine: WorkflowEngine, row: dict[str, Any], automation: Automation, step: str
+    ) -> None:
         self.engine, self.workflow_id, self.step, self.automation = engine, row["id"], step, automation
         context = msgspec.json.decode(row["context"])
         self.inputs: dict[str, Any] = context.get("inputs", {})
@@ -205,8 +207,10 @@ class WorkflowEngine:
                 "created_at": now,
                 "updated_at": now,
             }
-            conn.execute(f"INSERT INTO workflows ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         list(row.values()))
+            conn.execute(
+                f"INSERT INTO workflows ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
             self.outbox.log_workflow(conn, row, "workflow.started", actor, origin=origin, event_seq=event_seq)
             record = self._record({**row, "wait": None, "error": None})
         self.queue.advance(record.id)
@@ -222,18 +226,37 @@ class WorkflowEngine:
                 return None
             if not claim_lapsed(row["owner"], row["lease_ts"], now):
                 return None
-            conn.execute("UPDATE workflows SET owner = ?, lease_ts = ? WHERE id = ?",
-                         [owner, now + LEASE_SECONDS, workflow_id])
+            conn.execute(
+                "UPDATE workflows SET owner = ?, lease_ts = ? WHERE id = ?",
+                [owner, now + LEASE_SECONDS, workflow_id],
+            )
             return self._row(conn, workflow_id)
 
-    def _save(self, row: dict[str, Any], owner: str, *, event: str | None = None, actor: str = "worker",
-              release: bool = False, **detail: Any) -> None:
+    def _save(
+        self,
+        row: dict[str, Any],
+        owner: str,
+        *,
+        event: str | None = None,
+        actor: str = "worker",
+        release: bool = False,
+        **detail: Any,
+    ) -> None:
         with self.lineage.transaction() as conn:
             current = self._row(conn, row["id"])
             if current["owner"] != owner:
                 raise RuntimeError(f"workflow {row['id']} is no longer ours")
             row["updated_at"] = iso_utc_from_timestamp(self.clock())
-            columns = ("status", "step", "context", "attempts", "next_attempt_ts", "wait", "error", "updated_at")
+            columns = (
+                "status",
+                "step",
+                "context",
+                "attempts",
+                "next_attempt_ts",
+                "wait",
+                "error",
+                "updated_at",
+            )
             conn.execute(
                 f"UPDATE workflows SET {', '.join(f'{c} = ?' for c in columns)}"
                 f"{', owner = NULL, lease_ts = NULL' if release else ''} WHERE id = ?",
@@ -252,11 +275,13 @@ class WorkflowEngine:
         except BaseException:
             # Leave it claimable at once (a crash leaves it to recovery, which sees the owner gone).
             with self.lineage.transaction() as conn:
-                conn.execute("UPDATE workflows SET owner = NULL, lease_ts = NULL WHERE id = ? AND owner = ?",
-                             [workflow_id, owner])
+                conn.execute(
+                    "UPDATE workflows SET owner = NULL, lease_ts = NULL WHERE id = ? AND owner = ?",
+                    [workflow_id, owner],
+                )
             raise
 
-    def _advance(self, row: dict[str, Any], owner: str) -> dict[str, Any]:  # noqa: C901
+    def _advance(self, row: dict[str, Any], owner: str) -> dict[str, Any]:
         definition = self.definitions[row["definition"].split("@")[0]]
         did: list[str] = []
         while True:
@@ -285,8 +310,14 @@ class WorkflowEngine:
                 return self._wait(row, owner, step, ctx, outcome, did)
             if isinstance(outcome, Stop):
                 row["status"], row["wait"], row["error"] = outcome.status, None, None
-                self._save(row, owner, event=f"workflow.{outcome.status}", release=True, step=step.name,
-                           reason=outcome.reason)
+                self._save(
+                    row,
+                    owner,
+                    event=f"workflow.{outcome.status}",
+                    release=True,
+                    step=step.name,
+                    reason=outcome.reason,
+                )
                 return {"workflow": row["id"], "did": did + [outcome.status]}
             if isinstance(outcome, _Failed):
                 return self._fail(row, owner, step, outcome.reason, did)
@@ -315,9 +346,16 @@ class WorkflowEngine:
         records = []
         for proposal in proposals:
             record, created = self.outbox.propose(
-                proposal.kind, proposal.params, title=proposal.title, origin=f"{row['id']}:{step.name}",
-                automation=row["automation"], run_id=ctx.inputs.get("runId") or _last_run(ctx.outputs),
-                workflow_id=row["id"], step=step.name, confidence=proposal.confidence, actor="workflow",
+                proposal.kind,
+                proposal.params,
+                title=proposal.title,
+                origin=f"{row['id']}:{step.name}",
+                automation=row["automation"],
+                run_id=ctx.inputs.get("runId") or _last_run(ctx.outputs),
+                workflow_id=row["id"],
+                step=step.name,
+                confidence=proposal.confidence,
+                actor="workflow",
             )
             if created and record.status == "queued":
                 self.queue.execute(record.id)
@@ -340,13 +378,20 @@ class WorkflowEngine:
         if item is None or item.status == "pending":
             return Wait(review=waiting, hours=ctx.wait.get("hours"))
         if item.status == "rejected":
-            return Stop("rejected", f"review {waiting} rejected by {item.decision.reviewer if item.decision else '?'}")
+            return Stop(
+                "rejected", f"review {waiting} rejected by {item.decision.reviewer if item.decision else '?'}"
+            )
         final = item.decision.final if item.decision else item.proposed
-        return {"review": waiting, "decision": item.status, "data": final,
-                "reviewer": item.decision.reviewer if item.decision else None}
+        return {
+            "review": waiting,
+            "decision": item.status,
+            "data": final,
+            "reviewer": item.decision.reviewer if item.decision else None,
+        }
 
-    def _wait(self, row: dict[str, Any], owner: str, step: Step, ctx: StepContext, wait: Wait,
-              did: list[str]) -> dict[str, Any]:
+    def _wait(
+        self, row: dict[str, Any], owner: str, step: Step, ctx: StepContext, wait: Wait, did: list[str]
+    ) -> dict[str, Any]:
         now = self.clock()
         state: dict[str, Any] = dict(ctx.wait)
         if wait.review is not None:
@@ -358,16 +403,23 @@ class WorkflowEngine:
         new = msgspec.json.encode(state).decode()
         event = None if row["wait"] == new and row["status"] == "waiting" else "step.waiting"
         row["status"], row["wait"] = "waiting", new
-        escalate = (state.get("deadline") is not None and now >= state["deadline"]
-                    and not state.get("escalated"))
+        escalate = (
+            state.get("deadline") is not None and now >= state["deadline"] and not state.get("escalated")
+        )
         if escalate:  # once: then it waits for the person without reminders piling up
             state["escalated"] = True
             state["escalatedAt"] = iso_utc_from_timestamp(now)
             row["wait"] = msgspec.json.encode(state).decode()
             self._save(row, owner, event="step.escalated", step=step.name, review=state.get("review"))
             self._escalate(row, ctx, step, state)
-        self._save(row, owner, event=event, release=True, step=step.name,
-                   **{k: v for k, v in state.items() if k in ("review", "actions", "deadline")})
+        self._save(
+            row,
+            owner,
+            event=event,
+            release=True,
+            step=step.name,
+            **{k: v for k, v in state.items() if k in ("review", "actions", "deadline")},
+        )
         if state.get("deadline") is not None and not state.get("escalated"):
             self.queue.advance(row["id"], delay=max(0.0, state["deadline"] - now) + 0.05)
         return {"workflow": row["id"], "did": did + ["escalated" if escalate else "waiting"]}
@@ -378,41 +430,73 @@ class WorkflowEngine:
         subject = ctx.inputs.get("subject") or row["definition"]
         hook = ctx.settings.get("escalationWebhook")
         if hook:
-            kind, params = "webhook", {"url": hook, "secret": ctx.settings.get("escalationWebhookSecret"),
-                                       "payload": {"type": "deskpilot.review.overdue", "workflowId": row["id"],
-                                                   "review": state.get("review"), "subject": subject}}
+            kind, params = (
+                "webhook",
+                {
+                    "url": hook,
+                    "secret": ctx.settings.get("escalationWebhookSecret"),
+                    "payload": {
+                        "type": "deskpilot.review.overdue",
+                        "workflowId": row["id"],
+                        "review": state.get("review"),
+                        "subject": subject,
+                    },
+                },
+            )
         else:
-            kind, params = "todo_task", {
-                "title": f"Overdue review: {subject}"[:250],
-                "body": f"Deskpilot workflow {row['id']} has waited for review {state.get('review')} past "
-                        "its deadline.",
-                "listName": ctx.settings.get("escalationList"),
-            }
+            kind, params = (
+                "todo_task",
+                {
+                    "title": f"Overdue review: {subject}"[:250],
+                    "body": f"Deskpilot workflow {row['id']} has waited for review {state.get('review')} past "
+                    "its deadline.",
+                    "listName": ctx.settings.get("escalationList"),
+                },
+            )
         record, created = self.outbox.propose(
-            kind, params, title=f"Escalate overdue review ({subject})"[:200], origin=f"{row['id']}:{step.name}:escalation",
-            automation=row["automation"], workflow_id=row["id"], step=f"{step.name}:escalation",
-            actor="workflow", confidence=1.0,
+            kind,
+            params,
+            title=f"Escalate overdue review ({subject})"[:200],
+            origin=f"{row['id']}:{step.name}:escalation",
+            automation=row["automation"],
+            workflow_id=row["id"],
+            step=f"{step.name}:escalation",
+            actor="workflow",
+            confidence=1.0,
         )
         if created and record.status == "queued":
             self.queue.execute(record.id)
 
     # -- failure and compensation ----------------------------------------------------------------------
 
-    def _step_failed(self, row: dict[str, Any], owner: str, step: Step, exc: Exception,
-                     did: list[str]) -> dict[str, Any]:
+    def _step_failed(
+        self, row: dict[str, Any], owner: str, step: Step, exc: Exception, did: list[str]
+    ) -> dict[str, Any]:
         row["attempts"] += 1
         error = f"{type(exc).__name__}: {exc}"
-        log.warning("workflow %s step %s failed (attempt %d): %s", row["id"], step.name, row["attempts"], error)
+        log.warning(
+            "workflow %s step %s failed (attempt %d): %s", row["id"], step.name, row["attempts"], error
+        )
         if row["attempts"] < self.step_retries:
             delay = self.backoff_seconds * 2 ** (row["attempts"] - 1) * (0.5 + self.rng.random() / 2)
             row["next_attempt_ts"], row["error"] = self.clock() + delay, error
-            self._save(row, owner, event="step.retry", release=True, step=step.name, error=error,
-                       attempt=row["attempts"], retry_in=round(delay, 3))
+            self._save(
+                row,
+                owner,
+                event="step.retry",
+                release=True,
+                step=step.name,
+                error=error,
+                attempt=row["attempts"],
+                retry_in=round(delay, 3),
+            )
             self.queue.advance(row["id"], delay=delay)
             return {"workflow": row["id"], "did": did + ["retry"]}
         return self._fail(row, owner, step, error, did)
 
-    def _fail(self, row: dict[str, Any], owner: str, step: Step, error: str, did: list[str]) -> dict[str, Any]:
+    def _fail(
+        self, row: dict[str, Any], owner: str, step: Step, error: str, did: list[str]
+    ) -> dict[str, Any]:
         row["status"], row["error"], row["wait"], row["next_attempt_ts"] = "compensating", error, None, None
         self._save(row, owner, event="workflow.failed", step=step.name, error=error)
         return self._compensate(row, owner, did + ["failed"])
@@ -420,41 +504,57 @@ class WorkflowEngine:
     def _compensate(self, row: dict[str, Any], owner: str, did: list[str]) -> dict[str, Any]:
         """Undo every executed action of this workflow, newest first, then settle as compensated."""
         actions = self.outbox.list(workflow_id=row["id"], limit=10_000)
-        executed = [a.id for a in sorted(actions, key=lambda a: a.executed_at or "", reverse=True)
-                    if a.status in ("executed", "compensating")]
-        for action_id in self.outbox.request_compensation(executed, "workflow", f"workflow failed: {row['error']}"):
+        executed = [
+            a.id
+            for a in sorted(actions, key=lambda a: a.executed_at or "", reverse=True)
+            if a.status in ("executed", "compensating")
+        ]
+        for action_id in self.outbox.request_compensation(
+            executed, "workflow", f"workflow failed: {row['error']}"
+        ):
             self.queue.compensate(action_id)
         # Actions still waiting for a person or the queue will never be needed now.
         with self.lineage.transaction() as conn:
             for action in actions:
                 if action.status in ("pending_review", "held", "queued"):
-                    conn.execute("UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ? "
-                                 "AND status IN ('pending_review', 'held', 'queued')",
-                                 ["workflow failed", iso_utc_from_timestamp(self.clock()), action.id])
-        remaining = [a for a in self.outbox.list(workflow_id=row["id"], limit=10_000)
-                     if a.status == "compensating"]
+                    conn.execute(
+                        "UPDATE actions SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ? "
+                        "AND status IN ('pending_review', 'held', 'queued')",
+                        ["workflow failed", iso_utc_from_timestamp(self.clock()), action.id],
+                    )
+        remaining = [
+            a for a in self.outbox.list(workflow_id=row["id"], limit=10_000) if a.status == "compensating"
+        ]
         if remaining:
             row["wait"] = msgspec.json.encode({"compensating": [a.id for a in remaining]}).decode()
             self._save(row, owner, release=True)
             return {"workflow": row["id"], "did": did + ["compensating"]}
         row["status"], row["wait"] = "compensated", None
-        self._save(row, owner, event="workflow.compensated", release=True,
-                   undone=[a for a in executed])
+        self._save(row, owner, event="workflow.compensated", release=True, undone=[a for a in executed])
         return {"workflow": row["id"], "did": did + ["compensated"]}
 
     # -- wake-ups from outside -------------------------------------------------------------------------
 
     def waiting_for_review(self, review_id: str) -> list[str]:
         with self.lineage.reading() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT id FROM workflows WHERE status = 'waiting' AND json_extract(wait, '$.review') = ?",
-                [review_id])]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM workflows WHERE status = 'waiting' AND json_extract(wait, '$.review') = ?",
+                    [review_id],
+                )
+            ]
 
     def paused(self, automation: str) -> list[str]:
         with self.lineage.reading() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT id FROM workflows WHERE automation = ? AND status = 'waiting' "
-                "AND json_extract(wait, '$.automation') = 'disabled'", [automation])]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM workflows WHERE automation = ? AND status = 'waiting' "
+                    "AND json_extract(wait, '$.automation') = 'disabled'",
+                    [automation],
+                )
+            ]
 
     def recover(self, *, sweep: bool = False) -> list[str]:
         """Workflows to advance after a crash or restart: every active one whose owner is gone and whose
@@ -464,9 +564,12 @@ class WorkflowEngine:
         now = self.clock()
         out = []
         with self.lineage.reading() as conn:
-            for row in rows_as_dicts(conn.execute(
+            for row in rows_as_dicts(
+                conn.execute(
                     "SELECT id, owner, lease_ts, next_attempt_ts, status, wait FROM workflows WHERE status IN "
-                    "('running', 'waiting', 'compensating')")):
+                    "('running', 'waiting', 'compensating')"
+                )
+            ):
                 if (row["next_attempt_ts"] or 0) > now:
                     continue
                 if sweep and row["status"] == "waiting":
@@ -486,18 +589,27 @@ class WorkflowEngine:
             raise UnknownWorkflowError(f"no workflow {workflow_id!r}")
         return rows[0]
 
-    def _record(self, row: dict[str, Any],
-                actions: list[ActionRecord] | None = None) -> WorkflowRecord:
+    def _record(self, row: dict[str, Any], actions: list[ActionRecord] | None = None) -> WorkflowRecord:
         definition = self.definitions.get(row["definition"].split("@")[0])
         steps = [s.name for s in definition.steps] if definition else []
         context = msgspec.json.decode(row["context"])
         return WorkflowRecord(
-            id=row["id"], definition=row["definition"], automation=row["automation"], origin=row["origin"],
-            event_seq=row.get("event_seq"), status=row["status"], step=row["step"],
-            step_name=steps[row["step"]] if row["step"] < len(steps) else None, steps=steps,
-            inputs=context.get("inputs", {}), outputs=context.get("outputs", {}),
-            wait=msgspec.json.decode(row["wait"]) if row.get("wait") else None, attempts=row["attempts"],
-            error=row.get("error"), created_at=row["created_at"], updated_at=row["updated_at"],
+            id=row["id"],
+            definition=row["definition"],
+            automation=row["automation"],
+            origin=row["origin"],
+            event_seq=row.get("event_seq"),
+            status=row["status"],
+            step=row["step"],
+            step_name=steps[row["step"]] if row["step"] < len(steps) else None,
+            steps=steps,
+            inputs=context.get("inputs", {}),
+            outputs=context.get("outputs", {}),
+            wait=msgspec.json.decode(row["wait"]) if row.get("wait") else None,
+            attempts=row["attempts"],
+            error=row.get("error"),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
             actions=actions or [],
         )
 
@@ -506,7 +618,9 @@ class WorkflowEngine:
             row = self._row(conn, workflow_id)
         return self._record(row, self.outbox.list(workflow_id=workflow_id, limit=1000))
 
-    def list(self, *, status: str | None = None, automation: str | None = None, limit: int = 100) -> list[WorkflowRecord]:
+    def list(
+        self, *, status: str | None = None, automation: str | None = None, limit: int = 100
+    ) -> list[WorkflowRecord]:
         clauses, params = [], []
         for column, value in (("status", status), ("automation", automation)):
             if value is not None:
@@ -514,8 +628,14 @@ class WorkflowEngine:
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.lineage.reading() as conn:
-            rows = list(rows_as_dicts(conn.execute(
-                f"SELECT * FROM workflows {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit])))
+            rows = list(
+                rows_as_dicts(
+                    conn.execute(
+                        f"SELECT * FROM workflows {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                        [*params, limit],
+                    )
+                )
+            )
         return [self._record(r) for r in rows]
 
 
@@ -533,4 +653,3 @@ def _last_run(outputs: dict[str, Any]) -> str | None:
         if isinstance(output, dict) and output.get("runId"):
             return str(output["runId"])
     return None
-

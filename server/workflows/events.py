@@ -43,8 +43,13 @@ class EventLog:
                 return int(found[0]), False
             cursor = conn.execute(
                 "INSERT INTO events (at, source, type, dedupe, payload) VALUES (?, ?, ?, ?, ?)",
-                [iso_utc_from_timestamp(self.outbox.clock()), source, type_, dedupe,
-                 msgspec.json.encode(payload).decode()],
+                [
+                    iso_utc_from_timestamp(self.outbox.clock()),
+                    source,
+                    type_,
+                    dedupe,
+                    msgspec.json.encode(payload).decode(),
+                ],
             )
             return int(cursor.lastrowid or 0), True
 
@@ -57,8 +62,9 @@ class EventLog:
 
     def list(self, *, since: int = 0, limit: int = 1000) -> list[StoredEvent]:
         with self.lineage.reading() as conn:
-            rows = rows_as_dicts(conn.execute(
-                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [since, limit]))
+            rows = rows_as_dicts(
+                conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [since, limit])
+            )
             return [_event(r) for r in rows]
 
     def dispatch(self, seq: int) -> list[tuple[WorkflowRecord, bool]]:
@@ -67,8 +73,13 @@ class EventLog:
         started: list[tuple[WorkflowRecord, bool]] = []
         if event.type == "taskpane.request":
             name = event.payload["automation"]
-            record, created = self.engine.start(name, event.payload["inputs"], origin=f"event:{seq}:{name}",
-                                                actor=event.payload.get("actor", "taskpane"), event_seq=seq)
+            record, created = self.engine.start(
+                name,
+                event.payload["inputs"],
+                origin=f"event:{seq}:{name}",
+                actor=event.payload.get("actor", "taskpane"),
+                event_seq=seq,
+            )
             if record is not None:
                 started.append((record, created))
         elif event.type == "mail.received":
@@ -79,9 +90,13 @@ class EventLog:
                 if not automation.rule.matches(mail.get("folder", ""), mail.get("sender", "")):
                     continue
                 inputs = {**mail, "source": "mail_rule", "expectLabel": automation.rule.label}
-                record, created = self.engine.start(automation.name, inputs,
-                                                    origin=f"event:{seq}:{automation.name}", actor="rule",
-                                                    event_seq=seq)
+                record, created = self.engine.start(
+                    automation.name,
+                    inputs,
+                    origin=f"event:{seq}:{automation.name}",
+                    actor="rule",
+                    event_seq=seq,
+                )
                 if record is not None:
                     started.append((record, created))
         return started

@@ -30,13 +30,26 @@ class WorkflowServices:
     events: EventLog
 
     @classmethod
-    def create(cls, settings: Settings, lineage: LineageStore, queue: TaskQueue, *, ai: WorkflowAI | None = None,
-               reviews: ReviewQueue | None = None) -> WorkflowServices:
+    def create(
+        cls,
+        settings: Settings,
+        lineage: LineageStore,
+        queue: TaskQueue,
+        *,
+        ai: WorkflowAI | None = None,
+        reviews: ReviewQueue | None = None,
+    ) -> WorkflowServices:
         """Without `ai` the engine can start and wait, not run a model step (only the consumer does)."""
         outbox = Outbox(lineage)
         engine = WorkflowEngine(
-            outbox, queue, DEFINITIONS, ai=ai, reviews=reviews, step_retries=settings.workflow_step_retries,
-            backoff_seconds=settings.action_backoff_seconds, triage_labels=settings.triage_labels,
+            outbox,
+            queue,
+            DEFINITIONS,
+            ai=ai,
+            reviews=reviews,
+            step_retries=settings.workflow_step_retries,
+            backoff_seconds=settings.action_backoff_seconds,
+            triage_labels=settings.triage_labels,
         )
         return cls(outbox=outbox, queue=queue, engine=engine, events=EventLog(outbox, engine))
 
@@ -53,8 +66,11 @@ class WorkflowServices:
         workflows = self.engine.recover(sweep=sweep)
         for workflow_id in workflows:
             self.queue.advance(workflow_id)
-        return {"execute": len(found["execute"]) + len(released), "compensate": len(found["compensate"]),
-                "workflows": len(workflows)}
+        return {
+            "execute": len(found["execute"]) + len(released),
+            "compensate": len(found["compensate"]),
+            "workflows": len(workflows),
+        }
 
     def review_decided(self, review_id: str) -> None:
         for workflow_id in self.engine.waiting_for_review(review_id):

@@ -255,7 +255,9 @@ def test_the_kill_switch_stops_a_start_from_the_pane_and_actions_are_approved_or
     expect(recent.filter(has_text="Call Contoso billing").get_by_test_id("retry-action")).to_have_count(0)
     card.get_by_role("button", name="Try again").click()
     expect(card).to_have_attribute("data-status", "queued")
-    expect(page.get_by_test_id("actions-notice")).to_contain_text("Trying “Invoice review with Contoso” again")
+    expect(page.get_by_test_id("actions-notice")).to_contain_text(
+        "Trying “Invoice review with Contoso” again"
+    )
     expect(card.get_by_test_id("retry-action")).to_have_count(0)
     with server.client() as client:
         history = client.get(f"/v1/actions/{failed_id}").json()["history"]

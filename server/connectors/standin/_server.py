@@ -284,7 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
-        self._record[4] = status  # before the reply leaves: a client that reacts to it sees its request logged
+        self._record[4] = (
+            status  # before the reply leaves: a client that reacts to it sees its request logged
+        )
         self.send_response(status)
         content_type = (headers or {}).pop("Content-Type", None) or (
             "application/json; odata.metadata=minimal"
