@@ -44,7 +44,7 @@ def fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in digest)
 
 
-def _ca_good(cert_path: Path, key_path: Path) -> bool:
+def ca_good(cert_path: Path, key_path: Path) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), None)
@@ -57,7 +57,7 @@ def _ca_good(cert_path: Path, key_path: Path) -> bool:
 def ensure_ca(ca_dir: Path) -> tuple[Path, Path, bool]:
     """Return (cert, key, created): the existing CA if it is usable, else a new one."""
     cert_path, key_path = ca_dir / CA_CERT, ca_dir / CA_KEY
-    if _ca_good(cert_path, key_path):
+    if ca_good(cert_path, key_path):
         return cert_path, key_path, False
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
@@ -118,7 +118,7 @@ def issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     return True
 
 
-def _server_good(cert_path: Path, key_path: Path, ca_pem: bytes) -> bool:
+def server_good(cert_path: Path, key_path: Path, ca_pem: bytes) -> bool:
     try:
         cert_pem = cert_path.read_bytes()
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -139,7 +139,7 @@ def ensure_server_cert(tls_dir: Path, ca_cert: Path, ca_key: Path) -> tuple[Path
     """Return (cert, key, created) for the localhost certificate signed by the CA, in the server's tls dir."""
     cert_path, key_path = tls_dir / INSTALLED_CERT, tls_dir / INSTALLED_KEY
     ca_pem = ca_cert.read_bytes()
-    if _server_good(cert_path, key_path, ca_pem):
+    if server_good(cert_path, key_path, ca_pem):
         return cert_path, key_path, False
     tls_dir.mkdir(parents=True, exist_ok=True)
     ca = x509.load_pem_x509_certificate(ca_pem)

@@ -9,9 +9,9 @@ import sys
 
 from deskpilot.addin_manifest import HOSTS, manifest_filename, validate
 from deskpilot.installer import _platforms as plat
-from deskpilot.installer._ca import CA_CERT, CA_KEY, CA_NAME, _ca_good, _server_good, fingerprint
+from deskpilot.installer._ca import CA_CERT, CA_KEY, CA_NAME, ca_good, fingerprint, server_good
 from deskpilot.installer._health import answers
-from deskpilot.installer._install import ADMIN_ZIP, _read_state, layout
+from deskpilot.installer._install import ADMIN_ZIP, layout, read_state
 from deskpilot.installer._nss import NssDb
 from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
@@ -31,16 +31,16 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
         problems += not ok
         return ok
 
-    state = _read_state(lay)
+    state = read_state(lay)
     if not check(bool(state), f"installed into {lay.home}", "run `deskpilot install`"):
         return 1
     ca_cert, ca_key = lay.ca_dir / CA_CERT, lay.ca_dir / CA_KEY
-    if check(_ca_good(ca_cert, ca_key), f"local CA {ca_cert}"):
+    if check(ca_good(ca_cert, ca_key), f"local CA {ca_cert}"):
         mode = stat.S_IMODE(ca_key.stat().st_mode)
         check(mode & 0o077 == 0, f"CA key is owner-only ({oct(mode)})", f"chmod 600 {ca_key}")
         tls = lay.settings.tls_dir
         check(
-            _server_good(tls / INSTALLED_CERT, tls / INSTALLED_KEY, ca_cert.read_bytes()),
+            server_good(tls / INSTALLED_CERT, tls / INSTALLED_KEY, ca_cert.read_bytes()),
             f"localhost certificate signed by the CA and not expiring ({tls / INSTALLED_CERT})",
         )
         if sys.platform.startswith("linux"):

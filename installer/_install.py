@@ -126,7 +126,7 @@ class _Tracker:
         return True
 
 
-def _read_state(lay: Layout) -> dict[str, Any]:
+def read_state(lay: Layout) -> dict[str, Any]:
     try:
         return dict(json.loads(lay.state_file.read_text()))
     except (OSError, ValueError):
@@ -179,7 +179,7 @@ def _zip_bytes(files: list[Path]) -> bytes:
 def install(opts: InstallOptions) -> int:
     """Install or repair; returns 0 when everything, health check included, is fine."""
     lay = layout()
-    tracker = _Tracker(_read_state(lay))
+    tracker = _Tracker(read_state(lay))
     tracker.mkdir(lay.home)
     _attach_file_log(lay)
     log.info("Deskpilot install (%s) into %s", "machine" if opts.machine else "per user", lay.home)
@@ -383,7 +383,7 @@ def _save_state(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> None:
 
 def uninstall(keep_data: bool = False) -> int:
     lay = layout()
-    state = _read_state(lay)
+    state = read_state(lay)
     if lay.home.is_dir():
         _attach_file_log(lay)
     log.info("Deskpilot uninstall from %s%s", lay.home, " (keeping the data)" if keep_data else "")

@@ -22,11 +22,12 @@ import anyio
 from deskpilot.inference import Backend
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.queue import TaskQueue
-from deskpilot.server.core.runs import RunExecutor
+from deskpilot.server.runs import RunExecutor
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import Settings
 from deskpilot.server.workflows.services import WorkflowServices
+from deskpilot.server.workflows.triggers import MailTrigger
 
 if TYPE_CHECKING:
     from deskpilot.indexes import DocumentIndex, Embedder

@@ -21,6 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = "http://127.0.0.1:8765"
 
 
+TIERS = ("unit", "integration", "process", "model", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to a tier (pyproject's markers), so a tier selection never misses one."""
+    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if untiered:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {', '.join(untiered[:10])}")
+
+
 @pytest.fixture(autouse=True)
 def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the app data folder at a temporary one, so no test touches the user's real data."""

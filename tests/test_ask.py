@@ -8,24 +8,26 @@ from pathlib import Path
 
 import pytest
 from conftest import BASE, parse_sse
+from corpus import FACTS, make_corpus
 from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
-from deskpilot.indexes import DocumentIndex
-from deskpilot.indexes.testing import FACTS, HashEmbedder, make_corpus
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.documents.api import NOTHING_FOUND
 from deskpilot.server.settings import load_settings
+
+pytestmark = pytest.mark.integration
 
 
 def wait_indexed(get_status, timeout: float = 120) -> dict:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
         status = get_status()
-        if status["indexing"] is None or status["indexing"]["phase"] == "done":
-            if status["lastRun"] is not None:
-                return status  # type: ignore[no-any-return]
+        indexed = status["indexing"] is None or status["indexing"]["phase"] == "done"
+        if indexed and status["lastRun"] is not None:
+            return status  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
 
@@ -140,3 +142,24 @@ def test_ask_over_real_embeddings_and_the_real_model(server_factory, tmp_path: P
             assert [e for e, _ in events][-2:] == ["sources", "done"]
             assert sum(e == "token" for e, _ in events) > 1
             assert str(target.path) in {s["source"] for s in events[-2][1]["sources"]}, (question, events[-2])
+
+
+class BrokenIndex(DocumentIndex):
+    def search(self, *args: object, **kwargs: object) -> list:  # type: ignore[override]
+        raise OSError("the index file is unreadable")
+
+
+def test_a_failing_search_answers_503_and_gives_its_place_in_line_back(app_home: Path) -> None:
+    """Each failed /v1/ask once kept a place in the model's line forever: after max_queue + 1 of them,
+    every request got 429."""
+    settings = load_settings(home=app_home, https=False, max_queue=2)
+    index = BrokenIndex(app_home / "index", embedder=HashEmbedder())
+    with TestClient(create_app(settings, backend=ScriptedBackend(["ok"]), index=index), base_url=BASE) as client:
+        for _ in range(settings.max_queue + 3):
+            r = client.post("/v1/ask", json={"question": "How much notice is needed?"})
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "index_unavailable" and "unreadable" in r.json()["message"]
+        models = client.get("/v1/models").json()
+        assert models["waiting"] == 0 and models["busy"] is False
+        events = parse_sse(client.post("/v1/summarize", json={"text": "Still answering."}).text)
+        assert [e for e, _ in events][-1] == "done"

@@ -24,7 +24,6 @@ from rich.progress import (
 from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
 from deskpilot.server.services import Services
 from deskpilot.server.settings import Settings
-from deskpilot.server.workflows.triggers import MailTrigger
 
 if TYPE_CHECKING:  # imported in the commands: msal and O365 stay out of `deskpilot --help`
     from deskpilot.server.connectors.auth import GraphAuth
@@ -132,7 +131,7 @@ def _sync_once(auth: GraphAuth, services: Services, cancel: threading.Event, ful
         TimeElapsedColumn(),
     )
     settings, index = services.settings, services.index
-    trigger = MailTrigger(services.workflows.events)
+    trigger = services.mail_trigger
     state = SyncState(settings.sync_db_path)
     client = GraphClient(auth, settings, cancel=cancel)
     try:

@@ -82,6 +82,5 @@ class ModelHost:
     async def close(self) -> None:
         if self._loader is not None:
             await asyncio.gather(self._loader, return_exceptions=True)
-        close = getattr(self._backend, "close", None)
-        if close is not None:
-            await anyio.to_thread.run_sync(close)
+        if self._backend is not None:
+            await anyio.to_thread.run_sync(self._backend.close)

@@ -12,6 +12,7 @@ need no embeddings are never held up by it.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Annotated
@@ -25,17 +26,23 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from msgspec import Meta
 
-from deskpilot.indexes import Hit, IndexStatus, Scope
+from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Passage, Ticket, ask_job
-from deskpilot.server.core.runs import Event, RunExecutor
+from deskpilot.server.runs import Event, RunExecutor
 from deskpilot.server.core.wire import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.service import Indexer
 from deskpilot.server.settings import Settings
+from deskpilot.server.web.errors import ApiError
 from deskpilot.server.web.sse import sse_response
 
 __all__ = ["AskRequest", "DocumentsAPI", "IndexRequest"]
 
 NOTHING_FOUND = "I could not find anything about this in your indexed documents."
+
+
+class IndexUnavailable(ApiError):
+    status_code = 503
+    code = "index_unavailable"
 
 
 class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
@@ -93,7 +100,7 @@ async def _with_sources(events: AsyncGenerator[Event, None], hits: list[Hit]) ->
 
 class DocumentsAPI(Controller):
     path = "/v1"
-    tags = ["documents"]
+    tags = ("documents",)
 
     @post("/index", status_code=202, summary="Index files and folders (runs in the background)")
     async def start_index(
@@ -127,11 +134,14 @@ class DocumentsAPI(Controller):
             raise ClientException("`question` is empty")
 
         async def build(ticket: Ticket) -> AsyncGenerator[object, None]:
-            hits = await anyio.to_thread.run_sync(
-                lambda: indexer.index.search(
-                    data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score
+            try:
+                hits = await anyio.to_thread.run_sync(
+                    lambda: indexer.index.search(
+                        data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score
+                    )
                 )
-            )
+            except (OSError, sqlite3.Error, EmbedderError) as exc:
+                raise IndexUnavailable(f"the document index could not be searched: {exc}") from exc
             job = ask_job(
                 context_length=executor.host.context_length(),
                 question=data.question,

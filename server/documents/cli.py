@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from deskpilot.indexes._types import IndexProgress, IndexSummary
+from deskpilot.indexes import IndexProgress, IndexSummary
 from deskpilot.indexes.embedding import Embedder, SentenceTransformerEmbedder
 from deskpilot.indexes.index import DocumentIndex, index_folder
 from deskpilot.server.core.cli import cancel_on_ctrl_c, cli_parts, settings_or_usage_error
@@ -103,7 +103,7 @@ def index_command(ctx: click.Context, paths: tuple[Path, ...], exclude: tuple[st
             summary = _run(index, paths, exclude, console, cancel)
             _print_summary(summary, console)
             if watch and not cancel.is_set():
-                from deskpilot.indexes._watch import watch as watch_paths
+                from deskpilot.indexes.watch import watch as watch_paths
 
                 count = len(paths) or len(index.roots())
                 console.print(f"watching {count} path(s) for changes; Ctrl+C stops", highlight=False)

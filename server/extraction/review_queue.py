@@ -20,8 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
-from deskpilot.server.lineage import LineageStore
-from deskpilot.server.lineage._types import LineageError
+from deskpilot.server.lineage import LineageError, LineageStore
 
 __all__ = [
     "FieldChange",

@@ -57,6 +57,7 @@ Migrations
     at the end.
 """
 
+from deskpilot.server.lineage._migrations import append_only_triggers
 from deskpilot.server.lineage._types import (
     FINAL_STATUSES,
     DuplicateRunError,
@@ -79,4 +80,5 @@ __all__ = [
     "RunStart",
     "UnknownRunError",
     "VerifyReport",
+    "append_only_triggers",
 ]

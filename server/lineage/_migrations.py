@@ -7,8 +7,14 @@ be transactional: no VACUUM, no journal_mode changes.
 
 A new chained table (reviews, actions) needs the three chain columns exactly as `runs` has them
 (`seq INTEGER PRIMARY KEY AUTOINCREMENT`, `prev_hash TEXT`, `hash TEXT NOT NULL UNIQUE`) and
-`_append_only_triggers()`; `_chain.append_chained()` and `_chain.verify_chain()` then work on it as-is.
+`append_only_triggers()`; `_chain.append_chained()` and `_chain.verify_chain()` then work on it as-is.
 Adding a nullable column to a chained table is safe: NULL columns are left out of the hash.
+
+Tables that belong to a feature are that feature's own migration set, applied by the feature's store on
+the same file through `LineageStore.migrate()`: `deskpilot.actions` (server/actions/_tables.py) and
+`deskpilot.workflows` (server/workflows/_tables.py). Their tables were this set's m005 until the
+feature packages existed; a database that applied m005 keeps it recorded here, and the feature sets
+create a table only where it is missing.
 """
 
 from __future__ import annotations
@@ -16,17 +22,17 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["migrations"]
+__all__ = ["append_only_triggers", "migrations"]
 
 migrations = Migrations("deskpilot.lineage")
 
 
-def _append_only_triggers(db: Database, table: str) -> None:
+def append_only_triggers(db: Database, table: str) -> None:
     # Not a defence against someone with the file (they can drop the triggers: that is what the hash
     # chain is for), but it stops an UPDATE typed into a SQLite browser or a buggy migration.
     for event in ("UPDATE", "DELETE"):
         db.execute(
-            f"CREATE TRIGGER {table}_append_only_{event.lower()} BEFORE {event} ON {table} "
+            f"CREATE TRIGGER IF NOT EXISTS {table}_append_only_{event.lower()} BEFORE {event} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows are hash-chained audit records'); END"
         )
 
@@ -73,7 +79,7 @@ def m001_runs(db: Database) -> None:
     db.execute("CREATE INDEX runs_parent_id ON runs (parent_id)")
     # At most one successor per row, and one genesis: a fork is refused by the schema, not only by locking.
     db.execute("CREATE UNIQUE INDEX runs_one_successor ON runs (coalesce(prev_hash, ''))")
-    _append_only_triggers(db, "runs")
+    append_only_triggers(db, "runs")
 
 
 @migrations()
@@ -119,7 +125,7 @@ def m003_reviews(db: Database) -> None:
     )
     db.execute("CREATE INDEX reviews_run_id ON reviews (run_id)")
     db.execute("CREATE UNIQUE INDEX reviews_one_successor ON reviews (coalesce(prev_hash, ''))")
-    _append_only_triggers(db, "reviews")
+    append_only_triggers(db, "reviews")
 
 
 @migrations()
@@ -146,127 +152,3 @@ def m004_review_queue(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX review_queue_status ON review_queue (status, created_at)")
-
-
-@migrations()
-def m005_actions_and_workflows(db: Database) -> None:
-    # Follow-up actions (server/actions/) and workflows (server/workflows/). `actions` is the outbox:
-    # mutable working state, one row per idempotency key, so the same action proposed twice is one row.
-    # Times that the queue compares (`*_ts`) are epoch seconds; the rest are ISO 8601 UTC text.
-    # `attempts` counts every start (a worker killed mid-action makes one too); `failures` only the
-    # attempts that failed, which is what the retry budget is about.
-    db.execute(
-        """
-        CREATE TABLE actions (
-            id TEXT PRIMARY KEY,
-            key TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            params TEXT NOT NULL,
-            title TEXT NOT NULL,
-            origin TEXT NOT NULL,
-            run_id TEXT,
-            workflow_id TEXT,
-            step TEXT,
-            automation TEXT NOT NULL,
-            confidence REAL,
-            status TEXT NOT NULL,
-            approval TEXT,
-            reason TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            failures INTEGER NOT NULL DEFAULT 0,
-            next_attempt_ts REAL,
-            owner TEXT,
-            lease_ts REAL,
-            effect TEXT,
-            error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            queued_ts REAL,
-            started_ts REAL,
-            executed_at TEXT
-        )
-        """
-    )
-    db.execute("CREATE INDEX actions_status ON actions (status, next_attempt_ts)")
-    db.execute("CREATE INDEX actions_workflow ON actions (workflow_id)")
-    db.execute("CREATE INDEX actions_automation_day ON actions (automation, executed_at)")
-    # The audit record of every proposal, decision, execution, compensation and policy change, chained
-    # like `runs` and linked to the run (and workflow) it belongs to.
-    db.execute(
-        """
-        CREATE TABLE action_log (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,
-            at TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            subject_id TEXT NOT NULL,
-            event TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            run_id TEXT,
-            workflow_id TEXT,
-            automation TEXT,
-            detail TEXT NOT NULL,
-            prev_hash TEXT,
-            hash TEXT NOT NULL UNIQUE
-        )
-        """
-    )
-    db.execute("CREATE INDEX action_log_subject ON action_log (subject_id)")
-    db.execute("CREATE INDEX action_log_run ON action_log (run_id)")
-    db.execute("CREATE UNIQUE INDEX action_log_one_successor ON action_log (coalesce(prev_hash, ''))")
-    _append_only_triggers(db, "action_log")
-    db.execute(
-        """
-        CREATE TABLE workflows (
-            id TEXT PRIMARY KEY,
-            definition TEXT NOT NULL,
-            automation TEXT NOT NULL,
-            origin TEXT NOT NULL UNIQUE,
-            event_seq INTEGER,
-            status TEXT NOT NULL,
-            step INTEGER NOT NULL DEFAULT 0,
-            context TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_ts REAL,
-            wait TEXT,
-            owner TEXT,
-            lease_ts REAL,
-            error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    db.execute("CREATE INDEX workflows_status ON workflows (status, next_attempt_ts)")
-    # Triggers, normalised: append-only, replayable. `dedupe` makes a re-delivered trigger (a sync page
-    # applied twice after a crash) one event.
-    db.execute(
-        """
-        CREATE TABLE events (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            at TEXT NOT NULL,
-            source TEXT NOT NULL,
-            type TEXT NOT NULL,
-            dedupe TEXT NOT NULL UNIQUE,
-            payload TEXT NOT NULL
-        )
-        """
-    )
-    _append_only_triggers(db, "events")
-    db.execute(
-        """
-        CREATE TABLE automations (
-            name TEXT PRIMARY KEY,
-            workflow TEXT,
-            enabled INTEGER NOT NULL,
-            rule TEXT NOT NULL,
-            approval TEXT NOT NULL,
-            threshold REAL NOT NULL,
-            daily_budget INTEGER,
-            settings TEXT NOT NULL,
-            enabled_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            updated_by TEXT NOT NULL
-        )
-        """
-    )

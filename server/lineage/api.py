@@ -27,7 +27,7 @@ class RunOut(camel_view(Run, "_RunWire")):  # type: ignore[misc]
 
 class Runs(Controller):
     path = "/v1/runs"
-    tags = ["AI tasks"]
+    tags = ("AI tasks",)
 
     @get("/{run_id:str}", summary="One run's lineage record")
     async def run(self, run_id: FromPath[str], lineage: NamedDependency[LineageStore]) -> RunOut:

@@ -18,6 +18,7 @@ from typing import Any, Literal, TextIO, TypeVar
 
 import msgspec
 from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts, utc_now
 from deskpilot.server.lineage._chain import append_chained, verify_chain
@@ -174,21 +175,24 @@ class LineageStore:
         before that point with recomputed hashes, which the chain cannot reveal on its own.
         """
         with self._snapshot() as conn:
+            # Feature packages add their chained tables with their own migrations (`migrate`); a file
+            # no feature has opened yet does not have them, and has nothing in them to verify.
+            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
             reviews, reviews_head, review_problems = verify_chain(
                 conn, "reviews", id_column="id", noun="review"
             )
             problems += review_problems
-            actions, actions_head, action_problems = verify_chain(
-                conn, "action_log", id_column="id", noun="action log entry"
-            )
-            problems += action_problems
+            actions, actions_head = 0, None
+            if "action_log" in present:
+                actions, actions_head, action_problems = verify_chain(
+                    conn, "action_log", id_column="id", noun="action log entry"
+                )
+                problems += action_problems
+            chained = [name for name in ("runs", "reviews", "action_log") if name in present]
+            union = " UNION ALL ".join(f"SELECT 1 FROM {name} WHERE hash = ?" for name in chained)
             for anchor in anchors:
-                found = conn.execute(
-                    "SELECT 1 FROM runs WHERE hash = ? UNION ALL SELECT 1 FROM reviews "
-                    "WHERE hash = ? UNION ALL SELECT 1 FROM action_log WHERE hash = ?",
-                    [anchor, anchor, anchor],
-                ).fetchone()
+                found = conn.execute(union, [anchor] * len(chained)).fetchone()
                 if found is None:
                     problems.append(
                         f"runs: anchor {anchor} is not in the chain: "
@@ -290,6 +294,13 @@ class LineageStore:
     def append_chained(self, conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> dict[str, Any]:
         """Append to a chained table inside `transaction()`."""
         return self._append_chained(conn, table, row)
+
+    def migrate(self, migrations: Migrations) -> None:
+        """Apply a feature's own migration set to this file, in one write transaction like lineage's."""
+        with self._write():
+            self._connection()  # refuse after close()
+            assert self._db is not None
+            migrations.apply(self._db)
 
     def now(self) -> datetime:
         """The store's clock (tests pass one), for the times the tables beside the chain record."""

@@ -1,5 +1,5 @@
 """HTTP routes of the writing tasks. Thin: validate, admit, build a job, stream it (the work is in
-`core.runs` and `inference`)."""
+`runs` and `inference`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from deskpilot.inference import Email, Job, draft_reply_job, rewrite_job, summarize_job
-from deskpilot.server.core.runs import RunExecutor
+from deskpilot.server.runs import RunExecutor
 from deskpilot.server.core.wire import EmailIn, PrepareOut
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.wire import DraftReplyRequest, RewriteRequest, SummarizeRequest
@@ -57,7 +57,7 @@ def _rewrite_job(data: RewriteRequest, executor: RunExecutor) -> Job:
 
 class AITasks(Controller):
     path = "/v1"
-    tags = ["AI tasks"]
+    tags = ("AI tasks",)
 
     async def _stream(
         self,

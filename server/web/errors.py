@@ -12,9 +12,15 @@ from litestar.types import ExceptionHandlersMap
 from deskpilot.inference import BackendError, ModelBusy
 from deskpilot.server.core.wire import ErrorBody
 
-__all__ = ["EXCEPTION_HANDLERS"]
+__all__ = ["EXCEPTION_HANDLERS", "ApiError"]
 
 log = logging.getLogger("deskpilot.server")
+
+
+class ApiError(HTTPException):
+    """An HTTP error with its own `code` in the error body (subclasses set both)."""
+
+    code = "error"
 
 
 def _error(
@@ -70,7 +76,8 @@ def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
     if exc.status_code == 413:
         limit = request.app.request_max_body_size
         message = f"request body too large: the limit is {limit:,} bytes"
-    return _error(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)
+    code = exc.code if isinstance(exc, ApiError) else _CODES.get(exc.status_code, "error")
+    return _error(exc.status_code, code, message, exc.headers)
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -9,6 +9,7 @@ CLI both consume `execute()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
@@ -21,7 +22,9 @@ import anyio
 import msgspec
 
 from deskpilot.inference import (
+    Backend,
     BackendError,
+    BackendInfo,
     ContextOverflow,
     Finished,
     Job,
@@ -182,6 +185,9 @@ class RunExecutor:
         With `structured`, the tokens are not sent: `progress` events report how far the model is, then
         `structured.finish` turns the output into a `result` event, and lineage records its validation
         results and confidence with the run.
+
+        The lineage run is opened before the model starts and closed however the run ends: ok, error (sent
+        as an `error` event), or cancelled (the client went away or the server stopped).
         """
         try:
             backend = await self.host.ready()
@@ -191,8 +197,46 @@ class RunExecutor:
             yield ErrorEvent(code="model_unavailable", message=str(exc))
             return
         info = backend.info
+        start = self._run_start(job, info, client=client, source_ref=source_ref, retrieved=retrieved)
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
-        start = RunStart(
+        run = _Run(await anyio.to_thread.run_sync(self.lineage.open_run, start), start)
+        yield MetaEvent(
+            run_id=run.id,
+            task=job.task,
+            model=info.model_id,
+            backend=info.backend,
+            template=job.template.template_id,
+            truncated=job.truncated,
+        )
+        try:
+            # aclosing: when the client leaves mid-stream, the model's part is closed at once (decoding
+            # stops, the gate is released) before the run is recorded as cancelled.
+            async with contextlib.aclosing(self._generate(backend, job, ticket, run, structured)) as events:
+                async for event in events:
+                    yield event
+        except (GeneratorExit, asyncio.CancelledError):
+            run.cancelled()
+            raise
+        except Exception as exc:
+            run.end, error = _failure(run.id, exc)
+            yield error
+        finally:
+            if ticket is not None:
+                ticket.release()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.lineage.close_run, run.id, run.end)
+
+    def _run_start(
+        self,
+        job: Job,
+        info: BackendInfo,
+        *,
+        client: str,
+        source_ref: str | None,
+        retrieved: list[dict[str, Any]] | None,
+    ) -> RunStart:
+        """What lineage records of a run before the model starts."""
+        return RunStart(
             task=job.task,
             template_id=job.template.template_id,
             template_hash=job.template.content_hash,
@@ -206,101 +250,116 @@ class RunExecutor:
             source_ref=source_ref,
             retrieved_chunks=retrieved or [],
         )
-        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
-        yield MetaEvent(
-            run_id=run_id,
-            task=job.task,
-            model=info.model_id,
-            backend=info.backend,
-            template=job.template.template_id,
-            truncated=job.truncated,
+
+    async def _generate(
+        self, backend: Backend, job: Job, ticket: Ticket | None, run: _Run, structured: Structured | None
+    ) -> AsyncGenerator[Event, None]:
+        """The model's part of a run: a place at the model, the stream (tokens, or progress for a structured
+        run), then the structured outcome and `done`. `run.end` is ok from when the output is complete."""
+        accepted = time.perf_counter()
+        if structured is not None and self.host.gate.busy:
+            yield ProgressEvent(stage="waiting")
+        max_tokens = job.request.max_tokens
+        async with self.host.gate.slot(ticket):
+            started = time.perf_counter()
+            stream = backend.stream(job.request)
+            try:
+                async for item in stream:
+                    if isinstance(item, Finished):
+                        usage = item.usage
+                        break
+                    run.took(item, started, keep=structured is not None)
+                    if structured is None:
+                        yield TokenEvent(text=item.text)
+                    elif len(run.tokens) % PROGRESS_EVERY == 1:
+                        yield _progress(run.parts, len(run.tokens), max_tokens)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()  # stops decoding before the gate is released
+        total = (time.perf_counter() - started) * 1000
+        run.end = RunEnd(
+            status="ok",
+            output="".join(run.parts),
+            ttft_ms=run.ttft,
+            total_ms=total,
+            cost=0.0,
+            tokens_in=usage.prompt_tokens,
+            tokens_out=usage.completion_tokens,
+        )
+        if structured is not None:
+            yield ProgressEvent(stage="checking", tokens=len(run.tokens), max_tokens=max_tokens)
+            outcome = await run.finish(structured, usage.finish_reason)
+            yield outcome.event
+        yield DoneEvent(
+            run_id=run.id,
+            queue_ms=round((started - accepted) * 1000, 2),
+            ttft_ms=run.ttft and round(run.ttft, 2),
+            total_ms=round(total, 2),
+            usage=UsageOut(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                finish_reason=usage.finish_reason,
+            ),
         )
 
-        accepted = time.perf_counter()
-        end = RunEnd(status="cancelled")
-        parts: list[str] = []
-        tokens: list[Token] = []
-        ttft: float | None = None
-        try:
-            if structured is not None and self.host.gate.busy:
-                yield ProgressEvent(stage="waiting")
-            async with self.host.gate.slot(ticket):
-                started = time.perf_counter()
-                stream = backend.stream(job.request)
-                try:
-                    async for item in stream:
-                        if isinstance(item, Finished):
-                            usage = item.usage
-                            break
-                        if ttft is None:
-                            ttft = (time.perf_counter() - started) * 1000
-                        parts.append(item.text)
-                        if structured is None:
-                            yield TokenEvent(text=item.text)
-                            continue
-                        tokens.append(item)
-                        if len(tokens) % PROGRESS_EVERY == 1:
-                            yield _progress(parts, len(tokens), job.request.max_tokens)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await stream.aclose()  # stops decoding before the gate is released
-            total = (time.perf_counter() - started) * 1000
-            queue_ms = (started - accepted) * 1000
-            end = RunEnd(
-                status="ok",
-                output="".join(parts),
-                ttft_ms=ttft,
-                total_ms=total,
-                cost=0.0,
-                tokens_in=usage.prompt_tokens,
-                tokens_out=usage.completion_tokens,
+
+class _Run:
+    """One run as lineage will close it: what the model has made so far, and how the run ends."""
+
+    def __init__(self, run_id: str, start: RunStart) -> None:
+        self.id = run_id
+        self.start = start
+        self.end = RunEnd(status="cancelled")
+        self.parts: list[str] = []
+        self.tokens: list[Token] = []  # kept for structured runs only
+        self.ttft: float | None = None
+
+    def took(self, token: Token, started: float, *, keep: bool) -> None:
+        if self.ttft is None:
+            self.ttft = (time.perf_counter() - started) * 1000
+        self.parts.append(token.text)
+        if keep:
+            self.tokens.append(token)
+
+    async def finish(self, structured: Structured, finish_reason: str) -> StructuredOutcome:
+        """The structured outcome of the complete output, made on a worker thread (it may use the database);
+        lineage records its output, validation results and confidence with the run."""
+        generated = Generated(text="".join(self.parts), tokens=self.tokens, finish_reason=finish_reason)
+        outcome = await anyio.to_thread.run_sync(structured.finish, self.id, self.start, generated)
+        self.end = msgspec.structs.replace(
+            self.end, output=outcome.output, validation=outcome.validation, confidence=outcome.confidence
+        )
+        return outcome
+
+    def cancelled(self) -> None:
+        if self.end.status != "ok":  # a run that finished stays finished if the client leaves at the end
+            self.end = RunEnd(
+                status="cancelled",
+                output="".join(self.parts),
+                ttft_ms=self.ttft,
+                error="the client went away or the server stopped",
             )
-            if structured is not None:
-                yield ProgressEvent(stage="checking", tokens=len(tokens), max_tokens=job.request.max_tokens)
-                generated = Generated(text="".join(parts), tokens=tokens, finish_reason=usage.finish_reason)
-                outcome = await anyio.to_thread.run_sync(structured.finish, run_id, start, generated)
-                end = msgspec.structs.replace(
-                    end, output=outcome.output, validation=outcome.validation, confidence=outcome.confidence
-                )
-                yield outcome.event
-            yield DoneEvent(
-                run_id=run_id,
-                queue_ms=round(queue_ms, 2),
-                ttft_ms=ttft and round(ttft, 2),
-                total_ms=round(total, 2),
-                usage=UsageOut(
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    finish_reason=usage.finish_reason,
-                ),
-            )
-        except ModelBusy as exc:
-            end = RunEnd(status="error", error=str(exc))
-            yield ErrorEvent(code="busy", message=str(exc))
-        except ContextOverflow as exc:
-            end = RunEnd(status="error", error=str(exc))
-            yield ErrorEvent(code="input_too_long", message=str(exc))
-        except BackendError as exc:
-            end = RunEnd(status="error", error=str(exc))
-            yield ErrorEvent(code="backend_error", message=str(exc))
-        except (GeneratorExit, asyncio.CancelledError):
-            if end.status != "ok":  # a run that finished stays finished if the client leaves at the end
-                end = RunEnd(
-                    status="cancelled",
-                    output="".join(parts),
-                    ttft_ms=ttft,
-                    error="the client went away or the server stopped",
-                )
-            raise
-        except Exception as exc:
-            log.exception("run %s failed", run_id)
-            end = RunEnd(status="error", error=f"internal error: {exc}")
-            yield ErrorEvent(code="internal", message="internal error; see the server log")
-        finally:
-            if ticket is not None:
-                ticket.release()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)
+
+
+# The error codes of a failed run, for the client; the first class that matches names the error.
+_ERROR_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (ModelBusy, "busy"),
+    (ContextOverflow, "input_too_long"),
+    (BackendError, "backend_error"),
+)
+
+
+def _failure(run_id: str, exc: Exception) -> tuple[RunEnd, ErrorEvent]:
+    """How a run that raised `exc` ends, in lineage and for the client. Call it in the `except` block:
+    an unexpected error is logged with its traceback and reaches the client only as "internal"."""
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return RunEnd(status="error", error=str(exc)), ErrorEvent(code=code, message=str(exc))
+    log.exception("run %s failed", run_id)
+    return (
+        RunEnd(status="error", error=f"internal error: {exc}"),
+        ErrorEvent(code="internal", message="internal error; see the server log"),
+    )
 
 
 _KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
