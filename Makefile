@@ -14,7 +14,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench setup clean
+.PHONY: help run test test-quick bench setup clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,18 +22,25 @@ help: ## Show the targets
 run: setup ## Set up, then start the server (task pane + embedded model) on https://localhost:8765
 	$(BIN)/deskpilot serve
 
-test: setup $(CHROMIUM) ## Set up, then run the whole test suite (Python, the pane's vitest, Chromium end to end)
+test: setup $(CHROMIUM) ## Set up, then run the whole test suite (checks, Python, the pane's vitest, Chromium end to end)
 	DESKPILOT_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+# The quick tier, for your own loop: unit and integration tests and the checks; no child processes
+# killed, no real model, no browser (under 2 minutes on 2 cores).
+QUICK := (unit or integration) and not (process or model or e2e or gpu)
+test-quick: setup ## The quick tier: unit and integration tests (no model, no processes, no browser)
+	$(BIN)/python -m pytest -m "$(QUICK)" -q
 
 bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_summarize.py
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_actions.py
+	$(BIN)/python bench/bench_load.py
 
 setup: $(STAMP) $(PANE) ## Create .venv, install Deskpilot with its test tools, build the task pane
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Deskpilot needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -14,9 +14,10 @@ import inspect
 import logging
 import re
 import time
+import uuid
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import msgspec
@@ -71,6 +72,14 @@ class Structured(Protocol):
     model is done (it may read or write the database) and turns the generation into an outcome."""
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome: ...
+
+
+class Admitted(NamedTuple):
+    """An admitted run's events, and how to give its place in line back (idempotent; a no-op once the
+    run holds the model)."""
+
+    events: AsyncGenerator[Event, None]
+    release: Callable[[], None]
 
 
 class RunExecutor:
@@ -155,11 +164,15 @@ class RunExecutor:
     async def admitted(
         self,
         build: Callable[[Ticket], AsyncGenerator[Event, None] | Awaitable[AsyncGenerator[Event, None]]],
-    ) -> AsyncGenerator[Event, None]:
+    ) -> Admitted:
         """The one admission path of every AI endpoint, in one order: a place in line first (429 or 503
         before any work is done), then `build(ticket)` prepares the run (retrieval, tokenizing, building
-        the job) and returns its events. If preparing fails, the place is given back at once; a stream
-        that never starts (the client left before the body) gives it back when it is collected."""
+        the job) and returns its events. If preparing fails, the place is given back at once.
+
+        Whoever serves the events calls `release` when its response is over, sent or cut short (the SSE
+        response does, after its body): a client that leaves before the body starts never runs the
+        events, so their own `finally` cannot give the place back. A stream collected unstarted gives it
+        back too, as a last resort."""
         ticket = self.admit()
         try:
             built = build(ticket)
@@ -168,7 +181,7 @@ class RunExecutor:
             ticket.release()
             raise
         weakref.finalize(events, ticket.release)
-        return events
+        return Admitted(events, ticket.release)
 
     async def execute(
         self,
@@ -199,7 +212,7 @@ class RunExecutor:
         info = backend.info
         start = self._run_start(job, info, client=client, source_ref=source_ref, retrieved=retrieved)
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
-        run = _Run(await anyio.to_thread.run_sync(self.lineage.open_run, start), start)
+        run = _Run(await self._open(start), start)
         yield MetaEvent(
             run_id=run.id,
             task=job.task,
@@ -225,6 +238,25 @@ class RunExecutor:
                 ticket.release()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.lineage.close_run, run.id, run.end)
+
+    async def _open(self, start: RunStart) -> str:
+        """Open the run in lineage on a worker thread. A client that leaves meanwhile cancels the wait,
+        not the write: the run is then closed as cancelled as soon as the write is done, so no run is
+        left open until the next start marks it interrupted."""
+        run_id = uuid.uuid4().hex
+        opening = asyncio.ensure_future(anyio.to_thread.run_sync(self.lineage.open_run, start, run_id))
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            end = RunEnd(status="cancelled", error="the client went away before the model started")
+
+            def close_when_open(done: asyncio.Future[str]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    asyncio.get_running_loop().run_in_executor(None, self.lineage.close_run, run_id, end)
+
+            opening.add_done_callback(close_when_open)
+            raise
+        return run_id
 
     def _run_start(
         self,

@@ -28,9 +28,9 @@ from msgspec import Meta
 
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Passage, Ticket, ask_job
-from deskpilot.server.runs import Event, RunExecutor
 from deskpilot.server.core.wire import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.service import Indexer
+from deskpilot.server.runs import Event, RunExecutor
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
 from deskpilot.server.web.sse import sse_response
@@ -163,5 +163,7 @@ class DocumentsAPI(Controller):
                 hits,
             )
 
-        events = await executor.admitted(build)
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+        run = await executor.admitted(build)
+        return sse_response(
+            run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
+        )

@@ -30,7 +30,6 @@ from deskpilot.inference.extraction import (
     list_schemas,
     load_schema,
 )
-from deskpilot.server.core.runs import Event, RunExecutor
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask, model_context
@@ -41,6 +40,7 @@ from deskpilot.server.extraction.wire import (
     SchemaOut,
     SchemasOut,
 )
+from deskpilot.server.runs import Event, RunExecutor
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.sse import sse_response
 
@@ -88,7 +88,7 @@ _STATUS = {
 
 class Extraction(Controller):
     path = "/v1"
-    tags = ["Extraction"]
+    tags = ("Extraction",)
 
     @post("/extract", status_code=200, summary="Extract structured fields with a schema (SSE stream)")
     async def extract(
@@ -115,8 +115,10 @@ class Extraction(Controller):
                 job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
             )
 
-        events = await executor.admitted(build)
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+        run = await executor.admitted(build)
+        return sse_response(
+            run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
+        )
 
     @post("/classify", status_code=200, summary="Triage text or an email into one of the labels (JSON)")
     async def classify(
@@ -146,16 +148,19 @@ class Extraction(Controller):
                 job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
             )
 
-        events = await executor.admitted(build)
+        run = await executor.admitted(build)
         # Read the run to its end, not just to its result: the run is closed in lineage when the stream
         # finishes, and a client that asks for it right after the answer must find it closed.
         result: ResultEvent | None = None
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, ErrorEvent):
-                    raise HTTPException(status_code=_STATUS.get(event.code, 500), detail=event.message)
-                if isinstance(event, ResultEvent):
-                    result = event
+        try:
+            async with aclosing(run.events) as events:
+                async for event in events:
+                    if isinstance(event, ErrorEvent):
+                        raise HTTPException(status_code=_STATUS.get(event.code, 500), detail=event.message)
+                    if isinstance(event, ResultEvent):
+                        result = event
+        finally:
+            run.release()
         if result is None:
             raise HTTPException(status_code=500, detail="the run ended without a result")
         return ClassifyOut(

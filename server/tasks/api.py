@@ -11,8 +11,8 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from deskpilot.inference import Email, Job, draft_reply_job, rewrite_job, summarize_job
-from deskpilot.server.runs import RunExecutor
 from deskpilot.server.core.wire import EmailIn, PrepareOut
+from deskpilot.server.runs import RunExecutor
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.wire import DraftReplyRequest, RewriteRequest, SummarizeRequest
 from deskpilot.server.web.sse import sse_response
@@ -62,17 +62,19 @@ class AITasks(Controller):
     async def _stream(
         self,
         executor: RunExecutor,
-        job_for: Job,
+        job: Job,
         data: SummarizeRequest | DraftReplyRequest | RewriteRequest,
         settings: Settings,
         stopping: asyncio.Event,
     ) -> ServerSentEvent:
-        events = await executor.admitted(
+        run = await executor.admitted(
             lambda ticket: executor.execute(
-                job_for, ticket=ticket, client=data.client, source_ref=data.source_ref
+                job, ticket=ticket, client=data.client, source_ref=data.source_ref
             )
         )
-        return sse_response(events, keepalive=settings.keepalive_seconds, stopping=stopping)
+        return sse_response(
+            run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
+        )
 
     @post("/summarize", status_code=200, summary="Summarize text or an email thread (SSE stream)")
     async def summarize(

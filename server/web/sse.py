@@ -15,10 +15,11 @@ which closes the event source and with it the model's generation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import anyio
 import msgspec
+from litestar.background_tasks import BackgroundTask
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from deskpilot.server.core.wire import (
@@ -49,10 +50,25 @@ Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent | Progres
 
 
 def sse_response(
-    events: AsyncGenerator[Event, None], *, keepalive: float, stopping: asyncio.Event
+    events: AsyncGenerator[Event, None],
+    *,
+    keepalive: float,
+    stopping: asyncio.Event,
+    release: Callable[[], None] | None = None,
 ) -> ServerSentEvent:
+    """`release` runs once the response is over, whether its body was sent or cut short by the client
+    (Litestar runs a response's background task after the body in both cases)."""
+
+    async def after() -> None:
+        if release is not None:
+            release()
+
     # X-Accel-Buffering: a reverse proxy in front of a team server must not buffer the stream.
-    return ServerSentEvent(_encoded(events, keepalive, stopping), headers={"X-Accel-Buffering": "no"})
+    return ServerSentEvent(
+        _encoded(events, keepalive, stopping),
+        headers={"X-Accel-Buffering": "no"},
+        background=BackgroundTask(after),
+    )
 
 
 async def _encoded(
