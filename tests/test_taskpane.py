@@ -22,6 +22,8 @@ from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import TASKPANE_DIR, create_app
 from deskpilot.server.settings import load_settings
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 PANE = REPO / "taskpane"
 BASE = "http://127.0.0.1:8765"

@@ -5,9 +5,12 @@
  *   { host: "outlook" | "word" | "none", sets: { Mailbox: "1.8", WordApi: "1.4" },
  *     theme: { bodyBackgroundColor: "#ffffff" },
  *     item: { subject, from: [name, address], to: [[name, address]], body, itemId (EWS form), mode: "read" | "compose" },
- *     document: { body, selection } }
+ *     document: { body, selection, mode (Word's changeTrackingMode, "Off" unless given) } }
  * Every call that changes Office (reply forms, insertions, tracking mode) is recorded in
- * `window.__officeCalls` for the test to check.
+ * `window.__officeCalls` for the test to check. Word's document is `window.__wordDocument`:
+ *   { body, selection, mode (changeTrackingMode), trackedChanges: [{ type: "Deleted" | "Added", text }] }
+ * As in Word, text inserted while the mode is not "Off" becomes tracked changes (the replaced text a
+ * deletion, the new text an addition) for the user to accept or reject; with tracking off it just replaces.
  */
 (function () {
   "use strict";
@@ -81,7 +84,9 @@
 
   if (config.host === "word") {
     var doc = config.document || {};
-    var state = { body: doc.body || "", selection: doc.selection || "", mode: "Off" };
+    var state = (window.__wordDocument = {
+      body: doc.body || "", selection: doc.selection || "", mode: doc.mode || "Off", trackedChanges: [],
+    });
     context.document = {
       url: "C:\\Users\\bob\\Documents\\Supply agreement.docx",
       addHandlerAsync: function () {},
@@ -95,7 +100,16 @@
           text: undefined,
           load: function () { range.text = state.selection; return range; },
           insertText: function (text, where) {
-            calls.push(["insertText", text, where, document_.changeTrackingMode]);
+            // Queued after the mode was set in the same batch, so it runs under the mode set (as Word does).
+            var mode = document_.changeTrackingMode;
+            calls.push(["insertText", text, where, mode]);
+            if (where !== "Replace") throw new Error("the double only models Replace, not " + where);
+            if (mode !== "Off") {
+              if (state.selection) state.trackedChanges.push({ type: "Deleted", text: state.selection });
+              if (text) state.trackedChanges.push({ type: "Added", text: text });
+            }
+            var at = state.selection ? state.body.indexOf(state.selection) : -1;
+            if (at >= 0) state.body = state.body.slice(0, at) + text + state.body.slice(at + state.selection.length);
             state.selection = text;
             return range;
           },

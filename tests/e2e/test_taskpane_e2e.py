@@ -226,17 +226,17 @@ def test_server_down_says_so_and_how_to_fix_it(
     pane.shot("outlook-server-down")
 
 
-def test_word_dark_theme_summarizes_the_selection_and_rewrite_waits_for_its_endpoint(
-    pane_factory: PaneFactory, server: ServerProcess
-) -> None:
-    document = {
-        "body": "This Supply Agreement is made between Contoso Ltd and Fabrikam Inc. "
-        "The term is two years from 1 January 2027 and renews for one year unless either party gives "
-        "90 days written notice. Payment is due 30 days after invoice.",
-        "selection": "The term is two years from 1 January 2027 and renews for one year unless either party "
-        "gives 90 days written notice.",
-    }
-    pane = pane_factory(server.base_url).open("word", document=document, background="#262626")
+CONTRACT = {
+    "body": "This Supply Agreement is made between Contoso Ltd and Fabrikam Inc. "
+    "The term is two years from 1 January 2027 and renews for one year unless either party gives "
+    "90 days written notice. Payment is due 30 days after invoice.",
+    "selection": "The term is two years from 1 January 2027 and renews for one year unless either party "
+    "gives 90 days written notice.",
+}
+
+
+def test_word_dark_theme_summarizes_the_selection(pane_factory: PaneFactory, server: ServerProcess) -> None:
+    pane = pane_factory(server.base_url).open("word", document=CONTRACT, background="#262626")
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     expect(page.locator("[data-theme]")).to_have_attribute("data-theme", "dark")
@@ -245,31 +245,83 @@ def test_word_dark_theme_summarizes_the_selection_and_rewrite_waits_for_its_endp
     expect(page.get_by_test_id("run")).to_have_attribute("data-phase", "done", timeout=120_000)
     with server.client() as client:
         run = client.get(f"/v1/runs/{pane.run_id()}").json()
-        paths = client.get("/openapi/openapi.json").json()["paths"]
     assert run["client"] == "word" and run["status"] == "ok"
     assert run["sourceRef"].endswith("Supply agreement.docx")
     pane.shot("word-dark-summary")
-    if "/v1/rewrite" not in paths:
-        expect(page.get_by_test_id("rewrite-note")).to_have_text(
-            "Rewriting is not available on this server yet."
-        )
-        expect(page.get_by_role("button", name="Rewrite")).to_be_disabled()
+
+
+def word_document(pane: Pane) -> dict[str, Any]:
+    """The pretend Word document (office_double.js): body, selection, tracking mode, tracked changes."""
+    return dict(pane.page.evaluate("window.__wordDocument"))
+
+
+def test_word_rewrites_the_selection_and_inserts_it_as_a_tracked_change(
+    pane_factory: PaneFactory, server: ServerProcess
+) -> None:
+    pane = pane_factory(server.base_url)
+    requested: list[str] = []
+    pane.page.on("request", lambda r: requested.append(r.url))
+    pane.open("word", document=CONTRACT)
+    page = pane.page
+    expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
+    expect(page.get_by_label("Selection")).to_be_checked()
+    expect(page.get_by_test_id("rewrite-note")).to_have_text(
+        "The new text goes in as a tracked change for you to accept or reject."
+    )
+
+    page.get_by_label("How").fill("shorter and plainer")
+    page.get_by_label("Tone").select_option("formal")
+    with page.expect_request(lambda r: r.url.endswith("/v1/rewrite")) as request:
+        page.get_by_role("button", name="Rewrite", exact=True).click()
+    assert request.value.post_data_json == {
+        "text": CONTRACT["selection"],
+        "instructions": "shorter and plainer",
+        "tone": "formal",
+        "client": "word",
+        "sourceRef": "C:\\Users\\bob\\Documents\\Supply agreement.docx",
+    }
+    expect(page.get_by_test_id("run")).to_have_attribute("data-phase", "done", timeout=120_000)
+    with server.client() as client:
+        run = client.get(f"/v1/runs/{pane.run_id()}").json()
+    assert run["task"] == "rewrite" and run["client"] == "word" and run["status"] == "ok", run
+    assert run["sourceRef"].endswith("Supply agreement.docx")
+    rewritten = run["output"].strip()
+    assert rewritten, run
+    assert word_document(pane)["trackedChanges"] == []  # nothing goes into the document by itself
+    pane.shot("word-rewrite")
+
+    page.get_by_role("button", name="Insert as tracked change").click()
+    expect(page.get_by_text("Inserted as a tracked change")).to_be_visible()
+    pane.shot("word-rewrite-tracked")
+    # Word holds the rewrite as a tracked change (the old text deleted, the new one added), and the
+    # user's tracking mode (off) is back as it was.
+    doc = word_document(pane)
+    assert doc["trackedChanges"] == [
+        {"type": "Deleted", "text": CONTRACT["selection"]},
+        {"type": "Added", "text": rewritten},
+    ]
+    assert doc["mode"] == "Off" and doc["selection"] == rewritten
+    assert doc["body"] == CONTRACT["body"].replace(CONTRACT["selection"], rewritten)
+    calls = pane.office_calls()
+    assert [c for c in calls if c[0] == "insertText"] == [["insertText", rewritten, "Replace", "TrackAll"]]
+    assert [c[1] for c in calls if c[0] == "changeTrackingMode"] == ["TrackAll", "Off"]
+    # The pane ships inside this server: it never asks which endpoints the server has.
+    assert not [u for u in requested if "/openapi" in u], requested
+    assert pane.errors == []
 
 
 def test_status_review_and_settings_views(pane_factory: PaneFactory, server: ServerProcess) -> None:
     pane = open_outlook(pane_factory, server)
     page = pane.page
-    with server.client() as client:
-        paths = client.get("/openapi/openapi.json").json()["paths"]
     page.get_by_role("tab", name="Status").click()
     status = page.get_by_test_id("status")
     expect(status).to_contain_text("SmolLM2-135M-Instruct-Q8_0")
     expect(status).to_contain_text("ready")
     expect(status).to_contain_text("llama.cpp")
+    expect(status).to_contain_text("0 documents")  # every server has an index to report
     pane.shot("status")
     page.get_by_role("tab", name="Review").click()
-    if "/v1/reviews" not in paths:
-        expect(page.get_by_test_id("not-available")).to_contain_text("not available on this server yet")
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()  # a new server's queue is empty
     pane.shot("review")
     page.get_by_role("tab", name="Settings").click()
     page.get_by_label("Summary length").select_option("2")
@@ -381,14 +433,6 @@ def test_word_asks_the_indexed_documents_and_lists_the_cited_sources(
     assert run["task"] == "ask" and run["client"] == "word" and run["retrievedChunks"]
 
 
-def _require(server: ServerProcess, *paths: str) -> None:
-    with server.client() as client:
-        have = client.get("/openapi/openapi.json").json()["paths"]
-    missing = [p for p in paths if p not in have]
-    if missing:
-        pytest.fail(f"this server does not have {', '.join(missing)} yet")
-
-
 INVOICE_ITEM = {
     "subject": "Invoice INV-2041",
     "from": ["Contoso Billing", "billing@contoso.com"],
@@ -404,11 +448,9 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
 ) -> None:
     # Every result below full confidence goes to review, so the queue is never empty by chance.
     server = started(server_factory(env={"DESKPILOT_REVIEW_THRESHOLD": "1.0"}))
-    _require(server, "/v1/extract", "/v1/classify", "/v1/reviews", "/v1/reviews/{review_id}")
     pane = pane_factory(server.base_url).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
-    expect(page.get_by_test_id("not-available")).to_have_count(0)
     page.get_by_role("button", name="Invoice fields").click()
     expect(page.get_by_test_id("run-status")).to_contain_text(re.compile("Reading|Checking"))
     expect(page.get_by_test_id("run")).to_have_attribute("data-phase", "done", timeout=120_000)
@@ -442,6 +484,60 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
     with server.client() as client:
         decided = client.get(f"/v1/reviews/{pending[0]['id']}").json()
     assert decided["status"] == "accepted" and decided["decision"]["reviewer"] == "Bob Lee"
+
+
+def test_a_reviewer_corrects_a_queued_result_in_the_pane_and_the_server_records_it(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    # Every result below full confidence goes to review: the extraction below is queued for a person.
+    server = started(server_factory(env={"DESKPILOT_REVIEW_THRESHOLD": "1.0"}))
+    with server.client() as client:
+        extracted = client.post(
+            "/v1/extract", json={"schema": "invoice", "text": INVOICE_ITEM["body"]}, timeout=180
+        )
+        assert extracted.status_code == 200 and "event: result" in extracted.text, extracted.text[-2000:]
+        (queued,) = client.get("/v1/reviews", params={"status": "pending"}).json()["reviews"]
+    assert queued["task"] == "extract:invoice"
+    proposed = queued["data"]["invoiceNumber"]
+
+    pane = pane_factory(server.base_url).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
+    page = pane.page
+    expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
+    page.get_by_role("tab", name="Review").click()
+    item = page.get_by_test_id("review-item")
+    expect(item).to_have_count(1)
+    expect(item).to_have_attribute("data-review-id", queued["id"])
+    item.get_by_role("button", name="Edit").click()
+    number = item.get_by_label("Invoice number")
+    expect(number).to_have_value(proposed or "")
+    number.fill("INV-2041-01")  # the number as printed on the invoice itself
+    pane.shot("review-editing")
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith(f"/v1/reviews/{queued['id']}")
+    ) as response:
+        item.get_by_role("button", name="Save").click()
+    assert response.value.status == 200, response.value.text()
+    expect(page.get_by_text("Saved your corrections.")).to_be_visible()
+    expect(item).to_have_count(0)
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()
+    pane.shot("review-edited")
+
+    # The decision is on record: who, what changed (only the field the reviewer touched), the result
+    # kept, chained in the lineage store; the override rate counts it.
+    with server.client() as client:
+        decided = client.get(f"/v1/reviews/{queued['id']}").json()
+        run = client.get(f"/v1/runs/{queued['runId']}").json()
+        quality = client.get("/v1/metrics/quality").json()["groups"]
+    decision = decided["decision"]
+    assert decided["status"] == "edited", decided
+    assert decision["decision"] == "edit" and decision["reviewer"] == "Bob Lee"
+    assert decision["changes"] == [{"path": "invoiceNumber", "before": proposed, "after": "INV-2041-01"}]
+    assert decision["final"] == {**queued["data"], "invoiceNumber": "INV-2041-01"}
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", decision["hash"]), decision["hash"]
+    assert run["task"] == "extract:invoice" and run["hash"]
+    (group,) = [g for g in quality if g["task"] == "extract:invoice"]
+    assert (group["reviewed"], group["edited"], group["fieldsChanged"]) == (1, 1, 1), group
+    assert pane.errors == []
 
 
 def test_offline_says_so_and_the_local_model_keeps_working(

@@ -1,6 +1,6 @@
 /**
  * The pane's HTTP client: same-origin fetch, JSON in and out, and one error type that says what went
- * wrong in terms the UI can act on (server not reachable, model busy with Retry-After, not available yet).
+ * wrong in terms the UI can act on (server not reachable, model busy with Retry-After, no such item).
  */
 import type { ErrorBody } from "./types";
 
@@ -8,7 +8,7 @@ export type ProblemKind =
   | "unreachable" // no HTTP answer at all: the server is not running, or its certificate is not trusted
   | "busy" // 429: the model's line is full; retry after `retryAfter` seconds
   | "unavailable" // 503: the model failed to load or the server is stopping
-  | "missing" // 404 on an endpoint: not available on this server (yet)
+  | "missing" // 404: the server has no such item (a review, action or workflow it no longer knows)
   | "invalid" // 400: the request was refused (too long, empty, ...)
   | "forbidden" // 403: the local-only checks refused the request
   | "conflict" // 409: the state changed (already decided, automation switched off)

@@ -1,6 +1,6 @@
 /**
- * Friendly names for the wire types generated from the server's OpenAPI document (schema.gen.ts).
- * Only types that exist on the server are named here; pending.ts has those of endpoints still to come.
+ * Friendly names for the wire types generated from the server's OpenAPI document (schema.gen.ts), which
+ * `npm run gen:api` writes from the server the pane ships in: a type is never written here by hand.
  */
 import type { components, SseEvents } from "./schema.gen";
 
@@ -18,6 +18,7 @@ export type ModelInfo = Schemas["ModelInfo"];
 export type RunOut = Schemas["RunOut"];
 export type ErrorBody = Schemas["ErrorBody"];
 export type AskRequest = Schemas["AskRequest"];
+export type RewriteRequest = Schemas["RewriteRequest"];
 export type Source = Schemas["SourceOut"];
 export type IndexStatus = Schemas["IndexStatus"];
 export type SkippedFile = Schemas["SkippedFile"];

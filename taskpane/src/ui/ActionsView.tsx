@@ -4,7 +4,7 @@
  * refresh every few seconds while the view is open, since the consumer moves actions along by itself.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
-import { Badge, Button, Caption1, Link, MessageBar, MessageBarBody, Spinner, Text, makeStyles, tokens } from "@fluentui/react-components";
+import { Badge, Button, Caption1, Link, Spinner, Text, makeStyles, tokens } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, OpenRegular } from "@fluentui/react-icons";
 import { ApiError, type Api } from "../api/http";
 import type { ActionOut, ActionRecord, ActionsOut } from "../api/types";
@@ -51,7 +51,7 @@ function when(iso: string | null | undefined): string {
 function ActionCard({ action, approver, focused, onDecided }: {
   action: ActionRecord; approver: string; focused: boolean; onDecided(updated: ActionRecord | null, note: string): void;
 }) {
-  const { api, server } = usePane();
+  const { api } = usePane();
   const styles = useStyles();
   const local = useLocal();
   const [sending, setSending] = useState(false);
@@ -60,7 +60,7 @@ function ActionCard({ action, approver, focused, onDecided }: {
   const reason = actionReason(action);
   const link = typeof action.effect?.detail?.webLink === "string" ? action.effect.detail.webLink : null;
 
-  const retryable = server.features.retry && canRetry(action);
+  const retryable = canRetry(action);
   const done: Record<"approve" | "reject" | "retry", (a: ActionRecord) => string> = {
     approve: (a) => `Approved “${action.title}”: it is ${statusLabel(a.status).toLowerCase()}.`,
     reject: () => `Rejected “${action.title}”.`,
@@ -119,41 +119,28 @@ function ActionCard({ action, approver, focused, onDecided }: {
 }
 
 export function ActionsView() {
-  const { api, server, prefs, host, focus } = usePane();
+  const { api, prefs, host, focus } = usePane();
   const styles = useStyles();
   const local = useLocal();
   const [lists, setLists] = useState<Lists | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const generation = useRef(0);
-  const f = server.features;
-  const available = f.actions && f.approve && f.reject;
   const approver = approverName(prefs.reviewer, host.kind === "outlook" ? host.userName : null);
 
   const load = useCallback(() => {
-    if (!available) return;
     const mine = ++generation.current; // an older answer arriving late never overwrites a newer one
     loadLists(api).then(
       (next) => { if (mine === generation.current) { setLists(next); setError(null); } },
       (e: unknown) => { if (mine === generation.current) setError(e instanceof ApiError ? e : new ApiError("server", String(e))); },
     );
-  }, [api, available]);
+  }, [api]);
 
   useEffect(() => {
     load();
     const timer = setInterval(() => { if (document.visibilityState !== "hidden") load(); }, REFRESH_MS);
     return () => { clearInterval(timer); generation.current++; };
   }, [load]);
-
-  if (!available) {
-    return (
-      <div className={styles.section}>
-        <MessageBar intent="info" data-testid="not-available">
-          <MessageBarBody>Actions are not available on this server yet.</MessageBarBody>
-        </MessageBar>
-      </div>
-    );
-  }
 
   const decided = (updated: ActionRecord | null, note: string) => {
     setNotice(note);

@@ -82,25 +82,21 @@ function AutomationCard({ automation, actor, focused, onSaved }: {
 }
 
 export function AutomationsSettings() {
-  const { api, server, prefs, host, focus } = usePane();
+  const { api, prefs, host, focus } = usePane();
   const styles = useStyles();
   const [automations, setAutomations] = useState<Automation[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
-  const available = server.features.automations && server.features.automation;
   const actor = approverName(prefs.reviewer, host.kind === "outlook" ? host.userName : null);
 
   const load = useCallback(() => {
-    if (!available) return;
     setError(null);
     api.get<AutomationsOut>("/v1/automations").then(
       (out) => setAutomations(out.automations),
       (e: unknown) => setError(e instanceof ApiError ? e : new ApiError("server", String(e))),
     );
-  }, [api, available]);
+  }, [api]);
   useEffect(load, [load]);
-
-  if (!available) return null;
 
   const saved = (out: AutomationOut) => {
     setAutomations((list) => list?.map((a) => (a.name === out.automation.name ? out.automation : a)) ?? null);

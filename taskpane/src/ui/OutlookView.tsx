@@ -35,7 +35,6 @@ export function OutlookView({ host }: { host: OutlookHost }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [remote, setRemote] = useState<Thread | null>(null);
   const busy = isActive(run.state);
-  const f = server.features;
 
   const load = useCallback(() => {
     setNotice(null);
@@ -48,11 +47,11 @@ export function OutlookView({ host }: { host: OutlookHost }) {
   // Signed in to Microsoft 365, the server knows the whole conversation, not just what is quoted.
   useEffect(() => {
     setRemote(null);
-    if (!item?.conversationId || !f.conversation) return;
+    if (!item?.conversationId) return;
     const c = new AbortController();
     void conversationThread(api, item.conversationId, c.signal).then((t) => { if (!c.signal.aborted) setRemote(t); });
     return () => c.abort();
-  }, [api, item, f.conversation]);
+  }, [api, item]);
 
   const { reset } = run;
   const { reset: resetWorkflow } = workflow;
@@ -73,11 +72,11 @@ export function OutlookView({ host }: { host: OutlookHost }) {
   const ready = server.reach === "ok" && server.health?.model === "ready";
   useEffect(() => {
     const body = summaryBody(false);
-    if (!body || !prefs.warmUp || !f.prepare || !ready) return;
+    if (!body || !prefs.warmUp || !ready) return;
     const c = new AbortController();
     api.post("/v1/prepare", body, c.signal).catch(() => undefined); // best effort: never shown
     return () => c.abort();
-  }, [api, summaryBody, prefs.warmUp, f.prepare, ready]);
+  }, [api, summaryBody, prefs.warmUp, ready]);
 
   if (itemError) {
     return (
@@ -114,7 +113,7 @@ export function OutlookView({ host }: { host: OutlookHost }) {
 
   // An extraction of action items or invoice fields leads to its workflow, started on this message.
   const schema = run.request?.path === "/v1/extract" ? (run.request.body as ExtractRequest).schema : undefined;
-  const kind = schema !== undefined && item && f.workflows && f.workflow ? WORKFLOW_FOR_SCHEMA[schema] : undefined;
+  const kind = schema !== undefined && item ? WORKFLOW_FOR_SCHEMA[schema] : undefined;
   const runId = run.state.meta?.runId ?? run.state.done?.runId;
   const requestId = kind && run.request ? requestIdFor(kind.automation, runId ?? localRunId(run.request)) : undefined;
   const ours = workflow.state?.request.requestId === requestId ? workflow.state : null;
@@ -215,17 +214,12 @@ export function OutlookView({ host }: { host: OutlookHost }) {
       <div className={styles.section}>
         <h2 className={styles.sectionTitle}>Extract and triage</h2>
         <div className={styles.row}>
-          <Button size="small" icon={<ClipboardTaskListLtrRegular />} disabled={!item || busy || !f.extract}
+          <Button size="small" icon={<ClipboardTaskListLtrRegular />} disabled={!item || busy}
             onClick={() => extract("email_actions", "Action items")}>Action items</Button>
-          <Button size="small" icon={<ReceiptRegular />} disabled={!item || busy || !f.extract}
+          <Button size="small" icon={<ReceiptRegular />} disabled={!item || busy}
             onClick={() => extract("invoice", "Invoice fields")}>Invoice fields</Button>
-          <Button size="small" icon={<TagRegular />} disabled={!item || busy || !f.classify} onClick={triage}>Triage label</Button>
+          <Button size="small" icon={<TagRegular />} disabled={!item || busy} onClick={triage}>Triage label</Button>
         </div>
-        {(!f.extract || !f.classify) && server.reach === "ok" && (
-          <Caption1 className={styles.unavailable} data-testid="not-available">
-            {!f.extract && !f.classify ? "Extraction and triage are" : !f.extract ? "Extraction is" : "Triage is"} not available on this server yet.
-          </Caption1>
-        )}
       </div>
 
     </>

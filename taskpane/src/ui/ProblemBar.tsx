@@ -33,7 +33,8 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
     case "unavailable":
       return { title: "The model isn't available", body: problem.message, intent: "error" };
     case "missing":
-      return { title: "Not available yet", body: "This Deskpilot server doesn't offer this yet. Update Deskpilot to use it.", intent: "info" };
+      // Every endpoint the pane calls is there (it ships inside the server): a 404 is an item it no longer has.
+      return { title: "Not found", body: problem.message, intent: "info" };
     case "invalid":
       return { title: "Deskpilot couldn't use this", body: problem.message, intent: "warning" };
     case "forbidden":

@@ -3,7 +3,7 @@
  * for a person links here with its review id: that card is brought forward.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
-import { Badge, Button, Caption1, Field, Input, Link, MessageBar, MessageBarBody, Spinner, Text, Textarea } from "@fluentui/react-components";
+import { Badge, Button, Caption1, Field, Input, Link, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
 import type { Review, ReviewDecision, ReviewsOut } from "../api/types";
@@ -102,35 +102,24 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
 }
 
 export function ReviewView() {
-  const { api, server, prefs, setPrefs, focus } = usePane();
+  const { api, prefs, setPrefs, focus } = usePane();
   const styles = useStyles();
   const [reviews, setReviews] = useState<Review[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [decidedHere, setDecidedHere] = useState<string[]>([]);
   const [name, setName] = useState(prefs.reviewer);
-  const available = server.features.reviews && server.features.review;
   const reviewer = prefs.reviewer.trim();
 
   const load = useCallback(() => {
-    if (!available) return;
     setError(null);
     api.get<ReviewsOut>("/v1/reviews?status=pending").then(
       (payload) => setReviews(payload.reviews),
       (e: unknown) => setError(e instanceof ApiError ? e : new ApiError("server", String(e))),
     );
-  }, [api, available]);
+  }, [api]);
   useEffect(load, [load]);
 
-  if (!available) {
-    return (
-      <div className={styles.section}>
-        <MessageBar intent="info" data-testid="not-available">
-          <MessageBarBody>The review queue is not available on this server yet.</MessageBarBody>
-        </MessageBar>
-      </div>
-    );
-  }
   return (
     <div className={styles.section}>
       {!reviewer && (

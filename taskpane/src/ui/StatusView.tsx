@@ -43,8 +43,8 @@ export function StatusView() {
   const model = server.models?.models[0];
 
   useEffect(() => {
-    if (server.features.indexStatus) api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
-  }, [api, server.features.indexStatus, server.checkedAt]);
+    api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
+  }, [api, server.checkedAt]);
 
   const state = server.reach !== "ok" ? server.reach : server.health?.model ?? "checking";
   const color = state === "ready" ? "success" : state === "loading" || state === "checking" ? "informative" : "danger";
@@ -68,7 +68,7 @@ export function StatusView() {
           </Row>
         )}
         <Row name="Index">
-          {!server.features.indexStatus ? "not available on this server yet" : index
+          {index
             ? `${index.documents.toLocaleString()} documents, ${index.chunks.toLocaleString()} passages${index.embedderReady ? "" : " (search model loading)"}`
             : "…"}
         </Row>

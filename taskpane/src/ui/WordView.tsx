@@ -2,8 +2,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { Button, Caption1, Field, Input, MessageBar, MessageBarBody, Radio, RadioGroup, Select } from "@fluentui/react-components";
 import { ChatHelpRegular, DocumentBulletListRegular, SparkleRegular, TextEditStyleRegular } from "@fluentui/react-icons";
-import type { AskRequest, ExtractRequest, IndexStatus, SummarizeRequest } from "../api/types";
-import type { RewriteRequest } from "../api/pending";
+import type { AskRequest, ExtractRequest, IndexStatus, RewriteRequest, SummarizeRequest } from "../api/types";
 import { HostError, type WordHost } from "../hosts";
 import { TONES } from "../shared/prefs";
 import { isActive } from "../shared/run";
@@ -14,7 +13,7 @@ import { useStyles } from "./styles";
 type Scope = "selection" | "document";
 
 export function WordView({ host }: { host: WordHost }) {
-  const { api, run, prefs, server } = usePane();
+  const { api, run, prefs } = usePane();
   const styles = useStyles();
   const [selectionChars, setSelectionChars] = useState(0);
   const [scope, setScope] = useState<Scope>("document");
@@ -25,7 +24,6 @@ export function WordView({ host }: { host: WordHost }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [index, setIndex] = useState<IndexStatus | null>(null);
   const busy = isActive(run.state);
-  const f = server.features;
 
   const readSelection = useCallback(() => {
     host.readSelection().then((text) => {
@@ -41,9 +39,8 @@ export function WordView({ host }: { host: WordHost }) {
   }, [host, readSelection]);
 
   useEffect(() => {
-    if (!f.indexStatus) return;
     api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
-  }, [api, f.indexStatus]);
+  }, [api]);
 
   /** Read the text for a task; a HostError (nothing selected...) is shown instead of starting. */
   const text = async (which: Scope): Promise<string | null> => {
@@ -114,11 +111,8 @@ export function WordView({ host }: { host: WordHost }) {
         </Caption1>
         <div className={styles.row}>
           <Button appearance="primary" icon={<SparkleRegular />} disabled={busy} onClick={() => void summarize()}>Summarize</Button>
-          <Button icon={<DocumentBulletListRegular />} disabled={busy || !f.extract} onClick={() => void extract()}>Contract fields</Button>
+          <Button icon={<DocumentBulletListRegular />} disabled={busy} onClick={() => void extract()}>Contract fields</Button>
         </div>
-        {!f.extract && server.reach === "ok" && (
-          <Caption1 className={styles.unavailable} data-testid="extract-note">Contract fields: not available on this server yet.</Caption1>
-        )}
       </div>
       <RunPanel actions={actions} />
       {(problem || notice) && (
@@ -130,13 +124,10 @@ export function WordView({ host }: { host: WordHost }) {
       <div className={styles.section}>
         <h2 className={styles.sectionTitle}>Ask your documents</h2>
         <form className={styles.row} onSubmit={(e) => { e.preventDefault(); ask(); }}>
-          <Input className={styles.grow} value={question} onChange={(_, d) => setQuestion(d.value)} disabled={!f.ask}
+          <Input className={styles.grow} value={question} onChange={(_, d) => setQuestion(d.value)}
             placeholder="e.g. What is the notice period?" aria-label="Question" />
-          <Button type="submit" icon={<ChatHelpRegular />} disabled={busy || !f.ask || !question.trim()}>Ask</Button>
+          <Button type="submit" icon={<ChatHelpRegular />} disabled={busy || !question.trim()}>Ask</Button>
         </form>
-        {!f.ask && server.reach === "ok" && (
-          <Caption1 className={styles.unavailable} data-testid="ask-note">Asking your documents is not available on this server yet.</Caption1>
-        )}
         {index && (
           <Caption1 className={styles.muted} data-testid="index-summary">
             {index.documents === 0
@@ -151,20 +142,19 @@ export function WordView({ host }: { host: WordHost }) {
         <h2 className={styles.sectionTitle}>Rewrite the selection</h2>
         <div className={styles.fieldGrid}>
           <Field label="How" size="small">
-            <Input size="small" value={how} onChange={(_, d) => setHow(d.value)} placeholder="clearer, shorter…" disabled={!f.rewrite} />
+            <Input size="small" value={how} onChange={(_, d) => setHow(d.value)} placeholder="clearer, shorter…" />
           </Field>
           <Field label="Tone" size="small">
-            <Select size="small" value={tone} onChange={(_, d) => setTone(d.value as typeof tone)} disabled={!f.rewrite}>
+            <Select size="small" value={tone} onChange={(_, d) => setTone(d.value as typeof tone)}>
               {TONES.map((t) => <option key={t} value={t}>{t[0].toUpperCase() + t.slice(1)}</option>)}
             </Select>
           </Field>
         </div>
         <div className={styles.row}>
-          <Button icon={<TextEditStyleRegular />} disabled={busy || !f.rewrite || selectionChars === 0} onClick={() => void rewrite()}>Rewrite</Button>
+          <Button icon={<TextEditStyleRegular />} disabled={busy || selectionChars === 0} onClick={() => void rewrite()}>Rewrite</Button>
         </div>
-        <Caption1 className={f.rewrite ? styles.muted : styles.unavailable} data-testid="rewrite-note">
-          {!f.rewrite && server.reach === "ok" ? "Rewriting is not available on this server yet."
-            : host.canTrackChanges ? "The new text goes in as a tracked change for you to accept or reject."
+        <Caption1 className={styles.muted} data-testid="rewrite-note">
+          {host.canTrackChanges ? "The new text goes in as a tracked change for you to accept or reject."
             : "This version of Word can't track changes from add-ins: the new text replaces the selection (Undo restores it)."}
         </Caption1>
       </div>

@@ -41,8 +41,4 @@ export const useStyles = makeStyles({
     gridTemplateColumns: "1fr 1fr",
     gap: tokens.spacingHorizontalS,
   },
-  unavailable: {
-    fontSize: tokens.fontSizeBase200,
-    color: tokens.colorNeutralForeground3,
-  },
 });

@@ -1,12 +1,12 @@
 /**
- * Is the Deskpilot server there, is its model ready, what can it do? Polls /healthz (cheap, answers
- * before the model has loaded) faster while something is wrong, reads /v1/models for the model and its
- * queue, and the OpenAPI document once for the endpoints that are still landing.
+ * Is the Deskpilot server there, and is its model ready? Polls /healthz (cheap, answers before the model
+ * has loaded) faster while something is wrong, and reads /v1/models for the model and its queue. What the
+ * server can do is not asked: the pane ships inside the server (server/static/taskpane), built against its
+ * OpenAPI document, so every endpoint it calls is there. What Office can do is asked (hosts/).
  */
 import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, type Api } from "../api/http";
 import type { Health, ModelsOut } from "../api/types";
-import { loadFeatures, NO_FEATURES, type Features } from "../shared/features";
 
 export type Reach = "checking" | "ok" | "unreachable";
 
@@ -15,7 +15,6 @@ export interface ServerState {
   online: boolean;
   health?: Health;
   models?: ModelsOut;
-  features: Features;
   error?: string;
   checkedAt?: Date;
 }
@@ -24,8 +23,7 @@ const FAST_MS = 3_000;
 const SLOW_MS = 20_000;
 
 export function useServer(api: Api): ServerState & { refresh(): void } {
-  const [state, setState] = useState<ServerState>({ reach: "checking", online: navigator.onLine, features: NO_FEATURES });
-  const featuresLoaded = useRef(false);
+  const [state, setState] = useState<ServerState>({ reach: "checking", online: navigator.onLine });
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const generation = useRef(0);
 
@@ -37,14 +35,9 @@ export function useServer(api: Api): ServerState & { refresh(): void } {
       const health = await api.get<Health>("/healthz");
       const models = await api.get<ModelsOut>("/v1/models").catch(() => undefined);
       next = { reach: "ok", health, models, error: undefined };
-      if (!featuresLoaded.current) {
-        next.features = await loadFeatures(api).catch(() => NO_FEATURES);
-        featuresLoaded.current = true;
-      }
     } catch (error) {
       const unreachable = error instanceof ApiError && error.kind === "unreachable";
       next = { reach: unreachable ? "unreachable" : "ok", error: (error as Error).message };
-      if (unreachable) featuresLoaded.current = false; // a restarted server may be a newer one
     }
     if (mine !== generation.current) return;
     setState((s) => ({ ...s, ...next, online: navigator.onLine, checkedAt: new Date() }));

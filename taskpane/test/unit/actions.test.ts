@@ -6,7 +6,6 @@ import {
   actionDetail, actionReason, approvalRows, approvalUpdate, approverName, automationLabel, canRetry, countsInOrder,
   enabledUpdate, kindLabel, statusColor, statusLabel,
 } from "../../src/shared/actions";
-import { featuresOf } from "../../src/shared/features";
 
 const INVOICE_INTAKE: Automation = {
   name: "invoice_intake", workflow: "invoice_intake", enabled: true, threshold: 0.8, dailyBudget: null,
@@ -75,21 +74,6 @@ describe("automation settings", () => {
     });
     expect(INVOICE_INTAKE.approval?.todo_task).toBe("below_threshold"); // not changed in place
     expect(enabledUpdate(false, "Megan")).toEqual({ enabled: false, actor: "Megan" });
-  });
-
-  it("offers actions, workflows and automations only where the server has them", () => {
-    const document = { paths: {
-      "/v1/actions": { get: {} },
-      "/v1/actions/{action_id}/approve": { post: {} },
-      "/v1/actions/{action_id}/reject": { post: {} },
-      "/v1/workflows": { get: {}, post: {} },
-      "/v1/workflows/{workflow_id}": { get: {} },
-      "/v1/automations/": { get: {} },
-    } };
-    expect(featuresOf(document)).toMatchObject({
-      actions: true, approve: true, reject: true, retry: false, workflows: true, workflow: true, automations: true,
-      automation: false,
-    });
   });
 
   it("offers to try a failed action again, except one a workflow already undid around", () => {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Api } from "../../src/api/http";
 import { conversationThread } from "../../src/shared/conversation";
-import { featuresOf } from "../../src/shared/features";
 import { DEFAULT_PREFS, parsePrefs } from "../../src/shared/prefs";
 import { parseEdited, structured } from "../../src/shared/result";
 import { citationParts, formatAddress, textToHtml } from "../../src/shared/text";
@@ -75,14 +74,6 @@ describe("text helpers", () => {
     expect(citationParts("Notice is 90 days [1], renewal yearly [2, 3].")).toEqual([
       { text: "Notice is 90 days " }, { cite: [1], label: "[1]" }, { text: ", renewal yearly " }, { cite: [2, 3], label: "[2, 3]" }, { text: "." },
     ]);
-  });
-});
-
-describe("features", () => {
-  it("reads the operations from the OpenAPI document, path parameters normalised", () => {
-    const doc = { paths: { "/v1/summarize": { post: {} }, "/v1/reviews/{review_id}": { post: {}, parameters: [] }, "/v1/ask": { post: {} } } };
-    expect(featuresOf(doc)).toMatchObject({ ask: true, review: true, reviews: false, extract: false, prepare: false });
-    expect(featuresOf(null).ask).toBe(false);
   });
 });
 
