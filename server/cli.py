@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import click
@@ -74,10 +75,8 @@ def worker(threads: int | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_or_usage_error()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, threads=threads)
-    except KeyboardInterrupt:
-        pass
 
 
 for _command in (

@@ -12,6 +12,7 @@ The tasks are plain functions that return what they did (STYLE.md, 8).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -153,10 +154,8 @@ class WorkerRuntime:
         try:
             self.adapters[record.kind].compensate(record.key, params, record.effect)
         except Exception as exc:
-            try:
+            with contextlib.suppress(ActionStateError):
                 self.outbox.compensated(action_id, owner, error=f"{type(exc).__name__}: {exc}")
-            except ActionStateError:
-                pass
             self.queue.compensate(action_id, delay=5.0)
             return {"action": action_id, "did": "compensation_retry"}
         done = self.outbox.compensated(action_id, owner)

@@ -1,4 +1,5 @@
-"""Shared pieces of the connector tests: the keyring vault, settings pointing at the stand-in, index checks."""
+"""Shared pieces of the connector tests: the keyring vault, settings that point at the stand-in, index
+checks."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def indexed(index_folder: Path) -> dict[str, str]:
 
 
 def assert_index_holds(index: DocumentIndex | Path, expected: dict[str, str]) -> None:
-    """Exactly the expected documents (nothing lost, nothing extra, none twice), each at its latest version."""
+    """Exactly the expected documents (nothing lost, nothing extra, none twice), each at its last version."""
     folder = index.folder if isinstance(index, DocumentIndex) else index
     docs = indexed(folder)
     with sqlite3.connect(folder / "meta.db") as conn:

@@ -336,7 +336,7 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
     follow = [a for a in done.actions if a.step == "follow_up"]
     assert sorted(a.kind for a in follow) == ["draft_reply", "todo_task", "todo_task"]
     assert all(a.confidence == 1.0 for a in follow)  # a person accepted them
-    draft = [a for a in follow if a.kind == "draft_reply"][0]
+    draft = next(a for a in follow if a.kind == "draft_reply")
     assert "Send the deck" in draft.params["body"] and "Ann" in draft.params["body"]
 
 

@@ -235,7 +235,7 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
                 worker = Worker(app_home, env, app_home.parent / "worker.log")
                 ids = {a["id"] for a in batch}
 
-                def executed() -> int:
+                def executed(ids: set[str] = ids) -> int:
                     listed = client.get("/v1/actions", params={"status": "executed", "limit": 1000}).json()
                     return sum(1 for a in listed["actions"] if a["id"] in ids)
 
@@ -267,7 +267,8 @@ def test_kill_9_of_the_consumer_mid_batch_leaves_exactly_one_effect_per_action(
         recovered = sum(1 for a in listed if a["attempts"] > 1)
         print(
             f"\n12 kills ({kills_mid_batch} mid-batch), {len(actions)} actions, {recovered} ran again "
-            f"after a kill or a fault, {len(hook.deliveries)} webhook deliveries for {len(hook.effects())} effects; "
+            f"after a kill or a fault, {len(hook.deliveries)} webhook deliveries "
+            f"for {len(hook.effects())} effects; "
             f"failed attempts per action: {sorted(Counter(a['failures'] for a in listed).items())}"
         )
     finally:

@@ -222,7 +222,7 @@ def test_rewrite_streams_and_is_recorded(client: TestClient, backend: ScriptedBa
         "/v1/rewrite", json={"text": text, "tone": "formal", "instructions": "Shorter.", "client": "word"}
     )
     events = parse_sse(r.text)
-    assert [e for e, _ in events][0] == "meta" and events[-1][0] == "done"
+    assert events[0][0] == "meta" and events[-1][0] == "done"
     prompt = backend.requests[-1].messages[1].content
     assert text in prompt and "formal" in prompt and "Shorter." in prompt
     run = client.get(f"/v1/runs/{events[0][1]['runId']}").json()

@@ -3,6 +3,7 @@ SQLite and FAISS; the hash embedder keeps the index fast. Faults come from the s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ def test_429_retry_after_is_honoured() -> None:
         assert client.me().user_principal_name == "alex.wilber@contoso.example"
         times = _graph_times(standin)
         assert len(times) == 3 and client.stats["retry:throttled"] == 2
-        assert all(b - a >= 0.95 for a, b in zip(times, times[1:], strict=False))  # not the 10 ms backoff
+        assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))  # not the 10 ms backoff
 
 
 def test_5xx_back_off_exponentially_with_jitter_then_give_up() -> None:
@@ -170,7 +171,7 @@ def test_5xx_back_off_exponentially_with_jitter_then_give_up() -> None:
         with pytest.raises(GraphUnavailable, match="after 5 attempts"):
             client.me()
         times = _graph_times(standin)
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(gaps) == 4
         for attempt, gap in enumerate(gaps):  # equal jitter: between half and all of 0.1 * 2**attempt
             ceiling = 0.1 * 2**attempt
@@ -188,7 +189,7 @@ def test_timeouts_and_dropped_connections_are_retried() -> None:
         assert client.stats["retry:timeout"] + client.stats["retry:connection"] == 4
 
 
-# -- schema drift ----------------------------------------------------------------------------------------------
+# -- schema drift --------------------------------------------------------------------------------------------
 
 
 def test_schema_drift_is_quarantined_logged_counted_then_repaired(
@@ -230,10 +231,10 @@ def test_schema_drift_is_quarantined_logged_counted_then_repaired(
         state.close()
 
 
-# -- sign-in and token storage ---------------------------------------------------------------------------------
+# -- sign-in and token storage -------------------------------------------------------------------------------
 
 
-def test_login_whoami_logout_commands(vault: Path) -> None:
+def test_login_whoami_logout_commands(vault: Path) -> None:  # noqa: F811 - pytest injects the fixture
     with StandIn(generate(messages=3, files=0, events=0)) as standin:
         settings = graph_settings(standin)
         env = {
@@ -301,7 +302,9 @@ def test_an_insecure_keyring_is_refused_unless_the_user_opts_in(
         assert settings.allow_insecure_token_storage is False
 
 
-def test_the_token_cache_is_split_to_fit_windows_credential_manager(vault: Path) -> None:
+def test_the_token_cache_is_split_to_fit_windows_credential_manager(
+    vault: Path,  # noqa: F811 - the fixture imported from graph_helpers, which pytest injects here
+) -> None:
     import json
 
     store = TokenVault("client@host/tenant")
@@ -318,7 +321,7 @@ def test_the_token_cache_is_split_to_fit_windows_credential_manager(vault: Path)
 
 def test_msal_reaches_only_the_routed_authority() -> None:
     client = LoopbackHttpClient({"login.standin.test": "http://127.0.0.1:9"})
-    with pytest.raises(requests.ConnectionError, match="refusing https://login.microsoftonline.com"):
+    with pytest.raises(requests.ConnectionError, match=r"refusing https://login\.microsoftonline\.com"):
         client.get("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration")
     with pytest.raises(ValueError, match="not on the loopback"):
         LoopbackHttpClient({"login.standin.test": "http://10.0.0.1:80"})
@@ -334,7 +337,7 @@ def test_a_revoked_access_token_is_refreshed_during_a_sync(index: DocumentIndex)
         assert_index_holds(index, expected(standin, settings))
 
 
-# -- the server: /v1/sync, status, conversations ---------------------------------------------------------------
+# -- the server: /v1/sync, status, conversations -------------------------------------------------------------
 
 
 def test_sync_api_status_and_conversation(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def test_kill_9_mid_sync_resumes_from_the_last_recorded_link(app_home: Path, tmp
 
 def _files_under(root: Path, since: float | None = None) -> list[Path]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+    for dirpath, _dirnames, filenames in os.walk(root, onerror=lambda e: None):
         for name in filenames:
             path = Path(dirpath) / name
             try:
@@ -125,7 +125,9 @@ def _files_under(root: Path, since: float | None = None) -> list[Path]:
 
 
 def test_tokens_appear_nowhere_on_disk_but_in_the_selected_keyring(
-    app_home: Path, tmp_path: Path, vault: Path
+    app_home: Path,
+    tmp_path: Path,
+    vault: Path,  # noqa: F811 - the fixture imported from graph_helpers, which pytest injects here
 ) -> None:
     started = time.time() - 1
     with StandIn(

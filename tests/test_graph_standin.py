@@ -264,7 +264,7 @@ def test_the_standin_runs_by_hand() -> None:
         assert created["id"] and httpx.get(f"http://127.0.0.1:{port}/_standin/state").json()["messages"] == 21
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
     assert "DESKPILOT_GRAPH_BASE_URL=" in err
 
 

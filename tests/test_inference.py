@@ -57,7 +57,7 @@ def test_template_render_needs_every_value() -> None:
 
 def test_template_files_are_validated(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('name = "bad"\nversion = 1\n')
-    with pytest.raises(TemplateError, match="bad.toml"):
+    with pytest.raises(TemplateError, match=r"bad\.toml"):
         load_template("bad", tmp_path)
     with pytest.raises(TemplateError, match="no built-in template"):
         load_template("nope")

@@ -61,7 +61,7 @@ class ActionsOut(Out):
 class ActionOut(Out):
     action: ActionRecord
     created: bool = False
-    history: list[LogEntry] = []
+    history: list[LogEntry] = msgspec.field(default_factory=list)
 
 
 _ActionStatus = Literal[
@@ -96,7 +96,7 @@ async def _change(change: Callable[[], ActionRecord]) -> ActionRecord:
 
 class ActionsAPI(Controller):
     path = "/v1/actions"
-    tags = ["Actions"]
+    tags = ("Actions",)
 
     @get("/", summary="Actions, newest first (status: pending = waiting for a person)")
     async def list_actions(

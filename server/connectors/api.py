@@ -33,7 +33,7 @@ def _conflict(exc: Exception) -> ClientException:
 
 class SyncAPI(Controller):
     path = "/v1"
-    tags = ["Microsoft 365"]
+    tags = ("Microsoft 365",)
 
     @post(
         "/sync",

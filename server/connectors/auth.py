@@ -132,9 +132,9 @@ class GraphAuth:
     def __init__(self, settings: Settings, *, vault: TokenVault | None = None) -> None:
         if not settings.graph_client_id:
             raise NotConfigured(
-                "Microsoft 365 is not configured: set graph_client_id (the application id of your organisation's "
-                "app registration for Deskpilot) in config.toml or DESKPILOT_GRAPH_CLIENT_ID, and graph_tenant "
-                "to your tenant id or domain"
+                "Microsoft 365 is not configured: set graph_client_id (the application id of your "
+                "organisation's app registration for Deskpilot) in config.toml or DESKPILOT_GRAPH_CLIENT_ID, "
+                "and graph_tenant to your tenant id or domain"
             )
         self.settings = settings
         self.authority = f"{settings.graph_authority_host.rstrip('/')}/{settings.graph_tenant}"

@@ -163,10 +163,11 @@ class SyncState:
         with self.write():
             self.conn.executemany(
                 "INSERT INTO items(source, scope, kind, graph_id, parent, tag, seen_round, indexed, skipped, "
-                "updated_at) VALUES (:source, :scope, :kind, :graph_id, :parent, :tag, :round, :indexed, :skipped, "
-                ":at) ON CONFLICT(source) DO UPDATE SET scope = excluded.scope, kind = excluded.kind, "
-                "parent = excluded.parent, tag = excluded.tag, seen_round = excluded.seen_round, "
-                "indexed = excluded.indexed, skipped = excluded.skipped, updated_at = excluded.updated_at",
+                "updated_at) VALUES (:source, :scope, :kind, :graph_id, :parent, :tag, :round, :indexed, "
+                ":skipped, :at) ON CONFLICT(source) DO UPDATE SET scope = excluded.scope, "
+                "kind = excluded.kind, parent = excluded.parent, tag = excluded.tag, "
+                "seen_round = excluded.seen_round, indexed = excluded.indexed, skipped = excluded.skipped, "
+                "updated_at = excluded.updated_at",
                 [
                     {
                         "parent": None,

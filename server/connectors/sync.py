@@ -49,7 +49,7 @@ from deskpilot.server.connectors.models import (
     event_document,
     message_document,
 )
-from deskpilot.server.connectors.state import SyncState
+from deskpilot.server.connectors.state import Cursor, SyncState
 from deskpilot.server.settings import Settings
 
 __all__ = ["GraphSync", "SyncBusy", "SyncLock", "SyncProgress", "SyncSummary"]
@@ -90,9 +90,10 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
     def line(self) -> str:
         retries = sum(self.retries.values())
         text = (
-            f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, skipped {self.skipped}, "
-            f"quarantined {self.quarantined}, repaired {self.repaired}; {self.folders} folders, {self.pages} pages, "
-            f"{self.requests} requests, {retries} retried, {self.resyncs} resyncs in {self.seconds:.1f} s"
+            f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
+            f"skipped {self.skipped}, quarantined {self.quarantined}, repaired {self.repaired}; "
+            f"{self.folders} folders, {self.pages} pages, {self.requests} requests, {retries} retried, "
+            f"{self.resyncs} resyncs in {self.seconds:.1f} s"
         )
         return (
             text
@@ -308,15 +309,7 @@ class GraphSync:
         params: dict[str, str] | None,
         apply: Callable[[str, Sequence[msgspec.Raw], _Batch], None],
     ) -> None:
-        cursor = self.state.cursor(scope)
-        if cursor is None or (cursor.delta_link is None and cursor.next_link is None):
-            cursor = self.state.begin_full_round(scope, name)
-        elif cursor.name != name:
-            self.state.rename(scope, name)
-        if cursor.full:
-            self._full_round.add(scope)
-        else:
-            self._full_round.discard(scope)
+        cursor = self._open_cursor(scope, name)
         url, use_params = cursor.next_link or cursor.delta_link, None
         if url is None:
             url, use_params = start, params
@@ -363,6 +356,19 @@ class GraphSync:
             if cursor.full:
                 self._sweep(scope, cursor.round)
             return
+
+    def _open_cursor(self, scope: str, name: str) -> Cursor:
+        """Where the feed goes on from; a full round when there is no link to go on from."""
+        cursor = self.state.cursor(scope)
+        if cursor is None or (cursor.delta_link is None and cursor.next_link is None):
+            cursor = self.state.begin_full_round(scope, name)
+        elif cursor.name != name:
+            self.state.rename(scope, name)
+        if cursor.full:
+            self._full_round.add(scope)
+        else:
+            self._full_round.discard(scope)
+        return cursor
 
     def _commit(
         self, scope: str, round_: int, batch: _Batch, next_link: str | None, delta_link: str | None

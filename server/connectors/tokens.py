@@ -17,6 +17,7 @@ handed to msal, so sign-in, refresh and Graph calls share one cache object.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -105,8 +106,8 @@ class TokenVault:
                 f"the only keyring on this machine is {name}, which stores secrets unencrypted in a file. "
                 "Deskpilot will not put your Microsoft 365 tokens there. Use a machine with a secure keyring "
                 "(Windows Credential Manager, macOS Keychain, the Secret Service), or accept the risk "
-                "explicitly with allow_insecure_token_storage = true (DESKPILOT_ALLOW_INSECURE_TOKEN_STORAGE=1 "
-                "or `deskpilot login --allow-insecure-storage`)."
+                "explicitly with allow_insecure_token_storage = true "
+                "(DESKPILOT_ALLOW_INSECURE_TOKEN_STORAGE=1 or `deskpilot login --allow-insecure-storage`)."
             )
         log.warning(
             "storing Microsoft 365 tokens in an insecure keyring (%s) because "
@@ -153,19 +154,15 @@ class TokenVault:
 
     def _delete_parts(self, start: int, stop: int) -> None:
         for i in range(start, stop):
-            try:
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
                 self.ring.delete_password(SERVICE, f"{self.account}#{i}")
-            except keyring.errors.PasswordDeleteError:
-                pass
 
     def delete(self) -> bool:
         """Remove every entry of this account; True if there was something to remove."""
         count = self._part_count()
         existed = self._get(self.account) is not None
-        try:
+        with contextlib.suppress(keyring.errors.PasswordDeleteError):
             self.ring.delete_password(SERVICE, self.account)
-        except keyring.errors.PasswordDeleteError:
-            pass
         # Beyond the recorded count too: a crash mid-save can leave more parts than the head names.
         i = count
         while self._get(f"{self.account}#{i}") is not None:

@@ -84,7 +84,7 @@ def _edited(item: ReviewItem, fields: dict[str, Any], settings: Settings) -> dic
 
 class Reviews(Controller):
     path = "/v1"
-    tags = ["Review"]
+    tags = ("Review",)
 
     @get("/reviews", summary="Results queued for human review, newest first")
     async def reviews(

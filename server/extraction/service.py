@@ -21,10 +21,10 @@ from deskpilot.inference.extraction import (
     finish_extraction,
 )
 from deskpilot.server.core.model_host import ModelHost
-from deskpilot.server.core.runs import StructuredOutcome
 from deskpilot.server.core.wire import FieldOut, NormalizedOut, ResultEvent, ReviewRef, RuleOut, ValidationOut
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import RunStart
+from deskpilot.server.runs import StructuredOutcome
 
 __all__ = ["ClassificationTask", "ExtractionTask", "model_context"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from msgspec import Meta
+from msgspec import Meta, field
 
 from deskpilot.server.core.wire import Client, EmailIn, In, ShortText
 
@@ -16,7 +16,7 @@ class SummarizeRequest(In):
 
     text: str | None = None
     email: EmailIn | None = None
-    thread: list[EmailIn] = []
+    thread: list[EmailIn] = field(default_factory=list)
     sentences: Annotated[int, Meta(ge=1, le=10)] = 3
     client: Client = "api"
     source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
@@ -32,7 +32,7 @@ class SummarizeRequest(In):
 
 class DraftReplyRequest(In):
     email: EmailIn
-    thread: list[EmailIn] = []
+    thread: list[EmailIn] = field(default_factory=list)
     tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
     length: Literal["short", "medium", "long"] = "medium"
     instructions: Annotated[str, Meta(max_length=2_000)] = ""

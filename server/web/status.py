@@ -6,14 +6,14 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from deskpilot.server import __version__
-from deskpilot.server.core.runs import RunExecutor
 from deskpilot.server.core.wire import Health, ModelInfo, ModelsOut
+from deskpilot.server.runs import RunExecutor
 
 __all__ = ["Status"]
 
 
 class Status(Controller):
-    tags = ["status"]
+    tags = ("status",)
 
     @get("/healthz", summary="Liveness: answers as soon as the server is up, before the model has loaded")
     async def healthz(self, executor: NamedDependency[RunExecutor]) -> Health:

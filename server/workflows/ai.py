@@ -19,11 +19,11 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from deskpilot.inference import Backend, Job
 from deskpilot.inference.extraction import SchemaError, classify_job, extraction_job, load_schema
 from deskpilot.server.core.model_host import ModelHost
-from deskpilot.server.core.runs import RunExecutor, Structured
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.runs import RunExecutor, Structured
 from deskpilot.server.settings import Settings
 
 __all__ = ["ModelAI", "StepFailed", "WorkflowAI"]

@@ -15,7 +15,7 @@ from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from msgspec import Meta
+from msgspec import Meta, field
 
 from deskpilot.server.actions.api import off_loop
 from deskpilot.server.actions.outbox import LogEntry, UnknownAutomationError
@@ -45,7 +45,7 @@ class WorkflowsOut(Out):
 class WorkflowOut(Out):
     workflow: WorkflowRecord
     created: bool = False
-    history: list[LogEntry] = []
+    history: list[LogEntry] = field(default_factory=list)
 
 
 class AutomationsOut(Out):
@@ -54,8 +54,8 @@ class AutomationsOut(Out):
 
 class AutomationOut(Out):
     automation: Automation
-    released: list[str] = []
-    resumed: list[str] = []
+    released: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
 
 
 class AutomationPut(AutomationUpdate, forbid_unknown_fields=True):
@@ -77,7 +77,7 @@ class ReplayOut(Out):
 
 class Workflows(Controller):
     path = "/v1"
-    tags = ["Workflows"]
+    tags = ("Workflows",)
 
     @get("/workflows", summary="Workflows, newest first")
     async def list_workflows(
@@ -159,7 +159,7 @@ class Workflows(Controller):
 
 class Automations(Controller):
     path = "/v1/automations"
-    tags = ["Workflows"]
+    tags = ("Workflows",)
 
     @get("/", summary="Automations and their policies (kill switch, approval modes, daily budget)")
     async def list_automations(self, workflow_services: NamedDependency[WorkflowServices]) -> AutomationsOut:

@@ -90,6 +90,7 @@ def _money(data: dict[str, Any]) -> str:
 def _approver_task(ctx: StepContext) -> list[Proposal]:
     data = _final(ctx)
     number = f" {data['invoiceNumber']}" if data.get("invoiceNumber") else ""
+    title = f"Approve invoice{number} from {data.get('vendor') or 'unknown vendor'}: {_money(data)}"
     lines = [
         f"{k}: {data[k]}"
         for k in ("vendor", "invoiceNumber", "issueDate", "dueDate", "total", "currency")
@@ -99,10 +100,8 @@ def _approver_task(ctx: StepContext) -> list[Proposal]:
         Proposal(
             "todo_task",
             {
-                "title": f"Approve invoice{number} from {data.get('vendor') or 'unknown vendor'}: {_money(data)}"[
-                    :255
-                ],
-                "body": "\n".join(lines + [f"Deskpilot workflow {ctx.workflow_id}"]),
+                "title": title[:255],
+                "body": "\n".join([*lines, f"Deskpilot workflow {ctx.workflow_id}"]),
                 "due": _iso_date(data.get("dueDate")),
                 "listName": ctx.settings.get("approverList"),
                 "linkUrl": ctx.inputs.get("webLink"),

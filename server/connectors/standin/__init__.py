@@ -3,8 +3,12 @@
     from deskpilot.server.connectors.standin import Faults, StandIn, generate
 
     with StandIn(generate(messages=300, files=40), faults=Faults(rate=0.2)) as graph:
-        settings = load_settings(graph_base_url=graph.graph_url, graph_client_id="any",
-                                 graph_authority_host=graph.authority_host, graph_authority_loopback=graph.url)
+        settings = load_settings(
+            graph_base_url=graph.graph_url,
+            graph_client_id="any",
+            graph_authority_host=graph.authority_host,
+            graph_authority_loopback=graph.url,
+        )
 
 It serves a generated mailbox (folders, threads), a OneDrive (txt, md, html, docx, pdf and files the index
 cannot read) and a calendar through the Graph v1.0 endpoints the connector uses, with paging

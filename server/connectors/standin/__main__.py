@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from deskpilot.server.connectors.standin import FAULT_KINDS, Faults, StandIn, generate
@@ -46,10 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         standin.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -289,7 +289,7 @@ class Tenant:
             return message
 
     def move_message(self, message_id: str, folder_id: str) -> Message:
-        """Immutable ids (what Deskpilot asks for): the id stays, the message leaves one folder for another."""
+        """Immutable ids (what Deskpilot asks for): the id stays, the message moves to another folder."""
         with self.lock:
             message = self.messages[message_id]
             self.touch(f"mail:{message.folder_id}", message_id)
@@ -722,7 +722,7 @@ def generate(
         tenant.add_file("team-photo.png", b"\x89PNG\r\n\x1a\n" + bytes(256), parent_id=docs.id)
         tenant.add_file("empty.txt", b"", parent_id=docs.id)
         now = now or datetime.now(UTC)
-        for n in range(events):
+        for _ in range(events):
             topic = rng.choice(_TOPICS)
             start = (now + timedelta(days=rng.randint(-30, 30), hours=rng.randint(0, 8))).replace(
                 minute=0, second=0, microsecond=0

@@ -52,7 +52,8 @@ def _recipient(person: tuple[str, str]) -> dict[str, Any]:
 
 def _html(text: str) -> str:
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
-    return f'<html><head><meta http-equiv="Content-Type" content="text/html"></head><body>{paragraphs}</body></html>'
+    head = '<head><meta http-equiv="Content-Type" content="text/html"></head>'
+    return f"<html>{head}<body>{paragraphs}</body></html>"
 
 
 def user_json() -> dict[str, Any]:
