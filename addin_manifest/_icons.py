@@ -51,7 +51,7 @@ def _in_letter_d(x: float, y: float) -> bool:
 def _in_sparkle(x: float, y: float) -> bool:
     """A four-pointed star (an astroid) in the top right corner."""
     cx, cy, radius = 0.78, 0.22, 0.12
-    return abs(x - cx) ** 0.5 + abs(y - cy) ** 0.5 <= radius**0.5
+    return bool(abs(x - cx) ** 0.5 + abs(y - cy) ** 0.5 <= radius**0.5)  # float ** float is typed Any
 
 
 def _sample(x: float, y: float, sparkle: bool) -> tuple[int, int, int] | None:
@@ -61,7 +61,8 @@ def _sample(x: float, y: float, sparkle: bool) -> tuple[int, int, int] | None:
         return _WHITE
     if sparkle and _in_sparkle(x, y):
         return _SPARKLE
-    return tuple(round(a + (b - a) * y) for a, b in zip(_TOP, _BOTTOM, strict=True))  # type: ignore[return-value]
+    red, green, blue = (round(a + (b - a) * y) for a, b in zip(_TOP, _BOTTOM, strict=True))
+    return red, green, blue
 
 
 def draw_icon(size: int) -> bytes:

@@ -42,7 +42,7 @@ class _HostSpec:
     high_res_icon_size: int
 
 
-_SPECS: dict[Host, _HostSpec] = {
+_SPECS: dict[str, _HostSpec] = {  # by Host; str keys, as `_spec` looks up any name
     "outlook": _HostSpec(app_type="MailApp", icon_size=64, high_res_icon_size=128),
     "word": _HostSpec(app_type="TaskPaneApp", icon_size=32, high_res_icon_size=64),
 }
@@ -124,7 +124,7 @@ def write_manifests(out_dir: Path, base_url: str) -> list[Path]:
 
 def _spec(host: str) -> _HostSpec:
     try:
-        return _SPECS[host]  # type: ignore[index]
+        return _SPECS[host]
     except KeyError:
         raise ValueError(f"unknown add-in host {host!r}; expected one of {', '.join(HOSTS)}") from None
 

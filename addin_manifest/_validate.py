@@ -66,9 +66,9 @@ def validate(xml_bytes: bytes, schema_dir: Path | None = None) -> list[str]:
 def _dangling_resids(document: etree._ElementTree) -> list[str]:
     resources: dict[str, set[str]] = {}
     for collection in document.iter(f"{{{_BT}}}*"):
-        kind = etree.QName(collection).localname
-        if kind in ("Images", "Urls", "ShortStrings", "LongStrings"):
-            ids = resources.setdefault(kind, set())
+        collection_kind = etree.QName(collection).localname
+        if collection_kind in ("Images", "Urls", "ShortStrings", "LongStrings"):
+            ids = resources.setdefault(collection_kind, set())
             ids.update(child.get("id", "") for child in collection.iterchildren(etree.Element))
     errors = []
     for element in document.iter(etree.Element):

@@ -13,7 +13,7 @@ import email.utils
 import io
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -139,7 +139,7 @@ def _load_html(data: bytes) -> LoadedDocument:
     return LoadedDocument("html", [(None, text)], title=title)
 
 
-def _email_text(headers: list[tuple[str, str | None]], body: str) -> str:
+def _email_text(headers: Sequence[tuple[str, str | None]], body: str) -> str:
     head = "\n".join(f"{name}: {value}" for name, value in headers if value)
     return f"{head}\n\n{body.strip()}" if head else body.strip()
 
@@ -197,8 +197,9 @@ def _load_msg(data: bytes) -> LoadedDocument:
     try:
         subject = getattr(message, "subject", None) or ""
         body = getattr(message, "body", None) or ""
-        if not body.strip() and getattr(message, "htmlBody", None):
-            body = html_to_text(message.htmlBody)[1]
+        html = getattr(message, "htmlBody", None)  # a Message has it; other .msg kinds do not
+        if not body.strip() and html:
+            body = html_to_text(html)[1]
         date = getattr(message, "date", None)
         headers = [
             ("Subject", subject),

@@ -34,6 +34,7 @@ class ExcludeRules:
     def excluded(self, path: Path, root: Path) -> bool:
         if any(path == a or a in path.parents for a in self._always):
             return True
+        relative: PurePath
         try:
             relative = path.relative_to(root)
         except ValueError:

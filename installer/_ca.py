@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -113,7 +114,7 @@ def issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
@@ -144,6 +145,12 @@ def ensure_server_cert(tls_dir: Path, ca_cert: Path, ca_key: Path) -> tuple[Path
     tls_dir.mkdir(parents=True, exist_ok=True)
     ca = x509.load_pem_x509_certificate(ca_pem)
     signing_key = serialization.load_pem_private_key(ca_key.read_bytes(), None)
+    ca_public = ca.public_key()
+    # ensure_ca makes the CA with an EC key; cryptography types a loaded key as any kind of key.
+    if not isinstance(signing_key, ec.EllipticCurvePrivateKey) or not isinstance(
+        ca_public, ec.EllipticCurvePublicKey
+    ):
+        raise ValueError(f"the CA in {ca_cert.parent} is not one Deskpilot made: its key is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -171,8 +178,8 @@ def ensure_server_cert(tls_dir: Path, ca_cert: Path, ca_key: Path) -> tuple[Path
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
-        .sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
+        .sign(signing_key, hashes.SHA256())
     )
     _write_private(key_path, key)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

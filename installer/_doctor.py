@@ -6,6 +6,8 @@ import os
 import ssl
 import stat
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from deskpilot.addin_manifest import HOSTS, manifest_filename, validate
 from deskpilot.installer import _platforms as plat
@@ -15,12 +17,15 @@ from deskpilot.installer._install import ADMIN_ZIP, layout, read_state
 from deskpilot.installer._nss import NssDb
 from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
+if TYPE_CHECKING:
+    from deskpilot.server.settings import Settings
+
 __all__ = ["doctor"]
 
 REINSTALL = "run `deskpilot install` (it repairs without touching your data)"
 
 
-def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
+def doctor(echo: Callable[[str], object] = print) -> int:
     """Print one line per check; return 1 if anything is wrong."""
     lay = layout()
     problems = 0
@@ -94,7 +99,7 @@ def doctor(echo=print) -> int:  # type: ignore[no-untyped-def]
     return 1 if problems else 0
 
 
-def _worker_line(settings) -> str:  # type: ignore[no-untyped-def]
+def _worker_line(settings: Settings) -> str:
     """Whether the action and workflow worker runs (it holds `worker.lock`), and what waits for it."""
     from deskpilot.server.worker import WorkerLock
 

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -48,7 +48,7 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _state(lay: Layout) -> dict:  # type: ignore[type-arg]
+def _state(lay: Layout) -> dict[str, Any]:
     import json
 
     try:

@@ -57,7 +57,7 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     workflows = services.workflows
     host = services.host
     stopping = asyncio.Event()
-    background: set[asyncio.Task[None]] = set()
+    background: set[asyncio.Task[object]] = set()
 
     async def on_startup() -> None:
         recovered = services.lineage.recover_interrupted()

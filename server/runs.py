@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import anyio
 import msgspec
@@ -74,11 +74,15 @@ class Structured(Protocol):
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome: ...
 
 
-class Admitted(NamedTuple):
+# The events of an admitted run: a run's own `Event`s, and whatever an endpoint adds (`/v1/ask`: sources).
+E = TypeVar("E")
+
+
+class Admitted(NamedTuple, Generic[E]):
     """An admitted run's events, and how to give its place in line back (idempotent; a no-op once the
     run holds the model)."""
 
-    events: AsyncGenerator[Event, None]
+    events: AsyncGenerator[E, None]
     release: Callable[[], None]
 
 
@@ -163,8 +167,8 @@ class RunExecutor:
 
     async def admitted(
         self,
-        build: Callable[[Ticket], AsyncGenerator[Event, None] | Awaitable[AsyncGenerator[Event, None]]],
-    ) -> Admitted:
+        build: Callable[[Ticket], AsyncGenerator[E, None] | Awaitable[AsyncGenerator[E, None]]],
+    ) -> Admitted[E]:
         """The one admission path of every AI endpoint, in one order: a place in line first (429 or 503
         before any work is done), then `build(ticket)` prepares the run (retrieval, tokenizing, building
         the job) and returns its events. If preparing fails, the place is given back at once.

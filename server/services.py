@@ -22,9 +22,9 @@ import anyio
 from deskpilot.inference import Backend
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.queue import TaskQueue
-from deskpilot.server.runs import RunExecutor
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.runs import RunExecutor
 from deskpilot.server.settings import Settings
 from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.workflows.triggers import MailTrigger
@@ -110,14 +110,17 @@ class Services:
         return self._index
 
     @cached_property
+    def mail_trigger(self) -> MailTrigger:
+        """What a Graph sync calls with new mail (the server's and `deskpilot sync`): it starts the workflows
+        that mail rules ask for."""
+        return MailTrigger(self.workflows.events)
+
+    @cached_property
     def graph(self) -> GraphConnector:
         if self._graph is None:
             from deskpilot.server.connectors.service import GraphConnector
-            from deskpilot.server.workflows.triggers import MailTrigger
 
-            self._graph = GraphConnector(
-                self.settings, self.index, on_new_mail=MailTrigger(self.workflows.events)
-            )
+            self._graph = GraphConnector(self.settings, self.index, on_new_mail=self.mail_trigger)
         return self._graph
 
     async def aclose(self) -> None:

@@ -142,7 +142,7 @@ class WorkerRuntime:
         crash cut short do not count: a worker killed five times must not use up an action's retries."""
         if failures >= self.settings.action_max_attempts:
             return None
-        ceiling = min(_MAX_BACKOFF, self.settings.action_backoff_seconds * 2 ** (failures - 1))
+        ceiling = min(_MAX_BACKOFF, self.settings.action_backoff_seconds * 2.0 ** (failures - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
     def compensate_action(self, action_id: str) -> dict[str, Any]:

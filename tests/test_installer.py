@@ -202,6 +202,8 @@ def test_server_prefers_the_ca_issued_certificate(tmp_path: Path) -> None:
     cert, key, created = ensure_server_cert(tls, ca, ca_key)
     assert created and ensure_certificate(tls) == (cert, key)
     assert issued_by(cert.read_bytes(), ca.read_bytes())
+    other_ca, _, _ = ensure_ca(tmp_path / "other-ca")  # same name, another key: the signature is wrong
+    assert not issued_by(cert.read_bytes(), other_ca.read_bytes())
     assert ensure_server_cert(tls, ca, ca_key)[2] is False  # still good: not rewritten
     assert ensure_ca(tmp_path / "ca")[2] is False
 

@@ -101,7 +101,7 @@ def combine(
         c = 1 - (1 - c) / 2
     elif cross_check in ("disagrees", "missed"):
         c /= 2
-    c /= 2**failed_rules
+    c /= 2.0**failed_rules  # a float power: int ** int is typed Any (a negative power is a float)
     return round(min(max(c, 0.0), 1.0), 4)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import GenericAlias
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -86,7 +87,9 @@ def _python_type(prop: dict[str, Any], where: str, depth: int) -> Any:
             raise SchemaError(f"{where}: an array needs `items` (one schema)")
         max_items = _limit(prop, "maxItems", DEFAULT_MAX_ITEMS, MAX_MAX_ITEMS, where)
         item_type = _python_type(_nullable_type(items, f"{where}[]")[0], f"{where}[]", depth + 1)
-        return Annotated[list[item_type], Meta(max_length=max_items, description=prop.get("description"))]
+        # GenericAlias(list, ...) is list[item_type]; spelled so because the item type is built at run time.
+        items_list = GenericAlias(list, (item_type,))
+        return Annotated[items_list, Meta(max_length=max_items, description=prop.get("description"))]
     return Annotated[_struct(prop, where, depth + 1), meta]
 
 
@@ -95,7 +98,7 @@ def _string_type(prop: dict[str, Any], where: str) -> Any:
         values = prop["enum"]
         if not values or not all(isinstance(v, str) for v in values):
             raise SchemaError(f"{where}: enum must be a non-empty list of strings")
-        return Literal[tuple(values)]  # type: ignore[valid-type]
+        return Literal[tuple(values)]
     max_length = _limit(prop, "maxLength", DEFAULT_MAX_LENGTH, MAX_MAX_LENGTH, where)
     fmt = prop.get("format")
     if fmt not in (None, "date", "email"):

@@ -204,7 +204,7 @@ def empty_value(schema: dict[str, Any]) -> Any:
         return None
     if "enum" in main:
         return main["enum"][0]
-    kind = main.get("type")
+    kind = main.get("type", "")
     if kind == "array":
         return []
     if kind == "object" or "properties" in main:
@@ -281,22 +281,22 @@ def _cross_check(kind: str | None, value: Any, facts: Facts, day_first: bool) ->
         return None
     base, _, role = kind.partition(".")
     if base == "date":
-        role_fact = {"issue": facts.issue_date, "due": facts.due_date}.get(role)
+        date_fact = {"issue": facts.issue_date, "due": facts.due_date}.get(role)
         if value is None:
-            return "missed" if role_fact else None
+            return "missed" if date_fact else None
         parsed = parse_date(str(value), day_first=day_first)
         if not facts.dates:
             return None
-        return "agrees" if parsed in (facts.dates if role_fact is None else [role_fact]) else "disagrees"
+        return "agrees" if parsed in (facts.dates if date_fact is None else [date_fact]) else "disagrees"
     if base == "amount":
-        role_fact = {"total": facts.total, "subtotal": facts.subtotal, "tax": facts.tax}.get(role)
+        amount_fact = {"total": facts.total, "subtotal": facts.subtotal, "tax": facts.tax}.get(role)
         if value is None:
-            return "missed" if role_fact is not None else None
+            return "missed" if amount_fact is not None else None
         amount = parse_amount(value)
-        candidates = [role_fact] if role_fact is not None else facts.amounts
-        if not candidates or amount is None:
+        amounts = [amount_fact] if amount_fact is not None else facts.amounts
+        if not amounts or amount is None:
             return None
-        return "agrees" if any(abs(amount - c) < 0.005 for c in candidates) else "disagrees"
+        return "agrees" if any(abs(amount - c) < 0.005 for c in amounts) else "disagrees"
     candidates = {
         "invoice_number": facts.invoice_numbers,
         "email": facts.emails,

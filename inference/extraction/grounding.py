@@ -84,7 +84,7 @@ def _address_runs(content: str) -> list[str]:
         for line in _lines(content)[:HEADER_LINES]
     ]
     runs = (
-        " ".join(run)  # type: ignore[arg-type]
+        " ".join(run)  # type: ignore[arg-type]  # no None in `run`: the condition below skips those runs
         for start in range(len(header))
         for size in range(1, ADDRESS_RUN + 1)
         if None not in (run := header[start : start + size]) and start + size <= len(header)
@@ -104,7 +104,7 @@ def _quantities(content: str) -> list[float | int]:
 
 def candidates(content: str, facts: Facts) -> dict[str, list[Any]]:
     """Per role, the values the document offers, in order of appearance."""
-    found = {
+    found: dict[str, list[Any]] = {
         "date": list(dict.fromkeys(content[start:end] for _, start, end in find_dates(content))),
         "amount": list(dict.fromkeys(float(a.value) for a in find_amounts(content))),
         "vendor": _vendor_lines(content),
@@ -133,8 +133,12 @@ def supplied_values(schema: ExtractionSchema, text: str, facts: Facts) -> dict[s
         kind = schema.kind_of(name) or ""
         value: Any = None
         if kind in ("amount.total", "amount.subtotal", "amount.tax"):
-            amount = {"amount.total": facts.total, "amount.subtotal": facts.subtotal, "amount.tax": facts.tax}
-            value = None if amount[kind] is None else float(amount[kind])  # type: ignore[arg-type]
+            amount = {
+                "amount.total": facts.total,
+                "amount.subtotal": facts.subtotal,
+                "amount.tax": facts.tax,
+            }[kind]
+            value = None if amount is None else float(amount)
         elif kind == "date.due" and facts.due_date is not None:
             value = _date_as_written(text, facts.due_date)
         elif kind == "date.issue" and facts.issue_date is not None:
@@ -206,4 +210,5 @@ def grounded_schema(
                 out["anyOf"] = [target if b is main else b for b in node["anyOf"]]
         return out
 
-    return narrow(schema.decode_schema, "")
+    grounded: dict[str, Any] = narrow(schema.decode_schema, "")  # a dict in, a dict out
+    return grounded

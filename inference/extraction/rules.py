@@ -165,8 +165,7 @@ def _total_rules(found: dict[str, list[tuple[str, Any]]]) -> Iterator[RuleResult
                 f"{s} + {x} {'=' if ok else '!='} {t}",
                 [subtotal[0], tax[0], total[0]],
             )
-    lines = [(p, _amount(v)) for p, v in found.get("amount.line", [])]
-    lines = [(p, v) for p, v in lines if v is not None]
+    lines = [(p, amount) for p, v in found.get("amount.line", []) if (amount := _amount(v)) is not None]
     if lines:
         target, fields = _line_target(total, subtotal, tax)
         if target is not None:

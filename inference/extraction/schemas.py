@@ -38,15 +38,16 @@ class SchemaError(ValueError):
     """A schema that cannot be used (unknown name, unsupported JSON Schema)."""
 
 
-def _text(max_length: int) -> Any:
-    return Annotated[str, Meta(max_length=max_length)]
-
-
 def _field(kind: str | None, description: str) -> Meta:
     return Meta(description=description, extra_json_schema={"x-kind": kind} if kind else None)
 
 
-Short, Medium, Long = _text(40), _text(120), _text(200)
+# Text of bounded length (the grammar enforces maxLength). Written out, not made by a function, so that
+# type checkers see them as types.
+Short = Annotated[str, Meta(max_length=40)]
+Medium = Annotated[str, Meta(max_length=120)]
+Long = Annotated[str, Meta(max_length=200)]
+CurrencyText = Annotated[str, Meta(max_length=8)]
 
 
 class _Schema(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -70,7 +71,7 @@ class Invoice(_Schema, kw_only=True):
     )
     issue_date: Annotated[Short | None, _field("date.issue", "date it was issued, as written")] = None
     due_date: Annotated[Short | None, _field("date.due", "date payment is due, as written")] = None
-    currency: Annotated[_text(8) | None, _field("currency", "currency code or symbol")] = None
+    currency: Annotated[CurrencyText | None, _field("currency", "currency code or symbol")] = None
     subtotal: Annotated[float | None, _field("amount.subtotal", "total before tax")] = None
     tax: Annotated[float | None, _field("amount.tax", "tax amount")] = None
     total: Annotated[float | None, _field("amount.total", "final amount to pay")] = None

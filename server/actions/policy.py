@@ -64,7 +64,7 @@ class MailRule(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fiel
         return True
 
 
-def _default_approval() -> dict[str, str]:
+def _default_approval() -> dict[str, ApprovalMode]:
     # A draft waits in Drafts for the user anyway; anything others see needs a person by default.
     return {
         "draft_reply": "never",

@@ -216,7 +216,7 @@ class Health(Out):
 
 def camel_view(source: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
     """A camelCase wire twin of a stored record, generated from it so the field list lives in one place."""
-    fields = []
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for f in msgspec.structs.fields(source):
         if f.default is not msgspec.NODEFAULT:
             fields.append((f.name, f.type, f.default))

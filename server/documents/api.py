@@ -90,7 +90,9 @@ def _sources(hits: list[Hit]) -> SourcesEvent:
     )
 
 
-async def _with_sources(events: AsyncGenerator[Event, None], hits: list[Hit]) -> AsyncGenerator[object, None]:
+async def _with_sources(
+    events: AsyncGenerator[Event, None], hits: list[Hit]
+) -> AsyncGenerator[Event | SourcesEvent, None]:
     """The answer's events with `sources` just before `done`."""
     async for event in events:
         if isinstance(event, DoneEvent):
@@ -133,7 +135,7 @@ class DocumentsAPI(Controller):
         if not data.question.strip():
             raise ClientException("`question` is empty")
 
-        async def build(ticket: Ticket) -> AsyncGenerator[object, None]:
+        async def build(ticket: Ticket) -> AsyncGenerator[Event | SourcesEvent, None]:
             try:
                 hits = await anyio.to_thread.run_sync(
                     lambda: indexer.index.search(

@@ -75,11 +75,11 @@ def _edited(item: ReviewItem, fields: dict[str, Any], settings: Settings) -> dic
         return edited
     schema = find_schema(item.spec["schema"], settings.schemas_path)
     try:
-        edited = msgspec.to_builtins(msgspec.convert(edited, schema.struct))
+        checked: dict[str, Any] = msgspec.to_builtins(msgspec.convert(edited, schema.struct))
     except msgspec.ValidationError as exc:
         raise ClientException(f"the edited result does not fit the {schema.name} schema: {exc}") from exc
-    normalize_document(schema, edited)
-    return edited
+    normalize_document(schema, checked)
+    return checked
 
 
 class Reviews(Controller):

@@ -4,6 +4,7 @@ Retry-After): validation, HTTP errors, a busy or failed model."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -35,15 +36,15 @@ def _error(
     return Response(body, status_code=status, headers=headers)
 
 
-def _busy(_: Request, exc: ModelBusy) -> Response[ErrorBody]:
+def _busy(_: Request[Any, Any, Any], exc: ModelBusy) -> Response[ErrorBody]:
     return _error(429, "busy", str(exc), {"Retry-After": str(exc.retry_after)}, exc.retry_after)
 
 
-def _unavailable(_: Request, exc: BackendError) -> Response[ErrorBody]:
+def _unavailable(_: Request[Any, Any, Any], exc: BackendError) -> Response[ErrorBody]:
     return _error(503, "model_unavailable", str(exc), {"Retry-After": "30"}, 30)
 
 
-def _invalid(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
     """400 with what was wrong and where, e.g. "Object missing required field `body` - at `$.email`"."""
     details = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
@@ -69,7 +70,7 @@ _CODES = {
 }
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if exc.status_code >= 500:
         log.error("server error: %s", exc.detail)
     message = exc.detail

@@ -55,10 +55,11 @@ class _DrainingServer(uvicorn.Server):
 
 def serve(app: Litestar, settings: Settings) -> None:
     check_loopback(settings.host)
-    tls: dict[str, str] = {}
+    certfile: str | None = None
+    keyfile: str | None = None
     if settings.https:
         cert, key = ensure_certificate(settings.tls_dir)
-        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        certfile, keyfile = str(cert), str(key)
     config = uvicorn.Config(
         app,
         host=settings.host.strip("[]"),
@@ -66,7 +67,8 @@ def serve(app: Litestar, settings: Settings) -> None:
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
         log_level="info",
         server_header=False,
-        **tls,  # type: ignore[arg-type]
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
     _DrainingServer(config, app.state.stopping).run()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["LOOPBACK_HOSTS", "local_only"]
@@ -39,8 +40,8 @@ def local_only(scheme: str, port: int) -> Callable[[ASGIApp], ASGIApp]:
             if scope["type"] in ("http", "websocket"):
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
                 problem = _problem(headers, origins)
-                if problem is not None and scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
+                if problem is not None and scope["type"] == ScopeType.WEBSOCKET:
+                    await send({"type": "websocket.close", "code": 1008, "reason": ""})
                     return
                 if problem is not None:
                     await _forbid(send, *problem)
@@ -73,4 +74,4 @@ async def _forbid(send: Send, code: str, message: str) -> None:
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -44,7 +44,6 @@ EVENT_NAMES: dict[type, str] = {
     ResultEvent: "result",
 }
 _KEEPALIVE = ServerSentEventMessage(comment="keep-alive", data=None)
-_END = object()
 
 Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent | ProgressEvent | ResultEvent
 
@@ -91,7 +90,8 @@ async def _with_keepalive(
     The source runs in its own task feeding a one-slot queue, so that waiting for it can time out without
     cancelling it half way through a step.
     """
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    # An event, the error that ended the source, or None: the source is done.
+    queue: asyncio.Queue[Event | Exception | None] = asyncio.Queue(maxsize=1)
 
     async def pump() -> None:
         try:
@@ -100,22 +100,22 @@ async def _with_keepalive(
         except Exception as exc:  # handed over and raised by the consumer
             await queue.put(exc)
         else:
-            await queue.put(_END)
+            await queue.put(None)
 
     source = asyncio.create_task(pump())
     stop = asyncio.create_task(stopping.wait())
-    get: asyncio.Task[object] | None = None
+    get: asyncio.Task[Event | Exception | None] | None = None
     try:
         while True:
             get = get or asyncio.create_task(queue.get())
             done, _ = await asyncio.wait({get, stop}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
             if get in done:
                 item, get = get.result(), None
-                if item is _END:
+                if item is None:
                     return
                 if isinstance(item, Exception):
                     raise item
-                yield item  # type: ignore[misc]
+                yield item
             elif stop in done:
                 yield ErrorEvent(code="shutdown", message="the server is stopping; please retry in a moment")
                 return

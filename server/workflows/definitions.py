@@ -44,7 +44,8 @@ def _review_or(ctx: StepContext, extract: dict[str, Any], *, always: bool, probl
 
 def _final(ctx: StepContext) -> dict[str, Any]:
     review = ctx.outputs.get("review") or {}
-    return review.get("data") or ctx.outputs["extract"]["data"]
+    data: dict[str, Any] = review.get("data") or ctx.outputs["extract"]["data"]
+    return data
 
 
 def _confidence(ctx: StepContext) -> float | None:

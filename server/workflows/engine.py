@@ -100,9 +100,21 @@ class StepContext:
         self.inputs: dict[str, Any] = context.get("inputs", {})
         self.outputs: dict[str, Any] = context.get("outputs", {})
         self.wait: dict[str, Any] = msgspec.json.decode(row["wait"]) if row["wait"] else {}
-        self.ai = engine.ai
-        self.reviews = engine.reviews
         self.settings = automation.settings
+
+    @property
+    def ai(self) -> WorkflowAI:
+        """The model, for the steps that use it (an engine built without one cannot run them)."""
+        if self.engine.ai is None:
+            raise RuntimeError("this workflow engine has no model (WorkflowAI) for its AI steps")
+        return self.engine.ai
+
+    @property
+    def reviews(self) -> ReviewQueue:
+        """The review queue, for the steps that wait for a person."""
+        if self.engine.reviews is None:
+            raise RuntimeError("this workflow engine has no review queue for its review steps")
+        return self.engine.reviews
 
 
 @dataclass
@@ -374,7 +386,7 @@ class WorkflowEngine:
         waiting = ctx.wait.get("review")
         if waiting is None:
             return step.run(ctx)  # a Wait naming a review, or the output when none is needed
-        item = self.reviews.get(waiting)
+        item = ctx.reviews.get(waiting)
         if item is None or item.status == "pending":
             return Wait(review=waiting, hours=ctx.wait.get("hours"))
         if item.status == "rejected":

@@ -11,6 +11,7 @@ starts what did not start before and never starts anything twice.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import msgspec
@@ -67,7 +68,7 @@ class EventLog:
             )
             return [_event(r) for r in rows]
 
-    def dispatch(self, seq: int) -> list[tuple[WorkflowRecord, bool]]:
+    def dispatch(self, seq: int) -> builtins.list[tuple[WorkflowRecord, bool]]:  # `list` is the method above
         """Start what this event triggers (idempotent): [(workflow, created)]."""
         event = self.get(seq)
         started: list[tuple[WorkflowRecord, bool]] = []

@@ -92,7 +92,8 @@ def _b64(data: dict[str, Any]) -> str:
 
 
 def _unb64(text: str) -> dict[str, Any]:
-    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    return data
 
 
 class StandIn:
@@ -123,9 +124,8 @@ class StandIn:
         self.requests: list[list[Any]] = []  # [arrival time, method, path, query, status]
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
-        self._httpd = QuietHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = _StandInServer(("127.0.0.1", port), self)
         self._httpd.daemon_threads = True
-        self._httpd.standin = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @property
@@ -251,16 +251,25 @@ class QuietHTTPServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _StandInServer(QuietHTTPServer):
+    """The stand-in's HTTP server: its request handlers reach the stand-in through it."""
+
+    def __init__(self, address: tuple[str, int], standin: StandIn) -> None:
+        super().__init__(address, _Handler)
+        self.standin = standin
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "GraphStandIn/1.0"
+    server: _StandInServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `stats` instead
         pass
 
     @property
     def standin(self) -> StandIn:
-        return self.server.standin  # type: ignore[attr-defined, no-any-return]
+        return self.server.standin
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
