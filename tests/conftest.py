@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test belongs to a tier (pyproject's markers), so a tier selection never misses one."""
     untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
     if untiered:
-        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {', '.join(untiered[:10])}")
+        tiers = ", ".join(TIERS)
+        raise pytest.UsageError(f"tests without a tier marker ({tiers}): {', '.join(untiered[:10])}")
 
 
 @pytest.fixture(autouse=True)

@@ -9,14 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.unit
 
 # Folder -> package name (setup.py maps the fixed top-level folders to deskpilot.*).
-TOPS = {"server": "deskpilot.server", "inference": "deskpilot.inference", "indexes": "deskpilot.indexes",
-        "installer": "deskpilot.installer", "addin_manifest": "deskpilot.addin_manifest"}
+TOPS = {
+    "server": "deskpilot.server",
+    "inference": "deskpilot.inference",
+    "indexes": "deskpilot.indexes",
+    "installer": "deskpilot.installer",
+    "addin_manifest": "deskpilot.addin_manifest",
+}
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -37,8 +41,13 @@ def _private(name: str) -> bool:
 
 
 def test_import_contracts_are_kept() -> None:
-    done = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
@@ -49,7 +58,11 @@ def test_no_module_imports_another_modules_private_names() -> None:
     for module, path in _modules():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ImportFrom) or not node.module or not node.module.startswith("deskpilot."):
+            if (
+                not isinstance(node, ast.ImportFrom)
+                or not node.module
+                or not node.module.startswith("deskpilot.")
+            ):
                 continue
             source = node.module
             hidden = [p for p in source.split(".") if _private(p)]
@@ -60,7 +73,9 @@ def test_no_module_imports_another_modules_private_names() -> None:
             for alias in node.names:
                 if not _private(alias.name) or source == module:
                     continue
-                if f"{source}.{alias.name}" in modules and (package == source or package.startswith(source + ".")):
+                if f"{source}.{alias.name}" in modules and (
+                    package == source or package.startswith(source + ".")
+                ):
                     continue  # a private module of the importer's own package
                 problems.append(f"{module}: imports the private name {alias.name} from {source}")
     assert not problems, "\n".join(problems)

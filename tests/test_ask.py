@@ -154,7 +154,9 @@ def test_a_failing_search_answers_503_and_gives_its_place_in_line_back(app_home:
     every request got 429."""
     settings = load_settings(home=app_home, https=False, max_queue=2)
     index = BrokenIndex(app_home / "index", embedder=HashEmbedder())
-    with TestClient(create_app(settings, backend=ScriptedBackend(["ok"]), index=index), base_url=BASE) as client:
+    with TestClient(
+        create_app(settings, backend=ScriptedBackend(["ok"]), index=index), base_url=BASE
+    ) as client:
         for _ in range(settings.max_queue + 3):
             r = client.post("/v1/ask", json={"question": "How much notice is needed?"})
             assert r.status_code == 503, r.text

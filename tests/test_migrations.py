@@ -40,13 +40,13 @@ def _old_database(db_path: Path) -> None:
             [OLD_MS],
         )
         conn.execute(
-            "INSERT INTO actions (id, key, kind, params, title, origin, automation, status, created_at, updated_at) "
-            "VALUES ('a1', 'k1', 'webhook', '{}', 't', 'o', 'taskpane', 'pending_review', ?, ?)",
+            "INSERT INTO actions (id, key, kind, params, title, origin, automation, status, created_at, "
+            "updated_at) VALUES ('a1', 'k1', 'webhook', '{}', 't', 'o', 'taskpane', 'pending_review', ?, ?)",
             [OLD_MS, OLD_MS],
         )
         conn.execute(
-            "INSERT INTO workflows (id, definition, automation, origin, status, context, created_at, updated_at) "
-            "VALUES ('w1', 'invoice_intake', 'invoice_intake', 'o', 'waiting', '{}', ?, ?)",
+            "INSERT INTO workflows (id, definition, automation, origin, status, context, created_at, "
+            "updated_at) VALUES ('w1', 'invoice_intake', 'invoice_intake', 'o', 'waiting', '{}', ?, ?)",
             [OLD_MS, OLD_MS],
         )
         conn.commit()

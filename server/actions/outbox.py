@@ -368,8 +368,8 @@ class Outbox:
         with self.lineage.transaction() as conn:
             for (name,) in list(
                 conn.execute(
-                    "SELECT DISTINCT automation FROM actions WHERE status = 'held' AND reason LIKE 'daily budget%' "
-                    "AND substr(updated_at, 1, 10) < ?",
+                    "SELECT DISTINCT automation FROM actions WHERE status = 'held' "
+                    "AND reason LIKE 'daily budget%' AND substr(updated_at, 1, 10) < ?",
                     [today],
                 )
             ):

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, ClassVar, Literal, TextIO, TypeVar
 
 import msgspec
 from sqlite_utils import Database
@@ -232,7 +232,7 @@ class LineageStore:
         return count
 
     # The other chained tables, exported as stored (JSON-text columns decoded in JSON Lines).
-    _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    _TABLES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
         "reviews": ("decided_at", ("changes", "final")),
         "actions": ("at", ("detail",)),  # the action and workflow log: `action_log`
     }

@@ -303,11 +303,11 @@ class WorkflowEngine:
             if not automation.enabled:
                 row["status"], row["wait"] = "waiting", '{"automation": "disabled"}'
                 self._save(row, owner, event="workflow.paused", release=True, reason="automation disabled")
-                return {"workflow": row["id"], "did": did + ["paused"]}
+                return {"workflow": row["id"], "did": [*did, "paused"]}
             if row["step"] >= len(definition.steps):
                 row["status"], row["wait"] = "completed", None
                 self._save(row, owner, event="workflow.completed", release=True)
-                return {"workflow": row["id"], "did": did + ["completed"]}
+                return {"workflow": row["id"], "did": [*did, "completed"]}
             step = definition.steps[row["step"]]
             ctx = StepContext(self, row, automation, step.name)
             if step.when is not None and not step.when(ctx):
@@ -330,7 +330,7 @@ class WorkflowEngine:
                     step=step.name,
                     reason=outcome.reason,
                 )
-                return {"workflow": row["id"], "did": did + [outcome.status]}
+                return {"workflow": row["id"], "did": [*did, outcome.status]}
             if isinstance(outcome, _Failed):
                 return self._fail(row, owner, step, outcome.reason, did)
             self._finish_step(row, ctx, step, outcome)
@@ -434,7 +434,7 @@ class WorkflowEngine:
         )
         if state.get("deadline") is not None and not state.get("escalated"):
             self.queue.advance(row["id"], delay=max(0.0, state["deadline"] - now) + 0.05)
-        return {"workflow": row["id"], "did": did + ["escalated" if escalate else "waiting"]}
+        return {"workflow": row["id"], "did": [*did, "escalated" if escalate else "waiting"]}
 
     def _escalate(self, row: dict[str, Any], ctx: StepContext, step: Step, state: dict[str, Any]) -> None:
         """Overdue review: a To Do task (or the escalation webhook, if configured) for whoever escalations
@@ -460,8 +460,8 @@ class WorkflowEngine:
                 "todo_task",
                 {
                     "title": f"Overdue review: {subject}"[:250],
-                    "body": f"Deskpilot workflow {row['id']} has waited for review {state.get('review')} past "
-                    "its deadline.",
+                    "body": f"Deskpilot workflow {row['id']} has waited for review {state.get('review')} "
+                    "past its deadline.",
                     "listName": ctx.settings.get("escalationList"),
                 },
             )
@@ -503,7 +503,7 @@ class WorkflowEngine:
                 retry_in=round(delay, 3),
             )
             self.queue.advance(row["id"], delay=delay)
-            return {"workflow": row["id"], "did": did + ["retry"]}
+            return {"workflow": row["id"], "did": [*did, "retry"]}
         return self._fail(row, owner, step, error, did)
 
     def _fail(
@@ -511,7 +511,7 @@ class WorkflowEngine:
     ) -> dict[str, Any]:
         row["status"], row["error"], row["wait"], row["next_attempt_ts"] = "compensating", error, None, None
         self._save(row, owner, event="workflow.failed", step=step.name, error=error)
-        return self._compensate(row, owner, did + ["failed"])
+        return self._compensate(row, owner, [*did, "failed"])
 
     def _compensate(self, row: dict[str, Any], owner: str, did: list[str]) -> dict[str, Any]:
         """Undo every executed action of this workflow, newest first, then settle as compensated."""
@@ -540,10 +540,10 @@ class WorkflowEngine:
         if remaining:
             row["wait"] = msgspec.json.encode({"compensating": [a.id for a in remaining]}).decode()
             self._save(row, owner, release=True)
-            return {"workflow": row["id"], "did": did + ["compensating"]}
+            return {"workflow": row["id"], "did": [*did, "compensating"]}
         row["status"], row["wait"] = "compensated", None
         self._save(row, owner, event="workflow.compensated", release=True, undone=[a for a in executed])
-        return {"workflow": row["id"], "did": did + ["compensated"]}
+        return {"workflow": row["id"], "did": [*did, "compensated"]}
 
     # -- wake-ups from outside -------------------------------------------------------------------------
 
@@ -552,7 +552,8 @@ class WorkflowEngine:
             return [
                 r[0]
                 for r in conn.execute(
-                    "SELECT id FROM workflows WHERE status = 'waiting' AND json_extract(wait, '$.review') = ?",
+                    "SELECT id FROM workflows WHERE status = 'waiting' "
+                    "AND json_extract(wait, '$.review') = ?",
                     [review_id],
                 )
             ]
@@ -578,8 +579,8 @@ class WorkflowEngine:
         with self.lineage.reading() as conn:
             for row in rows_as_dicts(
                 conn.execute(
-                    "SELECT id, owner, lease_ts, next_attempt_ts, status, wait FROM workflows WHERE status IN "
-                    "('running', 'waiting', 'compensating')"
+                    "SELECT id, owner, lease_ts, next_attempt_ts, status, wait FROM workflows "
+                    "WHERE status IN ('running', 'waiting', 'compensating')"
                 )
             ):
                 if (row["next_attempt_ts"] or 0) > now:
