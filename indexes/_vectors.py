@@ -81,7 +81,8 @@ class VectorIndex:
         return self
 
     def to_bytes(self) -> np.ndarray:
-        return _faiss().serialize_index(self._index)
+        serialized: np.ndarray = _faiss().serialize_index(self._index)  # faiss is untyped
+        return serialized
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -99,7 +100,8 @@ class VectorIndex:
 
     def all_ids(self) -> np.ndarray:
         """Every id FAISS holds, tombstones included."""
-        return _faiss().vector_to_array(self._index.id_map).astype(np.int64)
+        ids: np.ndarray = _faiss().vector_to_array(self._index.id_map).astype(np.int64)  # faiss is untyped
+        return ids
 
     def set_tombstones(self, ids: np.ndarray) -> None:
         self._dead = np.unique(_ids(ids))
@@ -169,7 +171,8 @@ class VectorIndex:
         n = self.ntotal
         if n == 0:
             return np.zeros((0, self.dim), np.float32)
-        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+        stored: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+        return stored
 
     def exact_among(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact (scores, ids) of the best `k` among the `allowed` ids, whatever the index kind."""

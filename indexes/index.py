@@ -416,9 +416,9 @@ class DocumentIndex:
         infos: list[DocumentInfo] = []
         batch: list[_Pending] = []
         size = 0
-        for position, item in enumerate(pending):
-            batch.append(item)
-            size += len(item.chunks) if item.embed else 0
+        for position, prepared in enumerate(pending):
+            batch.append(prepared)
+            size += len(prepared.chunks) if prepared.embed else 0
             if size >= self.settings.batch_chunks or position == len(pending) - 1:
                 self._embed(batch)
                 doc_ids, _, _ = self._commit(batch)
@@ -430,7 +430,9 @@ class DocumentIndex:
     def _prepare_input(self, item: DocumentInput) -> _Pending:
         if (item.text is None) == (item.pages is None):
             raise ValueError("give exactly one of text and pages")
-        segments = [(None, item.text or "")] if item.pages is None else [(p.page, p.text) for p in item.pages]
+        segments: list[tuple[int | None, str]] = (
+            [(None, item.text or "")] if item.pages is None else [(p.page, p.text) for p in item.pages]
+        )
         digest = hashlib.sha256(msgspec.json.encode(segments)).hexdigest()
         with self._lock:
             old = self._store.document(source=item.source)
@@ -451,8 +453,8 @@ class DocumentIndex:
             "extra": json.dumps(item.metadata, sort_keys=True),
         }
         same = old is not None and old["content_hash"] == digest
-        if same:
-            doc["indexed_at"] = old["indexed_at"]  # type: ignore[index]
+        if old is not None and same:
+            doc["indexed_at"] = old["indexed_at"]
         return _Pending(doc, chunks, embed=not same)
 
     def remove_document(self, document: str | int) -> bool:
@@ -740,7 +742,9 @@ class DocumentIndex:
         vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
             vectors = self._ensure_vectors_locked()
-            allowed = None if _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)  # type: ignore[arg-type]
+            allowed = (
+                None if scope is None or _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)
+            )
             if allowed is not None and not len(allowed):
                 return []
             few = allowed is not None and len(allowed) <= max(

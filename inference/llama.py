@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -46,6 +46,8 @@ _PREPARE_CHUNK = 32
 _PROMPT_CHUNK = 128
 # A stop pattern is matched against the end of the output only, so that checking it stays cheap per token.
 _PATTERN_WINDOW = 4000
+# How a generation ended (`Usage.finish_reason`).
+_FinishReason = Literal["stop", "length", "cancelled"]
 
 
 def embedded_model_path() -> Path:
@@ -115,10 +117,10 @@ class LlamaCppBackend:
         embedded = model_path is None
         threads = threads or default_threads()
         self._converted: Any = None  # the temporary folder of the converted embedded model, if any
-        if embedded:
+        if model_path is None:
             path, self._converted = requantized_embedded_model(cache_dir, threads)
         else:
-            path = Path(model_path).expanduser()  # type: ignore[arg-type]
+            path = Path(model_path).expanduser()
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
         try:
@@ -211,7 +213,9 @@ class LlamaCppBackend:
         the logits the first sample needs, and `Llama.generate` then finds everything before it cached."""
         llm = self._llm
         wanted = tokens[:-1]
-        llm.n_tokens = llm.longest_token_prefix(llm._input_ids, wanted)  # eval() drops the KV cache after it
+        # eval() drops the KV cache after the common prefix. (llama_cpp passes the same ndarray itself; it
+        # annotates the parameter as Sequence[int].)
+        llm.n_tokens = llm.longest_token_prefix(llm._input_ids, wanted)  # type: ignore[arg-type]
         for start in range(llm.n_tokens, len(wanted), chunk):
             if should_stop():
                 break
@@ -219,7 +223,8 @@ class LlamaCppBackend:
         return int(llm.n_tokens)
 
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], Any]:
-        rendered = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+        # llama_cpp types messages as a union of TypedDicts by role, which a computed role cannot pick.
+        rendered = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])  # type: ignore[misc]
         tokens = self._llm.tokenize(
             rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
         )
@@ -262,11 +267,12 @@ class LlamaCppBackend:
         grammar: str | None,
         emit: Any,
         cancel: threading.Event,
-    ) -> tuple[str, int]:
+    ) -> tuple[_FinishReason, int]:
         """Sample token by token with `Llama.generate` (what `create_completion` does inside, with the same
         sampler defaults), because only here is each token id next to the logits it was drawn from.
         Greedy decoding under a JSON Schema goes its own way (`_decode_json_greedy`)."""
-        from llama_cpp import LlamaGrammar, LogitsProcessorList, llama_vocab_is_eog
+        from llama_cpp import LogitsProcessorList, llama_vocab_is_eog
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         if grammar and request.temperature <= 0 and request.json_schema is not None:
             return self._decode_json_greedy(request, tokens, stop, grammar, emit, cancel)
@@ -307,7 +313,7 @@ class LlamaCppBackend:
         grammar: str,
         emit: Any,
         cancel: threading.Event,
-    ) -> tuple[str, int]:
+    ) -> tuple[_FinishReason, int]:
         """Greedy decoding under a JSON Schema, with the text the schema forces evaluated in batches.
 
         Each step evaluates the token just chosen together with whatever the schema forces after it
@@ -338,7 +344,7 @@ class LlamaCppBackend:
                 forced = len(batch) - 1
                 final = forcing.done  # the forced text completes the output: nothing to choose after it
                 scored = request.logprobs and forced > 0
-                rows = None
+                rows: Any = None  # set whenever it is read: when scored, or when not final
                 if not final or scored:
                     rows = self._eval_rows(batch[:-1] if final else batch, all_rows=scored)
                 scores = (_logprob(rows[i], t) if scored else None for i, t in enumerate(batch[1:]))
@@ -412,7 +418,8 @@ class _Output:
         self._text = _StopAwareText(stop)
         self._pattern = re.compile(request.stop_pattern) if request.stop_pattern else None
         self._so_far = ""
-        self.produced, self.reason = 0, "stop"
+        self.produced = 0
+        self.reason: _FinishReason = "stop"
 
     def write(self, token: int, logprob: float | None) -> bool:
         """Emit `token`; True when the output must end here."""
@@ -427,7 +434,7 @@ class _Output:
             return True
         return False
 
-    def finish(self) -> tuple[str, int]:
+    def finish(self) -> tuple[_FinishReason, int]:
         for piece in self._text.flush():
             self._emit(piece)
         return self.reason, self.produced
@@ -495,7 +502,8 @@ class _GreedyGrammar:
         )
 
     def _allowed(self, token: int, logit: float) -> bool:
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        # ctypes converts the int; llama_cpp annotates the field as c_int32.
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0  # type: ignore[assignment]
         self._one_array.size, self._one_array.selected = 1, -1
         self._lc.llama_sampler_apply(self._sampler, self._ctypes.byref(self._one_array))
         return bool(self._one[0].logit != float("-inf"))

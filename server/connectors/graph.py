@@ -119,7 +119,7 @@ def quote_id(item_id: str) -> str:
     return quote(item_id, safe="")
 
 
-class GraphProtocol(MSGraphProtocol):
+class GraphProtocol(MSGraphProtocol):  # type: ignore[misc]  # O365 has no types: the base is Any
     """O365's Graph protocol with the base URL from settings (`https://graph.microsoft.com/v1.0`, or the
     stand-in's `http://127.0.0.1:N/v1.0`)."""
 
@@ -211,7 +211,7 @@ class GraphClient:
         self._authorized = True
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2**attempt)
+        ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2.0**attempt)
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)  # "equal jitter": never 0, never in lockstep
 
     def _wait(self, seconds: float) -> None:
@@ -348,6 +348,7 @@ class GraphClient:
                 raise _Malformed from exc
             return decode_item(response.content, kind)
 
+        # _send returns what `decode` returns; it is typed Any.
         return self._send(url, params=params, prefer=prefer, decode=decode)  # type: ignore[no-any-return]
 
     def download(self, url: str, expected_size: int | None = None) -> bytes:
@@ -357,7 +358,7 @@ class GraphClient:
                 raise _Malformed(f"{len(content)} bytes, expected {expected_size}")
             return content
 
-        return self._send(url, decode=decode)  # type: ignore[no-any-return]
+        return self._send(url, decode=decode)  # type: ignore[no-any-return]  # what `decode` returns
 
     def me(self) -> User:
         return self.get_item("me", User)
@@ -401,7 +402,7 @@ class GraphClient:
         self, url: str, json: Any = None, *, params: dict[str, Any] | None = None, idempotent: bool = False
     ) -> dict[str, Any]:
         """POST JSON; the JSON object Graph answered with ({} for an empty answer)."""
-        return self.request(  # type: ignore[no-any-return]
+        return self.request(  # type: ignore[no-any-return]  # what `decode` returns
             "POST",
             url,
             params=params,
@@ -411,6 +412,7 @@ class GraphClient:
         )
 
     def patch(self, url: str, json: Any, *, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        # request returns what `decode` returns; it is typed Any.
         return self.request("PATCH", url, params=params, json=json, decode=_json_object)  # type: ignore[no-any-return]
 
     def put(
@@ -427,7 +429,7 @@ class GraphClient:
             content_type += (
                 "; charset=utf-8"  # O365 would json.dumps() bytes sent as exactly application/json
             )
-        return self.request(  # type: ignore[no-any-return]
+        return self.request(  # type: ignore[no-any-return]  # what `decode` returns
             "PUT",
             url,
             params=params,
