@@ -47,8 +47,7 @@ except ImportError:  # pragma: no cover
     from deskpilot.inference.fake import ScriptedBackend
 
 try:
-    from deskpilot.indexes import DocumentIndex, index_folder
-    from deskpilot.indexes.testing import HashEmbedder
+    from deskpilot.indexes import DocumentIndex, HashEmbedder, index_folder
 except ImportError:  # pragma: no cover - the app then builds its default index (torch loads at start-up)
     DocumentIndex = None  # type: ignore[assignment,misc]
 

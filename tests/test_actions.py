@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from actions_helpers import RecordingQueue, ScriptedAI, fake_adapters
+from fakes import RecordingQueue, ScriptedAI, fake_adapters
 
 from deskpilot.server.actions._types import PermanentError, TransientError, idempotency_key
 from deskpilot.server.actions.outbox import ActionStateError, Outbox, current_owner

@@ -1,24 +1,20 @@
-"""Action adapters against real receivers on 127.0.0.1: the Graph stand-in (reply drafts, events, To Do
-tasks, OneDrive files) through the real GraphClient, and a webhook receiver that checks signatures.
-
-One contract suite runs over every adapter: one effect per idempotency key, whatever is lost in between
-(an answer, the process); compensating removes it and may be repeated; a receiver that refuses makes a
-TransientError and nothing else. Then what is particular to each adapter, to GraphClient's writes and to
-the webhook secrets. Faults come from the receivers, not from mocks; the one test double is a GraphClient
-that "dies" right after Graph acted, handed to the adapters through their factory."""
+"""Action adapters against real receivers on 127.0.0.1, beyond their contract: what is particular to each
+Graph adapter, and the webhook's signatures, statuses and secrets. The contract every adapter meets (one
+effect per idempotency key, compensation, refusals, crashes) is tests/contracts/test_action_adapters.py;
+GraphClient's own retry policy is tests/contracts/test_graph_transport.py. Faults come from the
+receivers, not from mocks."""
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import free_port
-from graph_helpers import graph_settings, sign_in, use_keyring, vault  # noqa: F401
+from graph_helpers import use_keyring, vault  # noqa: F401
+from receivers import SECRET, Env, env_fixture, graph_posts  # noqa: F401 (env_fixture: `env`)
 from webhook_receiver import WebhookReceiver
 
 from deskpilot.server.actions._types import (
@@ -39,304 +35,16 @@ from deskpilot.server.actions.adapters import (
     WebhookAdapter,
     WebhookSecrets,
     build_adapters,
-    default_graph_factory,
 )
-from deskpilot.server.connectors.auth import GraphAuth
-from deskpilot.server.connectors.graph import GraphAmbiguous, GraphClient, GraphUnavailable, quote_id
-from deskpilot.server.connectors.standin import Faults, StandIn, generate
+from deskpilot.server.connectors.standin import Faults
 from deskpilot.server.connectors.tokens import InsecureKeyringError
-from deskpilot.server.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("vault")
-
-SECRET = "whsec-test-6f1c4c1e8d1b4b6e"
-
-
-def graph_posts(standin: StandIn) -> int:
-    """POSTs that reached Graph (sign-in's POSTs to the authority are not Graph's)."""
-    return sum(1 for r in standin.requests if r[1] == "POST" and r[2].startswith("/v1.0/"))
-
-
-@dataclass
-class Env:
-    standin: StandIn
-    hook: WebhookReceiver
-    settings: Settings
-    secrets: WebhookSecrets
-    built: list[Any] = field(default_factory=list)
-
-    def adapters(self, factory: Callable[[], GraphClient] | None = None) -> dict[str, Any]:
-        """A fresh set, as a new worker process would build it (closed at the end of the test)."""
-        made = build_adapters(self.settings, factory or default_graph_factory(self.settings), self.secrets)
-        self.built.extend(made.values())
-        return made
-
-    def built_from(self, made: dict[str, Any]) -> dict[str, Any]:
-        self.built.extend(made.values())
-        return made
-
-    def close(self) -> None:
-        for adapter in self.built:
-            if hasattr(adapter, "close"):
-                adapter.close()
-
-    def client(self) -> GraphClient:
-        return GraphClient(GraphAuth(self.settings), self.settings)
-
-    @property
-    def first_message(self) -> str:
-        return next(iter(self.standin.tenant.messages))
-
-
-@pytest.fixture
-def env() -> Iterator[Env]:
-    with (
-        StandIn(generate(seed=7, messages=6, files=0, events=0)) as standin,
-        WebhookReceiver(secret=SECRET.encode()) as hook,
-    ):
-        settings = graph_settings(standin, graph_max_retries=2)
-        sign_in(settings)
-        secrets = WebhookSecrets()
-        secrets.set("crm", SECRET)
-        env = Env(standin, hook, settings, secrets)
-        yield env
-        env.close()
-
-
-# -- one contract, every adapter ----------------------------------------------------------------------------
-
-_STANDIN_KIND = {
-    "draft_reply": "draft",
-    "calendar_event": "event",
-    "todo_task": "task",
-    "file_document": "file",
-}
-
-
-@dataclass(frozen=True)
-class Case:
-    kind: str
-    write: str  # the HTTP method of the write at Graph; "" for the webhook
-    make: Callable[[Env], Any]
-
-    def params(self, env: Env) -> tuple[str, Any]:
-        params = self.make(env)
-        return idempotency_key(self.kind, params, "tests:adapters"), params
-
-    def made(self, env: Env) -> list[dict[str, Any]]:
-        """Every effect the receiver ever made for this kind, removed ones included."""
-        if not self.write:
-            return env.hook.effects(include_retracted=True)
-        kind = _STANDIN_KIND[self.kind]
-        return [e for e in env.standin.tenant.effects(include_gone=True) if e["kind"] == kind]
-
-    def live(self, env: Env) -> list[dict[str, Any]]:
-        return env.hook.effects() if not self.write else [e for e in self.made(env) if not e["gone"]]
-
-    def refuse_writes(self, env: Env) -> None:
-        """503 without Retry-After to every write, before it is applied."""
-        if not self.write:
-            env.hook.fail_next(100, 503)
-        else:
-            env.standin.set_faults(Faults(rate=1.0, kinds={"unavailable": 1.0}, methods=(self.write,)))
-
-    def accept_writes(self, env: Env) -> None:
-        if not self.write:
-            env.hook.clear_faults()
-        else:
-            env.standin.set_faults(Faults())
-
-    def lose_next_answer(self, env: Env) -> None:
-        """The next write is applied, and the connection closes before the answer."""
-        if not self.write:
-            env.hook.drop_after_next()
-        else:
-            env.standin.set_faults(
-                Faults(rate=1.0, kinds={"drop_after": 1.0}, methods=(self.write,), max_faults=1)
-            )
-
-
-CASES = [
-    Case(
-        "draft_reply",
-        "POST",
-        lambda env: DraftReplyParams(message_id=env.first_message, body="Thanks, will do."),
-    ),
-    Case(
-        "calendar_event",
-        "POST",
-        lambda env: CalendarEventParams(
-            subject="Budget review",
-            start="2026-11-30T10:00:00",
-            end="2026-11-30T10:30:00",
-            time_zone="Europe/Berlin",
-            location="Room 3",
-            attendees=["kim@fabrikam.example"],
-        ),
-    ),
-    Case(
-        "todo_task",
-        "POST",
-        lambda env: TodoTaskParams(
-            title="Send the figures", body="Q4", due="2026-12-01", link_url="https://x.example/m"
-        ),
-    ),
-    Case(
-        "file_document",
-        "PUT",
-        lambda env: FileDocumentParams(folder="Finance/Invoices", name="summary.txt", text="Total: 1200 EUR"),
-    ),
-    Case(
-        "webhook",
-        "",
-        lambda env: WebhookParams(
-            url=env.hook.url, payload={"event": "invoice.approved", "amount": 1200}, secret="crm"
-        ),
-    ),
-]
-GRAPH_CASES = [c for c in CASES if c.write]
-
-
-@pytest.fixture(params=CASES, ids=lambda c: c.kind)
-def case(request: pytest.FixtureRequest) -> Case:
-    return request.param  # type: ignore[no-any-return]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vault")]
 
 
 def test_build_adapters_covers_every_kind(env: Env) -> None:
     assert set(env.adapters()) == set(ACTION_KINDS) == set(env.built_from(build_adapters(env.settings)))
     assert all(adapter.kind == kind for kind, adapter in env.adapters().items())
-
-
-def test_execute_makes_one_effect_and_a_repeat_finds_it(env: Env, case: Case) -> None:
-    key, params = case.params(env)
-    adapter = env.adapters()[case.kind]
-    first = adapter.execute(key, params)
-    again = env.adapters()[case.kind].execute(key, params)
-    assert not first.existed and again.existed and again.ref == first.ref
-    assert len(case.made(env)) == 1 and len(case.live(env)) == 1
-
-
-def test_a_lost_answer_still_leaves_one_effect(env: Env, case: Case) -> None:
-    key, params = case.params(env)
-    adapter = env.adapters()[case.kind]
-    case.lose_next_answer(env)
-    if case.kind == "webhook":  # nothing to look up: the next attempt sends again, the receiver dedupes
-        with pytest.raises(TransientError):
-            adapter.execute(key, params)
-        first = None
-    else:  # the lookup after the ambiguous answer finds it (events: Graph's transactionId does)
-        first = adapter.execute(key, params)
-        assert not first.existed
-    assert len(case.made(env)) == 1
-    again = adapter.execute(key, params)
-    assert again.existed and len(case.made(env)) == 1 and (first is None or again.ref == first.ref)
-
-
-class Crash(BaseException):
-    """The worker process dies (kill -9, power cut): nothing after this line runs."""
-
-
-class CrashAfterWrite(GraphClient):
-    """A GraphClient whose process dies right after Graph acted on a write, before the adapter returns."""
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        answer = super().request(method, url, **kwargs)
-        if method.upper() != "GET":
-            raise Crash
-        return answer
-
-
-@pytest.mark.parametrize("case", GRAPH_CASES, ids=lambda c: c.kind)
-def test_a_crash_after_graph_acted_leaves_one_effect(env: Env, case: Case) -> None:
-    key, params = case.params(env)
-    dying = env.adapters(lambda: CrashAfterWrite(GraphAuth(env.settings), env.settings))
-    with pytest.raises(Crash):
-        dying[case.kind].execute(key, params)
-    assert len(case.made(env)) == 1  # made, and nobody recorded it
-    effect = env.adapters()[case.kind].execute(key, params)  # the restarted worker
-    assert effect.existed and effect.ref == case.made(env)[0]["id"] and len(case.made(env)) == 1
-
-
-def test_compensate_removes_it_and_may_be_repeated(env: Env, case: Case) -> None:
-    key, params = case.params(env)
-    adapter = env.adapters()[case.kind]
-    effect = adapter.execute(key, params)
-    adapter.compensate(key, params, effect)
-    assert case.live(env) == []
-    env.adapters()[case.kind].compensate(key, params, effect)  # already gone: success
-    assert case.live(env) == [] and len(case.made(env)) == 1
-
-
-def test_a_receiver_that_refuses_is_transient_and_makes_nothing(env: Env, case: Case) -> None:
-    key, params = case.params(env)
-    adapter = env.adapters()[case.kind]
-    case.refuse_writes(env)
-    with pytest.raises(TransientError):
-        adapter.execute(key, params)
-    assert case.made(env) == []
-    case.accept_writes(env)
-    assert not adapter.execute(key, params).existed and len(case.made(env)) == 1
-
-
-# -- GraphClient's writes -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(env: Env) -> Iterator[GraphClient]:
-    graph = env.client()
-    yield graph
-    graph.close()
-
-
-def test_a_post_whose_outcome_is_unknown_is_not_sent_again(env: Env, client: GraphClient) -> None:
-    reply = f"me/messages/{quote_id(env.first_message)}/createReply"
-    for kind in ("drop", "drop_after"):  # before and after Graph applied it: the client cannot tell
-        env.standin.set_faults(Faults(rate=1.0, kinds={kind: 1.0}, methods=("POST",), max_faults=1))
-        with pytest.raises(GraphAmbiguous):
-            client.post(reply, {"comment": kind})
-    env.standin.set_faults(Faults(rate=1.0, kinds={"unavailable": 1.0}, methods=("POST",), max_faults=1))
-    with pytest.raises(GraphAmbiguous) as raised:
-        client.post(reply, {"comment": "503"})
-    assert raised.value.status == 503
-    assert graph_posts(env.standin) == 3  # none of them sent twice
-    assert len(env.standin.tenant.effects()) == 1  # only drop_after's was applied
-    assert client.stats["ambiguous:connection"] == 2 and client.stats["ambiguous:http_503"] == 1
-
-
-def test_a_post_graph_did_not_process_is_sent_again(env: Env, client: GraphClient) -> None:
-    env.standin.set_faults(
-        Faults(rate=1.0, kinds={"throttle": 1.0}, retry_after=0, methods=("POST",), max_faults=2)
-    )
-    draft = client.post(f"me/messages/{quote_id(env.first_message)}/createReply", {"comment": "ok"})
-    assert (
-        draft["isDraft"] and client.stats["retry:throttled"] == 2 and len(env.standin.tenant.effects()) == 1
-    )
-
-
-def test_a_post_that_never_connected_is_retried_then_unavailable(env: Env) -> None:
-    dead = graph_settings(
-        env.standin, graph_base_url=f"http://127.0.0.1:{free_port()}/v1.0", graph_max_retries=2
-    )
-    graph = GraphClient(GraphAuth(dead), dead)
-    try:
-        with pytest.raises(GraphUnavailable):
-            graph.post("me/events", {"subject": "x"})
-        assert graph.stats["retry:connection"] == 3 and not any(
-            k.startswith("ambiguous") for k in graph.stats
-        )
-    finally:
-        graph.close()
-
-
-def test_delete_says_whether_it_deleted(env: Env, client: GraphClient) -> None:
-    when = {"dateTime": "2026-11-30T10:00:00", "timeZone": "UTC"}
-    first = client.post("me/events", {"subject": "a", "start": when, "end": when})["id"]
-    assert client.delete(f"me/events/{quote_id(first)}") is True
-    assert client.delete(f"me/events/{quote_id(first)}") is False
-    second = client.post("me/events", {"subject": "b", "start": when, "end": when})["id"]
-    env.standin.set_faults(Faults(rate=1.0, kinds={"drop_after": 1.0}, methods=("DELETE",), max_faults=1))
-    assert client.delete(f"me/events/{quote_id(second)}") is False  # deleted, answer lost, sent again: 404
-    assert env.standin.tenant.effects() == [] and client.stats["retry:connection"] == 1
 
 
 # -- what is particular to each Graph adapter ---------------------------------------------------------------
@@ -376,7 +84,15 @@ def test_a_reply_to_a_missing_message_is_permanent(env: Env) -> None:
 
 
 def test_an_event_carries_the_key_twice_and_graph_dedupes_a_lost_answer(env: Env) -> None:
-    key, params = CASES[1].params(env)
+    params = CalendarEventParams(
+        subject="Budget review",
+        start="2026-11-30T10:00:00",
+        end="2026-11-30T10:30:00",
+        time_zone="Europe/Berlin",
+        location="Room 3",
+        attendees=["kim@fabrikam.example"],
+    )
+    key = idempotency_key("calendar_event", params, "tests:adapters")
     env.standin.set_faults(Faults(rate=1.0, kinds={"drop_after": 1.0}, methods=("POST",), max_faults=1))
     effect = env.adapters()["calendar_event"].execute(key, params)
     event = env.standin.tenant.events[effect.ref]
@@ -396,7 +112,10 @@ def test_an_event_carries_the_key_twice_and_graph_dedupes_a_lost_answer(env: Env
 def test_todo_tasks_go_to_the_default_or_a_named_list(env: Env) -> None:
     t, adapter = env.standin.tenant, env.adapters()["todo_task"]
     lists = {todo.display_name: todo.id for todo in t.todo_lists.values()}
-    default = adapter.execute("dp-task-1", CASES[2].make(env))
+    default_params = TodoTaskParams(
+        title="Send the figures", body="Q4", due="2026-12-01", link_url="https://x.example/m"
+    )
+    default = adapter.execute("dp-task-1", default_params)
     named_params = TodoTaskParams(title="Call back", list_name="follow-ups")
     named = adapter.execute("dp-task-2", named_params)
     assert (default.detail["listId"], named.detail["listId"]) == (lists["Tasks"], lists["Follow-ups"])

@@ -12,8 +12,7 @@ from conftest import BASE, parse_sse
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from deskpilot.indexes import DocumentIndex
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import BackendError, ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings

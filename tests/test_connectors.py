@@ -3,7 +3,6 @@ SQLite and FAISS; the hash embedder keeps the index fast. Faults come from the s
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -17,14 +16,13 @@ from conftest import BASE
 from graph_helpers import assert_index_holds, graph_settings, sign_in, use_keyring, vault  # noqa: F401
 from litestar.testing import TestClient
 
-from deskpilot.indexes import DocumentIndex
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.cli import main
 from deskpilot.server.connectors import GraphConnector
 from deskpilot.server.connectors.auth import GraphAuth, LoopbackHttpClient
-from deskpilot.server.connectors.graph import GraphClient, GraphUnavailable
+from deskpilot.server.connectors.graph import GraphClient
 from deskpilot.server.connectors.standin import Faults, StandIn, file_content, generate
 from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
@@ -140,53 +138,6 @@ def test_expired_delta_links_as_random_faults_end_consistent(index: DocumentInde
         summary = run_sync(settings, index)
         assert summary.resyncs >= 1 and summary.errors == []
         assert_index_holds(index, expected(standin, settings))
-
-
-# -- retry policy --------------------------------------------------------------------------------------------
-
-
-def _graph_times(standin: StandIn) -> list[float]:
-    return [t for t, _, path, _, _ in standin.requests if path.startswith("/v1.0/")]
-
-
-def test_429_retry_after_is_honoured() -> None:
-    with StandIn(
-        generate(messages=5, files=0, events=0),
-        faults=Faults(rate=1.0, kinds={"throttle": 1.0}, retry_after=1, max_faults=2),
-    ) as standin:
-        settings = graph_settings(standin, graph_backoff_seconds=0.01)
-        client = GraphClient(sign_in(settings), settings)
-        assert client.me().user_principal_name == "alex.wilber@contoso.example"
-        times = _graph_times(standin)
-        assert len(times) == 3 and client.stats["retry:throttled"] == 2
-        assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))  # not the 10 ms backoff
-
-
-def test_5xx_back_off_exponentially_with_jitter_then_give_up() -> None:
-    with StandIn(
-        generate(messages=5, files=0, events=0), faults=Faults(rate=1.0, kinds={"unavailable": 1.0})
-    ) as standin:
-        settings = graph_settings(standin, graph_backoff_seconds=0.1, graph_max_retries=4)
-        client = GraphClient(sign_in(settings), settings)
-        with pytest.raises(GraphUnavailable, match="after 5 attempts"):
-            client.me()
-        times = _graph_times(standin)
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert len(gaps) == 4
-        for attempt, gap in enumerate(gaps):  # equal jitter: between half and all of 0.1 * 2**attempt
-            ceiling = 0.1 * 2**attempt
-            assert ceiling / 2 - 0.01 <= gap <= ceiling + 0.15, (attempt, gaps)
-
-
-def test_timeouts_and_dropped_connections_are_retried() -> None:
-    with StandIn(
-        generate(messages=5, files=0, events=0),
-        faults=Faults(rate=1.0, kinds={"slow": 1.0, "drop": 1.0}, slow_seconds=0.8, max_faults=4, seed=1),
-    ) as standin:
-        settings = graph_settings(standin, graph_timeout_seconds=0.4)
-        client = GraphClient(sign_in(settings), settings)
-        assert client.me().display_name == "Alex Wilber"
-        assert client.stats["retry:timeout"] + client.stats["retry:connection"] == 4
 
 
 # -- schema drift --------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from urllib.parse import unquote
 import pytest
 from graph_helpers import assert_index_holds, graph_env, graph_settings, sign_in, vault  # noqa: F401
 
-from deskpilot.indexes import DocumentIndex
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 
 pytestmark = pytest.mark.usefixtures("vault")
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("vault")
 _SYNC = """
 import logging, sys
 logging.basicConfig(level=logging.DEBUG, filename=sys.argv[1])
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import HashEmbedder
 from deskpilot.server.cli import main
 main(["sync", *sys.argv[2:]], obj={"embedder": HashEmbedder()})
 """

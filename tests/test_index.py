@@ -20,24 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from deskpilot.indexes import (
-    DocumentIndex,
-    DocumentInput,
-    IndexSettings,
-    PageText,
-    Scope,
-    SkipReason,
-)
-from deskpilot.indexes._chunking import chunk_segments, join_segments
-from deskpilot.indexes._loaders import SkipFile, load_bytes
-from deskpilot.indexes._paths import ExcludeRules, walk
-from deskpilot.indexes.testing import (
+from corpus import (
     FACTS,
-    HashEmbedder,
     make_corpus,
     write_bad_files,
     write_docx,
@@ -46,6 +32,19 @@ from deskpilot.indexes.testing import (
     write_msg,
     write_pdf,
 )
+
+from deskpilot.indexes import (
+    DocumentIndex,
+    DocumentInput,
+    HashEmbedder,
+    IndexSettings,
+    PageText,
+    Scope,
+    SkipReason,
+)
+from deskpilot.indexes._chunking import chunk_segments, join_segments
+from deskpilot.indexes._loaders import SkipFile, load_bytes
+from deskpilot.indexes._paths import ExcludeRules, walk
 from deskpilot.server.documents.cli import index_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -446,7 +445,7 @@ def test_two_handles_on_one_folder_see_each_others_writes(make_index, tmp_path: 
 _CRASH_SCRIPT = """
 import os, signal, sys
 from deskpilot.indexes import DocumentIndex, IndexSettings
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import HashEmbedder
 
 class DiesOnCall(HashEmbedder):
     def embed(self, texts):
@@ -606,26 +605,6 @@ def test_cli_index_command(corpus, tmp_path: Path, app_home: Path) -> None:
     assert nothing.exit_code == 2 and "give at least one file or folder" in nothing.output
 
 
-def test_vector_index_exact_and_hnsw_agree_on_clustered_data() -> None:
-    from deskpilot.indexes._vectors import VectorIndex
-
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(50, 64))
-    data = centers[rng.integers(0, 50, 3000)] + 0.3 * rng.normal(size=(3000, 64))
-    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
-    ids = np.arange(100, 3100)
-    exact = VectorIndex(64, hnsw_threshold=10**9)
-    exact.add(ids, data)
-    hnsw = exact.rebuilt(ids, data, "hnsw")
-    queries = data[:100] + 0.05 * rng.normal(size=(100, 64)).astype(np.float32)
-    _, truth = exact.search(queries, 10)
-    _, approx = hnsw.search(queries, 10)
-    recall = np.mean([len(set(t) & set(a)) / 10 for t, a in zip(truth, approx, strict=True)])
-    assert recall >= 0.95
-    restored = VectorIndex.from_bytes(hnsw.to_bytes(), 64, hnsw_threshold=10**9)
-    assert restored.kind == "hnsw" and np.array_equal(restored.search(queries, 10)[1], approx)
-
-
 def test_missing_paths(make_index, tmp_path: Path) -> None:
     index = make_index()
     typo = index.index_paths([tmp_path / "no-such-folder"])
@@ -639,18 +618,3 @@ def test_missing_paths(make_index, tmp_path: Path) -> None:
     shutil.rmtree(folder)
     gone = index.index_paths()  # a remembered folder that disappeared: its documents leave, it is forgotten
     assert (gone.removed, gone.skipped) == (1, []) and index.roots() == {} and index.status().documents == 0
-
-
-def test_exact_scan_among_allowed_ids_on_hnsw() -> None:
-    from deskpilot.indexes._vectors import VectorIndex
-
-    rng = np.random.default_rng(1)
-    data = rng.normal(size=(500, 32)).astype(np.float32)
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
-    ids = np.arange(1000, 1500)
-    hnsw = VectorIndex(32, hnsw_threshold=1).rebuilt(ids, data, "hnsw")
-    for allowed in (ids[::50], ids[::2]):  # few (gathered) and many (one pass over all)
-        scores, found = hnsw.exact_among(data[7], 5, allowed)
-        mask = np.isin(ids, allowed)
-        truth = ids[mask][np.argsort(-(data[mask] @ data[7]))[:5]]
-        assert found.tolist() == truth.tolist() and np.all(np.diff(scores) <= 0)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import CorpusDoc, make_corpus, write_bad_files, write_docx
 
 from deskpilot.indexes import (
     DocumentIndex,
@@ -25,7 +26,6 @@ from deskpilot.indexes import (
     SentenceTransformerEmbedder,
     bundled_model_path,
 )
-from deskpilot.indexes.testing import CorpusDoc, HashEmbedder, make_corpus, write_bad_files, write_docx
 
 pytestmark = pytest.mark.model
 
@@ -64,20 +64,6 @@ def copy_index(index: DocumentIndex, dest: Path) -> Path:
     index.save()
     shutil.copytree(index.folder, dest)
     return dest
-
-
-@pytest.mark.parametrize("kind", ["model", "hash"])
-def test_embedder_contract(kind: str, embedder: SentenceTransformerEmbedder) -> None:
-    """One contract for the real model and its fake."""
-    subject = embedder if kind == "model" else HashEmbedder()
-    texts = ["The cat sat on the mat.", "Quarterly revenue grew by ten percent.", "", "a " * 400]
-    batch = subject.embed(texts)
-    assert batch.shape == (4, subject.dim) and batch.dtype == np.float32
-    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
-    one_by_one = np.vstack([subject.embed([t]) for t in texts])  # the query path (one thread)
-    assert np.allclose(batch, one_by_one, atol=1e-4)
-    assert subject.embed([]).shape == (0, subject.dim)
-    assert subject.is_ready
 
 
 def test_the_model_comes_from_the_installed_package(embedder: SentenceTransformerEmbedder) -> None:

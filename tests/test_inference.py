@@ -1,24 +1,20 @@
-"""The inference layer: templates, the gate, task assembly, and one contract suite run on every backend."""
+"""The inference layer: templates, the gate, task assembly, llama.cpp internals (the contract every backend
+meets is tests/contracts/test_backend.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
 
 from deskpilot.inference import (
-    Backend,
-    ContextOverflow,
     Email,
-    Finished,
     GenerationRequest,
     Message,
     ModelBusy,
     ModelGate,
-    ScriptedBackend,
     TemplateError,
     Token,
     draft_reply_job,
@@ -158,7 +154,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
         gate.reserve().release()  # room again
 
 
-# --- one contract, every backend (STYLE.md #1) ----------------------------------------------------------
+# --- llama.cpp internals (the contract every backend meets is tests/contracts/test_backend.py) ----------
 
 
 @pytest.fixture(scope="module")
@@ -170,70 +166,12 @@ def llama_backend():  # type: ignore[no-untyped-def]
     backend.close()
 
 
-@pytest.fixture(params=["scripted", pytest.param("llama", marks=pytest.mark.model)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "scripted":
-        return ScriptedBackend(lambda r: [f" w{i}" for i in range(400)])
-    return request.getfixturevalue("llama_backend")  # type: ignore[no-any-return]
-
-
 def _request(max_tokens: int = 40, **kw: object) -> GenerationRequest:
     messages = (
         Message("system", "You are a helpful assistant."),
         Message("user", "Write a long story about a lighthouse keeper and the sea."),
     )
     return GenerationRequest(messages=messages, max_tokens=max_tokens, **kw)  # type: ignore[arg-type]
-
-
-async def test_backend_streams_tokens_then_usage(backend: Backend) -> None:
-    items = [item async for item in backend.stream(_request(max_tokens=12))]
-    tokens = [i for i in items if isinstance(i, Token)]
-    assert isinstance(items[-1], Finished) and all(isinstance(i, Token) for i in items[:-1])
-    assert len(tokens) > 1
-    usage = items[-1].usage
-    assert 0 < usage.completion_tokens <= 12 and usage.prompt_tokens > 0
-    assert usage.finish_reason in ("stop", "length")
-    info = backend.info
-    assert info.weights_digest.startswith("sha256:") and len(info.weights_digest) == 71
-    assert info.context_length >= 1024
-
-
-async def test_backend_stops_when_the_stream_is_closed(backend: Backend) -> None:
-    stream = backend.stream(_request(max_tokens=300))
-    seen = 0
-    async for item in stream:
-        seen += isinstance(item, Token)
-        if seen == 3:
-            break
-    t0 = time.perf_counter()
-    await stream.aclose()
-    assert time.perf_counter() - t0 < 0.5
-    # The backend is free at once: a new generation runs to completion.
-    items = [item async for item in backend.stream(_request(max_tokens=5))]
-    assert isinstance(items[-1], Finished)
-
-
-async def test_backend_stops_as_soon_as_the_stop_pattern_matches(backend: Backend) -> None:
-    import re
-
-    pattern = r"(?:\S+\s+){3}\S"  # the fourth word has begun
-    items = [item async for item in backend.stream(_request(max_tokens=40, stop_pattern=pattern))]
-    tokens = [i.text for i in items if isinstance(i, Token)]
-    assert re.search(pattern, "".join(tokens)) and not re.search(pattern, "".join(tokens[:-1]))
-    assert items[-1].usage.finish_reason == "stop" and items[-1].usage.completion_tokens < 40
-
-
-async def test_backend_gives_token_logprobs_only_when_asked(backend: Backend) -> None:
-    plain = [
-        i for i in [item async for item in backend.stream(_request(max_tokens=8))] if isinstance(i, Token)
-    ]
-    assert all(t.logprob is None for t in plain)
-    scored = [
-        i
-        for i in [item async for item in backend.stream(_request(max_tokens=8, logprobs=True))]
-        if isinstance(i, Token)
-    ]
-    assert scored and all(t.logprob is not None and -50 < t.logprob <= 0 for t in scored)
 
 
 @pytest.mark.model
@@ -356,14 +294,6 @@ def test_llama_text_assembly_holds_back_a_possible_stop_string_and_splits_no_cha
     assert text.feed("€".encode()[2:] + b"<|im", -1.0) == [Token("€", -2.0)]  # log-probs summed
     assert text.feed(b"_end|> tail", -0.1) == [] and text.stopped  # nothing of or after the stop string
     assert text.flush() == []
-
-
-@pytest.mark.model
-async def test_llama_refuses_a_prompt_that_cannot_fit(llama_backend) -> None:  # type: ignore[no-untyped-def]
-    huge = GenerationRequest(messages=(Message("user", "lighthouse " * 5000),), max_tokens=10)
-    with pytest.raises(ContextOverflow, match="exceed the model's context"):
-        async for _ in llama_backend.stream(huge):
-            pass
 
 
 @pytest.mark.model

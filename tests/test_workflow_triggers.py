@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from actions_helpers import RecordingQueue
+from fakes import RecordingQueue
 from graph_helpers import graph_settings, sign_in, vault  # noqa: F401
 
-from deskpilot.indexes import DocumentIndex
-from deskpilot.indexes.testing import HashEmbedder
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.server.actions.outbox import Outbox
 from deskpilot.server.actions.policy import AutomationUpdate, MailRule
 from deskpilot.server.connectors.graph import GraphClient

@@ -30,8 +30,8 @@ from deskpilot.server.connectors.auth import AuthError
 from deskpilot.server.connectors.graph import (
     Cancelled,
     GraphAmbiguous,
-    GraphClient,
     GraphError,
+    GraphTransport,
     GraphUnavailable,
     decode_item,
 )
@@ -40,7 +40,7 @@ __all__ = ["APP_NAME", "KEY_PROPERTY", "GraphAdapter", "GraphFactory", "graph_er
 
 log = logging.getLogger("deskpilot.actions")
 T = TypeVar("T")
-GraphFactory = Callable[[], GraphClient]
+GraphFactory = Callable[[], GraphTransport]
 
 APP_NAME = "Deskpilot"
 # A named String MAPI property in Deskpilot's own property set: the idempotency key on drafts and events.
@@ -55,7 +55,7 @@ def marked(key: str) -> str:
 
 
 def raw_items(
-    graph: GraphClient, url: str, kind: type[T], params: dict[str, Any] | None = None
+    graph: GraphTransport, url: str, kind: type[T], params: dict[str, Any] | None = None
 ) -> Iterator[T]:
     """Every item of a (paged) collection, decoded into a small Struct of what the adapter reads."""
     for page in graph.pages(url, params=params):
@@ -98,7 +98,7 @@ class GraphAdapter:
         """Nothing held between calls: each execute or compensate closes its own client."""
 
     @contextmanager
-    def _client(self, key: str) -> Iterator[GraphClient]:
+    def _client(self, key: str) -> Iterator[GraphTransport]:
         with graph_errors(f"{self.kind} {key}"):
             client = self._graph()
             try:
@@ -130,15 +130,15 @@ class GraphAdapter:
 
     # -- per adapter ------------------------------------------------------------------------------------
 
-    def prepare(self, graph: GraphClient, params: Any) -> Any:
+    def prepare(self, graph: GraphTransport, params: Any) -> Any:
         """What lookup and create both need (a list id, the file's bytes); None by default."""
         return None
 
-    def lookup(self, graph: GraphClient, key: str, params: Any, context: Any) -> Effect | None:
+    def lookup(self, graph: GraphTransport, key: str, params: Any, context: Any) -> Effect | None:
         raise NotImplementedError
 
-    def create(self, graph: GraphClient, key: str, params: Any, context: Any) -> Effect:
+    def create(self, graph: GraphTransport, key: str, params: Any, context: Any) -> Effect:
         raise NotImplementedError
 
-    def remove(self, graph: GraphClient, key: str, params: Any, effect: Effect) -> None:
+    def remove(self, graph: GraphTransport, key: str, params: Any, effect: Effect) -> None:
         raise NotImplementedError

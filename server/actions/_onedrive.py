@@ -13,7 +13,7 @@ import msgspec
 
 from deskpilot.server.actions._graph_base import GraphAdapter
 from deskpilot.server.actions._types import Effect, FileDocumentParams, PermanentError
-from deskpilot.server.connectors.graph import GraphClient, GraphError, NotFound, quote_id
+from deskpilot.server.connectors.graph import GraphError, GraphTransport, NotFound, quote_id
 
 __all__ = ["FileDocumentAdapter"]
 
@@ -61,16 +61,18 @@ class FileDocumentAdapter(GraphAdapter):
 
     kind: ClassVar[str] = "file_document"
 
-    def prepare(self, graph: GraphClient, params: FileDocumentParams) -> _File:
+    def prepare(self, graph: GraphTransport, params: FileDocumentParams) -> _File:
         return _file(params)
 
-    def _same(self, graph: GraphClient, item: _DriveItem, file: _File) -> bool:
+    def _same(self, graph: GraphTransport, item: _DriveItem, file: _File) -> bool:
         if item.folder is not None or item.size != len(file.content):
             return False
         content = graph.download(f"me/drive/items/{quote_id(item.id)}/content", expected_size=item.size)
         return content == file.content
 
-    def lookup(self, graph: GraphClient, key: str, params: FileDocumentParams, file: _File) -> Effect | None:
+    def lookup(
+        self, graph: GraphTransport, key: str, params: FileDocumentParams, file: _File
+    ) -> Effect | None:
         try:
             item = graph.get_item(f"me/drive/root:/{quote(file.path)}", _DriveItem)
         except NotFound:
@@ -79,7 +81,7 @@ class FileDocumentAdapter(GraphAdapter):
             raise PermanentError(f"a different item already exists at {file.path}; not overwriting it")
         return Effect(ref=item.id, detail={"path": file.path, "webUrl": item.web_url})
 
-    def create(self, graph: GraphClient, key: str, params: FileDocumentParams, file: _File) -> Effect:
+    def create(self, graph: GraphTransport, key: str, params: FileDocumentParams, file: _File) -> Effect:
         try:
             made = graph.put(
                 f"me/drive/root:/{quote(file.path)}:/content",
@@ -97,7 +99,7 @@ class FileDocumentAdapter(GraphAdapter):
             return found
         return Effect(ref=str(made["id"]), detail={"path": file.path, "webUrl": made.get("webUrl")})
 
-    def remove(self, graph: GraphClient, key: str, params: FileDocumentParams, effect: Effect) -> None:
+    def remove(self, graph: GraphTransport, key: str, params: FileDocumentParams, effect: Effect) -> None:
         url = f"me/drive/items/{quote_id(effect.ref)}"
         try:
             item = graph.get_item(url, _DriveItem)

@@ -9,7 +9,7 @@ import msgspec
 
 from deskpilot.server.actions._graph_base import KEY_PROPERTY, GraphAdapter, marked, raw_items
 from deskpilot.server.actions._types import CalendarEventParams, DraftReplyParams, Effect, PermanentError
-from deskpilot.server.connectors.graph import GraphClient, NotFound, quote_id
+from deskpilot.server.connectors.graph import GraphTransport, NotFound, quote_id
 
 __all__ = ["CalendarEventAdapter", "DraftReplyAdapter"]
 
@@ -38,13 +38,15 @@ class DraftReplyAdapter(GraphAdapter):
 
     kind: ClassVar[str] = "draft_reply"
 
-    def lookup(self, graph: GraphClient, key: str, params: DraftReplyParams, context: Any) -> Effect | None:
+    def lookup(
+        self, graph: GraphTransport, key: str, params: DraftReplyParams, context: Any
+    ) -> Effect | None:
         query = {"$filter": marked(key), "$select": "id,webLink"}
         for item in raw_items(graph, "me/mailFolders/drafts/messages", _Item, query):
             return _effect(item)
         return None
 
-    def create(self, graph: GraphClient, key: str, params: DraftReplyParams, context: Any) -> Effect:
+    def create(self, graph: GraphTransport, key: str, params: DraftReplyParams, context: Any) -> Effect:
         action = "createReplyAll" if params.reply_all else "createReply"
         try:
             draft = graph.post(
@@ -55,7 +57,7 @@ class DraftReplyAdapter(GraphAdapter):
             raise PermanentError(f"the message to reply to is gone ({params.message_id[:16]}...)") from exc
         return _effect(draft)
 
-    def remove(self, graph: GraphClient, key: str, params: DraftReplyParams, effect: Effect) -> None:
+    def remove(self, graph: GraphTransport, key: str, params: DraftReplyParams, effect: Effect) -> None:
         url = f"me/messages/{quote_id(effect.ref)}"
         try:
             draft = graph.get_item(url, _Item, params={"$select": "id,isDraft,parentFolderId"})
@@ -77,13 +79,13 @@ class CalendarEventAdapter(GraphAdapter):
     kind: ClassVar[str] = "calendar_event"
 
     def lookup(
-        self, graph: GraphClient, key: str, params: CalendarEventParams, context: Any
+        self, graph: GraphTransport, key: str, params: CalendarEventParams, context: Any
     ) -> Effect | None:
         for item in raw_items(graph, "me/events", _Item, {"$filter": marked(key), "$select": "id,webLink"}):
             return _effect(item)
         return None
 
-    def create(self, graph: GraphClient, key: str, params: CalendarEventParams, context: Any) -> Effect:
+    def create(self, graph: GraphTransport, key: str, params: CalendarEventParams, context: Any) -> Effect:
         event: dict[str, Any] = {
             "subject": params.subject,
             "body": {"contentType": "text", "content": params.body},
@@ -97,5 +99,5 @@ class CalendarEventAdapter(GraphAdapter):
             event["location"] = {"displayName": params.location}
         return _effect(graph.post("me/events", event, idempotent=True))
 
-    def remove(self, graph: GraphClient, key: str, params: CalendarEventParams, effect: Effect) -> None:
+    def remove(self, graph: GraphTransport, key: str, params: CalendarEventParams, effect: Effect) -> None:
         graph.delete(f"me/events/{quote_id(effect.ref)}")

@@ -10,7 +10,7 @@ import msgspec
 
 from deskpilot.server.actions._graph_base import APP_NAME, GraphAdapter, raw_items
 from deskpilot.server.actions._types import Effect, PermanentError, TodoTaskParams
-from deskpilot.server.connectors.graph import GraphClient, quote_id
+from deskpilot.server.connectors.graph import GraphTransport, quote_id
 
 __all__ = ["TodoTaskAdapter"]
 
@@ -38,7 +38,7 @@ class TodoTaskAdapter(GraphAdapter):
 
     kind: ClassVar[str] = "todo_task"
 
-    def prepare(self, graph: GraphClient, params: TodoTaskParams) -> str:
+    def prepare(self, graph: GraphTransport, params: TodoTaskParams) -> str:
         """The id of the list the task goes to."""
         wanted = params.list_name.casefold() if params.list_name is not None else None
         for todo in raw_items(graph, "me/todo/lists", _List):
@@ -50,14 +50,14 @@ class TodoTaskAdapter(GraphAdapter):
             f"no To Do list named {params.list_name!r}" if wanted is not None else "no default To Do list"
         )
 
-    def lookup(self, graph: GraphClient, key: str, params: TodoTaskParams, list_id: str) -> Effect | None:
+    def lookup(self, graph: GraphTransport, key: str, params: TodoTaskParams, list_id: str) -> Effect | None:
         tasks = f"me/todo/lists/{quote_id(list_id)}/tasks"
         for task in raw_items(graph, tasks, _Task, {"$expand": "linkedResources"}):
             if any(r.external_id == key and r.application_name == APP_NAME for r in task.linked_resources):
                 return Effect(ref=task.id, detail={"listId": list_id})
         return None
 
-    def create(self, graph: GraphClient, key: str, params: TodoTaskParams, list_id: str) -> Effect:
+    def create(self, graph: GraphTransport, key: str, params: TodoTaskParams, list_id: str) -> Effect:
         link: dict[str, Any] = {"applicationName": APP_NAME, "externalId": key, "displayName": params.title}
         if params.link_url:
             link["webUrl"] = params.link_url
@@ -73,6 +73,6 @@ class TodoTaskAdapter(GraphAdapter):
         made = graph.post(f"me/todo/lists/{quote_id(list_id)}/tasks", task)
         return Effect(ref=str(made["id"]), detail={"listId": list_id})
 
-    def remove(self, graph: GraphClient, key: str, params: TodoTaskParams, effect: Effect) -> None:
+    def remove(self, graph: GraphTransport, key: str, params: TodoTaskParams, effect: Effect) -> None:
         list_id = effect.detail.get("listId") or self.prepare(graph, params)
         graph.delete(f"me/todo/lists/{quote_id(list_id)}/tasks/{quote_id(effect.ref)}")

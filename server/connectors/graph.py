@@ -21,6 +21,11 @@ event or task, because Graph may have acted on the first. Those outcomes raise `
 so the caller can look up what exists before it tries again. Retried are only the answers that say the
 request was not processed (429, 503 with Retry-After, 401 before a token refresh) and connections that
 never opened. A 404 on DELETE means the item is already gone (`delete` returns False).
+
+`GraphTransport` is that surface as a protocol: what the sync and the action adapters need from Graph.
+`GraphClient` implements it; its fake is not a Python double but the Graph stand-in (`standin/`), a real
+HTTP server on 127.0.0.1, and `tests/contracts/test_graph_transport.py` holds every implementation to one
+suite against it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -52,6 +57,7 @@ __all__ = [
     "GraphClient",
     "GraphError",
     "GraphProtocol",
+    "GraphTransport",
     "GraphUnavailable",
     "ItemDrift",
     "NotFound",
@@ -117,6 +123,51 @@ class ItemDrift(GraphError):
 def quote_id(item_id: str) -> str:
     """Graph ids hold '/', '+', '=': quote them for a URL path segment."""
     return quote(item_id, safe="")
+
+
+class GraphTransport(Protocol):
+    """Graph requests under one retry policy: typed reads, writes that are never sent twice blindly.
+
+    Raises `NotFound` (404), `DeltaExpired` (410), `GraphError` (other 4xx), `GraphAmbiguous` (a write that
+    may have been applied), `GraphUnavailable` (retries exhausted) and `Cancelled`. `stats` counts
+    requests, retries and ambiguous outcomes by reason, for sync summaries and tests.
+    """
+
+    stats: Counter[str]
+
+    def get_page(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "") -> Page: ...
+
+    def pages(
+        self, url: str, *, params: dict[str, Any] | None = None, prefer: str = ""
+    ) -> Iterator[Page]: ...
+
+    def get_item(
+        self, url: str, kind: type[T], *, params: dict[str, Any] | None = None, prefer: str = ""
+    ) -> T: ...
+
+    def download(self, url: str, expected_size: int | None = None) -> bytes: ...
+
+    def post(
+        self, url: str, json: Any = None, *, params: dict[str, Any] | None = None, idempotent: bool = False
+    ) -> dict[str, Any]: ...
+
+    def patch(self, url: str, json: Any, *, params: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    def put(
+        self,
+        url: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]: ...
+
+    def delete(self, url: str) -> bool:
+        """True if deleted now, False if it was already gone."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class GraphProtocol(MSGraphProtocol):  # type: ignore[misc]  # O365 has no types: the base is Any

@@ -27,7 +27,8 @@ class ModelHost:
         self._factory: Callable[[], Backend] | None = None
         self._backend: Backend | None = None
         self.error: str | None = None
-        if isinstance(backend, Backend):
+        # A backend class is a factory (Backend is a runtime protocol, which a class also satisfies).
+        if isinstance(backend, Backend) and not isinstance(backend, type):
             self._backend = backend
         else:
             self._factory = backend

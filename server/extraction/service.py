@@ -35,7 +35,7 @@ def model_context(host: ModelHost) -> tuple[int, Callable[[str], int] | None]:
     backend = host.backend
     if backend is None:
         return 4096, None
-    return backend.info.context_length, getattr(backend, "count_tokens", None)
+    return backend.info.context_length, backend.count_tokens
 
 
 def _lineage(value: Any) -> Any:

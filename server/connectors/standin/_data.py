@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from deskpilot.server.connectors.standin._files import docx_bytes, html_text, pdf_bytes
+
 __all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "TodoList", "TodoTask", "generate"]
 
 USER_ID = "6f1c4c1e-8d1b-4b6e-9c3a-2f5d7e8a9b0c"
@@ -644,26 +646,17 @@ def _body(rng: random.Random, topic: str, marker_hint: str) -> str:
 
 
 def _file_bytes(kind: str, title: str, text: str) -> bytes:
-    from deskpilot.indexes.testing import write_docx, write_html, write_pdf
-
     if kind in ("txt", "md"):
         return (f"# {title}\n\n{text}\n" if kind == "md" else f"{title}\n\n{text}\n").encode()
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"f.{kind}"
-        if kind == "html":
-            write_html(path, title, [text])
-        elif kind == "docx":
-            write_docx(path, [text], title=title)
-        else:
-            write_pdf(path, [f"{title}\n{text}"], title=title)
-        return path.read_bytes()
+    if kind == "html":
+        return html_text(title, [text]).encode()
+    if kind == "docx":
+        return docx_bytes([text], title=title)
+    return pdf_bytes(f"{title}\n{text}", title=title)
 
 
 def file_content(name: str, title: str, text: str) -> bytes:
-    """Real bytes of a .txt, .md, .html, .docx or .pdf file holding `text` (python-docx, fpdf2)."""
+    """Real bytes of a .txt, .md, .html, .docx or .pdf file holding `text` (see `_files.py`)."""
     return _file_bytes(name.rsplit(".", 1)[-1].lower(), title, text)
 
 

@@ -1,21 +1,18 @@
-"""Test helpers shared by the index tests, the benchmark and the server's /v1/ask tests.
+"""Real documents for the index tests, the benchmark and the server's /v1/ask tests.
 
-* `HashEmbedder`: a deterministic bag-of-words embedder (no torch): fast tests of everything that is
-  not the model, with enough lexical signal that a query finds the document sharing its words.
-* Corpus writers that produce real files of every supported type with the field's own libraries
-  (python-docx, fpdf2, extract-msg's OLE writer for .msg, msoffcrypto-tool for a password-protected
-  .docx), and `make_corpus`, whose documents each hold one known fact and the question it answers.
+Corpus writers that produce real files of every supported type with the field's own libraries
+(python-docx, fpdf2, extract-msg's OLE writer for .msg, msoffcrypto-tool for a password-protected
+.docx), and `make_corpus`, whose documents each hold one known fact and the question it answers.
 
-fpdf2 and msoffcrypto-tool are test dependencies; they are imported only by the functions that need them.
+fpdf2 and msoffcrypto-tool are test dependencies, which is why this lives in tests/ and not in the product
+package (the embedder fake, `HashEmbedder`, is in `deskpilot.indexes.embedding`; the Graph stand-in writes
+its own files, see `deskpilot.server.connectors.standin._files`).
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import itertools
 import random
-import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,12 +20,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-import numpy as np
-
 __all__ = [
     "FACTS",
     "CorpusDoc",
-    "HashEmbedder",
     "filler",
     "make_corpus",
     "write_bad_files",
@@ -39,49 +33,6 @@ __all__ = [
     "write_msg",
     "write_pdf",
 ]
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-class HashEmbedder:
-    """Hashed bag of words (and word pairs), L2-normalised: similar wording -> similar vectors."""
-
-    def __init__(self, dim: int = 256, *, model_id: str = "test/hash-bag-of-words") -> None:
-        self._dim = dim
-        self._model_id = model_id
-        self.calls = 0
-        self.texts_embedded = 0
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def is_ready(self) -> bool:
-        return True
-
-    def warm_up(self) -> None:
-        pass
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.texts_embedded += len(texts)
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            words = _WORD.findall(text.lower())
-            for token in [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]:
-                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-                out[row, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
-            norm = float(np.linalg.norm(out[row]))
-            if norm == 0:
-                out[row, 0] = 1.0
-            else:
-                out[row] /= norm
-        return out
 
 
 # (fact, question): each corpus document holds one fact; the question should retrieve it.
