@@ -742,9 +742,7 @@ class DocumentIndex:
         vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
             vectors = self._ensure_vectors_locked()
-            allowed = (
-                None if scope is None or _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)
-            )
+            allowed = None if scope is None or _scope_is_empty(scope) else self._store.scope_chunk_ids(scope)
             if allowed is not None and not len(allowed):
                 return []
             few = allowed is not None and len(allowed) <= max(
