@@ -308,21 +308,6 @@ class DocumentIndex:
                 self._reconcile_locked()  # commits made while it was being built
             self._dirty = True
 
-    def compact(self) -> None:
-        """Rebuild the vector index from the live vectors now (drops every tombstone)."""
-        with self._lock:
-            vectors = self._ensure_vectors_locked()
-            ids, matrix = vectors.live_vectors()
-        rebuilt = vectors.rebuilt(ids, matrix, vectors.target_kind(len(ids)))
-        with self._lock:
-            self._vectors = rebuilt
-            with self._store.read():
-                self._reconcile_locked()
-            self._dirty = True
-            self._save_locked()
-
-    # -- writing -----------------------------------------------------------------------------------
-
     def _commit(
         self,
         items: Sequence[_Pending],

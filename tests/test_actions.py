@@ -20,6 +20,8 @@ from deskpilot.server.settings import Settings, load_settings
 from deskpilot.server.worker import WorkerRuntime
 from deskpilot.server.workflows.events import EventLog
 
+pytestmark = pytest.mark.unit
+
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
 
 

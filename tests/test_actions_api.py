@@ -16,6 +16,8 @@ from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
 
+pytestmark = pytest.mark.integration
+
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
 
 

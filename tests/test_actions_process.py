@@ -31,7 +31,7 @@ from deskpilot.server.actions.secrets import WebhookSecrets
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 from deskpilot.server.lineage import LineageStore
 
-pytestmark = pytest.mark.usefixtures("vault")
+pytestmark = [pytest.mark.process, pytest.mark.usefixtures("vault")]
 
 SECRET = b"finance-hook-secret"
 FAST = {"DESKPILOT_ACTION_BACKOFF_SECONDS": "0.05", "DESKPILOT_GRAPH_BACKOFF_SECONDS": "0.01"}

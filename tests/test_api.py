@@ -17,6 +17,8 @@ from deskpilot.inference import BackendError, ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.settings import load_settings
 
+pytestmark = pytest.mark.integration
+
 EMAIL = {"from": "ana@example.com", "subject": "Budget", "body": "Please send the numbers by Friday."}
 
 

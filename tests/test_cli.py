@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process
+
 EML = b"""From: Carol Diaz <carol@example.com>
 To: Bob <bob@example.com>
 Subject: Q3 numbers for the board pack

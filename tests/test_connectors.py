@@ -28,7 +28,7 @@ from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.connectors.tokens import TokenVault
 
-pytestmark = pytest.mark.usefixtures("vault")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vault")]
 
 ALL_FAULTS = dict.fromkeys(
     ("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired"), 1.0

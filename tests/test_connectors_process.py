@@ -19,7 +19,7 @@ from graph_helpers import assert_index_holds, graph_env, graph_settings, sign_in
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 
-pytestmark = pytest.mark.usefixtures("vault")
+pytestmark = [pytest.mark.process, pytest.mark.usefixtures("vault")]
 
 # The real `deskpilot sync` command, with the torch-free embedder (as `deskpilot index` tests do) and
 # everything logged at DEBUG to a file, so the leak scan also covers what msal, O365 and urllib3 log.

@@ -31,7 +31,7 @@ from deskpilot.inference.extraction.extract import fit_to_tokens
 from deskpilot.inference.extraction.extractors import find_ibans, find_invoice_numbers, iban_is_valid
 from deskpilot.inference.extraction.normalize import normalize_currency, parse_amount, parse_date
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
 RECEIPT_TEXT = """Corner Cafe
 4 Market Street

@@ -18,6 +18,8 @@ from deskpilot.server.app import create_app
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
 
+pytestmark = pytest.mark.integration
+
 TEXT = """Northwind Traders Ltd
 12 Harbour Road, Bristol BS1 4DJ
 Invoice No: NW-2041

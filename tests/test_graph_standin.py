@@ -20,6 +20,8 @@ from lxml import etree
 
 from deskpilot.server.connectors.standin import Faults, StandIn, generate
 
+pytestmark = pytest.mark.integration
+
 METADATA = REPO.parent / "shared" / "reference" / "graph" / "cleanMetadata_v1.0.xml"
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 _INTS = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}

@@ -47,6 +47,8 @@ from deskpilot.indexes._loaders import SkipFile, load_bytes
 from deskpilot.indexes._paths import ExcludeRules, walk
 from deskpilot.server.documents.cli import index_command
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -548,7 +550,7 @@ def test_a_file_that_turns_bad_leaves_the_index(make_index, tmp_path: Path) -> N
 
 
 def test_watch_keeps_the_index_current(tmp_path: Path) -> None:
-    from deskpilot.indexes._watch import watch
+    from deskpilot.indexes.watch import watch
 
     folder = tmp_path / "docs"
     folder.mkdir()

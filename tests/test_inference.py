@@ -23,7 +23,7 @@ from deskpilot.inference import (
 )
 from deskpilot.inference.templates import parse_template
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
 INFERENCE = Path(__file__).resolve().parents[1] / "inference"
 

@@ -25,7 +25,10 @@ from deskpilot.installer import unit_command
 from deskpilot.installer._ca import ensure_ca, ensure_server_cert, issued_by
 from deskpilot.server.web.tls import ensure_certificate
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux install")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux install"),
+]
 CERTUTIL = shutil.which("certutil")
 needs_certutil = pytest.mark.skipif(CERTUTIL is None, reason="needs certutil (apt-get install libnss3-tools)")
 CA = "Deskpilot Local CA"

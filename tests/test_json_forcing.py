@@ -12,6 +12,8 @@ from deskpilot.inference._json_forcing import JsonForcing
 from deskpilot.inference.extraction import BUILT_IN
 from deskpilot.inference.extraction.extract import extraction_job
 
+pytestmark = pytest.mark.unit
+
 STORY = {
     "type": "object",
     "required": ["keeper", "mood", "ships"],

@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from deskpilot.server.lineage import LineageStore, Run, RunEnd, RunStart
 from deskpilot.server.lineage.cli import audit
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 

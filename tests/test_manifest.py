@@ -30,6 +30,8 @@ from deskpilot.addin_manifest import (
 from deskpilot.addin_manifest._icons import draw_icon
 from deskpilot.addin_manifest.cli import manifest
 
+pytestmark = pytest.mark.unit
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE_XSD = SHARED / "reference" / "office-manifest-xsd" / "combined"
 SAMPLES = SHARED / "reference" / "office-manifests"

@@ -18,7 +18,7 @@ from httpx_sse import connect_sse
 
 from deskpilot.inference.llama import requantized_embedded_model
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.process, pytest.mark.model]
 
 EMAIL = {
     "from": "Carol Diaz <carol@example.com>",

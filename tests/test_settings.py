@@ -8,6 +8,8 @@ import pytest
 
 from deskpilot.server.settings import SettingsError, app_home, load_settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_app_home_follows_deskpilot_home(app_home: Path) -> None:
     settings = load_settings()

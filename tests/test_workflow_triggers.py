@@ -20,7 +20,7 @@ from deskpilot.server.lineage import LineageStore
 from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.workflows.triggers import MailTrigger
 
-pytestmark = pytest.mark.usefixtures("vault")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("vault")]
 
 
 @pytest.fixture
