@@ -1,4 +1,4 @@
-"""Wire-neutral types of the inference contract (ARCHITECTURE.md, "Inference backend")."""
+"""Wire-neutral types of the inference contract: what a backend is asked, what it streams, what it is."""
 
 from __future__ import annotations
 

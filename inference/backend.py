@@ -1,7 +1,7 @@
 """The one seam every model sits behind.
 
 A backend only streams: it yields `Token`s then exactly one `Finished`, and knows nothing of HTTP, lineage or
-timing (the caller records; STYLE.md #2). Closing the stream early (`aclose()`, or cancellation of the task
+timing (the caller records). Closing the stream early (`aclose()`, or cancellation of the task
 iterating it) must stop decoding before `aclose()` returns, so that the caller can hand the model to the next
 request the moment it gets control back.
 

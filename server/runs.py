@@ -1,6 +1,6 @@
 """Run a job: wait for the model, stream it, time it, and record it in lineage whatever happens.
 
-This is the one place where a generation meets the outside world (STYLE.md #2): backends only yield
+This is the one place where a generation meets the outside world: backends only yield
 tokens; here we open the lineage run before the model starts (so a crash still leaves a trace), measure
 queue wait, time to first token and total time, and close the run as ok, error or cancelled. HTTP and the
 CLI both consume `execute()`.

@@ -7,7 +7,7 @@ then runs Huey's consumer with worker threads. A sweeper thread repeats the reco
 for what no message will bring back: a queue message lost between the outbox commit and the enqueue
 (a server killed right there), a held action whose daily budget renewed, a compensation to retry.
 
-The tasks are plain functions that return what they did (STYLE.md, 8).
+The tasks are plain functions that return what they did, so a log line or a test reads the outcome.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Why an outbox and not just Huey
     again is safe because each adapter is idempotent at the receiver (look up before create, or the
     receiver's idempotency marker): at most one effect per key, and with recovery, exactly one.
 
-Lifecycle (ARCHITECTURE.md)
+Lifecycle
     proposed -> pending_review | approved -> queued -> executing -> executed | failed -> compensating ->
     compensated; also rejected (by a person), held (kill switch or daily budget; back to queued when
     released). "proposed" and "approved" are moments, recorded in the log, not resting states.
@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from deskpilot.server.actions._tables import ACTIONS_TABLES
 from deskpilot.server.actions._types import PARAMS_TYPES, Effect, idempotency_key
 from deskpilot.server.actions.policy import (
     DEFAULT_AUTOMATIONS,
@@ -196,6 +197,7 @@ class Outbox:
     def __init__(self, lineage: LineageStore, *, clock: Callable[[], float] = time.time) -> None:
         self.lineage = lineage
         self.clock = clock
+        lineage.migrate(ACTIONS_TABLES)
         with lineage.transaction() as conn:
             known = {r[0] for r in conn.execute("SELECT name FROM automations")}
             now = iso_utc_from_timestamp(clock())

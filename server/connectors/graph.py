@@ -151,8 +151,6 @@ class GraphTransport(Protocol):
         self, url: str, json: Any = None, *, params: dict[str, Any] | None = None, idempotent: bool = False
     ) -> dict[str, Any]: ...
 
-    def patch(self, url: str, json: Any, *, params: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
     def put(
         self,
         url: str,
@@ -461,10 +459,6 @@ class GraphClient:
             idempotent=idempotent,
             decode=_json_object,
         )
-
-    def patch(self, url: str, json: Any, *, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        # request returns what `decode` returns; it is typed Any.
-        return self.request("PATCH", url, params=params, json=json, decode=_json_object)  # type: ignore[no-any-return]
 
     def put(
         self,

@@ -6,8 +6,7 @@ held does nothing. The server only enqueues; the consumer (`deskpilot worker`) b
 runs the tasks. Both sides register the same task names, which is all Huey needs to route a message.
 
 `TaskQueue(huey)` takes any Huey: `TaskQueue.sqlite(settings)` in production, Huey's own `MemoryHuey` in
-tests, and a `RedisHuey` would serve a pool of workers on several machines (ARCHITECTURE.md, "Where users
-outgrow one machine").
+tests, and a `RedisHuey` would serve a pool of workers on several machines (a team server).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from deskpilot.server.actions.policy import Automation
 from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
 from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.workflows._tables import WORKFLOWS_TABLES
 from deskpilot.server.workflows.ai import WorkflowAI
 
 __all__ = [
@@ -175,6 +176,7 @@ class WorkflowEngine:
         self.outbox, self.queue, self.definitions = outbox, queue, definitions
         self.lineage = outbox.lineage
         self.ai, self.reviews = ai, reviews
+        self.lineage.migrate(WORKFLOWS_TABLES)
         self.step_retries, self.backoff_seconds = step_retries, backoff_seconds
         self.rng = rng or random.Random()
 

@@ -1,4 +1,4 @@
-// Generate src/api/schema.gen.ts from the server's OpenAPI document (STYLE.md #4: the wire types are
+// Generate src/api/schema.gen.ts from the server's OpenAPI document (the wire types are
 // written once, as msgspec Structs in server/schemas.py). openapi_dump.py builds the document in-process,
 // adds the SSE event payloads that OpenAPI cannot describe, and maps event names to them.
 // Python: $PYTHON, else the project's .venv (what `make setup` creates).

@@ -1,4 +1,5 @@
-"""One contract suite per seam, each run over every implementation of that seam (STYLE.md #1).
+"""One contract suite per seam, each run over every implementation of that seam (as huey runs one
+storage suite over all its storages).
 
 A module here is named after its seam and parametrizes one fixture over the implementations: the fake
 that unit tests use (tier `unit`) and the real ones (`integration` when they run on this machine in a

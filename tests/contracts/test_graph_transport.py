@@ -1,6 +1,6 @@
 """The Graph transport contract (`deskpilot.server.connectors.graph.GraphTransport`), run over every
 transport against the Graph stand-in, a real HTTP server on 127.0.0.1 that speaks Graph's protocol and
-injects Graph's faults (no patched client: STYLE.md #7).
+injects Graph's faults (no patched client: the real protocol, on loopback).
 
 What the sync and the action adapters rely on: collections come page by page until the last, each item
 once; a missing item is `NotFound`; 429 waits for Retry-After, other 5xx back off exponentially with

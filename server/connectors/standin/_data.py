@@ -89,10 +89,6 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _address(name: str, local: str) -> dict[str, Any]:
-    return {"emailAddress": {"name": name, "address": f"{local}@contoso.example"}}
-
-
 @dataclass
 class Folder:
     id: str

@@ -1,7 +1,7 @@
 /**
  * What the pane needs from its Office host, as two small interfaces. outlook.ts and word.ts implement
- * them over Office.js and nothing else (STYLE.md #9: the glue stays thin); every decision about what to
- * send and how to show it lives in shared/ and ui/. Tests swap the Office globals for office-addin-mock.
+ * them over Office.js and nothing else (the glue stays thin, and testable with a mock); every decision
+ * about what to send and how to show it lives in shared/ and ui/. Tests swap the Office globals for office-addin-mock.
  */
 import type { EmailIn } from "../api/types";
 
