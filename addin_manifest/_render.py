@@ -17,11 +17,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from lxml import etree
 
-__all__ = ["HOSTS", "Host", "addin_id", "manifest_filename", "render", "write_manifests"]
+__all__ = ["HOSTS", "Host", "addin_id", "manifest_filename", "render", "taskpane_url", "write_manifests"]
 
 Host = Literal["outlook", "word"]
 HOSTS: tuple[Host, ...] = ("outlook", "word")
@@ -58,11 +58,26 @@ def manifest_filename(host: Host) -> str:
     return f"deskpilot-{host}.xml"
 
 
-def render(host: Host, base_url: str) -> bytes:
+def taskpane_url(host: Host | None, base_url: str, token: str | None = None) -> str:
+    """The pane's start URL: which host it is in (None: a browser) and, for a per-user manifest, the
+    user's token.
+
+    The token is the server's per-user secret (server/core/token.py): the pane reads it from its start URL,
+    keeps it in sessionStorage and removes it from the address. It travels only in this URL, never in the
+    icon or support URLs, which Office may fetch from elsewhere.
+    """
+    base, _ = _split_base_url(base_url)
+    query = {**({"host": host} if host else {}), **({"token": token} if token else {})}
+    return f"{base}/taskpane/index.html?{urlencode(query)}"
+
+
+def render(host: Host, base_url: str, token: str | None = None) -> bytes:
     """The manifest for `host` ("outlook" or "word"), with every URL under `base_url`.
 
     `base_url` is where the Deskpilot server is reached, e.g. "https://localhost:8765" (a path prefix is
-    allowed for a server behind a reverse proxy). Returns UTF-8 XML bytes with an XML declaration.
+    allowed for a server behind a reverse proxy). `token` is the user's access token: a manifest that
+    carries it is for that user alone (and written owner-only); one without it is for validation, and its
+    pane can load but not use the server. Returns UTF-8 XML bytes with an XML declaration.
     """
     spec = _spec(host)
     base, origin = _split_base_url(base_url)
@@ -72,7 +87,7 @@ def render(host: Host, base_url: str) -> bytes:
         "version": _addin_version(),
         "origin": origin,
         "assets_url": f"{base}/taskpane/assets",
-        "taskpane_url": f"{base}/taskpane/index.html?host={host}",
+        "taskpane_url": taskpane_url(host, base_url, token),
         "support_url": f"{base}/",
         "icon_size": str(spec.icon_size),
         "high_res_icon_size": str(spec.high_res_icon_size),
@@ -104,19 +119,23 @@ def render(host: Host, base_url: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
-def write_manifests(out_dir: Path, base_url: str) -> list[Path]:
+def write_manifests(out_dir: Path, base_url: str, token: str | None = None) -> list[Path]:
     """Render every host's manifest into `out_dir` (created if missing); return the paths written.
 
-    Each file is written to a temporary name and renamed, so a reader never sees half a manifest.
+    Each file is written to a temporary name and renamed, so a reader never sees half a manifest; it is
+    created owner-only (0600), as it carries the user's token.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rendered = {host: render(host, base_url) for host in HOSTS}  # fail before writing anything
+    rendered = {host: render(host, base_url, token) for host in HOSTS}  # fail before writing anything
     paths = []
     for host, xml in rendered.items():
         path = out_dir / manifest_filename(host)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_bytes(xml)
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(xml)
         os.replace(partial, path)
         paths.append(path)
     return paths

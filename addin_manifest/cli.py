@@ -8,6 +8,7 @@ import click
 
 from deskpilot.addin_manifest._render import HOSTS, render, write_manifests
 from deskpilot.addin_manifest._validate import validate as validate_manifest
+from deskpilot.server.core.token import ensure_token
 from deskpilot.server.settings import SettingsError, load_settings
 
 __all__ = ["manifest"]
@@ -41,20 +42,21 @@ _INSTALL_HINT = (
     help="Check the manifests against Microsoft's schemas (offline) before writing them.",
 )
 def manifest(out_dir: Path | None, port: int | None, check: bool) -> None:
-    """Write the Outlook and Word add-in manifests and print their paths."""
+    """Write the Outlook and Word add-in manifests (they carry your access token) and print their paths."""
     try:
         settings = load_settings(port=port)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     base_url = settings.base_url
+    token = ensure_token(settings.token_path)  # the pane's start URL carries it: these are yours alone
     if check:
         # Validate before writing, so an invalid manifest never replaces a good one.
         problems = [
-            f"{host}: {error}" for host in HOSTS for error in validate_manifest(render(host, base_url))
+            f"{host}: {error}" for host in HOSTS for error in validate_manifest(render(host, base_url, token))
         ]
         if problems:
             raise click.ClickException("the generated manifests are not valid:\n" + "\n".join(problems))
-    for path in write_manifests(out_dir or settings.home / "manifests", base_url):
+    for path in write_manifests(out_dir or settings.home / "manifests", base_url, token):
         click.echo(str(path))
     if not base_url.startswith("https://"):
         click.echo(f"warning: Office loads add-ins only over https, and {base_url} is not.", err=True)

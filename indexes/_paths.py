@@ -47,19 +47,29 @@ class ExcludeRules:
 
 
 def walk(root: Path, rules: ExcludeRules) -> Iterator[tuple[Path, bool]]:
-    """(file, supported) for every non-excluded file at or below `root`, in a stable order."""
+    """(file, supported) for every non-excluded file at or below `root`, in a stable order.
+
+    Linked folders are not entered, and a linked file is read only if it resolves inside `root`: the
+    folder a person chose to index is all that is read, whatever its links point at."""
     if root.is_file():
         if not rules.excluded(root, root.parent):
             yield root, root.suffix.lower() in SUPPORTED_SUFFIXES
         return
+    top = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not rules.excluded(here / d, root))
         for name in sorted(filenames):
             path = here / name
-            if rules.excluded(path, root) or (path.is_symlink() and not path.is_file()):
+            if rules.excluded(path, root) or (path.is_symlink() and not _links_inside(path, top)):
                 continue
             yield path, path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def _links_inside(link: Path, top: str) -> bool:
+    """A symlink to a file inside the folder `top` (already resolved)."""
+    target = os.path.realpath(link)
+    return os.path.isfile(target) and (target + os.sep).startswith(top.rstrip(os.sep) + os.sep)
 
 
 def normalize_roots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:

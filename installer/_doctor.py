@@ -15,6 +15,7 @@ from deskpilot.installer._ca import CA_CERT, CA_KEY, CA_NAME, ca_good, fingerpri
 from deskpilot.installer._health import answers
 from deskpilot.installer._install import ADMIN_ZIP, layout, read_state
 from deskpilot.installer._nss import NssDb
+from deskpilot.server.core.token import read_token
 from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
 if TYPE_CHECKING:
@@ -73,11 +74,19 @@ def doctor(echo: Callable[[str], object] = print) -> int:
             Path(unit).is_file() and Path(unit).read_text() == want,
             f"autostart unit {unit} is current (port {lay.settings.port})",
         )
+    token_path = lay.settings.token_path
+    token = read_token(token_path)
+    if check(token is not None, f"access token {token_path}"):
+        mode = stat.S_IMODE(token_path.stat().st_mode)
+        check(mode & 0o077 == 0, f"access token is owner-only ({oct(mode)})", f"chmod 600 {token_path}")
     for host in HOSTS:
         path = lay.manifests_dir / manifest_filename(host)
         xml = path.read_bytes() if path.is_file() else b""
         good = bool(xml) and validate(xml) == [] and lay.settings.base_url.encode() in xml
         check(good, f"{host} manifest {path} is valid and points at {lay.settings.base_url}")
+        # A manifest with an old token opens a pane that the server refuses.
+        current = token is not None and f"token={token}".encode() in xml
+        check(current, f"{host} manifest carries the current access token")
     check((lay.deploy_dir / ADMIN_ZIP).is_file(), f"admin center package {lay.deploy_dir / ADMIN_ZIP}")
     for policy in state.get("policies", []):
         check(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from deskpilot.installer import _platforms as plat
+from deskpilot.server.core.token import read_token
 
 if TYPE_CHECKING:
     from deskpilot.installer._install import Layout
@@ -84,7 +85,7 @@ def health_check(lay: Layout, ca_cert: Path, timeout: float) -> bool:
                 argv, env={**os.environ, **env}, stdout=server_log, stderr=subprocess.STDOUT
             )
     try:
-        return _wait_ready(base, ctx, timeout, proc)
+        return _wait_ready(base, ctx, timeout, proc, read_token(lay.settings.token_path))
     finally:
         if proc is not None:
             proc.terminate()
@@ -102,9 +103,12 @@ def answers(base: str, ctx: ssl.SSLContext) -> bool:
         return False
 
 
-def _wait_ready(base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
+def _wait_ready(
+    base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess.Popen[bytes] | None, token: str | None
+) -> bool:
     deadline = time.monotonic() + timeout
     last = "no answer"
+    headers = {"Authorization": f"Bearer {token}"}  # /v1/models, like every route but /healthz, needs it
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             log.error(
@@ -113,7 +117,15 @@ def _wait_ready(base: str, ctx: ssl.SSLContext, timeout: float, proc: subprocess
             )
             return False
         try:
-            state = httpx.get(f"{base}/v1/models", verify=ctx, timeout=5).json().get("state")
+            response = httpx.get(f"{base}/v1/models", headers=headers, verify=ctx, timeout=5)
+            if response.status_code == 401:
+                log.error(
+                    "health    FAILED: the server on %s refuses this installation's access token; if it "
+                    "is another user's or another data folder's Deskpilot, stop it",
+                    base,
+                )
+                return False
+            state = response.json().get("state")
         except (httpx.HTTPError, OSError, ValueError) as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # httpx wraps ssl errors in ConnectError
                 log.error("health    FAILED: the certificate does not verify against the local CA: %s", exc)

@@ -25,10 +25,11 @@ from deskpilot.installer import _platforms as plat
 from deskpilot.installer._ca import CA_CERT, CA_NAME, ensure_ca, ensure_server_cert, fingerprint
 from deskpilot.installer._health import health_check
 from deskpilot.installer._nss import NssDb
+from deskpilot.server.core.token import ensure_token, read_token
 from deskpilot.server.settings import Settings, load_settings
 from deskpilot.server.web.tls import INSTALLED_CERT, INSTALLED_KEY
 
-__all__ = ["InstallOptions", "Layout", "install", "layout", "uninstall"]
+__all__ = ["InstallOptions", "Layout", "install", "layout", "rewrite_manifests", "uninstall"]
 
 log = logging.getLogger("deskpilot.installer")
 STATE_FILE = "install-state.json"
@@ -112,14 +113,25 @@ class _Tracker:
                 os.chmod(d, mode)
             self.created_dirs.add(str(d))
 
-    def write(self, path: Path, data: bytes | str, what: str) -> bool:
+    def write(self, path: Path, data: bytes | str, what: str, *, private: bool = False) -> bool:
+        """`private`: owner-only (0600) from the moment it exists, for files that carry the user's token."""
         raw = data.encode() if isinstance(data, str) else data
         if path.is_file() and path.read_bytes() == raw:
+            if private and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+                self.changed += 1
+                log.info("repaired  %s permissions (owner-only) (%s)", what, path)
+                return True
             log.info("ok        %s (%s)", what, path)
             return False
         self.mkdir(path.parent)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(raw)
+        if private:
+            tmp.unlink(missing_ok=True)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                out.write(raw)
+        else:
+            tmp.write_bytes(raw)
         os.replace(tmp, path)
         self.changed += 1
         log.info("written   %s (%s)", what, path)
@@ -186,6 +198,12 @@ def install(opts: InstallOptions) -> int:
     _write_config(lay, tracker, opts.settings)
     lay.settings = load_settings()  # the port and model now come from the merged config
     settings = lay.settings
+    # The per-user secret the CLI and the pane present (server/core/token.py); the manifests carry it.
+    had_token = read_token(settings.token_path) is not None
+    ensure_token(settings.token_path)
+    verb = "ok       " if had_token else "created  "
+    log.info("%s access token %s (owner-only)", verb, settings.token_path)
+    tracker.changed += not had_token
 
     # 1. Certificates.
     tracker.mkdir(lay.ca_dir, 0o700)
@@ -210,9 +228,8 @@ def install(opts: InstallOptions) -> int:
     if sys.platform.startswith("linux"):
         _autostart_linux(lay, tracker, opts)
 
-    # 4. Add-in manifests and the admin center package.
-    manifests = _write_manifests(lay, tracker)
-    tracker.write(lay.deploy_dir / ADMIN_ZIP, _zip_bytes(manifests), "Microsoft 365 admin center package")
+    # 4. Add-in manifests and the admin center package (both carry this user's token).
+    _write_manifests(lay, tracker)
 
     # 5. Browser policy for Local Network Access.
     if opts.allow_local_network_access:
@@ -285,13 +302,29 @@ def _autostart_linux(lay: Layout, tracker: _Tracker, opts: InstallOptions) -> No
 
 
 def _write_manifests(lay: Layout, tracker: _Tracker) -> list[Path]:
+    """The per-user manifests and the admin center package: both carry the user's token, so both are
+    owner-only, and both are rewritten when the token is rotated (`rewrite_manifests`)."""
     import tempfile
 
+    token = ensure_token(lay.settings.token_path)
     with tempfile.TemporaryDirectory() as tmp:
-        rendered = write_manifests(Path(tmp), lay.settings.base_url)
+        rendered = write_manifests(Path(tmp), lay.settings.base_url, token)
         for path in rendered:
-            tracker.write(lay.manifests_dir / path.name, path.read_bytes(), f"add-in manifest {path.name}")
-    return [lay.manifests_dir / manifest_filename(h) for h in HOSTS]
+            what = f"add-in manifest {path.name}"
+            tracker.write(lay.manifests_dir / path.name, path.read_bytes(), what, private=True)
+    manifests = [lay.manifests_dir / manifest_filename(h) for h in HOSTS]
+    package = _zip_bytes(manifests)
+    tracker.write(lay.deploy_dir / ADMIN_ZIP, package, "Microsoft 365 admin center package", private=True)
+    return manifests
+
+
+def rewrite_manifests() -> list[Path]:
+    """After `deskpilot token rotate`: the installed manifests and package again, with the new token.
+    Nothing is written where `deskpilot install` never wrote manifests."""
+    lay = layout()
+    if not lay.manifests_dir.is_dir():
+        return []
+    return _write_manifests(lay, _Tracker(read_state(lay)))
 
 
 def _write_platform_scripts(lay: Layout, tracker: _Tracker, ca_cert: Path, opts: InstallOptions) -> None:

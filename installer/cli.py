@@ -1,4 +1,4 @@
-"""`deskpilot install`, `deskpilot uninstall`, `deskpilot doctor`."""
+"""`deskpilot install`, `deskpilot uninstall`, `deskpilot doctor`, `deskpilot token`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any
 import click
 import msgspec
 
+from deskpilot.addin_manifest import taskpane_url
 from deskpilot.installer._doctor import doctor as run_doctor
-from deskpilot.installer._install import InstallOptions, log
+from deskpilot.installer._install import InstallOptions, log, rewrite_manifests
 from deskpilot.installer._install import install as run_install
 from deskpilot.installer._install import uninstall as run_uninstall
+from deskpilot.server.core.token import ensure_token, rotate_token
+from deskpilot.server.settings import SettingsError, load_settings
 
-__all__ = ["doctor", "install", "uninstall"]
+__all__ = ["doctor", "install", "token_group", "uninstall"]
 
 # `[install]` keys of a --config file; `[settings]` is merged into <app data>/config.toml.
 _INSTALL_KEYS = {"machine", "allow_local_network_access", "health_check", "health_timeout"}
@@ -99,3 +102,44 @@ def uninstall(keep_data: bool) -> None:
 def doctor() -> None:
     """Check the installation; print what is wrong and how to fix it (exit 1 if anything is)."""
     sys.exit(run_doctor(click.echo))
+
+
+@click.group("token")
+def token_group() -> None:
+    """The access token every client presents: the CLI reads it, the pane gets it from its manifest."""
+
+
+def _token_path() -> Path:
+    try:
+        return load_settings().token_path
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@token_group.command("rotate")
+def rotate() -> None:
+    """Replace the token: the old one is refused from the next request on, without a restart.
+
+    The add-in manifests `deskpilot install` wrote are written again with the new token; an open pane
+    says so and asks to be closed and reopened. A manifest uploaded elsewhere (Outlook's "Add from file",
+    the admin center) must be uploaded again.
+    """
+    path = _token_path()
+    rotate_token(path)
+    click.echo(f"new access token in {path}; the old one no longer works")
+    for manifest in rewrite_manifests():
+        click.echo(f"rewritten {manifest}")
+    click.echo("Close and reopen the Deskpilot pane in Outlook and Word to use the new token.", err=True)
+
+
+@token_group.command("show")
+@click.option("--path", "as_path", is_flag=True, help="Print where the token is kept instead of the token.")
+@click.option("--url", "as_url", is_flag=True, help="Print the pane's URL with the token, for a browser.")
+def show(as_path: bool, as_url: bool) -> None:
+    """Print the token (for scripts: `Authorization: Bearer $(deskpilot token show)`); created if missing."""
+    path = _token_path()
+    if as_path:
+        click.echo(str(path))
+        return
+    token = ensure_token(path)
+    click.echo(taskpane_url(None, load_settings().base_url, token) if as_url else token)

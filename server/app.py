@@ -1,4 +1,4 @@
-"""Assemble the Litestar app in one place (STYLE.md #3).
+"""Assemble the Litestar app in one place: routes, dependencies, middleware and error handlers.
 
 `create_app(services)` takes the composition root (`services.py`): tests build `Services` with a scripted
 backend, a temporary lineage store or a stand-in Graph connector instead of patching; production builds
@@ -19,6 +19,7 @@ from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -28,6 +29,7 @@ from deskpilot.server import __version__
 from deskpilot.server.actions.api import ActionsAPI
 from deskpilot.server.connectors.api import SyncAPI
 from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.token import TokenFile, ensure_token
 from deskpilot.server.documents.api import DocumentsAPI
 from deskpilot.server.documents.service import Indexer
 from deskpilot.server.extraction.api import Extraction
@@ -37,7 +39,7 @@ from deskpilot.server.services import Services
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.api import AITasks
 from deskpilot.server.web.errors import EXCEPTION_HANDLERS
-from deskpilot.server.web.security import local_only
+from deskpilot.server.web.security import TOKEN_SCHEME, local_only
 from deskpilot.server.web.status import Status
 from deskpilot.server.workflows.api import Automations, Workflows
 
@@ -53,9 +55,13 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     if isinstance(services, Settings):
         services = Services(services, **parts)
     settings = services.settings
-    indexer = Indexer(services.index)
+    indexer = Indexer(services.index, services.index_roots)
     workflows = services.workflows
     host = services.host
+    # The per-user secret every client but /healthz and the pane's files presents (web/security.py);
+    # created on first start, re-read by the middleware whenever `deskpilot token rotate` replaces it.
+    ensure_token(settings.token_path)
+    token = TokenFile(settings.token_path)
     stopping = asyncio.Event()
     background: set[asyncio.Task[object]] = set()
 
@@ -82,7 +88,7 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AITasks,
             Runs,
@@ -112,14 +118,25 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         state=State({"stopping": stopping, "host": host, "services": services}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        middleware=[local_only("https" if settings.https else "http", settings.port)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
-            title="Deskpilot", version=__version__, path="/openapi", render_plugins=[JsonRenderPlugin()]
+            title="Deskpilot",
+            version=__version__,
+            path="/openapi",
+            render_plugins=[JsonRenderPlugin()],
+            # Every operation but /healthz (whose requirement is empty, `[{}]`) needs the per-user token.
+            security=[{"token": []}],
+            components=Components(security_schemes={"token": TOKEN_SCHEME}),
         ),
         debug=False,
     )
+    # The guard wraps the whole app, in front of routing: Litestar's own middleware runs only once a
+    # route matched, which would let unknown paths and Litestar's own Host check answer first.
+    app.asgi_handler = local_only("https" if settings.https else "http", settings.port, settings.host, token)(
+        app.asgi_handler
+    )
+    return app
 
 
 async def _warm_index_after(host: ModelHost, indexer: Indexer) -> None:

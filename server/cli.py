@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from deskpilot.addin_manifest.cli import manifest
-from deskpilot.installer.cli import doctor, install, uninstall
+from deskpilot.installer.cli import doctor, install, token_group, uninstall
 from deskpilot.server.actions.cli import webhook_secret
 from deskpilot.server.connectors.cli import login, logout, sync, whoami
 from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
@@ -89,6 +89,7 @@ for _command in (
     install,
     uninstall,
     doctor,
+    token_group,
     events_group,
     webhook_secret,
     login,

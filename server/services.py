@@ -22,6 +22,7 @@ import anyio
 from deskpilot.inference import Backend
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.documents.roots import IndexRoots
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.runs import RunExecutor
@@ -108,6 +109,11 @@ class Services:
 
             self._index = DocumentIndex(index_folder(self.settings.home), embedder=self._embedder)
         return self._index
+
+    @cached_property
+    def index_roots(self) -> IndexRoots:
+        """The folders documents may be indexed from (the settings' and those the user added)."""
+        return IndexRoots(self.settings)
 
     @cached_property
     def mail_trigger(self) -> MailTrigger:

@@ -9,6 +9,7 @@ which is what an IT admin overriding one value for one machine expects.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ ENV_PREFIX = "DESKPILOT_"
 
 class SettingsError(ValueError):
     """A setting that cannot be used, with the name of the setting in the message."""
+
+
+def _default_index_roots() -> tuple[Path, ...]:
+    return (Path(platformdirs.user_documents_dir()),)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -86,6 +91,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     action_max_attempts: int = 10
     action_backoff_seconds: float = 2.0  # first retry delay; doubles per attempt, with jitter
     workflow_step_retries: int = 3  # per workflow step that raises
+    # What the server may read and reach (the README's security section says why).
+    # `index_roots`: the folders documents may be indexed from (default: the user's Documents folder),
+    # besides those the user adds in the pane's Settings or with `deskpilot index --add-root`, which are
+    # kept in `<home>/index-roots.json`. Nothing outside them is read, whatever a request names.
+    index_roots: tuple[Path, ...] = msgspec.field(default_factory=_default_index_roots)
+    # `webhook_allow`: the receivers webhook actions may reach, each "scheme://host[:port]/path-prefix"
+    # ("https://hooks.example.com/services/"). Empty: no webhook goes anywhere. https only, except http to
+    # a receiver on this computer named by its loopback address ("http://127.0.0.1:9000/"). A host name
+    # must resolve to public addresses; an internal receiver is named by its address.
+    webhook_allow: tuple[str, ...] = ()
+    # Whether a person may loosen an automation's approval (to "never", a lower threshold, review off);
+    # false lets IT forbid it (the API answers 403). Loosening always needs an explicit confirmation.
+    allow_loosening_approval: bool = True
 
     @property
     def db_path(self) -> Path:
@@ -114,12 +132,40 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.home / "cache"
 
     @property
+    def token_path(self) -> Path:
+        """The per-user secret every client presents (server/core/token.py); 0600."""
+        return self.home / "token"
+
+    @property
     def base_url(self) -> str:
         """The URL pages and manifests use: `localhost` (which the certificate names) for 127.0.0.1."""
         scheme = "https" if self.https else "http"
-        host = "localhost" if self.host in ("127.0.0.1", "localhost") else self.host
+        host = self.host.strip("[]")  # "::1" and "[::1]" both mean the IPv6 loopback
+        host = "localhost" if host in ("127.0.0.1", "localhost") else host
         host = f"[{host}]" if ":" in host else host
         return f"{scheme}://{host}:{self.port}"
+
+
+# Settings that hold a list: in the environment, a JSON array, or paths separated as in PATH
+# (`index_roots`), or URLs separated by spaces or commas (`webhook_allow`).
+_LIST_SPLITTERS: dict[str, Callable[[str], list[str]]] = {
+    "index_roots": lambda raw: [p for p in raw.split(os.pathsep) if p],
+    "webhook_allow": lambda raw: raw.replace(",", " ").split(),
+}
+
+
+def _env_value(name: str, raw: str) -> Any:
+    split = _LIST_SPLITTERS.get(name)
+    if raw == "":
+        return [] if split else None
+    if split is None:
+        return raw
+    if raw.lstrip().startswith("["):
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()}: not a JSON array: {exc}") from exc
+    return split(raw)
 
 
 def _decode_path(kind: type, value: Any) -> Any:
@@ -148,7 +194,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     for name in fields:
         raw = os.environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[name] = None if raw == "" else raw
+            values[name] = _env_value(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["home"] = str(home)
     try:

@@ -11,14 +11,32 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from deskpilot.server.core.token import read_token
 
 REPO = Path(__file__).resolve().parents[1]
 # The base URL of in-process test clients (Litestar's TestClient); the Host checks accept it.
 BASE = "http://127.0.0.1:8765"
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The header every client but /healthz sends: the per-user token (server/core/token.py)."""
+    assert token, "no token: the app creates <home>/token when it is built, the server when it starts"
+    return {"Authorization": f"Bearer {token}"}
+
+
+def app_client(app: Litestar, **kwargs: Any) -> TestClient[Litestar]:
+    """Litestar's TestClient on `BASE`, presenting the app's own token as the pane and the CLI do."""
+    client: TestClient[Litestar] = TestClient(app, base_url=BASE, **kwargs)
+    client.headers.update(bearer(read_token(app.state["services"].settings.token_path)))
+    return client
 
 
 TIERS = ("unit", "integration", "process", "model", "e2e")
@@ -40,6 +58,8 @@ def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("DESKPILOT_") and name != "DESKPILOT_HOME":
             monkeypatch.delenv(name)
+    # The folders documents may be indexed from: the test's own, never the user's Documents folder.
+    monkeypatch.setenv("DESKPILOT_INDEX_ROOTS", str(tmp_path))
     return home
 
 
@@ -90,8 +110,20 @@ class ServerProcess:
             else False
         )
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, verify=self.verify, timeout=60, **kwargs)  # type: ignore[arg-type]
+    @property
+    def token(self) -> str | None:
+        """The token the server checks (it creates `<home>/token` on first start; rotation replaces it)."""
+        return read_token(self.home / "token")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a client sends to be let in: the token, read now (so a rotation shows)."""
+        return bearer(self.token)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client on the server that presents its token, as the pane and the CLI do."""
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.base_url, verify=self.verify, timeout=60, headers=headers, **kwargs)
 
     def wait_healthy(self, timeout: float = 10.0) -> float:
         """Seconds from spawn until /healthz answered 200."""
@@ -110,7 +142,9 @@ class ServerProcess:
     def wait_model(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = httpx.get(f"{self.base_url}/v1/models", verify=self.verify, timeout=5).json()["state"]
+            state = httpx.get(
+                f"{self.base_url}/v1/models", headers=self.headers, verify=self.verify, timeout=5
+            ).json()["state"]
             if state == "ready":
                 return
             assert state == "loading", self.log()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE
+from conftest import app_client
 from litestar.testing import TestClient
 
 from deskpilot.inference import ScriptedBackend
@@ -23,7 +23,7 @@ HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
 
 @pytest.fixture
 def client(app_home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(load_settings(), backend=ScriptedBackend(["ok"])), base_url=BASE) as c:
+    with app_client(create_app(load_settings(), backend=ScriptedBackend(["ok"]))) as c:
         yield c
 
 

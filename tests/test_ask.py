@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE, parse_sse
+from conftest import app_client, parse_sse
 from corpus import FACTS, make_corpus
 from httpx_sse import connect_sse
 from litestar.testing import TestClient
@@ -43,7 +43,7 @@ def client(app_home: Path, backend: ScriptedBackend) -> Iterator[TestClient]:
     app = create_app(
         load_settings(home=app_home, https=False, ask_min_score=0.05), backend=backend, index=index
     )
-    with TestClient(app, base_url=BASE) as c:
+    with app_client(app) as c:
         yield c
 
 
@@ -102,8 +102,9 @@ def test_scope_restricts_the_sources(client: TestClient, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("path", "body", "status", "says"),
     [
-        ("/v1/index", {"paths": ["/no/such/folder"]}, 400, "no such file or folder: /no/such/folder"),
+        ("/v1/index", {"paths": ["/no/such/folder"]}, 403, "'/no/such/folder' is not in a folder you chose"),
         ("/v1/index", {"paths": []}, 400, "length >= 1"),
+        ("/v1/index", {"paths": [""]}, 400, "length >= 1"),
         ("/v1/ask", {"question": ""}, 400, "length >= 1"),
         ("/v1/ask", {"question": "   "}, 400, "`question` is empty"),
         ("/v1/ask", {"question": "x", "k": 0}, 400, ">= 1"),
@@ -154,9 +155,7 @@ def test_a_failing_search_answers_503_and_gives_its_place_in_line_back(app_home:
     every request got 429."""
     settings = load_settings(home=app_home, https=False, max_queue=2)
     index = BrokenIndex(app_home / "index", embedder=HashEmbedder())
-    with TestClient(
-        create_app(settings, backend=ScriptedBackend(["ok"]), index=index), base_url=BASE
-    ) as client:
+    with app_client(create_app(settings, backend=ScriptedBackend(["ok"]), index=index)) as client:
         for _ in range(settings.max_queue + 3):
             r = client.post("/v1/ask", json={"question": "How much notice is needed?"})
             assert r.status_code == 503, r.text

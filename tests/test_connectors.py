@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import BASE
+from conftest import app_client
 from graph_helpers import assert_index_holds, graph_settings, sign_in, use_keyring, vault  # noqa: F401
-from litestar.testing import TestClient
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
@@ -301,7 +300,7 @@ def test_sync_api_status_and_conversation(tmp_path: Path) -> None:
         app = create_app(
             settings, backend=ScriptedBackend(["ok"]), index=index, graph=GraphConnector(settings, index)
         )
-        with TestClient(app, base_url=BASE) as client:
+        with app_client(app) as client:
             r = client.post("/v1/sync")
             assert r.status_code == 409 and "deskpilot login" in r.json()["message"]
             sign_in(settings)

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import free_port
+from conftest import bearer, free_port
 
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
+from deskpilot.server.core.token import read_token
 from deskpilot.server.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -51,8 +52,13 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=20)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """This server's Host, and its token (the app created it when it was built)."""
+        return {"Host": f"127.0.0.1:{self.settings.port}", **bearer(read_token(self.settings.token_path))}
+
     def models(self) -> dict:  # type: ignore[type-arg]
-        return httpx.get(f"{self.url}/v1/models", headers={"Host": f"127.0.0.1:{self.settings.port}"}).json()  # type: ignore[no-any-return]
+        return httpx.get(f"{self.url}/v1/models", headers=self.headers).json()  # type: ignore[no-any-return]
 
     def open_runs(self) -> int:
         with closing(sqlite3.connect(self.settings.db_path)) as conn:
@@ -77,8 +83,8 @@ def no_gc() -> Iterator[None]:
         gc.enable()
 
 
-async def _leave_after_headers(url: str, port: int, count: int, at_once: int) -> None:
-    async with httpx.AsyncClient(base_url=url, headers={"Host": f"127.0.0.1:{port}"}) as client:
+async def _leave_after_headers(live: LiveServer, count: int, at_once: int) -> None:
+    async with httpx.AsyncClient(base_url=live.url, headers=live.headers) as client:
 
         async def one() -> None:
             async with client.stream("POST", "/v1/summarize", json={"text": "Please summarize this."}) as r:
@@ -100,11 +106,11 @@ def _settled(live: LiveServer, timeout: float = 5.0) -> tuple[dict, int]:  # typ
 
 @pytest.mark.usefixtures("no_gc")
 def test_clients_that_leave_after_the_headers_give_their_place_back(live: LiveServer) -> None:
-    asyncio.run(_leave_after_headers(live.url, live.settings.port, count=8, at_once=1))
+    asyncio.run(_leave_after_headers(live, count=8, at_once=1))
     models, _ = _settled(live)
     assert models["waiting"] == 0 and models["busy"] is False, models
     # The next clients are served, not told the idle model is busy.
-    with httpx.Client(base_url=live.url, headers={"Host": f"127.0.0.1:{live.settings.port}"}) as client:
+    with httpx.Client(base_url=live.url, headers=live.headers) as client:
         for _ in range(live.settings.max_queue + 2):
             r = client.post("/v1/summarize", json={"text": "Still there?"})
             assert r.status_code == 200 and "event: done" in r.text
@@ -112,7 +118,7 @@ def test_clients_that_leave_after_the_headers_give_their_place_back(live: LiveSe
 
 @pytest.mark.usefixtures("no_gc")
 def test_no_run_is_left_open_by_clients_that_leave_while_it_opens(live: LiveServer) -> None:
-    asyncio.run(_leave_after_headers(live.url, live.settings.port, count=40, at_once=4))
+    asyncio.run(_leave_after_headers(live, count=40, at_once=4))
     models, open_runs = _settled(live)
     assert open_runs == 0, f"{open_runs} run(s) left open in lineage"
     assert models["waiting"] == 0 and models["busy"] is False, models

@@ -10,8 +10,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import app_client, parse_sse
 from litestar.testing import TestClient
-from test_api import BASE, parse_sse
 
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
@@ -69,7 +69,7 @@ def store(app_home: Path) -> Iterator[LineageStore]:
 @pytest.fixture
 def client(app_home: Path, model: Model, store: LineageStore) -> Iterator[TestClient]:
     settings = load_settings(home=app_home, https=False)
-    with TestClient(create_app(settings, backend=ScriptedBackend(model), lineage=store), base_url=BASE) as c:
+    with app_client(create_app(settings, backend=ScriptedBackend(model), lineage=store)) as c:
         yield c
 
 

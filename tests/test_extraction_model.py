@@ -17,8 +17,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from litestar.testing import TestClient
-from test_api import BASE, parse_sse
+from conftest import app_client, parse_sse
 
 from deskpilot.inference import Finished
 from deskpilot.inference.extraction import (
@@ -149,7 +148,7 @@ def test_a_real_extraction_over_http_is_recorded_and_queued_when_unsure(
 ) -> None:
     """The SSE path with the real model: real log-probabilities, lineage, and the review queue."""
     settings = load_settings(home=app_home, https=False, review_threshold=0.99)
-    with TestClient(create_app(settings, backend=backend), base_url=BASE) as client:  # type: ignore[arg-type]
+    with app_client(create_app(settings, backend=backend)) as client:  # type: ignore[arg-type]
         events = parse_sse(client.post("/v1/extract", json={"text": ORDINARY["invoice"]}).text)
         names = [e for e, _ in events]
         assert names[0] == "meta" and names[-2:] == ["result", "done"]

@@ -115,10 +115,17 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     assert (box.data / "ca" / "ca-key.pem").stat().st_mode & 0o077 == 0
     assert box.certutil("-L", "-n", CA, "-a").strip() == ca_pem.read_text().strip()
 
+    # The per-user token, owner-only; the manifests carry it in the pane's start URL, so they are too.
+    token = (box.data / "token").read_text().strip()
+    assert len(token) >= 40 and (box.data / "token").stat().st_mode & 0o077 == 0
     # Manifests for the configured port, valid; the admin center zip holds both.
     for host in ("outlook", "word"):
-        xml = (box.data / "manifests" / f"deskpilot-{host}.xml").read_bytes()
+        manifest = box.data / "manifests" / f"deskpilot-{host}.xml"
+        xml = manifest.read_bytes()
         assert validate(xml) == [] and f"https://localhost:{box.port}/".encode() in xml
+        assert f"index.html?host={host}&amp;token={token}".encode() in xml
+        assert manifest.stat().st_mode & 0o077 == 0
+    assert (box.data / "deploy" / "deskpilot-addins.zip").stat().st_mode & 0o077 == 0
     with zipfile.ZipFile(box.data / "deploy" / "deskpilot-addins.zip") as zf:
         assert sorted(zf.namelist()) == ["deskpilot-outlook.xml", "deskpilot-word.xml"]
 
@@ -132,9 +139,11 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     try:
         ctx = ssl.create_default_context(cafile=str(ca_pem))
         url = f"https://localhost:{box.port}"
+        auth = {"Authorization": f"Bearer {token}"}
         for _ in range(300):
             try:
-                if httpx.get(f"{url}/v1/models", verify=ctx, timeout=2).json()["state"] == "ready":
+                models = httpx.get(f"{url}/v1/models", headers=auth, verify=ctx, timeout=2)
+                if models.json()["state"] == "ready":
                     break
             except httpx.TransportError:
                 pass
@@ -169,6 +178,22 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     assert busy.returncode == 1 and "does not answer with the CA-issued certificate" in busy.stdout
 
     assert box.run("doctor").returncode == 0
+    # Rotating the token rewrites the installed manifests and package with the new one.
+    rotated = box.run("token", "rotate")
+    new_token = (box.data / "token").read_text().strip()
+    assert new_token != token and "rewritten" in rotated.stdout
+    outlook = (box.data / "manifests" / "deskpilot-outlook.xml").read_bytes()
+    assert f"token={new_token}".encode() in outlook and token.encode() not in outlook
+    with zipfile.ZipFile(box.data / "deploy" / "deskpilot-addins.zip") as zf:
+        assert f"token={new_token}".encode() in zf.read("deskpilot-word.xml")
+    assert box.run("doctor").returncode == 0
+    # A manifest left with the old token is found.
+    (box.data / "manifests" / "deskpilot-word.xml").write_bytes(
+        outlook.replace(new_token.encode(), token.encode())
+    )
+    stale = box.run("doctor", check=False)
+    assert stale.returncode == 1 and "FAIL  word manifest carries the current access token" in stale.stdout
+    box.run("token", "rotate")
     subprocess.run(["certutil", "-D", "-d", f"sql:{box.nssdb}", "-n", CA], check=True)
     broken = box.run("doctor", check=False)
     assert broken.returncode == 1

@@ -7,6 +7,11 @@ a small model handed unrelated passages invents an answer. Lineage records the c
 
 The index loads torch and the embedding model (~10 s) in the background after start-up, so requests that
 need no embeddings are never held up by it.
+
+Only folders the user chose are read (`roots.py`): `/v1/index` answers 403 for a path outside the roots,
+a symlink that leads out of them, or a path that does not exist, with one message shape for all three;
+`/v1/ask` cites no passage of a file outside them (one indexed before, or under a root since removed).
+`/v1/index/roots` lists the roots and sets the ones the user added.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Annotated
 
 import anyio
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import JSONBody
@@ -29,13 +34,14 @@ from msgspec import Meta
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Passage, Ticket, ask_job
 from deskpilot.server.core.wire import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
+from deskpilot.server.documents.roots import IndexRoot, NotInRoots, RootRefused
 from deskpilot.server.documents.service import Indexer
 from deskpilot.server.runs import Event, RunExecutor
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
 from deskpilot.server.web.sse import sse_response
 
-__all__ = ["AskRequest", "DocumentsAPI", "IndexRequest"]
+__all__ = ["AskRequest", "DocumentsAPI", "IndexRequest", "IndexRootsIn", "IndexRootsOut"]
 
 NOTHING_FOUND = "I could not find anything about this in your indexed documents."
 
@@ -43,6 +49,13 @@ NOTHING_FOUND = "I could not find anything about this in your indexed documents.
 class IndexUnavailable(ApiError):
     status_code = 503
     code = "index_unavailable"
+
+
+class PathNotAllowed(ApiError):
+    """403: outside the roots, or not there; the two answer alike."""
+
+    status_code = 403
+    code = "path_not_allowed"
 
 
 class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
@@ -53,9 +66,25 @@ class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fi
     source_ref: ShortText | None = None
 
 
+PathText = Annotated[str, Meta(min_length=1, max_length=4_096)]
+
+
 class IndexRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
-    paths: Annotated[list[str], Meta(min_length=1, max_length=100)]
+    """Files and folders to index; each must lie inside a root (see `/v1/index/roots`)."""
+
+    paths: Annotated[list[PathText], Meta(min_length=1, max_length=100)]
     exclude: list[str] = []
+
+
+class IndexRootsOut(msgspec.Struct, rename="camel", kw_only=True):
+    roots: list[IndexRoot]
+
+
+class IndexRootsIn(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    """The folders the user added, in full: one left out is no longer a root. Roots from the settings
+    (`index_roots`) are IT's and stay."""
+
+    added: Annotated[list[PathText], Meta(max_length=100)]
 
 
 class IndexStarted(msgspec.Struct, rename="camel", kw_only=True):
@@ -90,6 +119,11 @@ def _sources(hits: list[Hit]) -> SourcesEvent:
     )
 
 
+def _within_roots(hits: list[Hit], indexer: Indexer) -> list[Hit]:
+    """Passages of files inside the roots, and of items without a path (mail, OneDrive)."""
+    return [h for h in hits if h.path is None or indexer.roots.contains(h.path)]
+
+
 async def _with_sources(
     events: AsyncGenerator[Event, None], hits: list[Hit]
 ) -> AsyncGenerator[Event | SourcesEvent, None]:
@@ -108,10 +142,13 @@ class DocumentsAPI(Controller):
     async def start_index(
         self, data: JSONBody[IndexRequest], indexer: NamedDependency[Indexer]
     ) -> IndexStarted:
-        paths = [Path(p).expanduser() for p in data.paths]
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise ClientException(f"no such file or folder: {', '.join(missing)}")
+        def checked() -> list[Path]:
+            return [indexer.roots.check(p) for p in data.paths]
+
+        try:
+            paths = await anyio.to_thread.run_sync(checked)
+        except NotInRoots as exc:
+            raise PathNotAllowed(str(exc)) from exc
         if indexer.running:
             raise ClientException(
                 "an indexing run is already in progress; see /v1/index/status", status_code=409
@@ -122,6 +159,20 @@ class DocumentsAPI(Controller):
     @get("/index/status", summary="Documents, chunks, skipped files with reasons, and indexing progress")
     async def index_status(self, indexer: NamedDependency[Indexer]) -> IndexStatus:
         return await anyio.to_thread.run_sync(indexer.index.status)
+
+    @get("/index/roots", summary="The folders documents may be indexed from")
+    async def index_roots(self, indexer: NamedDependency[Indexer]) -> IndexRootsOut:
+        return IndexRootsOut(roots=await anyio.to_thread.run_sync(indexer.roots.listing))
+
+    @put("/index/roots", summary="Set the folders the user added for indexing (the settings' roots stay)")
+    async def set_index_roots(
+        self, data: JSONBody[IndexRootsIn], indexer: NamedDependency[Indexer]
+    ) -> IndexRootsOut:
+        try:
+            roots = await anyio.to_thread.run_sync(lambda: indexer.roots.set_added(data.added))
+        except RootRefused as exc:
+            raise ClientException(str(exc)) from exc
+        return IndexRootsOut(roots=roots)
 
     @post("/ask", status_code=200, summary="Answer a question from your documents, with citations (SSE)")
     async def ask(
@@ -144,6 +195,7 @@ class DocumentsAPI(Controller):
                 )
             except (OSError, sqlite3.Error, EmbedderError) as exc:
                 raise IndexUnavailable(f"the document index could not be searched: {exc}") from exc
+            hits = await anyio.to_thread.run_sync(lambda: _within_roots(hits, indexer))
             job = ask_job(
                 context_length=executor.host.context_length(),
                 question=data.question,

@@ -1,4 +1,5 @@
-"""The server's document index and the one indexing run it may have going, on a worker thread."""
+"""The server's document index, the folders it may read (`roots.py`), and the one indexing run it may
+have going, on a worker thread."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 import anyio
 
 from deskpilot.indexes import DocumentIndex
+from deskpilot.server.documents.roots import IndexRoots
 
 __all__ = ["Indexer"]
 
 
 class Indexer:
-    """The server's index and the one indexing run it may have going, on a worker thread."""
+    """The server's index, its roots, and the one indexing run it may have going, on a worker thread."""
 
-    def __init__(self, index: DocumentIndex) -> None:
+    def __init__(self, index: DocumentIndex, roots: IndexRoots) -> None:
         self.index = index
+        self.roots = roots
         self._run: asyncio.Task[object] | None = None
 
     @property

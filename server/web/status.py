@@ -15,7 +15,11 @@ __all__ = ["Status"]
 class Status(Controller):
     tags = ("status",)
 
-    @get("/healthz", summary="Liveness: answers as soon as the server is up, before the model has loaded")
+    @get(
+        "/healthz",
+        summary="Liveness: answers as soon as the server is up, before the model has loaded",
+        security=[{}],  # an empty requirement: the one route that needs no token
+    )
     async def healthz(self, executor: NamedDependency[RunExecutor]) -> Health:
         return Health(status="ok", version=__version__, model=executor.host.state)
 
