@@ -86,6 +86,7 @@ class Box:
 
 
 @needs_certutil
+@pytest.mark.process  # the server from the autostart unit, as a child process
 def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
     box = Box(tmp_path)
     # The user's browser already has an NSS database with a certificate of its own: it must survive.
@@ -372,6 +373,7 @@ CHROMIUM = os.environ.get("DESKPILOT_CHROMIUM") or shutil.which("chromium") or "
 
 
 @needs_certutil
+@pytest.mark.process  # a browser and a server as child processes
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Chromium (Debian's chromium package)")
 def test_chromium_trusts_the_server_through_the_installed_nss_entry(tmp_path: Path) -> None:
     """The trust store is the one Chromium-based web views use: a real Chromium in this HOME loads the
