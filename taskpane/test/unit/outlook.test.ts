@@ -1,4 +1,4 @@
-// The Outlook glue against office-addin-mock (STYLE.md #9): what it reads from the item and what it
+// The Outlook glue against office-addin-mock: what it reads from the item and what it
 // asks Outlook to do. Office is a global in Office.js, so each test installs a fresh mock as the global.
 import { OfficeMockObject } from "office-addin-mock";
 import { afterEach, describe, expect, it } from "vitest";
