@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 from fakes import FakeReceiver
 from graph_helpers import graph_settings, sign_in
@@ -41,6 +42,13 @@ class Env:
     fake: FakeReceiver = field(default_factory=FakeReceiver)  # the fake adapter's far side
     built: list[Any] = field(default_factory=list)
 
+    def allow(self, *urls: str) -> None:
+        """Allow webhooks to these receivers on 127.0.0.1 too (`webhook_allow`), in adapters built next."""
+        origins = tuple(f"{u.split('/hooks', 1)[0]}/" for u in urls)
+        self.settings = msgspec.structs.replace(
+            self.settings, webhook_allow=(*self.settings.webhook_allow, *origins)
+        )
+
     def adapters(self, factory: Callable[[], GraphClient] | None = None) -> dict[str, Any]:
         """A fresh set, as a new worker process would build it (closed at the end of the test)."""
         made = build_adapters(self.settings, factory or default_graph_factory(self.settings), self.secrets)
@@ -70,7 +78,10 @@ def env_fixture() -> Iterator[Env]:
         StandIn(generate(seed=7, messages=6, files=0, events=0)) as standin,
         WebhookReceiver(secret=SECRET.encode()) as hook,
     ):
-        settings = graph_settings(standin, graph_max_retries=2)
+        # The webhook receiver is allowed by its loopback address, as an admin would list a local one.
+        settings = graph_settings(
+            standin, graph_max_retries=2, webhook_allow=(hook.url.rsplit("/", 1)[0] + "/",)
+        )
         sign_in(settings)
         secrets = WebhookSecrets()
         secrets.set("crm", SECRET)

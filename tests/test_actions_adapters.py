@@ -36,6 +36,7 @@ from deskpilot.server.actions.adapters import (
     WebhookSecrets,
     build_adapters,
 )
+from deskpilot.server.actions.destinations import Destinations
 from deskpilot.server.connectors.standin import Faults
 from deskpilot.server.connectors.tokens import InsecureKeyringError
 
@@ -179,15 +180,16 @@ def test_a_webhook_is_signed_and_a_wrong_secret_is_permanent(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    adapter = env.adapters()["webhook"]
-    effect = adapter.execute("dp-hook-1", hook_params(env))
+    effect = env.adapters()["webhook"].execute("dp-hook-1", hook_params(env))
     assert effect.ref == "dlv_0001" and effect.detail["status"] == 200
     assert env.hook.effects()[0]["payload"] == {"event": "invoice.approved"}
     with WebhookReceiver(secret=b"another secret") as other:
+        env.allow(other.url)
         with pytest.raises(PermanentError, match="401"):
-            adapter.execute("dp-hook-2", hook_params(env, url=other.url))
+            env.adapters()["webhook"].execute("dp-hook-2", hook_params(env, url=other.url))
         assert other.effects() == [] and other.deliveries[0]["status"] == 401
-    stale = WebhookAdapter(env.secrets, clock=lambda: 1_000_000_000)  # 2001: a replayed delivery
+    destinations = Destinations.from_settings(env.settings)
+    stale = WebhookAdapter(env.secrets, destinations=destinations, clock=lambda: 1_000_000_000)  # 2001
     env.built.append(stale)
     with pytest.raises(PermanentError, match="401"):
         stale.execute("dp-hook-3", hook_params(env))
@@ -200,7 +202,8 @@ def test_a_webhook_secret_must_exist_and_unsigned_hooks_stay_unsigned(env: Env) 
         adapter.execute("dp-hook-4", hook_params(env, secret="erp"))
     assert env.hook.deliveries == []  # refused before anything was sent
     with WebhookReceiver() as open_hook:
-        adapter.execute("dp-hook-5", hook_params(env, url=open_hook.url, secret=None))
+        env.allow(open_hook.url)
+        env.adapters()["webhook"].execute("dp-hook-5", hook_params(env, url=open_hook.url, secret=None))
         assert len(open_hook.effects()) == 1
 
 
@@ -217,9 +220,11 @@ def test_webhook_statuses_are_transient_or_permanent(env: Env, status: int, erro
 
 
 def test_webhook_failures_that_are_not_statuses(env: Env) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/hooks"
+    env.allow(nobody)
     adapter = env.adapters()["webhook"]
     with pytest.raises(TransientError):  # connection refused
-        adapter.execute("dp-hook-7", hook_params(env, url=f"http://127.0.0.1:{free_port()}/hooks"))
+        adapter.execute("dp-hook-7", hook_params(env, url=nobody))
     env.hook.drop_next()
     with pytest.raises(TransientError):  # dropped before it was applied
         adapter.execute("dp-hook-7", hook_params(env))
@@ -227,13 +232,14 @@ def test_webhook_failures_that_are_not_statuses(env: Env) -> None:
     for _ in range(2):
         with pytest.raises(PermanentError):
             adapter.execute("dp-hook-8", hook_params(env, url=env.hook.url + "/broken"))
-    with pytest.raises(PermanentError, match="http or https"):
+    with pytest.raises(PermanentError, match="must be https"):
         adapter.execute("dp-hook-9", hook_params(env, url="ftp://127.0.0.1/x"))
     assert env.hook.effects() == []
 
 
 def test_a_409_duplicate_is_done_and_a_retraction_is_sent_once(env: Env) -> None:
     with WebhookReceiver(secret=SECRET.encode(), duplicate_status=409) as hook:
+        env.allow(hook.url)
         adapter, params = env.adapters()["webhook"], hook_params(env, url=hook.url)
         first, again = adapter.execute("dp-hook-10", params), adapter.execute("dp-hook-10", params)
         assert (first.existed, again.existed, again.detail["status"]) == (False, True, 409)

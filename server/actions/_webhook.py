@@ -9,6 +9,10 @@ Signing is Stripe's scheme: `X-Deskpilot-Signature: sha256=HEX` with HEX = HMAC-
 "{timestamp}." + body) and the timestamp (unix seconds) in `X-Deskpilot-Timestamp`, so a receiver can
 refuse replays of old deliveries. The secret comes from the keyring by name, per call; it is never
 logged, and neither is the signature.
+
+Where a delivery may go is `destinations.py`'s: the URL is checked against the allow-list before anything
+is sent, and the client connects only to addresses checked when the socket opens (no DNS rebinding, no
+proxy, no redirect: a 3xx is a failure). A refused destination is a PermanentError: nothing is sent.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ import httpx
 import msgspec
 
 from deskpilot.server.actions._types import Effect, PermanentError, TransientError, WebhookParams
+from deskpilot.server.actions.destinations import (
+    DestinationRefused,
+    Destinations,
+    HostNotFound,
+    pinned_client,
+)
 from deskpilot.server.actions.secrets import WebhookSecrets
 
 __all__ = ["RETRACTED", "WebhookAdapter", "signature"]
@@ -42,11 +52,18 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 class WebhookAdapter:
     kind: ClassVar[str] = "webhook"
 
-    def __init__(self, secrets: WebhookSecrets, *, timeout: float = 10.0, clock: Any = time.time) -> None:
-        self.secrets, self.timeout, self.clock = secrets, timeout, clock
+    def __init__(
+        self,
+        secrets: WebhookSecrets,
+        *,
+        destinations: Destinations,
+        timeout: float = 10.0,
+        clock: Any = time.time,
+    ) -> None:
+        self.secrets, self.destinations, self.timeout, self.clock = secrets, destinations, timeout, clock
         # One client for every delivery, shared by the worker threads (httpx clients are thread-safe): a
         # new client per call builds a TLS context each time, which cost more than the delivery itself.
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = pinned_client(destinations, timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
@@ -70,8 +87,11 @@ class WebhookAdapter:
     def _deliver(
         self, params: WebhookParams, payload: dict[str, Any], key: str, *, gone_ok: bool = False
     ) -> tuple[int, httpx.Response]:
-        if urlsplit(params.url).scheme not in ("http", "https"):
-            raise PermanentError(f"a webhook URL must be http or https: {params.url!r}")
+        target = _redacted(params.url)
+        try:
+            self.destinations.check_url(params.url)
+        except DestinationRefused as exc:
+            raise PermanentError(f"webhook to {target} refused: {exc}") from exc
         body = msgspec.json.encode(payload)
         timestamp = str(int(self.clock()))
         headers = {
@@ -82,9 +102,12 @@ class WebhookAdapter:
         }
         if params.secret is not None:
             headers["X-Deskpilot-Signature"] = signature(self.secrets.get(params.secret), timestamp, body)
-        target = _redacted(params.url)
         try:
             response = self._client.post(params.url, content=body, headers=headers)
+        except DestinationRefused as exc:  # raised when the socket opens, on the addresses resolved then
+            raise PermanentError(f"webhook to {target} refused: {exc}") from exc
+        except HostNotFound as exc:  # DNS may answer again later
+            raise TransientError(f"webhook to {target}: {exc}") from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise PermanentError(f"webhook to {target}: {exc}") from exc
         except httpx.TransportError as exc:  # refused, reset, dropped, timed out: the receiver dedupes
@@ -95,10 +118,15 @@ class WebhookAdapter:
             return status, response
         if status in _TRANSIENT or status >= 500:
             raise TransientError(f"webhook to {target} answered {status}")
+        if 300 <= status < 400:
+            raise PermanentError(f"webhook to {target} answered {status} (a redirect, which is not followed)")
         raise PermanentError(f"webhook to {target} answered {status} {response.reason_phrase}")
 
 
 def _redacted(url: str) -> str:
     """Scheme, host and path: a query string may carry a token."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    except ValueError:
+        return "an invalid URL"

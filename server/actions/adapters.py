@@ -20,6 +20,7 @@ from deskpilot.server.actions._outlook import CalendarEventAdapter, DraftReplyAd
 from deskpilot.server.actions._todo import TodoTaskAdapter
 from deskpilot.server.actions._types import ActionAdapter
 from deskpilot.server.actions._webhook import RETRACTED, WebhookAdapter, signature
+from deskpilot.server.actions.destinations import Destinations
 from deskpilot.server.actions.secrets import WebhookSecrets
 from deskpilot.server.connectors.auth import GraphAuth
 from deskpilot.server.connectors.graph import GraphClient
@@ -53,14 +54,17 @@ def build_adapters(
     secrets: WebhookSecrets | None = None,
 ) -> dict[str, ActionAdapter]:
     """kind -> adapter, for every kind in ACTION_KINDS. Without a factory, each Graph call gets a new client
-    on the signed-in account; without `secrets`, webhook secrets come from the OS keyring. Webhooks use
-    the Graph network timeout (`graph_timeout_seconds`)."""
+    on the signed-in account; without `secrets`, webhook secrets come from the OS keyring. Webhooks go
+    only to the receivers in `webhook_allow` (`destinations.py`), with the Graph network timeout
+    (`graph_timeout_seconds`)."""
     graph = graph_client_factory or default_graph_factory(settings)
     secrets = secrets or WebhookSecrets(allow_insecure=settings.allow_insecure_token_storage)
     return {
         "draft_reply": DraftReplyAdapter(graph),
         "calendar_event": CalendarEventAdapter(graph),
         "todo_task": TodoTaskAdapter(graph),
-        "webhook": WebhookAdapter(secrets, timeout=settings.graph_timeout_seconds),
+        "webhook": WebhookAdapter(
+            secrets, destinations=Destinations.from_settings(settings), timeout=settings.graph_timeout_seconds
+        ),
         "file_document": FileDocumentAdapter(graph),
     }
