@@ -2,6 +2,7 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { Api } from "./api/http";
+import { forgetToken, takeToken } from "./api/token";
 import { createHost } from "./hosts";
 import { App } from "./ui/App";
 
@@ -13,13 +14,17 @@ async function officeInfo(): Promise<{ host: Office.HostType | null } | undefine
 }
 
 async function boot(): Promise<void> {
+  // First, before waiting for Office: the token leaves the address bar as soon as the pane's code runs.
+  // The one client of the pane, made once: every request goes through it, with the token.
+  const api = new Api({ token: takeToken() ?? null });
+  api.onRefused(() => forgetToken()); // rotated: the stored token can never work again
   const info = await officeInfo();
   const root = document.getElementById("root");
   if (!root) return;
   root.textContent = "";
   createRoot(root).render(
     <StrictMode>
-      <App api={new Api()} host={createHost(info)} />
+      <App api={api} host={createHost(info)} />
     </StrictMode>,
   );
 }

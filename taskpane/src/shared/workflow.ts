@@ -194,7 +194,7 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * Poll the workflow until it settles (returned) or `signal` aborts (null). Every answer and every error
  * goes to `onEvent`; an unreachable or failing server is retried with backoff, a workflow the server no
- * longer knows (404) ends the watch.
+ * longer knows (404) or a refused access token (401: only reopening the pane helps) ends the watch.
  */
 export async function watchWorkflow(api: Api, id: string, onEvent: (event: WatchEvent) => void, signal: AbortSignal,
   options: WatchOptions = {}): Promise<WorkflowRecord | null> {
@@ -213,7 +213,7 @@ export async function watchWorkflow(api: Api, id: string, onEvent: (event: Watch
       if (signal.aborted || isAbort(error)) return null;
       const problem = error instanceof ApiError ? error : new ApiError("server", String(error));
       onEvent({ problem });
-      if (problem.kind === "missing") return null;
+      if (problem.kind === "missing" || problem.kind === "unauthorized") return null;
       delay = Math.min(delay * 2, longest);
     }
     await sleep(delay, signal);

@@ -101,7 +101,7 @@ function ActionCard({ action, approver, focused, onDecided }: {
         {when(action.executedAt ?? action.updatedAt) ? ` · ${when(action.executedAt ?? action.updatedAt)}` : ""}
         {link && <> · <Link href={link} target="_blank" rel="noopener">Open<OpenRegular aria-hidden style={{ marginLeft: 2, verticalAlign: "middle" }} /></Link></>}
       </Caption1>
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} />}
       {pending && (
         <div className={styles.row}>
           <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending} onClick={() => void decide("approve")}>Approve</Button>
@@ -138,9 +138,10 @@ export function ActionsView() {
 
   useEffect(() => {
     load();
-    const timer = setInterval(() => { if (document.visibilityState !== "hidden") load(); }, REFRESH_MS);
+    // No refresh once the token is refused: every call would fail unsent (the banner says to reopen).
+    const timer = setInterval(() => { if (document.visibilityState !== "hidden" && !api.refused) load(); }, REFRESH_MS);
     return () => { clearInterval(timer); generation.current++; };
-  }, [load]);
+  }, [api, load]);
 
   const decided = (updated: ActionRecord | null, note: string) => {
     setNotice(note);
@@ -172,7 +173,7 @@ export function ActionsView() {
       )}
       <Caption1 className={styles.muted}>You approve as {approver}{prefs.reviewer.trim() ? "" : " (set your name in Settings)"}.</Caption1>
       {notice && <Caption1 role="status" data-testid="actions-notice">{notice}</Caption1>}
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} onRetry={load} />}
       {lists === null && !error && <Spinner size="tiny" label="Loading actions…" />}
 
       {lists && lists.pending.length > 0 && (

@@ -4,7 +4,7 @@ import { Badge, FluentProvider, Tab, TabList, makeStyles, tokens, webDarkTheme, 
 import {
   ClipboardTaskListLtrRegular, DocumentTextRegular, FlashRegular, HeartPulseRegular, MailRegular, SettingsRegular,
 } from "@fluentui/react-icons";
-import type { Api } from "../api/http";
+import { NO_TOKEN, type Api } from "../api/http";
 import type { Host } from "../hosts";
 import { officeBackground, onOfficeThemeChanged } from "../hosts/theme";
 import { loadPrefs, savePrefs, type Prefs } from "../shared/prefs";
@@ -95,11 +95,14 @@ export function App({ api, host }: { api: Api; host: Host }) {
   const badge = useMemo(() => {
     if (server.reach === "checking") return { text: "Connecting", color: "informative" as const };
     if (server.reach === "unreachable") return { text: "Not connected", color: "danger" as const };
+    if (server.reach === "unauthorized") {
+      return { text: server.refused?.code === NO_TOKEN ? "No access" : "Reopen needed", color: "danger" as const };
+    }
     if (server.health?.model === "loading") return { text: "Loading model", color: "informative" as const };
     if (server.health?.model === "failed") return { text: "Model failed", color: "danger" as const };
     if (active) return { text: "Working", color: "brand" as const };
     return { text: "Ready", color: "success" as const };
-  }, [server.reach, server.health?.model, active]);
+  }, [server.reach, server.refused, server.health?.model, active]);
 
   const taskTab = host.kind === "outlook" ? { label: "Mail", icon: <MailRegular /> }
     : host.kind === "word" ? { label: "Document", icon: <DocumentTextRegular /> } : { label: "Try it", icon: <DocumentTextRegular /> };

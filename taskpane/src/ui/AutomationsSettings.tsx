@@ -76,7 +76,7 @@ function AutomationCard({ automation, actor, focused, onSaved }: {
       {rows.some((r) => r.mode === "below_threshold") && (
         <Caption1 className={styles.muted}>“Ask when unsure”: when the confidence is below {percent(automation.threshold ?? 0.8)}.</Caption1>
       )}
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} />}
     </div>
   );
 }
@@ -112,7 +112,7 @@ export function AutomationsSettings() {
       <h2 id="automations-title" className={styles.sectionTitle}>Automations</h2>
       <Caption1 className={styles.muted}>What Deskpilot may do by itself. Changes apply at once, on this computer's Deskpilot.</Caption1>
       {notice && <Caption1 role="status" data-testid="automations-notice">{notice}</Caption1>}
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} onRetry={load} />}
       {automations === null && !error && <Spinner size="tiny" label="Loading automations…" />}
       {automations?.map((a) => (
         <AutomationCard key={a.name} automation={a} actor={actor} focused={a.name === focus} onSaved={saved} />

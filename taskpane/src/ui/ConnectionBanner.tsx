@@ -1,4 +1,4 @@
-/** The pane-wide states: server not reachable, model loading or failed, offline. */
+/** The pane-wide states: no valid access token, server not reachable, model loading or failed, offline. */
 import { MessageBar, MessageBarBody, MessageBarTitle } from "@fluentui/react-components";
 import { usePane } from "./context";
 import { ProblemBar } from "./ProblemBar";
@@ -8,7 +8,11 @@ export function ConnectionBanner() {
   const { server } = usePane();
   const styles = useStyles();
   let banner: React.ReactNode = null;
-  if (server.reach === "unreachable") {
+  if (server.reach === "unauthorized" && server.refused) {
+    // Persistent, with no Retry: only reopening the pane (with the token in its start URL) helps.
+    const { kind, message, code } = server.refused;
+    banner = <ProblemBar problem={{ kind, message, code }} brief={false} />;
+  } else if (server.reach === "unreachable") {
     banner = <ProblemBar problem={{ kind: "unreachable", message: server.error ?? "" }} onRetry={server.refresh} />;
   } else if (server.reach === "ok" && server.health?.model === "loading") {
     banner = (

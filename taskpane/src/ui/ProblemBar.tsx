@@ -1,13 +1,17 @@
 /** One message bar for everything that can go wrong, each with what the user can do about it. */
 import type { ReactNode } from "react";
 import { Button, MessageBar, MessageBarActions, MessageBarBody, MessageBarTitle } from "@fluentui/react-components";
+import { NO_TOKEN } from "../api/http";
 import type { Problem } from "../shared/run";
 
 interface Props {
   problem: Problem;
   retryIn?: number | null;
   onRetry?: () => void;
-  /** Title only: the pane-wide banner already explains (used for a run that could not reach the server). */
+  /**
+   * Title only: the pane-wide banner already explains (a run that could not reach the server). By default
+   * for "unauthorized", which the connection banner always explains in full.
+   */
   brief?: boolean;
 }
 
@@ -30,6 +34,31 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
         ),
         intent: "error",
       };
+    case "unauthorized":
+      // No request can work until the pane has a valid token, and only its start URL brings one.
+      if (problem.code === NO_TOKEN) {
+        return {
+          title: "Open Deskpilot from Outlook or Word",
+          body: (
+            <>
+              This page was opened without Deskpilot's access token, so it can't use Deskpilot. Open Deskpilot with its
+              button in Outlook or Word. To use it in a browser, open the address that <code>deskpilot token show --url</code> prints.
+            </>
+          ),
+          intent: "error",
+        };
+      }
+      return {
+        title: "Close and reopen Deskpilot",
+        body: (
+          <>
+            Deskpilot's access token has changed (for example with <code>deskpilot token rotate</code>), so this pane can't
+            use it any more. Close the Deskpilot pane and open it again. If it still says this, run <code>deskpilot install</code> again
+            and restart Outlook or Word.
+          </>
+        ),
+        intent: "error",
+      };
     case "unavailable":
       return { title: "The model isn't available", body: problem.message, intent: "error" };
     case "missing":
@@ -46,12 +75,14 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
   }
 }
 
-export function ProblemBar({ problem, retryIn, onRetry, brief = false }: Props) {
+const NO_RETRY: ReadonlySet<Problem["kind"]> = new Set(["invalid", "missing", "forbidden", "conflict", "unauthorized"]);
+
+export function ProblemBar({ problem, retryIn, onRetry, brief = problem.kind === "unauthorized" }: Props) {
   const { title, body, intent } = describe(problem, retryIn);
-  const canRetry = onRetry && problem.kind !== "invalid" && problem.kind !== "missing" && problem.kind !== "forbidden"
-    && problem.kind !== "conflict";
+  const canRetry = onRetry && !NO_RETRY.has(problem.kind);
   return (
-    <MessageBar intent={intent} layout="multiline" data-testid="problem" data-kind={problem.kind}>
+    <MessageBar intent={intent} layout="multiline" data-testid="problem" data-kind={problem.kind}
+      data-code={problem.code}>
       <MessageBarBody>
         <MessageBarTitle>{title}</MessageBarTitle>
         {!brief && <div>{body}</div>}

@@ -3,12 +3,13 @@
  * for a person links here with its review id: that card is brought forward.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
-import { Badge, Button, Caption1, Field, Input, Link, Spinner, Text, Textarea } from "@fluentui/react-components";
+import { Badge, Button, Caption1, Field, Input, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
 import type { Review, ReviewDecision, ReviewsOut } from "../api/types";
 import { editable, humanize, parseEdited, percent, structured } from "../shared/result";
 import { usePane } from "./context";
+import { LineageLink } from "./LineageLink";
 import { ProblemBar } from "./ProblemBar";
 import { confidenceColor } from "./ResultView";
 import { useStyles } from "./styles";
@@ -79,7 +80,7 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
           </Caption1>
         ),
       )}
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} />}
       <div className={styles.row}>
         {editing ? (
           <>
@@ -95,7 +96,7 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
               onClick={() => void decide({ decision: "reject", reviewer })}>Reject</Button>
           </>
         )}
-        <Caption1><Link href={`/v1/runs/${encodeURIComponent(review.runId)}`} target="_blank" rel="noopener">Lineage</Link></Caption1>
+        <Caption1><LineageLink runId={review.runId}>Lineage</LineageLink></Caption1>
       </div>
     </article>
   );
@@ -135,7 +136,7 @@ export function ReviewView() {
         <Button size="small" appearance="subtle" icon={<ArrowClockwiseRegular />} onClick={load}>Refresh</Button>
       </div>
       {notice && <Caption1 role="status">{notice}</Caption1>}
-      {error && <ProblemBar problem={{ kind: error.kind, message: error.message }} onRetry={load} />}
+      {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} onRetry={load} />}
       {reviews === null && !error && <Spinner size="tiny" label="Loading the queue…" />}
       {focus && reviews && !reviews.some((r) => r.id === focus) && !decidedHere.includes(focus) && (
         <Caption1 role="status" data-testid="review-gone">The review you opened is no longer waiting: someone decided it.</Caption1>

@@ -5,11 +5,12 @@
  */
 import { useEffect, useRef, type ReactNode } from "react";
 import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, tokens } from "@fluentui/react-components";
-import { DismissRegular, OpenRegular } from "@fluentui/react-icons";
+import { DismissRegular } from "@fluentui/react-icons";
 import type { ProgressEvent } from "../api/types";
 import { humanize } from "../shared/result";
 import { isActive } from "../shared/run";
 import { usePane } from "./context";
+import { LineageLink } from "./LineageLink";
 import { ProblemBar } from "./ProblemBar";
 import { ResultView } from "./ResultView";
 import { SourcesView } from "./SourcesView";
@@ -125,7 +126,7 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
 
       {state.problem && (
         <ProblemBar problem={state.problem} retryIn={run.retryIn} onRetry={run.retry}
-          brief={state.problem.kind === "unreachable" && server.reach === "unreachable"} />
+          brief={(state.problem.kind === "unreachable" && server.reach === "unreachable") || state.problem.kind === "unauthorized"} />
       )}
       {state.phase === "cancelled" && (
         <Caption1>{state.text ? "The text so far is kept. " : ""}<Link as="button" onClick={run.retry}>Run again</Link></Caption1>
@@ -136,9 +137,7 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
         <Caption1 className={styles.footer} data-testid="run-meta">
           {state.meta && <span title={`${state.meta.backend} · template ${state.meta.template}`}>{state.meta.model}</span>}
           {(state.meta?.runId ?? state.done?.runId) && (
-            <Link href={`/v1/runs/${encodeURIComponent((state.meta?.runId ?? state.done?.runId) as string)}`} target="_blank" rel="noopener">
-              Lineage record<OpenRegular aria-hidden style={{ marginLeft: 2, verticalAlign: "middle" }} />
-            </Link>
+            <LineageLink runId={(state.meta?.runId ?? state.done?.runId) as string}>Lineage record</LineageLink>
           )}
           {firstWord !== undefined && <span>first word {seconds(firstWord)}</span>}
           {tokensOut !== undefined && <span>{tokensOut} tokens</span>}

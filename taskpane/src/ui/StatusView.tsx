@@ -56,7 +56,7 @@ export function StatusView() {
       </div>
       <dl className={local.list} data-testid="status">
         <Row name="Address">{api.base}</Row>
-        <Row name="State"><Badge appearance="tint" color={color}>{state === "unreachable" ? "not reachable" : state}</Badge></Row>
+        <Row name="State"><Badge appearance="tint" color={color}>{state === "unreachable" ? "not reachable" : state === "unauthorized" ? "needs reopening" : state}</Badge></Row>
         {server.health && <Row name="Version">{server.health.version}</Row>}
         {model && <Row name="Model">{model.id}</Row>}
         {model && <Row name="Backend">{model.backend}, {model.contextLength.toLocaleString()} tokens context</Row>}

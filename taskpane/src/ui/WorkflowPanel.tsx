@@ -161,7 +161,7 @@ export function WorkflowPanel({ state }: { state: WorkflowState }) {
           <Link as="button" onClick={() => show("settings", request.automation)}>Turn it on in Settings</Link>
         </Caption1>
       ) : problem && (
-        <ProblemBar problem={{ kind: problem.kind, message: problem.message }} onRetry={phase === "failed" && !workflow ? retry : undefined} />
+        <ProblemBar problem={{ kind: problem.kind, message: problem.message, code: problem.code }} onRetry={phase === "failed" && !workflow ? retry : undefined} />
       )}
       {workflow && state.created === false && (
         <Caption1 className={styles.muted}>Already started from this result: this is that workflow.</Caption1>

@@ -55,7 +55,7 @@ describe("runReducer", () => {
 
 describe("runStream", () => {
   function fakeServer(parts: string[], gate?: Promise<void>) {
-    return new Api({ base: "http://127.0.0.1:1", fetch: async (_u, init) => {
+    return new Api({ base: "http://127.0.0.1:1", token: "t0ken", fetch: async (_u, init) => {
       const signal = init?.signal ?? undefined;
       const encoder = new TextEncoder();
       const body = new ReadableStream<Uint8Array>({
@@ -97,7 +97,7 @@ describe("runStream", () => {
   });
 
   it("turns a 429 into a busy problem with its Retry-After", async () => {
-    const api = new Api({ base: "http://127.0.0.1:1", fetch: async () =>
+    const api = new Api({ base: "http://127.0.0.1:1", token: "t0ken", fetch: async () =>
       new Response(JSON.stringify({ code: "busy", message: "busy", retryAfter: 4 }), { status: 429, headers: { "retry-after": "4" } }) });
     const actions: RunAction[] = [];
     await runStream(api, "/v1/summarize", {}, (a) => actions.push(a), new AbortController().signal);

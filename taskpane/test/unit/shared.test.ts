@@ -130,7 +130,7 @@ describe("structured results", () => {
 
 describe("conversationThread", () => {
   const mail = (n: number) => ({ from: `p${n}@example.com`, subject: "Q3", to: [], cc: [], date: `2026-11-0${n}`, body: `message ${n}` });
-  const serving = (status: number, payload: unknown) => new Api({ base: "http://127.0.0.1:1", fetch: async (url) => {
+  const serving = (status: number, payload: unknown) => new Api({ base: "http://127.0.0.1:1", token: "t0ken", fetch: async (url) => {
     expect(String(url)).toBe("http://127.0.0.1:1/v1/mail/conversation/AAQk%2Fx%3D");
     return new Response(JSON.stringify(payload), { status, headers: { "content-type": "application/json" } });
   } });

@@ -45,14 +45,14 @@ describe("parseSse", () => {
 });
 
 describe("streamEvents", () => {
-  const api = (response: Response | Error) => new Api({ base: "http://127.0.0.1:8765", fetch: async () => {
+  const api = (response: Response | Error) => new Api({ base: "http://127.0.0.1:8765", token: "t0ken", fetch: async () => {
     if (response instanceof Error) throw response;
     return response;
   } });
 
   it("posts JSON and yields decoded events as they arrive, split anywhere", async () => {
     let seen: RequestInit | undefined;
-    const client = new Api({ base: "http://127.0.0.1:8765", fetch: async (_url, init) => {
+    const client = new Api({ base: "http://127.0.0.1:8765", token: "t0ken", fetch: async (_url, init) => {
       seen = init;
       return sseResponse(["event: meta\ndata: {\"runId\":\"r1\",\"mod", "el\":\"m\"}\n\nevent: token\ndata: {\"text\":\"Hé\"}\n\n", "event: done\ndata: {}\n\n"]);
     } });

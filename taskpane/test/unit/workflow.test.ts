@@ -73,7 +73,7 @@ describe("what the pane sends to start a workflow", () => {
 
   it("POSTs to /v1/workflows with the request id", async () => {
     const sent: [string, RequestInit | undefined][] = [];
-    const api = new Api({ base: "http://127.0.0.1:1", fetch: async (url, init) => {
+    const api = new Api({ base: "http://127.0.0.1:1", token: "t0ken", fetch: async (url, init) => {
       sent.push([String(url), init]);
       return new Response(JSON.stringify({ workflow: workflow(), created: true }), { status: 202, headers: { "content-type": "application/json" } });
     } });
@@ -141,7 +141,7 @@ describe("watchWorkflow", () => {
   /** A server that answers each GET with the next scripted reply (a record, or an HTTP status). */
   function scripted(replies: (WorkflowRecord | number | "down")[]) {
     const urls: string[] = [];
-    const api = new Api({ base: "http://127.0.0.1:1", fetch: async (url) => {
+    const api = new Api({ base: "http://127.0.0.1:1", token: "t0ken", fetch: async (url) => {
       urls.push(String(url));
       const reply = replies.shift();
       if (reply === undefined) throw new Error("no more replies scripted");
