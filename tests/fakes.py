@@ -33,6 +33,7 @@ from huey.api import Task
 from deskpilot.inference.extraction import SchemaError, load_schema
 from deskpilot.server.actions._types import Effect, PermanentError, TransientError
 from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
 from deskpilot.server.workflows.ai import StepFailed
 
 __all__ = [
@@ -206,7 +207,9 @@ def fake_adapters() -> dict[str, FakeAdapter]:
 
 class ScriptedAI:
     """The workflow AI with fixed answers; records calls. Like the model, it answers only with one of the
-    labels it is given and knows only the schemas that exist (built in, or files in `schemas_path`)."""
+    labels it is given and knows only the schemas that exist (built in, or files in `schemas_path`).
+    Given a `lineage` store, it records each answer there as a run with its confidence, as the model
+    does: the outbox reads a proposal's confidence from the run it cites."""
 
     def __init__(
         self,
@@ -216,8 +219,10 @@ class ScriptedAI:
         confidence: float = 0.95,
         review: str | None = None,
         schemas_path: Path | None = None,
+        lineage: LineageStore | None = None,
     ) -> None:
         self.label, self.confidence, self.review = label, confidence, review
+        self.lineage = lineage
         self.schemas_path = schemas_path
         self.data = (
             data
@@ -238,7 +243,7 @@ class ScriptedAI:
     def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]:
         self.calls.append("classify")
         return {
-            "runId": "run-classify-" + uuid.uuid4().hex[:8],
+            "runId": self._run("classify"),
             "label": self.label if self.label in labels else labels[0],
             "confidence": self.confidence,
         }
@@ -253,7 +258,7 @@ class ScriptedAI:
             self.fail_next -= 1
             raise StepFailed("model hiccup")
         return {
-            "runId": "run-extract-" + uuid.uuid4().hex[:8],
+            "runId": self._run("extract"),
             "schema": schema.schema_id,  # as ModelAI answers: name@version
             "data": self.data,
             "confidence": self.confidence,
@@ -261,6 +266,24 @@ class ScriptedAI:
             "reasons": [],
             "rules": [],
         }
+
+    def _run(self, task: str) -> str:
+        run_id = f"run-{task}-" + uuid.uuid4().hex[:8]
+        if self.lineage is not None:
+            digest = "sha256:" + "0" * 64
+            start = RunStart(
+                task=task,
+                template_id="scripted",
+                template_hash=digest,
+                model_id="scripted",
+                weights_digest=digest,
+                backend="fake",
+                parameters={},
+                input_digest=digest,
+            )
+            self.lineage.open_run(start, run_id=run_id)
+            self.lineage.close_run(run_id, RunEnd(status="ok", confidence=self.confidence))
+        return run_id
 
     def close(self) -> None:
         pass

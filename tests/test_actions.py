@@ -33,7 +33,9 @@ def settings(app_home: Path) -> Settings:
 @pytest.fixture
 def runtime(settings: Settings):  # type: ignore[no-untyped-def]
     queue = RecordingQueue()
-    rt = WorkerRuntime(settings, adapters=fake_adapters(), ai=ScriptedAI(), queue=queue)  # type: ignore[arg-type]
+    ai = ScriptedAI()
+    rt = WorkerRuntime(settings, adapters=fake_adapters(), ai=ai, queue=queue)  # type: ignore[arg-type]
+    ai.lineage = rt.lineage  # its answers are runs in lineage, whose confidence proposals cite
     yield rt
     rt.close()
 
@@ -59,8 +61,15 @@ def test_approval_modes(runtime: WorkerRuntime) -> None:
     draft, _ = outbox.propose(
         "draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me"
     )
-    low, _ = outbox.propose("todo_task", {"title": "x"}, title="t", origin="o", actor="me", confidence=0.5)
-    high, _ = outbox.propose("todo_task", {"title": "y"}, title="t", origin="o", actor="me", confidence=0.9)
+    runtime.ai.confidence = 0.5
+    unsure = runtime.ai.classify("x", ["a"])["runId"]
+    runtime.ai.confidence = 0.9
+    sure = runtime.ai.classify("y", ["a"])["runId"]
+    low, _ = outbox.propose("todo_task", {"title": "x"}, title="t", origin="o", actor="me", run_id=unsure)
+    high, _ = outbox.propose("todo_task", {"title": "y"}, title="t", origin="o", actor="me", run_id=sure)
+    assert (low.confidence, high.confidence) == (0.5, 0.9)  # the cited runs'
+    none, _ = outbox.propose("todo_task", {"title": "z"}, title="t", origin="o", actor="me")
+    assert none.status == "pending_review" and none.confidence == 0.0  # no run cited: a person decides
     assert (webhook.status, draft.status, low.status, high.status) == (
         "pending_review",
         "queued",
@@ -68,7 +77,9 @@ def test_approval_modes(runtime: WorkerRuntime) -> None:
         "queued",
     )
     assert draft.approval == "policy"
-    outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
+    outbox.update_automation(
+        "taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin", confirm_loosening=True
+    )
     later, _ = outbox.propose("webhook", HOOK, title="t", origin="o2", actor="me")
     assert later.status == "queued"
 
@@ -122,7 +133,9 @@ def test_transient_failures_retry_with_backoff_then_fail(runtime: WorkerRuntime)
 
 def test_a_person_retries_a_failed_action_with_a_fresh_budget(runtime: WorkerRuntime) -> None:
     outbox, queue, adapter = runtime.outbox, runtime.queue, runtime.adapters["webhook"]
-    outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
+    outbox.update_automation(
+        "taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin", confirm_loosening=True
+    )
     adapter.always_fail = PermanentError  # type: ignore[attr-defined]
     a, _ = outbox.propose("webhook", HOOK, title="t", origin="o", actor="me")
     queue.execute(a.id)
@@ -166,7 +179,9 @@ def test_the_default_retry_budget_rides_out_a_receiver_down_for_seven_minutes(ap
 
 def test_kill_switch_holds_then_releases(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
-    outbox.update_automation("taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin")
+    outbox.update_automation(
+        "taskpane", AutomationUpdate(approval={"webhook": "never"}), "admin", confirm_loosening=True
+    )
     ids = [
         outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
         for n in range(4)
@@ -189,7 +204,10 @@ def test_kill_switch_holds_then_releases(runtime: WorkerRuntime) -> None:
 def test_daily_budget(runtime: WorkerRuntime) -> None:
     outbox = runtime.outbox
     outbox.update_automation(
-        "taskpane", AutomationUpdate(approval={"webhook": "never"}, daily_budget=2), "admin"
+        "taskpane",
+        AutomationUpdate(approval={"webhook": "never"}, daily_budget=2),
+        "admin",
+        confirm_loosening=True,
     )
     ids = [
         outbox.propose("webhook", {**HOOK, "payload": {"n": n}}, title="t", origin="o", actor="me")[0].id
@@ -231,6 +249,7 @@ def test_invoice_workflow_end_to_end_with_a_webhook(runtime: WorkerRuntime) -> N
             approval={"webhook": "never", "todo_task": "never"},
         ),
         "admin",
+        confirm_loosening=True,
     )
     record, created = engine.start(
         "invoice_intake", {"text": "Invoice INV-7 ... total 120 EUR"}, origin="t1", actor="me"
@@ -258,6 +277,7 @@ def test_a_step_that_fails_for_good_compensates_earlier_effects(runtime: WorkerR
             approval={"webhook": "never", "todo_task": "never"},
         ),
         "admin",
+        confirm_loosening=True,
     )
     runtime.adapters["webhook"].always_fail = PermanentError  # type: ignore[attr-defined]
     record, _ = engine.start("invoice_intake", {"text": "Invoice"}, origin="t2", actor="me")
@@ -307,6 +327,7 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
             settings={"reviewTimeoutHours": 0.0001}, approval={"todo_task": "never", "draft_reply": "never"}
         ),
         "admin",
+        confirm_loosening=True,
     )
     record, _ = engine.start(
         "meeting_followup",

@@ -19,11 +19,16 @@ from deskpilot.server.settings import load_settings
 pytestmark = pytest.mark.integration
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
+# People, as the task pane sends them (the Office user's name and address).
+ALICE = {"name": "Alice", "address": "alice@contoso.example"}
+BOB = {"name": " Bob ", "address": "bob@contoso.example"}
+ADMIN = {"name": "IT Admin", "address": "it-admin@contoso.example"}
 
 
 @pytest.fixture
 def client(app_home: Path) -> Iterator[TestClient]:
-    with app_client(create_app(load_settings(), backend=ScriptedBackend(["ok"]))) as c:
+    settings = load_settings(webhook_allow=("http://127.0.0.1:9/",))  # HOOK's receiver
+    with app_client(create_app(settings, backend=ScriptedBackend(["ok"]))) as c:
         yield c
 
 
@@ -55,24 +60,27 @@ def test_propose_approve_and_the_queue_message(client: TestClient, app_home: Pat
     assert [a["id"] for a in pending["actions"]] == [action["id"]] and pending["counts"] == {
         "pending_review": 1
     }
-    r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
+    r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": ALICE})
     assert (
         r.status_code == 200
         and r.json()["action"]["status"] == "queued"
-        and r.json()["action"]["approval"] == "alice"
+        and r.json()["action"]["approval"] == "Alice"
     )
     assert queued_messages(app_home) == 1
-    again = client.post(f"/v1/actions/{action['id']}/reject", json={"reviewer": "bob"})
+    again = client.post(f"/v1/actions/{action['id']}/reject", json={"reviewer": BOB})
     assert again.status_code == 409 and "not waiting for approval" in again.json()["message"]
     history = client.get(f"/v1/actions/{action['id']}").json()["history"]
-    assert [(h["event"], h["actor"]) for h in history] == [("proposed", "taskpane"), ("approved", "alice")]
+    assert [(h["event"], h["actor"], h["actorAddress"]) for h in history] == [
+        ("proposed", "taskpane", None),
+        ("approved", "Alice", "alice@contoso.example"),
+    ]
     assert history[1]["runId"] == "run-1" and history[1]["hash"].startswith("sha256:")
 
 
 def test_a_failed_action_is_retried_by_a_person(client: TestClient, app_home: Path) -> None:
     action = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK}).json()["action"]
-    assert client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": "alice"}).status_code == 409
-    client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
+    assert client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": ALICE}).status_code == 409
+    client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": ALICE})
     with LineageStore(load_settings().db_path) as lineage:  # the worker's side: its last attempt failed
         outbox = Outbox(lineage)
         assert outbox.claim(action["id"], current_owner()) is not None
@@ -81,19 +89,17 @@ def test_a_failed_action_is_retried_by_a_person(client: TestClient, app_home: Pa
     assert (
         client.post(f"/v1/actions/{action['id']}/retry", json={}).status_code == 400
     )  # who retries is required
-    r = client.post(
-        f"/v1/actions/{action['id']}/retry", json={"reviewer": " bob ", "note": "receiver is back"}
-    )
+    r = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": BOB, "note": "receiver is back"})
     assert r.status_code == 200, r.text
     assert r.json()["action"]["status"] == "queued" and r.json()["action"]["failures"] == 0
     assert queued_messages(app_home) == messages + 1
-    again = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": "bob"})
+    again = client.post(f"/v1/actions/{action['id']}/retry", json={"reviewer": BOB})
     assert again.status_code == 409 and "queued, not failed" in again.json()["message"]
     history = client.get(f"/v1/actions/{action['id']}").json()["history"]
-    assert [(h["event"], h["actor"]) for h in history][-2:] == [("failed", "worker"), ("retried", "bob")]
+    assert [(h["event"], h["actor"]) for h in history][-2:] == [("failed", "worker"), ("retried", "Bob")]
     assert history[-1]["detail"]["previous_error"] == "TransientError: webhook answered 503"
     assert history[-1]["detail"]["note"] == "receiver is back"
-    assert client.post("/v1/actions/nope/retry", json={"reviewer": "a"}).status_code == 404
+    assert client.post("/v1/actions/nope/retry", json={"reviewer": ALICE}).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -115,31 +121,34 @@ def test_bad_proposals_get_a_clear_400(client: TestClient, body: dict, status: i
 
 def test_unknown_ids_are_404(client: TestClient) -> None:
     assert client.get("/v1/actions/nope").status_code == 404
-    assert client.post("/v1/actions/nope/approve", json={"reviewer": "a"}).status_code == 404
+    assert client.post("/v1/actions/nope/approve", json={"reviewer": ALICE}).status_code == 404
     assert client.get("/v1/workflows/nope").status_code == 404
     assert client.get("/v1/automations/nope").status_code == 404
-    assert client.put("/v1/automations/nope", json={"enabled": False}).status_code == 404
+    assert client.put("/v1/automations/nope", json={"enabled": False, "actor": ADMIN}).status_code == 404
     assert client.post("/v1/actions/x/approve", json={}).status_code == 400  # reviewer is required
 
 
 def test_automations_update_at_runtime_and_refuse_bad_values(client: TestClient) -> None:
     names = [a["name"] for a in client.get("/v1/automations").json()["automations"]]
     assert names == ["invoice_intake", "meeting_followup", "taskpane"]
-    r = client.put("/v1/automations/taskpane", json={"approval": {"fax": "never"}})
+    r = client.put("/v1/automations/taskpane", json={"approval": {"fax": "never"}, "actor": ADMIN})
     assert r.status_code == 400 and "fax" in r.json()["message"]
-    r = client.put("/v1/automations/taskpane", json={"approval": {"webhook": "sometimes"}})
+    r = client.put("/v1/automations/taskpane", json={"approval": {"webhook": "sometimes"}, "actor": ADMIN})
     assert r.status_code == 400
-    r = client.put("/v1/automations/taskpane", json={"threshold": 3})
+    r = client.put("/v1/automations/taskpane", json={"threshold": 3, "actor": ADMIN})
     assert r.status_code == 400 and "threshold" in r.json()["message"]
     r = client.put(
         "/v1/automations/taskpane",
-        json={"approval": {"webhook": "never"}, "dailyBudget": 5, "actor": "it-admin"},
+        json={"approval": {"webhook": "never"}, "dailyBudget": 5, "actor": ADMIN, "confirmLoosening": True},
     )
     assert r.status_code == 200
     automation = r.json()["automation"]
     assert automation["approval"]["webhook"] == "never" and automation["dailyBudget"] == 5
     assert automation["approval"]["calendar_event"] == "always"  # untouched kinds keep their mode
-    assert automation["updatedBy"] == "it-admin"
+    assert (automation["updatedBy"], automation["updatedByAddress"]) == (
+        "IT Admin",
+        "it-admin@contoso.example",
+    )
     queued = client.post("/v1/actions", json={"kind": "webhook", "params": HOOK}).json()["action"]
     assert queued["status"] == "queued" and queued["approval"] == "policy"
 
@@ -159,7 +168,7 @@ def test_workflow_requests_from_the_task_pane(client: TestClient, app_home: Path
     assert [e["type"] for e in events] == ["taskpane.request"]
     assert client.get("/v1/workflows").json()["workflows"][0]["status"] == "running"
     assert queued_messages(app_home) == 1  # advance, for the worker
-    client.put("/v1/automations/meeting_followup", json={"enabled": False})
+    client.put("/v1/automations/meeting_followup", json={"enabled": False, "actor": ADMIN})
     r = client.post("/v1/workflows", json={**body, "requestId": "r2"})
     assert r.status_code == 409 and "disabled" in r.json()["message"]
     assert (

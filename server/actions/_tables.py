@@ -119,3 +119,14 @@ def _rewrite_times(db: Database, table: str, key: str, columns: tuple[str, ...])
         if values != list(row[1:]):
             sets = ", ".join(f"{c} = ?" for c in columns)
             db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*values, row[0]])
+
+
+@ACTIONS_TABLES()
+def m003_people(db: Database) -> None:
+    # A person's changes (approvals, policy changes) carry their email address besides their name. The
+    # columns are nullable: older rows have none, and a chained row's hash leaves NULL columns out, so
+    # the rows of `action_log` written before keep their hashes.
+    if "actor_address" not in {c.name for c in db["action_log"].columns}:
+        db.execute("ALTER TABLE action_log ADD COLUMN actor_address TEXT")
+    if "updated_by_address" not in {c.name for c in db["automations"].columns}:
+        db.execute("ALTER TABLE automations ADD COLUMN updated_by_address TEXT")

@@ -3,6 +3,11 @@
 The server proposes, decides and enqueues; the consumer (`deskpilot worker`) executes. Every handler
 commits to the outbox first and enqueues after, so a server killed in between loses nothing: the
 worker's sweeper finds the committed action and enqueues it.
+
+A person's decision (approve, reject, retry) names the person: `reviewer` is `{name, address}`, the
+Office user as the task pane knows them, and the log records both. A proposal carries no confidence: the
+server reads it from the run the proposal cites (`runId`). A webhook's URL must be an allowed receiver
+(`destinations.py`), checked here after DNS resolution (400 `webhook_not_allowed`) and again when it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from litestar.exceptions import ClientException, HTTPException, NotFoundExceptio
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import Meta
 
+from deskpilot.server.actions._types import PARAMS_TYPES, WebhookParams
+from deskpilot.server.actions.destinations import DestinationRefused, Destinations, HostNotFound
 from deskpilot.server.actions.outbox import (
     ActionRecord,
     ActionStateError,
@@ -28,28 +35,48 @@ from deskpilot.server.actions.outbox import (
     UnknownAutomationError,
 )
 from deskpilot.server.core.queue import TaskQueue
-from deskpilot.server.core.wire import In, Out
+from deskpilot.server.core.wire import In, Out, Person
+from deskpilot.server.settings import Settings
+from deskpilot.server.web.errors import ApiError
 
-__all__ = ["ActionIn", "ActionOut", "ActionsAPI", "DecisionIn", "off_loop"]
+__all__ = [
+    "ActionIn",
+    "ActionOut",
+    "ActionsAPI",
+    "DecisionIn",
+    "WebhookNotAllowed",
+    "check_webhook",
+    "off_loop",
+]
+
+
+class WebhookNotAllowed(ApiError):
+    """400: a webhook URL that is not an allowed receiver (`Settings.webhook_allow`), or does not resolve."""
+
+    status_code = 400
+    code = "webhook_not_allowed"
 
 
 class ActionIn(In):
     """Propose an action. `origin` (default: the run, else the source item) scopes the idempotency key:
-    the same kind, parameters and origin are one action."""
+    the same kind, parameters and origin are one action. Its confidence is the cited run's (`runId`):
+    none cited, or a run without one, is 0, so "below_threshold" asks a person. `actor`: the person who
+    proposes it, if a person does ("taskpane" is logged otherwise)."""
 
     kind: Literal["draft_reply", "calendar_event", "todo_task", "webhook", "file_document"]
     params: dict[str, Any]
     title: Annotated[str, Meta(min_length=1, max_length=300)] | None = None
-    run_id: str | None = None
+    run_id: Annotated[str, Meta(max_length=200)] | None = None
     source_ref: str | None = None
     origin: Annotated[str, Meta(max_length=500)] | None = None
-    confidence: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
     automation: str = "taskpane"
-    actor: Annotated[str, Meta(min_length=1, max_length=200)] = "taskpane"
+    actor: Person | None = None
 
 
 class DecisionIn(In):
-    reviewer: Annotated[str, Meta(min_length=1, max_length=200)]
+    """A person's decision about one action: who (required), and why."""
+
+    reviewer: Person
     note: Annotated[str, Meta(max_length=2_000)] | None = None
 
 
@@ -81,6 +108,16 @@ _ActionStatus = Literal[
 
 def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
     return anyio.to_thread.run_sync(lambda: fn(*args))
+
+
+def check_webhook(settings: Settings, url: Any) -> None:
+    """Refuse a webhook URL that is not an allowed receiver, with our error body (blocking: DNS)."""
+    try:
+        Destinations.from_settings(settings).check(url if isinstance(url, str) else "")
+    except DestinationRefused as exc:
+        raise WebhookNotAllowed(f"webhook URL refused: {exc}") from exc
+    except HostNotFound as exc:
+        raise WebhookNotAllowed(f"webhook URL refused: {exc}") from exc
 
 
 async def _change(change: Callable[[], ActionRecord]) -> ActionRecord:
@@ -119,21 +156,30 @@ class ActionsAPI(Controller):
 
     @post("/", status_code=201, summary="Propose an action; policy decides whether a person must approve it")
     async def propose(
-        self, data: JSONBody[ActionIn], outbox: NamedDependency[Outbox], queue: NamedDependency[TaskQueue]
+        self,
+        data: JSONBody[ActionIn],
+        outbox: NamedDependency[Outbox],
+        queue: NamedDependency[TaskQueue],
+        app_settings: NamedDependency[Settings],
     ) -> ActionOut:
         origin = data.origin or data.run_id or data.source_ref or f"taskpane:{uuid.uuid4().hex}"
         title = data.title or data.kind.replace("_", " ")
         try:
+            params = msgspec.convert(data.params, PARAMS_TYPES[data.kind])
+        except msgspec.ValidationError as exc:
+            raise ClientException(f"params for {data.kind}: {exc}") from exc
+        if isinstance(params, WebhookParams):
+            await off_loop(check_webhook, app_settings, params.url)
+        try:
             record, created = await anyio.to_thread.run_sync(
                 lambda: outbox.propose(
                     data.kind,
-                    data.params,
+                    params,
                     title=title,
                     origin=origin,
                     automation=data.automation,
                     run_id=data.run_id,
-                    confidence=data.confidence,
-                    actor=data.actor,
+                    actor=data.actor or "taskpane",
                 )
             )
         except msgspec.ValidationError as exc:
@@ -156,7 +202,7 @@ class ActionsAPI(Controller):
         self, outbox: Outbox, queue: TaskQueue, action_id: str, approve: bool, data: DecisionIn
     ) -> ActionOut:
         record = await _change(
-            lambda: outbox.decide(action_id, approve=approve, actor=data.reviewer.strip(), note=data.note)
+            lambda: outbox.decide(action_id, approve=approve, actor=data.reviewer, note=data.note)
         )
         if approve:
             await off_loop(queue.execute, action_id)
@@ -196,6 +242,6 @@ class ActionsAPI(Controller):
         outbox: NamedDependency[Outbox],
         queue: NamedDependency[TaskQueue],
     ) -> ActionOut:
-        record = await _change(lambda: outbox.retry(action_id, actor=data.reviewer.strip(), note=data.note))
+        record = await _change(lambda: outbox.retry(action_id, actor=data.reviewer, note=data.note))
         await off_loop(queue.execute, action_id)
         return ActionOut(action=record)

@@ -18,7 +18,13 @@ Lifecycle
 
 Lineage
     Each transition appends to the chained `action_log` in the same transaction that makes it, with the
-    actor (a person, "policy", or the worker), the run that proposed the action and its workflow.
+    actor (a person's name and email address, or "policy", "workflow", the worker), the run that
+    proposed the action and its workflow.
+
+Confidence
+    A proposal's confidence is read here, from the lineage run it cites (`runs.confidence`; 1.0 when a
+    person accepted or edited that run's result in review), never taken from the caller. No run, an
+    unknown one or one without a confidence is 0: "below_threshold" then always asks a person.
 """
 
 from __future__ import annotations
@@ -39,16 +45,21 @@ from deskpilot.server.actions.policy import (
     DEFAULT_AUTOMATIONS,
     Automation,
     AutomationUpdate,
+    LooseningForbidden,
+    LooseningNotConfirmed,
     from_row,
+    loosenings,
     needs_person,
     to_row,
 )
 from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
+from deskpilot.server.core.wire import Person
 from deskpilot.server.lineage import LineageStore
 
 __all__ = [
     "ActionRecord",
     "ActionStateError",
+    "Actor",
     "LogEntry",
     "Outbox",
     "UnknownActionError",
@@ -71,6 +82,8 @@ Status = Literal[
 ]
 # A worker on another machine (a team server) cannot be checked by pid: its claim expires instead.
 LEASE_SECONDS = 600.0
+# Who makes a change: a person (name and address), or a process by its role ("policy", "workflow").
+Actor = Person | str
 
 
 class UnknownActionError(LookupError):
@@ -96,7 +109,7 @@ class ActionRecord(msgspec.Struct, kw_only=True, rename="camel"):
     workflow_id: str | None
     step: str | None
     automation: str
-    confidence: float | None
+    confidence: float | None  # the cited run's (see the module docstring), never the proposer's
     status: Status
     approval: str | None  # who approved: a person's name, or "policy"
     reason: str | None  # why it waits, was held or rejected
@@ -120,7 +133,8 @@ class LogEntry(msgspec.Struct, kw_only=True, rename="camel"):
     subject: str  # action, workflow, automation
     subject_id: str
     event: str
-    actor: str
+    actor: str  # a person's name, or a process's role
+    actor_address: str | None = None  # a person's email address (None: a process, or a row before 0.3)
     run_id: str | None = None
     workflow_id: str | None = None
     automation: str | None = None
@@ -185,6 +199,27 @@ def _record(row: dict[str, Any]) -> ActionRecord:
     return msgspec.convert({_camel(k): v for k, v in data.items()}, ActionRecord)
 
 
+def _who(actor: Actor) -> tuple[str, str | None]:
+    return (actor.name, actor.address) if isinstance(actor, Person) else (actor, None)
+
+
+def _cited_confidence(conn: sqlite3.Connection, run_id: str | None) -> tuple[float, str]:
+    """The confidence of the run a proposal cites, and where it came from."""
+    if not run_id:
+        return 0.0, "no run cited"
+    review = conn.execute(
+        "SELECT decision FROM reviews WHERE run_id = ? ORDER BY seq DESC LIMIT 1", [run_id]
+    ).fetchone()
+    if review is not None:
+        return (1.0, "accepted in review") if review[0] in ("accept", "edit") else (0.0, "rejected in review")
+    run = conn.execute("SELECT status, confidence FROM runs WHERE id = ?", [run_id]).fetchone()
+    if run is None:
+        return 0.0, "no such run"
+    if run[0] != "ok" or run[1] is None:
+        return 0.0, "the run has no confidence"
+    return float(run[1]), "run"
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -222,12 +257,13 @@ class Outbox:
         *,
         subject: str,
         subject_id: str,
-        actor: str,
+        actor: Actor,
         run_id: str | None = None,
         workflow_id: str | None = None,
         automation: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        name, address = _who(actor)
         self.lineage.append_chained(
             conn,
             "action_log",
@@ -237,7 +273,8 @@ class Outbox:
                 "subject": subject,
                 "subject_id": subject_id,
                 "event": event,
-                "actor": actor,
+                "actor": name,
+                "actor_address": address,
                 "run_id": run_id,
                 "workflow_id": workflow_id,
                 "automation": automation,
@@ -246,7 +283,7 @@ class Outbox:
         )
 
     def _log_action(
-        self, conn: sqlite3.Connection, row: dict[str, Any], event: str, actor: str, **detail: Any
+        self, conn: sqlite3.Connection, row: dict[str, Any], event: str, actor: Actor, **detail: Any
     ) -> None:
         self._log(
             conn,
@@ -261,7 +298,7 @@ class Outbox:
         )
 
     def log_workflow(
-        self, conn: sqlite3.Connection, workflow: dict[str, Any], event: str, actor: str, **detail: Any
+        self, conn: sqlite3.Connection, workflow: dict[str, Any], event: str, actor: Actor, **detail: Any
     ) -> None:
         context = workflow.get("context_obj") or {}
         self._log(
@@ -309,10 +346,21 @@ class Outbox:
         return from_row(rows[0])
 
     def update_automation(
-        self, name: str, update: AutomationUpdate, actor: str
+        self,
+        name: str,
+        update: AutomationUpdate,
+        actor: Actor,
+        *,
+        confirm_loosening: bool = False,
+        allow_loosening: bool = True,
     ) -> tuple[Automation, list[str]]:
-        """Apply a partial update; returns the automation and the ids of held actions it released."""
+        """Apply a partial update; returns the automation and the ids of held actions it released.
+
+        A change that loosens approval (`policy.loosenings`) raises LooseningForbidden when
+        `allow_loosening` is false, and LooseningNotConfirmed unless `confirm_loosening`; either way
+        nothing changes. The log records what was loosened, and that it was confirmed."""
         update.check()
+        who, address = _who(actor)
         changes = {k: v for k, v in msgspec.structs.asdict(update).items() if v is not msgspec.UNSET}
         released: list[str] = []
         with self.lineage.transaction() as conn:
@@ -325,7 +373,20 @@ class Outbox:
                 merged = {**current.settings, **changes["settings"]}
                 changes["settings"] = {k: v for k, v in merged.items() if v is not None}
             now = iso_utc_from_timestamp(self.clock())
-            new = msgspec.structs.replace(current, **changes, updated_at=now, updated_by=actor)
+            new = msgspec.structs.replace(
+                current, **changes, updated_at=now, updated_by=who, updated_by_address=address
+            )
+            loosened = loosenings(current, new)
+            if loosened and not allow_loosening:
+                raise LooseningForbidden(
+                    f"loosening the approval of {name!r} is not allowed on this computer "
+                    f"(allow_loosening_approval is false): {'; '.join(loosened)}",
+                    loosened,
+                )
+            if loosened and not confirm_loosening:
+                raise LooseningNotConfirmed(
+                    f"this change loosens the approval of {name!r}: {'; '.join(loosened)}", loosened
+                )
             if new.enabled and not current.enabled:
                 new = msgspec.structs.replace(new, enabled_at=now)
             row = to_row(new)
@@ -340,13 +401,14 @@ class Outbox:
                 subject_id=name,
                 actor=actor,
                 automation=name,
-                detail={"changes": msgspec.to_builtins(changes)},
+                detail={"changes": msgspec.to_builtins(changes)}
+                | ({"loosened": loosened, "confirmed": True} if loosened else {}),
             )
             if new.enabled:
                 released = self._release_held(conn, name, actor)
         return new, released
 
-    def _release_held(self, conn: sqlite3.Connection, automation: str, actor: str) -> list[str]:
+    def _release_held(self, conn: sqlite3.Connection, automation: str, actor: Actor) -> list[str]:
         ids = []
         for row in list(
             rows_as_dicts(
@@ -392,11 +454,15 @@ class Outbox:
         run_id: str | None = None,
         workflow_id: str | None = None,
         step: str | None = None,
-        confidence: float | None = None,
-        actor: str,
+        certain: bool = False,
+        actor: Actor,
     ) -> tuple[ActionRecord, bool]:
         """Record a proposed action and decide its approval by policy. Returns (action, created): the same
-        proposal again (same kind, parameters and origin) is the existing action."""
+        proposal again (same kind, parameters and origin) is the existing action.
+
+        Its confidence is that of the run it cites (`run_id`; see the module docstring). `certain` is for
+        what the server proposes from fixed content, not from a model's output (a workflow's escalation
+        of an overdue review): confidence 1.0. No request from a client can set it."""
         if kind not in PARAMS_TYPES:
             raise ValueError(f"unknown action kind {kind!r}; known: {sorted(PARAMS_TYPES)}")
         params = msgspec.convert(msgspec.to_builtins(params), PARAMS_TYPES[kind])
@@ -407,6 +473,9 @@ class Outbox:
                 return _record(existing[0]), False
             policy = self.automation(automation, conn)
             now = self.clock()
+            confidence, source = (
+                (1.0, "the server's own proposal") if certain else _cited_confidence(conn, run_id)
+            )
             person = needs_person(policy, kind, confidence)
             row = {
                 "id": uuid.uuid4().hex,
@@ -448,6 +517,7 @@ class Outbox:
                 title=title,
                 params=msgspec.to_builtins(params),
                 confidence=confidence,
+                confidence_from=source,
                 origin=origin,
             )
             if not person:
@@ -461,7 +531,7 @@ class Outbox:
                 )
         return _record(full), True
 
-    def decide(self, action_id: str, *, approve: bool, actor: str, note: str | None = None) -> ActionRecord:
+    def decide(self, action_id: str, *, approve: bool, actor: Actor, note: str | None = None) -> ActionRecord:
         with self.lineage.transaction() as conn:
             row = self._row(conn, action_id)
             if row["status"] != "pending_review":
@@ -471,7 +541,7 @@ class Outbox:
                 conn.execute(
                     "UPDATE actions SET status = 'queued', approval = ?, reason = NULL, queued_ts = ?, "
                     "updated_at = ? WHERE id = ?",
-                    [actor, now, iso_utc_from_timestamp(now), action_id],
+                    [_who(actor)[0], now, iso_utc_from_timestamp(now), action_id],
                 )
             else:
                 conn.execute(
@@ -481,7 +551,7 @@ class Outbox:
             self._log_action(conn, row, "approved" if approve else "rejected", actor, note=note)
             return _record(self._row(conn, action_id))
 
-    def retry(self, action_id: str, *, actor: str, note: str | None = None) -> ActionRecord:
+    def retry(self, action_id: str, *, actor: Actor, note: str | None = None) -> ActionRecord:
         """A person runs a failed action again: back to the queue with a fresh retry budget. Its key is
         unchanged, so an attempt that took effect before it failed still makes no second effect. A failed
         action of a workflow cannot: the workflow undid its other steps when it failed."""
@@ -589,7 +659,7 @@ class Outbox:
 
     # -- compensation ----------------------------------------------------------------------------------
 
-    def request_compensation(self, action_ids: Iterable[str], actor: str, reason: str) -> list[str]:
+    def request_compensation(self, action_ids: Iterable[str], actor: Actor, reason: str) -> list[str]:
         """Mark executed actions for undoing; returns those now `compensating` (to enqueue)."""
         out = []
         with self.lineage.transaction() as conn:

@@ -11,6 +11,13 @@ in `automations` is read at every decision point, never cached, so a change thro
   proposal's confidence is below `threshold`), "never" (approved by policy).
 - `daily_budget`: at most this many effects per UTC day; more are held until the next day or until
   the budget is raised.
+
+A proposal's confidence is the server's, never the client's: that of the lineage run it cites (1.0 once a
+person accepted or edited that run's result in review, 0 for a run with none, or no run at all).
+
+Loosening a policy (`loosenings`: a kind's mode to a less strict one, a lower threshold, the meeting
+follow-up's review turned off) is a person's explicit, confirmed choice, and IT may forbid it
+(`Settings.allow_loosening_approval`); tightening never needs confirming.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ __all__ = [
     "DEFAULT_AUTOMATIONS",
     "Automation",
     "AutomationUpdate",
+    "LooseningForbidden",
+    "LooseningNotConfirmed",
+    "LooseningRefused",
     "MailRule",
+    "loosenings",
     "needs_person",
 ]
 
@@ -88,7 +99,8 @@ class Automation(msgspec.Struct, kw_only=True, rename="camel"):
     settings: dict[str, Any] = {}
     enabled_at: str = ""
     updated_at: str = ""
-    updated_by: str = ""
+    updated_by: str = ""  # a person's name, or the process that changed it ("deskpilot")
+    updated_by_address: str | None = None  # the person's email address (None before 0.3, or a process)
 
 
 class AutomationUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -130,6 +142,43 @@ def needs_person(automation: Automation, kind: str, confidence: float | None) ->
     return True
 
 
+_STRICTNESS = {"never": 0, "below_threshold": 1, "always": 2}
+
+
+def _always_review(automation: Automation) -> bool:
+    return bool(automation.settings.get("alwaysReview", True))
+
+
+def loosenings(before: Automation, after: Automation) -> list[str]:
+    """What a change makes less strict, in words ("webhook: always -> never"); empty when nothing."""
+    out = []
+    for kind in sorted(set(ACTION_KINDS) | set(before.approval) | set(after.approval)):
+        old, new = before.approval.get(kind, "always"), after.approval.get(kind, "always")
+        if _STRICTNESS[new] < _STRICTNESS[old]:
+            out.append(f"{kind}: {old} -> {new}")
+    if after.threshold < before.threshold:
+        out.append(f"threshold: {before.threshold:g} -> {after.threshold:g}")
+    if _always_review(before) and not _always_review(after):
+        out.append("alwaysReview: on -> off")
+    return out
+
+
+class LooseningRefused(PermissionError):
+    """A change that loosens approval, refused; `changes` says what it would loosen."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+class LooseningNotConfirmed(LooseningRefused):
+    """Loosening needs the person's explicit confirmation, which the request did not carry."""
+
+
+class LooseningForbidden(LooseningRefused):
+    """IT forbids loosening approval on this computer (`allow_loosening_approval = false`)."""
+
+
 _JSON = ("rule", "approval", "settings")
 
 
@@ -144,6 +193,7 @@ def to_row(automation: Automation) -> dict[str, Any]:
         "enabled_at": automation.enabled_at,
         "updated_at": automation.updated_at,
         "updated_by": automation.updated_by,
+        "updated_by_address": automation.updated_by_address,
     }
     for key in _JSON:
         out[key] = msgspec.json.encode(row[key]).decode()
@@ -168,6 +218,7 @@ def from_row(row: sqlite3.Row | dict[str, Any]) -> Automation:
             "enabledAt": data["enabled_at"],
             "updatedAt": data["updated_at"],
             "updatedBy": data["updated_by"],
+            "updatedByAddress": data.get("updated_by_address"),
         },
         Automation,
     )

@@ -26,6 +26,7 @@ __all__ = [
     "ModelsOut",
     "NormalizedOut",
     "Out",
+    "Person",
     "PrepareOut",
     "ProgressEvent",
     "ResultEvent",
@@ -60,6 +61,31 @@ class EmailIn(In):
     to: list[Address] = []
     cc: list[Address] = []
     date: ShortText | None = None  # as the mail client shows it; passed to the model verbatim
+
+
+class Person(In):
+    """Who asks for a change that only a person may make (approving an action, changing an approval
+    policy): the Office user's display name and email address, as the task pane knows them."""
+
+    # Printable, with at least one character that is not a space.
+    name: Annotated[
+        str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+    ]
+    # An email address's shape: one "@", no spaces or angle brackets, a dot in the domain.
+    address: Annotated[
+        str,
+        Meta(
+            min_length=3,
+            max_length=320,
+            pattern=r"^[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+\.[^@\s<>\"\x00-\x1f\x7f.]+$",
+        ),
+    ]
+
+    def __post_init__(self) -> None:
+        # The patterns' "$" also matches before a final newline; no control character passes here.
+        if any(ord(c) < 32 or c == "\x7f" for c in self.name + self.address):
+            raise ValueError("a person's name and address may not contain control characters")
+        self.name = self.name.strip()
 
 
 class MetaEvent(Out):

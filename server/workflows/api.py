@@ -3,6 +3,12 @@
 `POST /v1/workflows` is the task pane's trigger: an event in the append-only log, dispatched to the
 automation's workflow. Automations are changed at runtime (`PUT /v1/automations/{name}`): a kill switch
 that holds queued actions and pauses workflows, and what releasing it puts back in line.
+
+A policy change names the person who makes it (`actor`: `{name, address}`). One that loosens approval
+(a kind to a less strict mode, a lower threshold, review off) needs `confirmLoosening: true` (else 409
+`confirmation_required`, saying what would loosen), and is refused when IT set
+`allow_loosening_approval = false` (403 `loosening_forbidden`). Webhook URLs in an automation's settings
+must be allowed receivers (400 `webhook_not_allowed`).
 """
 
 from __future__ import annotations
@@ -11,21 +17,47 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
+import msgspec
 from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import Meta, field
 
-from deskpilot.server.actions.api import off_loop
+from deskpilot.server.actions.api import check_webhook, off_loop
 from deskpilot.server.actions.outbox import LogEntry, UnknownAutomationError
-from deskpilot.server.actions.policy import Automation, AutomationUpdate
-from deskpilot.server.core.wire import In, Out
+from deskpilot.server.actions.policy import (
+    Automation,
+    AutomationUpdate,
+    LooseningForbidden,
+    LooseningNotConfirmed,
+)
+from deskpilot.server.core.db import SQLITE_INT_MAX
+from deskpilot.server.core.wire import In, Out, Person
+from deskpilot.server.settings import Settings
+from deskpilot.server.web.errors import ApiError
 from deskpilot.server.workflows.engine import UnknownWorkflowError, WorkflowRecord
 from deskpilot.server.workflows.events import StoredEvent
 from deskpilot.server.workflows.services import WorkflowServices
 
-__all__ = ["Automations", "Workflows"]
+__all__ = ["AutomationPut", "Automations", "ConfirmationRequired", "LooseningNotAllowed", "Workflows"]
+
+# Automation settings that name a webhook URL (definitions.py): checked like a proposed webhook.
+_WEBHOOK_SETTINGS = ("financeWebhook", "escalationWebhook")
+
+
+class ConfirmationRequired(ApiError):
+    """409: the change loosens approval; send it again with `confirmLoosening: true` to confirm."""
+
+    status_code = 409
+    code = "confirmation_required"
+
+
+class LooseningNotAllowed(ApiError):
+    """403: IT does not allow loosening approval here (`allow_loosening_approval = false`)."""
+
+    status_code = 403
+    code = "loosening_forbidden"
 
 
 class WorkflowIn(In):
@@ -35,7 +67,7 @@ class WorkflowIn(In):
     automation: str
     inputs: dict[str, Any]
     request_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
-    actor: Annotated[str, Meta(min_length=1, max_length=200)] = "taskpane"
+    actor: Person | None = None  # the person who asks, if a person does ("taskpane" is logged otherwise)
 
 
 class WorkflowsOut(Out):
@@ -59,7 +91,11 @@ class AutomationOut(Out):
 
 
 class AutomationPut(AutomationUpdate, forbid_unknown_fields=True):
-    actor: Annotated[str, Meta(min_length=1, max_length=200)] = "user"
+    """A partial update, by a person (required). `confirmLoosening`: the person confirmed a change that
+    loosens approval (the pane asks first)."""
+
+    actor: Person
+    confirm_loosening: bool = False
 
 
 class EventsOut(Out):
@@ -126,7 +162,7 @@ class Workflows(Controller):
         payload = {
             "automation": data.automation,
             "inputs": {**data.inputs, "source": "taskpane"},
-            "actor": data.actor,
+            "actor": msgspec.to_builtins(data.actor) if data.actor else "taskpane",
         }
 
         def trigger() -> tuple[WorkflowRecord, bool]:
@@ -180,16 +216,33 @@ class Automations(Controller):
         name: FromPath[str],
         data: JSONBody[AutomationPut],
         workflow_services: NamedDependency[WorkflowServices],
+        app_settings: NamedDependency[Settings],
     ) -> AutomationOut:
         services = workflow_services
         changes = {f: getattr(data, f) for f in AutomationUpdate.__struct_fields__}
         update = AutomationUpdate(**changes)
+        if isinstance(data.settings, dict):
+            for key in _WEBHOOK_SETTINGS:
+                if data.settings.get(key) is not None:
+                    await off_loop(check_webhook, app_settings, data.settings[key])
         try:
             automation, released = await anyio.to_thread.run_sync(
-                lambda: services.outbox.update_automation(name, update, data.actor.strip())
+                lambda: services.outbox.update_automation(
+                    name,
+                    update,
+                    data.actor,
+                    confirm_loosening=data.confirm_loosening,
+                    allow_loosening=app_settings.allow_loosening_approval,
+                )
             )
         except UnknownAutomationError as exc:
             raise NotFoundException(str(exc)) from exc
+        except LooseningForbidden as exc:
+            raise LooseningNotAllowed(str(exc)) from exc
+        except LooseningNotConfirmed as exc:
+            raise ConfirmationRequired(
+                f'{exc}. A person must confirm this: send the change again with "confirmLoosening": true.'
+            ) from exc
         except ValueError as exc:
             raise ClientException(str(exc)) from exc
         resumed: list[str] = []

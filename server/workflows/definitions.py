@@ -48,12 +48,10 @@ def _final(ctx: StepContext) -> dict[str, Any]:
     return data
 
 
-def _confidence(ctx: StepContext) -> float | None:
-    """A person's decision is certain; otherwise the extraction's own confidence."""
-    review = ctx.outputs.get("review") or {}
-    return (
-        1.0 if review.get("decision") in ("accepted", "edited") else ctx.outputs["extract"].get("confidence")
-    )
+def _run(ctx: StepContext) -> str:
+    """The extraction's run, which the actions cite: policy weighs its confidence, or 1.0 once a person
+    accepted or edited it in review (the outbox reads both from lineage)."""
+    return str(ctx.outputs["extract"]["runId"])
 
 
 # -- invoice intake ------------------------------------------------------------------------------------
@@ -108,7 +106,7 @@ def _approver_task(ctx: StepContext) -> list[Proposal]:
                 "linkUrl": ctx.inputs.get("webLink"),
             },
             "To Do task for the approver",
-            _confidence(ctx),
+            _run(ctx),
         )
     ]
 
@@ -131,7 +129,7 @@ def _finance_webhook(ctx: StepContext) -> list[Proposal]:
                 },
             },
             "Post the invoice to the finance channel",
-            _confidence(ctx),
+            _run(ctx),
         )
     ]
 
@@ -184,7 +182,7 @@ def _review_items(ctx: StepContext) -> Any:
 
 def _follow_up(ctx: StepContext) -> list[Proposal]:
     items = [i for i in _final(ctx).get("actionItems", []) if isinstance(i, dict) and i.get("task")]
-    confidence = _confidence(ctx)
+    run = _run(ctx)
     proposals = [
         Proposal(
             "todo_task",
@@ -196,7 +194,7 @@ def _follow_up(ctx: StepContext) -> list[Proposal]:
                 "linkUrl": ctx.inputs.get("webLink"),
             },
             f"To Do: {item['task']}"[:200],
-            confidence,
+            run,
         )
         for item in items
     ]
@@ -218,7 +216,7 @@ def _follow_up(ctx: StepContext) -> list[Proposal]:
                     "body": f"Thanks, here are the follow-ups as I understand them:\n\n{listed}\n",
                 },
                 "Draft a reply listing the follow-ups",
-                confidence,
+                run,
             )
         )
     return proposals

@@ -33,7 +33,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from deskpilot.server.actions.outbox import LEASE_SECONDS, ActionRecord, Outbox, claim_lapsed, current_owner
+from deskpilot.server.actions.outbox import (
+    LEASE_SECONDS,
+    ActionRecord,
+    Actor,
+    Outbox,
+    claim_lapsed,
+    current_owner,
+)
 from deskpilot.server.actions.policy import Automation
 from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
 from deskpilot.server.core.queue import TaskQueue
@@ -84,10 +91,13 @@ class Stop:
 
 @dataclass
 class Proposal:
+    """An action a step proposes. `run_id`: the lineage run its content came from, whose confidence
+    (or review) policy weighs; None: the workflow's latest run."""
+
     kind: str
     params: dict[str, Any]
     title: str
-    confidence: float | None = None
+    run_id: str | None = None
 
 
 class StepContext:
@@ -192,7 +202,7 @@ class WorkflowEngine:
         inputs: dict[str, Any],
         *,
         origin: str,
-        actor: str,
+        actor: Actor,
         event_seq: int | None = None,
     ) -> tuple[WorkflowRecord | None, bool]:
         """Start the automation's workflow once per `origin` (an event, a task pane request). Returns
@@ -365,10 +375,11 @@ class WorkflowEngine:
                 title=proposal.title,
                 origin=f"{row['id']}:{step.name}",
                 automation=row["automation"],
-                run_id=ctx.inputs.get("runId") or _last_run(ctx.outputs),
+                # The run the content came from: the step's own answer, else the workflow's latest run; a
+                # run id in the trigger's inputs last (it came with the request).
+                run_id=proposal.run_id or _last_run(ctx.outputs) or _text(ctx.inputs.get("runId")),
                 workflow_id=row["id"],
                 step=step.name,
-                confidence=proposal.confidence,
                 actor="workflow",
             )
             if created and record.status == "queued":
@@ -476,7 +487,7 @@ class WorkflowEngine:
             workflow_id=row["id"],
             step=f"{step.name}:escalation",
             actor="workflow",
-            confidence=1.0,
+            certain=True,  # fixed content, not a model's output: the escalation itself is not in doubt
         )
         if created and record.status == "queued":
             self.queue.execute(record.id)
@@ -657,6 +668,10 @@ class WorkflowEngine:
 @dataclass
 class _Failed:
     reason: str
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _run_of(output: Any) -> str | None:

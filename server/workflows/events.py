@@ -16,8 +16,9 @@ from typing import Any
 
 import msgspec
 
-from deskpilot.server.actions.outbox import Outbox
+from deskpilot.server.actions.outbox import Actor, Outbox
 from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
+from deskpilot.server.core.wire import Person
 from deskpilot.server.workflows.engine import WorkflowEngine, WorkflowRecord
 
 __all__ = ["EventLog", "StoredEvent"]
@@ -78,7 +79,7 @@ class EventLog:
                 name,
                 event.payload["inputs"],
                 origin=f"event:{seq}:{name}",
-                actor=event.payload.get("actor", "taskpane"),
+                actor=_actor(event.payload.get("actor")),
                 event_seq=seq,
             )
             if record is not None:
@@ -112,6 +113,16 @@ class EventLog:
                 started += sum(1 for _, created in self.dispatch(event.seq) if created)
                 last = event.seq
         return {"events": events, "started": started}
+
+
+def _actor(value: Any) -> Actor:
+    """Who asked, as the event recorded it: a person ({name, address}), or a role (events before 0.3)."""
+    if isinstance(value, dict):
+        try:
+            return msgspec.convert(value, Person)
+        except msgspec.ValidationError:
+            return "taskpane"
+    return value if isinstance(value, str) and value else "taskpane"
 
 
 def _event(row: dict[str, Any]) -> StoredEvent:
