@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.process, pytest.mark.usefixtures("vault")]
 
 SECRET = b"finance-hook-secret"
 FAST = {"DESKPILOT_ACTION_BACKOFF_SECONDS": "0.05", "DESKPILOT_GRAPH_BACKOFF_SECONDS": "0.01"}
+# People, as the task pane sends them.
+ALICE = {"name": "Alice", "address": "alice@contoso.example"}
+ADMIN = {"name": "IT Admin", "address": "it-admin@contoso.example"}
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -85,7 +88,8 @@ def world(app_home: Path) -> Iterator[tuple[StandIn, WebhookReceiver, dict[str, 
         settings = graph_settings(standin)
         sign_in(settings)
         WebhookSecrets().set("finance", SECRET.decode())
-        yield standin, hook, {**graph_env(standin), **FAST}
+        allow = {"DESKPILOT_WEBHOOK_ALLOW": hook.url.rsplit("/", 1)[0] + "/"}  # the receiver, by address
+        yield standin, hook, {**graph_env(standin), **FAST, **allow}
 
 
 def _propose_batch(
@@ -96,7 +100,6 @@ def _propose_batch(
     n_hooks: int,
     n_tasks: int,
     n_drafts: int,
-    confidence: float = 0.99,
 ) -> list[dict[str, Any]]:
     out = []
     specs: list[dict[str, Any]] = (
@@ -121,7 +124,7 @@ def _propose_batch(
         ]
     )
     for spec in specs:
-        r = client.post("/v1/actions", json={**spec, "origin": f"batch-{tag}", "confidence": confidence})
+        r = client.post("/v1/actions", json={**spec, "origin": f"batch-{tag}"})
         assert r.status_code == 201, r.text
         out.append(r.json()["action"])
     return out
@@ -132,7 +135,8 @@ def _approve_all_by_policy(client: httpx.Client) -> None:
         "/v1/automations/taskpane",
         json={
             "approval": {"webhook": "never", "todo_task": "never", "draft_reply": "never"},
-            "actor": "admin",
+            "actor": ADMIN,
+            "confirmLoosening": True,
         },
     )
     assert r.status_code == 200, r.text
@@ -294,9 +298,7 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
     try:
         server.wait_healthy(30)
         with server.client() as client:
-            actions = _propose_batch(
-                client, hook, sorted(standin.tenant.messages)[:5], "srv", 300, 10, 0, confidence=0.5
-            )
+            actions = _propose_batch(client, hook, sorted(standin.tenant.messages)[:5], "srv", 300, 10, 0)
         assert {a["status"] for a in actions} == {"pending_review"}
         for _ in range(8):
             pending = [a for a in actions if a["id"] not in answered]
@@ -307,7 +309,7 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
                 for action in pending:
                     try:
                         r = client.post(
-                            f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"}, timeout=5
+                            f"/v1/actions/{action['id']}/approve", json={"reviewer": ALICE}, timeout=5
                         )
                     except httpx.TransportError:
                         cut_short += 1
@@ -321,7 +323,7 @@ def test_kill_9_of_the_server_while_approving_loses_no_approved_action(
             server.wait_healthy(30)
         with server.client() as client:
             for action in actions:  # the rest, after the last crash
-                r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": "alice"})
+                r = client.post(f"/v1/actions/{action['id']}/approve", json={"reviewer": ALICE})
                 assert r.status_code in (200, 409), r.text
 
             def all_done() -> bool:
@@ -361,7 +363,7 @@ def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
             hook.delay_seconds = 0.05  # a slow receiver, so the switch lands mid-batch
             actions = _propose_batch(client, hook, [], "ks", 60, 0, 0)
             wait_until(lambda: len(hook.effects()) >= 5, 30, "the batch did not start")
-            r = client.put("/v1/automations/taskpane", json={"enabled": False, "actor": "admin"})
+            r = client.put("/v1/automations/taskpane", json={"enabled": False, "actor": ADMIN})
             assert r.status_code == 200 and r.json()["automation"]["enabled"] is False
             time.sleep(1.0)  # what was already running finishes (at most one per worker thread)
             at_switch = len(hook.effects())
@@ -370,7 +372,7 @@ def test_kill_switch_mid_batch_stops_effects_and_re_enabling_resumes(
             held = client.get("/v1/actions", params={"status": "held", "limit": 1000}).json()["actions"]
             assert held and len(held) == len(actions) - at_switch
             assert all("kill switch" in (a["reason"] or "") for a in held)
-            r = client.put("/v1/automations/taskpane", json={"enabled": True, "actor": "admin"})
+            r = client.put("/v1/automations/taskpane", json={"enabled": True, "actor": ADMIN})
             assert sorted(r.json()["released"]) == sorted(a["id"] for a in held)
             hook.delay_seconds = 0.0
 
