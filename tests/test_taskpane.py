@@ -50,7 +50,7 @@ def test_vitest_unit_tests_of_the_host_glue_and_shared_logic_pass() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     # Every suite ran: a test file that silently stopped running would otherwise go unnoticed.
-    for suite in ("outlook", "word", "sse", "run", "shared", "workflow", "actions"):
+    for suite in ("outlook", "word", "sse", "run", "shared", "workflow", "actions", "token", "auth"):
         assert f"{suite}.test.ts" in output, output
     assert re.search(r"Tests\s+\d+ passed", output), output
 

@@ -1,21 +1,28 @@
 """Fixtures for driving the task pane in real headless Chromium (Debian's `chromium`, no browser download).
 
 The pane is served by a real `deskpilot serve --http` (tests/conftest.py's ServerProcess) with the real
-embedded model. Office.js is replaced by a test double (office_double.js) through Playwright's routing, so
-the pane's own code, including its host glue, runs unchanged over a scripted mailbox item or document.
+embedded model, and opened as Office opens it: at the start URL of the add-in manifest `deskpilot install`
+writes, which carries the server's per-user access token. Office.js is replaced by a test double
+(office_double.js) through Playwright's routing, so the pane's own code, including its host glue, runs
+unchanged over a scripted mailbox item or document.
 Screenshots go to test-artifacts/taskpane/ (git-ignored).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ServerProcess
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from deskpilot.addin_manifest import Host, render
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "taskpane"
@@ -119,12 +126,20 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+def start_url(host: Host, server: ServerProcess, token: str | None) -> str:
+    """Where Office opens the pane: the SourceLocation of the manifest rendered for this server and token."""
+    manifest = render(host, server.base_url, token).decode()
+    (url,) = set(re.findall(r'<SourceLocation DefaultValue="([^"]+)"', manifest))
+    return html.unescape(url)
+
+
 class Pane:
     """The task pane in one browser page, opened inside a pretend Outlook or Word."""
 
-    def __init__(self, page: Page, base_url: str, artifacts: Path) -> None:
+    def __init__(self, page: Page, server: ServerProcess, artifacts: Path) -> None:
         self.page = page
-        self.base_url = base_url
+        self.server = server
+        self.base_url = server.base_url
         self.artifacts = artifacts
         self.errors: list[str] = []
         page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -136,14 +151,17 @@ class Pane:
 
     def open(
         self,
-        host: str = "outlook",
+        host: Host = "outlook",
         *,
         item: dict[str, Any] | None = None,
         document: dict[str, str] | None = None,
         sets: dict[str, str] | None = None,
         background: str = "#ffffff",
         prefs: dict[str, Any] | None = None,
+        with_token: bool = True,
     ) -> Pane:
+        """Open the pane at its manifest's start URL: with the server's token as `deskpilot install` writes
+        it, or (`with_token=False`) as a page opened without it."""
         config = {
             "host": host,
             "item": item or OUTLOOK_ITEM,
@@ -155,7 +173,7 @@ class Pane:
         if prefs is not None:
             script += f"localStorage.setItem('deskpilot.prefs.v1', {json.dumps(json.dumps(prefs))});"
         self.page.add_init_script(script)
-        self.page.goto(f"{self.base_url}/taskpane/index.html?host={host}")
+        self.page.goto(start_url(host, self.server, self.server.token if with_token else None))
         return self
 
     def texts(self) -> list[tuple[float, str, str | None]]:
@@ -189,12 +207,12 @@ PaneFactory = Callable[..., Pane]
 def pane_factory(browser: Browser, artifacts: Path) -> Iterator[PaneFactory]:
     contexts = []
 
-    def make(base_url: str, *, width: int = 320, height: int = 640) -> Pane:
+    def make(server: ServerProcess, *, width: int = 320, height: int = 640) -> Pane:
         # ~320 px is the narrowest Office task pane.
         context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
         context.set_default_timeout(30_000)
         contexts.append(context)
-        return Pane(context.new_page(), base_url, artifacts)
+        return Pane(context.new_page(), server, artifacts)
 
     yield make
     for context in contexts:

@@ -35,7 +35,7 @@ def ews_id(rest_id: str) -> str:
 
 
 def open_outlook(pane_factory: PaneFactory, server: ServerProcess, item: dict[str, Any]) -> Pane:
-    pane = pane_factory(server.base_url).open("outlook", item=item, prefs={"reviewer": REVIEWER})
+    pane = pane_factory(server).open("outlook", item=item, prefs={"reviewer": REVIEWER})
     expect(pane.page.get_by_test_id("server-badge")).to_have_text("Ready")
     expect(pane.page.get_by_test_id("item")).to_contain_text(item["subject"])
     return pane

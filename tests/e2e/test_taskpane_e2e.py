@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +22,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import ServerProcess
-from playwright.sync_api import Locator, expect
+from playwright.sync_api import Locator, Page, Request, expect
 
 from .conftest import ARTIFACTS, OUTLOOK_ITEM, Pane, PaneFactory
 
@@ -48,7 +52,10 @@ def server(server_factory: type[ServerProcess]) -> ServerProcess:
 
 
 def open_outlook(pane_factory: PaneFactory, server: ServerProcess, **kwargs: Any) -> Pane:
-    pane = pane_factory(server.base_url).open("outlook", **kwargs)
+    return outlook_ready(pane_factory(server).open("outlook", **kwargs))
+
+
+def outlook_ready(pane: Pane) -> Pane:
     expect(pane.page.get_by_test_id("server-badge")).to_have_text("Ready")
     expect(pane.page.get_by_test_id("item")).to_contain_text("Q3 numbers for the board pack")
     return pane
@@ -226,6 +233,163 @@ def test_server_down_says_so_and_how_to_fix_it(
     pane.shot("outlook-server-down")
 
 
+# -- the access token ---------------------------------------------------------------------------------------
+
+
+def api_requests(page: Page) -> list[Request]:
+    """Every request the page makes to the server that is not one of the pane's own files, kept as made."""
+    seen: list[Request] = []
+    page.on("request", lambda r: seen.append(r) if "/taskpane/" not in r.url else None)
+    return seen
+
+
+def replayed(request: Request, *, without: str = "authorization") -> dict[str, str]:
+    """The headers `request` went out with (Origin, fetch metadata, content type, ...), less `without`."""
+    skip = {without, "host", "content-length", "connection"}
+    return {k: v for k, v in request.all_headers().items() if k.lower() not in skip}
+
+
+def test_the_token_leaves_the_address_every_request_carries_it_and_a_replay_without_it_is_refused(
+    pane_factory: PaneFactory, server: ServerProcess
+) -> None:
+    token = server.token
+    assert token
+    pane = pane_factory(server)
+    requests = api_requests(pane.page)
+    outlook_ready(pane.open("outlook"))
+    page = pane.page
+
+    # Gone from the address (and so from the history and a copied link), kept for this session only.
+    address = page.evaluate("location.href")
+    assert "token" not in address and token not in address, address
+    assert address.endswith("/taskpane/index.html?host=outlook"), address
+    assert page.evaluate("sessionStorage.getItem('deskpilot.token')") == token
+    assert page.evaluate("localStorage.getItem('deskpilot.token')") is None
+
+    wait_idle(server)
+    summarize_button(pane).click()
+    expect(page.get_by_test_id("run")).to_have_attribute("data-phase", "done", timeout=120_000)
+    assert pane.output().strip()
+    pane.shot("outlook-summary-with-token")
+    # The lineage record needs the token too: the link shows it through the pane's client.
+    run_id = pane.run_id()
+    page.get_by_role("link", name="Lineage record").click()
+    expect(page.get_by_test_id("lineage-record")).to_contain_text(f'"id": "{run_id}"')
+    page.get_by_role("button", name="Close").click()
+
+    # Every call the pane made, JSON and the event stream alike, carried the token.
+    calls = [r for r in requests if "/v1/" in r.url]
+    paths = {(r.method, r.url.removeprefix(server.base_url).split("?")[0]) for r in calls}
+    assert {("GET", "/v1/models"), ("POST", "/v1/summarize")} <= paths, paths
+    for r in calls:
+        assert r.all_headers().get("authorization") == f"Bearer {token}", (r.method, r.url)
+    assert all(r.all_headers().get("authorization") in (None, f"Bearer {token}") for r in requests)
+
+    # The same requests, replayed by another process that has everything but the token: 401.
+    summary = next(r for r in calls if r.method == "POST" and r.url.endswith("/v1/summarize"))
+    models = next(r for r in calls if r.method == "GET" and r.url.endswith("/v1/models"))
+    with httpx.Client(timeout=30) as other:
+        refused = other.post(summary.url, content=summary.post_data_buffer, headers=replayed(summary))
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["code"] == "unauthorized"
+        assert refused.headers["www-authenticate"].lower().startswith("bearer")
+        assert other.get(models.url, headers=replayed(models)).status_code == 401
+        # ...while the same replay with the token is let in: the token, nothing else, made the difference.
+        assert other.get(models.url, headers=replayed(models, without="")).status_code == 200
+        forged = other.get(
+            models.url, headers={**replayed(models), "Authorization": "Bearer " + "x" * len(token)}
+        )
+        assert forged.status_code == 401
+    assert pane.errors == []
+
+
+def rotate_token(server: ServerProcess) -> str:
+    """`deskpilot token rotate`, as the user runs it, for this server's app data folder."""
+    done = subprocess.run(
+        [sys.executable, "-m", "deskpilot.server.cli", "token", "rotate"],
+        env={**os.environ, "DESKPILOT_HOME": str(server.home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    token = server.token
+    assert token
+    return token
+
+
+def banner(pane: Pane) -> Locator:
+    return pane.page.get_by_role("region", name="Connection").get_by_test_id("problem")
+
+
+def test_after_the_token_is_rotated_the_next_action_asks_to_reopen_and_the_pane_stops_calling(
+    pane_factory: PaneFactory, server: ServerProcess
+) -> None:
+    old = server.token
+    pane = open_outlook(pane_factory, server)
+    page = pane.page
+    wait_idle(server)
+    new = rotate_token(server)
+    assert new != old
+
+    requests = api_requests(page)
+    summarize_button(pane).click()
+    expect(banner(pane)).to_have_attribute("data-kind", "unauthorized")
+    expect(banner(pane)).to_contain_text("Close and reopen Deskpilot")
+    expect(banner(pane)).to_contain_text("deskpilot token rotate")
+    expect(page.get_by_test_id("server-badge")).to_have_text("Reopen needed")
+    run_problem = page.get_by_test_id("run").get_by_test_id("problem")
+    expect(run_problem).to_have_attribute("data-kind", "unauthorized")
+    # Nothing to retry: only reopening helps.
+    expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
+    pane.shot("outlook-token-rotated")
+    # The refused token is dropped from the session: a reload says how to open the pane instead.
+    assert page.evaluate("sessionStorage.getItem('deskpilot.token')") is None
+
+    # No loop: after the refused call (the summary, or a status poll just before it), no polling (it ran
+    # every 3-20 s), no retry, in any view.
+    refused_calls = len(requests)
+    assert len([r for r in requests if "/v1/" in r.url]) == 1, [(r.method, r.url) for r in requests]
+    page.get_by_role("tab", name="Actions").click()
+    page.get_by_role("tab", name="Status").click()
+    page.get_by_role("tab", name="Mail").click()
+    time.sleep(4)
+    assert len(requests) == refused_calls, [(r.method, r.url) for r in requests]
+    expect(banner(pane)).to_contain_text("Close and reopen Deskpilot")  # persistent
+    with server.client() as client:
+        assert client.get("/v1/models").status_code == 200  # the new token works
+
+    # Reopened (Office opens the manifest's URL, which `token rotate` wrote again): it works again.
+    reopened = open_outlook(pane_factory, server)
+    expect(banner(reopened)).to_have_count(0)
+    assert reopened.page.evaluate("sessionStorage.getItem('deskpilot.token')") == new
+    assert pane.errors == [] and reopened.errors == []
+
+
+def test_opened_without_a_token_it_says_how_to_open_it_and_calls_nothing(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    server = server_factory()
+    server.wait_healthy()
+    pane = pane_factory(server)
+    requests = api_requests(pane.page)
+    pane.open("outlook", with_token=False)
+    page = pane.page
+    expect(banner(pane)).to_have_attribute("data-kind", "unauthorized")
+    expect(banner(pane)).to_contain_text("Open Deskpilot from Outlook or Word")
+    expect(banner(pane)).to_contain_text("deskpilot token show --url")
+    expect(page.get_by_test_id("server-badge")).to_have_text("No access")
+    expect(page.get_by_test_id("item")).to_contain_text("Q3 numbers for the board pack")
+    summarize_button(pane).click()
+    expect(page.get_by_test_id("run").get_by_test_id("problem")).to_have_attribute(
+        "data-kind", "unauthorized"
+    )
+    pane.shot("outlook-no-token")
+    time.sleep(4)
+    assert requests == [], [(r.method, r.url) for r in requests]  # not even /healthz: nothing can work
+    assert pane.errors == []
+
+
 CONTRACT = {
     "body": "This Supply Agreement is made between Contoso Ltd and Fabrikam Inc. "
     "The term is two years from 1 January 2027 and renews for one year unless either party gives "
@@ -236,7 +400,7 @@ CONTRACT = {
 
 
 def test_word_dark_theme_summarizes_the_selection(pane_factory: PaneFactory, server: ServerProcess) -> None:
-    pane = pane_factory(server.base_url).open("word", document=CONTRACT, background="#262626")
+    pane = pane_factory(server).open("word", document=CONTRACT, background="#262626")
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     expect(page.locator("[data-theme]")).to_have_attribute("data-theme", "dark")
@@ -258,7 +422,7 @@ def word_document(pane: Pane) -> dict[str, Any]:
 def test_word_rewrites_the_selection_and_inserts_it_as_a_tracked_change(
     pane_factory: PaneFactory, server: ServerProcess
 ) -> None:
-    pane = pane_factory(server.base_url)
+    pane = pane_factory(server)
     requested: list[str] = []
     pane.page.on("request", lambda r: requested.append(r.url))
     pane.open("word", document=CONTRACT)
@@ -369,7 +533,7 @@ def test_click_to_first_visible_word_median_of_5(pane_factory: PaneFactory, serv
     cold: list[tuple[float, float]] = []
     for i in range(5):
         item = {**OUTLOOK_ITEM, "subject": f"Order {i}", "body": f"Order {1000 + i}: {OUTLOOK_ITEM['body']}"}
-        pane = pane_factory(server.base_url)
+        pane = pane_factory(server)
         pane.open("outlook", item=item, prefs={"warmUp": False})
         expect(pane.page.get_by_test_id("server-badge")).to_have_text("Ready")
         wait_idle(server)
@@ -418,7 +582,7 @@ def test_word_asks_the_indexed_documents_and_lists_the_cited_sources(
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
 
-    pane = pane_factory(server.base_url).open("word", document={"body": "Notes.", "selection": ""})
+    pane = pane_factory(server).open("word", document={"body": "Notes.", "selection": ""})
     page = pane.page
     expect(page.get_by_test_id("index-summary")).to_contain_text("Searches 3 documents")
     page.get_by_label("Question").fill("How much notice is needed to terminate the supply agreement?")
@@ -448,7 +612,7 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
 ) -> None:
     # Every result below full confidence goes to review, so the queue is never empty by chance.
     server = started(server_factory(env={"DESKPILOT_REVIEW_THRESHOLD": "1.0"}))
-    pane = pane_factory(server.base_url).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
+    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     page.get_by_role("button", name="Invoice fields").click()
@@ -500,7 +664,7 @@ def test_a_reviewer_corrects_a_queued_result_in_the_pane_and_the_server_records_
     assert queued["task"] == "extract:invoice"
     proposed = queued["data"]["invoiceNumber"]
 
-    pane = pane_factory(server.base_url).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
+    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     page.get_by_role("tab", name="Review").click()
