@@ -103,7 +103,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             *_taskpane_routes(),
         ],
         dependencies={
-            "settings": provide(settings),
+            # Not "settings": Litestar takes a body field named like a dependency for a failed dependency,
+            # so a body `{"settings": 5}` was a 500. No dependency is named like a body field.
+            "app_settings": provide(settings),
             "executor": provide(services.executor),
             "lineage": provide(services.lineage),
             "reviews": provide(services.reviews),

@@ -180,7 +180,7 @@ class DocumentsAPI(Controller):
         data: JSONBody[AskRequest],
         executor: NamedDependency[RunExecutor],
         indexer: NamedDependency[Indexer],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
         if not data.question.strip():
@@ -190,7 +190,7 @@ class DocumentsAPI(Controller):
             try:
                 hits = await anyio.to_thread.run_sync(
                     lambda: indexer.index.search(
-                        data.question, k=data.k, scope=data.scope, min_score=settings.ask_min_score
+                        data.question, k=data.k, scope=data.scope, min_score=app_settings.ask_min_score
                     )
                 )
             except (OSError, sqlite3.Error, EmbedderError) as exc:
@@ -219,5 +219,5 @@ class DocumentsAPI(Controller):
 
         run = await executor.admitted(build)
         return sse_response(
-            run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
+            run.events, release=run.release, keepalive=app_settings.keepalive_seconds, stopping=stopping
         )

@@ -95,11 +95,11 @@ class Extraction(Controller):
         self,
         data: JSONBody[ExtractRequest],
         executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
         reviews: NamedDependency[ReviewQueue],
     ) -> ServerSentEvent:
-        schema = find_schema(data.schema, settings.schemas_path)
+        schema = find_schema(data.schema, app_settings.schemas_path)
         text = _as_text(data)
         context_length, count_tokens = model_context(executor.host)
 
@@ -110,14 +110,14 @@ class Extraction(Controller):
                     schema, text=text, context_length=context_length, count_tokens=count_tokens
                 )
             )
-            task = ExtractionTask(schema, text, reviews, settings.review_threshold)
+            task = ExtractionTask(schema, text, reviews, app_settings.review_threshold)
             return executor.execute(
                 job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
             )
 
         run = await executor.admitted(build)
         return sse_response(
-            run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
+            run.events, release=run.release, keepalive=app_settings.keepalive_seconds, stopping=stopping
         )
 
     @post("/classify", status_code=200, summary="Triage text or an email into one of the labels (JSON)")
@@ -125,10 +125,10 @@ class Extraction(Controller):
         self,
         data: JSONBody[ClassifyRequest],
         executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         reviews: NamedDependency[ReviewQueue],
     ) -> ClassifyOut:
-        labels = list(data.labels or settings.triage_labels)
+        labels = list(data.labels or app_settings.triage_labels)
         context_length, count_tokens = model_context(executor.host)
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
@@ -143,7 +143,7 @@ class Extraction(Controller):
                 )
             except ValueError as exc:
                 raise ClientException(str(exc)) from exc
-            task = ClassificationTask(labels, reviews, settings.review_threshold)
+            task = ClassificationTask(labels, reviews, app_settings.review_threshold)
             return executor.execute(
                 job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
             )
@@ -172,13 +172,13 @@ class Extraction(Controller):
         )
 
     @get("/schemas", summary="The extraction schemas: built-in and from the schemas folder")
-    async def schemas(self, settings: NamedDependency[Settings]) -> SchemasOut:
-        found, problems = list_schemas(settings.schemas_path)
+    async def schemas(self, app_settings: NamedDependency[Settings]) -> SchemasOut:
+        found, problems = list_schemas(app_settings.schemas_path)
         return SchemasOut(schemas=[_schema_out(s) for s in found], problems=problems)
 
     @get("/schemas/{name:str}", summary="One extraction schema with its JSON Schema")
-    async def schema(self, name: FromPath[str], settings: NamedDependency[Settings]) -> SchemaOut:
+    async def schema(self, name: FromPath[str], app_settings: NamedDependency[Settings]) -> SchemaOut:
         try:
-            return _schema_out(load_schema(name, settings.schemas_path), with_json_schema=True)
+            return _schema_out(load_schema(name, app_settings.schemas_path), with_json_schema=True)
         except SchemaError as exc:
             raise NotFoundException(str(exc)) from exc

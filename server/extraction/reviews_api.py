@@ -110,7 +110,7 @@ class Reviews(Controller):
         review_id: FromPath[str],
         data: JSONBody[ReviewDecisionIn],
         reviews: NamedDependency[ReviewQueue],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         review_decided: NamedDependency[Callable[[str], None]],
     ) -> ReviewOut:
         item = await anyio.to_thread.run_sync(reviews.get, review_id)
@@ -123,7 +123,7 @@ class Reviews(Controller):
         final: dict[str, Any] | None = item.proposed
         if data.decision == "edit":
             assert data.fields is not None
-            final = _edited(item, data.fields, settings)
+            final = _edited(item, data.fields, app_settings)
             if not field_changes(item.proposed, final):
                 raise ClientException("the edit changes nothing; accept the result instead")
         elif data.decision == "reject":

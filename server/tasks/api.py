@@ -81,10 +81,10 @@ class AITasks(Controller):
         self,
         data: JSONBody[SummarizeRequest],
         executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _summarize_job(data, executor), data, settings, stopping)
+        return await self._stream(executor, _summarize_job(data, executor), data, app_settings, stopping)
 
     @post(
         "/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)"
@@ -102,17 +102,17 @@ class AITasks(Controller):
         self,
         data: JSONBody[DraftReplyRequest],
         executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _draft_job(data, executor), data, settings, stopping)
+        return await self._stream(executor, _draft_job(data, executor), data, app_settings, stopping)
 
     @post("/rewrite", status_code=200, summary="Rewrite a selected passage in a tone (SSE stream)")
     async def rewrite(
         self,
         data: JSONBody[RewriteRequest],
         executor: NamedDependency[RunExecutor],
-        settings: NamedDependency[Settings],
+        app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _rewrite_job(data, executor), data, settings, stopping)
+        return await self._stream(executor, _rewrite_job(data, executor), data, app_settings, stopping)
