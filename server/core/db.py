@@ -9,12 +9,38 @@ except in hash-chained tables, whose rows are never changed: there the old text 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-__all__ = ["iso_utc", "iso_utc_from_timestamp", "normalize_iso", "rows_as_dicts", "utc_now"]
+__all__ = [
+    "MAX_SAFE_INT",
+    "create_private",
+    "iso_utc",
+    "iso_utc_from_timestamp",
+    "normalize_iso",
+    "rows_as_dicts",
+    "utc_now",
+]
+
+# The largest integer a request may give where it reaches a query: SQLite stores 64-bit integers (binding a
+# larger one raised OverflowError, a 500), and JSON clients such as the task pane (JavaScript) hold integers
+# exactly up to 2**53 - 1 only (Number.MAX_SAFE_INTEGER). Say it in the type, `Meta(le=MAX_SAFE_INT)`, and
+# the OpenAPI document says it too: exactly, as floats hold it (they cannot hold 2**63 - 1).
+MAX_SAFE_INT = 2**53 - 1
+
+
+def create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only (0600), if there is none, before SQLite
+    opens it: SQLite creates a missing file with the umask's mode, and its -wal and -shm files take the
+    mode of the database (core/private.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def utc_now() -> datetime:

@@ -32,7 +32,7 @@ from deskpilot.server.actions.policy import (
     LooseningForbidden,
     LooseningNotConfirmed,
 )
-from deskpilot.server.core.db import SQLITE_INT_MAX
+from deskpilot.server.core.db import MAX_SAFE_INT
 from deskpilot.server.core.wire import In, Out, Person
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
@@ -103,7 +103,7 @@ class EventsOut(Out):
 
 
 class ReplayIn(In):
-    since: Annotated[int, Meta(ge=0)] = 0
+    since: Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)] = 0
 
 
 class ReplayOut(Out):
@@ -179,7 +179,7 @@ class Workflows(Controller):
     async def events(
         self,
         workflow_services: NamedDependency[WorkflowServices],
-        since: Annotated[int, QueryParameter(ge=0)] = 0,
+        since: Annotated[int, QueryParameter(ge=0, le=MAX_SAFE_INT)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> EventsOut:
         log = workflow_services.events
