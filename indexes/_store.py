@@ -13,6 +13,7 @@ reflects to know when another process (the CLI next to the server) has written.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -94,6 +95,8 @@ class MetadataStore:
 
     def __init__(self, path: Path, *, model_id: str, dim: int) -> None:
         self.path = path
+        if not path.exists():  # owner-only (it holds the documents' text); its -wal and -shm take its mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")

@@ -99,6 +99,11 @@ class _Run:
     touches: list[tuple[int, int, int]] = field(default_factory=list)
 
 
+def _private(path: str, flags: int) -> int:
+    """`open`'s opener for the index's files: created readable by their owner only (0600)."""
+    return os.open(path, flags, 0o600)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -130,7 +135,8 @@ class DocumentIndex:
         embedder: Embedder | None = None,
     ) -> None:
         self.folder = Path(folder).absolute()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # The index holds the documents' text: readable by its owner only, whatever the umask.
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.settings = settings or IndexSettings()
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder()
         self._store = MetadataStore(
@@ -267,7 +273,7 @@ class DocumentIndex:
         target = self.folder / _VECTORS_FILE
         tmp = self.folder / f"{_VECTORS_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=_private) as f:
                 f.write(_MAGIC + len(header).to_bytes(4, "little") + header)
                 data.tofile(f)
                 f.flush()

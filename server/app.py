@@ -29,6 +29,7 @@ from deskpilot.server import __version__
 from deskpilot.server.actions.api import ActionsAPI
 from deskpilot.server.connectors.api import SyncAPI
 from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.private import make_private
 from deskpilot.server.core.token import TokenFile, ensure_token
 from deskpilot.server.documents.api import DocumentsAPI
 from deskpilot.server.documents.service import Indexer
@@ -66,6 +67,8 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     background: set[asyncio.Task[object]] = set()
 
     async def on_startup() -> None:
+        # The app data folder and all in it owner-only, fixing an install made before (core/private.py).
+        make_private(settings.home)
         recovered = services.lineage.recover_interrupted()
         if recovered:
             log.warning("closed %d run(s) left open by a previous crash as 'interrupted'", recovered)

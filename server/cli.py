@@ -13,6 +13,7 @@ from deskpilot.installer.cli import doctor, install, token_group, uninstall
 from deskpilot.server.actions.cli import webhook_secret
 from deskpilot.server.connectors.cli import login, logout, sync, whoami
 from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
+from deskpilot.server.core.private import make_private, private_umask
 from deskpilot.server.documents.cli import index_command
 from deskpilot.server.extraction.cli import eval_group, extract
 from deskpilot.server.lineage.cli import audit
@@ -29,6 +30,8 @@ err = Console(stderr=True)
 @click.version_option(package_name="deskpilot")
 def main() -> None:
     """Deskpilot: a private AI assistant for Outlook and Word, running on this computer."""
+    # Whatever a command creates in the app data folder (databases, index, logs) is its user's only.
+    private_umask()
 
 
 @main.command()
@@ -75,6 +78,7 @@ def worker(threads: int | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_or_usage_error()
+    make_private(settings.home)  # as the server does at start: fixes an install made before
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, threads=threads)
 

@@ -20,7 +20,7 @@ import msgspec
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from deskpilot.server.core.db import iso_utc, rows_as_dicts, utc_now
+from deskpilot.server.core.db import create_private, iso_utc, rows_as_dicts, utc_now
 from deskpilot.server.lineage._chain import append_chained, verify_chain
 from deskpilot.server.lineage._migrations import migrations
 from deskpilot.server.lineage._types import (
@@ -71,7 +71,7 @@ class LineageStore:
         # must serialize anyway (each needs the head the previous one wrote), and a single connection
         # is the cheapest way to get that within a process. Scans use their own connection (_snapshot).
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
         # execute_plugins=False: sqlite-utils plugins have no business on the audit connection.
         self._db: Database | None = Database(conn, execute_plugins=False)
