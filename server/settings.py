@@ -45,6 +45,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0
     shutdown_grace_seconds: float = 3.0
+    # Input limits (web/runner.py, web/hygiene.py). A request's line and headers: at most `max_header_bytes`
+    # bytes and `max_headers` headers (431 beyond), all within `header_timeout_seconds` of its first byte
+    # (408, and the connection closes). A connection without a request in flight closes after
+    # `idle_timeout_seconds`. A JSON body nests at most `max_json_depth` arrays and objects (400 beyond).
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 5.0
+    max_json_depth: int = 64
     # /v1/ask answers only from passages at least this similar to the question (cosine, all-MiniLM-L6-v2).
     ask_min_score: float = 0.3
     # Lineage keeps a digest of every input; the raw text only when retention allows it.
