@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -89,7 +90,8 @@ class Scope(_Wire, forbid_unknown_fields=True):
     """Restricts a search. Every criterion given must hold; a list matches any of its entries."""
 
     folders: list[str] = []
-    document_ids: list[int] = []
+    # Row ids: positive, and at most what SQLite and JSON clients hold (a larger one was an OverflowError).
+    document_ids: list[Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]] = []
     sources: list[str] = []
     # Document dates (the email's Date, the document's modified date, else the file's mtime).
     # Naive datetimes are taken as UTC.

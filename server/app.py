@@ -40,6 +40,7 @@ from deskpilot.server.services import Services
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.api import AITasks
 from deskpilot.server.web.errors import EXCEPTION_HANDLERS
+from deskpilot.server.web.hygiene import complete_allow, limited_request, refuse_nul_paths
 from deskpilot.server.web.security import TOKEN_SCHEME, local_only
 from deskpilot.server.web.status import Status
 from deskpilot.server.workflows.api import Automations, Workflows
@@ -123,8 +124,10 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         state=State({"stopping": stopping, "host": host, "services": services}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
+        middleware=[refuse_nul_paths, complete_allow],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        request_class=limited_request(settings.max_json_depth),
         openapi_config=OpenAPIConfig(
             title="Deskpilot",
             version=__version__,

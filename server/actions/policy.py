@@ -23,11 +23,12 @@ follow-up's review turned off) is a person's explicit, confirmed choice, and IT 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from deskpilot.server.actions._types import ACTION_KINDS
+from deskpilot.server.core.db import MAX_SAFE_INT
 
 __all__ = [
     "APPROVAL_MODES",
@@ -103,6 +104,10 @@ class Automation(msgspec.Struct, kw_only=True, rename="camel"):
     updated_by_address: str | None = None  # the person's email address (None before 0.3, or a process)
 
 
+# A daily budget: at most what SQLite stores and JSON clients hold exactly (a larger one was a 500).
+_Budget = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+
+
 class AutomationUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """A partial update: fields left out keep their value."""
 
@@ -110,7 +115,7 @@ class AutomationUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unkn
     rule: MailRule | msgspec.UnsetType = msgspec.UNSET
     approval: dict[str, ApprovalMode] | msgspec.UnsetType = msgspec.UNSET
     threshold: float | msgspec.UnsetType = msgspec.UNSET
-    daily_budget: int | msgspec.UnsetType | None = msgspec.UNSET
+    daily_budget: _Budget | msgspec.UnsetType | None = msgspec.UNSET
     settings: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
     def check(self) -> None:

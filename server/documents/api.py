@@ -66,7 +66,8 @@ class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fi
     source_ref: ShortText | None = None
 
 
-PathText = Annotated[str, Meta(min_length=1, max_length=4_096)]
+# No NUL: no file system takes one in a name (os.path raised ValueError, a 500).
+PathText = Annotated[str, Meta(min_length=1, max_length=4_096, pattern=r"^[^\x00]*$")]
 
 
 class IndexRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):

@@ -1,5 +1,6 @@
 """Every error the API answers, in one body (`ErrorBody`: code, message, and where it helps, the field or
-Retry-After): validation, HTTP errors, a busy or failed model."""
+Retry-After): validation, HTTP errors, a busy or failed model, and any other exception (a 500 that says
+only that the server failed; what failed goes to the log, never to the client)."""
 
 from __future__ import annotations
 
@@ -61,12 +62,16 @@ def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Er
 
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "unavailable",
 }
 
 
@@ -81,9 +86,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return _error(exc.status_code, code, message, exc.headers)
 
 
+def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal_error", "the server failed to answer this request; its log says why")
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ModelBusy: _busy,
     ValidationException: _invalid,
     BackendError: _unavailable,
     HTTPException: _http_error,
+    Exception: _unhandled,
 }
