@@ -17,8 +17,6 @@ from typing import Any
 from litestar import Litestar, get
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -41,6 +39,7 @@ from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.api import AITasks
 from deskpilot.server.web.errors import EXCEPTION_HANDLERS
 from deskpilot.server.web.hygiene import complete_allow, limited_request, refuse_nul_paths
+from deskpilot.server.web.openapi import openapi_config
 from deskpilot.server.web.security import TOKEN_SCHEME, local_only
 from deskpilot.server.web.status import Status
 from deskpilot.server.workflows.api import Automations, Workflows
@@ -128,11 +127,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         request_class=limited_request(settings.max_json_depth),
-        openapi_config=OpenAPIConfig(
+        openapi_config=openapi_config(
             title="Deskpilot",
             version=__version__,
-            path="/openapi",
-            render_plugins=[JsonRenderPlugin()],
             # Every operation but /healthz (whose requirement is empty, `[{}]`) needs the per-user token.
             security=[{"token": []}],
             components=Components(security_schemes={"token": TOKEN_SCHEME}),

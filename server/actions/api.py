@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import anyio
 import msgspec
@@ -62,6 +62,11 @@ class ActionIn(In):
     the same kind, parameters and origin are one action. Its confidence is the cited run's (`runId`):
     none cited, or a run without one, is 0, so "below_threshold" asks a person. `actor`: the person who
     proposes it, if a person does ("taskpane" is logged otherwise)."""
+
+    # In the OpenAPI document: `params` are those of the `kind` (checked in `propose`).
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"properties": {"kind": {"const": k}, "params": t}} for k, t in PARAMS_TYPES.items()]
+    }
 
     kind: Literal["draft_reply", "calendar_event", "todo_task", "webhook", "file_document"]
     params: dict[str, Any]

@@ -23,7 +23,7 @@ follow-up's review turned off) is a person's explicit, confirmed choice, and IT 
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -110,6 +110,14 @@ _Budget = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
 
 class AutomationUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """A partial update: fields left out keep their value."""
+
+    # In the OpenAPI document: what `check` refuses.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "approval": {"propertyNames": {"enum": list(ACTION_KINDS)}},
+            "threshold": {"minimum": 0, "maximum": 1},
+        }
+    }
 
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     rule: MailRule | msgspec.UnsetType = msgspec.UNSET

@@ -6,7 +6,7 @@ default. Limits (`Meta`) are part of the types so that they appear in the OpenAP
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -45,9 +45,21 @@ Client = Literal["outlook", "word", "cli", "api"]
 ShortText = Annotated[str, Meta(max_length=1_000)]
 Address = Annotated[str, Meta(max_length=320)]
 
+# The characters `str.strip()` removes, as a regex class body of literal characters: `\s` differs between
+# Python's `re` (which msgspec uses), the ECMA regexes of JSON Schema and Rust's (the fuzz test's validator).
+WHITESPACE = "\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A string with something besides whitespace in it (a pattern is searched for, not matched whole). Documents
+# a field that `__post_init__` refuses when blank: `Meta(extra_json_schema={"pattern": NOT_BLANK})`.
+NOT_BLANK = f"[^{WHITESPACE}]"
+
 
 class In(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
-    pass
+    # What the OpenAPI document says of a request beyond its fields (web/openapi.py), for checks the struct
+    # (`__post_init__`) or its handler makes: `exactly_one_of`, fields of which a request gives exactly one
+    # (not null), said with `oneOf`; `json_schema_extra`, JSON Schema merged into the struct's schema, in
+    # which a Struct type stands for a reference to its schema.
+    exactly_one_of: ClassVar[tuple[str, ...]] = ()
+    json_schema_extra: ClassVar[dict[str, Any]] = {}
 
 
 class Out(msgspec.Struct, rename="camel", kw_only=True):
@@ -69,7 +81,12 @@ class Person(In):
 
     # Printable, with at least one character that is not a space.
     name: Annotated[
-        str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+        str,
+        Meta(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f" + WHITESPACE + r"][^\x00-\x1f\x7f]*$",
+        ),
     ]
     # An email address's shape: one "@", no spaces or angle brackets, a dot in the domain.
     address: Annotated[
@@ -77,7 +94,10 @@ class Person(In):
         Meta(
             min_length=3,
             max_length=320,
-            pattern=r"^[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+\.[^@\s<>\"\x00-\x1f\x7f.]+$",
+            pattern=(
+                r"^[^@<>\"\x00-\x1f\x7f" + WHITESPACE + r"]+@[^@<>\"\x00-\x1f\x7f" + WHITESPACE + r"]+"
+                r"\.[^@<>\"\x00-\x1f\x7f." + WHITESPACE + r"]+$"
+            ),
         ),
     ]
 

@@ -33,7 +33,7 @@ from msgspec import Meta
 
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Passage, Ticket, ask_job
-from deskpilot.server.core.wire import Client, DoneEvent, ShortText, SourceOut, SourcesEvent
+from deskpilot.server.core.wire import NOT_BLANK, Client, DoneEvent, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.roots import IndexRoot, NotInRoots, RootRefused
 from deskpilot.server.documents.service import Indexer
 from deskpilot.server.runs import Event, RunExecutor
@@ -59,7 +59,7 @@ class PathNotAllowed(ApiError):
 
 
 class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
-    question: Annotated[str, Meta(min_length=1, max_length=2_000)]
+    question: Annotated[str, Meta(min_length=1, max_length=2_000, extra_json_schema={"pattern": NOT_BLANK})]
     k: Annotated[int, Meta(ge=1, le=20)] = 5
     scope: Scope | None = None
     client: Client = "api"

@@ -6,12 +6,12 @@ keeps the schema's own field names (a custom schema's names are whatever its aut
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
 
-from deskpilot.server.core.wire import Client, EmailIn, In, Out, ReviewRef, ShortText
+from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, Out, ReviewRef, ShortText
 
 __all__ = [
     "ChangeOut",
@@ -30,12 +30,23 @@ __all__ = [
 
 SchemaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 Label = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+# In the OpenAPI document: what `__post_init__` refuses as blank.
+_Text = Annotated[str, Meta(extra_json_schema={"pattern": NOT_BLANK})]
+# Distinct labels (`classify` refuses a repeated one).
+_Labels = Annotated[list[Label], Meta(min_length=2, max_length=20, extra_json_schema={"uniqueItems": True})]
 
 
 class _Source(In):
     """Either `text`, or an `email` (its headers and body are what the model reads)."""
 
-    text: str | None = None
+    exactly_one_of = ("text", "email")
+    # An email's body is not blank.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "if": {"required": ["email"], "properties": {"email": {"type": "object"}}},
+        "then": {"properties": {"email": {"properties": {"body": {"pattern": NOT_BLANK}}}}},
+    }
+
+    text: _Text | None = None
     email: EmailIn | None = None
     client: Client = "api"
     source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
@@ -55,7 +66,7 @@ class ExtractRequest(_Source):
 
 class ClassifyRequest(_Source):
     # The labels to choose from; the configured `triage_labels` when absent.
-    labels: Annotated[list[Label], Meta(min_length=2, max_length=20)] | None = None
+    labels: _Labels | None = None
 
 
 class ClassifyOut(Out):
@@ -88,8 +99,15 @@ class ReviewDecisionIn(In):
     """accept: keep the result as proposed. edit: keep it with `fields` changed (top-level fields of the
     result; a list is replaced whole). reject: the result is unusable."""
 
+    # `fields` (not empty) with an edit, and only then.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"decision": {"const": "edit"}}},
+        "then": {"required": ["fields"], "properties": {"fields": {"type": "object", "minProperties": 1}}},
+        "else": {"properties": {"fields": {"type": "null"}}},
+    }
+
     decision: Literal["accept", "edit", "reject"]
-    reviewer: Annotated[str, Meta(min_length=1, max_length=200)]
+    reviewer: Annotated[str, Meta(min_length=1, max_length=200, extra_json_schema={"pattern": NOT_BLANK})]
     fields: dict[str, Any] | None = None
     note: Annotated[str, Meta(max_length=2_000)] | None = None
 

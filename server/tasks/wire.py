@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import Meta, field
 
-from deskpilot.server.core.wire import Client, EmailIn, In, ShortText
+from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, ShortText
 
 __all__ = ["DraftReplyRequest", "RewriteRequest", "SummarizeRequest"]
+
+# In the OpenAPI document: not blank (`__post_init__` refuses a blank text).
+_Text = Annotated[str, Meta(extra_json_schema={"pattern": NOT_BLANK})]
 
 
 class SummarizeRequest(In):
     """Either `text`, or an `email` with optionally the earlier messages of its `thread`."""
 
-    text: str | None = None
+    exactly_one_of = ("text", "email")
+    # A thread goes with an email.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "if": {"required": ["thread"], "properties": {"thread": {"minItems": 1}}},
+        "then": {"required": ["email"], "properties": {"email": {"type": "object"}}},
+    }
+
+    text: _Text | None = None
     email: EmailIn | None = None
     thread: list[EmailIn] = field(default_factory=list)
     sentences: Annotated[int, Meta(ge=1, le=10)] = 3
@@ -44,7 +54,7 @@ class DraftReplyRequest(In):
 class RewriteRequest(In):
     """A passage the user selected (in Word), to rewrite; the task pane inserts it as a tracked change."""
 
-    text: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    text: Annotated[str, Meta(min_length=1, max_length=20_000, extra_json_schema={"pattern": NOT_BLANK})]
     instructions: Annotated[str, Meta(max_length=2_000)] = ""
     tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
     client: Client = "api"

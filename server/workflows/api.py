@@ -14,7 +14,7 @@ must be allowed receivers (400 `webhook_not_allowed`).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import anyio
 import msgspec
@@ -33,7 +33,7 @@ from deskpilot.server.actions.policy import (
     LooseningNotConfirmed,
 )
 from deskpilot.server.core.db import MAX_SAFE_INT
-from deskpilot.server.core.wire import In, Out, Person
+from deskpilot.server.core.wire import NOT_BLANK, In, Out, Person
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
 from deskpilot.server.workflows.engine import UnknownWorkflowError, WorkflowRecord
@@ -63,6 +63,20 @@ class LooseningNotAllowed(ApiError):
 class WorkflowIn(In):
     """Start an automation's workflow on an item from the task pane. `requestId` makes a retried request
     the same workflow."""
+
+    # In the OpenAPI document: `inputs.text`, the message or notes to work on, is required (`start`).
+    # Said with if/then, which the pane's type generator leaves out: its `inputs` stay a plain record.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "inputs": {
+                "if": {"type": "object"},
+                "then": {
+                    "required": ["text"],
+                    "properties": {"text": {"type": "string", "pattern": NOT_BLANK}},
+                },
+            }
+        }
+    }
 
     automation: str
     inputs: dict[str, Any]
