@@ -236,6 +236,11 @@ def test_request_bodies_are_decoded_strictly(client: TestClient[Litestar], body:
     assert assert_error_body(r, 400, "invalid_request")["field"] == field
 
 
+def test_a_missing_body_is_said_so(client: TestClient[Litestar]) -> None:
+    body = assert_error_body(client.post("/v1/prepare"), 400, "invalid_request")
+    assert body["message"] == "invalid request: a JSON body is required"  # Litestar said "'data'"
+
+
 def test_a_date_is_a_date_and_an_integral_number_an_integer(client: TestClient[Litestar]) -> None:
     r = client.post("/v1/ask", json={"question": "picnic?", "scope": {"until": 0}})
     assert assert_error_body(r, 400, "invalid_request")["field"] == "scope.until"

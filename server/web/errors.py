@@ -51,6 +51,8 @@ def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Er
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict) and item.get("key") not in (None, "", "data"):
             details.append(f"{item['message']} at `{item['key']}`")
+        elif isinstance(item, dict) and item.get("message") == "'data'":  # Litestar's word for no body
+            details.append("a JSON body is required")
         elif isinstance(item, dict):
             details.append(str(item.get("message", item)))
     field = next(
