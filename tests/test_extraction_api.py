@@ -12,13 +12,23 @@ from pathlib import Path
 import pytest
 from conftest import app_client, parse_sse
 from litestar.testing import TestClient
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
+from deskpilot.server.core.wire import Person
+from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.lineage._chain import append_chained
+from deskpilot.server.lineage._migrations import m001_runs, m002_open_runs, m003_reviews, m004_review_queue
 from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
+
+# Who decides a review: the Office user, as the task pane knows them.
+ANA = {"name": "Ana Silva", "address": "ana@example.com"}
+BO = {"name": "Bo Chen", "address": "bo@example.com"}
 
 TEXT = """Northwind Traders Ltd
 12 Harbour Road, Bristol BS1 4DJ
@@ -146,14 +156,15 @@ def test_a_review_edit_is_chained_in_lineage_with_its_diff(
         f"/v1/reviews/{review_id}",
         json={
             "decision": "edit",
-            "reviewer": "ana@example.com",
+            "reviewer": ANA,
             "fields": {"total": 102, "dueDate": "5 March 2025"},
             "note": "total misread",
         },
     )
     assert r.status_code == 200, r.text
     decision = r.json()["decision"]
-    assert r.json()["status"] == "edited" and decision["reviewer"] == "ana@example.com"
+    assert r.json()["status"] == "edited"
+    assert (decision["reviewer"], decision["reviewerAddress"]) == ("Ana Silva", "ana@example.com")
     assert decision["changes"] == [
         {"path": "dueDate", "before": None, "after": "2025-03-05"},
         {"path": "total", "before": 120.0, "after": 102.0},
@@ -164,11 +175,12 @@ def test_a_review_edit_is_chained_in_lineage_with_its_diff(
     assert report.ok and report.reviews_checked == 1 and report.reviews_head_hash == decision["hash"]
     with closing(sqlite3.connect(app_home / "deskpilot.db")) as conn:
         row = conn.execute(
-            "SELECT run_id, reviewer, decision, changes, final ->> '$.total', task, template_id FROM reviews"
+            "SELECT run_id, reviewer, reviewer_address, decision, changes, final ->> '$.total', task, "
+            "template_id FROM reviews"
         ).fetchone()
-    assert row[:3] == (result["runId"], "ana@example.com", "edit")
-    assert json.loads(row[3])[1] == {"path": "total", "before": 120.0, "after": 102.0}
-    assert row[4:] == (102.0, "extract:invoice", "extract_invoice@v2")
+    assert row[:4] == (result["runId"], "Ana Silva", "ana@example.com", "edit")
+    assert json.loads(row[4])[1] == {"path": "total", "before": 120.0, "after": 102.0}
+    assert row[5:] == (102.0, "extract:invoice", "extract_invoice@v2")
     assert client.get("/v1/reviews").json()["reviews"] == []  # no longer pending
     assert client.get("/v1/reviews", params={"status": "edited"}).json()["reviews"][0]["id"] == review_id
 
@@ -178,7 +190,7 @@ def test_a_changed_decision_in_the_database_is_detected(
 ) -> None:
     model.logprob = -2.0
     review_id = result_of(extract(client))["review"]["id"]
-    client.post(f"/v1/reviews/{review_id}", json={"decision": "accept", "reviewer": "ana"})
+    client.post(f"/v1/reviews/{review_id}", json={"decision": "accept", "reviewer": ANA})
     with closing(sqlite3.connect(app_home / "deskpilot.db")) as conn:
         conn.execute("DROP TRIGGER reviews_append_only_update")  # what someone with the file could do
         conn.execute("UPDATE reviews SET reviewer = 'mallory'")
@@ -199,15 +211,13 @@ def test_the_override_rate_follows_the_decisions(client: TestClient, model: Mode
     first = group()
     assert (first["runs"], first["queued"], first["reviewed"], first["overrideRate"]) == (4, 4, 0, None)
     assert first["templateId"] == "extract_invoice@v2" and first["modelId"] == "fake-model"
-    client.post(f"/v1/reviews/{ids[0]}", json={"decision": "accept", "reviewer": "ana"})
+    client.post(f"/v1/reviews/{ids[0]}", json={"decision": "accept", "reviewer": ANA})
     assert (group()["reviewed"], group()["overrideRate"], group()["fieldOverrideRate"]) == (1, 0.0, 0.0)
-    client.post(
-        f"/v1/reviews/{ids[1]}", json={"decision": "edit", "reviewer": "ana", "fields": {"tax": 16.0}}
-    )
+    client.post(f"/v1/reviews/{ids[1]}", json={"decision": "edit", "reviewer": ANA, "fields": {"tax": 16.0}})
     after_edit = group()
     assert (after_edit["edited"], after_edit["overrideRate"]) == (1, 0.5)
     assert after_edit["fieldsChanged"] == 1 and after_edit["fieldsReviewed"] == 20
-    client.post(f"/v1/reviews/{ids[2]}", json={"decision": "reject", "reviewer": "bo"})
+    client.post(f"/v1/reviews/{ids[2]}", json={"decision": "reject", "reviewer": BO})
     assert group()["overrideRate"] == pytest.approx(2 / 3, abs=1e-4)
     model.logprob = -0.01
     extract(client)  # a confident run: counted, not queued
@@ -238,12 +248,12 @@ def test_classify_answers_json_and_unsure_labels_go_to_review(client: TestClient
     assert unsure["label"] == "fyi" and unsure["review"]
     edit = client.post(
         f"/v1/reviews/{unsure['review']['id']}",
-        json={"decision": "edit", "reviewer": "ana", "fields": {"label": "urgent"}},
+        json={"decision": "edit", "reviewer": ANA, "fields": {"label": "urgent"}},
     )
     assert edit.json()["decision"]["changes"] == [{"path": "label", "before": "fyi", "after": "urgent"}]
     bad = client.post(
         f"/v1/reviews/{unsure['review']['id']}",
-        json={"decision": "edit", "reviewer": "ana", "fields": {"label": "spam"}},
+        json={"decision": "edit", "reviewer": ANA, "fields": {"label": "spam"}},
     )
     assert bad.status_code == 409  # decided already, whatever the edit
 
@@ -302,26 +312,86 @@ def test_bad_review_decisions_get_4xx(client: TestClient, model: Model) -> None:
     review_id = result_of(extract(client))["review"]["id"]
     url = f"/v1/reviews/{review_id}"
     cases = [
-        ({"decision": "edit", "reviewer": "ana"}, 400, "needs `fields`"),
-        ({"decision": "accept", "reviewer": "ana", "fields": {"total": 1}}, 400, "go with an edit"),
-        ({"decision": "edit", "reviewer": "ana", "fields": {"totl": 1}}, 400, "unknown field(s) ['totl']"),
+        ({"decision": "edit", "reviewer": ANA}, 400, "needs `fields`"),
+        ({"decision": "accept", "reviewer": ANA, "fields": {"total": 1}}, 400, "go with an edit"),
+        ({"decision": "edit", "reviewer": ANA, "fields": {"totl": 1}}, 400, "unknown field(s) ['totl']"),
         (
-            {"decision": "edit", "reviewer": "ana", "fields": {"total": "lots"}},
+            {"decision": "edit", "reviewer": ANA, "fields": {"total": "lots"}},
             400,
             "does not fit the invoice",
         ),
-        ({"decision": "edit", "reviewer": "ana", "fields": {"total": 102.0}}, 400, "changes nothing"),
-        ({"decision": "maybe", "reviewer": "ana"}, 400, "decision"),
-        ({"decision": "accept", "reviewer": "  "}, 400, "`reviewer` is empty"),
+        ({"decision": "edit", "reviewer": ANA, "fields": {"total": 102.0}}, 400, "changes nothing"),
+        ({"decision": "maybe", "reviewer": ANA}, 400, "decision"),
+        # A person: a name and an email address, nothing else.
+        ({"decision": "accept", "reviewer": "ana"}, 400, "Expected `object`, got `str`"),
+        ({"decision": "accept", "reviewer": {"name": "Ana"}}, 400, "required field `address`"),
+        ({"decision": "accept", "reviewer": {**ANA, "name": "  "}}, 400, "reviewer.name"),
+        ({"decision": "accept", "reviewer": {**ANA, "address": "ana"}}, 400, "reviewer.address"),
+        ({"decision": "accept", "reviewer": {**ANA, "role": "boss"}}, 400, "unknown field `role`"),
+        ({"decision": "accept"}, 400, "required field `reviewer`"),
     ]
     for body, status, says in cases:
         r = client.post(url, json=body)
         assert (r.status_code, says in r.json()["message"]) == (status, True), (body, r.text)
     assert client.get(url).json()["status"] == "pending"  # none of them decided anything
-    assert client.post(url, json={"decision": "accept", "reviewer": "ana"}).status_code == 200
-    again = client.post(url, json={"decision": "reject", "reviewer": "bo"})
+    assert client.post(url, json={"decision": "accept", "reviewer": ANA}).status_code == 200
+    again = client.post(url, json={"decision": "reject", "reviewer": BO})
     assert again.status_code == 409 and "already decided" in again.json()["message"]
-    assert client.post("/v1/reviews/nope", json={"decision": "accept", "reviewer": "a"}).status_code == 404
+    assert client.post("/v1/reviews/nope", json={"decision": "accept", "reviewer": ANA}).status_code == 404
     assert client.get("/v1/reviews/nope").status_code == 404
     assert client.get("/v1/reviews", params={"status": "lost"}).status_code == 400
     assert client.get("/v1/schemas/nope").status_code == 404
+
+
+@pytest.mark.unit
+def test_review_decisions_from_before_stay_readable_and_verified(tmp_path: Path) -> None:
+    """A database whose `reviews` has no `reviewer_address` yet (0.2): opening it adds the column, the
+    decision recorded before keeps its hash and reads back with its name alone, and a new one has both."""
+    db_path = tmp_path / "deskpilot.db"
+    old = Migrations("deskpilot.lineage")
+    for migration in (m001_runs, m002_open_runs, m003_reviews, m004_review_queue):
+        old()(migration)
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        old.apply(Database(conn))
+        conn.execute("BEGIN IMMEDIATE")
+        before = append_chained(
+            conn,
+            "reviews",
+            {
+                "id": "d-old",
+                "review_id": "r-old",
+                "run_id": "run-old",
+                "decided_at": "2026-11-30T08:15:02.000000Z",
+                "reviewer": "ana",
+                "decision": "accept",
+                "changes": "[]",
+                "final": '{"x": 1}',
+                "task": "extract:invoice",
+                "template_id": "extract_invoice@v2",
+                "model_id": "m",
+            },
+        )
+        conn.execute("COMMIT")
+    with LineageStore(db_path) as store:  # migrates: m006 adds the column
+        reviews = ReviewQueue(store)
+        item = reviews.enqueue(
+            run_id="run-new",
+            task="extract:invoice",
+            template_id="extract_invoice@v2",
+            model_id="m",
+            reasons=["low confidence"],
+            confidence=0.4,
+            proposed={"x": 1},
+            fields={},
+            spec={},
+        )
+        reviews.decide(item.id, decision="reject", reviewer=Person(**BO), final=None)
+        old_record, new_record = reviews.records()
+        assert (old_record.reviewer, old_record.reviewer_address, old_record.hash) == (
+            "ana",
+            None,
+            before["hash"],
+        )
+        assert (new_record.reviewer, new_record.reviewer_address) == ("Bo Chen", "bo@example.com")
+        report = store.verify()
+        assert report.ok and report.reviews_checked == 2, report.problems

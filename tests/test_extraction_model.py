@@ -165,7 +165,7 @@ def test_a_real_extraction_over_http_is_recorded_and_queued_when_unsure(
             f"/v1/reviews/{queued[0]['id']}",
             json={
                 "decision": "edit",
-                "reviewer": "ana",
+                "reviewer": {"name": "Ana Silva", "address": "ana@example.com"},
                 "fields": {"total": 72.0, "invoiceNumber": "NW-2041-X"},
             },
         )

@@ -20,6 +20,9 @@ from deskpilot.server.lineage import LineageStore
 
 pytestmark = [pytest.mark.model, pytest.mark.usefixtures("vault")]
 ADMIN = {"name": "IT Admin", "address": "it-admin@contoso.example"}  # a person, as the pane sends one
+# The reviewers who decide the workflows' review steps.
+MEGAN = {"name": "Megan Bowen", "address": "megan@contoso.example"}
+FIN_OPS = {"name": "Finance Operations", "address": "fin-ops@contoso.example"}
 
 INVOICE = """From: billing@fabrikam.example
 Subject: Invoice INV-2231
@@ -106,7 +109,7 @@ def test_meeting_follow_up_waits_for_a_person_then_creates_tasks_and_a_draft(
             ]
             r = client.post(
                 f"/v1/reviews/{review['id']}",
-                json={"decision": "edit", "reviewer": "megan", "fields": {"actionItems": items}},
+                json={"decision": "edit", "reviewer": MEGAN, "fields": {"actionItems": items}},
             )
             assert r.status_code == 200, r.text
             done = wait_for(client, workflow["id"], {"completed", "failed", "compensated"})
@@ -174,7 +177,7 @@ def test_invoice_intake_compensates_the_approver_task_when_the_finance_webhook_f
                     assert state["wait"]["review"]
                     r = client.post(
                         f"/v1/reviews/{state['wait']['review']}",
-                        json={"decision": "accept", "reviewer": "fin-ops"},
+                        json={"decision": "accept", "reviewer": FIN_OPS},
                     )
                     assert r.status_code == 200, r.text
                 done = wait_for(client, workflow["id"], {"completed", "compensated", "failed"})

@@ -2,8 +2,9 @@
 
 Structured results a person should look at (low confidence, a failed rule check, repaired output) are
 queued in `review_queue`, one item per run. A decision (accept, edit, reject) is appended to the chained,
-append-only `reviews` table in the same transaction that closes the queue item, with the reviewer, the
-field-level diff between what the model proposed and what the person kept, and the document after review.
+append-only `reviews` table in the same transaction that closes the queue item, with the reviewer (a
+person's name and email address), the field-level diff between what the model proposed and what the person
+kept, and the document after review.
 The queue is working state; `reviews` is the audit record, hash-chained exactly like `runs` (`_chain.py`)
 and checked by `LineageStore.verify()`.
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import msgspec
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
+from deskpilot.server.core.wire import Person
 from deskpilot.server.lineage import LineageError, LineageStore
 
 __all__ = [
@@ -58,7 +60,8 @@ class ReviewRecord(msgspec.Struct, kw_only=True):
     review_id: str
     run_id: str
     decided_at: str
-    reviewer: str
+    reviewer: str  # the person's name
+    reviewer_address: str | None = None  # their email address (None: a decision recorded before 0.3)
     decision: Decision
     changes: list[FieldChange]
     final: dict[str, Any] | None
@@ -198,12 +201,16 @@ class ReviewQueue:
         review_id: str,
         *,
         decision: Decision,
-        reviewer: str,
+        reviewer: Person | str,
         final: dict[str, Any] | None,
         note: str | None = None,
     ) -> ReviewRecord:
-        """Record the decision and close the item, in one transaction. `final` is the document the reviewer
-        keeps (the proposal for accept, the edited one for edit, None for reject)."""
+        """Record the decision and close the item, in one transaction. `reviewer` is the person (their
+        name and address are both recorded), or a name alone. `final` is the document the reviewer keeps
+        (the proposal for accept, the edited one for edit, None for reject)."""
+        name, address = (
+            (reviewer.name.strip(), reviewer.address) if isinstance(reviewer, Person) else (reviewer, None)
+        )
         with self._store.transaction() as conn:
             found = conn.execute(
                 "SELECT status, run_id, task, template_id, model_id, proposed FROM review_queue WHERE id = ?",
@@ -223,7 +230,8 @@ class ReviewQueue:
                 "review_id": review_id,
                 "run_id": run_id,
                 "decided_at": decided_at,
-                "reviewer": reviewer,
+                "reviewer": name,
+                "reviewer_address": address,
                 "decision": decision,
                 "changes": msgspec.json.encode(changes).decode(),
                 "final": None if final is None else msgspec.json.encode(final).decode(),

@@ -2,8 +2,9 @@
 
 `POST /v1/reviews/{id}` validates an edit the way the model's output was validated (the schema's Struct,
 then the same normalisation), so a reviewer cannot store what the schema forbids, and an edit that changes
-nothing is refused (that is an accept). The decision goes to the chained `reviews` table with the field
-diff (`ReviewQueue.decide`).
+nothing is refused (that is an accept). The decision names the person who makes it (`reviewer`:
+`{name, address}`, the Office user as the task pane knows them, like an action's approval), and goes to
+the chained `reviews` table with both and the field diff (`ReviewQueue.decide`).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Reviews(Controller):
                 lambda: reviews.decide(
                     review_id,
                     decision=data.decision,
-                    reviewer=data.reviewer.strip(),
+                    reviewer=data.reviewer,
                     final=final,
                     note=data.note,
                 )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, Out, ReviewRef, ShortText
+from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, Out, Person, ReviewRef, ShortText
 
 __all__ = [
     "ChangeOut",
@@ -97,7 +97,8 @@ class SchemasOut(Out):
 
 class ReviewDecisionIn(In):
     """accept: keep the result as proposed. edit: keep it with `fields` changed (top-level fields of the
-    result; a list is replaced whole). reject: the result is unusable."""
+    result; a list is replaced whole). reject: the result is unusable. `reviewer`: the person who decides
+    (the Office user's name and email address, as the task pane knows them); lineage records both."""
 
     # `fields` (not empty) with an edit, and only then.
     json_schema_extra: ClassVar[dict[str, Any]] = {
@@ -107,13 +108,11 @@ class ReviewDecisionIn(In):
     }
 
     decision: Literal["accept", "edit", "reject"]
-    reviewer: Annotated[str, Meta(min_length=1, max_length=200, extra_json_schema={"pattern": NOT_BLANK})]
+    reviewer: Person
     fields: dict[str, Any] | None = None
     note: Annotated[str, Meta(max_length=2_000)] | None = None
 
     def __post_init__(self) -> None:
-        if not self.reviewer.strip():
-            raise ValueError("`reviewer` is empty")
         if self.decision == "edit" and not self.fields:
             raise ValueError("an edit needs `fields` with the corrected values")
         if self.decision != "edit" and self.fields is not None:
@@ -129,7 +128,8 @@ class ChangeOut(Out):
 class DecisionOut(Out):
     id: str
     decision: Literal["accept", "edit", "reject"]
-    reviewer: str
+    reviewer: str  # the person's name
+    reviewer_address: str | None  # their email address (None on decisions recorded before 0.3)
     decided_at: str
     changes: list[ChangeOut]  # the field-level diff, proposed -> final
     final: dict[str, Any] | None
