@@ -2,7 +2,12 @@
 with the real embedded model, and, where actions must take effect, the queue's consumer (DESKPILOT_WORKER)
 against the Graph stand-in on 127.0.0.1.
 
-Screenshots: automations-settings.png, workflow-progress.png, actions-view.png (test-artifacts/taskpane/).
+Approvals, review decisions and policy changes carry the person the pane knows: in Outlook the signed-in
+user (office_double.js's userProfile), in Word the name and email entered in Settings. A change that
+loosens approval applies only once the person confirms it in the pane.
+
+Screenshots: automations-settings.png, workflow-progress.png, actions-view.png, confirm-loosening.png,
+loosening-forbidden.png, identity-needed.png (test-artifacts/taskpane/).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from .test_taskpane_e2e import INVOICE_ITEM, started
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
-REVIEWER = "Megan Bowen"  # from Settings; the Outlook user (the double) is Bob Lee
+# The Outlook user (office_double.js's userProfile): the pane approves, reviews and changes policies as them.
+REVIEWER, REVIEWER_ADDRESS = "Bob Lee", "bob@example.com"
+# Who a Word user enters in Settings (Word cannot tell the pane).
+WORD_USER, WORD_ADDRESS = "Megan Bowen", "megan@contoso.example"
 
 
 def ews_id(rest_id: str) -> str:
@@ -35,7 +43,7 @@ def ews_id(rest_id: str) -> str:
 
 
 def open_outlook(pane_factory: PaneFactory, server: ServerProcess, item: dict[str, Any]) -> Pane:
-    pane = pane_factory(server).open("outlook", item=item, prefs={"reviewer": REVIEWER})
+    pane = pane_factory(server).open("outlook", item=item)
     expect(pane.page.get_by_test_id("server-badge")).to_have_text("Ready")
     expect(pane.page.get_by_test_id("item")).to_contain_text(item["subject"])
     return pane
@@ -44,6 +52,27 @@ def open_outlook(pane_factory: PaneFactory, server: ServerProcess, item: dict[st
 def automation(server: ServerProcess, name: str) -> dict[str, Any]:
     with server.client() as client:
         return dict(client.get(f"/v1/automations/{name}").json()["automation"])
+
+
+def decisions(server: ServerProcess, action_id: str) -> list[tuple[str, str, str | None]]:
+    """The action's history as (event, who, their address)."""
+    with server.client() as client:
+        history = client.get(f"/v1/actions/{action_id}").json()["history"]
+    return [(h["event"], h["actor"], h["actorAddress"]) for h in history]
+
+
+def automation_puts(page: Page) -> list[dict[str, Any]]:
+    """Every PUT /v1/automations/{name} body the page sends, as it sends it."""
+    bodies: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: (
+            bodies.append(json.loads(r.post_data or "{}"))
+            if r.method == "PUT" and "/v1/automations/" in r.url
+            else None
+        ),
+    )
+    return bodies
 
 
 def workflow_posts(page: Page) -> list[dict[str, Any]]:
@@ -90,7 +119,7 @@ def test_follow_ups_start_from_the_pane_wait_for_a_review_then_an_approval_in_ac
     expect(page.get_by_test_id("automations-notice")).to_have_text("Meeting follow-up saved.")
     changed = automation(server, "meeting_followup")
     assert changed["approval"]["todo_task"] == "always" and changed["approval"]["draft_reply"] == "never"
-    assert changed["updatedBy"] == REVIEWER
+    assert (changed["updatedBy"], changed["updatedByAddress"]) == (REVIEWER, REVIEWER_ADDRESS)
     pane.shot("automations-settings")
 
     # Mail: action items, then the workflow on this message; a double click starts one workflow.
@@ -151,7 +180,7 @@ def test_follow_ups_start_from_the_pane_wait_for_a_review_then_an_approval_in_ac
     expect(pending).to_contain_text(task)
     expect(pending).to_contain_text("due 2026-11-24")
     expect(page.get_by_test_id("action-counts")).to_contain_text("1 needs approval")
-    expect(page.get_by_text(f"You approve as {REVIEWER}.")).to_be_visible()
+    expect(page.get_by_test_id("approver")).to_have_text(f"You approve as {REVIEWER} ({REVIEWER_ADDRESS}).")
     pane.shot("actions-view")
     pending.get_by_role("button", name="Approve").click()
     expect(page.get_by_test_id("actions-notice")).to_contain_text("Approved")
@@ -241,6 +270,9 @@ def test_the_kill_switch_stops_a_start_from_the_pane_and_actions_are_approved_or
     assert actions["Invoice review with Contoso"]["status"] == "queued"
     assert actions["Invoice review with Contoso"]["approval"] == REVIEWER
     assert actions["Call Contoso billing"]["status"] == "rejected"
+    # The history names the Outlook user who decided: name and address.
+    for title, event in (("Invoice review with Contoso", "approved"), ("Call Contoso billing", "rejected")):
+        assert decisions(server, actions[title]["id"])[-1] == (event, REVIEWER, REVIEWER_ADDRESS), title
 
     # The consumer's side, as it would be after the receiver refused every attempt: the action failed.
     # A person tries it again from the pane once the problem is fixed; it goes back to the queue.
@@ -259,7 +291,158 @@ def test_the_kill_switch_stops_a_start_from_the_pane_and_actions_are_approved_or
         "Trying “Invoice review with Contoso” again"
     )
     expect(card.get_by_test_id("retry-action")).to_have_count(0)
+    assert decisions(server, failed_id)[-2:] == [
+        ("failed", "worker", None),
+        ("retried", REVIEWER, REVIEWER_ADDRESS),
+    ]
+    assert pane.errors == []
+
+
+def propose_event(server: ServerProcess, subject: str) -> dict[str, Any]:
+    """A calendar event a person must approve (calendar events always ask), proposed by a client."""
     with server.client() as client:
-        history = client.get(f"/v1/actions/{failed_id}").json()["history"]
-    assert [(h["event"], h["actor"]) for h in history][-2:] == [("failed", "worker"), ("retried", REVIEWER)]
+        r = client.post(
+            "/v1/actions",
+            json={
+                "kind": "calendar_event",
+                "title": subject,
+                "params": {"subject": subject, "start": "2026-12-01T10:00:00", "end": "2026-12-01T10:30:00"},
+            },
+        )
+    assert r.status_code == 201 and r.json()["action"]["status"] == "pending_review", r.text
+    return dict(r.json()["action"])
+
+
+@pytest.mark.timeout(600)
+def test_a_loosening_change_asks_first_and_applies_only_once_confirmed(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    server = started(server_factory())
+    pane = open_outlook(pane_factory, server, INVOICE_ITEM)
+    page = pane.page
+    puts = automation_puts(page)
+    page.get_by_role("tab", name="Settings").click()
+    intake = page.get_by_role("group", name="Invoice intake")
+    webhook = intake.get_by_label("Webhook")
+    expect(webhook).to_have_value("always")
+    dialog = page.get_by_test_id("confirm-loosening")
+
+    # Always ask -> Don't ask: the server wants a confirmation; the pane shows what would loosen.
+    webhook.select_option("never")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_test_id("loosened")).to_have_text("Webhook: from “Always ask” to “Don't ask”")
+    expect(dialog).to_contain_text("Invoice intake")
+    pane.shot("confirm-loosening")
+    # Cancel: nothing changes, on the server or on screen.
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    expect(webhook).to_have_value("always")
+    expect(page.get_by_test_id("automations-notice")).to_have_count(0)
+    before = automation(server, "invoice_intake")
+    assert before["approval"]["webhook"] == "always" and before["updatedBy"] != REVIEWER, before
+
+    # Again, and confirm: the same change goes again with the confirmation, and applies.
+    webhook.select_option("never")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Loosen approval").click()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_test_id("automations-notice")).to_have_text("Invoice intake saved.")
+    expect(webhook).to_have_value("never")
+    after = automation(server, "invoice_intake")
+    assert after["approval"] == {**before["approval"], "webhook": "never"}, after
+    assert (after["updatedBy"], after["updatedByAddress"]) == (REVIEWER, REVIEWER_ADDRESS)
+
+    # Tightening never asks.
+    webhook.select_option("always")
+    expect(page.get_by_test_id("automations-notice")).to_have_text("Invoice intake saved.")
+    expect(dialog).to_have_count(0)
+    assert automation(server, "invoice_intake")["approval"]["webhook"] == "always"
+
+    person = {"name": REVIEWER, "address": REVIEWER_ADDRESS}
+    loosen = {"approval": {**before["approval"], "webhook": "never"}, "actor": person}
+    assert puts == [
+        loosen,  # 409: asked, cancelled
+        loosen,  # 409: asked, confirmed
+        {**loosen, "confirmLoosening": True},
+        {"approval": before["approval"], "actor": person},
+    ], puts
+    assert pane.errors == []
+
+
+@pytest.mark.timeout(600)
+def test_where_it_forbids_loosening_the_pane_says_so_and_changes_nothing(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    server = started(server_factory(env={"DESKPILOT_ALLOW_LOOSENING_APPROVAL": "false"}))
+    pane = open_outlook(pane_factory, server, INVOICE_ITEM)
+    page = pane.page
+    page.get_by_role("tab", name="Settings").click()
+    intake = page.get_by_role("group", name="Invoice intake")
+    intake.get_by_label("Webhook").select_option("never")
+    problem = intake.get_by_test_id("problem")
+    expect(problem).to_have_attribute("data-code", "loosening_forbidden")
+    expect(problem).to_contain_text("Your IT department does not allow loosening approvals")
+    expect(problem).to_contain_text("webhook: always -> never")  # the server's message says what
+    expect(page.get_by_test_id("confirm-loosening")).to_have_count(0)
+    expect(intake.get_by_label("Webhook")).to_have_value("always")
+    pane.shot("loosening-forbidden")
+    assert automation(server, "invoice_intake")["approval"]["webhook"] == "always"
+    # Tightening is still allowed.
+    intake.get_by_label("To Do task").select_option("always")
+    expect(page.get_by_test_id("automations-notice")).to_have_text("Invoice intake saved.")
+    assert automation(server, "invoice_intake")["approval"]["todo_task"] == "always"
+    assert pane.errors == []
+
+
+@pytest.mark.timeout(600)
+def test_in_word_the_pane_asks_who_you_are_before_anyone_approves(
+    pane_factory: PaneFactory, server_factory: type[ServerProcess]
+) -> None:
+    server = started(server_factory())
+    action = propose_event(server, "Contract review with Fabrikam")
+    pane = pane_factory(server).open("word", document={"body": "Supply agreement", "selection": ""})
+    page = pane.page
+    expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url}"))
+
+    # Word cannot say who the user is and nothing was entered: approving is off, and says where to go.
+    page.get_by_role("tab", name="Actions").click()
+    pending = page.get_by_test_id("pending-action")
+    expect(pending).to_have_count(1)
+    notice = page.get_by_test_id("identity-needed")
+    expect(notice).to_contain_text("Word doesn't tell Deskpilot who you are")
+    expect(pending.get_by_role("button", name="Approve")).to_be_disabled()
+    expect(pending.get_by_role("button", name="Reject")).to_be_disabled()
+    pane.shot("identity-needed")
+
+    # Settings: the automations cannot be changed either, until a name and an email are entered.
+    notice.get_by_role("button", name="Open Settings").click()
+    name = page.get_by_role("textbox", name="Your name")
+    expect(name).to_be_focused()
+    expect(page.get_by_test_id("automations").get_by_test_id("identity-needed")).to_be_visible()
+    expect(page.get_by_role("group", name="Invoice intake").get_by_label("Webhook")).to_be_disabled()
+    name.fill(WORD_USER)
+    email = page.get_by_role("textbox", name="Your email")
+    email.fill("megan")
+    expect(page.get_by_text("Enter an email address, like name@example.com.")).to_be_visible()
+    expect(page.get_by_role("group", name="Invoice intake").get_by_label("Webhook")).to_be_disabled()
+    email.fill(WORD_ADDRESS)
+    expect(page.get_by_test_id("identity")).to_have_text(
+        f"Deskpilot records you as {WORD_USER} ({WORD_ADDRESS})."
+    )
+    expect(page.get_by_role("group", name="Invoice intake").get_by_label("Webhook")).to_be_enabled()
+    # Nothing that needs a person was sent while the pane did not know who decides.
+    decided = ("/v1/actions/", "/v1/automations/")
+    assert [r for r in sent if r.startswith(("PUT", "POST")) and any(p in r for p in decided)] == []
+
+    # Now approving names that person, and the action's history records both.
+    page.get_by_role("tab", name="Actions").click()
+    expect(page.get_by_test_id("approver")).to_have_text(f"You approve as {WORD_USER} ({WORD_ADDRESS}).")
+    pending.get_by_role("button", name="Approve").click()
+    expect(pending).to_have_count(0)
+    assert decisions(server, action["id"])[-1] == ("approved", WORD_USER, WORD_ADDRESS)
+    # Kept for the next time the pane opens on this computer.
+    stored = json.loads(page.evaluate("localStorage.getItem('deskpilot.prefs.v1')"))
+    assert (stored["name"], stored["address"]) == (WORD_USER, WORD_ADDRESS)
     assert pane.errors == []

@@ -612,7 +612,7 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
 ) -> None:
     # Every result below full confidence goes to review, so the queue is never empty by chance.
     server = started(server_factory(env={"DESKPILOT_REVIEW_THRESHOLD": "1.0"}))
-    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
+    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM)  # the Outlook user decides: Bob Lee
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     page.get_by_role("button", name="Invoice fields").click()
@@ -637,7 +637,8 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
     expect(page.get_by_test_id("sent-to-review")).to_be_visible()
     pane.shot("outlook-triage")
 
-    # Both results are in the pane's review queue; accepting one records the decision with the reviewer.
+    # Both results are in the pane's review queue; accepting one records the decision with the reviewer,
+    # the Outlook user (office_double.js): name and address.
     assert len(pending) == 2, pending
     page.get_by_role("tab", name="Review").click()
     items = page.get_by_test_id("review-item")
@@ -648,6 +649,7 @@ def test_invoice_fields_stream_progress_then_a_result_and_low_confidence_goes_to
     with server.client() as client:
         decided = client.get(f"/v1/reviews/{pending[0]['id']}").json()
     assert decided["status"] == "accepted" and decided["decision"]["reviewer"] == "Bob Lee"
+    assert decided["decision"]["reviewerAddress"] == "bob@example.com"
 
 
 def test_a_reviewer_corrects_a_queued_result_in_the_pane_and_the_server_records_it(
@@ -664,7 +666,7 @@ def test_a_reviewer_corrects_a_queued_result_in_the_pane_and_the_server_records_
     assert queued["task"] == "extract:invoice"
     proposed = queued["data"]["invoiceNumber"]
 
-    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM, prefs={"reviewer": "Bob Lee"})
+    pane = pane_factory(server).open("outlook", item=INVOICE_ITEM)  # the Outlook user decides: Bob Lee
     page = pane.page
     expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
     page.get_by_role("tab", name="Review").click()
@@ -695,6 +697,7 @@ def test_a_reviewer_corrects_a_queued_result_in_the_pane_and_the_server_records_
     decision = decided["decision"]
     assert decided["status"] == "edited", decided
     assert decision["decision"] == "edit" and decision["reviewer"] == "Bob Lee"
+    assert decision["reviewerAddress"] == "bob@example.com"
     assert decision["changes"] == [{"path": "invoiceNumber", "before": proposed, "after": "INV-2041-01"}]
     assert decision["final"] == {**queued["data"], "invoiceNumber": "INV-2041-01"}
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", decision["hash"]), decision["hash"]

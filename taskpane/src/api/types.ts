@@ -29,6 +29,7 @@ export type FieldOut = Schemas["FieldOut"];
 export type Review = Schemas["ReviewOut"];
 export type ReviewsOut = Schemas["ReviewsOut"];
 export type ReviewDecision = Schemas["ReviewDecisionIn"];
+export type Person = Schemas["Person"];
 export type ActionRecord = Schemas["ActionRecord"];
 export type ActionStatus = ActionRecord["status"];
 export type ActionsOut = Schemas["ActionsOut"];

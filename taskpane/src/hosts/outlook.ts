@@ -1,8 +1,11 @@
-/** Outlook glue: read the open message (and its Graph id), open a reply form, insert a draft, apply a category. */
+/**
+ * Outlook glue: read the open message (and its Graph id), open a reply form, insert a draft, apply a
+ * category, and say who the signed-in user is.
+ */
 import { splitThread } from "../shared/thread";
 import { formatAddress, textToHtml } from "../shared/text";
 import { officeCall, supports } from "./office";
-import { HostError, type MailItem, type OutlookHost } from "./types";
+import { HostError, type MailItem, type OfficeUser, type OutlookHost } from "./types";
 
 /** The server budgets the model's context anyway; this only keeps a huge message from a 1 MB request. */
 const MAX_BODY_CHARS = 200_000;
@@ -78,6 +81,14 @@ async function readItem(): Promise<MailItem> {
   };
 }
 
+/** The mailbox's user (Mailbox 1.1 `userProfile`): what Office gives, trimmed; null when it gives neither. */
+function signedInUser(): OfficeUser | null {
+  const profile = Office.context.mailbox?.userProfile;
+  const displayName = typeof profile?.displayName === "string" ? profile.displayName.trim() : "";
+  const emailAddress = typeof profile?.emailAddress === "string" ? profile.emailAddress.trim() : "";
+  return displayName || emailAddress ? { displayName, emailAddress } : null;
+}
+
 export function createOutlookHost(): OutlookHost {
   return {
     kind: "outlook",
@@ -86,7 +97,7 @@ export function createOutlookHost(): OutlookHost {
       return item && !isRead(item) ? "compose" : "read";
     },
     canCategorize: supports("Mailbox", "1.8"),
-    userName: Office.context.mailbox?.userProfile?.displayName?.trim() || null,
+    user: signedInUser(),
     readItem,
     openReply(text: string, replyAll = false) {
       const read = currentItem() as unknown as Office.MessageRead;

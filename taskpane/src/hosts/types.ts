@@ -25,14 +25,23 @@ export interface MailItem {
   senderAddress: string | null;
 }
 
+/**
+ * The signed-in user as Office gives them (Mailbox `userProfile`), each trimmed and empty where Office has
+ * nothing. Which person the pane records for a decision is decided in shared/identity.ts.
+ */
+export interface OfficeUser {
+  displayName: string;
+  emailAddress: string;
+}
+
 export interface OutlookHost {
   readonly kind: "outlook";
   /** "read": a received message; "compose": a message being written (drafts insert at the cursor). */
   readonly mode: "read" | "compose";
   /** Mailbox 1.8: categories on the item (apply the triage label). */
   readonly canCategorize: boolean;
-  /** The signed-in user's display name, recorded as the approver of actions when Settings names no one. */
-  readonly userName: string | null;
+  /** The signed-in user (name and email address), who approves, reviews and changes policies; null if unknown. */
+  readonly user: OfficeUser | null;
   readItem(): Promise<MailItem>;
   /** Read mode: open Outlook's reply (or reply-all) form with `text` as its body. */
   openReply(text: string, replyAll?: boolean): void;

@@ -1,10 +1,11 @@
 /**
  * Actions (what Deskpilot does in Microsoft 365 or sends out) and the automations that propose them, as
- * the pane shows them: names for kinds, statuses and approval modes, one line of detail per action, who
- * approves, and the partial updates Settings sends (PUT /v1/automations/{name}).
+ * the pane shows them: names for kinds, statuses and approval modes, one line of detail per action, the
+ * partial updates Settings sends (PUT /v1/automations/{name}) with the person who makes them, and what a
+ * change that loosens approval would loosen, for the person to confirm.
  */
-import type { ActionRecord, ActionStatus, ApprovalMode, Automation, AutomationPut } from "../api/types";
-import { humanize } from "./result";
+import type { ActionRecord, ActionStatus, ApprovalMode, Automation, AutomationPut, Person } from "../api/types";
+import { humanize, percent } from "./result";
 
 export const ACTION_KINDS = ["draft_reply", "todo_task", "calendar_event", "file_document", "webhook"] as const;
 
@@ -94,11 +95,6 @@ export function canRetry(action: Pick<ActionRecord, "status" | "workflowId">): b
   return action.status === "failed" && !action.workflowId;
 }
 
-/** Who approves: the name in Settings, else the Outlook user's, else a name that says where it came from. */
-export function approverName(reviewer: string, userName?: string | null): string {
-  return reviewer.trim() || userName?.trim() || "Task pane user";
-}
-
 export const APPROVAL_MODES: readonly { mode: ApprovalMode; label: string }[] = [
   { mode: "always", label: "Always ask" },
   { mode: "below_threshold", label: "Ask when unsure" },
@@ -112,13 +108,46 @@ export function approvalRows(automation: Automation): { kind: string; label: str
   return kinds.map((kind) => ({ kind, label: kindLabel(kind), mode: approval[kind] ?? "always" }));
 }
 
-/** The server replaces `approval` whole, so a change to one kind sends the full map. */
-export function approvalUpdate(automation: Automation, kind: string, mode: ApprovalMode, actor: string): AutomationPut {
+export function modeLabel(mode: string): string {
+  return APPROVAL_MODES.find((m) => m.mode === mode)?.label ?? humanize(mode);
+}
+
+/** The server replaces `approval` whole, so a change to one kind sends the full map; `actor` makes it. */
+export function approvalUpdate(automation: Automation, kind: string, mode: ApprovalMode, actor: Person): AutomationPut {
   return { approval: { ...(automation.approval ?? {}), [kind]: mode }, actor };
 }
 
-export function enabledUpdate(enabled: boolean, actor: string): AutomationPut {
+export function enabledUpdate(enabled: boolean, actor: Person): AutomationPut {
   return { enabled, actor };
+}
+
+/** The same change, sent again once the person confirmed that it loosens approval. */
+export function confirmedUpdate(update: AutomationPut): AutomationPut {
+  return { ...update, confirmLoosening: true };
+}
+
+/**
+ * What a change would loosen, from the server's 409 `confirmation_required` (or 403 `loosening_forbidden`)
+ * message: "... loosens the approval of 'invoice_intake': webhook: always -> never; threshold: 0.8 -> 0.6.
+ * A person must confirm ...". Each change in words ("Webhook: from “Always ask” to “Don't ask”"); empty
+ * when the message does not list them (then the message itself is shown).
+ */
+export function loosenedChanges(message: string): string[] {
+  const list = /approval of '[^']*'[^:]*: (.+?)(?:\. A person must confirm|\.?$)/s.exec(message.trim());
+  if (!list) return [];
+  return list[1].split("; ").map((change) => {
+    const parts = /^(\w+): (\S+) -> (\S+)$/.exec(change.trim());
+    if (!parts) return change.trim();
+    const [, what, before, after] = parts;
+    if (what === "threshold") {
+      const [b, a] = [Number(before), Number(after)];
+      return Number.isFinite(b) && Number.isFinite(a)
+        ? `“Ask when unsure” asks only below ${percent(a)} confidence, not below ${percent(b)}`
+        : change.trim();
+    }
+    if (what === "alwaysReview") return "Results no longer always go to review";
+    return `${kindLabel(what)}: from “${modeLabel(before)}” to “${modeLabel(after)}”`;
+  });
 }
 
 const AUTOMATION_LABELS: Record<string, string> = {

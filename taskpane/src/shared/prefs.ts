@@ -1,5 +1,6 @@
 /** The user's settings for the pane, kept in the pane's own localStorage (nothing leaves the machine). */
 import type { ReplyLength, Tone } from "../api/types";
+import { ADDRESS_MAX, NAME_MAX } from "./identity";
 import type { ThemeChoice } from "./theme";
 
 export interface Prefs {
@@ -7,7 +8,12 @@ export interface Prefs {
   tone: Tone;
   length: ReplyLength;
   signature: string;
-  reviewer: string;
+  /**
+   * Who the user is, where Office does not say (Word): recorded with approvals, review decisions and
+   * policy changes (shared/identity.ts). In Outlook these are filled in from the mailbox's user.
+   */
+  name: string;
+  address: string;
   /** Warm the model for the open item (POST /v1/prepare) so Summarize starts at once. */
   warmUp: boolean;
   theme: ThemeChoice;
@@ -22,7 +28,8 @@ export const DEFAULT_PREFS: Prefs = {
   tone: "neutral",
   length: "medium",
   signature: "",
-  reviewer: "",
+  name: "",
+  address: "",
   warmUp: true,
   theme: "office",
 };
@@ -44,7 +51,9 @@ export function parsePrefs(raw: string | null): Prefs {
     tone: pick(stored.tone, (v) => TONES.includes(v as Tone), DEFAULT_PREFS.tone),
     length: pick(stored.length, (v) => LENGTHS.includes(v as ReplyLength), DEFAULT_PREFS.length),
     signature: pick(stored.signature, (v) => typeof v === "string" && v.length <= 200, DEFAULT_PREFS.signature),
-    reviewer: pick(stored.reviewer, (v) => typeof v === "string" && v.length <= 100, DEFAULT_PREFS.reviewer),
+    // Before the address, the name was `reviewer`: a name entered then is kept.
+    name: pick(stored.name ?? stored.reviewer, (v) => typeof v === "string" && v.length <= NAME_MAX, DEFAULT_PREFS.name),
+    address: pick(stored.address, (v) => typeof v === "string" && v.length <= ADDRESS_MAX, DEFAULT_PREFS.address),
     warmUp: pick(stored.warmUp, (v) => typeof v === "boolean", DEFAULT_PREFS.warmUp),
     theme: pick(stored.theme, (v) => THEMES.includes(v as ThemeChoice), DEFAULT_PREFS.theme),
   };

@@ -1,16 +1,19 @@
 /**
  * Actions: what Deskpilot will do in Microsoft 365 or send out. What waits for a person is approved or
- * rejected here (with the name from Settings); what ran, failed or is held is listed with why. The lists
- * refresh every few seconds while the view is open, since the consumer moves actions along by itself.
+ * rejected here, as the person the pane knows (Outlook's user, else the name and email in Settings; the
+ * action's history records both); what ran, failed or is held is listed with why. The lists refresh every
+ * few seconds while the view is open, since the consumer moves actions along by itself.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Badge, Button, Caption1, Link, Spinner, Text, makeStyles, tokens } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, OpenRegular } from "@fluentui/react-icons";
 import { ApiError, type Api } from "../api/http";
-import type { ActionOut, ActionRecord, ActionsOut } from "../api/types";
-import { actionDetail, actionReason, approverName, automationLabel, canRetry, countsInOrder, kindLabel, statusColor, statusLabel } from "../shared/actions";
+import type { ActionDecision, ActionOut, ActionRecord, ActionsOut, Person } from "../api/types";
+import { actionDetail, actionReason, automationLabel, canRetry, countsInOrder, kindLabel, statusColor, statusLabel } from "../shared/actions";
+import { personLabel } from "../shared/identity";
 import { percent } from "../shared/result";
 import { usePane } from "./context";
+import { IdentityNotice } from "./IdentityNotice";
 import { ProblemBar } from "./ProblemBar";
 import { confidenceColor } from "./ResultView";
 import { useStyles } from "./styles";
@@ -49,7 +52,8 @@ function when(iso: string | null | undefined): string {
 }
 
 function ActionCard({ action, approver, focused, onDecided }: {
-  action: ActionRecord; approver: string; focused: boolean; onDecided(updated: ActionRecord | null, note: string): void;
+  /** null: the pane does not know who the user is, so it cannot decide (IdentityNotice says why). */
+  action: ActionRecord; approver: Person | null; focused: boolean; onDecided(updated: ActionRecord | null, note: string): void;
 }) {
   const { api } = usePane();
   const styles = useStyles();
@@ -68,10 +72,12 @@ function ActionCard({ action, approver, focused, onDecided }: {
   };
 
   const decide = async (verb: "approve" | "reject" | "retry") => {
+    if (!approver) return;
     setSending(true);
     setError(null);
     try {
-      const out = await api.post<ActionOut>(`/v1/actions/${encodeURIComponent(action.id)}/${verb}`, { reviewer: approver });
+      const body: ActionDecision = { reviewer: approver };
+      const out = await api.post<ActionOut>(`/v1/actions/${encodeURIComponent(action.id)}/${verb}`, body);
       onDecided(out.action, done[verb](out.action));
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError("server", String(e));
@@ -104,13 +110,13 @@ function ActionCard({ action, approver, focused, onDecided }: {
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} />}
       {pending && (
         <div className={styles.row}>
-          <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending} onClick={() => void decide("approve")}>Approve</Button>
-          <Button size="small" icon={<DismissRegular />} disabled={sending} onClick={() => void decide("reject")}>Reject</Button>
+          <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending || !approver} onClick={() => void decide("approve")}>Approve</Button>
+          <Button size="small" icon={<DismissRegular />} disabled={sending || !approver} onClick={() => void decide("reject")}>Reject</Button>
         </div>
       )}
       {retryable && (
         <div className={styles.row}>
-          <Button size="small" icon={<ArrowClockwiseRegular />} disabled={sending} onClick={() => void decide("retry")}
+          <Button size="small" icon={<ArrowClockwiseRegular />} disabled={sending || !approver} onClick={() => void decide("retry")}
             data-testid="retry-action">Try again</Button>
         </div>
       )}
@@ -119,14 +125,14 @@ function ActionCard({ action, approver, focused, onDecided }: {
 }
 
 export function ActionsView() {
-  const { api, prefs, host, focus } = usePane();
+  const { api, identity, focus } = usePane();
   const styles = useStyles();
   const local = useLocal();
   const [lists, setLists] = useState<Lists | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const generation = useRef(0);
-  const approver = approverName(prefs.reviewer, host.kind === "outlook" ? host.userName : null);
+  const approver = identity?.person ?? null;
 
   const load = useCallback(() => {
     const mine = ++generation.current; // an older answer arriving late never overwrites a newer one
@@ -171,7 +177,9 @@ export function ActionsView() {
           ))}
         </div>
       )}
-      <Caption1 className={styles.muted}>You approve as {approver}{prefs.reviewer.trim() ? "" : " (set your name in Settings)"}.</Caption1>
+      {approver
+        ? <Caption1 className={styles.muted} data-testid="approver">You approve as {personLabel(approver)}.</Caption1>
+        : <IdentityNotice doing="Approving, rejecting or retrying an action" />}
       {notice && <Caption1 role="status" data-testid="actions-notice">{notice}</Caption1>}
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} onRetry={load} />}
       {lists === null && !error && <Spinner size="tiny" label="Loading actions…" />}

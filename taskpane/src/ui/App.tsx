@@ -7,6 +7,7 @@ import {
 import { NO_TOKEN, type Api } from "../api/http";
 import type { Host } from "../hosts";
 import { officeBackground, onOfficeThemeChanged } from "../hosts/theme";
+import { identityFor, prefilled } from "../shared/identity";
 import { loadPrefs, savePrefs, type Prefs } from "../shared/prefs";
 import { isActive } from "../shared/run";
 import { wantsDark } from "../shared/theme";
@@ -73,7 +74,18 @@ export function App({ api, host }: { api: Api; host: Host }) {
     setView(next);
     setFocus(item ?? null);
   }, []);
-  const pane: Pane = { api, host, server, prefs, setPrefs, run, workflow, show, focus };
+  const officeUser = host.kind === "outlook" ? host.user : null;
+  const identity = useMemo(() => identityFor(prefs, officeUser), [prefs, officeUser]);
+  // Outlook knows the user: Settings starts with their name and address (for Word, which cannot ask).
+  useEffect(() => {
+    setPrefsState((current) => {
+      const filled = prefilled(current, officeUser);
+      if (!filled) return current;
+      savePrefs(filled);
+      return filled;
+    });
+  }, [officeUser]);
+  const pane: Pane = { api, host, server, prefs, setPrefs, identity, run, workflow, show, focus };
 
   // Escape cancels a running task from anywhere in the pane.
   const active = isActive(run.state);

@@ -7,7 +7,6 @@ import {
 } from "@fluentui/react-icons";
 import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
 import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/types";
-import { approverName } from "../shared/actions";
 import { HostError, type MailItem, type OutlookHost } from "../hosts";
 import { conversationThread, type Thread } from "../shared/conversation";
 import { LENGTHS, TONES } from "../shared/prefs";
@@ -27,7 +26,7 @@ function localRunId(request: object): string {
 }
 
 export function OutlookView({ host }: { host: OutlookHost }) {
-  const { api, run, prefs, setPrefs, server, workflow } = usePane();
+  const { api, run, prefs, setPrefs, server, workflow, identity } = usePane();
   const styles = useStyles();
   const [item, setItem] = useState<MailItem | null>(null);
   const [itemError, setItemError] = useState<string | null>(null);
@@ -121,7 +120,7 @@ export function OutlookView({ host }: { host: OutlookHost }) {
     if (!kind || !item || !requestId) return;
     workflow.start({
       automation: kind.automation, title: kind.title, requestId, inputs: workflowInputs(item),
-      actor: approverName(prefs.reviewer, host.userName),
+      actor: identity?.person,
     });
   };
 

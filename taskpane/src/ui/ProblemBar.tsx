@@ -67,6 +67,10 @@ function describe(problem: Problem, retryIn?: number | null): { title: string; b
     case "invalid":
       return { title: "Deskpilot couldn't use this", body: problem.message, intent: "warning" };
     case "forbidden":
+      if (problem.code === "loosening_forbidden") {
+        // allow_loosening_approval = false in the settings IT deploys: no one on this computer can.
+        return { title: "Your IT department does not allow loosening approvals", body: problem.message, intent: "warning" };
+      }
       return { title: "Request refused", body: problem.message, intent: "error" };
     case "conflict":
       return { title: "Not possible right now", body: problem.message, intent: "warning" };

@@ -1,21 +1,25 @@
 /**
- * The review queue: results a person should check. Accept, edit the fields, or reject. A workflow waiting
- * for a person links here with its review id: that card is brought forward.
+ * The review queue: results a person should check. Accept, edit the fields, or reject, as the person the
+ * pane knows (Outlook's user, else the name and email in Settings; lineage records both with the
+ * decision). A workflow waiting for a person links here with its review id: that card is brought forward.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Badge, Button, Caption1, Field, Input, Spinner, Text, Textarea } from "@fluentui/react-components";
 import { ArrowClockwiseRegular, CheckmarkRegular, DismissRegular, EditRegular } from "@fluentui/react-icons";
 import { ApiError } from "../api/http";
-import type { Review, ReviewDecision, ReviewsOut } from "../api/types";
+import type { Person, Review, ReviewDecision, ReviewsOut } from "../api/types";
+import { personLabel } from "../shared/identity";
 import { editable, humanize, parseEdited, percent, structured } from "../shared/result";
 import { usePane } from "./context";
+import { IdentityNotice } from "./IdentityNotice";
 import { LineageLink } from "./LineageLink";
 import { ProblemBar } from "./ProblemBar";
 import { confidenceColor } from "./ResultView";
 import { useStyles } from "./styles";
 
 function ReviewCard({ review, reviewer, focused, onDone }: {
-  review: Review; reviewer: string; focused: boolean; onDone: (id: string, note: string) => void;
+  /** null: the pane does not know who the user is, so it cannot decide (IdentityNotice says why). */
+  review: Review; reviewer: Person | null; focused: boolean; onDone: (id: string, note: string) => void;
 }) {
   const { api } = usePane();
   const styles = useStyles();
@@ -30,6 +34,7 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
   const rows = structured({ data: review.data, fields: review.fields }).rows;
 
   const decide = async (decision: ReviewDecision) => {
+    if (!reviewer) return;
     setSending(true);
     setError(null);
     try {
@@ -55,7 +60,7 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
       setError(new ApiError("invalid", "Nothing was changed: use Accept to keep the result as it is."));
       return;
     }
-    void decide({ decision: "edit", fields: changed, reviewer });
+    if (reviewer) void decide({ decision: "edit", fields: changed, reviewer });
   };
 
   return (
@@ -84,16 +89,16 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
       <div className={styles.row}>
         {editing ? (
           <>
-            <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending} onClick={saveEdit}>Save</Button>
+            <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending || !reviewer} onClick={saveEdit}>Save</Button>
             <Button size="small" disabled={sending} onClick={() => setEditing(false)}>Back</Button>
           </>
         ) : (
           <>
             <Button size="small" appearance="primary" icon={<CheckmarkRegular />} disabled={sending || !reviewer}
-              onClick={() => void decide({ decision: "accept", reviewer })}>Accept</Button>
+              onClick={() => { if (reviewer) void decide({ decision: "accept", reviewer }); }}>Accept</Button>
             <Button size="small" icon={<EditRegular />} disabled={sending || !reviewer || rows.length === 0} onClick={startEdit}>Edit</Button>
             <Button size="small" icon={<DismissRegular />} disabled={sending || !reviewer}
-              onClick={() => void decide({ decision: "reject", reviewer })}>Reject</Button>
+              onClick={() => { if (reviewer) void decide({ decision: "reject", reviewer }); }}>Reject</Button>
           </>
         )}
         <Caption1><LineageLink runId={review.runId}>Lineage</LineageLink></Caption1>
@@ -103,14 +108,13 @@ function ReviewCard({ review, reviewer, focused, onDone }: {
 }
 
 export function ReviewView() {
-  const { api, prefs, setPrefs, focus } = usePane();
+  const { api, identity, focus } = usePane();
   const styles = useStyles();
   const [reviews, setReviews] = useState<Review[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [decidedHere, setDecidedHere] = useState<string[]>([]);
-  const [name, setName] = useState(prefs.reviewer);
-  const reviewer = prefs.reviewer.trim();
+  const reviewer = identity?.person ?? null;
 
   const load = useCallback(() => {
     setError(null);
@@ -123,14 +127,9 @@ export function ReviewView() {
 
   return (
     <div className={styles.section}>
-      {!reviewer && (
-        <form className={styles.row} onSubmit={(e) => { e.preventDefault(); setPrefs({ ...prefs, reviewer: name.trim() }); }}>
-          <Field label="Your name" hint="Recorded with each decision" className={styles.grow}>
-            <Input value={name} maxLength={100} onChange={(_, d) => setName(d.value)} />
-          </Field>
-          <Button type="submit" disabled={!name.trim()}>Save</Button>
-        </form>
-      )}
+      {reviewer
+        ? <Caption1 className={styles.muted} data-testid="reviewer">You decide as {personLabel(reviewer)}.</Caption1>
+        : <IdentityNotice doing="Deciding a review" />}
       <div className={styles.row}>
         <Text className={styles.grow}>{reviews === null ? "" : reviews.length === 0 ? "Nothing to review." : `${reviews.length} to review`}</Text>
         <Button size="small" appearance="subtle" icon={<ArrowClockwiseRegular />} onClick={load}>Refresh</Button>

@@ -1,6 +1,7 @@
 /** What every view needs: the API client, the server's state, the user's settings and the current run. */
 import { createContext, useContext } from "react";
 import type { Api } from "../api/http";
+import type { Identity } from "../shared/identity";
 import type { Prefs } from "../shared/prefs";
 import type { Host } from "../hosts";
 import type { ServerState } from "./useServer";
@@ -15,6 +16,8 @@ export interface Pane {
   server: ServerState & { refresh(): void };
   prefs: Prefs;
   setPrefs(prefs: Prefs): void;
+  /** Who approves, reviews and changes policies (Outlook's user, else Settings); null: not known yet. */
+  identity: Identity | null;
   run: RunHandle;
   /** The workflow started on the open message, followed until it settles. */
   workflow: WorkflowHandle;

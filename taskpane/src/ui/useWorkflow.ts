@@ -5,7 +5,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, isAbort, type Api } from "../api/http";
-import type { WorkflowRecord } from "../api/types";
+import type { Person, WorkflowRecord } from "../api/types";
 import { startWorkflow, watchWorkflow, type AutomationName } from "../shared/workflow";
 
 export interface WorkflowRequest {
@@ -14,7 +14,8 @@ export interface WorkflowRequest {
   title: string;
   requestId: string;
   inputs: Record<string, string>;
-  actor?: string;
+  /** The person who starts it, when the pane knows them (recorded with the workflow). */
+  actor?: Person;
 }
 
 export interface WorkflowState {

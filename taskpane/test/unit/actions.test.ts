@@ -1,11 +1,14 @@
-// Actions and automations as the pane shows and changes them: labels, one line per action, who approves,
-// and the bodies of the automation updates (the server replaces `approval` whole).
+// Actions and automations as the pane shows and changes them: labels, one line per action, the bodies of
+// the automation updates (the server replaces `approval` whole; a person makes each), and what a change
+// that loosens approval would loosen, from the server's message.
 import { describe, expect, it } from "vitest";
-import type { Automation } from "../../src/api/types";
+import type { Automation, Person } from "../../src/api/types";
 import {
-  actionDetail, actionReason, approvalRows, approvalUpdate, approverName, automationLabel, canRetry, countsInOrder,
-  enabledUpdate, kindLabel, statusColor, statusLabel,
+  actionDetail, actionReason, approvalRows, approvalUpdate, automationLabel, canRetry, confirmedUpdate, countsInOrder,
+  enabledUpdate, kindLabel, loosenedChanges, modeLabel, statusColor, statusLabel,
 } from "../../src/shared/actions";
+
+const MEGAN: Person = { name: "Megan Bowen", address: "megan@contoso.example" };
 
 const INVOICE_INTAKE: Automation = {
   name: "invoice_intake", workflow: "invoice_intake", enabled: true, threshold: 0.8, dailyBudget: null,
@@ -50,12 +53,6 @@ describe("actions as the pane shows them", () => {
     expect(actionReason({ status: "failed", reason: null, error: "PermanentError: 404 no such message" })).toBe("PermanentError: 404 no such message");
     expect(actionReason({ status: "executed", reason: null, error: null })).toBe("");
   });
-
-  it("approves as the name in Settings, else the Outlook user, else says it was the pane", () => {
-    expect(approverName("  Megan  ", "Bob Lee")).toBe("Megan");
-    expect(approverName("", "Bob Lee")).toBe("Bob Lee");
-    expect(approverName(" ", null)).toBe("Task pane user");
-  });
 });
 
 describe("automation settings", () => {
@@ -67,13 +64,40 @@ describe("automation settings", () => {
     ]);
   });
 
-  it("sends the whole approval map with one kind changed, and the kill switch alone", () => {
-    expect(approvalUpdate(INVOICE_INTAKE, "todo_task", "always", "Megan")).toEqual({
+  it("sends the whole approval map with one kind changed, and the kill switch alone, each with the person", () => {
+    expect(approvalUpdate(INVOICE_INTAKE, "todo_task", "always", MEGAN)).toEqual({
       approval: { ...INVOICE_INTAKE.approval, todo_task: "always" },
-      actor: "Megan",
+      actor: MEGAN,
     });
     expect(INVOICE_INTAKE.approval?.todo_task).toBe("below_threshold"); // not changed in place
-    expect(enabledUpdate(false, "Megan")).toEqual({ enabled: false, actor: "Megan" });
+    expect(enabledUpdate(false, MEGAN)).toEqual({ enabled: false, actor: MEGAN });
+  });
+
+  it("sends a loosening again only as a confirmed copy of the same change", () => {
+    const update = approvalUpdate(INVOICE_INTAKE, "webhook", "never", MEGAN);
+    expect(update.confirmLoosening).toBeUndefined(); // never confirmed before the person says so
+    expect(confirmedUpdate(update)).toEqual({ ...update, confirmLoosening: true });
+    expect(update.confirmLoosening).toBeUndefined();
+  });
+
+  it("says in words what a change would loosen, from the server's 409 or 403 message", () => {
+    const confirm = "this change loosens the approval of 'invoice_intake': webhook: always -> never; "
+      + "todo_task: always -> below_threshold; threshold: 0.8 -> 0.6; alwaysReview: on -> off. "
+      + 'A person must confirm this: send the change again with "confirmLoosening": true.';
+    expect(loosenedChanges(confirm)).toEqual([
+      "Webhook: from “Always ask” to “Don't ask”",
+      "To Do task: from “Always ask” to “Ask when unsure”",
+      "“Ask when unsure” asks only below 60% confidence, not below 80%",
+      "Results no longer always go to review",
+    ]);
+    const forbidden = "loosening the approval of 'taskpane' is not allowed on this computer "
+      + "(allow_loosening_approval is false): calendar_event: below_threshold -> never";
+    expect(loosenedChanges(forbidden)).toEqual(["Calendar event: from “Ask when unsure” to “Don't ask”"]);
+    expect(loosenedChanges("this change loosens the approval of 'x': teams_message: always -> sometimes.")).toEqual([
+      "Teams message: from “Always ask” to “Sometimes”",
+    ]);
+    expect(loosenedChanges("something else went wrong")).toEqual([]); // the pane shows the message itself
+    expect(modeLabel("below_threshold")).toBe("Ask when unsure");
   });
 
   it("offers to try a failed action again, except one a workflow already undid around", () => {

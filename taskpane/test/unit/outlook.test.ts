@@ -25,7 +25,11 @@ interface Recorded {
   calls: [string, ...unknown[]][];
 }
 
-function install(item: Record<string, unknown> | null, sets: Record<string, string> = { Mailbox: "1.3" }): Recorded {
+function install(
+  item: Record<string, unknown> | null,
+  sets: Record<string, string> = { Mailbox: "1.3" },
+  userProfile: Record<string, unknown> | null = { displayName: "Bob Lee", emailAddress: "bob@example.com" },
+): Recorded {
   const recorded: Recorded = { calls: [] };
   const atLeast = (have: string | undefined, want: string) =>
     have !== undefined && have.split(".").map(Number)[1] >= want.split(".").map(Number)[1];
@@ -38,7 +42,7 @@ function install(item: Record<string, unknown> | null, sets: Record<string, stri
     context: {
       requirements: { isSetSupported: (name: string, version: string) => atLeast(sets[name], version) },
       mailbox: {
-        userProfile: { displayName: "Bob Lee", emailAddress: "bob@example.com" },
+        ...(userProfile ? { userProfile } : {}),
         addHandlerAsync: (type: string) => recorded.calls.push(["addHandlerAsync", type]),
         removeHandlerAsync: (type: string) => recorded.calls.push(["removeHandlerAsync", type]),
         // EWS to REST: "/" and "+" become "-" and "_" (what Exchange does for these ids).
@@ -102,11 +106,11 @@ describe("Outlook glue, read mode", () => {
     expect(item.sourceRef).toBe("AAMk-1");
   });
 
-  it("gives the message's Graph id (converted from Office's EWS id), the sender's address and the user's name", async () => {
+  it("gives the message's Graph id (converted from Office's EWS id), the sender's address and the user", async () => {
     let rec: Recorded = { calls: [] };
     rec = install({ ...readItem(() => rec), itemId: "AAMkAGI2/ab+c=" });
     const host = createOutlookHost();
-    expect(host.userName).toBe("Bob Lee");
+    expect(host.user).toEqual({ displayName: "Bob Lee", emailAddress: "bob@example.com" });
     const item = await host.readItem();
     expect(rec.calls).toContainEqual(["convertToRestId", "AAMkAGI2/ab+c=", "v2.0"]);
     expect(item.messageId).toBe("AAMkAGI2-ab_c=");
@@ -171,6 +175,19 @@ describe("Outlook glue, read mode", () => {
     const host = createOutlookHost();
     await expect(host.readItem()).rejects.toBeInstanceOf(HostError);
     await expect(host.readItem()).rejects.toThrow("Select a message first.");
+  });
+});
+
+describe("Outlook glue, the signed-in user", () => {
+  it("gives Office's display name and address as they are, trimmed, and null when Office has neither", () => {
+    install(null, { Mailbox: "1.3" }, { displayName: "  Bob Lee ", emailAddress: " bob@example.com " });
+    expect(createOutlookHost().user).toEqual({ displayName: "Bob Lee", emailAddress: "bob@example.com" });
+    install(null, { Mailbox: "1.3" }, { displayName: "", emailAddress: "bob@example.com" });
+    expect(createOutlookHost().user).toEqual({ displayName: "", emailAddress: "bob@example.com" });
+    install(null, { Mailbox: "1.3" }, { displayName: " ", emailAddress: "" });
+    expect(createOutlookHost().user).toBeNull();
+    install(null, { Mailbox: "1.3" }, null);
+    expect(createOutlookHost().user).toBeNull();
   });
 });
 
