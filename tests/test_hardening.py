@@ -206,6 +206,14 @@ def test_a_nul_byte_in_a_folder_to_index_is_a_400(client: TestClient[Litestar], 
         assert assert_error_body(r, 400, "invalid_request")["field"].endswith("[0]")
 
 
+def test_a_home_folder_of_no_user_is_refused_like_any_other_path(client: TestClient[Litestar]) -> None:
+    """Found by bench/bench_fuzz.py: `~nosuchuser` made pathlib raise RuntimeError, a 500."""
+    r = client.post("/v1/index", json={"paths": ["~nosuchuser\x83/docs"]})
+    assert_error_body(r, 403, "path_not_allowed")
+    r = client.put("/v1/index/roots", json={"added": ["~nosuchuser\x83/docs"]})
+    assert_error_body(r, 400, "bad_request")
+
+
 @pytest.mark.parametrize("path", ["/taskpane/%00", "/taskpane/assets/%00.png", "/v1/runs/%00"])
 def test_a_nul_byte_in_the_path_is_a_400(client: TestClient[Litestar], path: str) -> None:
     assert_error_body(client.get(path), 400, "invalid_path")

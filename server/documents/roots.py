@@ -57,8 +57,17 @@ class _State(msgspec.Struct, kw_only=True):
     added: list[str] = []
 
 
+def _expanded(path: str | os.PathLike[str]) -> Path:
+    """`~` and `~user` expanded; a `~user` that names no user stays as given (relative, so refused):
+    pathlib raises RuntimeError for it, which was a 500."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 def _resolved(path: Path) -> Path:
-    return Path(os.path.realpath(path.expanduser()))
+    return Path(os.path.realpath(_expanded(path)))
 
 
 def _key(path: Path) -> str:
@@ -113,7 +122,7 @@ class IndexRoots:
 
     def check(self, given: str) -> Path:
         """The path as given (`~` expanded), if it exists and resolves inside a root; else `NotInRoots`."""
-        path = Path(given).expanduser()
+        path = _expanded(given)
         try:
             target = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:  # missing, a symlink loop, unreadable: all alike
@@ -128,7 +137,7 @@ class IndexRoots:
 
     def _folder(self, folder: str | os.PathLike[str]) -> Path:
         """`folder` resolved (so a link cannot be re-pointed later), if it may become a root."""
-        path = Path(folder).expanduser()
+        path = _expanded(folder)
         if not path.is_absolute():
             raise RootRefused(f"{str(folder)!r}: give the folder's full path")
         target = _resolved(path)
@@ -152,7 +161,7 @@ class IndexRoots:
 
     def remove(self, folder: str | os.PathLike[str]) -> bool:
         """Forget an added root; False if it was not one. A root from the settings stays."""
-        given = Path(folder).expanduser()
+        given = _expanded(folder)
         keys = {_key(given), _key(_resolved(given))}
         if any(_key(p) in keys or _key(_resolved(p)) in keys for p in self.configured):
             raise RootRefused(f"{str(folder)!r} comes from the settings (index_roots); only IT can remove it")
@@ -172,7 +181,7 @@ class IndexRoots:
             current = {_key(p): p for p in self.added()}
             wanted: dict[str, Path] = {}
             for folder in folders:
-                given = Path(folder).expanduser()
+                given = _expanded(folder)
                 known = current.get(_key(given)) or current.get(_key(_resolved(given)))
                 path = known if known is not None else self._folder(folder)
                 if _key(path) not in configured:
