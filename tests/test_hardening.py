@@ -118,7 +118,8 @@ def test_an_install_made_readable_by_others_is_fixed_at_start(app_home: Path) ->
 
 def test_make_private_leaves_links_and_what_they_point_at(tmp_path: Path) -> None:
     outside = tmp_path / "schemas-elsewhere"
-    outside.mkdir(mode=0o755)
+    outside.mkdir()
+    os.chmod(outside, 0o755)  # whatever the umask
     (outside / "invoice.json").write_text("{}")
     os.chmod(outside / "invoice.json", 0o644)
     home = tmp_path / "home"
