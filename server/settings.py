@@ -19,6 +19,8 @@ import platformdirs
 __all__ = ["Settings", "SettingsError", "app_home", "load_settings"]
 
 ENV_PREFIX = "DESKPILOT_"
+# Set by `serve` for the worker it starts: the server's pid, so the worker can tell it was orphaned.
+SERVER_PID_ENV = ENV_PREFIX + "SERVER_PID"
 
 
 class SettingsError(ValueError):

@@ -36,7 +36,7 @@ from deskpilot.server.actions import (
 from deskpilot.server.actions.outbox import ActionStateError, current_owner
 from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.services import Services
-from deskpilot.server.settings import Settings
+from deskpilot.server.settings import SERVER_PID_ENV, Settings
 from deskpilot.server.workflows.ai import ModelAI, WorkflowAI
 from deskpilot.server.workflows.services import WorkflowServices
 
@@ -179,6 +179,50 @@ class WorkerRuntime:
         self.parts.close()
 
 
+def _never() -> bool:
+    return False
+
+
+def _orphan_check() -> Callable[[], bool]:
+    """For a worker its server started (`DESKPILOT_SERVER_PID`): whether that server is gone.
+
+    The kernel's parent-death signal (server/web/runner.py) is the fast path, but a signal can be lost:
+    one that lands while the interpreter is still importing becomes a KeyboardInterrupt that a library's
+    bare `except:` may swallow, and a server killed between fork and prctl() sends none. Being reparented
+    is proof the server died, whatever happened to the signal."""
+    server = os.environ.get(SERVER_PID_ENV)
+    if not server or not server.isdigit():
+        return _never
+    return lambda: os.getppid() != int(server)
+
+
+def _start_watchers(
+    runtime: WorkerRuntime, stop: threading.Event, sweep_seconds: float, orphaned: Callable[[], bool]
+) -> None:
+    """The sweeper (recovery for what no message will bring back) and, for a worker its server started,
+    a watch that stops the worker gracefully once that server is gone."""
+
+    def sweep() -> None:
+        while not stop.wait(sweep_seconds):
+            try:
+                runtime.recover(sweep=True)
+            except Exception:
+                log.exception("sweep failed")
+
+    threading.Thread(target=sweep, name="outbox-sweeper", daemon=True).start()
+    if orphaned is _never:
+        return
+
+    def watch_server() -> None:
+        while not stop.wait(0.5):
+            if orphaned():
+                log.warning("worker %d: its server is gone; stopping", os.getpid())
+                os.kill(os.getpid(), signal.SIGINT)  # the consumer's graceful stop
+                return
+
+    threading.Thread(target=watch_server, name="server-watch", daemon=True).start()
+
+
 def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds: float = 5.0) -> None:
     """Run the consumer until SIGINT/SIGTERM (graceful: running tasks finish).
 
@@ -191,27 +235,22 @@ def run_worker(settings: Settings, *, threads: int | None = None, sweep_seconds:
     previous = {
         sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    orphaned = _orphan_check()
+    if orphaned():
+        stop.set()
     runtime: WorkerRuntime | None = None
     try:
         if not lock.acquire(wait=False):
             log.info("another worker (pid %s) holds %s; waiting for it", lock.holder(), lock.path)
-            if not lock.acquire(wait=True, should_stop=stop.is_set):
+            if not lock.acquire(wait=True, should_stop=lambda: stop.is_set() or orphaned()):
                 return
         runtime = WorkerRuntime(settings)
-        if stop.is_set():
+        if stop.is_set() or orphaned():
             return
         recovered = runtime.recover()
         log.info("worker %d started: recovered %s", os.getpid(), recovered)
 
-        def sweep() -> None:
-            while not stop.wait(sweep_seconds):
-                try:
-                    assert runtime is not None
-                    runtime.recover(sweep=True)
-                except Exception:
-                    log.exception("sweep failed")
-
-        threading.Thread(target=sweep, name="outbox-sweeper", daemon=True).start()
+        _start_watchers(runtime, stop, sweep_seconds, orphaned)
         # Polling: an idle worker checks the queue every 20 ms, backing off to 200 ms; each check is one
         # indexed SELECT on a small SQLite file, and it bounds the queue's added latency.
         consumer = runtime.queue.huey.create_consumer(

@@ -471,3 +471,32 @@ def test_stopping_the_server_stops_its_worker_cleanly(app_home: Path, sig: int) 
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the worker went with the server, not after it
     assert not list(app_home.glob("*-wal")), "a database was left open"
+
+
+def test_a_worker_whose_server_died_without_a_signal_stops_by_itself(app_home: Path) -> None:
+    """The parent-death signal can be lost (a server killed between fork and prctl, or a SIGINT swallowed
+    while the worker still imports): a worker started for a server stops once it is reparented. Here the
+    'server' is a plain process that never asks for the signal at all."""
+    app_home.mkdir(parents=True, exist_ok=True)
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time\n"
+            "env = {**os.environ, 'DESKPILOT_SERVER_PID': str(os.getpid())}\n"
+            "subprocess.Popen([sys.executable, '-m', 'deskpilot.server.cli', 'worker'], env=env)\n"
+            "time.sleep(120)\n",
+        ],
+        env={**os.environ, "DESKPILOT_HOME": str(app_home)},
+    )
+    try:
+        wait_until(lambda: len(_workers_of(app_home)) == 1, 30, "the worker never started")
+        (worker,) = _workers_of(app_home)
+        wait_until(lambda: (app_home / "worker.lock").exists(), 30, "the worker never took its lock")
+        starter.kill()
+        starter.wait(10)
+        wait_until(lambda: not _workers_of(app_home), 20, f"worker {worker} outlived its server")
+    finally:
+        starter.kill()
+        for pid in _workers_of(app_home):
+            os.kill(pid, signal.SIGKILL)

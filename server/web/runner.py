@@ -38,7 +38,7 @@ from litestar import Litestar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from deskpilot.server.core.wire import ErrorBody
-from deskpilot.server.settings import Settings, SettingsError
+from deskpilot.server.settings import SERVER_PID_ENV, Settings, SettingsError
 from deskpilot.server.web.tls import ensure_certificate
 
 __all__ = ["HeadLimits", "LimitedHttpProtocol", "check_loopback", "serve", "uvicorn_config", "worker_process"]
@@ -257,7 +257,7 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes] | Non
     if not settings.worker:
         yield None
         return
-    env = {**os.environ, "DESKPILOT_HOME": str(settings.home)}
+    env = {**os.environ, "DESKPILOT_HOME": str(settings.home), SERVER_PID_ENV: str(os.getpid())}
     child = subprocess.Popen(
         [sys.executable, "-m", "deskpilot.server.cli", "worker"],
         env=env,
