@@ -495,6 +495,38 @@ def test_status_review_and_settings_views(pane_factory: PaneFactory, server: Ser
     pane.shot("settings")
 
 
+def test_the_user_adds_and_removes_folders_to_index_in_settings(
+    pane_factory: PaneFactory, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    projects = tmp_path_factory.mktemp("projects")
+    pane = open_outlook(pane_factory, server)
+    page = pane.page
+    page.get_by_role("tab", name="Settings").click()
+    folders = page.get_by_test_id("folders")
+    expect(folders.get_by_test_id("folder")).to_have_count(1)  # the settings' root, IT's
+    expect(folders.get_by_test_id("folder").first).to_contain_text("Set by your IT department")
+    with server.client() as client:
+        assert client.post("/v1/index", json={"paths": [str(projects)]}).status_code == 403
+    # A whole drive is refused, with the server's reason, and nothing is added.
+    page.get_by_test_id("folder-input").fill("/")
+    page.get_by_role("button", name="Add folder").click()
+    expect(folders.get_by_test_id("problem")).to_contain_text("whole drive")
+    expect(folders.get_by_test_id("folder")).to_have_count(1)
+    page.get_by_test_id("folder-input").fill(str(projects))
+    page.get_by_role("button", name="Add folder").click()
+    added = folders.locator('[data-testid="folder"][data-source="added"]')
+    expect(added).to_contain_text(str(projects.resolve()))
+    expect(page.get_by_test_id("folder-input")).to_have_value("")
+    pane.shot("settings-folders")
+    with server.client() as client:
+        assert client.post("/v1/index", json={"paths": [str(projects)]}).status_code == 202
+    added.get_by_role("button", name=f"Remove {projects.resolve()}").click()
+    expect(added).to_have_count(0)
+    with server.client() as client:
+        roots = client.get("/v1/index/roots").json()["roots"]
+        assert [r["source"] for r in roots] == ["settings"]
+
+
 def test_keyboard_only_summarize_and_escape_cancels(pane_factory: PaneFactory, server: ServerProcess) -> None:
     pane = open_outlook(pane_factory, server)
     wait_idle(server)

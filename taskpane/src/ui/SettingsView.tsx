@@ -1,9 +1,11 @@
-/** Settings for this pane, saved on this computer as soon as they change; then the server's automations. */
+/** Settings for this pane, saved on this computer as soon as they change; then the server's folders to
+ * index and automations. */
 import { useEffect, useRef } from "react";
 import { Button, Caption1, Field, Input, Select, Switch, Textarea } from "@fluentui/react-components";
 import { ADDRESS_MAX, NAME_MAX, addressProblem, nameProblem, personLabel } from "../shared/identity";
 import { DEFAULT_PREFS, LENGTHS, THEMES, TONES, type Prefs } from "../shared/prefs";
 import { AutomationsSettings } from "./AutomationsSettings";
+import { FoldersSettings } from "./FoldersSettings";
 import { usePane } from "./context";
 import { IDENTITY_FOCUS } from "./IdentityNotice";
 import { useStyles } from "./styles";
@@ -90,6 +92,7 @@ export function SettingsView() {
         {/* Reset keeps who the user is: it is not a preference, and approvals need it. */}
         <div><Button onClick={() => setPrefs({ ...DEFAULT_PREFS, name: prefs.name, address: prefs.address })}>Reset to defaults</Button></div>
       </form>
+      <FoldersSettings />
       <AutomationsSettings />
     </>
   );

@@ -3,6 +3,7 @@ import { Api } from "../../src/api/http";
 import { conversationThread } from "../../src/shared/conversation";
 import { DEFAULT_PREFS, parsePrefs } from "../../src/shared/prefs";
 import { parseEdited, structured } from "../../src/shared/result";
+import { addedRoots } from "../../src/shared/roots";
 import { citationParts, formatAddress, textToHtml } from "../../src/shared/text";
 import { isDarkColor, wantsDark } from "../../src/shared/theme";
 import { splitThread } from "../../src/shared/thread";
@@ -146,5 +147,15 @@ describe("conversationThread", () => {
     expect(await conversationThread(serving(409, { code: "error", message: "not signed in" }), "AAQk/x=")).toBeNull();
     expect(await conversationThread(serving(404, { code: "not_found", message: "no" }), "AAQk/x=")).toBeNull();
     expect(await conversationThread(serving(200, { messages: [mail(1)] }), "AAQk/x=")).toBeNull();
+  });
+});
+
+describe("addedRoots", () => {
+  it("gives back only the folders the user added, in order: IT's stay on the server", () => {
+    expect(addedRoots([
+      { path: "/home/ana/Documents", source: "settings", exists: true },
+      { path: "/home/ana/Projects", source: "added", exists: true },
+      { path: "/mnt/old", source: "added", exists: false },
+    ])).toEqual(["/home/ana/Projects", "/mnt/old"]);
   });
 });
