@@ -71,6 +71,8 @@ from typing import Any
 
 import httpx
 
+from deskpilot.server.core.token import read_token
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SERVER_SCRIPT = HERE / "_load_server.py"
@@ -312,11 +314,17 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+# The server's per-user token, read from its app data folder once it started (ServerProcess): every client
+# presents it, as the task pane does.
+TOKEN: dict[str, str] = {}
+
+
 def new_client(base_url: str, timeout: float = 10.0) -> httpx.AsyncClient:
-    """A client with one connection, like one task pane. `Host` is the loopback name the server requires."""
+    """A client with one connection, like one task pane. `Host` is the loopback name the server requires;
+    `Authorization` carries the server's token."""
     return httpx.AsyncClient(
         base_url=base_url,
-        headers={"Host": base_url.split("://", 1)[1]},
+        headers={"Host": base_url.split("://", 1)[1], **TOKEN},
         timeout=httpx.Timeout(timeout, connect=10.0),
         verify=_tls_context(),
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
@@ -478,6 +486,7 @@ class ServerProcess:
         )
         self.port = self._read_port(timeout=60)
         self.base_url = f"http://127.0.0.1:{self.port}"
+        TOKEN["Authorization"] = f"Bearer {read_token(home / 'token')}"  # the app made it before listening
 
     def _read_port(self, timeout: float) -> int:
         assert self.proc.stdout is not None
