@@ -28,6 +28,7 @@ from llama_cpp import Llama
 
 from deskpilot.inference import Email, summarize_job
 from deskpilot.inference.llama import default_threads, requantized_embedded_model
+from deskpilot.server.core.token import ensure_token
 
 HERE = Path(__file__).resolve().parent
 CONTEXT = 4096
@@ -129,7 +130,9 @@ def main() -> None:
     )
     results: dict[str, dict[int, list[tuple[float, float, str]]]] = {"raw": {}, "server": {}, "prepared": {}}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        # The per-user token, as `deskpilot install` makes it before the server first starts.
+        auth = {"Authorization": f"Bearer {ensure_token(home / 'token')}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=auth) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:
