@@ -75,3 +75,7 @@ class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
     weights_digest: str  # "sha256:<hex>"
     context_length: int
     cost_per_1k_tokens: float = 0.0  # local models cost nothing per token
+    # A remote model (OpenAI-compatible server): the model name the server reports serving, and the
+    # `system_fingerprint` of its last answer when it gives one (its build and configuration).
+    served_model: str | None = None
+    system_fingerprint: str | None = None

@@ -7,8 +7,9 @@ what `stream` would do first and stops when asked to; a prompt that cannot fit i
 accepts; `count_tokens` measures text the way the prompt will hold it; `close` releases the model, and
 later calls fail cleanly instead of crashing the process.
 
-Backends: the scripted fake (`unit`) and llama.cpp on the embedded model (`model`). ExLlamaV2 and an
-OpenAI-compatible backend join `BACKENDS` when they exist (see the comments there).
+Backends: the scripted fake (`unit`), llama.cpp on the embedded model (`model`), and the OpenAI-compatible
+backend against llama-cpp-python's server on the embedded model (`model`). ExLlamaV2 joins `BACKENDS` when
+it exists (see the comments there).
 """
 
 from __future__ import annotations
@@ -51,14 +52,40 @@ BACKENDS = [
     pytest.param(ScriptedBackend, id="scripted", marks=pytest.mark.unit),
     pytest.param(_llama, id="llama.cpp", marks=pytest.mark.model),
     # ExLlamaV2 (inference/exllama.py, when it exists): marks=pytest.mark.gpu, on the smallest EXL2 model.
-    # OpenAI-compatible (inference/openai.py, when it exists): marks=pytest.mark.integration, against a
-    # real server on 127.0.0.1 (vLLM where there is a GPU, or llama-cpp-python's own server on the
-    # embedded model), never a patched HTTP client.
+    # OpenAI-compatible (inference/openai_compat.py) against a real server on 127.0.0.1:
+    # llama-cpp-python's own server on the embedded model (`llama_server`), never a patched HTTP client.
+    pytest.param("openai", id="openai", marks=pytest.mark.model),
 ]
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    from openai_server import llama_server
+
+    with llama_server() as base:
+        yield base
+
+
+def _openai(base: str) -> Backend:
+    from deskpilot.inference.openai_compat import OpenAICompatBackend
+
+    return OpenAICompatBackend(
+        f"{base}/v1",
+        "smollm2",
+        context_length=2048,
+        json_schema="json_object",  # llama-cpp-python's server takes the schema this way
+        logprobs=True,
+        prefix_caching=True,
+        tokenize_url=f"{base}/extras/tokenize",
+        repeat_penalty_field="repeat_penalty",
+    )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def make_backend(request: pytest.FixtureRequest) -> Callable[[], Backend]:
+    if request.param == "openai":
+        base = request.getfixturevalue("llama_server")
+        return lambda: _openai(base)
     return request.param  # type: ignore[no-any-return]
 
 
