@@ -205,6 +205,31 @@ def fake_adapters() -> dict[str, FakeAdapter]:
 # -- the workflow AI -----------------------------------------------------------------------------------------
 
 
+def record_run(
+    lineage: LineageStore,
+    task: str,
+    confidence: float | None,
+    *,
+    status: str = "ok",
+    run_id: str | None = None,
+) -> str:
+    """A closed run in lineage, as a model run records one, with the confidence it ended with."""
+    digest = "sha256:" + "0" * 64
+    start = RunStart(
+        task=task,
+        template_id="scripted",
+        template_hash=digest,
+        model_id="scripted",
+        weights_digest=digest,
+        backend="fake",
+        parameters={},
+        input_digest=digest,
+    )
+    run_id = lineage.open_run(start, run_id=run_id)
+    lineage.close_run(run_id, RunEnd(status=status, confidence=confidence))
+    return run_id
+
+
 class ScriptedAI:
     """The workflow AI with fixed answers; records calls. Like the model, it answers only with one of the
     labels it is given and knows only the schemas that exist (built in, or files in `schemas_path`).
@@ -270,19 +295,7 @@ class ScriptedAI:
     def _run(self, task: str) -> str:
         run_id = f"run-{task}-" + uuid.uuid4().hex[:8]
         if self.lineage is not None:
-            digest = "sha256:" + "0" * 64
-            start = RunStart(
-                task=task,
-                template_id="scripted",
-                template_hash=digest,
-                model_id="scripted",
-                weights_digest=digest,
-                backend="fake",
-                parameters={},
-                input_digest=digest,
-            )
-            self.lineage.open_run(start, run_id=run_id)
-            self.lineage.close_run(run_id, RunEnd(status="ok", confidence=self.confidence))
+            record_run(self.lineage, task, self.confidence, run_id=run_id)
         return run_id
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import app_client, free_port
-from fakes import RecordingQueue, ScriptedAI, fake_adapters
+from fakes import RecordingQueue, ScriptedAI, fake_adapters, record_run
 from litestar.testing import TestClient
 from sqlite_utils.migrations import Migrations
 from webhook_receiver import WebhookReceiver
@@ -39,7 +39,7 @@ from deskpilot.server.actions.policy import Automation, AutomationUpdate, loosen
 from deskpilot.server.app import create_app
 from deskpilot.server.core.wire import Person
 from deskpilot.server.extraction.review_queue import ReviewQueue
-from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
+from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import Settings, load_settings
 from deskpilot.server.worker import WorkerRuntime
 
@@ -64,22 +64,8 @@ def _put(client: TestClient[Any], name: str, **body: Any) -> Any:
 
 def _run(db_path: Path, confidence: float | None, status: str = "ok") -> str:
     """A closed run in lineage, as a model run records one."""
-    digest = "sha256:" + "0" * 64
     with LineageStore(db_path) as lineage:
-        run_id = lineage.open_run(
-            RunStart(
-                task="extract",
-                template_id="t",
-                template_hash=digest,
-                model_id="m",
-                weights_digest=digest,
-                backend="fake",
-                parameters={},
-                input_digest=digest,
-            )
-        )
-        lineage.close_run(run_id, RunEnd(status=status, confidence=confidence))
-    return run_id
+        return record_run(lineage, "extract", confidence, status=status)
 
 
 # -- approvals: loosening needs a confirmation, and IT may forbid it ------------------------------------
