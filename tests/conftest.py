@@ -39,7 +39,7 @@ def app_client(app: Litestar, **kwargs: Any) -> TestClient[Litestar]:
     return client
 
 
-TIERS = ("unit", "integration", "process", "model", "e2e")
+TIERS = ("unit", "integration", "process", "model", "e2e", "gpu")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
