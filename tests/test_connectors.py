@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vault")]
 ALL_FAULTS = dict.fromkeys(
     ("throttle", "unavailable", "slow", "drop", "malformed", "unknown_fields", "expired"), 1.0
 )
+# What real tenants add (issue 16): Retry-After: 1 storms, files served with more bytes than `size`,
+# drive delta pages without parentReference.path; expired tokens come as 404 syncStateNotFound.
+REAL_TENANT_FAULTS = dict.fromkeys(("storm", "size_mismatch", "no_path"), 1.0)
 
 
 @pytest.fixture
@@ -63,11 +66,20 @@ def expected(standin: StandIn, settings) -> dict[str, str]:
 
 
 def test_full_sync_under_20_percent_faults_then_deltas_and_a_resync(index: DocumentIndex) -> None:
-    faults = Faults(rate=0.2, kinds=ALL_FAULTS, retry_after=1, slow_seconds=1.2, seed=11)
+    faults = Faults(
+        rate=0.2,
+        kinds=ALL_FAULTS | REAL_TENANT_FAULTS,
+        retry_after=1,
+        slow_seconds=1.2,
+        seed=11,
+        expired_status=404,
+        storm_length=3,
+    )
     with StandIn(generate(seed=3, messages=300, files=40, events=30), faults=faults) as standin:
         settings = graph_settings(standin, graph_max_file_bytes=150_000)
         sign_in(settings)
         t = standin.tenant
+        t.omit_paths = True  # as real delta responses: paths come from the parent chain
         t.add_file("huge-log.txt", b"too big to download " * 10_000, marker="never-indexed")  # 200 kB > limit
 
         first = run_sync(settings, index)
@@ -75,7 +87,8 @@ def test_full_sync_under_20_percent_faults_then_deltas_and_a_resync(index: Docum
         assert first.indexed == len(expected(standin, settings)) and first.skipped == 3  # png, empty, huge
         assert_index_holds(index, expected(standin, settings))
         injected = {k for k, v in standin.stats.items() if k.startswith("fault:") and v}
-        assert len(injected) >= 5, standin.stats  # throttle, 503, slow, drop, malformed, unknown fields...
+        assert len(injected) >= 8, standin.stats  # throttle, 503, slow, drop, malformed, unknown fields...
+        assert {"fault:storm", "fault:size_mismatch"} <= injected, standin.stats
         assert sum(first.retries.values()) >= 10 and first.retries.get("throttled", 0) >= 1
 
         # Changes on the "server": new, changed, read-only change, moved, deleted; files; events.

@@ -224,7 +224,9 @@ def test_paging_and_delta_semantics(request: pytest.FixtureRequest) -> None:
         assert by_id[sorted(in_folder)[-1]]["@removed"] == {"reason": "deleted"}
         t.expire_delta_links()
         gone = client.get(next_round["@odata.deltaLink"])
-        assert gone.status_code == 410 and gone.json()["error"]["code"] == "SyncStateNotFound"
+        assert (
+            gone.status_code == 410 and gone.json()["error"]["code"] == "syncStateNotFound"
+        )  # as Graph's docs spell it
         assert client.get(f"{standin.graph_url}/me").status_code == 200
         assert httpx.get(f"{standin.graph_url}/me").status_code == 401  # no token, no data
 

@@ -9,10 +9,16 @@ own objects without validating them, and it retries with urllib3's fixed policy.
 `account.con.oauth_request(...)` ("raw" requests on O365's connection) and every payload is decoded
 into the msgspec Structs of `models.py` here.
 
-Retry policy (one place, `_send`): 429 and 503 wait for Retry-After; other 5xx, timeouts, dropped
+Retry policy (one place, `_send`): 429 and 503 wait for Retry-After, as long as Graph asks, however
+often it asks (Graph's throttling guidance: keep waiting the Retry-After it sends), within the
+throttling budget the caller sets (`throttle_budget`, seconds of waiting left for one sync scope): a
+wait beyond it raises `Throttled` at once with the wait Graph asked for, so the sync defers that scope
+to a later run instead of blocking every other scope behind it. Other 5xx, timeouts, dropped
 connections, truncated bodies and malformed JSON back off exponentially with jitter, up to
-`graph_max_retries` per request. 410 on a delta link is `DeltaExpired` (the caller resyncs); 401 gets
-one forced token refresh; other 4xx are errors, never retried.
+`graph_max_retries` per request. 410, and any 40X whose code says the sync state is gone
+(`syncStateNotFound`, `resyncRequired`, ...: Graph's docs promise "a 40X-series error"), is
+`DeltaExpired` (the caller resyncs); 401 gets one forced token refresh; other 4xx are errors, never
+retried.
 
 Writes (`request`, `post`, `patch`, `put`, `delete`) go through the same policy, with one difference for
 requests that are not idempotent (POST by default, or any request sent with `idempotent=False`): sending
@@ -62,13 +68,26 @@ __all__ = [
     "ItemDrift",
     "NotFound",
     "PageDrift",
+    "Throttled",
     "quote_id",
 ]
 
 log = logging.getLogger("deskpilot.connectors")
 T = TypeVar("T")
-_MAX_RETRY_AFTER = 300.0
 _MAX_BACKOFF = 60.0
+# Error codes that mean "this delta (or skip) token is no longer valid: start again", in lower case:
+# Outlook's (message, event, mailFolder delta) and OneDrive's (driveItem delta, with 410).
+RESYNC_CODES = frozenset(
+    {
+        "syncstatenotfound",
+        "syncstateinvalid",
+        "resyncrequired",
+        "resyncchangesapplydifferences",
+        "resyncchangesuploaddifferences",
+        "resyncapplydifferences",
+        "resyncuploaddifferences",
+    }
+)
 # Properties the sync asks for: smaller pages, and only what `models.py` reads.
 MESSAGE_SELECT = (
     "id,subject,body,bodyPreview,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,"
@@ -97,7 +116,16 @@ class GraphAmbiguous(GraphError):
 
 
 class DeltaExpired(GraphError):
-    """410 Gone: the delta (or next) link is too old; the scope needs a full resync."""
+    """410 Gone, or a 40X with a resync code: the delta (or next) link is too old; the scope needs a full
+    resync."""
+
+
+class Throttled(GraphError):
+    """Graph asked for a wait (Retry-After) longer than the throttling budget left: come back later."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, 429, "TooManyRequests")
+        self.retry_after = retry_after
 
 
 class Cancelled(Exception):
@@ -128,12 +156,15 @@ def quote_id(item_id: str) -> str:
 class GraphTransport(Protocol):
     """Graph requests under one retry policy: typed reads, writes that are never sent twice blindly.
 
-    Raises `NotFound` (404), `DeltaExpired` (410), `GraphError` (other 4xx), `GraphAmbiguous` (a write that
-    may have been applied), `GraphUnavailable` (retries exhausted) and `Cancelled`. `stats` counts
+    Raises `NotFound` (404), `DeltaExpired` (410 or a 40X resync code), `GraphError` (other 4xx),
+    `Throttled` (a Retry-After beyond `throttle_budget`), `GraphAmbiguous` (a write that may have been
+    applied), `GraphUnavailable` (retries exhausted) and `Cancelled`. `stats` counts
     requests, retries and ambiguous outcomes by reason, for sync summaries and tests.
     """
 
     stats: Counter[str]
+    throttle_budget: float | None
+    throttle_waited: float
 
     def get_page(self, url: str, *, params: dict[str, Any] | None = None, prefer: str = "") -> Page: ...
 
@@ -236,6 +267,9 @@ class GraphClient:
         self.cancel = cancel or threading.Event()
         self.rng = rng or random.Random()
         self.stats: Counter[str] = Counter()
+        # Seconds of Retry-After waiting still allowed (None: no limit); the sync sets it per scope.
+        self.throttle_budget: float | None = None
+        self.throttle_waited = 0.0  # seconds spent waiting for Retry-After, over the client's life
         self._authorized = False
 
     def url(self, path: str) -> str:
@@ -289,7 +323,7 @@ class GraphClient:
         if prefer:
             headers["Prefer"] = prefer
         refreshed = False
-        attempt = 0
+        attempt = throttles = 0
         while True:
             if self.cancel.is_set():
                 raise Cancelled
@@ -311,13 +345,16 @@ class GraphClient:
                 if status == 401:
                     raise NotSignedIn("Microsoft 365 refused the sign-in: run `deskpilot login` again")
                 code, message = self._error_body(response)
-                if status == 410:
+                if status == 410 or (status < 500 and code.lower() in RESYNC_CODES):
                     raise DeltaExpired(f"{code or 'Gone'}: {message}", status, code)
                 if status == 404:
                     raise NotFound(f"{code or 'NotFound'}: {message}", status, code)
                 if status == 429 or (status == 503 and response.headers.get("Retry-After")):
-                    reason = "throttled"  # not processed: safe to send again, write or not
-                    delay = min(_MAX_RETRY_AFTER, _retry_after(response) or self._backoff(attempt))
+                    # Not processed: safe to send again, write or not. Not counted against
+                    # graph_max_retries: Graph says how long to wait, and the budget bounds the total.
+                    self._throttle_wait(url, _retry_after(response) or self._backoff(throttles))
+                    throttles += 1
+                    continue
                 elif status >= 500 and not idempotent:
                     raise self._ambiguous(method, url, f"http_{status}", status, code)
                 elif status >= 500:
@@ -342,6 +379,18 @@ class GraphClient:
                 )
             log.info("Graph %s on %s; retry %d in %.2f s", reason, _path(url), attempt, delay)
             self._wait(delay)
+
+    def _throttle_wait(self, url: str, delay: float) -> None:
+        """Wait as Graph asked, or raise `Throttled` when that is beyond the budget left."""
+        self.stats["retry:throttled"] += 1
+        budget = self.throttle_budget
+        if budget is not None and delay > budget:
+            raise Throttled(f"Graph asks to wait {delay:.0f} s on {_path(url)}; {budget:.0f} s left", delay)
+        if budget is not None:
+            self.throttle_budget = budget - delay
+        log.info("Graph throttled on %s; waiting %.2f s as asked", _path(url), delay)
+        self.throttle_waited += delay
+        self._wait(delay)
 
     def _ambiguous(
         self, method: str, url: str, reason: str, status: int | None = None, code: str = ""
@@ -401,10 +450,15 @@ class GraphClient:
         return self._send(url, params=params, prefer=prefer, decode=decode)  # type: ignore[no-any-return]
 
     def download(self, url: str, expected_size: int | None = None) -> bytes:
+        """A file's bytes. `expected_size` (the item's `size`) is not held against them: SharePoint
+        rewrites Office and PDF files as it serves them (metadata written in), so their byte count differs
+        from `size` while the content is whole. A body cut short is caught by its Content-Length
+        (urllib3 enforces it) and retried like a dropped connection."""
+
         def decode(response: requests.Response) -> bytes:
-            content = response.content
+            content: bytes = response.content
             if expected_size is not None and len(content) != expected_size:
-                raise _Malformed(f"{len(content)} bytes, expected {expected_size}")
+                log.debug("%s: %d bytes served, size says %d", _path(url), len(content), expected_size)
             return content
 
         return self._send(url, decode=decode)  # type: ignore[no-any-return]  # what `decode` returns

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from tzlocal.windows_tz import win_tz
 
 from deskpilot.indexes import DocumentInput, PageText, html_to_text
 from deskpilot.server.core.wire import EmailIn
@@ -27,6 +29,7 @@ __all__ = [
     "email_in",
     "event_document",
     "message_document",
+    "time_zone",
 ]
 
 
@@ -141,16 +144,35 @@ class DateTimeTimeZone(_Graph):
     time_zone: str | None = None
 
     def parse(self) -> datetime | None:
-        """Graph writes 7 fractional digits ("2025-03-03T09:00:00.0000000") and a zone name apart."""
+        """The moment, in UTC. Graph writes 7 fractional digits ("2025-03-03T09:00:00.0000000") and the
+        zone apart, by its Windows name ("Pacific Standard Time") when asked for a mailbox's zone with
+        `Prefer: outlook.timezone`, or an IANA name. None when the text or the zone is not understood:
+        an unknown moment, rather than a wrong one."""
         text = self.date_time.rstrip("Z")
         head, _, fraction = text.partition(".")
         try:
             value = datetime.fromisoformat(head + (f".{fraction[:6]}" if fraction else ""))
         except ValueError:
             return None
-        if value.tzinfo is None and (self.time_zone or "UTC").upper() in ("UTC", "Z"):
-            value = value.replace(tzinfo=UTC)
-        return value
+        if value.tzinfo is None:
+            zone = time_zone(self.time_zone or "UTC")
+            if zone is None:
+                return None
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(UTC)
+
+
+def time_zone(name: str) -> ZoneInfo | None:
+    """A zone by its Windows name (Exchange's) or its IANA name. Windows names map through CLDR's
+    windowsZones table as tzlocal ships it (`tzlocal.windows_tz.win_tz`, regenerated from CLDR with each
+    tzlocal release; tzlocal is already here for O365); zone rules come from the system's tz database
+    or the `tzdata` package (Windows has no system one)."""
+    if name.upper() in ("UTC", "Z", "ETC/UTC"):
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(win_tz.get(name, name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 class Location(_Graph):
@@ -254,10 +276,19 @@ def drive_document(
     *,
     title: str,
     kind: str,
+    folder: str | None = None,
+    size: int | None = None,
 ) -> DocumentInput:
-    parent = (item.parent_reference.path or "") if item.parent_reference else ""
-    path = f"{parent.split(':', 1)[-1]}/{item.name}" if parent else (item.name or "")
-    metadata = {k: v for k, v in {"name": item.name, "path": path, "webUrl": item.web_url}.items() if v}
+    """`folder` is the path of the item's folder ("/Documents/Reports"; "" at the root) when the caller
+    rebuilt it from the parent chain; otherwise it comes from `parentReference.path`, which delta
+    responses leave out. `size` is the byte count actually served, when it differs from `size`."""
+    if folder is None:
+        parent = (item.parent_reference.path or "") if item.parent_reference else ""
+        folder = parent.split(":", 1)[-1] if parent else None
+    path = f"{folder.rstrip('/')}/{item.name}" if folder is not None else (item.name or "")
+    served = size if size is not None else item.size
+    values = {"name": item.name, "path": path, "webUrl": item.web_url, "size": str(served or "")}
+    metadata = {k: v for k, v in values.items() if v}
     pages = [PageText(text=text, page=page) for page, text in segments]
     return DocumentInput(
         source=f"graph:driveItem:{item.id}",

@@ -50,6 +50,18 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         status TEXT NOT NULL, summary TEXT, error TEXT)""")
 
 
+@migrations()
+def m002_retries_windows_and_names(db: sqlite_utils.Database) -> None:
+    """A skipped file's retry schedule and real size; a folder's name (paths are rebuilt from the parent
+    chain, since delta leaves `parentReference.path` out); per scope the calendar window its delta link
+    covers, when a throttled scope may go on, and when it last completed a round."""
+    for column in ("name TEXT", "size INTEGER", "attempts INTEGER NOT NULL DEFAULT 0", "retry_at TEXT"):
+        db.execute(f"ALTER TABLE items ADD COLUMN {column}")
+    db.execute("CREATE INDEX IF NOT EXISTS items_retry ON items(retry_at)")
+    for column in ("window_start TEXT", "deferred_until TEXT", "deferred_reason TEXT", "succeeded_at TEXT"):
+        db.execute(f"ALTER TABLE cursors ADD COLUMN {column}")
+
+
 def _now() -> str:
     return iso_utc(utc_now())
 
@@ -62,6 +74,10 @@ class Cursor:
     next_link: str | None
     round: int
     full: bool
+    window_start: str | None = None  # the calendar window the scope's delta link covers (ISO, UTC)
+    deferred_until: str | None = None  # throttled: the scope waits until then (ISO, UTC)
+    deferred_reason: str | None = None
+    succeeded_at: str | None = None  # when a round of it last reached its delta link
 
 
 @dataclass
@@ -73,6 +89,46 @@ class ItemRow:
     parent: str | None
     tag: str | None
     indexed: bool
+    name: str | None = None
+    size: int | None = None
+    skipped: str | None = None  # why a file is not in the index
+    attempts: int = 0  # failed downloads in a row; a retry is due at `retry_at`
+    retry_at: str | None = None
+
+    def as_put(self) -> dict[str, Any]:
+        """The row as `commit_page(put=...)` takes it: keeping an item as it is, marked seen."""
+        return {
+            "source": self.source,
+            "scope": self.scope,
+            "kind": self.kind,
+            "graph_id": self.graph_id,
+            "parent": self.parent,
+            "tag": self.tag,
+            "indexed": int(self.indexed),
+            "name": self.name,
+            "size": self.size,
+            "skipped": self.skipped,
+            "attempts": self.attempts,
+            "retry_at": self.retry_at,
+        }
+
+
+_CURSOR = (
+    "SELECT scope, name, delta_link, next_link, round, full, window_start, deferred_until, deferred_reason, "
+    "succeeded_at FROM cursors"
+)
+_ITEM = (
+    "SELECT source, scope, kind, graph_id, parent, tag, indexed, name, size, skipped, attempts, retry_at "
+    "FROM items"
+)
+
+
+def _cursor(row: Sequence[Any]) -> Cursor:
+    return Cursor(row[0], row[1], row[2], row[3], row[4], bool(row[5]), *row[6:])
+
+
+def _item(row: Sequence[Any]) -> ItemRow:
+    return ItemRow(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), *row[7:])
 
 
 class SyncState:
@@ -105,16 +161,11 @@ class SyncState:
     # -- cursors ---------------------------------------------------------------------------------------
 
     def cursor(self, scope: str) -> Cursor | None:
-        row = self.conn.execute(
-            "SELECT scope, name, delta_link, next_link, round, full FROM cursors WHERE scope = ?", (scope,)
-        ).fetchone()
-        return Cursor(row[0], row[1], row[2], row[3], row[4], bool(row[5])) if row else None
+        row = self.conn.execute(f"{_CURSOR} WHERE scope = ?", (scope,)).fetchone()
+        return _cursor(row) if row else None
 
     def cursors(self) -> list[Cursor]:
-        rows = self.conn.execute(
-            "SELECT scope, name, delta_link, next_link, round, full FROM cursors ORDER BY scope"
-        )
-        return [Cursor(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        return [_cursor(r) for r in self.conn.execute(f"{_CURSOR} ORDER BY scope")]
 
     def begin_full_round(self, scope: str, name: str) -> Cursor:
         """Forget the scope's links and start a round that enumerates everything."""
@@ -129,6 +180,19 @@ class SyncState:
         assert cursor is not None
         return cursor
 
+    def set_window(self, scope: str, start: str) -> None:
+        """The calendar window's start the round now beginning covers (it is part of the delta token)."""
+        with self.write():
+            self.conn.execute("UPDATE cursors SET window_start = ? WHERE scope = ?", (start, scope))
+
+    def defer(self, scope: str, until: str, reason: str) -> None:
+        """The scope stays where it is until `until` (throttled beyond its budget); then it goes on."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE cursors SET deferred_until = ?, deferred_reason = ?, updated_at = ? WHERE scope = ?",
+                (until, reason, _now(), scope),
+            )
+
     def rename(self, scope: str, name: str) -> None:
         with self.write():
             self.conn.execute("UPDATE cursors SET name = ? WHERE scope = ?", (name, scope))
@@ -141,11 +205,8 @@ class SyncState:
     # -- items -----------------------------------------------------------------------------------------
 
     def item(self, source: str) -> ItemRow | None:
-        row = self.conn.execute(
-            "SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE source = ?",
-            (source,),
-        ).fetchone()
-        return ItemRow(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6])) if row else None
+        row = self.conn.execute(f"{_ITEM} WHERE source = ?", (source,)).fetchone()
+        return _item(row) if row else None
 
     def commit_page(
         self,
@@ -163,17 +224,23 @@ class SyncState:
         with self.write():
             self.conn.executemany(
                 "INSERT INTO items(source, scope, kind, graph_id, parent, tag, seen_round, indexed, skipped, "
-                "updated_at) VALUES (:source, :scope, :kind, :graph_id, :parent, :tag, :round, :indexed, "
-                ":skipped, :at) ON CONFLICT(source) DO UPDATE SET scope = excluded.scope, "
+                "name, size, attempts, retry_at, updated_at) VALUES (:source, :scope, :kind, :graph_id, "
+                ":parent, :tag, :round, :indexed, :skipped, :name, :size, :attempts, :retry_at, :at) "
+                "ON CONFLICT(source) DO UPDATE SET scope = excluded.scope, "
                 "kind = excluded.kind, parent = excluded.parent, tag = excluded.tag, "
                 "seen_round = excluded.seen_round, indexed = excluded.indexed, skipped = excluded.skipped, "
-                "updated_at = excluded.updated_at",
+                "name = excluded.name, size = excluded.size, attempts = excluded.attempts, "
+                "retry_at = excluded.retry_at, updated_at = excluded.updated_at",
                 [
                     {
                         "parent": None,
                         "tag": None,
                         "indexed": 1,
                         "skipped": None,
+                        "name": None,
+                        "size": None,
+                        "attempts": 0,
+                        "retry_at": None,
                         **r,
                         "round": round_,
                         "at": at,
@@ -184,9 +251,9 @@ class SyncState:
             self.conn.executemany("DELETE FROM items WHERE source = ?", [(s,) for s in forget])
             if delta_link is not None:
                 self.conn.execute(
-                    "UPDATE cursors SET delta_link = ?, next_link = NULL, full = 0, updated_at = ? "
-                    "WHERE scope = ?",
-                    (delta_link, at, scope),
+                    "UPDATE cursors SET delta_link = ?, next_link = NULL, full = 0, updated_at = ?, "
+                    "succeeded_at = ?, deferred_until = NULL, deferred_reason = NULL WHERE scope = ?",
+                    (delta_link, at, at, scope),
                 )
                 # Page-level drift has no item to re-fetch: a round that completes has got past it.
                 self.conn.execute(
@@ -211,16 +278,34 @@ class SyncState:
         return [r[0] for r in self.conn.execute("SELECT source FROM items WHERE scope = ?", (scope,))]
 
     def children(self, parent_id: str) -> list[ItemRow]:
-        rows = self.conn.execute(
-            "SELECT source, scope, kind, graph_id, parent, tag, indexed FROM items WHERE parent = ?",
-            (parent_id,),
-        )
-        return [ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+        return [_item(r) for r in self.conn.execute(f"{_ITEM} WHERE parent = ?", (parent_id,))]
 
     def skipped(self, limit: int = 100) -> list[tuple[str, str]]:
         return self.conn.execute(
             "SELECT source, skipped FROM items WHERE skipped IS NOT NULL ORDER BY source LIMIT ?", (limit,)
         ).fetchall()
+
+    def skipped_items(self, scope: str, limit: int = 50) -> list[ItemRow]:
+        """The scope's files not in the index, those with a retry first (for the sync status)."""
+        rows = self.conn.execute(
+            f"{_ITEM} WHERE scope = ? AND skipped IS NOT NULL ORDER BY retry_at IS NULL, retry_at, source "
+            "LIMIT ?",
+            (scope, limit),
+        )
+        return [_item(r) for r in rows]
+
+    def skipped_count(self, scope: str) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM items WHERE scope = ? AND skipped IS NOT NULL", (scope,)
+        ).fetchone()
+        return int(row[0])
+
+    def due_retries(self, now: str) -> list[ItemRow]:
+        """Skipped files whose next download attempt is due."""
+        rows = self.conn.execute(
+            f"{_ITEM} WHERE retry_at IS NOT NULL AND retry_at <= ? ORDER BY retry_at", (now,)
+        )
+        return [_item(r) for r in rows]
 
     # -- quarantine ------------------------------------------------------------------------------------
 

@@ -6,9 +6,27 @@ folder, the drive, the calendar) it follows the delta feed page by page: every i
 or removed (`@removed`, `deleted`); an invalid one is quarantined with its payload and error, logged
 and counted, and re-fetched by id at the end of every run until it validates. The page goes into the
 index before its successor link goes into `SyncState`, so a crash at any point resumes from the last
-recorded link and re-applies at most one page (see `state.py`). A 410 starts a full round of that
-scope, which also removes what disappeared meanwhile. One scope failing (Graph unavailable after all
-retries) is reported and the others go on.
+recorded link and re-applies at most one page (see `state.py`). An expired link (410, or any 40X whose
+code says the sync state is gone) starts a full round of that scope, which also removes what disappeared
+meanwhile. One scope failing (Graph unavailable after all retries) is reported and the others go on.
+
+What real tenants do, and what the sync does about it:
+- A file that cannot be fetched (403 `malwareDetected`, an empty 400, Graph failing on that one file) is
+  recorded as skipped with its reason and retried on later runs, 15 minutes later, then doubling up to a
+  day; it never stops its page, its scope or the others. A byte count that differs from `size` is not a
+  fault (SharePoint rewrites Office and PDF files as it serves them): the bytes served are indexed and
+  their real size recorded.
+- The calendar window is part of the calendarView delta token, so a round started today keeps today's
+  window for ever: when the window's start has moved by more than a day, the calendar starts a full
+  round over the new window (its sweep removes what fell out of it).
+- Deletes apply after the whole page: a folder reported deleted takes with it only what is still in it
+  once the page's moves are applied (Graph: delete a folder locally only if it is empty after the
+  changes), so a file moved out of it in the same page stays.
+- Delta responses leave out `parentReference.path`: a file's path is rebuilt from its parent chain (folder
+  names kept in the state, the page's folders, and a lookup by id for a parent not seen yet).
+- Throttling: Retry-After is waited out however long and however often Graph asks, within a budget of
+  waiting per scope and run (`throttle_budget`); a longer wait defers that scope to the first run after
+  it, from where it stood, and the other scopes go on.
 
 Messages are requested with immutable ids (`Prefer: IdType="ImmutableId"`, in `graph.py`), so a message
 moved between folders keeps its id: it is removed from the index only if the folder reporting it
@@ -38,6 +56,7 @@ from deskpilot.server.connectors.graph import (
     ItemDrift,
     NotFound,
     PageDrift,
+    Throttled,
     decode_item,
     quote_id,
 )
@@ -50,7 +69,8 @@ from deskpilot.server.connectors.models import (
     event_document,
     message_document,
 )
-from deskpilot.server.connectors.state import Cursor, SyncState
+from deskpilot.server.connectors.state import Cursor, ItemRow, SyncState
+from deskpilot.server.core.db import iso_utc
 from deskpilot.server.settings import Settings
 
 __all__ = ["GraphSync", "SyncBusy", "SyncLock", "SyncProgress", "SyncSummary"]
@@ -59,6 +79,10 @@ log = logging.getLogger("deskpilot.connectors")
 ProgressCallback = Callable[["SyncProgress"], None]
 _TEXT_BODY = 'outlook.body-content-type="text"'
 _MAX_RESYNCS = 2  # per scope and run: a feed that keeps expiring is a failure, not a loop
+THROTTLE_BUDGET = 600.0  # seconds of Retry-After waiting per scope and run before the scope is deferred
+RETRY_FIRST = timedelta(minutes=15)  # a file that could not be fetched: the first retry, then doubling
+RETRY_MAX = timedelta(days=1)
+WINDOW_DRIFT = timedelta(days=1)  # the calendar restarts its delta round when its window moved this far
 
 
 class SyncProgress(msgspec.Struct, rename="camel", kw_only=True):
@@ -79,6 +103,8 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
     quarantined: int = 0  # payloads that did not validate in this run
     repaired: int = 0  # quarantined earlier, valid (or gone) now
     resyncs: int = 0  # full rounds after an expired delta link
+    deferred: list[str] = []  # scopes throttled beyond their budget: they go on in a later run
+    throttle_seconds: float = 0.0  # waited for Retry-After
     new_mail: int = 0  # new messages handed to the workflow triggers
     folders: int = 0
     pages: int = 0
@@ -94,11 +120,12 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
             f"skipped {self.skipped}, quarantined {self.quarantined}, repaired {self.repaired}; "
             f"{self.folders} folders, {self.pages} pages, {self.requests} requests, {retries} retried, "
-            f"{self.resyncs} resyncs in {self.seconds:.1f} s"
+            f"{self.resyncs} resyncs, {self.throttle_seconds:.1f} s throttled in {self.seconds:.1f} s"
         )
         return (
             text
             + (" (cancelled)" if self.cancelled else "")
+            + (f"; {len(self.deferred)} deferred" if self.deferred else "")
             + (f"; {len(self.errors)} error(s)" if self.errors else "")
         )
 
@@ -167,6 +194,33 @@ class _Batch:
         self.put: list[dict[str, Any]] = []
         self.remove: list[str] = []
         self.new_mail: list[dict[str, Any]] = []
+        self.gone: list[str] = []  # drive items reported deleted: their contents go after the page
+
+
+class _Feed:
+    """Where one scope's delta feed stands in this run."""
+
+    def __init__(
+        self,
+        scope: str,
+        name: str,
+        phase: str,
+        start: str,
+        params: dict[str, str] | None,
+        apply: Callable[[str, Sequence[msgspec.Raw], _Batch], None],
+        cursor: Cursor,
+    ) -> None:
+        self.scope, self.name, self.phase, self.start, self.params = scope, name, phase, start, params
+        self.apply, self.cursor = apply, cursor
+        self.url: str = cursor.next_link or cursor.delta_link or start
+        self.use_params = params if self.url == start else None
+        self.prefer = _TEXT_BODY if phase != "files" else ""
+        self.resyncs = 0
+
+
+def drive_base(scope: str) -> str:
+    """The Graph path of a drive scope's drive: "drive" is the user's OneDrive, "drive:<id>" another."""
+    return "me/drive" if scope == "drive" else f"drives/{quote_id(scope.removeprefix('drive:'))}"
 
 
 class GraphSync:
@@ -180,8 +234,10 @@ class GraphSync:
         progress: ProgressCallback | None = None,
         now: Callable[[], datetime] | None = None,
         on_new_mail: Callable[[list[dict[str, Any]]], None] | None = None,
+        throttle_budget: float = THROTTLE_BUDGET,
     ) -> None:
         self.client, self.index, self.state, self.settings = client, index, state, settings
+        self.throttle_budget = throttle_budget
         # New mail (not seen before, outside a scope's first full round) for the workflow triggers; it
         # is handed over before the page's link is recorded, like the index, so a crash re-delivers it
         # (the event log deduplicates by message id).
@@ -193,6 +249,8 @@ class GraphSync:
         self.progress = SyncProgress(phase="starting")
         self._folder_names: dict[str, str] = {}
         self._quarantined_now: set[tuple[str, str]] = set()  # (kind, id): not re-fetched in the same run
+        # Drive folders by id: (name, parent id); the root's name is None. For paths (see `_folder_path`).
+        self._tree: dict[str, tuple[str | None, str | None]] = {}
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -216,6 +274,7 @@ class GraphSync:
             self.summary.retries = {
                 k.removeprefix("retry:"): v for k, v in self.client.stats.items() if k.startswith("retry:")
             }
+            self.summary.throttle_seconds = round(self.client.throttle_waited, 3)
             self._report("done")
             self.state.finish_run(run_id, status, msgspec.to_builtins(self.summary), error)
             log.info("sync %s: %s", status, self.summary.line())
@@ -243,17 +302,34 @@ class GraphSync:
                     self._apply_messages,
                 )
         self._follow("drive", "OneDrive", "files", "me/drive/root/delta", None, self._apply_drive)
+        self._follow_calendar()
+        self._retry_files()
+        self._repair()
+
+    def _follow_calendar(self) -> None:
+        """The calendar's window slides with time; its delta token does not (the range is encoded in it),
+        so a round whose window start has drifted by more than `WINDOW_DRIFT` is started again."""
         now = self._now()
         window = timedelta(days=self.settings.graph_calendar_days)
+        start = now - window
+        cursor = self.state.cursor("calendar")
+        if cursor is not None and (cursor.delta_link or cursor.next_link):
+            covered = _parse_iso(cursor.window_start)
+            if covered is None or abs(covered - start) > WINDOW_DRIFT:
+                log.info(
+                    "calendar: the window moved from %s to %s; starting a new round",
+                    cursor.window_start,
+                    _iso(start),
+                )
+                self.state.begin_full_round("calendar", "Calendar")
         self._follow(
             "calendar",
             "Calendar",
             "calendar",
             "me/calendarView/delta",
-            {"startDateTime": _iso(now - window), "endDateTime": _iso(now + window)},
+            {"startDateTime": _iso(start), "endDateTime": _iso(now + window)},
             self._apply_events,
         )
-        self._repair()
 
     def _report(self, phase: str, scope: str = "") -> None:
         p = self.progress
@@ -271,6 +347,7 @@ class GraphSync:
         self._report("folders")
         out: list[MailFolder] = []
         pending: list[tuple[str, str]] = [("me/mailFolders", "")]
+        self.client.throttle_budget = self.throttle_budget
         try:
             while pending:
                 url, prefix = pending.pop(0)
@@ -286,9 +363,14 @@ class GraphSync:
                         out.append(folder)
                         if folder.child_folder_count:
                             pending.append((f"me/mailFolders/{quote_id(folder.id)}/childFolders", name))
+        except Throttled as exc:
+            self._note_deferred("mail folders", exc)
+            return None
         except (GraphError, PageDrift) as exc:
             self._fail("mail folders", exc)
             return None
+        finally:
+            self.client.throttle_budget = None
         self.summary.folders = len(out)
         return out
 
@@ -311,52 +393,83 @@ class GraphSync:
         apply: Callable[[str, Sequence[msgspec.Raw], _Batch], None],
     ) -> None:
         cursor = self._open_cursor(scope, name)
-        url, use_params = cursor.next_link or cursor.delta_link, None
-        if url is None:
-            url, use_params = start, params
-        prefer = _TEXT_BODY if phase != "files" else ""
-        resyncs = 0
-        self._report(phase, name)
-        while True:
-            try:
-                page = self.client.get_page(url, params=use_params, prefer=prefer)
-            except DeltaExpired as exc:
-                resyncs += 1
-                self.summary.resyncs += 1
-                if resyncs > _MAX_RESYNCS:
-                    self._fail(name, exc)
-                    return
-                log.warning(
-                    "%s: delta link expired (%s); resyncing the whole %s", name, exc.code or exc, phase
-                )
-                cursor = self.state.begin_full_round(scope, name)
-                self._full_round.add(scope)
-                url, use_params = start, params
-                continue
-            except PageDrift as exc:
-                self._quarantine(scope, "page", exc.body, exc)
-                self._fail(name, exc)
-                return
-            except (GraphError, NotFound) as exc:
-                self._fail(name, exc)
-                return
-            batch = _Batch()
-            apply(scope, page.value, batch)
-            self._commit(scope, cursor.round, batch, page.next_link, page.delta_link)
-            self.progress.items_done += len(page.value)
-            self._report(phase, name)
-            if page.next_link:
-                url, use_params = page.next_link, None
-                continue
-            if page.delta_link is None:
-                self._quarantine(
-                    scope, "page", msgspec.json.encode(page), ValueError("no nextLink or deltaLink")
-                )
-                self._fail(name, GraphError("a page with neither @odata.nextLink nor @odata.deltaLink"))
-                return
-            if cursor.full:
-                self._sweep(scope, cursor.round)
+        if cursor.deferred_until and cursor.deferred_until > iso_utc(self._now()):
+            self.summary.deferred.append(f"{name}: throttled, goes on after {cursor.deferred_until}")
+            log.info("%s: throttled earlier; goes on after %s", name, cursor.deferred_until)
             return
+        feed = _Feed(scope, name, phase, start, params, apply, cursor)
+        if feed.use_params is not None:
+            self._round_starts(feed)
+        self._report(phase, name)
+        self.client.throttle_budget = self.throttle_budget
+        try:
+            while self._next_page(feed):
+                pass
+        except Throttled as exc:
+            self.state.defer(scope, iso_utc(self._now() + timedelta(seconds=exc.retry_after)), str(exc))
+            self._note_deferred(name, exc)
+        finally:
+            self.client.throttle_budget = None
+
+    def _round_starts(self, feed: _Feed) -> None:
+        if feed.params and "startDateTime" in feed.params:
+            self.state.set_window(feed.scope, feed.params["startDateTime"])
+
+    def _note_deferred(self, name: str, exc: Throttled) -> None:
+        self.summary.deferred.append(f"{name}: {exc}")
+        log.warning("%s deferred: %s; it goes on from where it stands in a later run", name, exc)
+
+    def _next_page(self, feed: _Feed) -> bool:
+        """Fetch, apply and record one page; whether the feed goes on."""
+        try:
+            page = self.client.get_page(feed.url, params=feed.use_params, prefer=feed.prefer)
+        except DeltaExpired as exc:
+            return self._resync(feed, exc)
+        except PageDrift as exc:
+            self._quarantine(feed.scope, "page", exc.body, exc)
+            self._fail(feed.name, exc)
+            return False
+        except Throttled:
+            raise
+        except (GraphError, NotFound) as exc:
+            self._fail(feed.name, exc)
+            return False
+        batch = _Batch()
+        feed.apply(feed.scope, page.value, batch)
+        self._commit(feed.scope, feed.cursor.round, batch, page.next_link, page.delta_link)
+        self.progress.items_done += len(page.value)
+        self._report(feed.phase, feed.name)
+        if page.next_link:
+            feed.url, feed.use_params = page.next_link, None
+            return True
+        if page.delta_link is None:
+            self._quarantine(
+                feed.scope, "page", msgspec.json.encode(page), ValueError("no nextLink or deltaLink")
+            )
+            self._fail(feed.name, GraphError("a page with neither @odata.nextLink nor @odata.deltaLink"))
+            return False
+        if feed.cursor.full:
+            self._sweep(feed.scope, feed.cursor.round)
+        return False
+
+    def _resync(self, feed: _Feed, exc: DeltaExpired) -> bool:
+        feed.resyncs += 1
+        self.summary.resyncs += 1
+        if feed.resyncs > _MAX_RESYNCS:
+            self._fail(feed.name, exc)
+            return False
+        log.warning(
+            "%s: delta link expired (%s %s); resyncing the whole %s",
+            feed.name,
+            exc.status,
+            exc.code or exc,
+            feed.phase,
+        )
+        feed.cursor = self.state.begin_full_round(feed.scope, feed.name)
+        self._full_round.add(feed.scope)
+        feed.url, feed.use_params = feed.start, feed.params
+        self._round_starts(feed)
+        return True
 
     def _open_cursor(self, scope: str, name: str) -> Cursor:
         """Where the feed goes on from; a full round when there is no link to go on from."""
@@ -422,17 +535,7 @@ class GraphSync:
         """A quarantined item keeps its last good version in the index: a full round must not sweep it."""
         row = self.state.item(source)
         if row is not None:
-            batch.put.append(
-                {
-                    "source": row.source,
-                    "scope": row.scope,
-                    "kind": row.kind,
-                    "graph_id": row.graph_id,
-                    "parent": row.parent,
-                    "tag": row.tag,
-                    "indexed": int(row.indexed),
-                }
-            )
+            batch.put.append(row.as_put())
 
     # -- items -----------------------------------------------------------------------------------------
 
@@ -486,6 +589,7 @@ class GraphSync:
             batch.put.append({"source": source, "scope": scope, "kind": "event", "graph_id": event.id})
 
     def _apply_drive(self, scope: str, values: Sequence[msgspec.Raw], batch: _Batch) -> None:
+        items: dict[str, DriveItem] = {}  # an item may come twice in a feed: the last one counts
         for raw in values:
             try:
                 item = decode_item(raw, DriveItem)
@@ -494,32 +598,106 @@ class GraphSync:
                 if graph_id:
                     self._keep_seen(batch, f"graph:driveItem:{graph_id}")
                 continue
+            items.pop(item.id, None)
+            items[item.id] = item
+        for item in items.values():  # the page's folders first: its files' paths may go through them
+            if item.deleted is None and item.removed is None and (item.folder or item.root) is not None:
+                parent = item.parent_reference.id if item.parent_reference else None
+                self._tree[item.id] = (None if item.root is not None else item.name or "", parent)
+        for item in items.values():
             source = f"graph:driveItem:{item.id}"
             if item.deleted is not None or item.removed is not None:
-                batch.remove += [source, *self._descendants(item.id)]
+                batch.remove.append(source)
+                batch.gone.append(item.id)
                 continue
             if item.root is not None:
                 continue
             parent = item.parent_reference.id if item.parent_reference else None
-            row = {"source": source, "scope": scope, "graph_id": item.id, "parent": parent, "tag": item.e_tag}
+            row = {
+                "source": source,
+                "scope": scope,
+                "graph_id": item.id,
+                "parent": parent,
+                "tag": item.e_tag,
+                "name": item.name,
+            }
             if item.folder is not None or item.file is None:
                 batch.put.append({**row, "kind": "folder", "indexed": 0})
                 continue
-            self._apply_file(item, row, batch)
+            self._apply_file(scope, item, row, batch)
+        batch.remove += self._left_behind(batch)
 
-    def _descendants(self, folder_id: str) -> list[str]:
+    def _left_behind(self, batch: _Batch) -> list[str]:
+        """What deleted folders take with them once the whole page is applied: what is still in them
+        (the state's children, less those the page moved elsewhere), through subfolders."""
+        deleted = set(batch.gone)
+        parent_now = {put["graph_id"]: put.get("parent") for put in batch.put}
         out: list[str] = []
-        for child in self.state.children(folder_id):
-            out.append(child.source)
-            if child.kind == "folder":
-                out += self._descendants(child.graph_id)
+        pending = list(deleted)
+        while pending:
+            folder_id = pending.pop()
+            children = {c.graph_id: c for c in self.state.children(folder_id)}
+            children.update(
+                {
+                    gid: ItemRow(f"graph:driveItem:{gid}", "", "file", gid, parent, None, False)
+                    for gid, parent in parent_now.items()
+                    if parent == folder_id and gid not in children
+                }
+            )
+            for child in children.values():
+                if child.graph_id in deleted or parent_now.get(child.graph_id, folder_id) != folder_id:
+                    continue
+                out.append(child.source)
+                deleted.add(child.graph_id)
+                pending.append(child.graph_id)
         return out
 
-    def _apply_file(self, item: DriveItem, row: dict[str, Any], batch: _Batch) -> None:
+    def _folder_path(self, scope: str, item: DriveItem) -> str:
+        """The path of the item's folder ("/Documents/Reports", "" at the root): `parentReference.path`
+        when Graph sent it, else rebuilt from the parent chain."""
+        ref = item.parent_reference
+        if ref is not None and ref.path:
+            return ref.path.split(":", 1)[-1]
+        names: list[str] = []
+        parent = ref.id if ref else None
+        while parent and len(names) < 256:  # a cycle in bad data must not hang the sync
+            node = self._tree.get(parent) or self._folder_node(scope, parent)
+            if node is None or node[0] is None:
+                break
+            names.append(node[0])
+            parent = node[1]
+        return "".join("/" + name for name in reversed(names))
+
+    def _folder_node(self, scope: str, folder_id: str) -> tuple[str | None, str | None] | None:
+        """(name, parent) of a drive folder: from the state, or asked of Graph (a parent not seen yet)."""
+        row = self.state.item(f"graph:driveItem:{folder_id}")
+        if row is not None and row.name is not None:
+            node: tuple[str | None, str | None] = (row.name, row.parent)
+        else:
+            try:
+                folder = self.client.get_item(
+                    f"{drive_base(scope)}/items/{quote_id(folder_id)}",
+                    DriveItem,
+                    params={"$select": "id,name,parentReference,root"},
+                )
+            except Throttled:
+                raise
+            except GraphError as exc:
+                log.info("the path of drive folder %s is unknown: %s", folder_id[:24], exc)
+                return None
+            parent = folder.parent_reference.id if folder.parent_reference else None
+            node = (None if folder.root is not None else folder.name or "", parent)
+        self._tree[folder_id] = node
+        return node
+
+    def _retry_due(self, known: ItemRow | None) -> bool:
+        return known is not None and known.retry_at is not None and known.retry_at <= iso_utc(self._now())
+
+    def _apply_file(self, scope: str, item: DriveItem, row: dict[str, Any], batch: _Batch) -> None:
         source = row["source"]
         known = self.state.item(source)
-        if known is not None and item.e_tag and known.tag == item.e_tag:
-            batch.put.append({**row, "kind": known.kind, "indexed": int(known.indexed)})
+        if known is not None and item.e_tag and known.tag == item.e_tag and not self._retry_due(known):
+            batch.put.append({**known.as_put(), **row, "kind": known.kind})
             self.summary.unchanged += 1
             return
         suffix = Path(item.name or "").suffix.lower()
@@ -529,21 +707,106 @@ class GraphSync:
         elif item.size is not None and item.size > self.settings.graph_max_file_bytes:
             reason = "too_large"
         else:
+            url = f"{drive_base(scope)}/items/{quote_id(item.id)}/content"
             try:
-                content = self.client.download(f"me/drive/items/{quote_id(item.id)}/content", item.size)
+                content = self.client.download(url, item.size)
                 loaded = load_bytes(content, suffix)
             except SkipFile as exc:
                 reason = str(exc.reason)
             except NotFound:
                 reason = "gone"  # deleted between the delta page and the download; the next round says so
+            except Throttled:
+                raise
+            except GraphError as exc:  # 403 malwareDetected, an empty 400, Graph failing on this file
+                self._not_fetched(item, row, known, batch, exc)
+                return
             else:
-                batch.docs.append(drive_document(item, loaded.segments, title=loaded.title, kind=loaded.kind))
-                batch.put.append({**row, "kind": "file", "indexed": 1})
+                if item.size is not None and len(content) != item.size:
+                    log.info(
+                        "%s: %d bytes served, size says %d (rewritten as served); indexed as served",
+                        item.name,
+                        len(content),
+                        item.size,
+                    )
+                folder = self._folder_path(scope, item)
+                batch.docs.append(
+                    drive_document(
+                        item,
+                        loaded.segments,
+                        title=loaded.title,
+                        kind=loaded.kind,
+                        folder=folder,
+                        size=len(content),
+                    )
+                )
+                batch.put.append({**row, "kind": "file", "indexed": 1, "size": len(content)})
                 return
         self.summary.skipped += 1
         if known is not None and known.indexed:  # e.g. renamed to a type the index cannot read
             self.summary.removed += self.index.remove_document(source)
-        batch.put.append({**row, "kind": "file", "indexed": 0, "skipped": reason})
+        batch.put.append({**row, "kind": "file", "indexed": 0, "skipped": reason, "size": item.size})
+
+    def _not_fetched(
+        self, item: DriveItem, row: dict[str, Any], known: ItemRow | None, batch: _Batch, exc: GraphError
+    ) -> None:
+        """A file Graph would not give: skipped with the reason, retried later with backoff. A version
+        indexed before stays in the index meanwhile."""
+        attempts = (known.attempts if known is not None else 0) + 1
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(attempts - 1, 16))
+        retry_at = iso_utc(self._now() + delay)
+        reason = exc.code or (f"http_{exc.status}" if exc.status else type(exc).__name__)
+        self.summary.skipped += 1
+        log.warning(
+            "%s not fetched (%s, attempt %d): %s; retried after %s",
+            item.name,
+            reason,
+            attempts,
+            exc,
+            retry_at,
+        )
+        batch.put.append(
+            {
+                **row,
+                "kind": "file",
+                "indexed": int(known.indexed) if known is not None else 0,
+                "skipped": reason,
+                "size": item.size,
+                "attempts": attempts,
+                "retry_at": retry_at,
+            }
+        )
+
+    def _retry_files(self) -> None:
+        """Files whose retry is due: fetched again by id (a delta round would not send them again)."""
+        due = self.state.due_retries(iso_utc(self._now()))
+        if not due:
+            return
+        self._report("retry")
+        self.client.throttle_budget = self.throttle_budget
+        try:
+            for row in due:
+                self._retry_file(row)
+        except Throttled as exc:
+            self._note_deferred("file retries", exc)
+        finally:
+            self.client.throttle_budget = None
+
+    def _retry_file(self, row: ItemRow) -> None:
+        try:
+            raw = self.client.get_item(f"{drive_base(row.scope)}/items/{quote_id(row.graph_id)}", msgspec.Raw)
+        except NotFound:
+            self.summary.removed += self.index.remove_document(row.source)
+            self.state.commit_page(row.scope, 0, forget=[row.source])
+            return
+        except Throttled:
+            raise
+        except (GraphError, ItemDrift) as exc:
+            log.info("retry of %s put off: %s", row.graph_id[:24], exc)
+            return
+        cursor = self.state.cursor(row.scope)
+        batch = _Batch()
+        self._apply_drive(row.scope, [raw], batch)
+        self._commit(row.scope, cursor.round if cursor else 0, batch, None, None)
 
     # -- quarantine repair -----------------------------------------------------------------------------
 
@@ -557,38 +820,51 @@ class GraphSync:
         if not entries:
             return
         self._report("repair")
-        for _, scope, kind, graph_id in entries:
-            assert graph_id is not None
-            url, params, apply = _ITEM_URLS[kind]
-            source = f"graph:{kind}:{graph_id}"
-            try:
-                raw = self.client.get_item(
-                    url.format(quote_id(graph_id)),
-                    msgspec.Raw,
-                    params=params,
-                    prefer=_TEXT_BODY if kind != "driveItem" else "",
-                )
-            except NotFound:
-                self.summary.removed += self.index.remove_document(source)
-                self.state.commit_page(scope, 0, forget=[source])
-                self.state.resolve(kind, graph_id)
-                self.summary.repaired += 1
-                continue
-            except (GraphError, ItemDrift) as exc:
-                log.info("quarantined %s %s not repaired yet: %s", kind, graph_id[:24], exc)
-                continue
-            before = self.summary.quarantined
-            batch = _Batch()
-            target = scope
-            if kind == "message":
-                folder = _field(raw, "parentFolderId")
-                target = f"mail:{folder}" if folder and self.state.cursor(f"mail:{folder}") else scope
-            cursor = self.state.cursor(target)
-            getattr(self, apply)(target, [raw], batch)
-            if self.summary.quarantined == before:
-                self._commit(target, cursor.round if cursor else 0, batch, None, None)
-                self.state.resolve(kind, graph_id)
-                self.summary.repaired += 1
+        self.client.throttle_budget = self.throttle_budget
+        try:
+            for _, scope, kind, graph_id in entries:
+                assert graph_id is not None
+                self._repair_one(scope, kind, graph_id)
+        except Throttled as exc:
+            self._note_deferred("repair of quarantined items", exc)
+        finally:
+            self.client.throttle_budget = None
+
+    def _repair_one(self, scope: str, kind: str, graph_id: str) -> None:
+        url, params, apply = _ITEM_URLS[kind]
+        if kind == "driveItem":
+            url = drive_base(scope) + "/items/{}"
+        source = f"graph:{kind}:{graph_id}"
+        try:
+            raw = self.client.get_item(
+                url.format(quote_id(graph_id)),
+                msgspec.Raw,
+                params=params,
+                prefer=_TEXT_BODY if kind != "driveItem" else "",
+            )
+        except NotFound:
+            self.summary.removed += self.index.remove_document(source)
+            self.state.commit_page(scope, 0, forget=[source])
+            self.state.resolve(kind, graph_id)
+            self.summary.repaired += 1
+            return
+        except Throttled:
+            raise
+        except (GraphError, ItemDrift) as exc:
+            log.info("quarantined %s %s not repaired yet: %s", kind, graph_id[:24], exc)
+            return
+        before = self.summary.quarantined
+        batch = _Batch()
+        target = scope
+        if kind == "message":
+            folder = _field(raw, "parentFolderId")
+            target = f"mail:{folder}" if folder and self.state.cursor(f"mail:{folder}") else scope
+        cursor = self.state.cursor(target)
+        getattr(self, apply)(target, [raw], batch)
+        if self.summary.quarantined == before:
+            self._commit(target, cursor.round if cursor else 0, batch, None, None)
+            self.state.resolve(kind, graph_id)
+            self.summary.repaired += 1
 
 
 _ITEM_URLS: dict[str, tuple[str, dict[str, str] | None, str]] = {
@@ -615,3 +891,12 @@ def _mail_event(message: Message, folder: str) -> dict[str, Any]:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

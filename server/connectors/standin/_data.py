@@ -195,6 +195,13 @@ class Tenant:
         self.seq = 0
         self.epoch = 1  # delta links of an older epoch have expired (410)
         self.drift: dict[str, dict[str, Any]] = {}  # id -> properties served instead (schema drift)
+        # What real tenants do to files (see README "Graph stand-in"): ids of files served with more
+        # bytes than their `size` (SharePoint rewrites Office and PDF files), files Graph will not serve
+        # (id -> "malware": 403 malwareDetected, or "bad_request": an empty 400), and whether drive delta
+        # responses leave out parentReference.path (real ones do).
+        self.rewritten: set[str] = set()
+        self.blocked: dict[str, str] = {}
+        self.omit_paths = False
         self._n = 0
         # Every mailbox has a default To Do list; ids come from names, not `_next()`, so adding the lists
         # leaves the ids of everything generated after them as they were.
@@ -338,6 +345,16 @@ class Tenant:
             item = self.files[file_id]
             item.content, item.marker, item.version = content, marker, item.version + 1
             item.name = name or item.name
+            item.modified = item.modified + timedelta(seconds=1)
+            self.touch("drive", file_id)
+            return item
+
+    def move_file(self, file_id: str, parent_id: str) -> DriveFile:
+        """Into another folder (DRIVE_ROOT for the top); the id stays, delta reports the new parent."""
+        with self.lock:
+            item = self.files[file_id]
+            item.parent_id = parent_id
+            item.version += 1
             item.modified = item.modified + timedelta(seconds=1)
             self.touch("drive", file_id)
             return item

@@ -7,9 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from deskpilot.server.connectors.models import time_zone as time_zone_named
 from deskpilot.server.connectors.standin._data import (
     DRIVE_ROOT,
     USER,
@@ -104,7 +105,8 @@ def message_json(message: Message, *, text_body: bool) -> dict[str, Any]:
     }
 
 
-def file_json(tenant: Tenant, item: DriveFile) -> dict[str, Any]:
+def file_json(tenant: Tenant, item: DriveFile, *, with_path: bool = True) -> dict[str, Any]:
+    """`with_path=False`: as delta responses render items, without `parentReference.path`."""
     out: dict[str, Any] = {
         "@odata.etag": f'"{{{item.id[8:16]}}},{item.version}"',
         "id": item.id,
@@ -119,7 +121,7 @@ def file_json(tenant: Tenant, item: DriveFile) -> dict[str, Any]:
             "driveId": DRIVE_ID,
             "driveType": "business",
             "id": item.parent_id,
-            "path": tenant.path_of(item),
+            **({"path": tenant.path_of(item)} if with_path else {}),
         },
     }
     if item.is_folder:
@@ -139,8 +141,20 @@ def deleted_file_json(item_id: str) -> dict[str, Any]:
     return {"id": item_id, "deleted": {"state": "deleted"}}
 
 
-def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
+def _local(moment: datetime, time_zone: str | None) -> tuple[str, str]:
+    """A moment as Graph's dateTimeTimeZone renders it: local time and the zone's name as asked (Windows
+    or IANA); UTC when no zone was asked for or the name is not known."""
+    zone = time_zone_named(time_zone) if time_zone else None
+    if zone is None or time_zone is None:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "UTC"
+    return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S.0000000"), time_zone
+
+
+def event_json(event: Event, *, text_body: bool, time_zone: str | None = None) -> dict[str, Any]:
+    """`time_zone`: what `Prefer: outlook.timezone` asked for."""
     end = event.start + timedelta(minutes=event.minutes)
+    start_local, zone = _local(event.start, time_zone)
+    end_local, _ = _local(end, time_zone)
     return {
         "@odata.etag": f'W/"{event.version}"',
         "id": event.id,
@@ -163,8 +177,8 @@ def event_json(event: Event, *, text_body: bool) -> dict[str, Any]:
         "showAs": "busy",
         "type": "singleInstance",
         "webLink": f"https://outlook.office365.com/owa/?itemid={event.id}&exvsurl=1&path=/calendar/item",
-        "start": {"dateTime": event.start.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
-        "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+        "start": {"dateTime": start_local, "timeZone": zone},
+        "end": {"dateTime": end_local, "timeZone": zone},
         "location": {"displayName": event.location, "locationType": "default"},
         "organizer": _recipient(event.organizer),
         "attendees": [

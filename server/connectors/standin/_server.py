@@ -32,6 +32,7 @@ from deskpilot.server.connectors.standin._data import (
     TENANT_ID,
     USER,
     WELL_KNOWN_FOLDERS,
+    DriveFile,
     Tenant,
     generate,
 )
@@ -58,7 +59,13 @@ FAULT_KINDS = (
     "unknown_fields",
     "expired",
     "drop_after",
+    "storm",
+    "long_throttle",
+    "size_mismatch",
+    "no_path",
 )
+# Not in a default mix: a long Retry-After defers a scope to a later run, by design.
+_DEFAULT_KINDS = tuple(k for k in FAULT_KINDS if k != "long_throttle")
 
 
 @dataclass
@@ -70,21 +77,42 @@ class Faults:
     malformed: half a JSON document; unknown_fields: properties Graph does not have (yet); expired: 410
     for a delta link (only requests that carry one); drop_after: a write is applied, then the connection
     closes with no answer (only writes: the case where a client cannot know whether to send it again).
-    `methods` limits faults to requests with those HTTP methods (empty: every request).
+    expired answers `expired_status` (Graph: 410, or 400/404 `syncStateNotFound` for Outlook's delta).
+    storm: this request and the next `storm_length` Graph requests get 429 `Retry-After: 1`, as a tenant
+    under sustained throttling answers; long_throttle: 429 with `Retry-After: long_retry_after`;
+    size_mismatch: a download serves more bytes than the item's `size` says (SharePoint rewrites Office
+    and PDF files as it serves them; the content is whole); no_path: a drive delta page whose items have
+    no `parentReference.path` (real delta responses never have it; `Tenant.omit_paths` for every page).
+    `methods` limits faults to requests with those HTTP methods, `paths` to requests whose path contains
+    one of them (empty: every request).
     """
 
     rate: float = 0.0
-    kinds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 1.0))
+    kinds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_DEFAULT_KINDS, 1.0))
     retry_after: int = 1
+    expired_status: int = 410
+    storm_length: int = 6
+    long_retry_after: int = 3600
     slow_seconds: float = 2.0
     seed: int = 0
     max_faults: int | None = None  # stop injecting after this many (None: never stop)
     methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}; known: {FAULT_KINDS}")
+
+
+# What a "rewritten" file gains as it is served: trailing bytes every format here ignores (text
+# whitespace; after a PDF's %%EOF; after a .docx's zip directory).
+_REWRITE_PADDING = b"\n" * 9
+
+
+def sync_state_gone(status: int) -> _Reply:
+    """An expired delta or skip token, as Graph says it: 410 Gone, or a 40X `syncStateNotFound`."""
+    return _error(status, "syncStateNotFound", "The sync state generation is not found (resync required).")
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -123,6 +151,7 @@ class StandIn:
         self.stats: Counter[str] = Counter()
         self.requests: list[list[Any]] = []  # [arrival time, method, path, query, status]
         self._rng = random.Random(self.faults.seed)
+        self._storm_left = 0
         self._lock = threading.Lock()
         self._httpd = _StandInServer(("127.0.0.1", port), self)
         self._httpd.daemon_threads = True
@@ -177,7 +206,16 @@ class StandIn:
         with self._lock:
             self.access_tokens.clear()
 
-    def pick_fault(self, has_delta_token: bool, method: str = "GET") -> str | None:
+    def in_storm(self) -> bool:
+        """Whether this request falls in a throttling storm (and counts it)."""
+        with self._lock:
+            if self._storm_left <= 0:
+                return False
+            self._storm_left -= 1
+            self.stats["storm_throttles"] += 1
+            return True
+
+    def pick_fault(self, has_delta_token: bool, method: str = "GET", path: str = "") -> str | None:
         with self._lock:
             faults = self.faults
             injected = sum(v for k, v in self.stats.items() if k.startswith("fault:"))
@@ -185,17 +223,23 @@ class StandIn:
                 return None
             if faults.methods and method not in faults.methods:
                 return None
+            if faults.paths and not any(part in path for part in faults.paths):
+                return None
             if faults.rate <= 0 or self._rng.random() >= faults.rate:
                 return None
-            kinds = {
-                k: w
-                for k, w in faults.kinds.items()
-                if w > 0 and (k != "expired" or has_delta_token) and (k != "drop_after" or method != "GET")
+            applies = {
+                "expired": has_delta_token,
+                "drop_after": method != "GET",
+                "size_mismatch": path.startswith("/_download/"),
+                "no_path": path.endswith("/root/delta"),
             }
+            kinds = {k: w for k, w in faults.kinds.items() if w > 0 and applies.get(k, True)}
             if not kinds:
                 return None
             kind = self._rng.choices(list(kinds), weights=list(kinds.values()))[0]
             self.stats[f"fault:{kind}"] += 1
+            if kind == "storm":
+                self._storm_left = faults.storm_length
             return kind
 
     # -- tokens ------------------------------------------------------------------------------------------
@@ -348,18 +392,11 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.standin
         standin.check_bearer(self.headers.get("Authorization"))
         standin.stats["graph_requests"] += 1
-        fault = standin.pick_fault("$deltatoken" in query, method)
+        if standin.in_storm():
+            raise _error(429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"})
+        fault = standin.pick_fault("$deltatoken" in query, method, path)
         faults = standin.faults
-        if fault == "throttle":
-            raise _error(
-                429, "TooManyRequests", "Too many requests.", {"Retry-After": str(faults.retry_after)}
-            )
-        if fault == "unavailable":
-            raise _error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
-        if fault == "expired":
-            raise _error(
-                410, "SyncStateNotFound", "The sync state generation is not found (resync required)."
-            )
+        _refuse(fault, faults)
         if fault == "drop" and not path.startswith("/_download/"):
             self._drop()
             return
@@ -367,8 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.slow_seconds)
         prefer = self.headers.get("Prefer", "")
         graph = _Graph(standin, query, prefer, body, self.headers.get("Content-Type", ""))
+        graph.omit_paths = fault == "no_path" or standin.tenant.omit_paths
         with standin.tenant.lock:
             status, body, headers = graph.route(method, path)
+        if fault == "size_mismatch" and isinstance(body, bytes):
+            body += _REWRITE_PADDING
         if fault == "drop_after":  # applied, and the client never hears of it
             self._drop()
             return
@@ -393,6 +433,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
 
+def _refuse(fault: str | None, faults: Faults) -> None:
+    """The faults answered before the request is processed: throttled, unavailable, expired."""
+    if fault in ("throttle", "storm", "long_throttle"):
+        wait = {"storm": 1, "long_throttle": faults.long_retry_after}.get(fault, faults.retry_after)
+        raise _error(429, "TooManyRequests", "Too many requests.", {"Retry-After": str(wait)})
+    if fault == "unavailable":
+        raise _error(503, "serviceNotAvailable", "The service is temporarily unavailable.")
+    if fault == "expired":
+        raise sync_state_gone(faults.expired_status)
+
+
 class _Graph(ActionEndpoints):
     """The Graph endpoints Deskpilot uses, over the tenant (called with the tenant's lock held)."""
 
@@ -402,11 +453,15 @@ class _Graph(ActionEndpoints):
         self.standin, self.tenant, self.query = standin, standin.tenant, query
         self.body, self.content_type = body, content_type
         self.text_body = 'outlook.body-content-type="text"' in prefer
+        self.omit_paths = False  # drive items without parentReference.path (as delta responses are)
+        self.time_zone: str | None = None  # Prefer: outlook.timezone="...": event times in that zone
         size = standin.max_page_size
         for part in prefer.split(","):
             name, _, value = part.strip().partition("=")
             if name == "odata.maxpagesize" and value.isdigit():
                 size = min(size, int(value))
+            if name == "outlook.timezone":
+                self.time_zone = value.strip('"')
         if query.get("$top", "").isdigit():
             size = min(size, int(query["$top"]))
         self.page_size = max(1, size)
@@ -419,7 +474,7 @@ class _Graph(ActionEndpoints):
             item = self.tenant.files.get(path.split("/")[2])
             if item is None or item.is_folder:
                 raise _error(404, "itemNotFound", "The resource could not be found.")
-            return 200, item.content, {}
+            return self._content(item)
         else:
             raise _error(400, "BadRequest", f"unsupported path {path}")
         answer = self.action_route(method, parts, path)
@@ -472,8 +527,23 @@ class _Graph(ActionEndpoints):
             case ["events", event_id]:
                 if event_id not in t.events:
                     raise _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-                return 200, self._drifted(event_json(t.events[event_id], text_body=self.text_body)), {}
+                return 200, self._event(t.events[event_id]), {}
         raise _error(400, "BadRequest", f"the stand-in does not serve {path}")
+
+    def _content(self, item: DriveFile) -> tuple[int, Any, dict[str, str]]:
+        """A file's bytes, or what Graph answers for a file it will not serve (`Tenant.blocked`)."""
+        blocked = self.tenant.blocked.get(item.id)
+        if blocked == "malware":
+            raise _error(403, "malwareDetected", "Malware detected in the file; download is blocked.")
+        if blocked == "bad_request":
+            raise _Reply(400, b"", {"Content-Type": "text/plain"})  # an empty 400, as SharePoint sometimes
+        if blocked is not None:
+            raise ValueError(f"unknown blocked kind {blocked!r}: malware or bad_request")
+        padding = _REWRITE_PADDING if item.id in self.tenant.rewritten else b""
+        return 200, item.content + padding, {}
+
+    def _event(self, event: Any) -> dict[str, Any]:
+        return self._drifted(event_json(event, text_body=self.text_body, time_zone=self.time_zone))
 
     def _folder(self, folder_id: str) -> Any:
         if folder_id.lower() in WELL_KNOWN_FOLDERS:  # /me/mailFolders/drafts
@@ -529,9 +599,7 @@ class _Graph(ActionEndpoints):
         if "$skiptoken" in q or "$deltatoken" in q:
             state = _unb64(q.get("$skiptoken") or q["$deltatoken"])
             if state.get("e") != t.epoch or state.get("s") != scope:
-                raise _error(
-                    410, "SyncStateNotFound", "The sync state generation is not found (resync required)."
-                )
+                raise sync_state_gone(self.standin.faults.expired_status)
             if "$deltatoken" in q:
                 state = {**state, "q": state["q"], "t": t.seq, "a": "", "i": False}
         else:
@@ -562,7 +630,7 @@ class _Graph(ActionEndpoints):
     def _file_delta(self, item_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         item = self.tenant.files.get(item_id)
         if item is not None:
-            return self._drifted(file_json(self.tenant, item))
+            return self._drifted(file_json(self.tenant, item, with_path=not self.omit_paths))
         return None if state["i"] else deleted_file_json(item_id)
 
     def _calendar_delta(self, path: str) -> tuple[int, Any, dict[str, str]]:
@@ -581,7 +649,7 @@ class _Graph(ActionEndpoints):
             event = self.tenant.events.get(event_id)
             low, high = state["w"]
             if event is not None and low <= event.start.timestamp() < high:
-                return self._drifted(event_json(event, text_body=self.text_body))
+                return self._event(event)
             return (
                 None
                 if state["i"]
