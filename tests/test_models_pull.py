@@ -197,6 +197,7 @@ def test_a_dropped_connection_is_resumed_within_the_same_pull(hub: HubStandIn, t
         (REPO, "v9.9", FILE, "no such revision"),
         (REPO, "main", "missing-Q8_0.gguf", "no such file"),
         (REPO, "main", "../outside.gguf", "not a file name inside a repository"),
+        ("one/too/many", "main", FILE, "Repo id must be in the form"),
     ],
 )
 def test_what_the_hub_lacks_is_a_clear_error(
