@@ -39,6 +39,11 @@ class Ticket:
         self._gate = gate
         self._in_line = True
 
+    @property
+    def gate(self) -> ModelGate:
+        """The gate this place is in line for."""
+        return self._gate
+
     def release(self) -> None:
         if self._in_line:
             self._in_line = False
@@ -46,9 +51,10 @@ class Ticket:
 
 
 class ModelGate:
-    def __init__(self, max_waiting: int) -> None:
+    def __init__(self, max_waiting: int, *, concurrency: int = 1) -> None:
+        """`concurrency`: generations at once (1 for a model in this process; a remote server batches)."""
         self.max_waiting = max_waiting
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Semaphore(concurrency)
         self._waiting = 0
         self._recent_hold_s: deque[float] = deque([1.0], maxlen=16)
 

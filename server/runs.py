@@ -28,6 +28,7 @@ from deskpilot.inference import (
     BackendInfo,
     ContextOverflow,
     Finished,
+    GenerationRequest,
     Job,
     ModelBusy,
     Ticket,
@@ -46,9 +47,14 @@ from deskpilot.server.core.wire import (
     TokenEvent,
     UsageOut,
 )
-from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
+from deskpilot.server.lineage import LineageStore, Run, RunEnd, RunStart
+from deskpilot.server.models.cache import ResultCache, cache_key
+from deskpilot.server.models.privacy import Egress, PiiBlocked, Privacy
+from deskpilot.server.models.registry import ModelRegistry, UnknownProfile
+from deskpilot.server.models.router import Candidate, NoRoute, Plan, Router
+from deskpilot.server.models.usage import Budgets, run_cost
 
-__all__ = ["RunExecutor", "Structured", "StructuredOutcome"]
+__all__ = ["JobSource", "RunExecutor", "RunOptions", "Structured", "StructuredOutcome"]
 
 log = logging.getLogger("deskpilot.runs")
 
@@ -86,15 +92,53 @@ class Admitted(NamedTuple, Generic[E]):
     release: Callable[[], None]
 
 
+class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What a request may ask of routing: a profile by name (instead of the task's route), that its input
+    is sensitive (it never goes to a remote profile), and whether a recorded answer may be reused."""
+
+    profile: str | None = None
+    sensitive: bool = False
+    cache: bool = True
+
+
+# A job, or what builds it for a model's context length (so a fallback with a smaller context still fits).
+JobSource = Job | Callable[[int], Job]
+
+
+class _FellThrough(Exception):
+    """An attempt failed before its first token and another profile may take the request."""
+
+    def __init__(self, run_id: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.run_id = run_id
+
+
 class RunExecutor:
-    def __init__(self, host: ModelHost, lineage: LineageStore, *, retain_inputs: bool = False) -> None:
-        self.host = host
+    def __init__(
+        self,
+        models: ModelRegistry,
+        lineage: LineageStore,
+        *,
+        retain_inputs: bool = False,
+        result_cache: bool = True,
+    ) -> None:
+        self.models = models
         self.lineage = lineage
         self.retain_inputs = retain_inputs
+        self.budgets = Budgets(models.profiles, models.routes, lineage)
+        self.router = Router(models, self.budgets)
+        self.cache = ResultCache(lineage) if result_cache else None
+        self.privacy = Privacy()
+
+    @property
+    def host(self) -> ModelHost:
+        """The host of the default route's first profile (the model `/healthz` and `/v1/models` report)."""
+        return self.router.primary("default")
 
     async def prepare(self, job: Job) -> PrepareOut:
         """Warm the model for `job` while it is idle; never delays a real request (see `Backend.prepare`)."""
-        backend, gate = self.host.backend, self.host.gate
+        host = self.router.primary(job.task)
+        backend, gate = host.backend, host.gate
         if backend is None:
             return PrepareOut(prepared=False, reason="the model is still loading")
         if gate.busy or gate.waiting:
@@ -121,29 +165,24 @@ class RunExecutor:
         retrieved: list[dict[str, Any]] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """A fixed answer that needed no model (nothing relevant was retrieved), recorded like any run."""
-        run_id = await anyio.to_thread.run_sync(
-            self.lineage.open_run,
-            RunStart(
-                task=job.task,
-                template_id=job.template.template_id,
-                template_hash=job.template.content_hash,
-                model_id="none",
-                weights_digest="none",
-                backend="none",
-                parameters={"answered_without_model": True},
-                input_digest=input_digest(job.input),
-                input=job.input if self.retain_inputs else None,
-                client=client,
-                source_ref=source_ref,
-                retrieved_chunks=retrieved or [],
-            ),
+        start = RunStart(
+            task=job.task,
+            template_id=job.template.template_id,
+            template_hash=job.template.content_hash,
+            model_id="none",
+            weights_digest="none",
+            backend="none",
+            parameters={"answered_without_model": True},
+            input_digest=input_digest(job.input),
+            input=job.input if self.retain_inputs else None,
+            client=client,
+            source_ref=source_ref,
+            retrieved_chunks=retrieved or [],
         )
-        await anyio.to_thread.run_sync(
-            self.lineage.close_run,
-            run_id,
-            RunEnd(status="ok", output=text, total_ms=0.0, tokens_in=0, tokens_out=0),
-        )
-        yield MetaEvent(
+        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
+        end = RunEnd(status="ok", output=text, total_ms=0.0, tokens_in=0, tokens_out=0)
+        await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)
+        meta = MetaEvent(
             run_id=run_id,
             task=job.task,
             model="none",
@@ -151,25 +190,26 @@ class RunExecutor:
             template=job.template.template_id,
             truncated=False,
         )
-        yield TokenEvent(text=text)
-        yield DoneEvent(
-            run_id=run_id,
-            queue_ms=0.0,
-            ttft_ms=0.0,
-            total_ms=0.0,
-            usage=UsageOut(prompt_tokens=0, completion_tokens=0, finish_reason="stop"),
-        )
+        for event in _fixed_answer(meta, text, total_ms=0.0):
+            yield event
 
-    def admit(self) -> Ticket:
-        """Before a response starts: 503 if the model failed to load, 429 if the line is full."""
-        self.host.check_available()
-        return self.host.gate.reserve()
+    def admit(self, task: str = "default", options: RunOptions | None = None) -> Ticket:
+        """Before a response starts: 400 for an unknown profile, 429 when every profile's budget is spent
+        (`NoRoute`), 503 if the first profile failed to load, 429 if its line is full."""
+        options = options or RunOptions()
+        plan = self.router.plan(task, input_tokens=0, sensitive=options.sensitive, profile=options.profile)
+        host = plan.candidates[0].host
+        host.check_available()
+        return host.gate.reserve()
 
     async def admitted(
         self,
         build: Callable[[Ticket], AsyncGenerator[E, None] | Awaitable[AsyncGenerator[E, None]]],
+        *,
+        task: str = "default",
+        options: RunOptions | None = None,
     ) -> Admitted[E]:
-        """The one admission path of every AI endpoint, in one order: a place in line first (429 or 503
+        """The one admission path of every AI endpoint, in one order: a place in line first (4xx or 503
         before any work is done), then `build(ticket)` prepares the run (retrieval, tokenizing, building
         the job) and returns its events. If preparing fails, the place is given back at once.
 
@@ -177,7 +217,7 @@ class RunExecutor:
         response does, after its body): a client that leaves before the body starts never runs the
         events, so their own `finally` cannot give the place back. A stream collected unstarted gives it
         back too, as a last resort."""
-        ticket = self.admit()
+        ticket = self.admit(task, options)
         try:
             built = build(ticket)
             events = await built if inspect.isawaitable(built) else built
@@ -189,32 +229,98 @@ class RunExecutor:
 
     async def execute(
         self,
-        job: Job,
+        job: JobSource,
         *,
         ticket: Ticket | None = None,
         client: str = "api",
         source_ref: str | None = None,
         retrieved: list[dict[str, Any]] | None = None,
         structured: Structured | None = None,
+        options: RunOptions | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Events of one run. `ticket` (from `admit`) is this run's place in line; released when it ends.
+        """Events of one request. `ticket` (from `admit`) is its place in line; released when it ends.
+
+        The router orders the profiles that may answer; each is tried in turn until one produces its first
+        token. Every attempt is a lineage run of its own, opened before its model starts (so a crash still
+        leaves a trace) and closed as ok, error or cancelled; an attempt that failed before its first token
+        is closed as an error and the request goes on with the next profile, whose `meta` event and
+        lineage record name the profile that failed and why. Nothing is retried after the first token.
 
         With `structured`, the tokens are not sent: `progress` events report how far the model is, then
         `structured.finish` turns the output into a `result` event, and lineage records its validation
         results and confidence with the run.
-
-        The lineage run is opened before the model starts and closed however the run ends: ok, error (sent
-        as an `error` event), or cancelled (the client went away or the server stopped).
         """
+        options = options or RunOptions()
+        first = job if isinstance(job, Job) else job(self.host.context_length())
         try:
-            backend = await self.host.ready()
-        except BackendError as exc:
+            plan = self.router.plan(
+                self.router.route_key(first.task, client),
+                input_tokens=_estimate_tokens(first),
+                sensitive=options.sensitive,
+                profile=options.profile,
+            )
+        except (NoRoute, UnknownProfile) as exc:
             if ticket is not None:
                 ticket.release()
-            yield ErrorEvent(code="model_unavailable", message=str(exc))
+            yield ErrorEvent(code=getattr(exc, "code", "unknown_profile"), message=str(exc))
+            return
+        fallbacks: list[dict[str, Any]] = []
+        try:
+            for i, candidate in enumerate(plan.candidates):
+                if ticket is not None and ticket.gate is not candidate.host.gate:
+                    ticket.release()  # routed elsewhere than admitted: wait in that profile's line instead
+                    ticket = None
+                attempt = _Attempt(
+                    candidate, plan, fallbacks, last=i == len(plan.candidates) - 1, options=options
+                )
+                try:
+                    async for event in self._attempt(
+                        attempt, job, ticket, client, source_ref, retrieved, structured
+                    ):
+                        yield event
+                    return
+                except _FellThrough as exc:
+                    fallbacks.append({"profile": candidate.name, "run_id": exc.run_id, "error": str(exc)})
+                    ticket = None
+        finally:
+            if ticket is not None:
+                ticket.release()
+
+    async def _attempt(
+        self,
+        attempt: _Attempt,
+        source: JobSource,
+        ticket: Ticket | None,
+        client: str,
+        source_ref: str | None,
+        retrieved: list[dict[str, Any]] | None,
+        structured: Structured | None,
+    ) -> AsyncGenerator[Event, None]:
+        """One profile's try: its model, the PII policy, a lineage run, the stream."""
+        candidate = attempt.candidate
+        try:
+            backend = await candidate.host.ready()
+            job = source if isinstance(source, Job) else source(backend.info.context_length)
+            egress = await self.privacy.egress(candidate, job.request)
+        except (BackendError, PiiBlocked) as exc:
+            reason = f"model profile {candidate.name!r}: {exc}"
+            if not attempt.last:
+                raise _FellThrough(None, reason) from exc
+            code = "pii_blocked" if isinstance(exc, PiiBlocked) else "model_unavailable"
+            yield ErrorEvent(code=code, message=reason)
             return
         info = backend.info
         start = self._run_start(job, info, client=client, source_ref=source_ref, retrieved=retrieved)
+        start = msgspec.structs.replace(
+            start, profile=candidate.name, routing=attempt.routing(), pii=egress.record if egress else None
+        )
+        key = self._cache_key(attempt, start, structured)
+        if key is not None and self.cache is not None:
+            hit = await anyio.to_thread.run_sync(self.cache.get, key)
+            if hit is not None:
+                async for event in self._from_cache(job, start, hit):
+                    yield event
+                return
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
         run = _Run(await self._open(start), start)
         yield MetaEvent(
@@ -224,24 +330,74 @@ class RunExecutor:
             backend=info.backend,
             template=job.template.template_id,
             truncated=job.truncated,
+            profile=candidate.name,
+            fallback=attempt.fallback_note(),
+            masked=egress.masked if egress else None,
         )
+        breaker = self.router.breaker(candidate.name)
+        request = egress.request if egress else job.request
         try:
             # aclosing: when the client leaves mid-stream, the model's part is closed at once (decoding
             # stops, the gate is released) before the run is recorded as cancelled.
-            async with contextlib.aclosing(self._generate(backend, job, ticket, run, structured)) as events:
+            generate = self._generate(backend, job, request, ticket, run, structured, attempt, egress)
+            async with contextlib.aclosing(generate) as events:
                 async for event in events:
                     yield event
+            breaker.succeeded()
+            if key is not None and self.cache is not None and run.cacheable(structured):
+                await anyio.to_thread.run_sync(self.cache.put, key, run.id)
         except (GeneratorExit, asyncio.CancelledError):
             run.cancelled()
             raise
         except Exception as exc:
+            if isinstance(exc, BackendError) and not isinstance(exc, ContextOverflow):
+                breaker.failed()
+            if not run.parts and not attempt.last and isinstance(exc, BackendError):
+                run.end = RunEnd(status="error", error=f"{exc} (went on to the next profile)")
+                raise _FellThrough(run.id, f"model profile {candidate.name!r}: {exc}") from exc
             run.end, error = _failure(run.id, exc)
             yield error
         finally:
-            if ticket is not None:
-                ticket.release()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.lineage.close_run, run.id, run.end)
+            self.budgets.spent()
+
+    def _cache_key(self, attempt: _Attempt, start: RunStart, structured: Structured | None) -> str | None:
+        """The result cache's key for this run, or None when it may not be cached or reused."""
+        if self.cache is None or structured is not None or not attempt.options.cache or attempt.fallbacks:
+            return None
+        return cache_key(
+            profile=attempt.candidate.name,
+            weights_digest=start.weights_digest,
+            template_hash=start.template_hash,
+            input_digest=start.input_digest,
+            parameters=start.parameters,
+        )
+
+    async def _from_cache(self, job: Job, start: RunStart, original: Run) -> AsyncGenerator[Event, None]:
+        """Answer with a recorded result: a run of its own that points to the original (`cache_of`)."""
+        began = time.perf_counter()
+        text = str(original.output)
+        start = msgspec.structs.replace(start, cache_of=original.id)
+        run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
+        total = (time.perf_counter() - began) * 1000
+        end = RunEnd(
+            status="ok", output=text, total_ms=total, ttft_ms=total, tokens_in=0, tokens_out=0, cost=0.0
+        )
+        await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)
+        meta = MetaEvent(
+            run_id=run_id,
+            task=job.task,
+            model=start.model_id,
+            backend=start.backend,
+            template=job.template.template_id,
+            truncated=job.truncated,
+            profile=start.profile,
+            cached_from=original.id,
+            masked=(start.pii or {}).get("masked"),
+        )
+        for event in _fixed_answer(meta, text, total_ms=round(total, 2)):
+            yield event
 
     async def _open(self, start: RunStart) -> str:
         """Open the run in lineage on a worker thread. A client that leaves meanwhile cancels the wait,
@@ -288,39 +444,56 @@ class RunExecutor:
         )
 
     async def _generate(
-        self, backend: Backend, job: Job, ticket: Ticket | None, run: _Run, structured: Structured | None
+        self,
+        backend: Backend,
+        job: Job,
+        request: GenerationRequest,
+        ticket: Ticket | None,
+        run: _Run,
+        structured: Structured | None,
+        attempt: _Attempt,
+        egress: Egress | None,
     ) -> AsyncGenerator[Event, None]:
         """The model's part of a run: a place at the model, the stream (tokens, or progress for a structured
-        run), then the structured outcome and `done`. `run.end` is ok from when the output is complete."""
+        run), then the structured outcome and `done`. `run.end` is ok from when the output is complete.
+        With masked personal data, the output's placeholders are restored as it streams."""
+        gate = attempt.candidate.host.gate
         accepted = time.perf_counter()
-        if structured is not None and self.host.gate.busy:
+        if structured is not None and gate.busy:
             yield ProgressEvent(stage="waiting")
-        max_tokens = job.request.max_tokens
-        async with self.host.gate.slot(ticket):
+        max_tokens = request.max_tokens
+        restore = egress.restorer() if egress else None
+        async with gate.slot(ticket):
             started = time.perf_counter()
-            stream = backend.stream(job.request)
+            stream = backend.stream(request)
             try:
                 async for item in stream:
                     if isinstance(item, Finished):
                         usage = item.usage
                         break
-                    run.took(item, started, keep=structured is not None)
-                    if structured is None:
-                        yield TokenEvent(text=item.text)
-                    elif len(run.tokens) % PROGRESS_EVERY == 1:
-                        yield _progress(run.parts, len(run.tokens), max_tokens)
+                    if restore is not None:
+                        item = Token(restore.feed(item.text), item.logprob)
+                    for event in run.took(item, started, structured, max_tokens):
+                        yield event
+                if restore is not None and (rest := restore.flush()):
+                    for event in run.took(Token(rest), started, structured, max_tokens):
+                        yield event
             finally:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()  # stops decoding before the gate is released
         total = (time.perf_counter() - started) * 1000
+        info = backend.info
+        run.finish_reason = usage.finish_reason
         run.end = RunEnd(
             status="ok",
             output="".join(run.parts),
             ttft_ms=run.ttft,
             total_ms=total,
-            cost=0.0,
+            cost=run_cost(attempt.candidate.profile, usage.prompt_tokens, usage.completion_tokens),
             tokens_in=usage.prompt_tokens,
             tokens_out=usage.completion_tokens,
+            served_model=info.served_model,
+            system_fingerprint=info.system_fingerprint,
         )
         if structured is not None:
             yield ProgressEvent(stage="checking", tokens=len(run.tokens), max_tokens=max_tokens)
@@ -339,6 +512,62 @@ class RunExecutor:
         )
 
 
+class _Attempt:
+    """One profile's try at a request, and what routing recorded on the way to it."""
+
+    def __init__(
+        self,
+        candidate: Candidate,
+        plan: Plan,
+        fallbacks: list[dict[str, Any]],
+        *,
+        last: bool,
+        options: RunOptions,
+    ) -> None:
+        self.candidate, self.plan, self.fallbacks, self.last, self.options = (
+            candidate,
+            plan,
+            fallbacks,
+            last,
+            options,
+        )
+
+    def routing(self) -> dict[str, Any]:
+        """Why this profile (lineage's `routing`)."""
+        out: dict[str, Any] = {"route": self.plan.route}
+        if self.plan.skipped:
+            out["skipped"] = self.plan.skipped
+        if self.fallbacks:
+            out["fallback_from"] = list(self.fallbacks)
+        return out
+
+    def fallback_note(self) -> str | None:
+        """For the `meta` event: which profiles failed before this one answered, and why."""
+        if not self.fallbacks:
+            return None
+        return "; ".join(f["error"] for f in self.fallbacks)
+
+
+def _fixed_answer(meta: MetaEvent, text: str, *, total_ms: float) -> list[Event]:
+    """The events of an answer known without generating: meta, the text as one token, done."""
+    return [
+        meta,
+        TokenEvent(text=text),
+        DoneEvent(
+            run_id=meta.run_id,
+            queue_ms=0.0,
+            ttft_ms=total_ms,
+            total_ms=total_ms,
+            usage=UsageOut(prompt_tokens=0, completion_tokens=0, finish_reason="stop"),
+        ),
+    ]
+
+
+def _estimate_tokens(job: Job) -> int:
+    """The prompt's size for routing rules, without a tokenizer (about 4 characters a token)."""
+    return sum(len(m.content) for m in job.request.messages) // 4
+
+
 class _Run:
     """One run as lineage will close it: what the model has made so far, and how the run ends."""
 
@@ -349,13 +578,25 @@ class _Run:
         self.parts: list[str] = []
         self.tokens: list[Token] = []  # kept for structured runs only
         self.ttft: float | None = None
+        self.finish_reason: str | None = None
 
-    def took(self, token: Token, started: float, *, keep: bool) -> None:
+    def took(
+        self, token: Token, started: float, structured: Structured | None, max_tokens: int
+    ) -> list[Event]:
+        """Take a token; the events it makes: itself, or for a structured run now and then progress."""
         if self.ttft is None:
             self.ttft = (time.perf_counter() - started) * 1000
         self.parts.append(token.text)
-        if keep:
-            self.tokens.append(token)
+        if structured is None:
+            return [TokenEvent(text=token.text)] if token.text else []
+        self.tokens.append(token)
+        if len(self.tokens) % PROGRESS_EVERY == 1:
+            return [_progress(self.parts, len(self.tokens), max_tokens)]
+        return []
+
+    def cacheable(self, structured: Structured | None) -> bool:
+        """A complete text answer: ok, and ended by the model, not by the token limit."""
+        return structured is None and self.end.status == "ok" and self.finish_reason == "stop"
 
     async def finish(self, structured: Structured, finish_reason: str) -> StructuredOutcome:
         """The structured outcome of the complete output, made on a worker thread (it may use the database);

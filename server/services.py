@@ -12,21 +12,20 @@ Nothing here knows HTTP: the worker imports this module, never `app.py` (an impo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
-from deskpilot.inference import Backend
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.documents.roots import IndexRoots
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.models.registry import BackendSource, ModelRegistry
 from deskpilot.server.runs import RunExecutor
-from deskpilot.server.settings import Settings
+from deskpilot.server.settings import EMBEDDED_PROFILE, Settings
 from deskpilot.server.workflows.services import WorkflowServices
 from deskpilot.server.workflows.triggers import MailTrigger
 
@@ -34,28 +33,7 @@ if TYPE_CHECKING:
     from deskpilot.indexes import DocumentIndex, Embedder
     from deskpilot.server.connectors.service import GraphConnector
 
-__all__ = ["BackendSource", "Services", "embedded_backend"]
-
-# A backend, or what loads one (weights take seconds to load: the server loads them after start-up).
-BackendSource = Backend | Callable[[], Backend]
-
-
-def embedded_backend(settings: Settings) -> Callable[[], Backend]:
-    """The llama.cpp backend the settings name (the embedded SmolLM2 by default), loaded when called.
-    The one place a llama.cpp backend is built from settings."""
-
-    def load() -> Backend:
-        from deskpilot.inference.llama import LlamaCppBackend  # imports llama.cpp: off the start-up path
-
-        model_path = Path(settings.model_path) if settings.model_path else None
-        return LlamaCppBackend(
-            model_path,
-            context_length=settings.context_length,
-            threads=settings.threads,
-            cache_dir=settings.cache_dir,
-        )
-
-    return load
+__all__ = ["Services"]
 
 
 class Services:
@@ -64,6 +42,7 @@ class Services:
         settings: Settings,
         *,
         backend: BackendSource | None = None,
+        backends: Mapping[str, BackendSource] | None = None,
         lineage: LineageStore | None = None,
         queue: TaskQueue | None = None,
         index: DocumentIndex | None = None,
@@ -73,7 +52,10 @@ class Services:
     ) -> None:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.settings = settings
-        self.backend_source: BackendSource = backend or embedded_backend(settings)
+        # `backend`: the embedded profile's backend; `backends`: any profile's (tests pass scripted ones).
+        self._backends = dict(backends or {})
+        if backend is not None:
+            self._backends[EMBEDDED_PROFILE] = backend
         self._owns_lineage = lineage is None
         self.lineage = lineage or LineageStore(settings.db_path)
         self._queue, self._index, self._embedder, self._graph = queue, index, embedder, graph
@@ -81,12 +63,23 @@ class Services:
         self.max_waiting = settings.max_queue if max_waiting is None else max_waiting
 
     @cached_property
-    def host(self) -> ModelHost:
-        return ModelHost(self.backend_source, max_waiting=self.max_waiting)
+    def models(self) -> ModelRegistry:
+        """Every model profile; the one place backends are built from settings."""
+        return ModelRegistry(self.settings, backends=self._backends, max_waiting=self.max_waiting)
 
     @cached_property
     def executor(self) -> RunExecutor:
-        return RunExecutor(self.host, self.lineage, retain_inputs=self.settings.retain_inputs)
+        return RunExecutor(
+            self.models,
+            self.lineage,
+            retain_inputs=self.settings.retain_inputs,
+            result_cache=self.settings.result_cache,
+        )
+
+    @property
+    def host(self) -> ModelHost:
+        """The default route's first model (what `/healthz` reports)."""
+        return self.executor.host
 
     @cached_property
     def reviews(self) -> ReviewQueue:
@@ -131,8 +124,8 @@ class Services:
 
     async def aclose(self) -> None:
         """Close what was built, the model included (it closes on the event loop that used it)."""
-        if "host" in vars(self):
-            await self.host.close()
+        if "models" in vars(self):
+            await self.models.aclose()
         await anyio.to_thread.run_sync(self.close)  # a running sync stops after its current request
 
     def close(self) -> None:

@@ -11,12 +11,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import platformdirs
 
-__all__ = ["Settings", "SettingsError", "app_home", "load_settings"]
+__all__ = [
+    "EMBEDDED_PROFILE",
+    "ModelProfile",
+    "Route",
+    "RouteRule",
+    "Settings",
+    "SettingsError",
+    "app_home",
+    "load_settings",
+]
 
 ENV_PREFIX = "DESKPILOT_"
 # Set by `serve` for the worker it starts: the server's pid, so the worker can tell it was orphaned.
@@ -31,6 +40,76 @@ def _default_index_roots() -> tuple[Path, ...]:
     return (Path(platformdirs.user_documents_dir()),)
 
 
+# The profile every installation has: the embedded model (or `model_path`), local, free, offline.
+EMBEDDED_PROFILE = "embedded"
+# The profile `model_server` (one setting) defines.
+SERVER_PROFILE = "server"
+PiiPolicy = Literal["mask", "block", "allow"]
+
+
+class ModelProfile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A named model in `[models.NAME]` of config.toml (server/models/ reads these; README, "Models").
+
+    Where the model is: `path`, a GGUF file (`llama.cpp`; none means the embedded model) or an EXL2 model
+    folder (`exllamav2`); or `base_url` plus `model` for an OpenAI-compatible server (`openai`), whose API
+    key is the OS keyring entry `api_key_name` (service "deskpilot-models"; `deskpilot models add
+    --api-key-stdin` stores it). A key is never written in this file."""
+
+    backend: Literal["llama.cpp", "exllamav2", "openai"]
+    path: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_name: str | None = None
+    context_length: int = 4096
+    # Remote: text leaves this computer (PII policy and budgets apply). Default: local for in-process
+    # engines and for a server on a loopback address, remote otherwise.
+    locality: Literal["local", "remote"] | None = None
+    price_in_per_1k: float = 0.0  # cost per 1,000 prompt tokens, in the organisation's currency
+    price_out_per_1k: float = 0.0
+    # Capabilities. `json_schema`: how the server constrains JSON output ("response_format": OpenAI's
+    # json_schema; "json_object": llama-cpp-python's server; "validate": validate and repair once).
+    json_schema: Literal["response_format", "json_object", "validate"] = "validate"
+    logprobs: bool = False
+    prefix_caching: bool = False
+    # What happens to personal data in a request to a remote profile: masked with placeholders and
+    # restored in the answer, the request refused, or sent as is.
+    pii: PiiPolicy = "mask"
+    # Budgets (remote and local alike); at the limit the router moves on to the next profile.
+    daily_budget: float | None = None
+    monthly_budget: float | None = None
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+    # llama.cpp: threads (none: chosen per request from the CPU that is free).
+    threads: int | None = None
+    # openai: the request field for the repeat penalty ("repeat_penalty" llama.cpp, "repetition_penalty"
+    # vLLM and TabbyAPI; none for hosted APIs), a llama.cpp-style tokenize endpoint, and failure bounds.
+    repeat_penalty_field: str | None = None
+    tokenize_url: str | None = None
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    max_retries: int = 1
+    # Where a pulled GGUF came from ("hf://REPO@REVISION/FILE") and its SHA-256, for `models list`.
+    source: str | None = None
+    sha256: str | None = None
+
+
+class RouteRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Use other profiles when the input is longer than `input_over` tokens, or sensitive."""
+
+    use: tuple[str, ...]
+    input_over: int | None = None
+    sensitive: bool | None = None
+
+
+class Route(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[routes.TASK]`: the primary profile and its fallbacks, in order; rules; the task's budgets."""
+
+    use: tuple[str, ...]
+    rules: tuple[RouteRule, ...] = ()
+    daily_budget: float | None = None
+    monthly_budget: float | None = None
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     home: Path
     # Network: loopback only. `host` may be any loopback address; anything else is refused at start.
@@ -43,6 +122,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     threads: int | None = None
     # Requests allowed to wait for a busy model; one more than this gets 429 with Retry-After.
     max_queue: int = 4
+    # Model profiles and routing (server/models/). Without any, every task runs on the embedded model.
+    # `model_server`: the one setting that points Deskpilot at an OpenAI-compatible server (vLLM, TabbyAPI,
+    # Ollama, llama.cpp's server): a profile "server" that every task uses first, the embedded model as
+    # its fallback. `model_server_model` names the model (default: the first the server lists).
+    models: dict[str, ModelProfile] = {}
+    routes: dict[str, Route] = {}
+    model_server: str | None = None
+    model_server_model: str | None = None
+    model_server_api_key_name: str | None = None
+    # A result recorded for the same model, template, input and parameters is answered from lineage.
+    result_cache: bool = True
     # HTTP hygiene.
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0

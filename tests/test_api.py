@@ -158,7 +158,8 @@ def test_a_model_that_failed_to_load_gives_503(app_home: Path) -> None:
                 "error",
                 {
                     "code": "model_unavailable",
-                    "message": "the model could not be loaded: model file not found: /nowhere.gguf",
+                    "message": "model profile 'embedded': the model could not be loaded: "
+                    "model file not found: /nowhere.gguf",
                 },
             )
         ]

@@ -439,7 +439,14 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
             "SELECT name FROM _sqlite_migrations WHERE migration_set = 'deskpilot.lineage' ORDER BY id"
         ).fetchall()
     # m005 (actions and workflows) moved to those packages' own sets: tests/test_migrations.py
-    names = ["m001_runs", "m002_open_runs", "m003_reviews", "m004_review_queue", "m006_reviewer_address"]
+    names = [
+        "m001_runs",
+        "m002_open_runs",
+        "m003_reviews",
+        "m004_review_queue",
+        "m006_reviewer_address",
+        "m007_model_profiles",
+    ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"
 

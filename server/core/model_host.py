@@ -22,8 +22,10 @@ log = logging.getLogger("deskpilot.model")
 
 
 class ModelHost:
-    def __init__(self, backend: Backend | Callable[[], Backend], *, max_waiting: int) -> None:
-        self.gate = ModelGate(max_waiting)
+    def __init__(
+        self, backend: Backend | Callable[[], Backend], *, max_waiting: int, concurrency: int = 1
+    ) -> None:
+        self.gate = ModelGate(max_waiting, concurrency=concurrency)
         self._factory: Callable[[], Backend] | None = None
         self._backend: Backend | None = None
         self.error: str | None = None

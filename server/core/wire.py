@@ -115,6 +115,12 @@ class MetaEvent(Out):
     backend: str
     template: str
     truncated: bool
+    # The model profile that answers; when profiles before it failed first, which and why; what personal
+    # data was masked before the request left the machine ({category: count}); a cached answer's origin.
+    profile: str | None = None
+    fallback: str | None = None
+    masked: dict[str, int] | None = None
+    cached_from: str | None = None
 
 
 class TokenEvent(Out):

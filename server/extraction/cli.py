@@ -23,8 +23,9 @@ from deskpilot.inference.extraction import ExtractionSchema
 from deskpilot.server.core.cli import cli_parts, read_input, settings_or_usage_error
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.service import ExtractionTask
-from deskpilot.server.services import Services, embedded_backend
-from deskpilot.server.settings import Settings
+from deskpilot.server.models.registry import ModelRegistry
+from deskpilot.server.services import Services
+from deskpilot.server.settings import EMBEDDED_PROFILE, Settings
 
 __all__ = ["eval_group", "extract"]
 
@@ -196,7 +197,7 @@ async def _eval_model(
     from deskpilot.inference.extraction import Generated, extraction_job, finish_extraction
     from deskpilot.inference.extraction.evaluate import median_and_p90, same_value, score
 
-    backend = embedded_backend(settings)()
+    backend = ModelRegistry(settings).loader(EMBEDDED_PROFILE)()
     pairs, latencies, produced, cut, queued = [], [], [], 0, 0
     calibration: dict[str, list[int]] = {"< 0.3": [0, 0], "0.3-0.6": [0, 0], ">= 0.6": [0, 0]}
     try:

@@ -165,3 +165,15 @@ def m006_reviewer_address(db: Database) -> None:
     # leaves NULL columns out, so their hashes still verify.
     if "reviewer_address" not in {c.name for c in db["reviews"].columns}:
         db.execute("ALTER TABLE reviews ADD COLUMN reviewer_address TEXT")
+
+
+@migrations()
+def m007_model_profiles(db: Database) -> None:
+    # Which model profile answered a run and why (routing, fallbacks), what personal data was masked before
+    # text left the machine (categories and counts, never values), what a remote server said it ran, and
+    # the run a cached answer repeats. Nullable, so every existing row's hash still verifies.
+    have = {c.name for c in db["runs"].columns}
+    for column in ("profile", "routing", "pii", "served_model", "system_fingerprint", "cache_of"):
+        if column not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_profile_started ON runs (profile, started_at)")

@@ -55,6 +55,13 @@ class RunStart(msgspec.Struct, kw_only=True):
     source_ref: str | None = None  # e.g. a Graph message id
     parent_id: str | None = None
     retrieved_chunks: list[dict[str, Any]] = []  # [{"id": ..., "score": ...}] for retrieval runs
+    # The model profile (settings' `[models.NAME]`) and why the router chose it: {"route": task key,
+    # "skipped": [{"profile", "reason"}], "fallback_from": [{"profile", "run_id", "error"}]}.
+    profile: str | None = None
+    routing: dict[str, Any] | None = None
+    # What left the machine for a remote profile: {"policy", "masked": {CATEGORY: count}, "sent_digest"}.
+    pii: dict[str, Any] | None = None
+    cache_of: str | None = None  # a cached answer: the run whose output it repeats
 
 
 class RunEnd(msgspec.Struct, kw_only=True):
@@ -70,6 +77,9 @@ class RunEnd(msgspec.Struct, kw_only=True):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost: float | None = None
+    # A remote server's own account of what it ran (OpenAI-compatible `model` and `system_fingerprint`).
+    served_model: str | None = None
+    system_fingerprint: str | None = None
 
 
 class Run(msgspec.Struct, kw_only=True):
@@ -92,6 +102,10 @@ class Run(msgspec.Struct, kw_only=True):
     source_ref: str | None = None
     parent_id: str | None = None
     retrieved_chunks: list[dict[str, Any]] = []
+    profile: str | None = None
+    routing: dict[str, Any] | None = None
+    pii: dict[str, Any] | None = None
+    cache_of: str | None = None
     # From RunEnd ("running" until closed).
     status: str
     output: Any | None = None
@@ -103,6 +117,8 @@ class Run(msgspec.Struct, kw_only=True):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost: float | None = None
+    served_model: str | None = None
+    system_fingerprint: str | None = None
     # The chain; None while the run is open.
     seq: int | None = None
     prev_hash: str | None = None

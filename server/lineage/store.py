@@ -37,7 +37,9 @@ from deskpilot.server.lineage._types import (
 __all__ = ["LineageStore"]
 
 # Columns whose values are JSON documents; stored as JSON text, decoded on the way out.
-_JSON_COLUMNS = frozenset({"parameters", "input", "retrieved_chunks", "output", "validation"})
+_JSON_COLUMNS = frozenset(
+    {"parameters", "input", "retrieved_chunks", "output", "validation", "routing", "pii"}
+)
 _RUN_FIELD_NAMES = [field.name for field in msgspec.structs.fields(Run)]
 _SELECT_JOURNAL = "SELECT id, started_at, start FROM open_runs"
 _INTERRUPTED = RunEnd(
@@ -166,6 +168,19 @@ class LineageStore:
         with self._snapshot() as conn:
             for row in rows_as_dicts(conn.execute(sql + " ORDER BY seq", params)):
                 yield _run_from_row(row)
+
+    def usage(self, since: datetime) -> list[dict[str, Any]]:
+        """Tokens and cost of the runs started at or after `since`, summed per model profile and task:
+        `{"profile", "task", "runs", "tokens_in", "tokens_out", "cost"}`. Runs that answered from the
+        result cache cost nothing and count as runs; runs before profiles existed count as "embedded"."""
+        sql = (
+            "SELECT COALESCE(profile, 'embedded') AS profile, task, COUNT(*) AS runs,"
+            " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
+            " COALESCE(SUM(cost), 0.0) AS cost FROM runs WHERE started_at >= ?"
+            " GROUP BY COALESCE(profile, 'embedded'), task ORDER BY 1, 2"
+        )
+        with self._snapshot() as conn:
+            return list(rows_as_dicts(conn.execute(sql, [iso_utc(since)])))
 
     def verify(self, *, anchors: Iterable[str] = ()) -> VerifyReport:
         """Re-derive every hash in seq order and report edits, deletions and broken links.

@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from deskpilot.inference import Backend, Job
+from deskpilot.inference import Job
 from deskpilot.inference.extraction import SchemaError, classify_job, extraction_job, load_schema
-from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.runs import RunExecutor, Structured
 from deskpilot.server.settings import Settings
 
@@ -45,15 +45,9 @@ class WorkflowAI(Protocol):
 
 
 class ModelAI:
-    def __init__(
-        self,
-        backend: Backend | Callable[[], Backend],
-        lineage: LineageStore,
-        settings: Settings,
-        *,
-        max_waiting: int = 64,
-    ) -> None:
-        self.settings, self.lineage, self._load, self._max_waiting = settings, lineage, backend, max_waiting
+    def __init__(self, models: ModelRegistry, lineage: LineageStore, settings: Settings) -> None:
+        """`models`: the profiles (their models load on first use, on this object's own event loop)."""
+        self.settings, self.lineage, self.models = settings, lineage, models
         self.reviews = ReviewQueue(lineage)
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -64,9 +58,12 @@ class ModelAI:
         with self._lock:
             if self._portal is None or self._executor is None:
                 self._portal = self._stack.enter_context(start_blocking_portal())
-                host = ModelHost(self._load, max_waiting=self._max_waiting)
-                self._portal.call(host.start_loading)
-                self._executor = RunExecutor(host, self.lineage, retain_inputs=self.settings.retain_inputs)
+                self._executor = RunExecutor(
+                    self.models,
+                    self.lineage,
+                    retain_inputs=self.settings.retain_inputs,
+                    result_cache=self.settings.result_cache,
+                )
             return self._portal, self._executor
 
     def _run(self, job: Job, task: Structured, source_ref: str | None) -> ResultEvent:
@@ -123,6 +120,6 @@ class ModelAI:
     def close(self) -> None:
         with self._lock:
             if self._portal is not None and self._executor is not None:
-                self._portal.call(self._executor.host.close)
+                self._portal.call(self._executor.models.aclose)
             self._stack.close()
             self._portal = self._executor = None

@@ -21,6 +21,7 @@ from fakes import ScriptedAI
 from deskpilot.inference import ScriptedBackend
 from deskpilot.inference.extraction import BUILT_IN
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.settings import load_settings
 from deskpilot.server.workflows.ai import ModelAI, StepFailed, WorkflowAI
 
@@ -40,7 +41,11 @@ LABELS = ["invoice", "meeting_notes", "other"]
 
 
 def _model_ai(backend: Any) -> Callable[[LineageStore], WorkflowAI]:
-    return lambda lineage: ModelAI(backend, lineage, load_settings())
+    def build(lineage: LineageStore) -> WorkflowAI:
+        settings = load_settings()
+        return ModelAI(ModelRegistry(settings, backends={"embedded": backend}), lineage, settings)
+
+    return build
 
 
 def _llama() -> Any:
