@@ -1,9 +1,10 @@
 """The Office add-in manifests: generated from one template, valid against Microsoft's XSDs, stable ids.
 
-The validator is proven real on the reference manifests beside the repository (`../shared/reference/`):
-the known-good samples that its README lists as valid must pass, the broken ones must fail, and the samples
-that only use post-2020 elements must fail on exactly those elements. The generated manifests are checked
-against both the reference schemas and the copy packaged in `addin_manifest/xsd/`, which must be identical.
+The validator is proven real on the reference manifests copied into `tests/reference/` (its README
+gives their sources and licences): the known-good samples listed as valid must pass, the broken ones must
+fail, and the samples that only use post-2020 elements must fail on exactly those elements. The generated
+manifests are checked against both the reference schemas and the copy packaged in `addin_manifest/xsd/`,
+which must be identical.
 """
 
 from __future__ import annotations
@@ -32,15 +33,10 @@ from deskpilot.addin_manifest.cli import manifest
 
 pytestmark = pytest.mark.unit
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE_XSD = SHARED / "reference" / "office-manifest-xsd" / "combined"
-SAMPLES = SHARED / "reference" / "office-manifests"
-
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(),
-    reason=f"{SHARED} is absent: the reference schemas and sample manifests live beside the repository "
-    "in the project workspace, not in the repository itself",
-)
+# Copies of Microsoft's schemas and sample manifests (tests/reference/README.md: sources and licences).
+REFERENCE = Path(__file__).resolve().parent / "reference"
+REFERENCE_XSD = REFERENCE / "office-manifest-xsd" / "combined"
+SAMPLES = REFERENCE / "office-manifests"
 
 NS = {
     "o": "http://schemas.microsoft.com/office/appforoffice/1.1",
@@ -90,11 +86,7 @@ BROKEN = {
 
 @pytest.fixture(params=["reference", "packaged"])
 def schema_dir(request: pytest.FixtureRequest) -> Path:
-    if request.param == "packaged":
-        return SCHEMA_DIR
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent, so only the packaged schemas can be used")
-    return REFERENCE_XSD
+    return SCHEMA_DIR if request.param == "packaged" else REFERENCE_XSD
 
 
 def parse(xml: bytes) -> etree._Element:
@@ -109,7 +101,6 @@ def test_generated_manifest_is_valid(host: str, schema_dir: Path) -> None:
     assert validate(render(host, BASE_URL), schema_dir) == []
 
 
-@needs_shared
 def test_packaged_schemas_are_identical_to_the_reference_copy() -> None:
     packaged = {p.name: p.read_bytes() for p in SCHEMA_DIR.glob("*.xsd")}
     reference = {p.name: p.read_bytes() for p in REFERENCE_XSD.glob("*.xsd")}
@@ -120,19 +111,16 @@ def test_packaged_schemas_are_identical_to_the_reference_copy() -> None:
 # --- the validator is real ---------------------------------------------------------------------------
 
 
-@needs_shared
 def test_every_reference_manifest_is_classified() -> None:
     on_disk = {p.relative_to(SAMPLES).as_posix() for p in SAMPLES.rglob("*.xml")}
     assert on_disk == set(KNOWN_GOOD) | set(NEWER_THAN_SCHEMA) | set(BROKEN)
 
 
-@needs_shared
 @pytest.mark.parametrize("name", KNOWN_GOOD)
 def test_known_good_sample_passes(name: str, schema_dir: Path) -> None:
     assert validate((SAMPLES / name).read_bytes(), schema_dir) == []
 
 
-@needs_shared
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_manifest_fails(name: str, schema_dir: Path) -> None:
     errors = validate((SAMPLES / name).read_bytes(), schema_dir)
@@ -140,7 +128,6 @@ def test_broken_manifest_fails(name: str, schema_dir: Path) -> None:
     assert any(BROKEN[name] in error for error in errors), errors
 
 
-@needs_shared
 @pytest.mark.parametrize("name", NEWER_THAN_SCHEMA)
 def test_sample_using_post_2020_elements_fails_on_them(name: str, schema_dir: Path) -> None:
     errors = validate((SAMPLES / name).read_bytes(), schema_dir)
