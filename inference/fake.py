@@ -45,14 +45,18 @@ class ScriptedBackend:
         delay: float = 0.0,
         first_delay: float = 0.0,
         fail_with: BaseException | None = None,
+        fail_after: int = 0,
         model_id: str = "fake-model",
+        weights_digest: str = "sha256:" + "0" * 64,
         context_length: int = 4096,
     ) -> None:
+        """`fail_with` is raised after `fail_after` tokens (0: before the first)."""
         self._script = script
         self.logprob = logprob
         self.delay = delay
         self.first_delay = first_delay
         self.fail_with = fail_with
+        self.fail_after = fail_after
         self.requests: list[GenerationRequest] = []
         self.prepared: list[GenerationRequest] = []
         self.active = 0
@@ -61,7 +65,7 @@ class ScriptedBackend:
         self._info = BackendInfo(
             backend="fake",
             model_id=model_id,
-            weights_digest="sha256:" + "0" * 64,
+            weights_digest=weights_digest,
             context_length=context_length,
         )
 
@@ -112,10 +116,12 @@ class ScriptedBackend:
         try:
             if self.first_delay:
                 await asyncio.sleep(self.first_delay)
-            if self.fail_with is not None:
+            if self.fail_with is not None and not self.fail_after:
                 raise self.fail_with
             text, stopped = "", False
             for count, word in enumerate(words, start=1):
+                if self.fail_with is not None and count > self.fail_after:
+                    raise self.fail_with
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 token = (

@@ -44,6 +44,7 @@ from deskpilot.server.core.wire import (
     PrepareOut,
     ProgressEvent,
     ResultEvent,
+    RunIn,
     TokenEvent,
     UsageOut,
 )
@@ -54,7 +55,7 @@ from deskpilot.server.models.registry import ModelRegistry, UnknownProfile
 from deskpilot.server.models.router import Candidate, NoRoute, Plan, Router
 from deskpilot.server.models.usage import Budgets, run_cost
 
-__all__ = ["JobSource", "RunExecutor", "RunOptions", "Structured", "StructuredOutcome"]
+__all__ = ["JobSource", "RunExecutor", "RunOptions", "Structured", "StructuredOutcome", "options_of"]
 
 log = logging.getLogger("deskpilot.runs")
 
@@ -101,6 +102,10 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     cache: bool = True
 
 
+def options_of(request: RunIn) -> RunOptions:
+    return RunOptions(profile=request.profile, sensitive=request.sensitive, cache=request.cache)
+
+
 # A job, or what builds it for a model's context length (so a fallback with a smaller context still fits).
 JobSource = Job | Callable[[int], Job]
 
@@ -135,9 +140,15 @@ class RunExecutor:
         """The host of the default route's first profile (the model `/healthz` and `/v1/models` report)."""
         return self.router.primary("default")
 
-    async def prepare(self, job: Job) -> PrepareOut:
-        """Warm the model for `job` while it is idle; never delays a real request (see `Backend.prepare`)."""
-        host = self.router.primary(job.task)
+    async def prepare(self, task: str, source: JobSource, options: RunOptions | None = None) -> PrepareOut:
+        """Warm the model a `task` request would go to first, while it is idle; never delays a real
+        request (see `Backend.prepare`)."""
+        options = options or RunOptions()
+        try:
+            host = self.router.primary(task, options.profile)
+        except UnknownProfile as exc:
+            return PrepareOut(prepared=False, reason=str(exc))
+        job = source if isinstance(source, Job) else source(host.context_length())
         backend, gate = host.backend, host.gate
         if backend is None:
             return PrepareOut(prepared=False, reason="the model is still loading")

@@ -28,10 +28,14 @@ __all__ = [
     "Out",
     "Person",
     "PrepareOut",
+    "ProfileName",
+    "ProfileOut",
     "ProgressEvent",
     "ResultEvent",
     "ReviewRef",
+    "RouteOut",
     "RuleOut",
+    "RunIn",
     "ShortText",
     "SourceOut",
     "SourcesEvent",
@@ -64,6 +68,20 @@ class In(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=Tru
 
 class Out(msgspec.Struct, rename="camel", kw_only=True):
     pass
+
+
+# A model profile's name, as in `[models.NAME]`.
+ProfileName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class RunIn(In, kw_only=True):
+    """What every AI request may ask of routing: a model `profile` by name instead of its task's route,
+    that its input is `sensitive` (it then never goes to a remote profile), and `cache: false` to have the
+    model answer again rather than repeat a recorded answer."""
+
+    profile: ProfileName | None = None
+    sensitive: bool = False
+    cache: bool = True
 
 
 class EmailIn(In):
@@ -250,6 +268,32 @@ class ModelInfo(Out):
     cost_per_1k_tokens: float = msgspec.field(name="costPer1kTokens")
 
 
+class ProfileOut(Out):
+    """A model profile as the pane's Settings shows it (never its API key: only the keyring entry's name)."""
+
+    name: str
+    backend: str
+    where: str  # the GGUF file or EXL2 folder, or "MODEL at BASE_URL"
+    local: bool
+    context_length: int
+    price_in_per_1k: float = msgspec.field(name="priceInPer1k")
+    price_out_per_1k: float = msgspec.field(name="priceOutPer1k")
+    pii: str  # mask | block | allow (applies to remote profiles)
+    json_schema: str
+    logprobs: bool
+    prefix_caching: bool
+    state: Literal["not_loaded", "loading", "ready", "failed"]
+    error: str | None = None
+    breaker: str | None = None  # why the profile is skipped for now, if it is
+    api_key_name: str | None = None
+
+
+class RouteOut(Out):
+    task: str
+    use: list[str]  # the primary profile, then the fallbacks
+    rules: list[dict[str, Any]] = []
+
+
 class ModelsOut(Out):
     state: Literal["loading", "ready", "failed"]
     error: str | None
@@ -257,6 +301,8 @@ class ModelsOut(Out):
     busy: bool
     waiting: int
     max_waiting: int
+    profiles: list[ProfileOut] = []
+    routes: list[RouteOut] = []
 
 
 class Health(Out):

@@ -32,11 +32,11 @@ from litestar.response import ServerSentEvent
 from msgspec import Meta
 
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
-from deskpilot.inference import Passage, Ticket, ask_job
-from deskpilot.server.core.wire import NOT_BLANK, Client, DoneEvent, ShortText, SourceOut, SourcesEvent
+from deskpilot.inference import Job, Passage, Ticket, ask_job
+from deskpilot.server.core.wire import NOT_BLANK, Client, DoneEvent, RunIn, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.roots import IndexRoot, NotInRoots, RootRefused
 from deskpilot.server.documents.service import Indexer
-from deskpilot.server.runs import Event, RunExecutor
+from deskpilot.server.runs import Event, RunExecutor, options_of
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
 from deskpilot.server.web.sse import sse_response
@@ -58,7 +58,7 @@ class PathNotAllowed(ApiError):
     code = "path_not_allowed"
 
 
-class AskRequest(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+class AskRequest(RunIn, kw_only=True):
     question: Annotated[str, Meta(min_length=1, max_length=2_000, extra_json_schema={"pattern": NOT_BLANK})]
     k: Annotated[int, Meta(ge=1, le=20)] = 5
     scope: Scope | None = None
@@ -197,28 +197,37 @@ class DocumentsAPI(Controller):
             except (OSError, sqlite3.Error, EmbedderError) as exc:
                 raise IndexUnavailable(f"the document index could not be searched: {exc}") from exc
             hits = await anyio.to_thread.run_sync(lambda: _within_roots(hits, indexer))
-            job = ask_job(
-                context_length=executor.host.context_length(),
-                question=data.question,
-                passages=_passages(hits),
-            )
+            passages = _passages(hits)
+
+            def job(context_length: int) -> Job:
+                return ask_job(context_length=context_length, question=data.question, passages=passages)
+
             if not hits:
                 ticket.release()
                 return _with_sources(
                     executor.answer_without_model(
-                        job, NOTHING_FOUND, client=data.client, source_ref=data.source_ref
+                        job(executor.host.context_length()),
+                        NOTHING_FOUND,
+                        client=data.client,
+                        source_ref=data.source_ref,
                     ),
                     hits,
                 )
             retrieved = [{"id": h.chunk_id, "score": h.score, "document_id": h.document_id} for h in hits]
             return _with_sources(
                 executor.execute(
-                    job, ticket=ticket, client=data.client, source_ref=data.source_ref, retrieved=retrieved
+                    job,
+                    ticket=ticket,
+                    client=data.client,
+                    source_ref=data.source_ref,
+                    retrieved=retrieved,
+                    options=options,
                 ),
                 hits,
             )
 
-        run = await executor.admitted(build)
+        options = options_of(data)
+        run = await executor.admitted(build, task="ask", options=options)
         return sse_response(
             run.events, release=run.release, keepalive=app_settings.keepalive_seconds, stopping=stopping
         )

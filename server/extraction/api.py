@@ -40,7 +40,7 @@ from deskpilot.server.extraction.wire import (
     SchemaOut,
     SchemasOut,
 )
-from deskpilot.server.runs import Event, RunExecutor
+from deskpilot.server.runs import Event, RunExecutor, options_of
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.sse import sse_response
 
@@ -83,6 +83,10 @@ _STATUS = {
     "shutdown": 503,
     "input_too_long": 413,
     "backend_error": 503,
+    "budget_exhausted": 429,
+    "no_model": 503,
+    "unknown_profile": 400,
+    "pii_blocked": 422,
 }
 
 
@@ -101,7 +105,7 @@ class Extraction(Controller):
     ) -> ServerSentEvent:
         schema = find_schema(data.schema, app_settings.schemas_path)
         text = _as_text(data)
-        context_length, count_tokens = model_context(executor.host)
+        context_length, count_tokens = model_context(executor.router.primary("extract", data.profile))
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
             # Off the event loop: tokenizing a long input to fit it to the context takes a moment.
@@ -112,10 +116,16 @@ class Extraction(Controller):
             )
             task = ExtractionTask(schema, text, reviews, app_settings.review_threshold)
             return executor.execute(
-                job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+                job,
+                ticket=ticket,
+                client=data.client,
+                source_ref=data.source_ref,
+                structured=task,
+                options=options,
             )
 
-        run = await executor.admitted(build)
+        options = options_of(data)
+        run = await executor.admitted(build, task="extract", options=options)
         return sse_response(
             run.events, release=run.release, keepalive=app_settings.keepalive_seconds, stopping=stopping
         )
@@ -129,7 +139,7 @@ class Extraction(Controller):
         reviews: NamedDependency[ReviewQueue],
     ) -> ClassifyOut:
         labels = list(data.labels or app_settings.triage_labels)
-        context_length, count_tokens = model_context(executor.host)
+        context_length, count_tokens = model_context(executor.router.primary("classify", data.profile))
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
             try:
@@ -145,10 +155,16 @@ class Extraction(Controller):
                 raise ClientException(str(exc)) from exc
             task = ClassificationTask(labels, reviews, app_settings.review_threshold)
             return executor.execute(
-                job, ticket=ticket, client=data.client, source_ref=data.source_ref, structured=task
+                job,
+                ticket=ticket,
+                client=data.client,
+                source_ref=data.source_ref,
+                structured=task,
+                options=options,
             )
 
-        run = await executor.admitted(build)
+        options = options_of(data)
+        run = await executor.admitted(build, task="classify", options=options)
         # Read the run to its end, not just to its result: the run is closed in lineage when the stream
         # finishes, and a client that asks for it right after the answer must find it closed.
         result: ResultEvent | None = None

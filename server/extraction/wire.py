@@ -11,7 +11,17 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, Out, Person, ReviewRef, ShortText
+from deskpilot.server.core.wire import (
+    NOT_BLANK,
+    Client,
+    EmailIn,
+    In,
+    Out,
+    Person,
+    ReviewRef,
+    RunIn,
+    ShortText,
+)
 
 __all__ = [
     "ChangeOut",
@@ -36,7 +46,7 @@ _Text = Annotated[str, Meta(extra_json_schema={"pattern": NOT_BLANK})]
 _Labels = Annotated[list[Label], Meta(min_length=2, max_length=20, extra_json_schema={"uniqueItems": True})]
 
 
-class _Source(In):
+class _Source(RunIn):
     """Either `text`, or an `email` (its headers and body are what the model reads)."""
 
     exactly_one_of = ("text", "email")

@@ -62,12 +62,15 @@ class Breaker:
         self._opened_at: float | None = None
         self._trial = False
 
-    def blocked(self) -> str | None:
-        """Why the profile may not be tried now, or None (and, half-open, this caller is the trial)."""
+    def blocked(self, *, peek: bool = False) -> str | None:
+        """Why the profile may not be tried now, or None (and, half-open, this caller is the trial unless
+        it only `peek`s)."""
         if self._opened_at is None:
             return None
         waited = self._clock() - self._opened_at
         if waited >= self.cool_s and not self._trial:
+            if peek:
+                return None
             self._trial = True
             return None
         left = max(0.0, self.cool_s - waited)

@@ -80,8 +80,8 @@ class Budgets:
     def _lines(self) -> tuple[list[UsageLine], list[UsageLine]]:
         if self._clock() - self._read_at >= _FRESH_S:
             day, month = _period_starts(self.lineage.now())
-            self._day = [msgspec.convert(r, UsageLine) for r in self.lineage.usage(day)]
-            self._month = [msgspec.convert(r, UsageLine) for r in self.lineage.usage(month)]
+            self._day = [UsageLine(**r) for r in self.lineage.usage(day)]
+            self._month = [UsageLine(**r) for r in self.lineage.usage(month)]
             self._read_at = self._clock()
         return self._day, self._month
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from litestar import Controller, post
 from litestar.di import NamedDependency
@@ -12,7 +13,7 @@ from litestar.response import ServerSentEvent
 
 from deskpilot.inference import Email, Job, draft_reply_job, rewrite_job, summarize_job
 from deskpilot.server.core.wire import EmailIn, PrepareOut
-from deskpilot.server.runs import RunExecutor
+from deskpilot.server.runs import RunExecutor, options_of
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.wire import DraftReplyRequest, RewriteRequest, SummarizeRequest
 from deskpilot.server.web.sse import sse_response
@@ -24,9 +25,10 @@ def as_email(e: EmailIn) -> Email:
     return Email(body=e.body, subject=e.subject, sender=e.sender, to=tuple(e.to), cc=tuple(e.cc), date=e.date)
 
 
-def _summarize_job(data: SummarizeRequest, executor: RunExecutor) -> Job:
-    return summarize_job(
-        context_length=executor.host.context_length(),
+def _summarize_job(data: SummarizeRequest) -> Callable[[int], Job]:
+    """The job, for a model's context length (its profile is chosen when the run starts)."""
+    return lambda context_length: summarize_job(
+        context_length=context_length,
         text=data.text,
         email=as_email(data.email) if data.email else None,
         thread=tuple(as_email(m) for m in data.thread),
@@ -34,9 +36,9 @@ def _summarize_job(data: SummarizeRequest, executor: RunExecutor) -> Job:
     )
 
 
-def _draft_job(data: DraftReplyRequest, executor: RunExecutor) -> Job:
-    return draft_reply_job(
-        context_length=executor.host.context_length(),
+def _draft_job(data: DraftReplyRequest) -> Callable[[int], Job]:
+    return lambda context_length: draft_reply_job(
+        context_length=context_length,
         email=as_email(data.email),
         thread=tuple(as_email(m) for m in data.thread),
         tone=data.tone,
@@ -46,9 +48,9 @@ def _draft_job(data: DraftReplyRequest, executor: RunExecutor) -> Job:
     )
 
 
-def _rewrite_job(data: RewriteRequest, executor: RunExecutor) -> Job:
-    return rewrite_job(
-        context_length=executor.host.context_length(),
+def _rewrite_job(data: RewriteRequest) -> Callable[[int], Job]:
+    return lambda context_length: rewrite_job(
+        context_length=context_length,
         text=data.text,
         tone=data.tone,
         instructions=data.instructions,
@@ -62,15 +64,19 @@ class AITasks(Controller):
     async def _stream(
         self,
         executor: RunExecutor,
-        job: Job,
+        task: str,
+        job: Callable[[int], Job],
         data: SummarizeRequest | DraftReplyRequest | RewriteRequest,
         settings: Settings,
         stopping: asyncio.Event,
     ) -> ServerSentEvent:
+        options = options_of(data)
         run = await executor.admitted(
             lambda ticket: executor.execute(
-                job, ticket=ticket, client=data.client, source_ref=data.source_ref
-            )
+                job, ticket=ticket, client=data.client, source_ref=data.source_ref, options=options
+            ),
+            task=task,
+            options=options,
         )
         return sse_response(
             run.events, release=run.release, keepalive=settings.keepalive_seconds, stopping=stopping
@@ -84,7 +90,7 @@ class AITasks(Controller):
         app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _summarize_job(data, executor), data, app_settings, stopping)
+        return await self._stream(executor, "summarize", _summarize_job(data), data, app_settings, stopping)
 
     @post(
         "/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)"
@@ -95,7 +101,7 @@ class AITasks(Controller):
         """The task pane calls this when an item opens. While the model is idle it reads the item ahead
         of time, so that when the user clicks Summarize the first words appear at once. It gives way to
         any real request and records nothing: no output is produced."""
-        return await executor.prepare(_summarize_job(data, executor))
+        return await executor.prepare("summarize", _summarize_job(data), options_of(data))
 
     @post("/draft-reply", status_code=200, summary="Draft a reply to an email (SSE stream)")
     async def draft_reply(
@@ -105,7 +111,7 @@ class AITasks(Controller):
         app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _draft_job(data, executor), data, app_settings, stopping)
+        return await self._stream(executor, "draft_reply", _draft_job(data), data, app_settings, stopping)
 
     @post("/rewrite", status_code=200, summary="Rewrite a selected passage in a tone (SSE stream)")
     async def rewrite(
@@ -115,4 +121,4 @@ class AITasks(Controller):
         app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, _rewrite_job(data, executor), data, app_settings, stopping)
+        return await self._stream(executor, "rewrite", _rewrite_job(data), data, app_settings, stopping)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import Meta, field
 
-from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, In, ShortText
+from deskpilot.server.core.wire import NOT_BLANK, Client, EmailIn, RunIn, ShortText
 
 __all__ = ["DraftReplyRequest", "RewriteRequest", "SummarizeRequest"]
 
@@ -14,7 +14,7 @@ __all__ = ["DraftReplyRequest", "RewriteRequest", "SummarizeRequest"]
 _Text = Annotated[str, Meta(extra_json_schema={"pattern": NOT_BLANK})]
 
 
-class SummarizeRequest(In):
+class SummarizeRequest(RunIn, kw_only=True):
     """Either `text`, or an `email` with optionally the earlier messages of its `thread`."""
 
     exactly_one_of = ("text", "email")
@@ -40,7 +40,7 @@ class SummarizeRequest(In):
             raise ValueError("`thread` needs the `email` it belongs to")
 
 
-class DraftReplyRequest(In):
+class DraftReplyRequest(RunIn, kw_only=True):
     email: EmailIn
     thread: list[EmailIn] = field(default_factory=list)
     tone: Literal["neutral", "friendly", "formal", "direct", "apologetic"] = "neutral"
@@ -51,7 +51,7 @@ class DraftReplyRequest(In):
     source_ref: ShortText | None = None
 
 
-class RewriteRequest(In):
+class RewriteRequest(RunIn, kw_only=True):
     """A passage the user selected (in Word), to rewrite; the task pane inserts it as a tracked change."""
 
     text: Annotated[str, Meta(min_length=1, max_length=20_000, extra_json_schema={"pattern": NOT_BLANK})]

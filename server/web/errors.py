@@ -13,6 +13,8 @@ from litestar.types import ExceptionHandlersMap
 
 from deskpilot.inference import BackendError, ModelBusy
 from deskpilot.server.core.wire import ErrorBody
+from deskpilot.server.models.registry import UnknownProfile
+from deskpilot.server.models.router import NoRoute
 
 __all__ = ["EXCEPTION_HANDLERS", "ApiError"]
 
@@ -43,6 +45,18 @@ def _busy(_: Request[Any, Any, Any], exc: ModelBusy) -> Response[ErrorBody]:
 
 def _unavailable(_: Request[Any, Any, Any], exc: BackendError) -> Response[ErrorBody]:
     return _error(503, "model_unavailable", str(exc), {"Retry-After": "30"}, 30)
+
+
+def _no_route(_: Request[Any, Any, Any], exc: NoRoute) -> Response[ErrorBody]:
+    """Every profile the task may use is skipped: 429 when budgets are spent (until the day or month
+    turns), else 503."""
+    if exc.code == "budget_exhausted":
+        return _error(429, exc.code, str(exc), {"Retry-After": "3600"}, 3600)
+    return _error(503, exc.code, str(exc), {"Retry-After": "30"}, 30)
+
+
+def _unknown_profile(_: Request[Any, Any, Any], exc: UnknownProfile) -> Response[ErrorBody]:
+    return _error(400, "unknown_profile", str(exc), field="profile")
 
 
 def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
@@ -95,6 +109,8 @@ def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[Erro
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ModelBusy: _busy,
+    NoRoute: _no_route,
+    UnknownProfile: _unknown_profile,
     ValidationException: _invalid,
     BackendError: _unavailable,
     HTTPException: _http_error,
