@@ -17,6 +17,7 @@ from deskpilot.server.core.private import make_private, private_umask
 from deskpilot.server.documents.cli import index_command
 from deskpilot.server.extraction.cli import eval_group, extract
 from deskpilot.server.lineage.cli import audit
+from deskpilot.server.models.cli import models_group
 from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
 from deskpilot.server.workflows.cli import events_group
@@ -100,6 +101,7 @@ for _command in (
     logout,
     whoami,
     sync,
+    models_group,
 ):
     main.add_command(_command)
 
