@@ -7,17 +7,19 @@ what `stream` would do first and stops when asked to; a prompt that cannot fit i
 accepts; `count_tokens` measures text the way the prompt will hold it; `close` releases the model, and
 later calls fail cleanly instead of crashing the process.
 
-Backends: the scripted fake (`unit`), llama.cpp on the embedded model (`model`), and the OpenAI-compatible
-backend against llama-cpp-python's server on the embedded model (`model`). ExLlamaV2 joins `BACKENDS` when
-it exists (see the comments there).
+Backends: the scripted fake (`unit`), llama.cpp on the embedded model (`model`), the OpenAI-compatible
+backend against llama-cpp-python's server on the embedded model (`model`), and ExLlamaV2 on the EXL2 model
+folder named by DESKPILOT_EXL2_MODEL (`gpu`: skipped without CUDA).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -48,10 +50,32 @@ def _llama() -> Backend:
     return LlamaCppBackend(threads=2)
 
 
+# Read at import: the autouse app_home fixture clears DESKPILOT_* variables before each test.
+_EXL2_MODEL = os.environ.get("DESKPILOT_EXL2_MODEL", "")
+
+
+def _exllamav2() -> Backend:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU with CUDA (ExLlamaV2)")
+    if not _EXL2_MODEL:
+        pytest.fail(
+            "CUDA is here but DESKPILOT_EXL2_MODEL is not set: `pip install -e '.[gpu]'`, download a "
+            "small model ExLlamaV2 loads, e.g. `hf download HuggingFaceTB/SmolLM2-135M-Instruct --local-dir "
+            "smollm2` "
+            "(FP16 safetensors; an EXL2 quant of it from exllamav2's convert.py works too), and set "
+            "DESKPILOT_EXL2_MODEL to that folder"
+        )
+    from deskpilot.inference.exllamav2 import ExLlamaV2Backend
+
+    return ExLlamaV2Backend(Path(_EXL2_MODEL), context_length=4096)
+
+
 BACKENDS = [
     pytest.param(ScriptedBackend, id="scripted", marks=pytest.mark.unit),
     pytest.param(_llama, id="llama.cpp", marks=pytest.mark.model),
-    # ExLlamaV2 (inference/exllama.py, when it exists): marks=pytest.mark.gpu, on the smallest EXL2 model.
+    pytest.param(_exllamav2, id="exllamav2", marks=pytest.mark.gpu),
     # OpenAI-compatible (inference/openai_compat.py) against a real server on 127.0.0.1:
     # llama-cpp-python's own server on the embedded model (`llama_server`), never a patched HTTP client.
     pytest.param("openai", id="openai", marks=pytest.mark.model),
