@@ -80,6 +80,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
         # the model has loaded, so that neither readiness nor the first summary waits for them.
         background.add(asyncio.create_task(_warm_index_after(host, indexer)))
+        models = services.models
+        if any(not models.is_local(n) and p.pii != "allow" for n, p in models.profiles.items()):
+            background.add(asyncio.create_task(asyncio.to_thread(services.executor.privacy.warm)))
 
     async def on_shutdown() -> None:
         stopping.set()

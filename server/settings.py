@@ -131,6 +131,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model_server: str | None = None
     model_server_model: str | None = None
     model_server_api_key_name: str | None = None
+    # A profile that fails this many requests in a row before their first token is skipped for
+    # `breaker_cool_seconds`, then tried again with one request.
+    breaker_failures: int = 3
+    breaker_cool_seconds: float = 30.0
     # A result recorded for the same model, template, input and parameters is answered from lineage.
     result_cache: bool = True
     # HTTP hygiene.

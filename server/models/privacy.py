@@ -69,6 +69,11 @@ class Privacy:
                 self._detector = self._make()
             return self._detector
 
+    def warm(self) -> None:
+        """Load the detector now (seconds: Presidio imports spaCy), so the first remote request does not
+        wait for it. The server calls this at start when a remote profile masks or blocks."""
+        self.detector().load()
+
     async def egress(self, candidate: Candidate, request: GenerationRequest) -> Egress | None:
         """None for a local profile; else the request as it may leave, or `PiiBlocked`."""
         if candidate.local:

@@ -4,8 +4,8 @@ For a task the route gives a primary profile and its fallbacks (`[routes.TASK]`,
 A rule may replace that list for long input (`input_over` tokens) or for sensitive input. Then each profile
 is kept or skipped, with the reason recorded in lineage:
 - sensitive input never goes to a remote profile;
-- a profile whose circuit is open (it failed `BREAKER_FAILURES` times in a row) is skipped until
-  `BREAKER_COOL_S` has passed, then gets one trial request;
+- a profile whose circuit is open (it failed `breaker_failures` times in a row, 3 by default) is skipped
+  until `breaker_cool_seconds` have passed, then gets one trial request;
 - a profile or task over its daily or monthly budget is skipped.
 The executor then tries the profiles in order and moves on when one fails before its first token.
 """
@@ -22,9 +22,6 @@ from deskpilot.server.models.usage import Budgets
 from deskpilot.server.settings import ModelProfile, Route
 
 __all__ = ["Breaker", "Candidate", "NoRoute", "Plan", "Router"]
-
-BREAKER_FAILURES = 3
-BREAKER_COOL_S = 30.0
 
 
 class NoRoute(Exception):
@@ -53,8 +50,8 @@ class Breaker:
 
     def __init__(
         self,
-        failures: int = BREAKER_FAILURES,
-        cool_s: float = BREAKER_COOL_S,
+        failures: int = 3,
+        cool_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.failures, self.cool_s, self._clock = failures, cool_s, clock
@@ -102,7 +99,10 @@ class Router:
         self._breakers: dict[str, Breaker] = {}
 
     def breaker(self, name: str) -> Breaker:
-        return self._breakers.setdefault(name, Breaker())
+        if name not in self._breakers:
+            settings = self.registry.settings
+            self._breakers[name] = Breaker(settings.breaker_failures, settings.breaker_cool_seconds)
+        return self._breakers[name]
 
     def route_key(self, task: str, client: str | None = None) -> str:
         """The route for `task`: a workflow step's own (`workflow.TASK`) first, then the task's, then the
