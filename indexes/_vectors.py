@@ -9,6 +9,15 @@ whenever it reconciles the two.
 
 Not thread-safe: `DocumentIndex` serialises access.
 
+On the GPU (faiss-gpu installed and a CUDA device it can use: `faiss.get_num_gpus() > 0`), the exact kind
+searches a copy of itself on the GPU (`GpuIndexFlatIP` inside the same `IndexIDMap2`, `index_cpu_to_gpu`).
+The CPU index stays the one that is changed, serialised and read (`get_xb`), so the file on disk is always
+the CPU format and a GPU never needs to be present to load it; the GPU copy gets every addition as it
+happens and is dropped on a removal (FAISS's GPU flat index cannot remove), to be copied again at the next
+search. What stays on the CPU, and why: searches with `allowed` (FAISS's GPU flat search ignores an
+`IDSelector`), searches for more than `_GPU_MAX_K` results (the GPU's k-selection limit), and HNSW (FAISS
+has no GPU HNSW; CAGRA would need a cuVS build and a different file format).
+
 `VectorSearch` is the seam: what searching asks of a vector store. `VectorIndex` implements it in both
 kinds, and the exact kind is the reference the approximate one answers to, so it needs no separate fake;
 `tests/contracts/test_vectors.py` runs one suite over both kinds (and over any other store added, such as
@@ -17,20 +26,33 @@ faiss-gpu's indexes or another ANN library).
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["VectorIndex", "VectorSearch"]
+__all__ = ["VectorIndex", "VectorSearch", "faiss_gpus"]
 
 FLAT, HNSW = "flat", "hnsw"
+# FAISS's GPU k-selection takes k up to 2048 (1024 in older builds); a larger k searches on the CPU.
+_GPU_MAX_K = 1024
+# Scratch memory FAISS reserves on the GPU for searches. Its default (up to 1.5 GiB) is memory a model
+# sharing the GPU would rather have; more than this is allocated on demand.
+_GPU_TEMP_MEMORY = 256 << 20
 
 
 def _faiss() -> ModuleType:
     import faiss  # imported on first use: ~0.3 s that a server start does not need to pay
 
     return faiss
+
+
+@functools.cache
+def faiss_gpus() -> int:
+    """GPUs FAISS can search on: 0 with faiss-cpu, or with faiss-gpu and no CUDA device."""
+    get_num_gpus = getattr(_faiss(), "get_num_gpus", None)
+    return int(get_num_gpus()) if get_num_gpus is not None else 0
 
 
 def _ids(values: Any) -> np.ndarray:
@@ -78,16 +100,24 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 256,
+        use_gpu: bool | None = None,
     ) -> None:
+        """`use_gpu`: search the exact kind on the GPU (see the module docstring); by default, when FAISS
+        has one."""
+        if use_gpu and not faiss_gpus():
+            raise ValueError("use_gpu=True needs faiss-gpu and a CUDA device; FAISS sees no GPU here")
         self.dim = dim
         self.hnsw_threshold = hnsw_threshold
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
+        self.use_gpu = faiss_gpus() > 0 if use_gpu is None else use_gpu
         self.kind = FLAT
         self._index: Any = self._new(FLAT)
         self._dead = np.zeros(0, dtype=np.int64)  # sorted tombstoned ids (HNSW only)
         self._dead_selector: Any = None
+        self._gpu_index: Any = None  # the GPU copy of the exact kind, made at its first search
+        self._gpu_resources: Any = None
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -149,7 +179,10 @@ class VectorIndex:
     def add(self, ids: Any, vectors: np.ndarray) -> None:
         ids = _ids(ids)
         if len(ids):
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            self._index.add_with_ids(vectors, ids)
+            if self._gpu_index is not None:  # appended in the same order: the copy stays the same
+                self._gpu_index.add_with_ids(vectors, ids)
 
     def remove(self, ids: Any) -> None:
         ids = _ids(ids)
@@ -157,6 +190,7 @@ class VectorIndex:
             return
         if self.kind == FLAT:
             self._index.remove_ids(_faiss().IDSelectorBatch(ids))
+            self._gpu_index = None  # FAISS's GPU flat index cannot remove: copied again when searched
         else:
             # Only ids the graph holds become tombstones: an unknown one would make `live` undercount.
             held = ids[np.isin(ids, self.all_ids())]
@@ -183,6 +217,7 @@ class VectorIndex:
             hnsw_m=self.hnsw_m,
             ef_construction=self.ef_construction,
             ef_search=self.ef_search,
+            use_gpu=self.use_gpu,
         )
         other.kind = kind
         other._index = other._new(kind)
@@ -247,6 +282,9 @@ class VectorIndex:
                 batch = faiss.IDSelectorBatch(self._dead)
                 self._dead_selector = (faiss.IDSelectorNot(batch), batch)  # keep batch alive
             selector = self._dead_selector[0]
+        if selector is None and self._searches_on_gpu(k):
+            scores, ids = self._on_gpu().search(queries, k)
+            return scores, ids
         if self.kind == HNSW:
             params: Any = faiss.SearchParametersHNSW()
             params.efSearch = max(self.ef_search, k)
@@ -257,3 +295,19 @@ class VectorIndex:
         # A fresh params object per call: IndexIDMap swaps its selector in place during a search.
         scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
+
+    # -- the GPU copy ------------------------------------------------------------------------------
+
+    def _searches_on_gpu(self, k: int) -> bool:
+        return self.use_gpu and self.kind == FLAT and k <= _GPU_MAX_K
+
+    def _on_gpu(self) -> Any:
+        """The exact index copied to GPU 0 (made now if a removal dropped it or none was made yet)."""
+        if self._gpu_index is None:
+            faiss = _faiss()
+            if self._gpu_resources is None:
+                # Not shared between indexes: FAISS's GPU resources are not thread-safe.
+                self._gpu_resources = faiss.StandardGpuResources()
+                self._gpu_resources.setTempMemory(_GPU_TEMP_MEMORY)
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+        return self._gpu_index
