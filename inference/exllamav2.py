@@ -310,7 +310,9 @@ class _JsonEnforcer:
     """The tokens that may come next in a JSON text a schema accepts (lm-format-enforcer), with our choices:
     compact JSON, required keys in the schema's order, and the end as soon as the root value is complete."""
 
-    def __init__(self, tokenizer_data: Any, parser: Any) -> None:
+    def __init__(self, tokenizer_data: Any, blank: frozenset[int], parser: Any) -> None:
+        """`tokenizer_data`: lm-format-enforcer's for the model's tokenizer; `blank`: its whitespace-only
+        tokens (`_blank_tokens`)."""
         from lmformatenforcer.tokenenforcer import TokenEnforcer
 
         self._enforcer = TokenEnforcer(tokenizer_data, parser)
@@ -318,11 +320,7 @@ class _JsonEnforcer:
         parser.config.max_consecutive_whitespaces = 1
         parser.config.force_json_field_order = True
         self._eos = int(tokenizer_data.eos_token_id)
-        blank = getattr(tokenizer_data, "blank_tokens", None)
-        if blank is None:  # computed once per tokenizer: the tokens that are only whitespace
-            blank = frozenset(i for i, text, _ in tokenizer_data.regular_tokens if not text.strip())
-            tokenizer_data.blank_tokens = blank
-        self._blank: frozenset[int] = blank
+        self._blank = blank
         self.tokens: list[int] = []  # the output so far
 
     def next_tokens(self) -> tuple[list[int], bool]:
@@ -332,6 +330,11 @@ class _JsonEnforcer:
         if complete and all(t == self._eos or t in self._blank for t in allowed):
             return [self._eos], True
         return sorted(allowed), False
+
+
+def _blank_tokens(tokenizer_data: Any) -> frozenset[int]:
+    """The tokens of lm-format-enforcer's `tokenizer_data` that are only whitespace."""
+    return frozenset(token for token, text, _ in tokenizer_data.regular_tokens if not text.strip())
 
 
 def _json_filter_class(base: Any) -> Any:
@@ -406,7 +409,9 @@ class _Loaded:
             )
             self.generator.warmup()  # kernels tuned now rather than in the first request
         except BaseException:
-            self.unload()  # what loaded before the failure (the traceback would keep it alive)
+            # Free what loaded before the failure (its traceback would keep it alive); raise the failure.
+            with contextlib.suppress(Exception):
+                self.unload()
             raise
 
     def unload(self) -> None:
@@ -471,7 +476,8 @@ class ExLlamaV2Backend:
             weights_digest=digest,
             context_length=self._gpu.context_length,
         )
-        self._vocabulary: Any = None  # lm-format-enforcer's view of the tokenizer, built on first use
+        # lm-format-enforcer's view of the tokenizer and its blank tokens, built on first use
+        self._vocabulary: tuple[Any, frozenset[int]] | None = None
         self._vocabulary_lock = threading.Lock()
         self._driver = _Driver(self._gpu.generator)
         self._closed = False
@@ -572,9 +578,10 @@ class ExLlamaV2Backend:
             raise BackendError("the backend is closed")
         with self._vocabulary_lock:  # the tokenizer's prefix tree, built once (about a second)
             if self._vocabulary is None:
-                self._vocabulary = build_token_enforcer_tokenizer_data(self._tokenizer)
+                data = build_token_enforcer_tokenizer_data(self._tokenizer)
+                self._vocabulary = (data, _blank_tokens(data))
         try:
-            enforcer = _JsonEnforcer(self._vocabulary, JsonSchemaParser(schema))
+            enforcer = _JsonEnforcer(*self._vocabulary, JsonSchemaParser(schema))
         except Exception as exc:  # pydantic's ValidationError for a schema it cannot read
             raise BackendError(f"lm-format-enforcer cannot read this JSON Schema: {exc}") from exc
         return gpu.filter_class(gpu.model, self._tokenizer, enforcer)

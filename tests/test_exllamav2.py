@@ -31,6 +31,7 @@ from deskpilot.inference import BackendError, Finished, GenerationRequest, Messa
 from deskpilot.inference.exllamav2 import (
     ChatTemplate,
     ExLlamaV2Backend,
+    _blank_tokens,
     _Driver,
     _json_filter_class,
     _JsonEnforcer,
@@ -531,6 +532,7 @@ class Vocabulary:
             if token != self.eos and text:
                 regular.append((token, text, text.startswith(" ")))
         self.data = TokenEnforcerTokenizerData(regular, self.decode, self.eos, False, self.llm.n_vocab())
+        self.blank = _blank_tokens(self.data)
 
     def decode(self, tokens: list[int]) -> str:
         return self.llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
@@ -541,7 +543,7 @@ class Vocabulary:
     def enforcer(self, schema: dict[str, Any]) -> _JsonEnforcer:
         from lmformatenforcer import JsonSchemaParser
 
-        return _JsonEnforcer(self.data, JsonSchemaParser(schema))
+        return _JsonEnforcer(self.data, self.blank, JsonSchemaParser(schema))
 
     def walk(self, enforcer: _JsonEnforcer, text: str) -> None:
         """Feed `text`'s tokens, each checked against what the enforcer allows at its step."""
