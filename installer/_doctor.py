@@ -94,6 +94,10 @@ def doctor(echo: Callable[[str], object] = print) -> int:
             f"browser policy {plat.LNA_POLICY} in {policy}",
             "run `deskpilot install --allow-local-network-access` as root",
         )
+    from deskpilot.server.models.checks import model_checks  # reads settings; loads no model
+
+    for item in model_checks(lay.settings):
+        check(item.ok, item.what, item.fix)
     if ca_cert.is_file():
         base = f"https://localhost:{lay.settings.port}"
         running = answers(base, ssl.create_default_context(cafile=str(ca_cert)))
