@@ -213,7 +213,8 @@ class DocumentIndex:
         except Exception:  # an unusable cache: rebuilt from SQLite by the reconcile that follows
             return None
 
-    def _vector_params(self) -> dict[str, int]:
+    def _vector_params(self) -> dict[str, Any]:
+        """VectorIndex's keyword arguments from the settings (use_gpu keeps its default: the GPU if any)."""
         s = self.settings
         return {
             "hnsw_threshold": s.hnsw_threshold,
