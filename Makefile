@@ -38,6 +38,7 @@ bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_actions.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_token.py
+	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_fuzz.py
 	$(BIN)/python bench/bench_sync.py
 

@@ -170,10 +170,12 @@ Op = Callable[[httpx.AsyncClient, Recorder, random.Random], Awaitable[float | No
 
 
 def summary_body(rng: random.Random, emails: list[dict[str, Any]]) -> dict[str, Any]:
+    """A summary request the model must answer (`cache: false`: the load is on the model, not the cache)."""
     if emails and rng.random() < 0.8:
         ref = f"bench-{rng.randrange(10**6)}"
-        return {"email": rng.choice(emails), "client": "outlook", "sourceRef": ref}
-    return {"text": "Please confirm the budget numbers by Friday and say whether the offsite moves. " * 3}
+        return {"email": rng.choice(emails), "client": "outlook", "sourceRef": ref, "cache": False}
+    text = "Please confirm the budget numbers by Friday and say whether the offsite moves. " * 3
+    return {"text": text, "cache": False}
 
 
 async def summarize(
