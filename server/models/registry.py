@@ -181,7 +181,7 @@ class ModelRegistry:
         if p.backend == "llama.cpp":
             return lambda: _llama(p, self.settings)
         if p.backend == "exllamav2":
-            return lambda: _exllamav2(p)
+            return lambda: _exllamav2(p, self.settings)
         return lambda: _openai(name, p)
 
     async def aclose(self) -> None:
@@ -200,11 +200,13 @@ def _llama(p: ModelProfile, settings: Settings) -> Backend:
     )
 
 
-def _exllamav2(p: ModelProfile) -> Backend:
+def _exllamav2(p: ModelProfile, settings: Settings) -> Backend:
     from deskpilot.inference.exllamav2 import ExLlamaV2Backend  # imports torch and CUDA kernels
 
     assert p.path is not None  # checked with the settings
-    return ExLlamaV2Backend(Path(p.path).expanduser(), context_length=p.context_length)
+    # cache_dir keeps the weights digest between starts (hashing gigabytes of tensors takes a while).
+    folder = Path(p.path).expanduser()
+    return ExLlamaV2Backend(folder, context_length=p.context_length, cache_dir=settings.cache_dir)
 
 
 def api_key(name: str, p: ModelProfile) -> str | None:
