@@ -366,7 +366,7 @@ class RunExecutor:
             if not run.parts and not attempt.last and isinstance(exc, BackendError):
                 run.end = RunEnd(status="error", error=f"{exc} (went on to the next profile)")
                 raise _FellThrough(run.id, f"model profile {candidate.name!r}: {exc}") from exc
-            run.end, error = _failure(run.id, exc)
+            run.end, error = _failure(run.id, exc, candidate.name)
             yield error
         finally:
             with anyio.CancelScope(shield=True):
@@ -637,12 +637,14 @@ _ERROR_CODES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def _failure(run_id: str, exc: Exception) -> tuple[RunEnd, ErrorEvent]:
-    """How a run that raised `exc` ends, in lineage and for the client. Call it in the `except` block:
-    an unexpected error is logged with its traceback and reaches the client only as "internal"."""
+def _failure(run_id: str, exc: Exception, profile: str) -> tuple[RunEnd, ErrorEvent]:
+    """How a run that raised `exc` ends, in lineage and for the client, naming the model profile. Call it
+    in the `except` block: an unexpected error is logged with its traceback and reaches the client only
+    as "internal"."""
     for kind, code in _ERROR_CODES:
         if isinstance(exc, kind):
-            return RunEnd(status="error", error=str(exc)), ErrorEvent(code=code, message=str(exc))
+            message = f"model profile {profile!r}: {exc}"
+            return RunEnd(status="error", error=message), ErrorEvent(code=code, message=message)
     log.exception("run %s failed", run_id)
     return (
         RunEnd(status="error", error=f"internal error: {exc}"),

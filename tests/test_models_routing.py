@@ -104,7 +104,7 @@ def test_a_failure_after_the_first_token_is_an_error_not_a_second_answer(app_hom
     with app_client(app) as c:
         events = summarize(c)
     assert text_of(events) == "Ana wants the"
-    assert events[-1] == ("error", {"code": "backend_error", "message": "stream broke"})
+    assert events[-1] == ("error", {"code": "backend_error", "message": "model profile 'big': stream broke"})
     assert local.requests == []
 
 
