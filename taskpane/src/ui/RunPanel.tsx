@@ -1,12 +1,17 @@
 /**
- * The output of the current run: the text as it streams, Cancel while it runs, then the model used, a
- * link to the run's lineage record and how long the first word took. Structured results and sources are
- * rendered below the text. Screen readers are told when the answer is complete rather than every token.
+ * The output of the current run: the text as it streams, Cancel while it runs, then who answered (the
+ * profile and its model), a link to the run's lineage record and how long the first word took. Below that,
+ * what the user should know about how it was answered: another profile took over after one failed
+ * (`fallback`), personal data was masked before the request left the computer (`masked`), or the answer
+ * repeats a recorded one (`cachedFrom`). After a fallback the server sends a second `meta` event; the
+ * reducer keeps the latest, so these describe the profile that answered. Structured results and sources
+ * are rendered below the text. Screen readers are told when the answer is complete rather than every token.
  */
 import { useEffect, useRef, type ReactNode } from "react";
-import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, tokens } from "@fluentui/react-components";
-import { DismissRegular } from "@fluentui/react-icons";
-import type { ProgressEvent } from "../api/types";
+import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, mergeClasses, tokens } from "@fluentui/react-components";
+import { DismissRegular, HistoryRegular, ShieldLockRegular, WarningRegular } from "@fluentui/react-icons";
+import type { MetaEvent, ProgressEvent } from "../api/types";
+import { answerNotes } from "../shared/models";
 import { humanize } from "../shared/result";
 import { isActive } from "../shared/run";
 import { usePane } from "./context";
@@ -65,6 +70,10 @@ const useStyles = makeStyles({
     color: tokens.colorNeutralForeground3,
     "& > *:not(:last-child)::after": { content: '"·"', margin: `0 ${tokens.spacingHorizontalXS}` },
   },
+  notes: { display: "flex", flexDirection: "column", gap: "2px" },
+  note: { display: "flex", alignItems: "flex-start", gap: tokens.spacingHorizontalXS, overflowWrap: "anywhere", color: tokens.colorNeutralForeground2 },
+  noteIcon: { flexShrink: 0, fontSize: "14px", marginTop: "1px" },
+  fallback: { color: tokens.colorPaletteDarkOrangeForeground1 },
   visuallyHidden: { position: "absolute", width: "1px", height: "1px", overflow: "hidden", clip: "rect(0 0 0 0)", whiteSpace: "nowrap" },
 });
 
@@ -79,6 +88,32 @@ function progressText(p: ProgressEvent): string {
 
 function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** How the answer came about, when there is something to say: fallback, masking, repeated. */
+function AnswerNotesView({ meta }: { meta: MetaEvent }) {
+  const styles = useStyles();
+  const notes = answerNotes(meta);
+  if (!notes.fallback && !notes.masked && !notes.cached) return null;
+  return (
+    <div className={styles.notes} data-testid="run-notes">
+      {notes.fallback && (
+        <Caption1 className={mergeClasses(styles.note, styles.fallback)} data-testid="run-fallback">
+          <WarningRegular className={styles.noteIcon} aria-hidden />{notes.fallback}
+        </Caption1>
+      )}
+      {notes.masked && (
+        <Caption1 className={styles.note} data-testid="run-masked">
+          <ShieldLockRegular className={styles.noteIcon} aria-hidden />{notes.masked}
+        </Caption1>
+      )}
+      {notes.cached && (
+        <Caption1 className={styles.note} data-testid="run-cached" title={`Repeats run ${meta.cachedFrom}`}>
+          <HistoryRegular className={styles.noteIcon} aria-hidden />{notes.cached}
+        </Caption1>
+      )}
+    </div>
+  );
 }
 
 export function RunPanel({ actions }: { actions?: ReactNode }) {
@@ -135,7 +170,11 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
 
       {(state.meta || state.done) && (
         <Caption1 className={styles.footer} data-testid="run-meta">
-          {state.meta && <span title={`${state.meta.backend} · template ${state.meta.template}`}>{state.meta.model}</span>}
+          {state.meta && (
+            <span title={`${state.meta.backend} · template ${state.meta.template}`} data-testid="run-model">
+              {answerNotes(state.meta).answeredBy}
+            </span>
+          )}
           {(state.meta?.runId ?? state.done?.runId) && (
             <LineageLink runId={(state.meta?.runId ?? state.done?.runId) as string}>Lineage record</LineageLink>
           )}
@@ -144,6 +183,7 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
           {state.meta?.truncated && <span>input shortened to fit the model</span>}
         </Caption1>
       )}
+      {state.meta && <AnswerNotesView meta={state.meta} />}
       <span className={styles.visuallyHidden} role="status" aria-live="polite">
         {state.phase === "done" ? `${request.label} ready.` : state.phase === "cancelled" ? "Cancelled." : ""}
       </span>

@@ -1,11 +1,12 @@
 /** Settings for this pane, saved on this computer as soon as they change; then the server's folders to
- * index and automations. */
+ * index, its models (read-only) and automations. */
 import { useEffect, useRef } from "react";
 import { Button, Caption1, Field, Input, Select, Switch, Textarea } from "@fluentui/react-components";
 import { ADDRESS_MAX, NAME_MAX, addressProblem, nameProblem, personLabel } from "../shared/identity";
 import { DEFAULT_PREFS, LENGTHS, THEMES, TONES, type Prefs } from "../shared/prefs";
 import { AutomationsSettings } from "./AutomationsSettings";
 import { FoldersSettings } from "./FoldersSettings";
+import { ModelsSettings } from "./ModelsSettings";
 import { usePane } from "./context";
 import { IDENTITY_FOCUS } from "./IdentityNotice";
 import { useStyles } from "./styles";
@@ -93,6 +94,7 @@ export function SettingsView() {
         <div><Button onClick={() => setPrefs({ ...DEFAULT_PREFS, name: prefs.name, address: prefs.address })}>Reset to defaults</Button></div>
       </form>
       <FoldersSettings />
+      <ModelsSettings />
       <AutomationsSettings />
     </>
   );
