@@ -606,8 +606,9 @@ class _Run:
         return []
 
     def cacheable(self, structured: Structured | None) -> bool:
-        """A complete text answer: ok, and ended by the model, not by the token limit."""
-        return structured is None and self.end.status == "ok" and self.finish_reason == "stop"
+        """A text answer the model completed (stopped, or reached the request's token limit, which the same
+        request would reach again); never an error or a cancelled one."""
+        return structured is None and self.end.status == "ok" and self.finish_reason in ("stop", "length")
 
     async def finish(self, structured: Structured, finish_reason: str) -> StructuredOutcome:
         """The structured outcome of the complete output, made on a worker thread (it may use the database);

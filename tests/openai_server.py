@@ -81,6 +81,9 @@ class Fault:
 class _ProxyServer(http.server.ThreadingHTTPServer):
     proxy: FaultProxy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a stalled request that forwards after its client (or the upstream) has gone is expected."""
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """One request to the proxy: the fault it is due, or forwarded upstream."""

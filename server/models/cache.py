@@ -5,7 +5,7 @@ The key is a SHA-256 over the profile, the model's weights digest, the prompt te
 digest and the sampling parameters, so a new model or a changed template misses by construction (nothing
 to invalidate by hand). The table maps a key to the run that answered it; the answer itself is that run's
 output in lineage, and the cache hit is recorded as a run of its own that points to it (`cache_of`).
-Only complete text answers are cached (status ok, finished by a stop, not cut by the token limit).
+Only text answers the model completed are cached (status ok; never an error or a cancelled run).
 """
 
 from __future__ import annotations
