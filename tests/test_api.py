@@ -141,7 +141,10 @@ def test_backend_failure_is_an_error_event_and_recorded(app_home: Path) -> None:
     broken = ScriptedBackend(fail_with=BackendError("weights are corrupt"))
     with app_client(make_app(app_home, broken)) as c:
         events = parse_sse(c.post("/v1/summarize", json={"text": "hi"}).text)
-        assert events[-1] == ("error", {"code": "backend_error", "message": "model profile 'embedded': weights are corrupt"})
+        assert events[-1] == (
+            "error",
+            {"code": "backend_error", "message": "model profile 'embedded': weights are corrupt"},
+        )
         run = c.get(f"/v1/runs/{events[0][1]['runId']}").json()
         assert run["status"] == "error" and "weights are corrupt" in run["error"]
 
