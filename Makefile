@@ -40,6 +40,7 @@ bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_fuzz.py
+	$(BIN)/python bench/bench_threads.py
 	$(BIN)/python bench/bench_sync.py
 
 setup: $(STAMP) $(PANE) ## Create .venv, install Deskpilot with its test tools, build the task pane

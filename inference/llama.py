@@ -8,6 +8,14 @@ when `aclose()` returns the model is free. We render the chat template and token
 an input that cannot fit is refused up front instead of failing half way. For the same reason of control
 we decode with `Llama.generate` rather than `create_completion`: each sampled token id arrives next to the
 logits it was drawn from, which is how a token gets its log-probability (`_ChosenTokenScorer`).
+
+Without a `threads` setting, each request runs on as many threads as there are cores free when it starts
+(`deskpilot.inference.threads`), and looks again every `_RECHOOSE_S` while it runs: a second thread on a
+core that another process keeps busy makes every step wait for it. We leave OpenMP's wait policy (ggml's
+CPU back end is built with OpenMP here) at its default, spinning briefly at each barrier:
+`OMP_WAIT_POLICY=PASSIVE` softens 2 threads beside a busy process, but made 2 threads on an idle machine
+45-55% slower (bench/bench_threads.py), and beside a busy process we choose 1 thread, which never meets
+a barrier.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ import asyncio
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +37,7 @@ import anyio
 from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Token, Usage
 from deskpilot.inference.backend import BackendError, ContextOverflow
 from deskpilot.inference.digest import weights_digest
+from deskpilot.inference.threads import CpuSampler, ThreadChoice, choose_threads, usable_cpus
 
 __all__ = [
     "EMBEDDED_MODEL_ID",
@@ -46,6 +57,9 @@ _PREPARE_CHUNK = 32
 _PROMPT_CHUNK = 128
 # A stop pattern is matched against the end of the output only, so that checking it stays cheap per token.
 _PATTERN_WINDOW = 4000
+# How often a running request looks again at the free cores: a neighbour that starts mid-request would
+# otherwise stall a second thread for the rest of it. (The sampler takes 4 snapshots a second.)
+_RECHOOSE_S = 0.25
 # How a generation ended (`Usage.finish_reason`).
 _FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -115,10 +129,10 @@ class LlamaCppBackend:
         from llama_cpp import Llama, llama_chat_format  # imported here: loading the library takes a moment
 
         embedded = model_path is None
-        threads = threads or default_threads()
+        most = threads or default_threads()
         self._converted: Any = None  # the temporary folder of the converted embedded model, if any
         if model_path is None:
-            path, self._converted = requantized_embedded_model(cache_dir, threads)
+            path, self._converted = requantized_embedded_model(cache_dir, most)
         else:
             path = Path(model_path).expanduser()
         if not path.is_file():
@@ -127,8 +141,8 @@ class LlamaCppBackend:
             self._llm = Llama(
                 model_path=str(path),
                 n_ctx=context_length,
-                n_threads=threads,
-                n_threads_batch=threads,
+                n_threads=most,
+                n_threads_batch=most,
                 verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python reports unreadable weights as ValueError
@@ -153,10 +167,41 @@ class LlamaCppBackend:
         # (and so the shared prompt prefix) warm between requests.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._closed = False
+        # A `threads` setting is a fixed count; without one, each request chooses (`threads_for_next`).
+        self._sampler = CpuSampler() if not threads else None
+        fixed = ThreadChoice(threads=most, cores=len(usable_cpus()), free=None, max_threads=most)
+        self._choose: Callable[[], ThreadChoice] = (
+            partial(choose_threads, most, self._sampler) if self._sampler is not None else lambda: fixed
+        )
+        self._applied = most  # what the llama.cpp context is set to now
+        self._chosen_at = 0.0
+        # The latest choice applied: what the last generation or preparation ran on (at its end).
+        self.last_threads: ThreadChoice | None = None
 
     @property
     def info(self) -> BackendInfo:
         return self._info
+
+    def threads_for_next(self) -> ThreadChoice:
+        """The threads a request starting now would run on: the `threads` setting, or as many as there
+        are free cores (see `deskpilot.inference.threads`). Cheap (~0.1 ms), safe from any thread."""
+        return self._choose()
+
+    def _use_threads(self, *, start: bool = False) -> None:
+        """Set the llama.cpp context to the thread count for now: at the `start` of a request, and again
+        when `_RECHOOSE_S` has passed (called on the worker thread between evaluations; llama.cpp reads
+        the count at each decode)."""
+        from llama_cpp import llama_set_n_threads
+
+        now = time.monotonic()
+        if not start and now - self._chosen_at < _RECHOOSE_S:
+            return
+        self._chosen_at = now
+        choice = self._choose()
+        if choice.threads != self._applied:
+            llama_set_n_threads(self._llm._ctx.ctx, choice.threads, choice.threads)
+            self._applied = choice.threads
+        self.last_threads = choice
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in a prompt, for budgeting input to the context (tokenizing reads only the
@@ -169,6 +214,8 @@ class LlamaCppBackend:
             return
         self._closed = True  # first, so that no new work reaches the worker while it drains
         self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._sampler is not None:
+            self._sampler.close()
         self._llm.close()
         if self._converted is not None:
             self._converted.cleanup()
@@ -217,6 +264,7 @@ class LlamaCppBackend:
         tokens, _, _ = self._prompt(request)
         if len(tokens) + request.max_tokens > self._info.context_length:
             raise ContextOverflow(len(tokens), request.max_tokens, self._info.context_length)
+        self._use_threads(start=True)
         return self._evaluate(tokens, should_stop, _PREPARE_CHUNK)
 
     def _evaluate(self, tokens: list[int], should_stop: Callable[[], bool], chunk: int) -> int:
@@ -231,6 +279,7 @@ class LlamaCppBackend:
         for start in range(llm.n_tokens, len(wanted), chunk):
             if should_stop():
                 break
+            self._use_threads()
             llm.eval(wanted[start : start + chunk])
         return int(llm.n_tokens)
 
@@ -256,6 +305,7 @@ class LlamaCppBackend:
                 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
                 grammar = json_schema_to_gbnf(msgspec.json.encode(request.json_schema).decode())
+            self._use_threads(start=True)
             # The prompt goes in chunks, so that a client that leaves during a long prompt frees the model
             # within one chunk instead of after the whole prompt.
             self._evaluate(tokens, cancel.is_set, _PROMPT_CHUNK)
@@ -313,6 +363,7 @@ class LlamaCppBackend:
                     break
                 if out.write(token, scorer.logprob(token) if scorer is not None else None):
                     break
+                self._use_threads()  # before the generator evaluates this token
         finally:
             steps.close()
         return out.finish()
@@ -353,6 +404,7 @@ class LlamaCppBackend:
             while True:
                 if cancel.is_set():
                     return "cancelled", out.produced
+                self._use_threads()
                 forced = len(batch) - 1
                 final = forcing.done  # the forced text completes the output: nothing to choose after it
                 scored = request.logprobs and forced > 0
