@@ -137,6 +137,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     breaker_cool_seconds: float = 30.0
     # A result recorded for the same model, template, input and parameters is answered from lineage.
     result_cache: bool = True
+    # Traces (server/core/telemetry.py): an OTLP/HTTP receiver's traces URL, such as
+    # "http://127.0.0.1:4318/v1/traces". None means tracing is off.
+    otel_endpoint: str | None = None
     # HTTP hygiene.
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0
