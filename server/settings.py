@@ -162,6 +162,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own.
     schemas_dir: Path | None = None
     review_threshold: float = 0.6
+    # Where a calibration exists for the model profile and template (`deskpilot eval extraction --fit`),
+    # the threshold comes instead from this target: the share right of what is accepted without review.
+    review_target_precision: float = 0.95
     triage_labels: tuple[str, ...] = (
         "invoice",
         "contract",
