@@ -20,6 +20,7 @@ import pytest
 from graph_helpers import assert_index_holds, graph_settings, sign_in, vault  # noqa: F401
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
+from deskpilot.server.connectors import GraphConnector
 from deskpilot.server.connectors.auth import GraphAuth
 from deskpilot.server.connectors.graph import GraphClient
 from deskpilot.server.connectors.models import DateTimeTimeZone, Event, event_document
@@ -132,6 +133,44 @@ def test_a_file_graph_will_not_serve_is_skipped_with_its_reason_and_retried_late
         sync(settings, index, now=later + 2 * RETRY_FIRST + timedelta(minutes=1))
         assert_index_holds(index, expected(t, settings, now))
         assert items(settings)[malware]["skipped"] is None
+
+
+def test_the_sync_status_shows_per_scope_last_success_skipped_files_and_deferrals(
+    index: DocumentIndex,
+) -> None:
+    with StandIn(generate(seed=29, messages=12, files=8, events=3)) as standin:
+        settings = graph_settings(standin)
+        sign_in(settings)
+        t = standin.tenant
+        (malware,) = indexable_files(t)[:1]
+        t.blocked[malware] = "malware"
+        standin.set_faults(
+            Faults(
+                rate=1.0, kinds={"long_throttle": 1.0}, long_retry_after=3600, paths=("/calendarView/delta",)
+            )
+        )
+        now = datetime.now(UTC)
+        sync(settings, index, now=now, throttle_budget=60)
+        status = GraphConnector(settings, index).status()
+        scopes = {s.scope: s for s in status.scopes}
+        drive, calendar = scopes["drive"], scopes["calendar"]
+        assert drive.succeeded_at is not None and drive.deferred_until is None
+        names = {s.name: s for s in drive.skipped}
+        assert drive.skipped_count == len(drive.skipped) >= 1
+        flagged = names[t.files[malware].name]
+        assert (flagged.reason, flagged.attempts) == ("malwareDetected", 1)
+        assert flagged.retry_at is not None and datetime.fromisoformat(flagged.retry_at) == now + RETRY_FIRST
+        assert drive.skipped[0] == flagged  # those with a retry first
+        assert all(s.retry_at is None for s in drive.skipped[1:])  # unsupported or empty: not retried
+        assert calendar.succeeded_at is None and calendar.deferred_until is not None
+        assert datetime.fromisoformat(calendar.deferred_until) == now + timedelta(seconds=3600)
+        assert calendar.deferred_reason and "3600" in calendar.deferred_reason
+        mail = [s for s in status.scopes if s.scope.startswith("mail:")]
+        assert mail and all(s.succeeded_at and s.skipped_count == 0 for s in mail)
+        wire = msgspec.json.decode(msgspec.json.encode(status))
+        assert {"succeededAt", "deferredUntil", "deferredReason", "skippedCount", "skipped"} <= set(
+            wire["scopes"][0]
+        )
 
 
 # -- b: the calendar window slides ------------------------------------------------------------------------

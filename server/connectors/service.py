@@ -19,14 +19,15 @@ from deskpilot.indexes import DocumentIndex
 from deskpilot.server.connectors.auth import AuthError, GraphAuth, NotSignedIn
 from deskpilot.server.connectors.graph import GraphClient
 from deskpilot.server.connectors.models import email_in
-from deskpilot.server.connectors.state import SyncState
+from deskpilot.server.connectors.state import Cursor, SyncState
 from deskpilot.server.connectors.sync import GraphSync, SyncBusy, SyncLock, SyncProgress, SyncSummary
 from deskpilot.server.core.wire import EmailIn
 from deskpilot.server.settings import Settings
 
-__all__ = ["ConversationOut", "GraphConnector", "LastRun", "ScopeOut", "SyncStatus"]
+__all__ = ["ConversationOut", "GraphConnector", "LastRun", "ScopeOut", "SkippedItemOut", "SyncStatus"]
 
 log = logging.getLogger("deskpilot.connectors")
+SKIPPED_SHOWN = 50  # skipped files listed per scope in the status (the count covers them all)
 
 
 class _Out(msgspec.Struct, rename="camel", kw_only=True):
@@ -41,12 +42,26 @@ class LastRun(_Out):
     error: str | None = None
 
 
+class SkippedItemOut(_Out):
+    """A file of a scope that is not in the index, and why; `retry_at` when it is tried again."""
+
+    name: str
+    reason: str  # "malwareDetected", "http_400", "unsupported", "too_large", "empty"...
+    retry_at: str | None = None  # ISO, UTC; none: not retried until the file changes
+    attempts: int = 0
+
+
 class ScopeOut(_Out):
-    scope: str  # "mail:<folder id>", "drive", "calendar"
+    scope: str  # "mail:<folder id>", "drive", "drive:<library id>", "calendar"
     name: str
     state: str  # "current" (at a delta link) or "in_progress" (mid-round; resumes from its next page)
     full_round: bool
     updated_at: str | None = None
+    succeeded_at: str | None = None  # when a round of the scope last completed (ISO, UTC)
+    deferred_until: str | None = None  # throttled beyond its budget: goes on in the first run after this
+    deferred_reason: str | None = None
+    skipped_count: int = 0
+    skipped: list[SkippedItemOut] = []  # the first SKIPPED_SHOWN, those with a retry first
 
 
 class SyncStatus(_Out):
@@ -170,15 +185,7 @@ class GraphConnector:
                         error=last["error"],
                     )
                 status.quarantined = state.quarantined_count()
-                status.scopes = [
-                    ScopeOut(
-                        scope=c.scope,
-                        name=c.name,
-                        full_round=c.full,
-                        state="in_progress" if c.next_link or not c.delta_link else "current",
-                    )
-                    for c in state.cursors()
-                ]
+                status.scopes = [_scope_out(state, c) for c in state.cursors()]
             finally:
                 state.close()
         return status
@@ -192,3 +199,26 @@ class GraphConnector:
             return [email_in(m) for m in client.conversation(conversation_id)]
         finally:
             client.close()
+
+
+def _scope_out(state: SyncState, cursor: Cursor) -> ScopeOut:
+    """One scope as the pane shows it: where its round stands, its last success, and what it left out."""
+    return ScopeOut(
+        scope=cursor.scope,
+        name=cursor.name,
+        full_round=cursor.full,
+        state="in_progress" if cursor.next_link or not cursor.delta_link else "current",
+        succeeded_at=cursor.succeeded_at,
+        deferred_until=cursor.deferred_until,
+        deferred_reason=cursor.deferred_reason,
+        skipped_count=state.skipped_count(cursor.scope),
+        skipped=[
+            SkippedItemOut(
+                name=row.name or row.graph_id,
+                reason=row.skipped or "",
+                retry_at=row.retry_at,
+                attempts=row.attempts,
+            )
+            for row in state.skipped_items(cursor.scope, SKIPPED_SHOWN)
+        ],
+    )

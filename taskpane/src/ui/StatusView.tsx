@@ -1,8 +1,10 @@
-/** Status: the server, its model and queue, the document index, and what this Office can do. */
+/** Status: the server, its model and queue, the document index, Microsoft 365 sync per scope, and what this
+ * Office can do. */
 import { useEffect, useState } from "react";
 import { Badge, Button, Caption1, makeStyles, tokens } from "@fluentui/react-components";
 import { ArrowClockwiseRegular } from "@fluentui/react-icons";
-import type { IndexStatus, SkippedFile } from "../api/types";
+import type { IndexStatus, ScopeOut, SkippedFile, SyncStatus } from "../api/types";
+import { scopeLine, scopeTag, skippedLine, sortedScopes } from "../shared/sync";
 import { usePane } from "./context";
 import { useStyles } from "./styles";
 
@@ -11,6 +13,9 @@ const useLocal = makeStyles({
   dt: { color: tokens.colorNeutralForeground3 },
   dd: { margin: 0, overflowWrap: "anywhere" },
   skipped: { margin: 0, paddingLeft: tokens.spacingHorizontalL },
+  scopes: { margin: 0, padding: 0, listStyleType: "none", display: "grid", rowGap: tokens.spacingVerticalS },
+  scopeName: { fontWeight: tokens.fontWeightSemibold, overflowWrap: "anywhere" },
+  summary: { cursor: "pointer" },
 });
 
 const SKIP_REASONS: Record<SkippedFile["reason"], string> = {
@@ -24,6 +29,29 @@ const SKIP_REASONS: Record<SkippedFile["reason"], string> = {
   unsupported: "file type not supported",
   not_found: "not found (moved or deleted?)",
 };
+
+/** One sync scope: its name and kind, its state line, and its skipped files behind "N skipped". */
+function SyncScope({ scope, now }: { scope: ScopeOut; now: Date }) {
+  const s = useLocal();
+  const styles = useStyles();
+  const count = scope.skippedCount ?? 0;
+  const tag = scopeTag(scope);
+  return (
+    <li data-testid="sync-scope" data-scope={scope.scope}>
+      <div className={s.scopeName}>{scope.name} {tag && <Caption1 className={styles.muted}>{tag}</Caption1>}</div>
+      <Caption1 data-testid="sync-scope-state">{scopeLine(scope, now)}</Caption1>
+      {count > 0 && (
+        <details data-testid="sync-skipped">
+          <summary className={s.summary}>{count} skipped</summary>
+          <ul className={s.skipped}>
+            {(scope.skipped ?? []).map((item) => <li key={item.name}>{skippedLine(item, now)}</li>)}
+            {count > (scope.skipped?.length ?? 0) && <li>and {count - (scope.skipped?.length ?? 0)} more</li>}
+          </ul>
+        </details>
+      )}
+    </li>
+  );
+}
 
 function Row({ name, children }: { name: string; children: React.ReactNode }) {
   const s = useLocal();
@@ -40,10 +68,12 @@ export function StatusView() {
   const styles = useStyles();
   const local = useLocal();
   const [index, setIndex] = useState<IndexStatus | null>(null);
+  const [sync, setSync] = useState<SyncStatus | null>(null);
   const model = server.models?.models[0];
 
   useEffect(() => {
     api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
+    api.get<SyncStatus>("/v1/sync/status").then(setSync, () => setSync(null));
   }, [api, server.checkedAt]);
 
   const state = server.reach !== "ok" ? server.reach : server.health?.model ?? "checking";
@@ -91,6 +121,20 @@ export function StatusView() {
             : "not running inside Office"}
         </Row>
       </dl>
+      {sync?.configured && (
+        <>
+          <h2 className={styles.sectionTitle}>Microsoft 365</h2>
+          <Caption1 data-testid="sync-summary">
+            {!sync.signedIn ? "not signed in (run deskpilot login on this computer)"
+              : sync.running ? `syncing ${sync.progress?.scope || ""}…` : `signed in as ${sync.account ?? "?"}`}
+          </Caption1>
+          {(sync.scopes?.length ?? 0) > 0 && (
+            <ul className={local.scopes} data-testid="sync-scopes">
+              {sortedScopes(sync.scopes ?? []).map((scope) => <SyncScope key={scope.scope} scope={scope} now={new Date()} />)}
+            </ul>
+          )}
+        </>
+      )}
       {server.checkedAt && <Caption1 className={styles.muted}>Checked {server.checkedAt.toLocaleTimeString()}</Caption1>}
     </div>
   );
