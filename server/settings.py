@@ -192,6 +192,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     graph_max_retries: int = 8  # per request, for 429, 5xx, timeouts and dropped connections
     graph_backoff_seconds: float = 1.0  # first backoff; doubles per retry, with jitter
     graph_sync_interval_seconds: float = 300.0  # `deskpilot sync --watch`
+    # Throttling: seconds of Retry-After waiting per sync scope and run; past it the scope goes on in a later
+    # run. A file Graph will not serve is retried after `graph_retry_first_seconds`, then twice as long each
+    # time, at most `graph_retry_max_seconds`.
+    graph_throttle_budget_seconds: float = 600.0
+    graph_retry_first_seconds: float = 900.0
+    graph_retry_max_seconds: float = 86400.0
     # Follow-up actions and workflows (server/actions, server/workflows). `serve` starts the queue's
     # consumer (`deskpilot worker`) as a child process unless `worker` is false (run it yourself then).
     worker: bool = True

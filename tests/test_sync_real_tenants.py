@@ -27,7 +27,7 @@ from deskpilot.server.connectors.models import DateTimeTimeZone, Event, event_do
 from deskpilot.server.connectors.standin import Faults, StandIn, Tenant, file_content, generate
 from deskpilot.server.connectors.standin._data import DRIVE_ROOT
 from deskpilot.server.connectors.state import SyncState
-from deskpilot.server.connectors.sync import RETRY_FIRST, GraphSync, SyncSummary
+from deskpilot.server.connectors.sync import GraphSync, SyncSummary
 from deskpilot.server.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vault")]
@@ -46,11 +46,12 @@ def sync(
     now: datetime | None = None,
     throttle_budget: float | None = None,
 ) -> SyncSummary:
+    if throttle_budget is not None:
+        settings = msgspec.structs.replace(settings, graph_throttle_budget_seconds=throttle_budget)
     client = GraphClient(GraphAuth(settings), settings)
     state = SyncState(settings.sync_db_path)
-    extra: dict[str, Any] = {} if throttle_budget is None else {"throttle_budget": throttle_budget}
     try:
-        return GraphSync(client, index, state, settings, now=(lambda: now) if now else None, **extra).run()
+        return GraphSync(client, index, state, settings, now=(lambda: now) if now else None).run()
     finally:
         client.close()
         state.close()
@@ -95,11 +96,15 @@ def test_a_file_served_with_more_bytes_than_its_size_is_indexed_as_served(index:
             assert downloads(standin, item_id) == 1  # accepted at once, not retried as if truncated
 
 
+RETRY_FIRST = timedelta(minutes=15)  # the default `graph_retry_first_seconds`
+
+
 def test_a_file_graph_will_not_serve_is_skipped_with_its_reason_and_retried_later(
     index: DocumentIndex,
 ) -> None:
     with StandIn(generate(seed=22, messages=30, files=10, events=4)) as standin:
         settings = graph_settings(standin)
+        assert settings.graph_retry_first_seconds == RETRY_FIRST.total_seconds()
         sign_in(settings)
         t = standin.tenant
         malware, empty_400 = indexable_files(t)[:2]
@@ -171,6 +176,23 @@ def test_the_sync_status_shows_per_scope_last_success_skipped_files_and_deferral
         assert {"succeededAt", "deferredUntil", "deferredReason", "skippedCount", "skipped"} <= set(
             wire["scopes"][0]
         )
+
+
+def test_the_retry_schedule_of_skipped_files_comes_from_the_settings(index: DocumentIndex) -> None:
+    with StandIn(generate(seed=30, messages=5, files=6, events=2)) as standin:
+        settings = graph_settings(standin, graph_retry_first_seconds=60, graph_retry_max_seconds=150)
+        sign_in(settings)
+        t = standin.tenant
+        (malware,) = indexable_files(t)[:1]
+        t.blocked[malware] = "malware"
+        now = datetime.now(UTC)
+        retries = []
+        for minutes in (0, 2, 5, 10):  # each due by then: 60 s, then 120 s, then at most 150 s
+            sync(settings, index, now=now + timedelta(minutes=minutes))
+            retry_at = datetime.fromisoformat(items(settings)[malware]["retry_at"])
+            retries.append((retry_at - now - timedelta(minutes=minutes)).total_seconds())
+        assert retries == [60, 120, 150, 150]
+        assert downloads(standin, malware) == 4
 
 
 # -- b: the calendar window slides ------------------------------------------------------------------------
@@ -303,7 +325,7 @@ def test_a_retry_after_1_storm_does_not_make_a_scope_give_up(index: DocumentInde
 @pytest.mark.timeout(120)  # before the fix, a 3600 s Retry-After was waited for 300 s
 def test_a_long_retry_after_defers_its_scope_which_resumes_in_a_later_run(index: DocumentIndex) -> None:
     with StandIn(generate(seed=28, messages=20, files=6, events=3)) as standin:
-        settings = graph_settings(standin)
+        settings = graph_settings(standin, graph_throttle_budget_seconds=60)
         sign_in(settings)
         now = datetime.now(UTC)
         sync(settings, index, now=now)
@@ -320,7 +342,7 @@ def test_a_long_retry_after_defers_its_scope_which_resumes_in_a_later_run(index:
                 max_faults=1,
             )
         )
-        first = sync(settings, index, now=now, throttle_budget=60)
+        first = sync(settings, index, now=now)
         assert first.errors == [] and len(first.deferred) == 1 and "OneDrive" in first.deferred[0]
         want = expected(t, settings, now)
         assert_index_holds(index, {k: v for k, v in want.items() if k != f"graph:driveItem:{added.id}"})
@@ -331,11 +353,11 @@ def test_a_long_retry_after_defers_its_scope_which_resumes_in_a_later_run(index:
         assert datetime.fromisoformat(cursor.deferred_until) == now + timedelta(seconds=3600)
 
         asked = len(standin.requests)
-        second = sync(settings, index, now=now + timedelta(minutes=30), throttle_budget=60)
+        second = sync(settings, index, now=now + timedelta(minutes=30))
         assert second.errors == [] and "OneDrive" in second.deferred[0]
         assert not any(p.endswith("/drive/root/delta") for _, _, p, _, _ in standin.requests[asked:])
 
-        third = sync(settings, index, now=now + timedelta(minutes=61), throttle_budget=60)
+        third = sync(settings, index, now=now + timedelta(minutes=61))
         assert third.errors == [] and third.deferred == []
         assert_index_holds(index, expected(t, settings, now))
 

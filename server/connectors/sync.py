@@ -12,10 +12,10 @@ meanwhile. One scope failing (Graph unavailable after all retries) is reported a
 
 What real tenants do, and what the sync does about it:
 - A file that cannot be fetched (403 `malwareDetected`, an empty 400, Graph failing on that one file) is
-  recorded as skipped with its reason and retried on later runs, 15 minutes later, then doubling up to a
-  day; it never stops its page, its scope or the others. A byte count that differs from `size` is not a
-  fault (SharePoint rewrites Office and PDF files as it serves them): the bytes served are indexed and
-  their real size recorded.
+  recorded as skipped with its reason and retried on later runs, `graph_retry_first_seconds` later (15
+  minutes), then doubling up to `graph_retry_max_seconds` (a day); it never stops its page, its scope or
+  the others. A byte count that differs from `size` is not a fault (SharePoint rewrites Office and PDF
+  files as it serves them): the bytes served are indexed and their real size recorded.
 - The calendar window is part of the calendarView delta token, so a round started today keeps today's
   window for ever: when the window's start has moved by more than a day, the calendar starts a full
   round over the new window (its sweep removes what fell out of it).
@@ -25,8 +25,8 @@ What real tenants do, and what the sync does about it:
 - Delta responses leave out `parentReference.path`: a file's path is rebuilt from its parent chain (folder
   names kept in the state, the page's folders, and a lookup by id for a parent not seen yet).
 - Throttling: Retry-After is waited out however long and however often Graph asks, within a budget of
-  waiting per scope and run (`throttle_budget`); a longer wait defers that scope to the first run after
-  it, from where it stood, and the other scopes go on.
+  waiting per scope and run (`graph_throttle_budget_seconds`); a longer wait defers that scope to the
+  first run after it, from where it stood, and the other scopes go on.
 
 Messages are requested with immutable ids (`Prefer: IdType="ImmutableId"`, in `graph.py`), so a message
 moved between folders keeps its id: it is removed from the index only if the folder reporting it
@@ -79,9 +79,6 @@ log = logging.getLogger("deskpilot.connectors")
 ProgressCallback = Callable[["SyncProgress"], None]
 _TEXT_BODY = 'outlook.body-content-type="text"'
 _MAX_RESYNCS = 2  # per scope and run: a feed that keeps expiring is a failure, not a loop
-THROTTLE_BUDGET = 600.0  # seconds of Retry-After waiting per scope and run before the scope is deferred
-RETRY_FIRST = timedelta(minutes=15)  # a file that could not be fetched: the first retry, then doubling
-RETRY_MAX = timedelta(days=1)
 WINDOW_DRIFT = timedelta(days=1)  # the calendar restarts its delta round when its window moved this far
 
 
@@ -234,10 +231,9 @@ class GraphSync:
         progress: ProgressCallback | None = None,
         now: Callable[[], datetime] | None = None,
         on_new_mail: Callable[[list[dict[str, Any]]], None] | None = None,
-        throttle_budget: float = THROTTLE_BUDGET,
     ) -> None:
         self.client, self.index, self.state, self.settings = client, index, state, settings
-        self.throttle_budget = throttle_budget
+        self.throttle_budget = settings.graph_throttle_budget_seconds
         # New mail (not seen before, outside a scope's first full round) for the workflow triggers; it
         # is handed over before the page's link is recorded, like the index, so a crash re-delivers it
         # (the event log deduplicates by message id).
@@ -752,7 +748,8 @@ class GraphSync:
         """A file Graph would not give: skipped with the reason, retried later with backoff. A version
         indexed before stays in the index meanwhile."""
         attempts = (known.attempts if known is not None else 0) + 1
-        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(attempts - 1, 16))
+        first, most = self.settings.graph_retry_first_seconds, self.settings.graph_retry_max_seconds
+        delay = timedelta(seconds=min(most, first * 2 ** min(attempts - 1, 16)))
         retry_at = iso_utc(self._now() + delay)
         reason = exc.code or (f"http_{exc.status}" if exc.status else type(exc).__name__)
         self.summary.skipped += 1
