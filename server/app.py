@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from deskpilot.addin_manifest import ASSETS_DIR
+from deskpilot.inference.faithful import FaithfulChecker
 from deskpilot.server import __version__
 from deskpilot.server.actions.api import ActionsAPI
 from deskpilot.server.connectors.api import SyncAPI
@@ -33,7 +34,9 @@ from deskpilot.server.documents.api import DocumentsAPI
 from deskpilot.server.documents.service import Indexer
 from deskpilot.server.extraction.api import Extraction
 from deskpilot.server.extraction.reviews_api import Reviews
+from deskpilot.server.extraction.triage_api import TriageExamples
 from deskpilot.server.lineage.api import Runs
+from deskpilot.server.ops import Operations, register_collectors
 from deskpilot.server.services import Services
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.api import AITasks
@@ -65,6 +68,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     token = TokenFile(settings.token_path)
     stopping = asyncio.Event()
     background: set[asyncio.Task[object]] = set()
+    metrics_registry = register_collectors(
+        services.telemetry, models=services.models, lineage=services.lineage, settings=settings
+    )
 
     async def on_startup() -> None:
         # The app data folder and all in it owner-only, fixing an install made before (core/private.py).
@@ -100,12 +106,14 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             Runs,
             Extraction,
             Reviews,
+            TriageExamples,
             DocumentsAPI,
             SyncAPI,
             Status,
             ActionsAPI,
             Workflows,
             Automations,
+            Operations,
             *_taskpane_routes(),
         ],
         dependencies={
@@ -115,13 +123,17 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             "executor": provide(services.executor),
             "lineage": provide(services.lineage),
             "reviews": provide(services.reviews),
+            "triage": provide(services.triage),
             "stopping": provide(stopping),
             "indexer": provide(indexer),
+            # Summaries and answers are checked against their sources with the index's embedder.
+            "checker": provide(FaithfulChecker(services.index.embedder)),
             "graph": provide(services.graph),
             "outbox": provide(workflows.outbox),
             "queue": provide(workflows.queue),
             "workflow_services": provide(workflows),
             "review_decided": provide(workflows.review_decided),
+            "metrics_registry": provide(metrics_registry),
         },
         state=State({"stopping": stopping, "host": host, "services": services}),
         on_startup=[on_startup],
@@ -144,6 +156,8 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     app.asgi_handler = local_only("https" if settings.https else "http", settings.port, settings.host, token)(
         app.asgi_handler
     )
+    # Outside the guard, so refusals (401, 403) are counted and a request's trace starts before any check.
+    app.asgi_handler = services.telemetry.asgi(app.asgi_handler)
     return app
 
 

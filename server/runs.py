@@ -21,6 +21,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import anyio
 import msgspec
+from opentelemetry.trace import set_span_in_context
 
 from deskpilot.inference import (
     Backend,
@@ -37,6 +38,7 @@ from deskpilot.inference import (
 )
 from deskpilot.inference.extraction import Generated
 from deskpilot.server.core.model_host import ModelHost
+from deskpilot.server.core.telemetry import Telemetry, trace_id_of
 from deskpilot.server.core.wire import (
     DoneEvent,
     ErrorEvent,
@@ -126,8 +128,10 @@ class RunExecutor:
         *,
         retain_inputs: bool = False,
         result_cache: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.models = models
+        self.telemetry = telemetry or Telemetry()
         self.lineage = lineage
         self.retain_inputs = retain_inputs
         self.budgets = Budgets(models.profiles, models.routes, lineage)
@@ -208,10 +212,13 @@ class RunExecutor:
         """Before a response starts: 400 for an unknown profile, 429 when every profile's budget is spent
         (`NoRoute`), 503 if the first profile failed to load, 429 if its line is full."""
         options = options or RunOptions()
-        plan = self.router.plan(task, input_tokens=0, sensitive=options.sensitive, profile=options.profile)
-        host = plan.candidates[0].host
-        host.check_available()
-        return host.gate.reserve()
+        with self.telemetry.span("admission", task=task):
+            plan = self.router.plan(
+                task, input_tokens=0, sensitive=options.sensitive, profile=options.profile
+            )
+            host = plan.candidates[0].host
+            host.check_available()
+            return host.gate.reserve()
 
     async def admitted(
         self,
@@ -262,6 +269,7 @@ class RunExecutor:
         results and confidence with the run.
         """
         options = options or RunOptions()
+        observe = self.telemetry.observe_run()
         first = job if isinstance(job, Job) else job(self.host.context_length())
         try:
             plan = self.router.plan(
@@ -273,7 +281,9 @@ class RunExecutor:
         except (NoRoute, UnknownProfile) as exc:
             if ticket is not None:
                 ticket.release()
-            yield ErrorEvent(code=getattr(exc, "code", "unknown_profile"), message=str(exc))
+            error = ErrorEvent(code=getattr(exc, "code", "unknown_profile"), message=str(exc))
+            observe.saw(error)
+            yield error
             return
         fallbacks: list[dict[str, Any]] = []
         try:
@@ -288,6 +298,7 @@ class RunExecutor:
                     async for event in self._attempt(
                         attempt, job, ticket, client, source_ref, retrieved, structured
                     ):
+                        observe.saw(event)
                         yield event
                     return
                 except _FellThrough as exc:
@@ -321,19 +332,30 @@ class RunExecutor:
             yield ErrorEvent(code=code, message=reason)
             return
         info = backend.info
+        # Not the current span: this generator yields, and a context attached here would leak into the
+        # consumer's; its lineage children name it as their parent instead.
+        span = self.telemetry.tracer.start_span(
+            "model", attributes={"task": job.task, "profile": candidate.name}
+        )
         start = self._run_start(job, info, client=client, source_ref=source_ref, retrieved=retrieved)
         start = msgspec.structs.replace(
-            start, profile=candidate.name, routing=attempt.routing(), pii=egress.record if egress else None
+            start,
+            profile=candidate.name,
+            routing=attempt.routing(),
+            pii=egress.record if egress else None,
+            trace_id=trace_id_of(span),
         )
         key = self._cache_key(attempt, start, structured)
         if key is not None and self.cache is not None:
             hit = await anyio.to_thread.run_sync(self.cache.get, key)
             if hit is not None:
+                span.end()
                 async for event in self._from_cache(job, start, hit):
                     yield event
                 return
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
-        run = _Run(await self._open(start), start)
+        with self.telemetry.tracer.start_as_current_span("lineage.open", context=set_span_in_context(span)):
+            run = _Run(await self._open(start), start)
         yield MetaEvent(
             run_id=run.id,
             task=job.task,
@@ -369,8 +391,15 @@ class RunExecutor:
             run.end, error = _failure(run.id, exc, candidate.name)
             yield error
         finally:
-            with anyio.CancelScope(shield=True):
+            span.set_attribute("status", run.end.status)
+            with (
+                anyio.CancelScope(shield=True),
+                self.telemetry.tracer.start_as_current_span(
+                    "lineage.close", context=set_span_in_context(span)
+                ),
+            ):
                 await anyio.to_thread.run_sync(self.lineage.close_run, run.id, run.end)
+            span.end()
             self.budgets.spent()
 
     def _cache_key(self, attempt: _Attempt, start: RunStart, structured: Structured | None) -> str | None:

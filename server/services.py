@@ -20,8 +20,10 @@ import anyio
 
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.documents.roots import IndexRoots
 from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.extraction.triage_memory import TriageMemory
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import BackendSource, ModelRegistry
 from deskpilot.server.runs import RunExecutor
@@ -49,6 +51,7 @@ class Services:
         embedder: Embedder | None = None,
         graph: GraphConnector | None = None,
         max_waiting: int | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.settings = settings
@@ -59,6 +62,7 @@ class Services:
         self._owns_lineage = lineage is None
         self.lineage = lineage or LineageStore(settings.db_path)
         self._queue, self._index, self._embedder, self._graph = queue, index, embedder, graph
+        self._telemetry = telemetry
         # CLI commands run one request and never wait in line; the server queues up to `max_queue`.
         self.max_waiting = settings.max_queue if max_waiting is None else max_waiting
 
@@ -68,12 +72,20 @@ class Services:
         return ModelRegistry(self.settings, backends=self._backends, max_waiting=self.max_waiting)
 
     @cached_property
+    def telemetry(self) -> Telemetry:
+        """Live metrics and traces of this process (server/core/telemetry.py); tests pass their own."""
+        if self._telemetry is None:
+            self._telemetry = Telemetry(otel_endpoint=self.settings.otel_endpoint)
+        return self._telemetry
+
+    @cached_property
     def executor(self) -> RunExecutor:
         return RunExecutor(
             self.models,
             self.lineage,
             retain_inputs=self.settings.retain_inputs,
             result_cache=self.settings.result_cache,
+            telemetry=self.telemetry,
         )
 
     @property
@@ -84,6 +96,12 @@ class Services:
     @cached_property
     def reviews(self) -> ReviewQueue:
         return ReviewQueue(self.lineage)
+
+    @cached_property
+    def triage(self) -> TriageMemory:
+        """Triage's zero-shot scores and the examples it learnt from review, on the index's embedder (one
+        copy of MiniLM for both)."""
+        return TriageMemory(self.lineage, self.index.embedder, retain_text=self.settings.retain_inputs)
 
     @cached_property
     def queue(self) -> TaskQueue:
@@ -126,6 +144,8 @@ class Services:
         """Close what was built, the model included (it closes on the event loop that used it)."""
         if "models" in vars(self):
             await self.models.aclose()
+        if "telemetry" in vars(self):
+            self.telemetry.shutdown()
         await anyio.to_thread.run_sync(self.close)  # a running sync stops after its current request
 
     def close(self) -> None:

@@ -446,6 +446,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         "m004_review_queue",
         "m006_reviewer_address",
         "m007_model_profiles",
+        "m008_trace_id",
     ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"

@@ -177,3 +177,12 @@ def m007_model_profiles(db: Database) -> None:
         if column not in have:
             db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
     db.execute("CREATE INDEX IF NOT EXISTS runs_profile_started ON runs (profile, started_at)")
+
+
+@migrations()
+def m008_trace_id(db: Database) -> None:
+    # The OpenTelemetry trace a run belongs to (server/core/telemetry.py), so a record leads to its trace
+    # and a trace to its records. Nullable (tracing is off by default): existing rows' hashes still verify.
+    if "trace_id" not in {c.name for c in db["runs"].columns}:
+        db.execute("ALTER TABLE runs ADD COLUMN trace_id TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_trace_id ON runs (trace_id)")

@@ -62,6 +62,7 @@ class RunStart(msgspec.Struct, kw_only=True):
     # What left the machine for a remote profile: {"policy", "masked": {CATEGORY: count}, "sent_digest"}.
     pii: dict[str, Any] | None = None
     cache_of: str | None = None  # a cached answer: the run whose output it repeats
+    trace_id: str | None = None  # the OpenTelemetry trace of the request (32 hex digits), when tracing is on
 
 
 class RunEnd(msgspec.Struct, kw_only=True):
@@ -106,6 +107,7 @@ class Run(msgspec.Struct, kw_only=True):
     routing: dict[str, Any] | None = None
     pii: dict[str, Any] | None = None
     cache_of: str | None = None
+    trace_id: str | None = None
     # From RunEnd ("running" until closed).
     status: str
     output: Any | None = None
