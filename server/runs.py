@@ -356,6 +356,7 @@ class RunExecutor:
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
         with self.telemetry.tracer.start_as_current_span("lineage.open", context=set_span_in_context(span)):
             run = _Run(await self._open(start), start)
+        span.set_attribute("run_id", run.id)  # from the trace to the lineage record
         yield MetaEvent(
             run_id=run.id,
             task=job.task,

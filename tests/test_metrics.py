@@ -16,11 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
+from deskpilot.server.core.db import iso_utc
+from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
-EMAIL = {"email": {"from": "ana@example.com", "subject": "Q3", "body": "Please send the Q3 numbers by Friday."}}
+EMAIL = {
+    "email": {"from": "ana@example.com", "subject": "Q3", "body": "Please send the Q3 numbers by Friday."}
+}
 ANA = {"name": "Ana Silva", "address": "ana@example.com"}
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
 INVOICE = {
@@ -166,3 +170,49 @@ def test_each_app_has_its_own_registry(app_home: Path, tmp_path: Path) -> None:
         summarize(one)
         assert value(scrape(one), "deskpilot_run_seconds_count", task="summarize", profile="embedded") == 1
         assert value(scrape(two), "deskpilot_run_seconds_count", task="summarize", profile="embedded") == 0
+
+
+def add_workflows(store: LineageStore, statuses: dict[str, int]) -> None:
+    """Workflows that ended as given, written as the engine leaves them (a working table, not the chain)."""
+    now = iso_utc(store.now())
+    with store.transaction() as conn:
+        for status, count in statuses.items():
+            for i in range(count):
+                conn.execute(
+                    "INSERT INTO workflows (id, definition, automation, origin, status, context, created_at,"
+                    " updated_at) VALUES (?, 'invoice_intake@1', 'invoice_intake', ?, ?, '{}', ?, ?)",
+                    [f"{status}-{i}", f"test:{status}:{i}", status, now, now],
+                )
+
+
+def test_slo_availability_and_latency_with_the_error_budget(client: TestClient) -> None:
+    store: LineageStore = client.app.state["services"].lineage
+    client.get("/v1/workflows")  # the workflow tables exist once the app used them
+    add_workflows(store, {"completed": 995, "skipped": 2, "rejected": 1, "failed": 2, "running": 7})
+    summarize(client)
+    r = client.get("/v1/slo", params={"windowDays": 7})
+    assert r.status_code == 200, r.text
+    slo = r.json()
+    availability, latency = slo["workflowAvailability"], slo["syncLatency"]
+    # 998 ended as designed of 1000 that ended (running ones are not counted); the objective allows 5 bad.
+    assert (availability["total"], availability["good"], availability["budgetSpent"]) == (1000, 998, 2)
+    assert availability["objective"] == 0.995 and availability["value"] == pytest.approx(0.998)
+    assert availability["budgetTotal"] == pytest.approx(5.0)
+    assert availability["budgetRemaining"] == pytest.approx(0.6)
+    assert (latency["total"], latency["good"], latency["budgetRemaining"]) == (1, 1, 1.0)
+    assert slo["latencyTargetMs"] == 2000.0
+    samples = scrape(client)
+    assert value(samples, "deskpilot_slo_workflow_availability_ratio") == pytest.approx(0.998)
+    assert value(samples, "deskpilot_slo_workflow_availability_error_budget_remaining") == pytest.approx(0.6)
+    # Three more failures overspend the budget: the remaining share goes negative.
+    add_workflows(store, {"compensated": 4})
+    assert client.get("/v1/slo").json()["workflowAvailability"]["budgetRemaining"] < 0
+
+
+def test_slo_with_nothing_counted_has_no_value(client: TestClient) -> None:
+    slo = client.get("/v1/slo").json()
+    assert (
+        slo["workflowAvailability"]["value"] is None
+        and slo["workflowAvailability"]["budgetRemaining"] is None
+    )
+    assert client.get("/v1/slo", params={"windowDays": 0}).status_code == 400
