@@ -144,8 +144,6 @@ class Services:
         """Close what was built, the model included (it closes on the event loop that used it)."""
         if "models" in vars(self):
             await self.models.aclose()
-        if "telemetry" in vars(self):
-            self.telemetry.shutdown()
         await anyio.to_thread.run_sync(self.close)  # a running sync stops after its current request
 
     def close(self) -> None:
@@ -159,3 +157,5 @@ class Services:
             self.queue.close()
         if self._owns_lineage:
             self.lineage.close()
+        if "telemetry" in built:
+            self.telemetry.shutdown()  # sends the spans still buffered

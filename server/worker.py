@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import Span
 
 from deskpilot.server.actions import (
     PARAMS_TYPES,
@@ -35,6 +36,7 @@ from deskpilot.server.actions import (
 )
 from deskpilot.server.actions.outbox import ActionStateError, current_owner
 from deskpilot.server.core.queue import TaskQueue
+from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.services import Services
 from deskpilot.server.settings import SERVER_PID_ENV, Settings
 from deskpilot.server.workflows.ai import ModelAI, WorkflowAI
@@ -93,9 +95,12 @@ class WorkerRuntime:
         ai: WorkflowAI | None = None,
         queue: TaskQueue | None = None,
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
-        self.parts = Services(settings, queue=queue, max_waiting=64)
+        self.parts = Services(settings, queue=queue, max_waiting=64, telemetry=telemetry)
+        # Each task is a trace of its own (OTLP when `otel_endpoint` is set, like the server's requests).
+        self.telemetry = self.parts.telemetry
         self.lineage = self.parts.lineage
         self.queue = self.parts.queue
         self.adapters = adapters if adapters is not None else build_adapters(settings)
@@ -115,6 +120,10 @@ class WorkerRuntime:
     # -- tasks -----------------------------------------------------------------------------------------
 
     def execute_action(self, action_id: str) -> dict[str, Any]:
+        with self.telemetry.span("action.execute", action_id=action_id) as span:
+            return _did(span, self._execute_action(action_id))
+
+    def _execute_action(self, action_id: str) -> dict[str, Any]:
         owner = current_owner()
         record = self.outbox.claim(action_id, owner)
         if record is None:
@@ -146,6 +155,10 @@ class WorkerRuntime:
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
     def compensate_action(self, action_id: str) -> dict[str, Any]:
+        with self.telemetry.span("action.compensate", action_id=action_id) as span:
+            return _did(span, self._compensate_action(action_id))
+
+    def _compensate_action(self, action_id: str) -> dict[str, Any]:
         owner = current_owner()
         record = self.outbox.claim_compensation(action_id, owner)
         if record is None or record.effect is None:
@@ -164,7 +177,9 @@ class WorkerRuntime:
         return {"action": action_id, "did": done.status}
 
     def advance_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self.engine.advance(workflow_id)
+        """Run a workflow's steps as far as they go; the span records which steps ran (`did`)."""
+        with self.telemetry.span("workflow.advance", workflow_id=workflow_id) as span:
+            return _did(span, self.engine.advance(workflow_id))
 
     # -- recovery --------------------------------------------------------------------------------------
 
@@ -177,6 +192,13 @@ class WorkerRuntime:
         for adapter in self.adapters.values():
             adapter.close()
         self.parts.close()
+
+
+def _did(span: Span, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Put what a task did on its span (steps run, or an action's new status), and return it."""
+    did = outcome.get("did")
+    span.set_attribute("did", ",".join(map(str, did)) if isinstance(did, list) else str(did))
+    return outcome
 
 
 def _never() -> bool:

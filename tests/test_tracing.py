@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import app_client, parse_sse
+from fakes import RecordingQueue, ScriptedAI, fake_adapters
 from litestar.testing import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +22,7 @@ from deskpilot.server.app import create_app
 from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.services import Services
 from deskpilot.server.settings import load_settings
+from deskpilot.server.worker import WorkerRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +140,31 @@ def test_otel_endpoint_sends_the_spans_over_otlp_http(
     assert model.trace_id.hex() == run["traceId"]
     service = {a.key: a.value.string_value for a in received[0].resource_spans[0].resource.attributes}
     assert service["service.name"] == "deskpilot"
+
+
+def test_worker_tasks_are_traces_of_their_own(app_home: Path) -> None:
+    exporter = InMemorySpanExporter()
+    runtime = WorkerRuntime(
+        load_settings(),
+        adapters=fake_adapters(),  # type: ignore[arg-type]
+        ai=ScriptedAI(),  # type: ignore[arg-type]
+        queue=RecordingQueue(),
+        telemetry=Telemetry(span_exporter=exporter),
+    )
+    try:
+        draft, _ = runtime.outbox.propose(
+            "draft_reply", {"messageId": "m", "body": "b"}, title="t", origin="o", actor="me"
+        )
+        assert draft.status == "queued"  # policy approves drafts
+        assert runtime.execute_action(draft.id)["did"] == "executed"
+        workflow, _ = runtime.engine.start("meeting_followup", {"text": "notes"}, origin="t1", actor="me")
+        assert workflow is not None
+        did = runtime.advance_workflow(workflow.id)["did"]
+    finally:
+        runtime.close()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    execute, advance = spans["action.execute"], spans["workflow.advance"]
+    assert execute.attributes == {"action_id": draft.id, "did": "executed"}
+    # The steps that ran, up to the human review meeting follow-ups always wait for.
+    assert advance.attributes == {"workflow_id": workflow.id, "did": ",".join(did)} and did
+    assert execute.parent is None and execute.context.trace_id != advance.context.trace_id
