@@ -130,7 +130,7 @@ def _sentence(text: str, start: int, end: int, part: int, index: int) -> list[Se
 
 def strip_lead(sentence: str) -> str:
     """A model's sentence without a list marker or a "Summary:" label."""
-    return _LEAD.sub("", sentence, count=1).strip()
+    return _LEAD.sub("", sentence.strip().strip("*_#").strip(), count=1).strip().strip('"*_').strip()
 
 
 # --- facts --------------------------------------------------------------------------------------------

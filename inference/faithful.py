@@ -191,7 +191,11 @@ class FaithfulChecker:
     ) -> list[Assessment]:
         """Each sentence of `output`, checked. `allowed_parts[i]`: the parts sentence i may align with
         (the passages it cites), None for any."""
-        texts = _sentences_of(output)
+        return self._assess_texts(_sentences_of(output), source, allowed_parts)
+
+    def _assess_texts(
+        self, texts: list[str], source: Source, allowed_parts: Sequence[set[int] | None] | None
+    ) -> list[Assessment]:
         if not texts:
             return []
         vectors = self.embedder.embed([_CITATION.sub("", t) for t in texts])
@@ -243,6 +247,16 @@ class FaithfulChecker:
         little survives (`sentences` key sentences, each cut to `max_words` words for a headline)."""
         return self._resolve(self.assess(output, source), source, sentences=sentences, max_words=max_words)
 
+    def check_headline(self, output: str, source: Source, *, max_words: int = 12) -> Faithful:
+        """A one-line summary (a subject line): the model's first line, checked as one sentence; lines
+        after it are dropped. Its replacement or fallback is a key sentence cut to `max_words` words."""
+        lines = [strip_lead(line) for line in output.splitlines()]
+        lines = [line for line in lines if line]
+        assessed = self._assess_texts(lines[:1], source, None)
+        checked = self._resolve(assessed, source, sentences=1, max_words=max_words)
+        extra = tuple(Dropped(text=line, reason="a headline is one line") for line in lines[1:])
+        return msgspec.structs.replace(checked, dropped=checked.dropped + extra)
+
     def check_answer(self, output: str, source: Source, question: str, *, quotes: int = 2) -> Faithful:
         """An answer citing passages as [n] (`source` built with the citation numbers as `part_ids`):
         each sentence is checked against the passages it cites (those the whole answer cites when it cites
@@ -272,7 +286,8 @@ class FaithfulChecker:
                 kept.append(Kept(text=a.text, kind="generated", source=best, score=a.score))
             elif best is not None and a.score >= self.replace_score and best.index not in quoted:
                 quoted.add(best.index)
-                kept.append(_quote(best, a.score))
+                part = source.parts[best.part]
+                kept.append(_quote(_cut(best, part, max_words) if max_words else best, a.score))
                 dropped.append(Dropped(text=a.text, reason=a.reason, replaced_by=best.index))
             else:
                 dropped.append(Dropped(text=a.text, reason=a.reason))

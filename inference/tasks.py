@@ -34,6 +34,8 @@ TEMPLATE_OVERHEAD_TOKENS = 160
 
 Tone = Literal["neutral", "friendly", "formal", "direct", "apologetic"]
 Length = Literal["short", "medium", "long"]
+# A summary is `sentences` long, or one line like a subject (`headline`).
+SummaryLength = Literal["sentences", "headline"]
 REPLY_WORDS: dict[str, int] = {"short": 50, "medium": 110, "long": 200}
 REPLY_MAX_TOKENS: dict[str, int] = {"short": 110, "medium": 220, "long": 380}
 
@@ -101,9 +103,11 @@ def summarize_job(
     email: Email | None = None,
     thread: tuple[Email, ...] = (),
     sentences: int = 3,
+    length: SummaryLength = "sentences",
     template: PromptTemplate | None = None,
 ) -> Job:
-    template = template or load_template("summarize")
+    """A summary in `sentences` sentences, or a one-line `headline` (its own template)."""
+    template = template or load_template("summarize_headline" if length == "headline" else "summarize")
     budget = _budget_chars(context_length, template.max_tokens)
     if email is not None:
         kind = "email thread" if thread else "email"
@@ -117,7 +121,9 @@ def summarize_job(
     request = GenerationRequest(
         messages=messages, max_tokens=template.max_tokens, temperature=template.temperature
     )
-    recorded = {"text": text, "email": email, "thread": thread, "sentences": sentences}
+    recorded: dict[str, Any] = {"text": text, "email": email, "thread": thread, "sentences": sentences}
+    if length != "sentences":  # only then: a summary's input digest (and cache key) stays as it was
+        recorded["length"] = length
     return Job(
         task="summarize",
         template=template,

@@ -37,16 +37,21 @@ from deskpilot.inference import (
     input_digest,
 )
 from deskpilot.inference.extraction import Generated
+from deskpilot.inference.faithful import Faithful
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.telemetry import Telemetry, trace_id_of
 from deskpilot.server.core.wire import (
     DoneEvent,
     ErrorEvent,
+    GroundedDroppedOut,
+    GroundedEvent,
+    GroundedSentenceOut,
     MetaEvent,
     PrepareOut,
     ProgressEvent,
     ResultEvent,
     RunIn,
+    SourceSentenceOut,
     TokenEvent,
     UsageOut,
 )
@@ -57,11 +62,19 @@ from deskpilot.server.models.registry import ModelRegistry, UnknownProfile
 from deskpilot.server.models.router import Candidate, NoRoute, Plan, Router
 from deskpilot.server.models.usage import Budgets, run_cost
 
-__all__ = ["JobSource", "RunExecutor", "RunOptions", "Structured", "StructuredOutcome", "options_of"]
+__all__ = [
+    "FaithfulCheck",
+    "JobSource",
+    "RunExecutor",
+    "RunOptions",
+    "Structured",
+    "StructuredOutcome",
+    "options_of",
+]
 
 log = logging.getLogger("deskpilot.runs")
 
-Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | ProgressEvent | ResultEvent
+Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | ProgressEvent | ResultEvent | GroundedEvent
 
 # A structured run reports progress every this many tokens (a few times a second on a laptop CPU).
 PROGRESS_EVERY = 16
@@ -70,7 +83,7 @@ PROGRESS_EVERY = 16
 class StructuredOutcome(msgspec.Struct, kw_only=True):
     """What a structured task made of a generation: the `result` event, and what lineage records."""
 
-    event: ResultEvent
+    event: ResultEvent | GroundedEvent
     output: Any
     validation: dict[str, Any]
     confidence: float
@@ -81,6 +94,53 @@ class Structured(Protocol):
     model is done (it may read or write the database) and turns the generation into an outcome."""
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome: ...
+
+
+class FaithfulCheck:
+    """The check after a text run (a summary, an answer): its tokens stream as they come, and once the
+    model is done `check(text)` runs on a worker thread; its verdict is a `grounded` event before `done`,
+    and lineage keeps it as the run's validation (what was dropped and why). The run's output stays the
+    model's own text, so a cached answer is checked again the same way."""
+
+    def __init__(self, check: Callable[[str], Faithful]) -> None:
+        self.check = check
+
+    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
+        began = time.perf_counter()
+        faithful = self.check(generated.text)
+        ms = round((time.perf_counter() - began) * 1000, 2)
+        return StructuredOutcome(
+            event=grounded_event(run_id, start.task, faithful, ms),
+            output=generated.text,
+            validation={"faithful": faithful.record(), "check_ms": ms},
+            confidence=faithful.supported / faithful.written if faithful.written else 0.0,
+        )
+
+
+def grounded_event(run_id: str, task: str, faithful: Faithful, check_ms: float) -> GroundedEvent:
+    def sentence(s: Any) -> SourceSentenceOut | None:
+        if s is None:
+            return None
+        return SourceSentenceOut(index=s.index, part=s.part, start=s.start, end=s.end, text=s.text)
+
+    return GroundedEvent(
+        run_id=run_id,
+        task=task,
+        sentences=[
+            GroundedSentenceOut(
+                text=k.text, kind=k.kind, source_sentence=sentence(k.source), score=round(k.score, 3)
+            )
+            for k in faithful.sentences
+        ],
+        dropped=[
+            GroundedDroppedOut(text=d.text, reason=d.reason, replaced_by=d.replaced_by)
+            for d in faithful.dropped
+        ],
+        written=faithful.written,
+        supported=faithful.supported,
+        fallback=faithful.fallback,
+        check_ms=check_ms,
+    )
 
 
 # The events of an admitted run: a run's own `Event`s, and whatever an endpoint adds (`/v1/ask`: sources).
@@ -254,6 +314,7 @@ class RunExecutor:
         source_ref: str | None = None,
         retrieved: list[dict[str, Any]] | None = None,
         structured: Structured | None = None,
+        check: FaithfulCheck | None = None,
         options: RunOptions | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events of one request. `ticket` (from `admit`) is its place in line; released when it ends.
@@ -267,6 +328,9 @@ class RunExecutor:
         With `structured`, the tokens are not sent: `progress` events report how far the model is, then
         `structured.finish` turns the output into a `result` event, and lineage records its validation
         results and confidence with the run.
+
+        With `check` (a text run), the tokens are sent, and after the last one the check's `grounded`
+        event says which sentences stand; lineage records it as the run's validation.
         """
         options = options or RunOptions()
         observe = self.telemetry.observe_run()
@@ -292,7 +356,12 @@ class RunExecutor:
                     ticket.release()  # routed elsewhere than admitted: wait in that profile's line instead
                     ticket = None
                 attempt = _Attempt(
-                    candidate, plan, fallbacks, last=i == len(plan.candidates) - 1, options=options
+                    candidate,
+                    plan,
+                    fallbacks,
+                    last=i == len(plan.candidates) - 1,
+                    options=options,
+                    check=check,
                 )
                 try:
                     async for event in self._attempt(
@@ -350,7 +419,7 @@ class RunExecutor:
             hit = await anyio.to_thread.run_sync(self.cache.get, key)
             if hit is not None:
                 span.end()
-                async for event in self._from_cache(job, start, hit):
+                async for event in self._from_cache(job, start, hit, attempt.check):
                     yield event
                 return
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
@@ -415,15 +484,30 @@ class RunExecutor:
             parameters=start.parameters,
         )
 
-    async def _from_cache(self, job: Job, start: RunStart, original: Run) -> AsyncGenerator[Event, None]:
-        """Answer with a recorded result: a run of its own that points to the original (`cache_of`)."""
+    async def _from_cache(
+        self, job: Job, start: RunStart, original: Run, check: FaithfulCheck | None
+    ) -> AsyncGenerator[Event, None]:
+        """Answer with a recorded result: a run of its own that points to the original (`cache_of`),
+        checked again when the request asks for a check."""
         began = time.perf_counter()
         text = str(original.output)
         start = msgspec.structs.replace(start, cache_of=original.id)
         run_id = await anyio.to_thread.run_sync(self.lineage.open_run, start)
+        outcome = None
+        if check is not None:
+            generated = Generated(text=text, tokens=(), finish_reason="stop")
+            outcome = await anyio.to_thread.run_sync(check.finish, run_id, start, generated)
         total = (time.perf_counter() - began) * 1000
         end = RunEnd(
-            status="ok", output=text, total_ms=total, ttft_ms=total, tokens_in=0, tokens_out=0, cost=0.0
+            status="ok",
+            output=text,
+            total_ms=total,
+            ttft_ms=total,
+            tokens_in=0,
+            tokens_out=0,
+            cost=0.0,
+            validation=outcome.validation if outcome else None,
+            confidence=outcome.confidence if outcome else None,
         )
         await anyio.to_thread.run_sync(self.lineage.close_run, run_id, end)
         meta = MetaEvent(
@@ -437,7 +521,9 @@ class RunExecutor:
             cached_from=original.id,
             masked=(start.pii or {}).get("masked"),
         )
-        for event in _fixed_answer(meta, text, total_ms=round(total, 2)):
+        for event in _fixed_answer(
+            meta, text, total_ms=round(total, 2), extra=outcome.event if outcome else None
+        ):
             yield event
 
     async def _open(self, start: RunStart) -> str:
@@ -538,7 +624,8 @@ class RunExecutor:
         )
         if structured is not None:
             yield ProgressEvent(stage="checking", tokens=len(run.tokens), max_tokens=max_tokens)
-            outcome = await run.finish(structured, usage.finish_reason)
+        if (post := structured or attempt.check) is not None:
+            outcome = await run.finish(post, usage.finish_reason)
             yield outcome.event
         yield DoneEvent(
             run_id=run.id,
@@ -564,6 +651,7 @@ class _Attempt:
         *,
         last: bool,
         options: RunOptions,
+        check: FaithfulCheck | None = None,
     ) -> None:
         self.candidate, self.plan, self.fallbacks, self.last, self.options = (
             candidate,
@@ -572,6 +660,7 @@ class _Attempt:
             last,
             options,
         )
+        self.check = check
 
     def routing(self) -> dict[str, Any]:
         """Why this profile (lineage's `routing`)."""
@@ -589,11 +678,13 @@ class _Attempt:
         return "; ".join(f["error"] for f in self.fallbacks)
 
 
-def _fixed_answer(meta: MetaEvent, text: str, *, total_ms: float) -> list[Event]:
-    """The events of an answer known without generating: meta, the text as one token, done."""
+def _fixed_answer(meta: MetaEvent, text: str, *, total_ms: float, extra: Event | None = None) -> list[Event]:
+    """The events of an answer known without generating: meta, the text as one token, (a check's event,)
+    done."""
     return [
         meta,
         TokenEvent(text=text),
+        *([extra] if extra is not None else []),
         DoneEvent(
             run_id=meta.run_id,
             queue_ms=0.0,
@@ -640,7 +731,7 @@ class _Run:
         request would reach again); never an error or a cancelled one."""
         return structured is None and self.end.status == "ok" and self.finish_reason in ("stop", "length")
 
-    async def finish(self, structured: Structured, finish_reason: str) -> StructuredOutcome:
+    async def finish(self, structured: Structured | FaithfulCheck, finish_reason: str) -> StructuredOutcome:
         """The structured outcome of the complete output, made on a worker thread (it may use the database);
         lineage records its output, validation results and confidence with the run."""
         generated = Generated(text="".join(self.parts), tokens=self.tokens, finish_reason=finish_reason)

@@ -310,8 +310,8 @@ def test_every_error_status_is_documented_with_the_one_error_body(document: dict
 
 def test_streams_are_documented_as_event_streams_with_their_events(document: dict[str, Any]) -> None:
     streams = {
-        "/v1/summarize": {"meta", "token", "done", "error"},
-        "/v1/ask": {"sources", "meta", "token", "done", "error"},
+        "/v1/summarize": {"meta", "token", "grounded", "done", "error"},
+        "/v1/ask": {"sources", "meta", "token", "grounded", "done", "error"},
         "/v1/extract": {"meta", "progress", "token", "result", "done", "error"},
     }
     for path, events in streams.items():

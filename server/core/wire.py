@@ -19,6 +19,9 @@ __all__ = [
     "ErrorBody",
     "ErrorEvent",
     "FieldOut",
+    "GroundedDroppedOut",
+    "GroundedEvent",
+    "GroundedSentenceOut",
     "Health",
     "In",
     "MetaEvent",
@@ -38,6 +41,7 @@ __all__ = [
     "RunIn",
     "ShortText",
     "SourceOut",
+    "SourceSentenceOut",
     "SourcesEvent",
     "TokenEvent",
     "UsageOut",
@@ -157,6 +161,54 @@ class DoneEvent(Out):
     queue_ms: float
     ttft_ms: float | None
     total_ms: float
+
+
+class SourceSentenceOut(Out):
+    """A sentence of the source, verbatim (whitespace collapsed). `part`: for a summary, 0 is the email
+    or text summarized and 1, 2, ... the earlier messages of its `thread` in request order; for /v1/ask,
+    the number of the cited passage. `start`/`end`: character offsets in that part's text (the email's
+    `body`, the `text`, or the passage)."""
+
+    index: int  # among all the source's sentences, in order
+    part: int
+    start: int
+    end: int
+    text: str
+
+
+class GroundedSentenceOut(Out):
+    """A sentence to show: the model's own words, supported by `source_sentence` ("generated"), or a
+    quote of `source_sentence` ("quoted"; show it as a quote, a click shows its source)."""
+
+    text: str
+    kind: Literal["generated", "quoted"]
+    source_sentence: SourceSentenceOut | None
+    score: float  # how well it aligns with its source sentence, 0..1 (1.0 for an extract's quote)
+
+
+class GroundedDroppedOut(Out):
+    """A sentence the model wrote that its source does not support, and why; `replaced_by` is the index
+    of the source sentence quoted in its place."""
+
+    text: str
+    reason: str
+    replaced_by: int | None = None
+
+
+class GroundedEvent(Out):
+    """After the streamed tokens of a summary or an answer, before `done`: what the faithfulness check
+    kept. The streamed text is what the model wrote; show `sentences` in its place. `fallback`: too
+    little was supported, and `sentences` are the source's key sentences (for /v1/ask: those best
+    matching the question), all quoted."""
+
+    run_id: str
+    task: str
+    sentences: list[GroundedSentenceOut]
+    dropped: list[GroundedDroppedOut]
+    written: int  # sentences the model wrote
+    supported: int  # of which supported as written
+    fallback: bool
+    check_ms: float
 
 
 class SourceOut(Out):

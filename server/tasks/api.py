@@ -12,9 +12,11 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from deskpilot.inference import Email, Job, draft_reply_job, rewrite_job, summarize_job
+from deskpilot.inference.faithful import FaithfulChecker
 from deskpilot.server.core.wire import EmailIn, PrepareOut
-from deskpilot.server.runs import RunExecutor, options_of
+from deskpilot.server.runs import FaithfulCheck, RunExecutor, options_of
 from deskpilot.server.settings import Settings
+from deskpilot.server.tasks.faithful import summary_check
 from deskpilot.server.tasks.wire import DraftReplyRequest, RewriteRequest, SummarizeRequest
 from deskpilot.server.web.sse import sse_response
 
@@ -33,6 +35,7 @@ def _summarize_job(data: SummarizeRequest) -> Callable[[int], Job]:
         email=as_email(data.email) if data.email else None,
         thread=tuple(as_email(m) for m in data.thread),
         sentences=data.sentences,
+        length=data.length,
     )
 
 
@@ -69,11 +72,17 @@ class AITasks(Controller):
         data: SummarizeRequest | DraftReplyRequest | RewriteRequest,
         settings: Settings,
         stopping: asyncio.Event,
+        check: FaithfulCheck | None = None,
     ) -> ServerSentEvent:
         options = options_of(data)
         run = await executor.admitted(
             lambda ticket: executor.execute(
-                job, ticket=ticket, client=data.client, source_ref=data.source_ref, options=options
+                job,
+                ticket=ticket,
+                client=data.client,
+                source_ref=data.source_ref,
+                options=options,
+                check=check,
             ),
             task=task,
             options=options,
@@ -87,10 +96,16 @@ class AITasks(Controller):
         self,
         data: JSONBody[SummarizeRequest],
         executor: NamedDependency[RunExecutor],
+        checker: NamedDependency[FaithfulChecker],
         app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
-        return await self._stream(executor, "summarize", _summarize_job(data), data, app_settings, stopping)
+        """The tokens stream as the model writes them; then a `grounded` event says which sentences the
+        email supports, and which are quoted from it instead (see `tasks/faithful.py`)."""
+        check = summary_check(checker, data)
+        return await self._stream(
+            executor, "summarize", _summarize_job(data), data, app_settings, stopping, check=check
+        )
 
     @post(
         "/prepare", status_code=200, summary="Warm the model for a summary of this item (call when it opens)"

@@ -28,6 +28,8 @@ class SummarizeRequest(RunIn, kw_only=True):
     email: EmailIn | None = None
     thread: list[EmailIn] = field(default_factory=list)
     sentences: Annotated[int, Meta(ge=1, le=10)] = 3
+    # "headline": one line, like a subject (for a draft's subject line); `sentences` does not apply.
+    length: Literal["sentences", "headline"] = "sentences"
     client: Client = "api"
     source_ref: ShortText | None = None  # e.g. the Outlook item id, kept in lineage
 

@@ -92,7 +92,8 @@ _FEATURE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
 # The events each stream sends (`error` ends any stream early, e.g. when the server stops).
 _TEXT_EVENTS = ("meta", "token", "done", "error")
 _STREAM_EVENTS: dict[str, tuple[str, ...]] = {
-    "/v1/ask": ("sources", *_TEXT_EVENTS),
+    "/v1/summarize": ("meta", "token", "grounded", "done", "error"),
+    "/v1/ask": ("meta", "token", "grounded", "sources", "done", "error"),
     "/v1/extract": ("meta", "progress", "token", "result", "done", "error"),
 }
 

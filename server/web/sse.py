@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from deskpilot.server.core.wire import (
     DoneEvent,
     ErrorEvent,
+    GroundedEvent,
     MetaEvent,
     ProgressEvent,
     ResultEvent,
@@ -42,10 +43,20 @@ EVENT_NAMES: dict[type, str] = {
     SourcesEvent: "sources",
     ProgressEvent: "progress",
     ResultEvent: "result",
+    GroundedEvent: "grounded",
 }
 _KEEPALIVE = ServerSentEventMessage(comment="keep-alive", data=None)
 
-Event = MetaEvent | TokenEvent | DoneEvent | ErrorEvent | SourcesEvent | ProgressEvent | ResultEvent
+Event = (
+    MetaEvent
+    | TokenEvent
+    | DoneEvent
+    | ErrorEvent
+    | SourcesEvent
+    | ProgressEvent
+    | ResultEvent
+    | GroundedEvent
+)
 
 
 def sse_response(
