@@ -201,3 +201,9 @@ def test_models_test_names_the_profile_when_the_server_is_unreachable(app_home: 
     )
     r = CliRunner().invoke(main, ["models", "test", "gone"])
     assert r.exit_code != 0 and "model profile 'gone'" in r.output
+
+
+def test_models_test_on_the_embedded_model_says_how_many_threads_it_chose(app_home: Path) -> None:
+    r = CliRunner().invoke(main, ["models", "test", "embedded", "--tokens", "16"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "threads for this request:" in r.output and "free →" in r.output and "tokens/s" in r.output

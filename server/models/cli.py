@@ -269,9 +269,11 @@ async def _smoke(registry: ModelRegistry, name: str, tokens: int) -> list[str]:
         info = backend.info
         lines = [f"loaded {info.model_id} ({info.backend}) in {time.perf_counter() - started:.1f} s"]
         lines.append(f"weights {info.weights_digest}; context {info.context_length} tokens")
-        threads = getattr(backend, "threads_note", None)
-        if callable(threads):
-            lines.append(f"threads: {threads()}")
+        if info.backend == "llama.cpp":
+            from deskpilot.inference.llama import LlamaCppBackend
+
+            assert isinstance(backend, LlamaCppBackend)
+            lines.append(f"threads for this request: {backend.threads_for_next().describe()}")
         ask = GenerationRequest(
             messages=(Message("user", "Write a few sentences about the sea."),),
             max_tokens=tokens,
