@@ -58,6 +58,8 @@ class FieldReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     failed_rules: list[str] = []
     repaired: bool = False  # the value was filled in or cleared by the repair step, not written by the model
     source: Literal["model", "extractor"] = "model"  # who chose the value (see the module docstring)
+    # The score before calibration (`hybrid.py`), when `confidence` is a calibrated probability.
+    raw_confidence: float | None = None
 
 
 def _offsets(tokens: Sequence[Token]) -> list[tuple[int, int, float | None]]:

@@ -24,6 +24,7 @@ from deskpilot.inference.extraction.normalize import (
 
 __all__ = [
     "Facts",
+    "address_blocks",
     "could_be_name",
     "ends_address",
     "find_amounts",
@@ -33,6 +34,7 @@ __all__ = [
     "find_ibans",
     "find_invoice_numbers",
     "iban_is_valid",
+    "label_line",
     "names_company",
     "registration_only",
 ]
@@ -235,16 +237,29 @@ def _labelled_amount(lines: list[str], index: int, after: int) -> Decimal | None
     return None
 
 
-def _find_total(lines: list[str]) -> Decimal | None:
-    """The amount of the strongest total label; among equals the last, as final figures come last."""
+_ROUNDING_LABEL = re.compile(r"\bround(?:ing)?\b(?!\s*(?:ed\b|total))|\bround(?:ing)?\s+adj", re.I)
+
+
+def _find_total(lines: list[str], amounts: list[Decimal]) -> Decimal | None:
+    """The amount to pay: that of the strongest total label. Among labels of equal strength, the largest
+    amount, as the amount to pay includes the tax and charges that a total before tax leaves out (a
+    receipt's tax summary often repeats "Total" for the amount before tax); a discount comes off under
+    a stronger label ("net total", "amount due"). A rounding adjustment printed with it, where the
+    document also states the rounded amount, gives that amount."""
     for label in _TOTAL_LABELS:
-        best = None
+        found = []
         for i, line in enumerate(lines):
             match = label.search(line)
             if match and not _NOT_TOTAL.search(line):
-                best = _labelled_amount(lines, i, match.end()) or best
-        if best is not None:
-            return best
+                value = _labelled_amount(lines, i, match.end())
+                if value is not None:
+                    found.append(value)
+        if found:
+            total = max(found)
+            rounding = _find_labelled(lines, _ROUNDING_LABEL)
+            if rounding and (total + rounding) in amounts and total + rounding > 0:
+                return total + rounding
+            return total
     return None
 
 
@@ -288,21 +303,38 @@ _ADDRESS_STOP = re.compile(
     re.I,
 )
 _REGISTRATION_ONLY = re.compile(r"^\(?[A-Z]{0,3}[\s.:]*\d[\d\s\-/.]*[A-Z]?\)?$", re.I)
+# "SALESPERSON:", "Company Reg No. : 123", "Cashier: Ann": a few words, then a colon. A name is never one.
+_LABEL_LINE = re.compile(r"^\W*[^\W\d_][\w .&/'()-]{0,30}?\s*:")
+# A telephone number alone on its line: seven or more digits in groups, no letters.
+_PHONE_ONLY = re.compile(r"^\W*(?=(?:\D*\d){7})[\d\s()+./-]+$")
+ADDRESS_LINES = 6  # lines an address may span
+
+
+def label_line(line: str) -> bool:
+    """Whether `line` is a label ("SALESPERSON:", "Tel: 123"): a few words then a colon."""
+    return bool(_LABEL_LINE.match(line))
 
 
 def ends_address(line: str) -> bool:
     """Whether `line` cannot be part of a postal address: contact details, ids, labels, amounts, dates."""
-    return bool(_ADDRESS_STOP.search(line) or find_amounts(line) or find_dates(line))
+    return bool(
+        _ADDRESS_STOP.search(line)
+        or label_line(line)
+        or _PHONE_ONLY.match(line)
+        or find_amounts(line)
+        or find_dates(line)
+    )
 
 
 def names_company(line: str) -> bool:
-    """Whether `line` names a company: it carries a legal form (Ltd, GmbH, Sdn Bhd ...) and is no title."""
-    return bool(_LEGAL_FORM.search(line)) and not _NOT_A_NAME.search(line)
+    """Whether `line` names a company: it carries a legal form (Ltd, GmbH, Sdn Bhd ...) and is no title
+    and no label."""
+    return bool(_LEGAL_FORM.search(line)) and not (_NOT_A_NAME.search(line) or label_line(line))
 
 
 def could_be_name(line: str) -> bool:
     """Whether `line` could be a name: not a document title, contact details, an id or a label."""
-    return not (_NOT_A_NAME.search(line) or _ADDRESS_STOP.search(line))
+    return not (_NOT_A_NAME.search(line) or _ADDRESS_STOP.search(line) or label_line(line))
 
 
 def registration_only(line: str) -> bool:
@@ -310,9 +342,37 @@ def registration_only(line: str) -> bool:
     return bool(_REGISTRATION_ONLY.match(line))
 
 
+def _join_address(lines: list[str]) -> str:
+    """Address lines as one line; a comma before a letter gets its space ("27,JALAN" -> "27, JALAN"),
+    as the printed line break stood for one, while a comma between digits ("55,57") is kept as is."""
+    return re.sub(r",(?=[^\W\d_])", ", ", " ".join(lines))
+
+
+def address_blocks(lines: list[str]) -> list[tuple[int, str]]:
+    """Every postal address in `lines`, with the index of its first line: a run of consecutive address-like
+    lines (none ends an address, names a company or is a bare registration number), from its first line
+    holding a number (a street number, lot, level or postcode) to the end of the run, at most
+    `ADDRESS_LINES` lines. An address spans all its lines: a part of one is never offered as the whole."""
+    blocks: list[tuple[int, str]] = []
+    run: list[tuple[int, str]] = []
+    for index, raw in enumerate([*lines, "\x00"]):
+        line = normalize_text(raw) if raw != "\x00" else raw
+        if not line:
+            continue  # an empty line neither starts nor ends anything
+        if line != "\x00" and not (ends_address(line) or names_company(line) or registration_only(line)):
+            run.append((index, line))
+            continue
+        start = next((i for i, (_, text) in enumerate(run) if re.search(r"\d", text)), None)
+        part = run[start : start + ADDRESS_LINES] if start is not None else []
+        if part and re.search(r"[^\W\d_]{2}", " ".join(text for _, text in part)):
+            blocks.append((part[0][0], _join_address([text for _, text in part])))
+        run = []
+    return blocks
+
+
 def _header(lines: list[str]) -> tuple[str | None, str | None]:
-    """The issuer's name (the first of the top lines with a legal form, else the first name-like line) and the
-    address lines right under it (kept only if they hold a number, as street numbers and postcodes do)."""
+    """The issuer's name (the first of the top lines with a legal form, else the first name-like line) and
+    the first address (`address_blocks`) in the lines under it."""
     top = [(i, normalize_text(line)) for i, line in enumerate(lines[:10]) if normalize_text(line)]
     named = [(i, line) for i, line in top if names_company(line)]
     if not named:
@@ -320,23 +380,15 @@ def _header(lines: list[str]) -> tuple[str | None, str | None]:
     if not named:
         return None, None
     index, vendor = named[0]
-    address: list[str] = []
-    for line in lines[index + 1 : index + 8]:
-        line = normalize_text(line)
-        if not line or (not address and registration_only(line)):
-            continue
-        if ends_address(line):
-            break
-        address.append(line)
-    has_number = any(ch.isdigit() for ch in " ".join(address))
-    return vendor, (" ".join(address) if address and has_number else None)
+    below = address_blocks(lines[index + 1 : index + 1 + 12])
+    return vendor, (below[0][1] if below else None)
 
 
 def find_facts(text: str) -> Facts:
     """Everything the extractors find, with one value per role:
 
-    - total: the amount after the strongest "total" label (amount due, grand total, ... over a plain
-      "total"), the last such label winning; lines about quantities, discounts, cash or change excluded;
+    - total: the amount to pay (`_find_total`): after the strongest "total" label (amount due, grand
+      total, ... over a plain "total"); lines about quantities, discounts, cash or change excluded;
     - subtotal and tax: the first amount after their labels; issue date: the first date not labelled as a
       due date; due date: the first date on or under a "due" line;
     - vendor and address: see `_header`; currency: see `find_currency`.
@@ -344,9 +396,10 @@ def find_facts(text: str) -> Facts:
     lines = text.splitlines()
     every_date, issue, due = _dates(lines)
     vendor, address = _header(lines)
+    amounts = [a.value for a in find_amounts(text)]
     return Facts(
         dates=every_date,
-        amounts=[a.value for a in find_amounts(text)],
+        amounts=amounts,
         emails=find_emails(text),
         ibans=find_ibans(text),
         invoice_numbers=find_invoice_numbers(text),
@@ -357,5 +410,5 @@ def find_facts(text: str) -> Facts:
         due_date=due,
         subtotal=_find_labelled(lines, _SUBTOTAL_LABEL),
         tax=_find_labelled(lines, _TAX_LABEL),
-        total=_find_total(lines),
+        total=_find_total(lines, amounts),
     )

@@ -39,11 +39,10 @@ from typing import Any
 
 from deskpilot.inference.extraction.extractors import (
     Facts,
+    address_blocks,
     could_be_name,
-    ends_address,
     find_amounts,
     names_company,
-    registration_only,
 )
 from deskpilot.inference.extraction.normalize import find_dates, normalize_text
 from deskpilot.inference.extraction.schemas import ExtractionSchema
@@ -52,7 +51,6 @@ __all__ = ["MAX_CANDIDATES", "candidates", "grounded_schema", "sub_schemas", "su
 
 MAX_CANDIDATES = 40
 HEADER_LINES = 20  # where an issuer's address is looked for
-ADDRESS_RUN = 4  # lines an address may span
 _QUANTITY = re.compile(r"(?<![\w.,])\d{1,5}(?:[.,]\d{1,3})?(?![\w.,]*\d)")
 
 
@@ -79,17 +77,10 @@ def _vendor_lines(content: str) -> list[str]:
 
 
 def _address_runs(content: str) -> list[str]:
-    header = [
-        None if ends_address(line) or names_company(line) or registration_only(line) else line
-        for line in _lines(content)[:HEADER_LINES]
-    ]
-    runs = (
-        " ".join(run)  # type: ignore[arg-type]  # no None in `run`: the condition below skips those runs
-        for start in range(len(header))
-        for size in range(1, ADDRESS_RUN + 1)
-        if None not in (run := header[start : start + size]) and start + size <= len(header)
-    )
-    return list(dict.fromkeys(r for r in runs if re.search(r"\d", r) and re.search(r"[^\W\d_]{2}", r)))
+    """The addresses among the first lines, each whole (`extractors.address_blocks`)."""
+    header = content.splitlines()[: HEADER_LINES * 2]  # empty lines do not count toward the header
+    blocks = [text for _, text in address_blocks([line for line in header if line.strip()][:HEADER_LINES])]
+    return list(dict.fromkeys(blocks))
 
 
 def _quantities(content: str) -> list[float | int]:

@@ -22,7 +22,7 @@ from rich.table import Table
 from deskpilot.inference.extraction import ExtractionSchema
 from deskpilot.server.core.cli import cli_parts, read_input, settings_or_usage_error
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
-from deskpilot.server.extraction.service import ExtractionTask
+from deskpilot.server.extraction.service import ExtractionTask, calibration_store
 from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.services import Services
 from deskpilot.server.settings import EMBEDDED_PROFILE, Settings
@@ -76,7 +76,14 @@ async def _extract(
         job = extraction_job(
             schema, text=text, context_length=backend.info.context_length, count_tokens=backend.count_tokens
         )
-        task = ExtractionTask(schema, text, services.reviews, settings.review_threshold)
+        task = ExtractionTask(
+            schema,
+            text,
+            services.reviews,
+            settings.review_threshold,
+            calibrations=calibration_store(settings.home),
+            target_precision=settings.review_target_precision,
+        )
         async for event in services.executor.execute(
             job, client="cli", source_ref=source_ref, structured=task
         ):
@@ -144,24 +151,64 @@ def _field_map(schema: Any, pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--deterministic", is_flag=True, help="Score the deterministic extractors alone (no model).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N documents.")
 @click.option(
-    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A GGUF model file."
+    "--model",
+    "model",
+    metavar="PROFILE|FILE",
+    help="A model profile (`[models.NAME]`; default: embedded) or a GGUF file.",
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the model (default: all, up to 8).")
+@click.option(
+    "--generations",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the model's generations in this JSON Lines file and reuse those of the same request.",
+)
+@click.option(
+    "--fit",
+    is_flag=True,
+    help="Fit the hybrid's calibration on this data set and keep it for the profile and template.",
+)
+@click.option(
+    "--target-precision",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Share right of what is accepted without review (default: the review_target_precision setting).",
+)
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("eval-extraction"),
+    show_default=True,
+    help="Folder for the PNG figures.",
+)
+@click.option(
+    "--simulate-review",
+    is_flag=True,
+    help="Process the documents in order through the HTTP API, a simulated reviewer correcting each "
+    "reviewed one with its labels; plot review rate and accuracy against documents seen.",
+)
 def eval_extraction(
     dataset: Path,
     schema_name: str,
     fields: tuple[str, ...],
     deterministic: bool,
     limit: int | None,
-    model_path: str | None,
+    model: str | None,
     threads: int | None,
+    generations: Path | None,
+    fit: bool,
+    target_precision: float | None,
+    plots: Path,
+    simulate_review: bool,
 ) -> None:
     """Field-level precision, recall and F1, and document exact match, on a JSON Lines dataset of
-    {"id", "text", "labels"} records."""
+    {"id", "text", "labels"} records: for the model alone, the extractors alone, and the hybrid that
+    chooses per field by calibrated confidence; with the calibration's ECE, a reliability diagram, and the
+    review rate at the target precision."""
     from deskpilot.inference.extraction import SchemaError, load_schema
     from deskpilot.inference.extraction.evaluate import load_dataset
 
-    settings = settings_or_usage_error(model_path=model_path, threads=threads)
+    is_file = model is not None and Path(model).is_file()
+    settings = settings_or_usage_error(model_path=model if is_file else None, threads=threads)
+    profile = EMBEDDED_PROFILE if model is None or is_file else model
     try:
         schema = load_schema(schema_name, settings.schemas_path)
         examples = load_dataset(dataset.read_text(encoding="utf-8").splitlines())[:limit]
@@ -170,10 +217,19 @@ def eval_extraction(
     field_map = {k: v for k, v in _field_map(schema, fields).items() if any(k in e.labels for e in examples)}
     if not field_map:
         raise click.UsageError("no dataset label maps to a schema field; add --field LABEL=FIELD")
+    target = target_precision or settings.review_target_precision
     if deterministic:
         _report_deterministic(schema, field_map, examples)
+    elif simulate_review:
+        from deskpilot.server.extraction.simulate import simulate_extraction_reviews
+
+        report = simulate_extraction_reviews(
+            settings, schema, examples, field_map, profile=profile, generations=generations, plots=plots
+        )
+        out.print(report)
     else:
-        asyncio.run(_eval_model(schema, field_map, examples, settings))
+        run = EvalRun(schema, field_map, examples, settings, profile, dataset.name, target, plots)
+        asyncio.run(run.evaluate(generations, fit=fit))
 
 
 def _report_deterministic(schema: Any, field_map: dict[str, str], examples: list[Any]) -> None:
@@ -187,82 +243,117 @@ def _report_deterministic(schema: Any, field_map: dict[str, str], examples: list
     out.print(f"time: {(time.perf_counter() - started) * 1000 / max(len(examples), 1):.1f} ms per document")
 
 
-async def _eval_model(
-    schema: Any,
-    field_map: dict[str, str],
-    examples: list[Any],
-    settings: Settings,
-) -> None:
-    from deskpilot.inference import Finished
-    from deskpilot.inference.extraction import Generated, extraction_job, finish_extraction
-    from deskpilot.inference.extraction.evaluate import median_and_p90, same_value, score
+class EvalRun:
+    """One `eval extraction` with the model: generate, score the three ways, calibrate, report."""
 
-    backend = ModelRegistry(settings).loader(EMBEDDED_PROFILE)()
-    pairs, latencies, produced, cut, queued = [], [], [], 0, 0
-    calibration: dict[str, list[int]] = {"< 0.3": [0, 0], "0.3-0.6": [0, 0], ">= 0.6": [0, 0]}
-    try:
-        for number, example in enumerate(examples, start=1):
-            started = time.perf_counter()
-            job = extraction_job(
-                schema,
-                text=example.text,
-                context_length=backend.info.context_length,
-                count_tokens=backend.count_tokens,
-            )
-            tokens, usage = [], None
-            async for item in backend.stream(job.request):
-                if isinstance(item, Finished):
-                    usage = item.usage
-                else:
-                    tokens.append(item)
-            assert usage is not None
-            result = finish_extraction(
-                schema,
-                text=example.text,
-                review_threshold=settings.review_threshold,
-                generated=Generated(
-                    text="".join(t.text for t in tokens), tokens=tokens, finish_reason=usage.finish_reason
+    def __init__(
+        self,
+        schema: ExtractionSchema,
+        field_map: dict[str, str],
+        examples: list[Any],
+        settings: Settings,
+        profile: str,
+        dataset: str,
+        target: float,
+        plots: Path,
+    ) -> None:
+        self.schema, self.field_map, self.examples, self.settings = schema, field_map, examples, settings
+        self.profile, self.dataset, self.target, self.plots = profile, dataset, target, plots
+
+    async def evaluate(self, generations: Path | None, *, fit: bool) -> None:
+        from deskpilot.inference.extraction.evaluate import facts_as_document, median_and_p90, score
+        from deskpilot.server.extraction.evaluation import generate_all
+
+        registry = ModelRegistry(self.settings)
+        try:
+            backend = registry.loader(self.profile)()
+        except Exception as exc:  # an unknown profile, weights that will not load: say which
+            raise click.ClickException(f"model profile {self.profile!r}: {exc}") from exc
+        try:
+            outcomes = await generate_all(
+                self.schema,
+                self.examples,
+                backend,
+                review_threshold=self.settings.review_threshold,
+                cache=generations,
+                progress=lambda n, o: err.print(
+                    f"[dim]{n}/{len(self.examples)} {o.example.id}: "
+                    + ("stored" if o.reused else f"{o.generation.seconds:.2f} s")
+                    + "[/]"
                 ),
             )
-            latencies.append(time.perf_counter() - started)
-            produced.append(usage.completion_tokens)
-            cut += usage.finish_reason == "length"
-            queued += bool(result.review_reasons)
-            pairs.append((example, result.data))
-            for label, field in field_map.items():
-                gold, guess = example.labels.get(label), result.data.get(field)
-                if gold in (None, "") or guess in (None, ""):
-                    continue
-                bucket = _bucket(result.fields[field].confidence)
-                calibration[bucket][0] += same_value(schema.kind_of(field), guess, gold)
-                calibration[bucket][1] += 1
-            err.print(
-                f"[dim]{number}/{len(examples)} {example.id}: {latencies[-1]:.2f} s, "
-                f"{usage.completion_tokens} tokens[/]"
+        finally:
+            backend.close()
+        info = backend.info
+        pairs = [(o.example, o.result.data) for o in outcomes]
+        _print_report(
+            f"model alone: {info.model_id} ({self.profile}) · {len(pairs)} documents",
+            score(self.schema, self.field_map, pairs),
+        )
+        facts_pairs = [(o.example, facts_as_document(self.schema, o.facts)) for o in outcomes]
+        _print_report("extractors alone", score(self.schema, self.field_map, facts_pairs))
+        fresh = [o.generation for o in outcomes if not o.reused]
+        if fresh:
+            median, p90 = median_and_p90([g.seconds for g in fresh])
+            out.print(
+                f"latency per document: median {median:.2f} s, p90 {p90:.2f} s ({len(fresh)} generated)"
             )
-    finally:
-        backend.close()
-    report = score(schema, field_map, pairs)
-    info = backend.info
-    _print_report(
-        f"{info.model_id} ({info.backend}) · {schema.schema_id} · {len(examples)} documents", report
-    )
-    median, p90 = median_and_p90(latencies)
-    out.print(
-        f"latency per document: median {median:.2f} s, p90 {p90:.2f} s "
-        f"({settings.threads or 'default'} threads); "
-        f"output tokens: median {median_and_p90([float(p) for p in produced])[0]:.0f}; "
-        f"cut at the token limit: {cut}/{len(examples)}"
-    )
-    out.print(f"queued for review: {queued}/{len(examples)} (threshold {settings.review_threshold})")
-    out.print(
-        "field accuracy by confidence (predicted and labelled fields): "
-        + ", ".join(f"{name}: {right}/{total}" for name, (right, total) in calibration.items())
-    )
+        cut = sum(o.generation.finish_reason == "length" for o in outcomes)
+        out.print(f"cut at the token limit: {cut}/{len(outcomes)}")
+        self._hybrid(outcomes, fit=fit, model_id=info.model_id)
 
+    def _hybrid(self, outcomes: list[Any], *, fit: bool, model_id: str) -> None:
+        from deskpilot.inference.extraction.calibration import CalibrationStore
+        from deskpilot.inference.extraction.fitting import fit_calibration
+        from deskpilot.inference.templates import load_template
 
-def _bucket(confidence: float) -> str:
-    return "< 0.3" if confidence < 0.3 else "0.3-0.6" if confidence < 0.6 else ">= 0.6"
+        template = load_template(self.schema.template).template_id
+        store = CalibrationStore(self.settings.home / "calibration")
+        examples = [o.example for o in outcomes]
+        results = [(o.result, o.facts) for o in outcomes]
+        measured = fit_calibration(
+            self.schema,
+            self.field_map,
+            examples,
+            results,
+            profile=self.profile,
+            template=template,
+            model_id=model_id,
+            dataset=self.dataset,
+        )
+        if fit:
+            path = store.save(measured.calibration)
+            out.print(f"calibration for {self.profile}/{template} kept in {path}")
+        self._report_hybrid(measured, store.get(self.profile, template))
+
+    def _report_hybrid(self, measured: Any, kept: Any) -> None:
+        from deskpilot.inference.extraction.evaluate import score
+        from deskpilot.inference.extraction.hybrid import review_reasons
+        from deskpilot.server.extraction.plots import reliability_diagram
+
+        title = "hybrid, per field by calibrated confidence (out of fold, 5 folds)"
+        pairs = [(e, c.data) for e, c in zip(self.examples, measured.chosen, strict=True)]
+        _print_report(title, score(self.schema, self.field_map, pairs))
+        calibration = measured.calibration
+        out.print(f"ECE (out of fold, {len(measured.probabilities)} field values): {calibration.ece:.3f}")
+        png = reliability_diagram(
+            self.plots / "reliability.png",
+            measured.probabilities,
+            measured.outcomes,
+            title=f"{self.profile} · {calibration.template} · {self.dataset}",
+        )
+        out.print(f"reliability diagram: {png}")
+        threshold = calibration.threshold(self.target)
+        reviewed = [bool(review_reasons(c, calibration, threshold)) for c in measured.chosen]
+        accepted = [r for r, queued in zip(measured.document_right, reviewed, strict=True) if not queued]
+        rate = sum(reviewed) / max(len(reviewed), 1)
+        out.print(
+            f"review threshold for target precision {self.target:.2f}: {threshold:.3f}; review rate "
+            f"{sum(reviewed)}/{len(reviewed)} = {rate:.2f}; accepted without review {len(accepted)}, "
+            f"of which right {sum(accepted)}"
+        )
+        if kept is None:
+            out.print("[yellow]no calibration kept for this profile and template: run with --fit[/]")
 
 
 def _print_report(title: str, report: Any) -> None:
