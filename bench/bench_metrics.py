@@ -1,0 +1,185 @@
+"""What metrics and tracing cost `POST /v1/summarize`, with the scripted (fake) backend: requests per second
+with and without, in the same run.
+
+Three apps in this process, each with its own app data folder, the same scripted backend (7 tokens) and
+the full ASGI stack (guard, routing, SSE, lineage with its fsyncs), driven by Litestar's TestClient one
+request at a time:
+- bare: no measurement at all (a Telemetry whose HTTP wrapper and run observer do nothing);
+- metrics: the default (live histograms and counters; tracing off, its no-op tracer);
+- metrics + tracing: spans exported over OTLP/HTTP (batched) to a receiver on 127.0.0.1.
+Short rounds rotate the three, so drift (a shared CPU, the page cache) hits all equally; each
+configuration's figure is the median of its rounds, and its rate over the whole run. Also: how long one
+`/metrics` scrape takes once the lineage file holds every run the bench made (the collectors read it).
+
+CPU time per request is reported too: on a shared machine it is the steadier figure.
+
+Usage: python bench/bench_metrics.py [--rounds 60] [--requests 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import app_client  # noqa: E402
+
+from deskpilot.indexes import DocumentIndex, HashEmbedder  # noqa: E402
+from deskpilot.inference import ScriptedBackend  # noqa: E402
+from deskpilot.server.app import create_app  # noqa: E402
+from deskpilot.server.core.telemetry import RunObserver, Telemetry  # noqa: E402
+from deskpilot.server.services import Services  # noqa: E402
+from deskpilot.server.settings import load_settings  # noqa: E402
+
+EMAIL = {"from": "ana@example.com", "subject": "Q3", "body": "Please send the Q3 numbers by Friday."}
+TOKENS = ["Ana", " wants", " the", " numbers", " by", " Friday", "."]
+
+
+class _Bare(Telemetry):
+    """No measurement: the baseline."""
+
+    def asgi(self, app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        return app
+
+    def observe_run(self) -> RunObserver:
+        return _NoObserver(self)
+
+
+class _NoObserver(RunObserver):
+    def saw(self, event: object) -> None:
+        pass
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that counts what it is sent."""
+
+    received: Any = None  # a multiprocessing.Value: bytes received
+
+    def do_POST(self) -> None:
+        size = len(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.received.get_lock():
+            self.received.value += size
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _receive(port: Any, received: Any) -> None:
+    """The receiver, in a process of its own so that it does not take the benchmarked process' CPU."""
+    _Receiver.received = received
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    port.value = server.server_address[1]
+    server.serve_forever()
+
+
+def make(home: Path, telemetry: Telemetry) -> Any:
+    services = Services(
+        load_settings(home=home, https=False),
+        backend=ScriptedBackend(TOKENS),
+        index=DocumentIndex(home / "index", embedder=HashEmbedder()),
+        telemetry=telemetry,
+    )
+    return app_client(create_app(services))
+
+
+def round_of(client: Any, requests: int) -> tuple[float, float]:
+    """Requests per second (wall clock), and CPU milliseconds this process spent per request (all its
+    threads: the app's, the client's, the span exporter's), which other load on the machine barely moves."""
+    began, cpu = time.perf_counter(), time.process_time()
+    for _ in range(requests):
+        r = client.post("/v1/summarize", json={"email": EMAIL, "cache": False})
+        assert r.status_code == 200 and "event: done" in r.text, r.text
+    return requests / (time.perf_counter() - began), (time.process_time() - cpu) * 1000 / requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    port, received = multiprocessing.Value("i", 0), multiprocessing.Value("q", 0)
+    receiver = multiprocessing.Process(target=_receive, args=(port, received), daemon=True)
+    receiver.start()
+    while port.value == 0:
+        time.sleep(0.01)
+    endpoint = f"http://127.0.0.1:{port.value}/v1/traces"
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = {
+            "bare": _Bare(),
+            "metrics": Telemetry(),
+            "metrics+tracing": Telemetry(otel_endpoint=endpoint),
+        }
+        clients = {name: make(Path(tmp) / name, t) for name, t in configs.items()}
+        for client in clients.values():
+            client.__enter__()
+        try:
+            for client in clients.values():
+                round_of(client, 20)  # warm-up: imports, first lineage writes
+            rates: dict[str, list[float]] = {name: [] for name in clients}
+            cpu: dict[str, list[float]] = {name: [] for name in clients}
+            names = list(clients)
+            for i in range(args.rounds):
+                # Each configuration goes first, second and third equally often.
+                for name in names[i % 3 :] + names[: i % 3]:
+                    rate, cpu_ms = round_of(clients[name], args.requests)
+                    rates[name].append(rate)
+                    cpu[name].append(cpu_ms)
+            scrape_ms = []
+            for _ in range(10):
+                began = time.perf_counter()
+                assert clients["metrics"].get("/metrics").status_code == 200
+                scrape_ms.append((time.perf_counter() - began) * 1000)
+        finally:
+            for client in clients.values():
+                client.__exit__(None, None, None)
+    receiver.terminate()
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    cpu_ms = {name: statistics.median(c) for name, c in cpu.items()}
+    # Over the whole run: all requests over all the time (1 / mean of the rounds' seconds per request).
+    overall = {name: len(r) / sum(1 / v for v in r) for name, r in rates.items()}
+    runs = 20 + args.rounds * args.requests
+    result = {
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
+        "req_per_s": {name: round(v, 1) for name, v in median.items()},
+        "req_per_s_overall": {name: round(v, 1) for name, v in overall.items()},
+        "lost_pct_median": {
+            name: round((1 - median[name] / median["bare"]) * 100, 2) for name in median if name != "bare"
+        },
+        "lost_pct_overall": {
+            name: round((1 - overall[name] / overall["bare"]) * 100, 2) for name in overall if name != "bare"
+        },
+        "cpu_ms_per_request_median": {name: round(v, 3) for name, v in cpu_ms.items()},
+        # Throughput lost where the server is CPU-bound: 1 - bare CPU per request / this CPU per request.
+        "lost_pct_cpu": {
+            name: round((1 - cpu_ms["bare"] / cpu_ms[name]) * 100, 2) for name in cpu_ms if name != "bare"
+        },
+        "scrape_ms_median": round(statistics.median(scrape_ms), 1),
+        "runs_in_lineage_at_scrape": runs,
+        "otlp_bytes_received": received.value,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
