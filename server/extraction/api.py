@@ -32,7 +32,12 @@ from deskpilot.inference.extraction import (
 )
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
-from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask, model_context
+from deskpilot.server.extraction.service import (
+    ClassificationTask,
+    ExtractionTask,
+    calibration_store,
+    model_context,
+)
 from deskpilot.server.extraction.wire import (
     ClassifyOut,
     ClassifyRequest,
@@ -114,7 +119,14 @@ class Extraction(Controller):
                     schema, text=text, context_length=context_length, count_tokens=count_tokens
                 )
             )
-            task = ExtractionTask(schema, text, reviews, app_settings.review_threshold)
+            task = ExtractionTask(
+                schema,
+                text,
+                reviews,
+                app_settings.review_threshold,
+                calibrations=calibration_store(app_settings.home),
+                target_precision=app_settings.review_target_precision,
+            )
             return executor.execute(
                 job,
                 ticket=ticket,

@@ -3,11 +3,19 @@
 `ExtractionTask` and `ClassificationTask` are the `Structured` finishers `RunExecutor.execute` calls when a
 run ends; the HTTP API and the workflows' model steps use the same ones, so a result is recorded and
 reviewed the same way whoever asked for it.
+
+Where a calibration exists for the run's model profile and prompt template (`CalibrationStore`: the
+user's own under `<home>/calibration`, else the one shipped for the embedded model), an extraction is
+finished by the hybrid (`inference/extraction/hybrid.py`): per field the model's or the extractors' value,
+by calibrated probability, and review when the document's probability is below the threshold that the
+target precision sets. Without one, the fixed `review_threshold` applies to the raw confidence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,16 +25,28 @@ from deskpilot.inference.extraction import (
     ExtractionResult,
     ExtractionSchema,
     Generated,
+    find_facts,
     finish_classification,
     finish_extraction,
 )
+from deskpilot.inference.extraction.calibration import CalibrationStore
+from deskpilot.inference.extraction.hybrid import choose, review_reasons
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.wire import FieldOut, NormalizedOut, ResultEvent, ReviewRef, RuleOut, ValidationOut
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import RunStart
 from deskpilot.server.runs import StructuredOutcome
 
-__all__ = ["ClassificationTask", "ExtractionTask", "model_context"]
+__all__ = ["ClassificationTask", "ExtractionTask", "calibration_store", "model_context"]
+
+DEFAULT_TARGET_PRECISION = 0.95
+
+
+@lru_cache(maxsize=8)
+def calibration_store(home: Path | None) -> CalibrationStore:
+    """The calibrations of the app data folder `home` (and those shipped); one store per folder, so each
+    file is read once."""
+    return CalibrationStore(None if home is None else home / "calibration")
 
 
 def model_context(host: ModelHost) -> tuple[int, Callable[[str], int] | None]:
@@ -45,16 +65,46 @@ def _lineage(value: Any) -> Any:
 class ExtractionTask:
     """Finishes an extraction run: validate, check, score, and queue it for review when it needs a person."""
 
-    def __init__(self, schema: ExtractionSchema, text: str, reviews: ReviewQueue, threshold: float) -> None:
+    def __init__(
+        self,
+        schema: ExtractionSchema,
+        text: str,
+        reviews: ReviewQueue,
+        threshold: float,
+        *,
+        calibrations: CalibrationStore | None = None,
+        target_precision: float = DEFAULT_TARGET_PRECISION,
+    ) -> None:
+        """`threshold`: the review threshold where no calibration applies; `calibrations` (default: the
+        shipped ones) and `target_precision` where one does."""
         self.schema, self.text, self.reviews, self.threshold = schema, text, reviews, threshold
+        self.calibrations = calibrations or calibration_store(None)
+        self.target_precision = target_precision
 
-    def result(self, generated: Generated) -> ExtractionResult:
-        return finish_extraction(
+    def result(
+        self, generated: Generated, *, profile: str = "embedded", template: str = "", model_id: str = ""
+    ) -> ExtractionResult:
+        """The finished result; by the hybrid where a calibration of `profile` and `template`, fitted with
+        the model `model_id`, exists."""
+        result = finish_extraction(
             self.schema, text=self.text, generated=generated, review_threshold=self.threshold
         )
+        calibration = self.calibrations.get(profile, template) if template else None
+        if calibration is None or not calibration.applies_to(self.schema.schema_id, model_id):
+            return result
+        chosen = choose(
+            self.schema, result, text=self.text, facts=find_facts(self.text), calibration=calibration
+        )
+        threshold = calibration.threshold(self.target_precision)
+        return msgspec.structs.replace(chosen, review_reasons=review_reasons(chosen, calibration, threshold))
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
-        result = self.result(generated)
+        result = self.result(
+            generated,
+            profile=start.profile or "embedded",
+            template=start.template_id,
+            model_id=start.model_id,
+        )
         fields = {
             path: msgspec.convert(r, FieldOut, from_attributes=True) for path, r in result.fields.items()
         }
