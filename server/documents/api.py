@@ -5,6 +5,10 @@ as [1], [2]..., then a `sources` event that says where each number points (docum
 snippet, score). When nothing scores above `ask_min_score`, no model is asked: the answer says so, because
 a small model handed unrelated passages invents an answer. Lineage records the chunk ids and scores.
 
+The answer is checked like a summary (`inference/faithful.py`), each sentence against the passages it
+cites: a `grounded` event before `sources` says which sentences stand, and when too little does, the
+passage sentences that best match the question, quoted, each with its passage's number.
+
 The index loads torch and the embedding model (~10 s) in the background after start-up, so requests that
 need no embeddings are never held up by it.
 
@@ -33,10 +37,11 @@ from msgspec import Meta
 
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Job, Passage, Ticket, ask_job
+from deskpilot.inference.faithful import Faithful, FaithfulChecker
 from deskpilot.server.core.wire import NOT_BLANK, Client, DoneEvent, RunIn, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.roots import IndexRoot, NotInRoots, RootRefused
 from deskpilot.server.documents.service import Indexer
-from deskpilot.server.runs import Event, RunExecutor, options_of
+from deskpilot.server.runs import Event, FaithfulCheck, RunExecutor, options_of
 from deskpilot.server.settings import Settings
 from deskpilot.server.web.errors import ApiError
 from deskpilot.server.web.sse import sse_response
@@ -125,6 +130,16 @@ def _within_roots(hits: list[Hit], indexer: Indexer) -> list[Hit]:
     return [h for h in hits if h.path is None or indexer.roots.contains(h.path)]
 
 
+def _answer_check(checker: FaithfulChecker, question: str, passages: tuple[Passage, ...]) -> FaithfulCheck:
+    """The check of an answer: its sentences against the passages they cite (`part` = the number)."""
+
+    def check(output: str) -> Faithful:
+        source = checker.source([p.text for p in passages], part_ids=[p.number for p in passages])
+        return checker.check_answer(output, source, question)
+
+    return FaithfulCheck(check)
+
+
 async def _with_sources(
     events: AsyncGenerator[Event, None], hits: list[Hit]
 ) -> AsyncGenerator[Event | SourcesEvent, None]:
@@ -181,6 +196,7 @@ class DocumentsAPI(Controller):
         data: JSONBody[AskRequest],
         executor: NamedDependency[RunExecutor],
         indexer: NamedDependency[Indexer],
+        checker: NamedDependency[FaithfulChecker],
         app_settings: NamedDependency[Settings],
         stopping: NamedDependency[asyncio.Event],
     ) -> ServerSentEvent:
@@ -222,6 +238,7 @@ class DocumentsAPI(Controller):
                     source_ref=data.source_ref,
                     retrieved=retrieved,
                     options=options,
+                    check=_answer_check(checker, data.question, passages),
                 ),
                 hits,
             )
