@@ -198,6 +198,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     graph_throttle_budget_seconds: float = 600.0
     graph_retry_first_seconds: float = 900.0
     graph_retry_max_seconds: float = 86400.0
+    # SharePoint: the sites whose document libraries are synced beside the OneDrive (site ids, as Graph names
+    # them: "contoso.sharepoint.com,<guid>,<guid>"; in the environment, separated by spaces); empty: the
+    # sites the user follows.
+    graph_sharepoint_sites: tuple[str, ...] = ()
     # Follow-up actions and workflows (server/actions, server/workflows). `serve` starts the queue's
     # consumer (`deskpilot worker`) as a child process unless `worker` is false (run it yourself then).
     worker: bool = True
@@ -268,6 +272,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _LIST_SPLITTERS: dict[str, Callable[[str], list[str]]] = {
     "index_roots": lambda raw: [p for p in raw.split(os.pathsep) if p],
     "webhook_allow": lambda raw: raw.replace(",", " ").split(),
+    "graph_sharepoint_sites": lambda raw: raw.split(),  # site ids hold commas: separated by spaces
 }
 
 

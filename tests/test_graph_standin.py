@@ -187,8 +187,20 @@ def test_every_payload_the_standin_emits_matches_graph_metadata(
         removed = get(delta.get("@odata.deltaLink") or delta["@odata.nextLink"])["value"]
         checks += [(m, "message") for m in removed]
 
+        # SharePoint: followed sites, a site, its document libraries, a library's delta.
+        site = t.add_site("Marketing", libraries=("Documents", "Campaign Assets"))
+        library = t.library(site)
+        t.add_file("brief.txt", b"The brief.", parent_id=t.add_drive_folder("Briefs", library=library.id).id)
+        checks += [(s, "site") for s in get("/me/followedSites")["value"]]
+        checks += [(get(f"/sites/{site.id}"), "site")]
+        checks += [(d, "drive") for d in get(f"/sites/{site.id}/drives")["value"]]
+        in_library = get(f"/drives/{library.id}/root/delta")["value"]
+        assert {i["name"] for i in in_library} == {"Briefs", "brief.txt"}
+        checks += [(i, "driveItem") for i in in_library]
+
         kinds = {k for _, k in checks}
-        assert kinds == {"user", "mailFolder", "message", "driveItem", "event"} and len(checks) > 30
+        assert kinds == {"user", "mailFolder", "message", "driveItem", "event", "site", "drive"}
+        assert len(checks) > 30
         assert any("deleted" in i for i, k in checks if k == "driveItem")
         errors = [e for payload, kind in checks for e in csdl.object(payload, kind, f"{kind}")]
         assert errors == []

@@ -101,7 +101,8 @@ def replay() -> Iterator[Replay]:
     folder = "AQMkADNkNAAAgEMAAAA"
     messages = "message-delta-sequence"
     routes: dict[tuple[str, str], Any] = {  # (the end of the path, a part of the query): the answer
-        # Glue the documentation does not give: the folder the sequence is in, empty drive and calendar.
+        # Glue the documentation does not give: the folder the sequence is in, empty drive and calendar,
+        # no followed sites.
         ("/me/mailFolders", ""): {"value": [{"id": folder, "displayName": "Inbox", "totalItemCount": 5}]},
         ("/messages/delta", ""): corpus(f"{messages}/1.json"),
         ("/messages/delta", "$skiptoken=GwcBoTmPuoTQWfcsAbkYM"): corpus(f"{messages}/2.json"),
@@ -112,6 +113,7 @@ def replay() -> Iterator[Replay]:
         ("/me/drive/root/delta", "(token='"): empty_round("me/drive/root/delta"),
         ("/me/drive/items/123010204abac/content", ""): b"The text of file.txt, replayed.",
         ("/calendarView/delta", ""): empty_round("me/calendarView/delta"),
+        ("/me/followedSites", ""): {"value": []},  # no SharePoint sites followed
     }
     server = Replay(routes)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

@@ -19,11 +19,13 @@ from deskpilot.indexes import DocumentInput, PageText, html_to_text
 from deskpilot.server.core.wire import EmailIn
 
 __all__ = [
+    "Drive",
     "DriveItem",
     "Event",
     "MailFolder",
     "Message",
     "Page",
+    "Site",
     "User",
     "drive_document",
     "email_in",
@@ -82,6 +84,24 @@ class MailFolder(_Graph):
     parent_folder_id: str | None = None
     child_folder_count: int = 0
     total_item_count: int | None = None
+
+
+class Site(_Graph):
+    """A SharePoint site (`/me/followedSites`, `/sites/{id}`); its document libraries are its drives."""
+
+    id: str
+    name: str | None = None
+    display_name: str | None = None
+    web_url: str | None = None
+
+
+class Drive(_Graph):
+    """A drive of a site (`/sites/{id}/drives`): a document library when `drive_type` says so."""
+
+    id: str
+    name: str | None = None
+    drive_type: str | None = None
+    web_url: str | None = None
 
 
 class User(_Graph):
@@ -278,16 +298,24 @@ def drive_document(
     kind: str,
     folder: str | None = None,
     size: int | None = None,
+    library: str | None = None,
 ) -> DocumentInput:
     """`folder` is the path of the item's folder ("/Documents/Reports"; "" at the root) when the caller
     rebuilt it from the parent chain; otherwise it comes from `parentReference.path`, which delta
-    responses leave out. `size` is the byte count actually served, when it differs from `size`."""
+    responses leave out. `size` is the byte count actually served, when it differs from `size`.
+    `library` names the SharePoint library ("Marketing / Documents") a path is in; none: the OneDrive."""
     if folder is None:
         parent = (item.parent_reference.path or "") if item.parent_reference else ""
         folder = parent.split(":", 1)[-1] if parent else None
     path = f"{folder.rstrip('/')}/{item.name}" if folder is not None else (item.name or "")
     served = size if size is not None else item.size
-    values = {"name": item.name, "path": path, "webUrl": item.web_url, "size": str(served or "")}
+    values = {
+        "name": item.name,
+        "path": path,
+        "library": library,
+        "webUrl": item.web_url,
+        "size": str(served or ""),
+    }
     metadata = {k: v for k, v in values.items() if v}
     pages = [PageText(text=text, page=page) for page, text in segments]
     return DocumentInput(

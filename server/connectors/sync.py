@@ -1,14 +1,16 @@
-"""Mail, OneDrive and calendar into the document index, incrementally, through Graph delta queries.
+"""Mail, OneDrive, SharePoint libraries and calendar into the document index, incrementally, through Graph
+delta queries.
 
 `GraphSync.run()` is a plain function that returns what it did (a `SyncSummary`). Per scope (each mail
-folder, the drive, the calendar) it follows the delta feed page by page: every item is validated
-(`models.py`); a valid one is indexed (`graph:message:<id>`, `graph:driveItem:<id>`, `graph:event:<id>`)
-or removed (`@removed`, `deleted`); an invalid one is quarantined with its payload and error, logged
-and counted, and re-fetched by id at the end of every run until it validates. The page goes into the
-index before its successor link goes into `SyncState`, so a crash at any point resumes from the last
-recorded link and re-applies at most one page (see `state.py`). An expired link (410, or any 40X whose
-code says the sync state is gone) starts a full round of that scope, which also removes what disappeared
-meanwhile. One scope failing (Graph unavailable after all retries) is reported and the others go on.
+folder, the OneDrive, each SharePoint document library, the calendar) it follows the delta feed page by
+page: every item is validated (`models.py`); a valid one is indexed (`graph:message:<id>`,
+`graph:driveItem:<id>`, `graph:event:<id>`) or removed (`@removed`, `deleted`); an invalid one is
+quarantined with its payload and error, logged and counted, and re-fetched by id at the end of every run
+until it validates. The page goes into the index before its successor link goes into `SyncState`, so a
+crash at any point resumes from the last recorded link and re-applies at most one page (see `state.py`).
+An expired link (410, or any 40X whose code says the sync state is gone) starts a full round of that
+scope, which also removes what disappeared meanwhile. One scope failing (Graph unavailable after all
+retries) is reported and the others go on.
 
 What real tenants do, and what the sync does about it:
 - A file that cannot be fetched (403 `malwareDetected`, an empty 400, Graph failing on that one file) is
@@ -27,6 +29,12 @@ What real tenants do, and what the sync does about it:
 - Throttling: Retry-After is waited out however long and however often Graph asks, within a budget of
   waiting per scope and run (`graph_throttle_budget_seconds`); a longer wait defers that scope to the
   first run after it, from where it stood, and the other scopes go on.
+
+SharePoint: the document libraries of the sites in `graph_sharepoint_sites`, or when that is empty of the
+sites the user follows (`/me/followedSites`), each a scope "drive:<drive id>" that follows the same drive
+delta as the OneDrive. A library that fails is reported and the others go on; a site whose libraries
+cannot be listed keeps its libraries' scopes (they go on from their cursors), and libraries are dropped
+from the index only when a complete listing no longer has them.
 
 Messages are requested with immutable ids (`Prefer: IdType="ImmutableId"`, in `graph.py`), so a message
 moved between folders keeps its id: it is removed from the index only if the folder reporting it
@@ -61,10 +69,12 @@ from deskpilot.server.connectors.graph import (
     quote_id,
 )
 from deskpilot.server.connectors.models import (
+    Drive,
     DriveItem,
     Event,
     MailFolder,
     Message,
+    Site,
     drive_document,
     event_document,
     message_document,
@@ -247,6 +257,7 @@ class GraphSync:
         self._quarantined_now: set[tuple[str, str]] = set()  # (kind, id): not re-fetched in the same run
         # Drive folders by id: (name, parent id); the root's name is None. For paths (see `_folder_path`).
         self._tree: dict[str, tuple[str | None, str | None]] = {}
+        self._library_names: dict[str, str] = {}  # "drive:<id>" -> "Site / Library", for the index
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -298,6 +309,7 @@ class GraphSync:
                     self._apply_messages,
                 )
         self._follow("drive", "OneDrive", "files", "me/drive/root/delta", None, self._apply_drive)
+        self._follow_libraries()
         self._follow_calendar()
         self._retry_files()
         self._repair()
@@ -370,12 +382,82 @@ class GraphSync:
         self.summary.folders = len(out)
         return out
 
+    # -- SharePoint document libraries -------------------------------------------------------------------
+
+    def _follow_libraries(self) -> None:
+        """Every library of the configured or followed sites, each through its own drive delta."""
+        listed, complete = self._libraries()
+        known = {c.scope: c.name for c in self.state.cursors() if c.scope.startswith("drive:")}
+        if complete:
+            for scope in known.keys() - listed.keys():
+                self._drop_scope(scope)
+            known = {}
+        self._library_names = {**known, **listed}
+        for scope, name in self._library_names.items():
+            self._follow(scope, name, "files", f"{drive_base(scope)}/root/delta", None, self._apply_drive)
+
+    def _libraries(self) -> tuple[dict[str, str], bool]:
+        """The document libraries to sync ("drive:<id>" -> "Site / Library"), and whether the listing is
+        complete: a site that could not be listed must not look like one the user stopped following."""
+        self._report("sites")
+        out: dict[str, str] = {}
+        self.client.throttle_budget = self.throttle_budget
+        try:
+            sites, complete = self._sites()
+            for site in sites:
+                complete = self._site_libraries(site, out) and complete
+        except Throttled as exc:
+            self._note_deferred("SharePoint sites", exc)
+            return out, False
+        finally:
+            self.client.throttle_budget = None
+        return out, complete
+
+    def _sites(self) -> tuple[list[Site], bool]:
+        """The configured sites, or else those the user follows; and whether all of them could be read."""
+        sites: list[Site] = []
+        try:
+            if not self.settings.graph_sharepoint_sites:
+                pages = self.client.pages("me/followedSites")
+                return [decode_item(raw, Site) for page in pages for raw in page.value], True
+        except Throttled:
+            raise
+        except (GraphError, NotFound, PageDrift, ItemDrift) as exc:
+            self._fail("SharePoint sites followed", exc)
+            return [], False
+        complete = True
+        for site_id in self.settings.graph_sharepoint_sites:  # one missing site must not hide the others
+            try:
+                sites.append(self.client.get_item(f"sites/{quote_id(site_id)}", Site))
+            except Throttled:
+                raise
+            except (GraphError, NotFound, ItemDrift) as exc:
+                self._fail(f"SharePoint site {site_id}", exc)
+                complete = False
+        return sites, complete
+
+    def _site_libraries(self, site: Site, out: dict[str, str]) -> bool:
+        """Add the site's document libraries to `out`; whether they could be listed."""
+        site_name = site.display_name or site.name or site.id
+        try:
+            for page in self.client.pages(f"sites/{quote_id(site.id)}/drives"):
+                for raw in page.value:
+                    drive = decode_item(raw, Drive)
+                    if drive.drive_type in (None, "documentLibrary"):
+                        out[f"drive:{drive.id}"] = f"{site_name} / {drive.name or drive.id}"
+        except Throttled:
+            raise
+        except (GraphError, NotFound, PageDrift, ItemDrift) as exc:
+            self._fail(f"SharePoint site {site_name}", exc)
+            return False
+        return True
+
     def _drop_scope(self, scope: str) -> None:
         sources = self.state.in_scope(scope)
         for source in sources:
             self.summary.removed += self.index.remove_document(source)
         self.state.drop_scope(scope)
-        log.info("folder %s is gone: removed its %d item(s) from the index", scope, len(sources))
+        log.info("scope %s is gone: removed its %d item(s) from the index", scope, len(sources))
 
     # -- one delta feed --------------------------------------------------------------------------------
 
@@ -733,6 +815,7 @@ class GraphSync:
                         kind=loaded.kind,
                         folder=folder,
                         size=len(content),
+                        library=self._library_names.get(scope),
                     )
                 )
                 batch.put.append({**row, "kind": "file", "indexed": 1, "size": len(content)})

@@ -26,7 +26,18 @@ from typing import Any
 
 from deskpilot.server.connectors.standin._files import docx_bytes, html_text, pdf_bytes
 
-__all__ = ["DriveFile", "Event", "Folder", "Message", "Tenant", "TodoList", "TodoTask", "generate"]
+__all__ = [
+    "DriveFile",
+    "Event",
+    "Folder",
+    "Library",
+    "Message",
+    "Site",
+    "Tenant",
+    "TodoList",
+    "TodoTask",
+    "generate",
+]
 
 USER_ID = "6f1c4c1e-8d1b-4b6e-9c3a-2f5d7e8a9b0c"
 TENANT_ID = "9b2a7c1d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
@@ -130,6 +141,27 @@ class DriveFile:
     version: int = 1
     marker: str = ""  # text the file's indexed content contains; "" when it is not indexable
     modified: datetime = field(default_factory=lambda: _EPOCH)
+    library: str = ""  # the SharePoint document library (its drive id) it is in; "" for the user's OneDrive
+
+
+@dataclass
+class Site:
+    """A SharePoint site; `followed` ones are what `/me/followedSites` lists."""
+
+    id: str  # "contoso.sharepoint.com,<site collection guid>,<web guid>", as Graph names sites
+    name: str  # the URL segment: https://contoso.sharepoint.com/sites/<name>
+    display_name: str
+    followed: bool = True
+
+
+@dataclass
+class Library:
+    """A site's document library: a drive of its own ("b!..."), with its own root and delta feed."""
+
+    id: str
+    name: str
+    site_id: str
+    root_id: str
 
 
 @dataclass
@@ -202,6 +234,10 @@ class Tenant:
         self.rewritten: set[str] = set()
         self.blocked: dict[str, str] = {}
         self.omit_paths = False
+        # SharePoint: sites (followed or not) and their document libraries, whose files are in `files`
+        # with their library's id; each library's delta feed is the change-log scope "drive:<drive id>".
+        self.sites: dict[str, Site] = {}
+        self.libraries: dict[str, Library] = {}
         self._n = 0
         # Every mailbox has a default To Do list; ids come from names, not `_next()`, so adding the lists
         # leaves the ids of everything generated after them as they were.
@@ -309,31 +345,73 @@ class Tenant:
 
     # -- drive ----------------------------------------------------------------------------------------
 
-    def add_file(self, name: str, content: bytes, *, parent_id: str = "", marker: str = "") -> DriveFile:
+    def add_file(
+        self, name: str, content: bytes, *, parent_id: str = "", marker: str = "", library: str = ""
+    ) -> DriveFile:
+        """Into `parent_id` (a folder, or a root), else the root of `library` ("" is the OneDrive)."""
         with self.lock:
+            parent, library = self._place(parent_id, library)
             item = DriveFile(
                 graph_id("01BYE5RZ", name, self._next()),
                 name,
-                parent_id or DRIVE_ROOT,
+                parent,
                 content,
                 marker=marker,
+                library=library,
             )
             item.modified = _EPOCH + timedelta(minutes=self._n)
             self.files[item.id] = item
-            self.touch("drive", item.id)
+            self.touch(self.drive_scope(item), item.id)
             return item
 
-    def add_drive_folder(self, name: str, parent_id: str = "") -> DriveFile:
+    def add_drive_folder(self, name: str, parent_id: str = "", *, library: str = "") -> DriveFile:
         with self.lock:
+            parent, library = self._place(parent_id, library)
             item = DriveFile(
                 graph_id("01BYE5RZ", "folder", name, self._next()),
                 name,
-                parent_id or DRIVE_ROOT,
+                parent,
                 is_folder=True,
+                library=library,
             )
             self.files[item.id] = item
-            self.touch("drive", item.id)
+            self.touch(self.drive_scope(item), item.id)
             return item
+
+    def _place(self, parent_id: str, library: str) -> tuple[str, str]:
+        """(parent id, library) of a new drive item: a parent folder's library wins over `library`."""
+        if parent_id in self.files:
+            return parent_id, self.files[parent_id].library
+        roots = {lib.root_id: lib.id for lib in self.libraries.values()}
+        if parent_id in roots:
+            return parent_id, roots[parent_id]
+        if library:
+            return self.libraries[library].root_id, library
+        return parent_id or DRIVE_ROOT, ""
+
+    @staticmethod
+    def drive_scope(item: DriveFile) -> str:
+        """The change-log scope of a drive item: "drive" (OneDrive) or "drive:<library drive id>"."""
+        return f"drive:{item.library}" if item.library else "drive"
+
+    def add_site(
+        self, display_name: str, *, followed: bool = True, libraries: tuple[str, ...] = ("Documents",)
+    ) -> Site:
+        """A SharePoint site with its document libraries (empty; `add_file(library=...)` fills them)."""
+        with self.lock:
+            name = display_name.replace(" ", "")
+            guid = uuid.uuid5(uuid.NAMESPACE_URL, f"https://contoso.sharepoint.com/sites/{name}")
+            web = uuid.uuid5(guid, "web")
+            site = Site(f"contoso.sharepoint.com,{guid},{web}", name, display_name, followed)
+            self.sites[site.id] = site
+            for library in libraries:
+                drive_id = "b!" + graph_id("", site.id, library)[:40].replace("=", "")
+                root = graph_id("01SPROOT", drive_id)
+                self.libraries[drive_id] = Library(drive_id, library, site.id, root)
+            return site
+
+    def library(self, site: Site, name: str = "Documents") -> Library:
+        return next(lib for lib in self.libraries.values() if lib.site_id == site.id and lib.name == name)
 
     def drive_folder(self, name: str) -> DriveFile:
         return next(f for f in self.files.values() if f.is_folder and f.name == name)
@@ -346,7 +424,7 @@ class Tenant:
             item.content, item.marker, item.version = content, marker, item.version + 1
             item.name = name or item.name
             item.modified = item.modified + timedelta(seconds=1)
-            self.touch("drive", file_id)
+            self.touch(self.drive_scope(item), file_id)
             return item
 
     def move_file(self, file_id: str, parent_id: str) -> DriveFile:
@@ -356,25 +434,28 @@ class Tenant:
             item.parent_id = parent_id
             item.version += 1
             item.modified = item.modified + timedelta(seconds=1)
-            self.touch("drive", file_id)
+            self.touch(self.drive_scope(item), file_id)
             return item
 
     def delete_file(self, file_id: str) -> None:
         """Deleting a folder deletes what is in it; delta reports each of them deleted."""
         with self.lock:
             item = self.files.pop(file_id)
-            self.touch("drive", file_id)
+            self.touch(self.drive_scope(item), file_id)
             if item.is_folder:
                 for child in [f.id for f in self.files.values() if f.parent_id == file_id]:
                     self.delete_file(child)
 
     def path_of(self, item: DriveFile) -> str:
+        """`parentReference.path`: "/drive/root:/Documents" in the OneDrive, "/drives/<id>/root:/..." in a
+        library (a root is not in `files`, so the walk ends there)."""
         parts: list[str] = []
         parent = self.files.get(item.parent_id)
         while parent is not None and parent.id != DRIVE_ROOT:
             parts.append(parent.name)
             parent = self.files.get(parent.parent_id)
-        return "/drive/root:" + "".join("/" + p for p in reversed(parts))
+        root = f"/drives/{item.library}/root:" if item.library else "/drive/root:"
+        return root + "".join("/" + p for p in reversed(parts))
 
     # -- calendar -------------------------------------------------------------------------------------
 

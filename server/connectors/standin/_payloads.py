@@ -17,7 +17,9 @@ from deskpilot.server.connectors.standin._data import (
     DriveFile,
     Event,
     Folder,
+    Library,
     Message,
+    Site,
     Tenant,
     TodoList,
     TodoTask,
@@ -29,7 +31,9 @@ __all__ = [
     "extended_json",
     "file_json",
     "folder_json",
+    "library_json",
     "message_json",
+    "site_json",
     "todo_list_json",
     "todo_task_json",
     "user_json",
@@ -115,11 +119,11 @@ def file_json(tenant: Tenant, item: DriveFile, *, with_path: bool = True) -> dic
         "cTag": f'"c:{{{item.id[8:16]}}},{item.version}"',
         "createdDateTime": iso(item.modified),
         "lastModifiedDateTime": iso(item.modified),
-        "webUrl": f"https://contoso-my.sharepoint.com/personal/alex/Documents/{item.name}",
+        "webUrl": _web_url(tenant, item),
         "size": len(item.content),
         "parentReference": {
-            "driveId": DRIVE_ID,
-            "driveType": "business",
+            "driveId": item.library or DRIVE_ID,
+            "driveType": "documentLibrary" if item.library else "business",
             "id": item.parent_id,
             **({"path": tenant.path_of(item)} if with_path else {}),
         },
@@ -135,6 +139,39 @@ def file_json(tenant: Tenant, item: DriveFile, *, with_path: bool = True) -> dic
     if item.id == DRIVE_ROOT:
         out["root"] = {}
     return out
+
+
+def _web_url(tenant: Tenant, item: DriveFile) -> str:
+    library = tenant.libraries.get(item.library)
+    if library is None:
+        return f"https://contoso-my.sharepoint.com/personal/alex/Documents/{item.name}"
+    site = tenant.sites[library.site_id]
+    return f"https://contoso.sharepoint.com/sites/{site.name}/{library.name.replace(' ', '%20')}/{item.name}"
+
+
+def site_json(site: Site) -> dict[str, Any]:
+    """A site as `/me/followedSites` and `/sites/{id}` render it."""
+    return {
+        "id": site.id,
+        "name": site.name,
+        "displayName": site.display_name,
+        "webUrl": f"https://contoso.sharepoint.com/sites/{site.name}",
+        "createdDateTime": "2024-01-15T09:00:00Z",
+        "lastModifiedDateTime": "2026-11-02T10:00:00Z",
+    }
+
+
+def library_json(site: Site, library: Library) -> dict[str, Any]:
+    """A document library as `/sites/{id}/drives` renders it (a drive of type documentLibrary)."""
+    return {
+        "id": library.id,
+        "name": library.name,
+        "description": "",
+        "driveType": "documentLibrary",
+        "webUrl": f"https://contoso.sharepoint.com/sites/{site.name}/{library.name.replace(' ', '%20')}",
+        "createdDateTime": "2024-01-15T09:00:00Z",
+        "lastModifiedDateTime": "2026-11-02T10:00:00Z",
+    }
 
 
 def deleted_file_json(item_id: str) -> dict[str, Any]:

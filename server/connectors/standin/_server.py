@@ -33,6 +33,8 @@ from deskpilot.server.connectors.standin._data import (
     USER,
     WELL_KNOWN_FOLDERS,
     DriveFile,
+    Library,
+    Site,
     Tenant,
     generate,
 )
@@ -42,7 +44,9 @@ from deskpilot.server.connectors.standin._payloads import (
     extended_json,
     file_json,
     folder_json,
+    library_json,
     message_json,
+    site_json,
     user_json,
 )
 from deskpilot.server.connectors.standin._replies import Reply as _Reply
@@ -470,6 +474,8 @@ class _Graph(ActionEndpoints):
         parts = path.strip("/").split("/")[1:]  # after "v1.0"
         if parts[:1] == ["me"]:
             parts = parts[1:]
+        elif parts[:1] in (["sites"], ["drives"]) and method == "GET":
+            return self._sharepoint(parts, path)
         elif path.startswith("/_download/"):
             item = self.tenant.files.get(path.split("/")[2])
             if item is None or item.is_folder:
@@ -524,11 +530,50 @@ class _Graph(ActionEndpoints):
                 return 302, None, {"Location": f"{self.standin.url}/_download/{quote(item_id, safe='')}"}
             case ["calendarView", "delta"]:
                 return self._calendar_delta(path)
+            case ["followedSites"]:
+                return self._list(path, [site_json(s) for s in t.sites.values() if s.followed])
             case ["events", event_id]:
                 if event_id not in t.events:
                     raise _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
                 return 200, self._event(t.events[event_id]), {}
         raise _error(400, "BadRequest", f"the stand-in does not serve {path}")
+
+    def _sharepoint(self, parts: list[str], path: str) -> tuple[int, Any, dict[str, str]]:
+        """`/sites/{id}`, its document libraries, and each library's delta, items and contents."""
+        t = self.tenant
+        match parts:
+            case ["sites", site_id]:
+                return 200, site_json(self._site(site_id)), {}
+            case ["sites", site_id, "drives"]:
+                site = self._site(site_id)
+                libraries = [lib for lib in t.libraries.values() if lib.site_id == site.id]
+                return self._list(path, [library_json(site, lib) for lib in libraries])
+            case ["drives", drive_id, "root", "delta"]:
+                self._library(drive_id)
+                return self._delta(f"drive:{drive_id}", path, self._file_delta)
+            case ["drives", drive_id, "items", item_id]:
+                return 200, self._drifted(file_json(t, self._library_item(drive_id, item_id))), {}
+            case ["drives", drive_id, "items", item_id, "content"]:
+                self._library_item(drive_id, item_id)
+                return 302, None, {"Location": f"{self.standin.url}/_download/{quote(item_id, safe='')}"}
+        raise _error(400, "BadRequest", f"the stand-in does not serve {path}")
+
+    def _site(self, site_id: str) -> Site:
+        if site_id not in self.tenant.sites:
+            raise _error(404, "itemNotFound", "Requested site could not be found")
+        return self.tenant.sites[site_id]
+
+    def _library(self, drive_id: str) -> Library:
+        if drive_id not in self.tenant.libraries:
+            raise _error(404, "itemNotFound", "The drive could not be found.")
+        return self.tenant.libraries[drive_id]
+
+    def _library_item(self, drive_id: str, item_id: str) -> DriveFile:
+        self._library(drive_id)
+        item = self.tenant.files.get(item_id)
+        if item is None or item.library != drive_id:
+            raise _error(404, "itemNotFound", "The resource could not be found.")
+        return item
 
     def _content(self, item: DriveFile) -> tuple[int, Any, dict[str, str]]:
         """A file's bytes, or what Graph answers for a file it will not serve (`Tenant.blocked`)."""
