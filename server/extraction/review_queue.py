@@ -10,21 +10,32 @@ and checked by `LineageStore.verify()`.
 
 The override rate per task, template and model (`quality()`) comes from the chained decisions joined with
 the runs they judge: overridden = edited or rejected, over everything a person decided.
+
+How long a person took: the pane says when it opened the review (`opened_at` with the decision), and
+`review_timing` (this feature's own migration set on the same file, `REVIEW_TABLES`) keeps the seconds
+from open to decision, written in the decision's transaction. It is working data beside the chain, not
+part of the audit record: a clock on the reviewer's machine is no evidence. `quality()` reports the median
+per group next to the review rate, the human share of the work.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Person
 from deskpilot.server.lineage import LineageError, LineageStore
 
 __all__ = [
+    "REVIEW_TABLES",
     "FieldChange",
     "QualityRow",
     "ReviewDecided",
@@ -36,6 +47,17 @@ __all__ = [
 ]
 
 Decision = Literal["accept", "edit", "reject"]
+REVIEW_TABLES = Migrations("deskpilot.reviews")
+
+
+@REVIEW_TABLES()
+def m001_review_timing(db: Database) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS review_timing (review_id TEXT PRIMARY KEY, opened_at TEXT NOT NULL, "
+        "decided_at TEXT NOT NULL, seconds REAL NOT NULL)"
+    )
+
+
 _STATUS = {"accept": "accepted", "edit": "edited", "reject": "rejected"}
 
 
@@ -105,6 +127,9 @@ class QualityRow(msgspec.Struct, kw_only=True):
     fields_reviewed: int  # values in the reviewed results
     fields_changed: int  # values a reviewer changed
     field_override_rate: float | None
+    review_rate: float | None = None  # queued / runs: the share of results a person had to look at
+    reviews_timed: int = 0  # decisions that said when their review was opened
+    median_review_seconds: float | None = None  # from open to decision, over those
 
 
 def _leaves(value: Any, path: str = "") -> dict[str, Any]:
@@ -141,6 +166,7 @@ class ReviewQueue:
 
     def __init__(self, store: LineageStore) -> None:
         self._store = store
+        store.migrate(REVIEW_TABLES)
 
     def enqueue(
         self,
@@ -204,10 +230,12 @@ class ReviewQueue:
         reviewer: Person | str,
         final: dict[str, Any] | None,
         note: str | None = None,
+        opened_at: datetime | None = None,
     ) -> ReviewRecord:
         """Record the decision and close the item, in one transaction. `reviewer` is the person (their
         name and address are both recorded), or a name alone. `final` is the document the reviewer keeps
-        (the proposal for accept, the edited one for edit, None for reject)."""
+        (the proposal for accept, the edited one for edit, None for reject). `opened_at`: when the person
+        opened the review (its time to decision is kept; a time after the decision counts as 0 s)."""
         name, address = (
             (reviewer.name.strip(), reviewer.address) if isinstance(reviewer, Person) else (reviewer, None)
         )
@@ -224,7 +252,14 @@ class ReviewQueue:
             changes = (
                 field_changes(msgspec.json.decode(proposed), final) if decision == "edit" and final else []
             )
-            decided_at = iso_utc(self._store.now())
+            now = self._store.now()
+            decided_at = iso_utc(now)
+            if opened_at is not None:
+                opened = opened_at if opened_at.tzinfo else opened_at.replace(tzinfo=UTC)
+                conn.execute(
+                    "INSERT OR REPLACE INTO review_timing VALUES (?, ?, ?, ?)",
+                    [review_id, iso_utc(opened), decided_at, max(0.0, (now - opened).total_seconds())],
+                )
             row = {
                 "id": uuid.uuid4().hex,
                 "review_id": review_id,
@@ -268,6 +303,10 @@ class ReviewQueue:
                 "SELECT d.task, d.template_id, d.model_id, d.decision, d.changes, q.proposed FROM reviews d "
                 "LEFT JOIN review_queue q ON q.id = d.review_id"
             ).fetchall()
+            timed = conn.execute(
+                "SELECT d.task, d.template_id, d.model_id, t.seconds FROM reviews d "
+                "JOIN review_timing t ON t.review_id = d.review_id"
+            ).fetchall()
         groups: dict[tuple[str, str, str], dict[str, int]] = {}
         for task, template_id, model_id, count, queued in runs:
             groups[(task, template_id, model_id)] = {"runs": count, "queued": queued}
@@ -281,7 +320,10 @@ class ReviewQueue:
             if decision == "reject":  # a rejected result is overridden in every value
                 changed = len(_leaves(msgspec.json.decode(proposed)))
             group["fields_changed"] = group.get("fields_changed", 0) + changed
-        return [_quality_row(key, counts) for key, counts in sorted(groups.items())]
+        seconds: dict[tuple[str, str, str], list[float]] = {}
+        for task, template_id, model_id, taken in timed:
+            seconds.setdefault((task, template_id, model_id), []).append(taken)
+        return [_quality_row(key, counts, seconds.get(key, [])) for key, counts in sorted(groups.items())]
 
     def _select(self, where: str, params: list[Any], *, limit: int) -> list[ReviewItem]:
         with self._store.reading() as conn:
@@ -315,7 +357,7 @@ def _record(row: dict[str, Any]) -> ReviewRecord:
     return msgspec.convert(fields, ReviewRecord)
 
 
-def _quality_row(key: tuple[str, str, str], counts: dict[str, int]) -> QualityRow:
+def _quality_row(key: tuple[str, str, str], counts: dict[str, int], seconds: list[float]) -> QualityRow:
     accepted, edited, rejected = (counts.get(k, 0) for k in ("accept", "edit", "reject"))
     reviewed = accepted + edited + rejected
     fields_reviewed, fields_changed = counts.get("fields_reviewed", 0), counts.get("fields_changed", 0)
@@ -333,4 +375,7 @@ def _quality_row(key: tuple[str, str, str], counts: dict[str, int]) -> QualityRo
         fields_reviewed=fields_reviewed,
         fields_changed=fields_changed,
         field_override_rate=round(fields_changed / fields_reviewed, 4) if fields_reviewed else None,
+        review_rate=round(counts["queued"] / counts["runs"], 4) if counts["runs"] else None,
+        reviews_timed=len(seconds),
+        median_review_seconds=round(statistics.median(seconds), 3) if seconds else None,
     )

@@ -137,6 +137,7 @@ class Reviews(Controller):
                     reviewer=data.reviewer,
                     final=final,
                     note=data.note,
+                    opened_at=data.opened_at,
                 )
             )
         except UnknownReviewError as exc:
@@ -149,7 +150,10 @@ class Reviews(Controller):
         assert decided is not None
         return _review_out(decided)
 
-    @get("/metrics/quality", summary="Human override rate per task, prompt template version and model")
+    @get(
+        "/metrics/quality",
+        summary="Review rate, override rate and median time to decision per task, template version and model",
+    )
     async def quality(self, reviews: NamedDependency[ReviewQueue]) -> QualityOut:
         rows = await anyio.to_thread.run_sync(reviews.quality)
         return QualityOut(groups=[convert_out(row, QualityGroupOut) for row in rows])
