@@ -23,6 +23,7 @@ __all__ = [
     "RouteRule",
     "Settings",
     "SettingsError",
+    "TriageLabelSetting",
     "app_home",
     "load_settings",
 ]
@@ -110,6 +111,17 @@ class Route(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     monthly_budget: float | None = None
 
 
+class TriageLabelSetting(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A triage label in `[[triage_labels]]`: `id` (lower case letters, digits, `_`) is what results
+    record; `name` is shown to people; `description` says what the label means (the classifier reads it);
+    `examples` are a few texts that belong to it."""
+
+    id: str
+    name: str = ""
+    description: str = ""
+    examples: tuple[str, ...] = ()
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     home: Path
     # Network: loopback only. `host` may be any loopback address; anything else is refused at start.
@@ -159,13 +171,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retain_inputs: bool = False
     # Structured extraction. Custom schemas are JSON Schema files `<name>.json` in `schemas_dir` (default
     # `<home>/schemas`). Results below `review_threshold` confidence, or failing a rule check, are queued
-    # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own.
+    # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own:
+    # bare ids, or `[[triage_labels]]` tables with an id, a name, a description and examples.
     schemas_dir: Path | None = None
     review_threshold: float = 0.6
     # Where a calibration exists for the model profile and template (`deskpilot eval extraction --fit`),
     # the threshold comes instead from this target: the share right of what is accepted without review.
     review_target_precision: float = 0.95
-    triage_labels: tuple[str, ...] = (
+    triage_labels: tuple[str | TriageLabelSetting, ...] = (
         "invoice",
         "contract",
         "meeting_request",

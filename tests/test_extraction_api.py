@@ -244,13 +244,19 @@ def test_classify_answers_json_and_unsure_labels_go_to_review(client: TestClient
     assert run["task"] == "classify" and run["output"]["data"] == {"label": "newsletter"}
     assert run["parameters"]["labels"] == body["labels"] and run["confidence"] == body["confidence"]
     model.output, model.logprob = "fyi", -1.0
-    unsure = client.post("/v1/classify", json={"text": "See attached.", "labels": ["fyi", "urgent"]}).json()
-    assert unsure["label"] == "fyi" and unsure["review"]
+    unsure = client.post(
+        "/v1/classify", json={"text": "Please see the attached file.", "labels": ["fyi", "urgent"]}
+    ).json()
+    # The model's "fyi" at 0.37 is blended with the labels' zero-shot scores (test_triage_api.py): unsure.
+    assert unsure["modelLabel"] == "fyi" and unsure["review"]
+    other = "urgent" if unsure["label"] == "fyi" else "fyi"
     edit = client.post(
         f"/v1/reviews/{unsure['review']['id']}",
-        json={"decision": "edit", "reviewer": ANA, "fields": {"label": "urgent"}},
+        json={"decision": "edit", "reviewer": ANA, "fields": {"label": other}},
     )
-    assert edit.json()["decision"]["changes"] == [{"path": "label", "before": "fyi", "after": "urgent"}]
+    assert edit.json()["decision"]["changes"] == [
+        {"path": "label", "before": unsure["label"], "after": other}
+    ]
     bad = client.post(
         f"/v1/reviews/{unsure['review']['id']}",
         json={"decision": "edit", "reviewer": ANA, "fields": {"label": "spam"}},

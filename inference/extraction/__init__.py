@@ -15,8 +15,11 @@ The pieces, each pure and usable without a server:
 from deskpilot.inference.extraction.classify import (
     DEFAULT_LABELS,
     Classification,
+    FewShot,
+    TriageLabel,
     classify_job,
     finish_classification,
+    triage_labels,
 )
 from deskpilot.inference.extraction.confidence import FieldReport
 from deskpilot.inference.extraction.custom import list_schemas, load_schema
@@ -40,10 +43,12 @@ __all__ = [
     "ExtractionResult",
     "ExtractionSchema",
     "Facts",
+    "FewShot",
     "FieldReport",
     "Generated",
     "RuleResult",
     "SchemaError",
+    "TriageLabel",
     "classify_job",
     "extraction_job",
     "find_facts",
@@ -51,4 +56,5 @@ __all__ = [
     "finish_extraction",
     "list_schemas",
     "load_schema",
+    "triage_labels",
 ]

@@ -29,15 +29,13 @@ from deskpilot.inference.extraction import (
     extraction_job,
     list_schemas,
     load_schema,
+    triage_labels,
 )
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
-from deskpilot.server.extraction.service import (
-    ClassificationTask,
-    ExtractionTask,
-    calibration_store,
-    model_context,
-)
+from deskpilot.server.extraction.service import ExtractionTask, calibration_store, model_context
+from deskpilot.server.extraction.triage import ClassificationTask, classify_out
+from deskpilot.server.extraction.triage_memory import TriageMemory
 from deskpilot.server.extraction.wire import (
     ClassifyOut,
     ClassifyRequest,
@@ -149,23 +147,30 @@ class Extraction(Controller):
         executor: NamedDependency[RunExecutor],
         app_settings: NamedDependency[Settings],
         reviews: NamedDependency[ReviewQueue],
+        triage: NamedDependency[TriageMemory],
     ) -> ClassifyOut:
-        labels = list(data.labels or app_settings.triage_labels)
+        try:
+            labels = triage_labels(data.labels or app_settings.triage_labels)
+        except ValueError as exc:
+            raise ClientException(str(exc)) from exc
+        text = _as_text(data)
         context_length, count_tokens = model_context(executor.router.primary("classify", data.profile))
+        # Off the event loop: the zero-shot and example scores embed the message.
+        prior = await anyio.to_thread.run_sync(triage.prepare, text, labels)
+        task = ClassificationTask(
+            labels, reviews, app_settings.review_threshold, text=text, prior=prior, memory=triage
+        )
 
         async def build(ticket: Ticket) -> AsyncGenerator[Event, None]:
-            try:
-                job = await anyio.to_thread.run_sync(
-                    lambda: classify_job(
-                        text=_as_text(data),
-                        labels=labels,
-                        context_length=context_length,
-                        count_tokens=count_tokens,
-                    )
+            job = await anyio.to_thread.run_sync(
+                lambda: classify_job(
+                    text=text,
+                    labels=labels,
+                    context_length=context_length,
+                    count_tokens=count_tokens,
+                    few_shot=prior.few_shot,
                 )
-            except ValueError as exc:
-                raise ClientException(str(exc)) from exc
-            task = ClassificationTask(labels, reviews, app_settings.review_threshold)
+            )
             return executor.execute(
                 job,
                 ticket=ticket,
@@ -191,13 +196,7 @@ class Extraction(Controller):
             run.release()
         if result is None:
             raise HTTPException(status_code=500, detail="the run ended without a result")
-        return ClassifyOut(
-            run_id=result.run_id,
-            label=result.data["label"],
-            confidence=result.confidence,
-            labels=labels,
-            review=result.review,
-        )
+        return classify_out(result, task)
 
     @get("/schemas", summary="The extraction schemas: built-in and from the schemas folder")
     async def schemas(self, app_settings: NamedDependency[Settings]) -> SchemasOut:

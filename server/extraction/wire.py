@@ -6,7 +6,6 @@ keeps the schema's own field names (a custom schema's names are whatever its aut
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -30,6 +29,8 @@ __all__ = [
     "ClassifyRequest",
     "DecisionOut",
     "ExtractRequest",
+    "LabelIn",
+    "NearestOut",
     "QualityGroupOut",
     "QualityOut",
     "ReviewDecisionIn",
@@ -37,14 +38,33 @@ __all__ = [
     "ReviewsOut",
     "SchemaOut",
     "SchemasOut",
+    "TriageExampleOut",
+    "TriageExamplesOut",
 ]
 
 SchemaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 Label = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 # In the OpenAPI document: what `__post_init__` refuses as blank.
 _Text = Annotated[str, Meta(extra_json_schema={"pattern": NOT_BLANK})]
-# Distinct labels (`classify` refuses a repeated one).
-_Labels = Annotated[list[Label], Meta(min_length=2, max_length=20, extra_json_schema={"uniqueItems": True})]
+
+
+class LabelIn(In):
+    """A triage label described for one request: `id` is what the result records, `name` what people
+    read, `description` what the label means (the zero-shot classifier and the prompt read it), and
+    `examples` a few texts that belong to it."""
+
+    id: Label
+    name: Annotated[str, Meta(max_length=80)] = ""
+    description: Annotated[str, Meta(max_length=1_000)] = ""
+    examples: Annotated[list[Annotated[str, Meta(max_length=2_000)]], Meta(max_length=10)] = msgspec.field(
+        default_factory=list
+    )
+
+
+# Distinct labels (`classify` refuses a repeated id): bare ids, or described labels, or both.
+_Labels = Annotated[
+    list[Label | LabelIn], Meta(min_length=2, max_length=20, extra_json_schema={"uniqueItems": True})
+]
 
 
 class _Source(RunIn):
@@ -80,12 +100,42 @@ class ClassifyRequest(_Source):
     labels: _Labels | None = None
 
 
+class NearestOut(Out):
+    """A corrected example like the message (GET /v1/triage/examples lists them)."""
+
+    example_id: str
+    label: str
+    similarity: float  # cosine of the two messages' embeddings
+
+
 class ClassifyOut(Out):
     run_id: str
-    label: str
-    confidence: float
-    labels: list[str]
+    label: str  # the label's id
+    confidence: float  # of the blended answer (the model's alone where there is no embedder)
+    labels: list[str]  # the ids it chose from
     review: ReviewRef | None = None
+    name: str = ""  # the label's display name
+    model_label: str | None = None  # what the model alone answered
+    scores: dict[str, float] | None = None  # the blended probability of every label
+    # Corrected examples most like the message, most similar first.
+    nearest: list[NearestOut] = msgspec.field(default_factory=list)
+
+
+class TriageExampleOut(Out):
+    """A labelled example that triage learnt from a review decision."""
+
+    id: str
+    run_id: str  # the classification run (lineage)
+    review_id: str  # the review whose decision labelled it
+    created_at: str
+    label: str
+    labelled_at: str
+    text: str | None  # None unless inputs are retained (`retain_inputs`)
+    digest: str  # of the input, as lineage records it
+
+
+class TriageExamplesOut(Out):
+    examples: list[TriageExampleOut]
 
 
 class SchemaOut(Out):
@@ -122,9 +172,6 @@ class ReviewDecisionIn(In):
     reviewer: Person
     fields: dict[str, Any] | None = None
     note: Annotated[str, Meta(max_length=2_000)] | None = None
-    # When the pane opened this review (ISO 8601; UTC if no offset): the time from open to decision is
-    # kept per review, and GET /v1/metrics/quality reports its median.
-    opened_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.decision == "edit" and not self.fields:
@@ -184,9 +231,6 @@ class QualityGroupOut(Out):
     fields_reviewed: int
     fields_changed: int
     field_override_rate: float | None
-    review_rate: float | None  # queued / runs: the share of results sent to a person
-    reviews_timed: int  # decisions sent with `openedAt`
-    median_review_seconds: float | None  # median time from open to decision, over those
 
 
 class QualityOut(Out):

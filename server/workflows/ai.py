@@ -10,7 +10,7 @@ worker threads are not async.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from deskpilot.inference import Job
 from deskpilot.inference.extraction import SchemaError, classify_job, extraction_job, load_schema
+from deskpilot.inference.extraction.classify import DescribedLabel
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
@@ -37,7 +38,9 @@ class WorkflowAI(Protocol):
     """The model as workflow steps see it: plain calls that return JSON-able dicts (stored in the
     workflow's context). `ModelAI` is the real one; tests use a scripted one (`tests/fakes.py`)."""
 
-    def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]: ...
+    def classify(
+        self, text: str, labels: Sequence[str | DescribedLabel], source_ref: str | None = None
+    ) -> dict[str, Any]: ...
 
     def extract(self, schema_name: str, text: str, source_ref: str | None = None) -> dict[str, Any]: ...
 
@@ -89,7 +92,9 @@ class ModelAI:
         backend = portal.call(executor.host.ready)
         return backend.info.context_length, backend.count_tokens
 
-    def classify(self, text: str, labels: list[str], source_ref: str | None = None) -> dict[str, Any]:
+    def classify(
+        self, text: str, labels: Sequence[str | DescribedLabel], source_ref: str | None = None
+    ) -> dict[str, Any]:
         context_length, count = self._context()
         job = classify_job(text=text, labels=labels, context_length=context_length, count_tokens=count)
         task = ClassificationTask(labels, self.reviews, self.settings.review_threshold)

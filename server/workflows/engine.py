@@ -45,6 +45,7 @@ from deskpilot.server.actions.policy import Automation
 from deskpilot.server.core.db import iso_utc_from_timestamp, rows_as_dicts
 from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.settings import TriageLabelSetting
 from deskpilot.server.workflows._tables import WORKFLOWS_TABLES
 from deskpilot.server.workflows.ai import WorkflowAI
 
@@ -179,7 +180,7 @@ class WorkflowEngine:
         reviews: ReviewQueue | None = None,
         step_retries: int = 3,
         backoff_seconds: float = 1.0,
-        triage_labels: tuple[str, ...] = (),
+        triage_labels: tuple[str | TriageLabelSetting, ...] = (),
         rng: random.Random | None = None,
     ) -> None:
         self.triage_labels = triage_labels
