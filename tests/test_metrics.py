@@ -152,6 +152,7 @@ def test_no_label_value_is_an_id(client: TestClient) -> None:
     assert "summarize" in values and not [v for v in values if ID_LIKE.search(v)]
     # Only label names from bounded sets (the bucket bound `le` aside).
     allowed = {"task", "profile", "status", "code", "method", "event", "decision", "direction", "kind", "gpu"}
+    allowed |= {"verdict"}
     assert {k for _, labels in samples for k, _ in labels} <= allowed | {"le"}
 
 
@@ -216,3 +217,16 @@ def test_slo_with_nothing_counted_has_no_value(client: TestClient) -> None:
         and slo["workflowAvailability"]["budgetRemaining"] is None
     )
     assert client.get("/v1/slo", params={"windowDays": 0}).status_code == 400
+
+
+def test_unsupported_content_is_counted_from_the_faithfulness_checks(client: TestClient) -> None:
+    r = client.post("/v1/summarize", json={**EMAIL, "cache": False})
+    meta = next(data for name, data in parse_sse(r.text) if name == "meta")
+    checked = client.get(f"/v1/runs/{meta['runId']}").json()["validation"]["faithful"]
+    assert checked["written"] >= 1
+    samples = scrape(client)
+    supported = value(samples, "deskpilot_checked_sentences_total", task="summarize", verdict="supported")
+    unsupported = value(samples, "deskpilot_checked_sentences_total", task="summarize", verdict="unsupported")
+    assert (supported, unsupported) == (checked["supported"], checked["written"] - checked["supported"])
+    assert value(samples, "deskpilot_unsupported_rate", task="summarize") == unsupported / checked["written"]
+    assert value(samples, "deskpilot_checked_fallbacks_total", task="summarize") == int(checked["fallback"])

@@ -91,6 +91,7 @@ class StoredCollector(Collector):
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             yield from _runs(conn)
             yield _confidence(conn)
+            yield from _faithful(conn)
             if "action_log" in tables:
                 yield from _action_log(conn)
             if "workflows" in tables:
@@ -147,6 +148,37 @@ def _confidence(conn: sqlite3.Connection) -> Metric:
         buckets = [(str(le), n) for le, n in zip(_CONFIDENCE_BUCKETS, cumulative, strict=True)]
         found.add_metric([task], [*buckets, ("+Inf", count)], sum_value=total)
     return found
+
+
+def _faithful(conn: sqlite3.Connection) -> Iterator[Metric]:
+    """Unsupported content: of the sentences a model wrote in summaries and answers, those the faithfulness
+    check did not find in the sources (dropped, or replaced by a quote), and the answers it replaced whole."""
+    rows = conn.execute(
+        "SELECT task, SUM(json_extract(validation, '$.faithful.written')),"
+        " SUM(json_extract(validation, '$.faithful.supported')),"
+        " SUM(json_extract(validation, '$.faithful.fallback')), COUNT(*) FROM runs"
+        " WHERE json_extract(validation, '$.faithful.written') IS NOT NULL GROUP BY task"
+    ).fetchall()
+    sentences = CounterMetricFamily(
+        "deskpilot_checked_sentences", "Sentences the faithfulness check judged, per task and verdict",
+        labels=["task", "verdict"],
+    )  # fmt: skip
+    fallbacks = CounterMetricFamily(
+        "deskpilot_checked_fallbacks", "Answers too little of which was supported, shown as source quotes",
+        labels=["task"],
+    )  # fmt: skip
+    rate = GaugeMetricFamily(
+        "deskpilot_unsupported_rate",
+        "Share of written sentences the sources did not support",
+        labels=["task"],
+    )
+    for task, written, supported, fallback, _runs in rows:
+        sentences.add_metric([task, "supported"], supported)
+        sentences.add_metric([task, "unsupported"], written - supported)
+        fallbacks.add_metric([task], fallback)
+        if written:
+            rate.add_metric([task], (written - supported) / written)
+    yield from (sentences, fallbacks, rate)
 
 
 def _action_log(conn: sqlite3.Connection) -> Iterator[Metric]:
