@@ -106,6 +106,9 @@ def test_calibration_files_are_versioned_and_kept_per_profile_and_template(tmp_p
         found.probability("vendor", "model", 0.7) == 0.8 and found.probability("vendor", "agree", 1) is None
     )
     assert found.threshold(0.95) == 0.9
+    # Where no development document was accepted that precisely, the probability must reach the target.
+    unsure = msgspec.structs.replace(found, curve=precision_curve([0.6, 0.5], [False, True]))
+    assert unsure.threshold(0.95) == 0.95 and unsure.threshold(0.5) == 0.5
     assert (
         store.get("embedded", "extract_invoice@v2") is None and store.get("big", "extract_invoice@v1") is None
     )

@@ -187,7 +187,12 @@ class Calibration(msgspec.Struct, kw_only=True):
         return self.schema == schema_id and self.model_id in ("", model_id)
 
     def threshold(self, target_precision: float) -> float:
-        return threshold_for_precision(self.curve, target_precision)
+        """The review threshold for a target precision: the lowest document probability at which the
+        development documents were accepted at least that precisely; where none were (a small model
+        that is rarely sure of everything), the target itself, as a calibrated probability must reach
+        it: a document the calibration (or the vendor memory) makes that likely right is accepted."""
+        found = threshold_for_precision(self.curve, target_precision)
+        return target_precision if found == NEVER else found
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
