@@ -3,6 +3,7 @@ says, and the review threshold follows the target precision."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_isotonic_map_never_decreases(seed: int) -> None:
     mapping = fit_isotonic(scores, outcomes)
     grid = [i / 200 for i in range(-10, 211)]
     values = [mapping(x) for x in grid]
-    assert all(a <= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(values))
     assert mapping.ys == sorted(mapping.ys) and mapping.count == 300
     assert all(0 <= y <= 1 for y in mapping.ys)
 

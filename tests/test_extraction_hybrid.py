@@ -77,8 +77,9 @@ def test_the_amount_to_pay_wins_over_the_total_before_tax() -> None:
 
 
 def _model_says(vendor: str, address: str | None, total: float, logprob: float) -> Generated:
+    where = "null" if address is None else f'"{address}"'
     text = (
-        f'{{"vendor": "{vendor}", "vendorAddress": {"null" if address is None else chr(34) + address + chr(34)}, '
+        f'{{"vendor": "{vendor}", "vendorAddress": {where}, '
         '"invoiceNumber": null, "issueDate": "14/03/2024", "dueDate": null, "currency": null, '
         f'"subtotal": null, "tax": null, "total": {total}, "lineItems": []}}'
     )
