@@ -105,7 +105,9 @@ class WorkerRuntime:
         self.queue = self.parts.queue
         self.adapters = adapters if adapters is not None else build_adapters(settings)
         # Waiting in line is fine for background work: every worker thread may queue for the model.
-        self.ai: WorkflowAI = ai or ModelAI(self.parts.models, self.lineage, settings)
+        self.ai: WorkflowAI = ai or ModelAI(
+            self.parts.models, self.lineage, settings, telemetry=self.parts.telemetry
+        )
         self.services = WorkflowServices.create(
             settings,
             self.lineage,

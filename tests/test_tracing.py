@@ -20,9 +20,12 @@ from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.core.telemetry import Telemetry
+from deskpilot.server.lineage import LineageStore
+from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.services import Services
 from deskpilot.server.settings import load_settings
 from deskpilot.server.worker import WorkerRuntime
+from deskpilot.server.workflows.ai import ModelAI
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +171,23 @@ def test_worker_tasks_are_traces_of_their_own(app_home: Path) -> None:
     # The steps that ran, up to the human review meeting follow-ups always wait for.
     assert advance.attributes == {"workflow_id": workflow.id, "did": ",".join(did)} and did
     assert execute.parent is None and execute.context.trace_id != advance.context.trace_id
+
+
+def test_a_workflow_steps_model_run_belongs_to_its_tasks_trace(app_home: Path) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(span_exporter=exporter)
+    settings = load_settings()
+    with LineageStore(settings.db_path) as lineage:
+        models = ModelRegistry(settings, backends={"embedded": ScriptedBackend})
+        ai = ModelAI(models, lineage, settings, telemetry=telemetry)
+        try:
+            with telemetry.span("workflow.advance") as task:
+                answer = ai.classify("Invoice INV-1, total 54.00 GBP", ["invoice", "other"])
+        finally:
+            ai.close()
+        run = lineage.get_run(answer["runId"])
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    model = spans["model"]
+    assert model.parent is not None and model.parent.span_id == task.get_span_context().span_id
+    assert run is not None and run.client == "workflow"
+    assert run.trace_id == f"{task.get_span_context().trace_id:032x}"

@@ -15,10 +15,12 @@ from contextlib import ExitStack
 from typing import Any, Protocol
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from opentelemetry import context as otel_context
 
 from deskpilot.inference import Job
 from deskpilot.inference.extraction import SchemaError, classify_job, extraction_job, load_schema
 from deskpilot.inference.extraction.classify import DescribedLabel
+from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
@@ -48,9 +50,18 @@ class WorkflowAI(Protocol):
 
 
 class ModelAI:
-    def __init__(self, models: ModelRegistry, lineage: LineageStore, settings: Settings) -> None:
-        """`models`: the profiles (their models load on first use, on this object's own event loop)."""
+    def __init__(
+        self,
+        models: ModelRegistry,
+        lineage: LineageStore,
+        settings: Settings,
+        *,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        """`models`: the profiles (their models load on first use, on this object's own event loop);
+        `telemetry`: the worker's, so a step's runs belong to the trace of the task that ran the step."""
         self.settings, self.lineage, self.models = settings, lineage, models
+        self.telemetry = telemetry
         self.reviews = ReviewQueue(lineage)
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -66,13 +77,23 @@ class ModelAI:
                     self.lineage,
                     retain_inputs=self.settings.retain_inputs,
                     result_cache=self.settings.result_cache,
+                    telemetry=self.telemetry,
                 )
             return self._portal, self._executor
 
     def _run(self, job: Job, task: Structured, source_ref: str | None) -> ResultEvent:
         portal, executor = self._ready()
+        # The caller's trace (a worker task's span): the portal's event loop thread does not inherit it.
+        caller = otel_context.get_current()
 
         async def run() -> ResultEvent:
+            token = otel_context.attach(caller)
+            try:
+                return await collect()
+            finally:
+                otel_context.detach(token)
+
+        async def collect() -> ResultEvent:
             result: ResultEvent | None = None
             async for event in executor.execute(
                 job, client="workflow", source_ref=source_ref, structured=task
