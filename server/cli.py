@@ -16,6 +16,7 @@ from deskpilot.server.core.cli import cli_parts, settings_or_usage_error
 from deskpilot.server.core.private import make_private, private_umask
 from deskpilot.server.documents.cli import index_command
 from deskpilot.server.extraction.cli import eval_group, extract
+from deskpilot.server.extraction.triage_cli import eval_triage
 from deskpilot.server.lineage.cli import audit
 from deskpilot.server.models.cli import models_group
 from deskpilot.server.settings import SettingsError
@@ -104,6 +105,7 @@ for _command in (
     models_group,
 ):
     main.add_command(_command)
+eval_group.add_command(eval_triage)
 
 if __name__ == "__main__":
     main()
