@@ -57,7 +57,8 @@ class FieldReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     grounding: float | None = None  # share of the value's words found in the source text
     failed_rules: list[str] = []
     repaired: bool = False  # the value was filled in or cleared by the repair step, not written by the model
-    source: Literal["model", "extractor"] = "model"  # who chose the value (see the module docstring)
+    # Who chose the value (see the module docstring); "memory": a person's earlier correction (`hybrid.py`).
+    source: Literal["model", "extractor", "memory"] = "model"
     # The score before calibration (`hybrid.py`), when `confidence` is a calibrated probability.
     raw_confidence: float | None = None
 

@@ -10,7 +10,9 @@ the two candidates (`candidates`) with a `Calibration` fitted on labelled docume
   by how little the model believes in its own different value, raised where the extractor's reading has
   evidence of its own (`_evidence`: a company's legal form, a label). Each score goes through its own
   calibrated map, and the higher probability wins;
-- neither has a value (`none`): null, scored by the model's confidence in writing null.
+- neither has a value (`none`): null, scored by the model's confidence in writing null;
+- a remembered value (`memory`: what a person kept for this vendor before, with the probability the
+  memory has earned so far) competes with the likelier of those, and wins where it is likelier still.
 
 The chosen value's confidence becomes the calibrated probability, and the document's the probability that
 every calibrated field is right (their product: a document is right only when all of them are). Without a
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -49,7 +52,7 @@ __all__ = [
     "same_value",
 ]
 
-Source = Literal["model", "extractor", "agree", "none"]
+Source = Literal["model", "extractor", "agree", "none", "memory"]
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -145,9 +148,11 @@ def choose(
     text: str,
     facts: Facts,
     calibration: Calibration,
+    memory: Mapping[str, tuple[Any, float]] | None = None,
 ) -> ExtractionResult:
-    """`result` with each calibrated field set to its likelier candidate, field confidences calibrated,
-    and the document confidence the probability that every calibrated field is right."""
+    """`result` with each calibrated field set to its likelier candidate (`memory`: field -> a remembered
+    value and its probability), field confidences calibrated, and the document confidence the
+    probability that every calibrated field is right."""
     day_first = infer_day_first(text)
     data, fields = dict(result.data), dict(result.fields)
     probabilities: list[float] = []
@@ -157,14 +162,18 @@ def choose(
         if not known:
             continue
         probability, best = max(known, key=lambda pc: pc[0])
+        remembered = (memory or {}).get(field)
+        if remembered is not None and remembered[1] > probability:
+            probability, best = remembered[1], Candidate(remembered[0], "memory", remembered[1])
         data[field] = best.value
         previous = fields.get(field) or FieldReport(confidence=0.0)
+        source = previous.source if best.source in ("model", "agree", "none") else best.source
         fields[field] = msgspec.structs.replace(
             previous,
             confidence=round(probability, 4),
             raw_confidence=previous.confidence,
-            source="extractor" if best.source == "extractor" else previous.source,
-            repaired=previous.repaired and best.source != "extractor",
+            source=source,
+            repaired=previous.repaired and source == "model",
         )
         probabilities.append(probability)
     if not probabilities:

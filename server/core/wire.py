@@ -250,7 +250,10 @@ class FieldOut(Out, omit_defaults=True):
     grounding: float | None = None  # share of the value's words found in the source text
     failed_rules: list[str] = []
     repaired: bool = False  # filled in or cleared by the repair step: the model did not write it
-    source: Literal["model", "extractor"] = "model"  # "extractor": a labelled value the model was held to
+    # "extractor": the extractors' value (one the model was held to, or the hybrid's choice); "memory": the
+    # vendor memory's, learnt from a person's earlier correction.
+    source: Literal["model", "extractor", "memory"] = "model"
+    raw_confidence: float | None = None  # before calibration, where `confidence` is a calibrated probability
 
 
 class RuleOut(Out):

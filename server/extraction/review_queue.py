@@ -32,6 +32,7 @@ from sqlite_utils.migrations import Migrations
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Person
+from deskpilot.server.extraction.vendor_memory import VendorMemory
 from deskpilot.server.lineage import LineageError, LineageStore
 
 __all__ = [
@@ -167,6 +168,8 @@ class ReviewQueue:
     def __init__(self, store: LineageStore) -> None:
         self._store = store
         store.migrate(REVIEW_TABLES)
+        # What extraction learns from the decisions recorded here (vendor_memory.py).
+        self.vendors = VendorMemory(store)
 
     def enqueue(
         self,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -35,6 +35,8 @@ from deskpilot.server.extraction.wire import (
     ReviewDecisionIn,
     ReviewOut,
     ReviewsOut,
+    VendorExampleOut,
+    VendorExamplesOut,
     convert_out,
 )
 from deskpilot.server.settings import Settings
@@ -157,3 +159,22 @@ class Reviews(Controller):
     async def quality(self, reviews: NamedDependency[ReviewQueue]) -> QualityOut:
         rows = await anyio.to_thread.run_sync(reviews.quality)
         return QualityOut(groups=[convert_out(row, QualityGroupOut) for row in rows])
+
+    @get(
+        "/vendors/examples",
+        summary="What extraction learnt from reviews: each vendor's corrected name and address",
+    )
+    async def vendor_examples(
+        self,
+        reviews: NamedDependency[ReviewQueue],
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> VendorExamplesOut:
+        found = await anyio.to_thread.run_sync(lambda: reviews.vendors.examples(limit))
+        return VendorExamplesOut(examples=[convert_out(e, VendorExampleOut) for e in found])
+
+    @delete("/vendors/examples/{example_id:str}", summary="Forget one learnt example for good")
+    async def forget_vendor_example(
+        self, example_id: FromPath[str], reviews: NamedDependency[ReviewQueue]
+    ) -> None:
+        if not await anyio.to_thread.run_sync(reviews.vendors.delete, example_id):
+            raise NotFoundException(f"no vendor example {example_id!r}")
