@@ -1,14 +1,16 @@
 """Extraction and triage runs, finished: validate, check, score, and queue for review what needs a person.
 
-`ExtractionTask` and `ClassificationTask` (in `triage.py`) are the `Structured` finishers
-`RunExecutor.execute` calls when a run ends; the HTTP API and the workflows' model steps use the same
-ones, so a result is recorded and reviewed the same way whoever asked for it.
+`ExtractionTask` and `ClassificationTask` are the `Structured` finishers `RunExecutor.execute` calls when a
+run ends; the HTTP API and the workflows' model steps use the same ones, so a result is recorded and
+reviewed the same way whoever asked for it.
 
 Where a calibration exists for the run's model profile and prompt template (`CalibrationStore`: the
 user's own under `<home>/calibration`, else the one shipped for the embedded model), an extraction is
 finished by the hybrid (`inference/extraction/hybrid.py`): per field the model's or the extractors' value,
-by calibrated probability, and review when the document's probability is below the threshold that the
-target precision sets. Without one, the fixed `review_threshold` applies to the raw confidence.
+by calibrated probability, or what a person kept for the same vendor before (`vendor_memory.py`), and
+review when the document's probability is below the threshold that the target precision sets. Without
+one, the fixed `review_threshold` applies to the raw confidence. Every extraction queued for review is
+held by the vendor memory, which learns from its decision.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any
 import msgspec
 
 from deskpilot.inference.extraction import (
+    Classification,
     ExtractionResult,
     ExtractionSchema,
     Generated,
     find_facts,
+    finish_classification,
     finish_extraction,
 )
 from deskpilot.inference.extraction.calibration import CalibrationStore
@@ -32,7 +36,7 @@ from deskpilot.inference.extraction.hybrid import choose, review_reasons
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.wire import FieldOut, NormalizedOut, ResultEvent, ReviewRef, RuleOut, ValidationOut
 from deskpilot.server.extraction.review_queue import ReviewQueue
-from deskpilot.server.extraction.triage import ClassificationTask  # where it lives now; re-exported
+from deskpilot.server.extraction.vendor_memory import Proposal
 from deskpilot.server.lineage import RunStart
 from deskpilot.server.runs import StructuredOutcome
 
@@ -79,6 +83,7 @@ class ExtractionTask:
         self.schema, self.text, self.reviews, self.threshold = schema, text, reviews, threshold
         self.calibrations = calibrations or calibration_store(None)
         self.target_precision = target_precision
+        self.proposals: dict[str, Proposal] = {}  # the vendor memory's, once `result` ran
 
     def result(
         self, generated: Generated, *, profile: str = "embedded", template: str = "", model_id: str = ""
@@ -91,8 +96,14 @@ class ExtractionTask:
         calibration = self.calibrations.get(profile, template) if template else None
         if calibration is None or not calibration.applies_to(self.schema.schema_id, model_id):
             return result
+        self.proposals = self.reviews.vendors.propose(self.text)
         chosen = choose(
-            self.schema, result, text=self.text, facts=find_facts(self.text), calibration=calibration
+            self.schema,
+            result,
+            text=self.text,
+            facts=find_facts(self.text),
+            calibration=calibration,
+            memory={field: (p.value, p.probability) for field, p in self.proposals.items()},
         )
         threshold = calibration.threshold(self.target_precision)
         return msgspec.structs.replace(chosen, review_reasons=review_reasons(chosen, calibration, threshold))
@@ -121,6 +132,12 @@ class ExtractionTask:
                 spec={"schema": self.schema.name, "schema_id": self.schema.schema_id},
             )
             review = ReviewRef(id=item.id, reasons=result.review_reasons)
+            self.reviews.vendors.hold(
+                run_id=run_id,
+                review_id=item.id,
+                text=self.text,
+                proposed={field: p.value for field, p in self.proposals.items()},
+            )
         validation = ValidationOut(
             valid=True,
             repaired=result.repaired,
@@ -155,6 +172,64 @@ class ExtractionTask:
         return StructuredOutcome(
             event=event,
             output={"data": result.data, "raw": generated.text},
+            validation=recorded,
+            confidence=result.confidence,
+        )
+
+
+class ClassificationTask:
+    def __init__(self, labels: list[str], reviews: ReviewQueue, threshold: float) -> None:
+        self.labels, self.reviews, self.threshold = labels, reviews, threshold
+
+    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
+        result: Classification = finish_classification(
+            self.labels, generated, review_threshold=self.threshold
+        )
+        data = {"label": result.label}
+        fields = {
+            "label": FieldOut(
+                confidence=result.confidence, token_confidence=result.confidence, repaired=result.repaired
+            )
+        }
+        review = None
+        if result.review_reasons:
+            item = self.reviews.enqueue(
+                run_id=run_id,
+                task=start.task,
+                template_id=start.template_id,
+                model_id=start.model_id,
+                reasons=result.review_reasons,
+                confidence=result.confidence,
+                proposed=data,
+                fields=msgspec.to_builtins(fields),
+                spec={"labels": self.labels},
+            )
+            review = ReviewRef(id=item.id, reasons=result.review_reasons)
+        problems = result.review_reasons if result.repaired else []
+        event = ResultEvent(
+            run_id=run_id,
+            task=start.task,
+            schema=None,
+            data=data,
+            confidence=result.confidence,
+            fields=fields,
+            validation=ValidationOut(valid=True, repaired=result.repaired, problems=problems),
+            review=review,
+        )
+        recorded = {
+            "valid": True,
+            "repaired": result.repaired,
+            "problems": problems,
+            "labels": self.labels,
+            "review": {
+                "queued": review is not None,
+                "id": review and review.id,
+                "reasons": result.review_reasons,
+            },
+        }
+        return StructuredOutcome(
+            event=event,
+            output={"data": data, "raw": generated.text},
             validation=recorded,
             confidence=result.confidence,
         )

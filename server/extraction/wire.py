@@ -40,6 +40,8 @@ __all__ = [
     "SchemasOut",
     "TriageExampleOut",
     "TriageExamplesOut",
+    "VendorExampleOut",
+    "VendorExamplesOut",
 ]
 
 SchemaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
@@ -231,6 +233,24 @@ class QualityGroupOut(Out):
     fields_reviewed: int
     fields_changed: int
     field_override_rate: float | None
+
+
+class VendorExampleOut(Out):
+    """What extraction learnt from one review: the vendor's name and address as the person kept them, and
+    where they sit in the document's first lines (field -> [first line, number of lines])."""
+
+    id: str
+    review_id: str
+    run_id: str
+    created_at: str
+    learnt_at: str | None
+    vendor: str | None
+    address: str | None
+    layout: dict[str, list[int]]
+
+
+class VendorExamplesOut(Out):
+    examples: list[VendorExampleOut]
 
 
 class QualityOut(Out):
