@@ -1,8 +1,8 @@
 """Extraction and triage runs, finished: validate, check, score, and queue for review what needs a person.
 
-`ExtractionTask` and `ClassificationTask` are the `Structured` finishers `RunExecutor.execute` calls when a
-run ends; the HTTP API and the workflows' model steps use the same ones, so a result is recorded and
-reviewed the same way whoever asked for it.
+`ExtractionTask` and `ClassificationTask` (in `triage.py`) are the `Structured` finishers
+`RunExecutor.execute` calls when a run ends; the HTTP API and the workflows' model steps use the same
+ones, so a result is recorded and reviewed the same way whoever asked for it.
 
 Where a calibration exists for the run's model profile and prompt template (`CalibrationStore`: the
 user's own under `<home>/calibration`, else the one shipped for the embedded model), an extraction is
@@ -23,12 +23,10 @@ from typing import Any
 import msgspec
 
 from deskpilot.inference.extraction import (
-    Classification,
     ExtractionResult,
     ExtractionSchema,
     Generated,
     find_facts,
-    finish_classification,
     finish_extraction,
 )
 from deskpilot.inference.extraction.calibration import CalibrationStore
@@ -36,6 +34,7 @@ from deskpilot.inference.extraction.hybrid import choose, review_reasons
 from deskpilot.server.core.model_host import ModelHost
 from deskpilot.server.core.wire import FieldOut, NormalizedOut, ResultEvent, ReviewRef, RuleOut, ValidationOut
 from deskpilot.server.extraction.review_queue import ReviewQueue
+from deskpilot.server.extraction.triage import ClassificationTask  # where it lives now; re-exported
 from deskpilot.server.extraction.vendor_memory import Proposal
 from deskpilot.server.lineage import RunStart
 from deskpilot.server.runs import StructuredOutcome
@@ -172,64 +171,6 @@ class ExtractionTask:
         return StructuredOutcome(
             event=event,
             output={"data": result.data, "raw": generated.text},
-            validation=recorded,
-            confidence=result.confidence,
-        )
-
-
-class ClassificationTask:
-    def __init__(self, labels: list[str], reviews: ReviewQueue, threshold: float) -> None:
-        self.labels, self.reviews, self.threshold = labels, reviews, threshold
-
-    def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
-        result: Classification = finish_classification(
-            self.labels, generated, review_threshold=self.threshold
-        )
-        data = {"label": result.label}
-        fields = {
-            "label": FieldOut(
-                confidence=result.confidence, token_confidence=result.confidence, repaired=result.repaired
-            )
-        }
-        review = None
-        if result.review_reasons:
-            item = self.reviews.enqueue(
-                run_id=run_id,
-                task=start.task,
-                template_id=start.template_id,
-                model_id=start.model_id,
-                reasons=result.review_reasons,
-                confidence=result.confidence,
-                proposed=data,
-                fields=msgspec.to_builtins(fields),
-                spec={"labels": self.labels},
-            )
-            review = ReviewRef(id=item.id, reasons=result.review_reasons)
-        problems = result.review_reasons if result.repaired else []
-        event = ResultEvent(
-            run_id=run_id,
-            task=start.task,
-            schema=None,
-            data=data,
-            confidence=result.confidence,
-            fields=fields,
-            validation=ValidationOut(valid=True, repaired=result.repaired, problems=problems),
-            review=review,
-        )
-        recorded = {
-            "valid": True,
-            "repaired": result.repaired,
-            "problems": problems,
-            "labels": self.labels,
-            "review": {
-                "queued": review is not None,
-                "id": review and review.id,
-                "reasons": result.review_reasons,
-            },
-        }
-        return StructuredOutcome(
-            event=event,
-            output={"data": data, "raw": generated.text},
             validation=recorded,
             confidence=result.confidence,
         )
