@@ -6,6 +6,7 @@ keeps the schema's own field names (a custom schema's names are whatever its aut
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -174,6 +175,9 @@ class ReviewDecisionIn(In):
     reviewer: Person
     fields: dict[str, Any] | None = None
     note: Annotated[str, Meta(max_length=2_000)] | None = None
+    # When the pane opened this review (ISO 8601; UTC if no offset): the time from open to decision is
+    # kept per review, and GET /v1/metrics/quality reports its median.
+    opened_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.decision == "edit" and not self.fields:
@@ -233,6 +237,9 @@ class QualityGroupOut(Out):
     fields_reviewed: int
     fields_changed: int
     field_override_rate: float | None
+    review_rate: float | None  # queued / runs: the share of results sent to a person
+    reviews_timed: int  # decisions sent with `openedAt`
+    median_review_seconds: float | None  # median time from open to decision, over those
 
 
 class VendorExampleOut(Out):
