@@ -9,7 +9,8 @@ request at a time:
 - metrics + tracing: spans exported over OTLP/HTTP (batched) to a receiver on 127.0.0.1.
 Short rounds rotate the three, so drift (a shared CPU, the page cache) hits all equally; each
 configuration's figure is the median of its rounds, and its rate over the whole run. Also: how long one
-`/metrics` scrape takes once the lineage file holds every run the bench made (the collectors read it).
+`/metrics` scrape takes once the lineage file holds every run the bench made (the collectors read it),
+and how long the database collectors take over `--scrape-runs` runs (100,000 by default).
 
 CPU time per request is reported too: on a shared machine it is the steadier figure.
 
@@ -30,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -39,6 +42,8 @@ from deskpilot.indexes import DocumentIndex, HashEmbedder  # noqa: E402
 from deskpilot.inference import ScriptedBackend  # noqa: E402
 from deskpilot.server.app import create_app  # noqa: E402
 from deskpilot.server.core.telemetry import RunObserver, Telemetry  # noqa: E402
+from deskpilot.server.lineage import LineageStore  # noqa: E402
+from deskpilot.server.ops.collectors import StoredCollector  # noqa: E402
 from deskpilot.server.services import Services  # noqa: E402
 from deskpilot.server.settings import load_settings  # noqa: E402
 
@@ -106,12 +111,78 @@ def round_of(client: Any, requests: int) -> tuple[float, float]:
     return requests / (time.perf_counter() - began), (time.process_time() - cpu) * 1000 / requests
 
 
+def scrape_at_scale(runs: int) -> dict[str, Any]:
+    """One scrape of the database collectors when lineage holds `runs` closed runs: a mix of summaries
+    (with their faithfulness check) and extractions (with a confidence). The rows are written straight
+    into the table (placeholder hashes): the scrape reads them and never checks the chain."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(home=Path(tmp), https=False)
+        with LineageStore(settings.db_path) as lineage:
+            rows = [_row(i) for i in range(runs)]
+            with lineage.transaction() as conn:
+                columns = list(rows[0])
+                conn.executemany(
+                    f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [[row[c] for c in columns] for row in rows],
+                )
+            registry = CollectorRegistry()
+            registry.register(StoredCollector(lineage, settings.sync_db_path))
+            began = time.perf_counter()
+            generate_latest(registry)  # the first scrape reads every run once
+            first_ms = (time.perf_counter() - began) * 1000
+            times = []
+            for _ in range(5):
+                began = time.perf_counter()
+                body = generate_latest(registry)
+                times.append((time.perf_counter() - began) * 1000)
+    return {
+        "scrape_runs": runs,
+        "scrape_ms_first_at_scale": round(first_ms, 1),
+        "scrape_ms_at_scale": round(statistics.median(times), 1),
+        "scrape_bytes": len(body),
+    }
+
+
+def _row(i: int) -> dict[str, Any]:
+    summary = i % 3 != 0
+    digest = "sha256:" + "0" * 64
+    return {
+        "id": f"{i:032x}",
+        "started_at": "2026-12-01T09:00:00.000000Z",
+        "finished_at": "2026-12-01T09:00:01.000000Z",
+        "task": "summarize" if summary else "extract:invoice",
+        "template_id": "t",
+        "template_hash": digest,
+        "model_id": "m",
+        "weights_digest": digest,
+        "backend": "llama.cpp",
+        "parameters": "{}",
+        "input_digest": digest,
+        "client": "outlook",
+        "retrieved_chunks": "[]",
+        "status": "ok" if i % 50 else "error",
+        "validation": json.dumps({"faithful": {"written": 3, "supported": 2 + i % 2, "fallback": False}})
+        if summary
+        else json.dumps({"valid": True}),
+        "confidence": None if summary else (i % 100) / 100,
+        "ttft_ms": 300.0 + i % 2000,
+        "total_ms": 1500.0 + i % 3000,
+        "tokens_in": 400,
+        "tokens_out": 60,
+        "cost": 0.0,
+        "profile": "embedded",
+        "prev_hash": f"h{i - 1}" if i else None,
+        "hash": f"h{i}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--scrape-runs", type=int, default=100_000, help="runs in the file a scrape reads")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -176,6 +247,7 @@ def main() -> None:
         "runs_in_lineage_at_scrape": runs,
         "otlp_bytes_received": received.value,
     }
+    result |= scrape_at_scale(args.scrape_runs)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

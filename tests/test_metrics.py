@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import app_client, parse_sse
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
@@ -18,6 +19,7 @@ from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
 from deskpilot.server.core.db import iso_utc
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.ops.collectors import StoredCollector
 from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -230,3 +232,31 @@ def test_unsupported_content_is_counted_from_the_faithfulness_checks(client: Tes
     assert (supported, unsupported) == (checked["supported"], checked["written"] - checked["supported"])
     assert value(samples, "deskpilot_unsupported_rate", task="summarize") == unsupported / checked["written"]
     assert value(samples, "deskpilot_checked_fallbacks_total", task="summarize") == int(checked["fallback"])
+
+
+def test_totals_kept_across_scrapes_match_a_fresh_read(client: TestClient) -> None:
+    """The run totals are read incrementally (only runs appended since the last scrape): after several
+    scrapes they equal what a collector reading the whole table at once finds."""
+    for _ in range(3):
+        summarize(client)
+        scrape(client)
+    client.post("/v1/extract", json={"text": INVOICE_TEXT, "schema": "invoice"})
+    kept = scrape(client)
+    services = client.app.state["services"]
+    registry = CollectorRegistry()
+    registry.register(StoredCollector(services.lineage, services.settings.sync_db_path))
+    fresh = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    prefixes = (
+        "deskpilot_runs",
+        "deskpilot_tokens",
+        "deskpilot_cost",
+        "deskpilot_confidence",
+        "deskpilot_checked",
+    )
+    assert value(kept, "deskpilot_runs_total", task="summarize", profile="embedded", status="ok") == 3
+    mine = {k: v for k, v in kept.items() if k[0].startswith(prefixes)}
+    assert mine and mine == {k: v for k, v in fresh.items() if k[0].startswith(prefixes)}

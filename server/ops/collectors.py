@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -85,30 +86,87 @@ class StoredCollector(Collector):
         self._lineage = lineage
         self._reviews = ReviewQueue(lineage)
         self._sync_db = sync_db
+        self._totals = _RunTotals()
 
     def collect(self) -> Iterator[Metric]:
         with self._lineage.reading() as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            yield from _runs(conn)
-            yield _confidence(conn)
-            yield from _faithful(conn)
+            totals = self._totals.update(conn)
             if "action_log" in tables:
                 yield from _action_log(conn)
             if "workflows" in tables:
                 yield _by_status(conn, "workflows", "deskpilot_workflows", "Workflows now in each status")
             if "actions" in tables:
                 yield from _actions(conn)
+        yield from _runs(totals)
+        yield _confidence(totals)
+        yield from _faithful(totals)
         yield from _quality(self._reviews)
         yield from _slo(slo_report(self._lineage))
         if self._sync_db.exists():
             yield from _sync(self._sync_db)
 
 
-def _runs(conn: sqlite3.Connection) -> Iterator[Metric]:
-    rows = conn.execute(
-        "SELECT task, COALESCE(profile, 'embedded'), status, COUNT(*), COALESCE(SUM(tokens_in), 0),"
-        " COALESCE(SUM(tokens_out), 0), COALESCE(SUM(cost), 0.0) FROM runs GROUP BY 1, 2, 3"
-    ).fetchall()
+class _RunTotals:
+    """Runs, tokens, cost, confidence and faithfulness totals, kept up to date by reading only the runs
+    appended since the last scrape: `runs` is append-only (triggers refuse UPDATE and DELETE) and rows
+    enter it in `seq` order (one writer at a time), so a total over `seq <= last` never changes. A scrape
+    over 100,000 runs thus reads them once, not every 15 seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+        self.runs: dict[tuple[str, str, str], list[float]] = {}  # count, tokens in, tokens out, cost
+        self.confidence: dict[str, list[float]] = {}  # count, sum, then cumulative bucket counts
+        self.faithful: dict[str, list[float]] = {}  # sentences written, supported, fallbacks
+
+    def update(self, conn: sqlite3.Connection) -> _RunTotals:
+        """Add the runs appended since the last call; a copy of the totals (scrapes may overlap)."""
+        with self._lock:
+            self._read(conn)
+            copy = _RunTotals()
+            copy.runs = {k: list(v) for k, v in self.runs.items()}
+            copy.confidence = {k: list(v) for k, v in self.confidence.items()}
+            copy.faithful = {k: list(v) for k, v in self.faithful.items()}
+            return copy
+
+    def _read(self, conn: sqlite3.Connection) -> None:
+        (upto,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
+        if upto == self._last:
+            return
+        window = [self._last, upto]
+        where = " WHERE seq > ? AND seq <= ?"
+        for task, profile, status, *sums in conn.execute(
+            "SELECT task, COALESCE(profile, 'embedded'), status, COUNT(*), COALESCE(SUM(tokens_in), 0),"
+            f" COALESCE(SUM(tokens_out), 0), COALESCE(SUM(cost), 0.0) FROM runs{where} GROUP BY 1, 2, 3",
+            window,
+        ):
+            _add(self.runs, (task, profile, status), sums)
+        cases = ", ".join(f"SUM(confidence <= {le})" for le in _CONFIDENCE_BUCKETS)
+        for task, *sums in conn.execute(
+            f"SELECT task, COUNT(*), SUM(confidence), {cases} FROM runs{where}"
+            " AND confidence IS NOT NULL GROUP BY task",
+            window,
+        ):
+            _add(self.confidence, task, sums)
+        for task, *sums in conn.execute(
+            "SELECT task, SUM(json_extract(validation, '$.faithful.written')),"
+            " SUM(json_extract(validation, '$.faithful.supported')),"
+            f" SUM(json_extract(validation, '$.faithful.fallback')) FROM runs{where}"
+            " AND json_extract(validation, '$.faithful.written') IS NOT NULL GROUP BY task",
+            window,
+        ):
+            _add(self.faithful, task, sums)
+        self._last = upto
+
+
+def _add(totals: dict[Any, list[float]], key: Any, sums: list[float]) -> None:
+    total = totals.setdefault(key, [0.0] * len(sums))
+    for i, value in enumerate(sums):
+        total[i] += value
+
+
+def _runs(totals: _RunTotals) -> Iterator[Metric]:
     runs = CounterMetricFamily(
         "deskpilot_runs", "AI runs recorded in lineage, per task, model profile and status",
         labels=["task", "profile", "status"],
@@ -121,44 +179,30 @@ def _runs(conn: sqlite3.Connection) -> Iterator[Metric]:
         "deskpilot_cost", "Cost of the runs in the profiles' currency (local profiles cost 0)",
         labels=["task", "profile"],
     )  # fmt: skip
-    totals: dict[tuple[str, str], list[float]] = {}
-    for task, profile, status, count, tokens_in, tokens_out, spent in rows:
+    per_profile: dict[tuple[str, str], list[float]] = {}
+    for (task, profile, status), (count, *sums) in sorted(totals.runs.items()):
         runs.add_metric([task, profile, status], count)
-        total = totals.setdefault((task, profile), [0, 0, 0.0])
-        total[0] += tokens_in
-        total[1] += tokens_out
-        total[2] += spent
-    for (task, profile), (tokens_in, tokens_out, spent) in sorted(totals.items()):
+        _add(per_profile, (task, profile), sums)
+    for (task, profile), (tokens_in, tokens_out, spent) in sorted(per_profile.items()):
         tokens.add_metric([task, profile, "in"], tokens_in)
         tokens.add_metric([task, profile, "out"], tokens_out)
         cost.add_metric([task, profile], spent)
     yield from (runs, tokens, cost)
 
 
-def _confidence(conn: sqlite3.Connection) -> Metric:
-    cases = ", ".join(f"SUM(confidence <= {le})" for le in _CONFIDENCE_BUCKETS)
+def _confidence(totals: _RunTotals) -> Metric:
     found = HistogramMetricFamily(
         "deskpilot_confidence", "Confidence of structured results, per task", labels=["task"]
     )
-    sql = (
-        f"SELECT task, COUNT(*), SUM(confidence), {cases} FROM runs"
-        " WHERE confidence IS NOT NULL GROUP BY task"
-    )
-    for task, count, total, *cumulative in conn.execute(sql).fetchall():
+    for task, (count, total, *cumulative) in sorted(totals.confidence.items()):
         buckets = [(str(le), n) for le, n in zip(_CONFIDENCE_BUCKETS, cumulative, strict=True)]
         found.add_metric([task], [*buckets, ("+Inf", count)], sum_value=total)
     return found
 
 
-def _faithful(conn: sqlite3.Connection) -> Iterator[Metric]:
+def _faithful(totals: _RunTotals) -> Iterator[Metric]:
     """Unsupported content: of the sentences a model wrote in summaries and answers, those the faithfulness
     check did not find in the sources (dropped, or replaced by a quote), and the answers it replaced whole."""
-    rows = conn.execute(
-        "SELECT task, SUM(json_extract(validation, '$.faithful.written')),"
-        " SUM(json_extract(validation, '$.faithful.supported')),"
-        " SUM(json_extract(validation, '$.faithful.fallback')), COUNT(*) FROM runs"
-        " WHERE json_extract(validation, '$.faithful.written') IS NOT NULL GROUP BY task"
-    ).fetchall()
     sentences = CounterMetricFamily(
         "deskpilot_checked_sentences", "Sentences the faithfulness check judged, per task and verdict",
         labels=["task", "verdict"],
@@ -172,7 +216,7 @@ def _faithful(conn: sqlite3.Connection) -> Iterator[Metric]:
         "Share of written sentences the sources did not support",
         labels=["task"],
     )
-    for task, written, supported, fallback, _runs in rows:
+    for task, (written, supported, fallback) in sorted(totals.faithful.items()):
         sentences.add_metric([task, "supported"], supported)
         sentences.add_metric([task, "unsupported"], written - supported)
         fallbacks.add_metric([task], fallback)
