@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
-from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
+from deskpilot.inference import BackendError, GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
 from deskpilot.server.core.db import iso_utc
 from deskpilot.server.lineage import LineageStore
@@ -260,3 +260,17 @@ def test_totals_kept_across_scrapes_match_a_fresh_read(client: TestClient) -> No
     assert value(kept, "deskpilot_runs_total", task="summarize", profile="embedded", status="ok") == 3
     mine = {k: v for k, v in kept.items() if k[0].startswith(prefixes)}
     assert mine and mine == {k: v for k, v in fresh.items() if k[0].startswith(prefixes)}
+
+
+def test_a_failed_generation_is_counted_by_its_error_code(app_home: Path) -> None:
+    backend = ScriptedBackend(["Ana", " wants"], fail_with=BackendError("the model crashed"), fail_after=1)
+    settings = load_settings(home=app_home, https=False)
+    index = DocumentIndex(app_home / "index", embedder=HashEmbedder())
+    with app_client(create_app(settings, backend=backend, index=index)) as client:
+        r = client.post("/v1/summarize", json={**EMAIL, "cache": False})
+        assert r.status_code == 200 and [e for e, _ in parse_sse(r.text)][-1] == "error"
+        samples = scrape(client)
+    assert value(samples, "deskpilot_run_errors_total", code="backend_error") == 1
+    labels = {"task": "summarize", "profile": "embedded"}
+    assert value(samples, "deskpilot_runs_total", status="error", **labels) == 1
+    assert value(samples, "deskpilot_run_seconds_count", **labels) == 0  # only answers are timed
