@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import BackendError, GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
+from deskpilot.server.connectors.state import ItemRow, SyncState
 from deskpilot.server.core.db import iso_utc
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.ops.collectors import StoredCollector
@@ -274,3 +275,32 @@ def test_a_failed_generation_is_counted_by_its_error_code(app_home: Path) -> Non
     labels = {"task": "summarize", "profile": "embedded"}
     assert value(samples, "deskpilot_runs_total", status="error", **labels) == 1
     assert value(samples, "deskpilot_run_seconds_count", **labels) == 0  # only answers are timed
+
+
+def test_sync_runs_and_skipped_items_come_from_the_sync_state(client: TestClient) -> None:
+    settings = client.app.state["services"].settings
+    state = SyncState(settings.sync_db_path)
+    try:
+        done = state.start_run()
+        state.finish_run(done, "ok", {"indexed": 2})
+        state.finish_run(state.start_run(), "error", {}, error="signed out")
+        files = [
+            ItemRow(
+                source=f"graph:file:{i}",
+                scope="drive",
+                kind="file",
+                graph_id=str(i),
+                parent=None,
+                tag=None,
+                indexed=skipped is None,
+                skipped=skipped,
+            ).as_put()
+            for i, skipped in enumerate(["too large", "unsupported type", None])
+        ]
+        state.commit_page("drive", 1, put=files)
+    finally:
+        state.close()
+    samples = scrape(client)
+    assert value(samples, "deskpilot_sync_runs_total", status="ok") == 1
+    assert value(samples, "deskpilot_sync_runs_total", status="error") == 1
+    assert value(samples, "deskpilot_sync_items_skipped", kind="file") == 2
