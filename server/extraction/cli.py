@@ -224,7 +224,13 @@ def eval_extraction(
         from deskpilot.server.extraction.simulate import simulate_extraction_reviews
 
         report = simulate_extraction_reviews(
-            settings, schema, examples, field_map, profile=profile, generations=generations, plots=plots
+            msgspec.structs.replace(settings, review_target_precision=target),
+            schema,
+            examples,
+            field_map,
+            profile=profile,
+            generations=generations,
+            plots=plots,
         )
         out.print(report)
     else:
