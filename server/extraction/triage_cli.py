@@ -18,6 +18,7 @@ curves (accuracy and review rate against items seen) go to a PNG.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sys
 import tempfile
@@ -230,6 +231,12 @@ def _report(task: TriageSimulation, labels: list[TriageLabel]) -> dict[str, Any]
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the embedded model.")
 @click.option(
+    "--shuffle",
+    type=int,
+    metavar="SEED",
+    help="Process the items in a random order (this seed) rather than the file's; --limit applies after.",
+)
+@click.option(
     "--simulate-review",
     is_flag=True,
     help="Process the items in order, a simulated reviewer correcting each reviewed one with its gold "
@@ -249,16 +256,26 @@ def eval_triage(
     limit: int | None,
     body_chars: int,
     threads: int | None,
+    shuffle: int | None,
     simulate_review: bool,
     plots: Path,
 ) -> None:
     """Triage accuracy, macro-F1 and confusion on a labelled JSON Lines data set (label, subject, body)."""
     settings = settings_or_usage_error(**({"threads": threads} if threads else {}))
-    items = read_items(dataset, limit)
+    items = read_items(dataset, None)
+    if shuffle is not None:  # a data set sorted by label would teach one label at a time
+        random.Random(shuffle).shuffle(items)
+    items = items[:limit] if limit else items
     labels, ids = read_labels(labels_file, items)
     task = TriageSimulation(labels, ids, profile=profile, body_chars=body_chars)
     simulation = run_triage(settings, task, items, review=simulate_review)
-    results: dict[str, Any] = {"dataset": str(dataset), "labels": str(labels_file), "profile": profile}
+    results: dict[str, Any] = {
+        "dataset": str(dataset),
+        "labels": str(labels_file),
+        "profile": profile,
+        "shuffle": shuffle,
+        "bodyChars": body_chars,
+    }
     results |= _report(task, labels)
     if simulation is not None:
         from deskpilot.server.extraction.plots import learning_curves
