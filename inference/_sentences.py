@@ -389,6 +389,28 @@ def _slash_months(sentence: str) -> set[str]:
     return found
 
 
+_ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?\b"
+
+
+def _day_of_month(sentence: str, *, slashes: bool = False) -> set[str]:
+    """A month with its day ("December 30th", "30 December", "the 14th of March") is one fact: its month
+    and its day, each true somewhere, do not make it true ("t:12-30"). With `slashes` (what a source
+    supports), "10/30" and "5/6" too, read either way round."""
+    found: set[str] = set()
+    for match in re.finditer(r"\b([A-Za-z]+)\.?\s+" + _ORDINAL, sentence):
+        month = _DATE_WORDS.get(match.group(1).lower(), "")
+        if month.startswith("m:") and match.group(1)[0].isupper():
+            found.add(f"t:{month[2:]}-{int(match.group(2))}")
+    for match in re.finditer(r"\b" + _ORDINAL + r"\s+(?:of\s+)?([A-Za-z]+)", sentence):
+        month = _DATE_WORDS.get(match.group(2).lower(), "")
+        if month.startswith("m:") and match.group(2)[0].isupper():
+            found.add(f"t:{month[2:]}-{int(match.group(1))}")
+    for match in re.finditer(r"\b(\d{1,2})/(\d{1,2})(?:/\d{2,4})?\b", sentence if slashes else ""):
+        first, second = int(match.group(1)), int(match.group(2))
+        found.update(f"t:{m}-{d}" for m, d in ((first, second), (second, first)) if 1 <= m <= 12 and d <= 31)
+    return found
+
+
 def _stem(word: str) -> str:
     """A crude stem, enough to match "confirm" with "confirmation" and "replies" with "reply"."""
     word = word.lower().strip("'-")
@@ -445,6 +467,7 @@ def facts(sentence: str, common: AbstractSet[str] = frozenset()) -> set[str]:
         _number_facts(sentence)
         | _date_facts(sentence)
         | _slash_months(sentence)
+        | _day_of_month(sentence)
         | _name_facts(sentence, common)
     )
 
@@ -452,7 +475,11 @@ def facts(sentence: str, common: AbstractSet[str] = frozenset()) -> set[str]:
 def support_keys(sentence: str) -> set[str]:
     """What a source sentence can support: its facts, the parts of its dates, times and phone numbers
     ("10/30/01" supports "30"), and every word as a possible name."""
-    keys = facts(sentence) | {f"p:{_stem(w)}" for w in _WORD.findall(sentence)}
+    keys = (
+        facts(sentence)
+        | _day_of_month(sentence, slashes=True)
+        | {f"p:{_stem(w)}" for w in _WORD.findall(sentence)}
+    )
     for key in [k for k in keys if k.startswith("n:")]:
         keys.update(f"n:{_number(part)}" for part in re.split(r"[:/-]", key[2:]) if part)
     return keys

@@ -21,6 +21,7 @@ from deskpilot.server.lineage.cli import audit
 from deskpilot.server.models.cli import models_group
 from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
+from deskpilot.server.tasks.eval_cli import eval_summaries
 from deskpilot.server.workflows.cli import events_group
 
 __all__ = ["main"]
@@ -106,6 +107,7 @@ for _command in (
 ):
     main.add_command(_command)
 eval_group.add_command(eval_triage)
+eval_group.add_command(eval_summaries)
 
 if __name__ == "__main__":
     main()

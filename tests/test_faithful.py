@@ -201,3 +201,16 @@ def test_a_capitalised_common_word_is_no_name_when_the_source_uses_it_in_lower_c
     source = checker.source(["please confirm the meeting with the vendor for tuesday."])
     [assessed] = checker.assess("Meeting confirmation with the vendor for Tuesday", source)
     assert assessed.supported, assessed.reason
+
+
+def test_a_month_and_a_day_from_two_sentences_make_no_date(checker: FaithfulChecker) -> None:
+    source = checker.source(
+        [
+            "Everyone must finish the training by November 30. "
+            "Managers get the list of late ones on December 1."
+        ]
+    )
+    [mixed] = checker.assess("Everyone must finish the training by December 30.", source)
+    assert not mixed.supported and "t:12-30" in mixed.missing
+    [kept] = checker.assess("The training must be finished by the 30th of November.", source)
+    assert kept.supported, kept.reason
