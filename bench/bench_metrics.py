@@ -1,18 +1,20 @@
 """What metrics and tracing cost `POST /v1/summarize`, with the scripted (fake) backend: requests per second
 with and without, in the same run.
 
-Three apps in this process, each with its own app data folder, the same scripted backend (7 tokens) and
+Four apps in this process, each with its own app data folder, the same scripted backend (7 tokens) and
 the full ASGI stack (guard, routing, SSE, lineage with its fsyncs), driven by Litestar's TestClient one
 request at a time:
 - bare: no measurement at all (a Telemetry whose HTTP wrapper and run observer do nothing);
 - metrics: the default (live histograms and counters; tracing off, its no-op tracer);
-- metrics + tracing: spans exported over OTLP/HTTP (batched) to a receiver on 127.0.0.1.
-Short rounds rotate the three, so drift (a shared CPU, the page cache) hits all equally; each
+- metrics + tracing: spans exported over OTLP/HTTP (batched) to a receiver on 127.0.0.1 (its own process);
+- metrics + tracing 10%: the same with `otel_sample_ratio = 0.1`.
+Short rounds rotate them, so drift (a shared CPU, the page cache) hits all equally; each
 configuration's figure is the median of its rounds, and its rate over the whole run. Also: how long one
 `/metrics` scrape takes once the lineage file holds every run the bench made (the collectors read it),
 and how long the database collectors take over `--scrape-runs` runs (100,000 by default).
 
-CPU time per request is reported too: on a shared machine it is the steadier figure.
+CPU time per request is reported too: on a shared machine it is the steadier figure. And the CPU time of
+the measurement code alone per request (no server), which the machine's load barely moves.
 
 Usage: python bench/bench_metrics.py [--rounds 60] [--requests 10] [--json FILE]
 """
@@ -31,6 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import set_span_in_context
 from prometheus_client import CollectorRegistry, generate_latest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +48,7 @@ from deskpilot.indexes import DocumentIndex, HashEmbedder  # noqa: E402
 from deskpilot.inference import ScriptedBackend  # noqa: E402
 from deskpilot.server.app import create_app  # noqa: E402
 from deskpilot.server.core.telemetry import RunObserver, Telemetry  # noqa: E402
+from deskpilot.server.core.wire import DoneEvent, MetaEvent, TokenEvent, UsageOut  # noqa: E402
 from deskpilot.server.lineage import LineageStore  # noqa: E402
 from deskpilot.server.ops.collectors import StoredCollector  # noqa: E402
 from deskpilot.server.services import Services  # noqa: E402
@@ -109,6 +116,62 @@ def round_of(client: Any, requests: int) -> tuple[float, float]:
         r = client.post("/v1/summarize", json={"email": EMAIL, "cache": False})
         assert r.status_code == 200 and "event: done" in r.text, r.text
     return requests / (time.perf_counter() - began), (time.process_time() - cpu) * 1000 / requests
+
+
+class _NullExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def instrumentation_cost(iterations: int = 20_000) -> dict[str, float]:
+    """CPU microseconds the measurement code itself adds to one summary, outside any server: what the HTTP
+    wrapper and the run observer record (metrics), the five spans of a request built and ended, and
+    their OTLP encoding (what the exporter's thread does before it posts them). Steady where the shared
+    machine makes the end-to-end figures noisy."""
+    metrics = Telemetry()
+    events = [
+        MetaEvent(run_id="r", task="summarize", model="m", backend="b", template="t", truncated=False,
+                  profile="p"),
+        *[TokenEvent(text=t) for t in TOKENS],
+        DoneEvent(run_id="r", usage=UsageOut(prompt_tokens=1, completion_tokens=7, finish_reason="stop"),
+                  queue_ms=1.0, ttft_ms=2.0, total_ms=3.0),
+    ]  # fmt: skip
+
+    def measured() -> None:
+        observe = metrics.observe_run()
+        for event in events:
+            observe.saw(event)
+        metrics.http.labels("POST", "200").inc()
+        metrics.http_seconds.labels("POST").observe(0.01)
+
+    kept = InMemorySpanExporter()
+    _request_spans(Telemetry(span_exporter=kept).tracer)
+    spans = kept.get_finished_spans()  # one request's, as the exporter gets them
+    null_tracer = Telemetry(span_exporter=_NullExporter()).tracer
+    cost = {}
+    for name, work in (
+        ("metrics_us_per_request", measured),
+        ("tracing_spans_us_per_request", lambda: _request_spans(null_tracer)),
+        ("tracing_otlp_encode_us_per_request", lambda: encode_spans(spans).SerializePartialToString()),
+    ):
+        began = time.process_time()
+        for _ in range(iterations):
+            work()
+        cost[name] = round((time.process_time() - began) / iterations * 1e6, 1)
+    return cost
+
+
+def _request_spans(tracer: Any) -> None:
+    """The spans of one summary, built as the server builds them (core/telemetry.py, runs.py)."""
+    with tracer.start_as_current_span("POST request"):
+        with tracer.start_as_current_span("admission"):
+            pass
+        model = tracer.start_span("model", attributes={"task": "summarize", "profile": "embedded"})
+        for name in ("lineage.open", "lineage.close"):
+            with tracer.start_as_current_span(name, context=set_span_in_context(model)):
+                pass
+        model.set_attribute("run_id", "0" * 32)
+        model.end()
 
 
 def scrape_at_scale(runs: int) -> dict[str, Any]:
@@ -197,6 +260,7 @@ def main() -> None:
             "bare": _Bare(),
             "metrics": Telemetry(),
             "metrics+tracing": Telemetry(otel_endpoint=endpoint),
+            "metrics+tracing 10%": Telemetry(otel_endpoint=endpoint, sample_ratio=0.1),
         }
         clients = {name: make(Path(tmp) / name, t) for name, t in configs.items()}
         for client in clients.values():
@@ -208,8 +272,8 @@ def main() -> None:
             cpu: dict[str, list[float]] = {name: [] for name in clients}
             names = list(clients)
             for i in range(args.rounds):
-                # Each configuration goes first, second and third equally often.
-                for name in names[i % 3 :] + names[: i % 3]:
+                # Each configuration takes each place in the order equally often.
+                for name in names[i % len(names) :] + names[: i % len(names)]:
                     rate, cpu_ms = round_of(clients[name], args.requests)
                     rates[name].append(rate)
                     cpu[name].append(cpu_ms)
@@ -247,6 +311,7 @@ def main() -> None:
         "runs_in_lineage_at_scrape": runs,
         "otlp_bytes_received": received.value,
     }
+    result |= instrumentation_cost()
     result |= scrape_at_scale(args.scrape_runs)
     print(json.dumps(result, indent=2))
     if args.json:

@@ -75,7 +75,9 @@ class Services:
     def telemetry(self) -> Telemetry:
         """Live metrics and traces of this process (server/core/telemetry.py); tests pass their own."""
         if self._telemetry is None:
-            self._telemetry = Telemetry(otel_endpoint=self.settings.otel_endpoint)
+            self._telemetry = Telemetry(
+                otel_endpoint=self.settings.otel_endpoint, sample_ratio=self.settings.otel_sample_ratio
+            )
         return self._telemetry
 
     @cached_property

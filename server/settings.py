@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import platformdirs
@@ -150,8 +150,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # A result recorded for the same model, template, input and parameters is answered from lineage.
     result_cache: bool = True
     # Traces (server/core/telemetry.py): an OTLP/HTTP receiver's traces URL, such as
-    # "http://127.0.0.1:4318/v1/traces". None means tracing is off.
+    # "http://127.0.0.1:4318/v1/traces". None means tracing is off. `otel_sample_ratio`: the share of
+    # traces kept (by trace id, so a trace is kept whole); a run of a trace not kept records no trace id.
     otel_endpoint: str | None = None
+    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
     # HTTP hygiene.
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0

@@ -23,7 +23,7 @@ from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.services import Services
-from deskpilot.server.settings import load_settings
+from deskpilot.server.settings import SettingsError, load_settings
 from deskpilot.server.worker import WorkerRuntime
 from deskpilot.server.workflows.ai import ModelAI
 
@@ -191,3 +191,12 @@ def test_a_workflow_steps_model_run_belongs_to_its_tasks_trace(app_home: Path) -
     assert model.parent is not None and model.parent.span_id == task.get_span_context().span_id
     assert run is not None and run.client == "workflow"
     assert run.trace_id == f"{task.get_span_context().trace_id:032x}"
+
+
+def test_a_sampled_out_trace_is_neither_exported_nor_recorded(app_home: Path) -> None:
+    exporter = InMemorySpanExporter()
+    with make_client(app_home, Telemetry(span_exporter=exporter, sample_ratio=0.0)) as client:
+        run = summarize(client)
+    assert exporter.get_finished_spans() == () and run["traceId"] is None
+    with pytest.raises(SettingsError, match="otel_sample_ratio"):
+        load_settings(otel_sample_ratio=1.5)

@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
 from deskpilot.server.core.wire import DoneEvent, ErrorEvent, MetaEvent
@@ -42,7 +43,11 @@ class Telemetry:
     """The metrics registry and tracer of one app (or worker, or CLI command)."""
 
     def __init__(
-        self, *, otel_endpoint: str | None = None, span_exporter: SpanExporter | None = None
+        self,
+        *,
+        otel_endpoint: str | None = None,
+        span_exporter: SpanExporter | None = None,
+        sample_ratio: float = 1.0,
     ) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, open files
@@ -88,7 +93,11 @@ class Telemetry:
         self.tracing = otel_endpoint is not None or span_exporter is not None
         self._provider: TracerProvider | None = None
         if self.tracing:
-            self._provider = TracerProvider(resource=Resource.create({"service.name": "deskpilot"}))
+            # By trace id, and a child follows its parent: a trace is kept whole or not at all.
+            self._provider = TracerProvider(
+                resource=Resource.create({"service.name": "deskpilot"}),
+                sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+            )
             if span_exporter is not None:
                 self._provider.add_span_processor(SimpleSpanProcessor(span_exporter))
             else:
@@ -169,6 +178,9 @@ class RunObserver:
 
 
 def trace_id_of(span: trace.Span) -> str | None:
-    """The span's trace id as OTLP and trace viewers write it (32 hex digits), or None when not recording."""
+    """The span's trace id as OTLP and trace viewers write it (32 hex digits); None when tracing is off or
+    the trace is not kept (sampled out), so a recorded trace id always leads to a trace."""
     context = span.get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+    return (
+        trace.format_trace_id(context.trace_id) if context.is_valid and context.trace_flags.sampled else None
+    )
