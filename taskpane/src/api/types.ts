@@ -62,4 +62,5 @@ export type ErrorEvent = SseEvents["error"];
 export type SourcesEvent = SseEvents["sources"];
 export type ProgressEvent = SseEvents["progress"];
 export type ResultEvent = SseEvents["result"];
+export type GroundedEvent = SseEvents["grounded"];
 export type { SseEvents };

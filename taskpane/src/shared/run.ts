@@ -3,11 +3,11 @@
  * streaming, done, cancelled, failed) and their transitions are tested without a browser.
  *
  * Events: `meta` (run id, model), `token` (text delta), `progress` and `result` (extraction), `sources`
- * (ask), `done` (usage, timings), `error` (code, message). Unknown events are ignored, so a server that
+ * (ask), `grounded` (what the faithfulness check kept of a summary or an answer), `done` (usage, timings), `error` (code, message). Unknown events are ignored, so a server that
  * adds one does not break an older pane.
  */
 import type { ProblemKind } from "../api/http";
-import type { DoneEvent, MetaEvent, Source } from "../api/types";
+import type { DoneEvent, GroundedEvent, MetaEvent, Source } from "../api/types";
 import type { ProgressEvent } from "../api/types";
 
 export type RunPhase = "idle" | "waiting" | "streaming" | "done" | "cancelled" | "failed";
@@ -27,6 +27,8 @@ export interface RunState {
   progress?: ProgressEvent;
   result?: unknown;
   sources?: Source[];
+  /** The checked sentences, shown in place of the streamed text once they arrive. */
+  grounded?: GroundedEvent;
   problem?: Problem;
   /** performance.now() of the click, and of the first token rendered: the latency the user feels. */
   startedAt?: number;
@@ -70,6 +72,8 @@ function onEvent(state: RunState, event: string, data: unknown, at: number): Run
       return { ...state, phase: "streaming", result: data };
     case "sources":
       return { ...state, sources: sourcesOf(data) };
+    case "grounded":
+      return Array.isArray((data as GroundedEvent | null)?.sentences) ? { ...state, grounded: data as GroundedEvent } : state;
     case "done":
       return { ...state, phase: "done", done: data as DoneEvent, progress: undefined };
     case "error": {

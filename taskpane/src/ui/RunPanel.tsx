@@ -5,7 +5,8 @@
  * (`fallback`), personal data was masked before the request left the computer (`masked`), or the answer
  * repeats a recorded one (`cachedFrom`). After a fallback the server sends a second `meta` event; the
  * reducer keeps the latest, so these describe the profile that answered. Structured results and sources
- * are rendered below the text. Screen readers are told when the answer is complete rather than every token.
+ * are rendered below the text. Once the faithfulness check's `grounded` event arrives, its sentences
+ * replace the streamed text (GroundedText), quotes set apart and each with its source a click away. Screen readers are told when the answer is complete rather than every token.
  */
 import { useEffect, useRef, type ReactNode } from "react";
 import { Button, Caption1, Link, ProgressBar, Spinner, makeStyles, mergeClasses, tokens } from "@fluentui/react-components";
@@ -20,6 +21,7 @@ import { ProblemBar } from "./ProblemBar";
 import { ResultView } from "./ResultView";
 import { SourcesView } from "./SourcesView";
 import { AnswerText } from "./AnswerText";
+import { GroundedText } from "./GroundedText";
 
 const useStyles = makeStyles({
   panel: {
@@ -129,6 +131,7 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
   const active = isActive(state);
   const firstWord = state.firstTokenAt !== undefined && state.startedAt !== undefined ? state.firstTokenAt - state.startedAt : undefined;
   const tokensOut = state.done?.usage?.completionTokens;
+  const cited = state.sources && new Set(state.sources.map((x) => x.number));
 
   return (
     <section ref={panel} className={styles.panel} aria-labelledby="run-title" data-testid="run" data-phase={state.phase}>
@@ -150,9 +153,13 @@ export function RunPanel({ actions }: { actions?: ReactNode }) {
           aria-label="Progress" />
       ) : null}
 
-      {(state.text || (active && state.result === undefined)) && (
+      {state.grounded ? (
+        <div className={styles.text} data-testid="run-output" aria-busy={active}>
+          <GroundedText event={state.grounded} sources={cited} />
+        </div>
+      ) : (state.text || (active && state.result === undefined)) && (
         <p className={styles.text} data-testid="run-output" aria-busy={active}>
-          <AnswerText text={state.text} sources={state.sources && new Set(state.sources.map((x) => x.number))} />
+          <AnswerText text={state.text} sources={cited} />
           {active && <span className={styles.caret} aria-hidden />}
         </p>
       )}
