@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import re
+import threading
 import time
 import uuid
 import weakref
@@ -100,13 +101,29 @@ class FaithfulCheck:
     """The check after a text run (a summary, an answer): its tokens stream as they come, and once the
     model is done `check(text)` runs on a worker thread; its verdict is a `grounded` event before `done`,
     and lineage keeps it as the run's validation (what was dropped and why). The run's output stays the
-    model's own text, so a cached answer is checked again the same way."""
+    model's own text, so a cached answer is checked again the same way.
 
-    def __init__(self, check: Callable[[str], Faithful]) -> None:
+    `prepare` (embedding the source's sentences) starts on a thread at the first token (`begin`), so that
+    the check after the last token has little left to do; not earlier, where it would slow the reading
+    of the prompt and with it the first words."""
+
+    def __init__(
+        self, check: Callable[[str], Faithful], *, prepare: Callable[[], object] | None = None
+    ) -> None:
         self.check = check
+        self.prepare = prepare
+        self._preparing: threading.Thread | None = None
+
+    def begin(self) -> None:
+        """Start `prepare` (once)."""
+        if self.prepare is not None and self._preparing is None:
+            self._preparing = threading.Thread(target=self.prepare, name="faithful-prepare", daemon=True)
+            self._preparing.start()
 
     def finish(self, run_id: str, start: RunStart, generated: Generated) -> StructuredOutcome:
         began = time.perf_counter()
+        if self._preparing is not None:
+            self._preparing.join()
         faithful = self.check(generated.text)
         ms = round((time.perf_counter() - began) * 1000, 2)
         return StructuredOutcome(
@@ -602,6 +619,8 @@ class RunExecutor:
                         item = Token(restore.feed(item.text), item.logprob)
                     for event in run.took(item, started, structured, max_tokens):
                         yield event
+                    if attempt.check is not None:
+                        attempt.check.begin()
                 if restore is not None and (rest := restore.flush()):
                     for event in run.took(Token(rest), started, structured, max_tokens):
                         yield event

@@ -21,6 +21,7 @@ a symlink that leads out of them, or a path that does not exist, with one messag
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -37,7 +38,7 @@ from msgspec import Meta
 
 from deskpilot.indexes import EmbedderError, Hit, IndexStatus, Scope
 from deskpilot.inference import Job, Passage, Ticket, ask_job
-from deskpilot.inference.faithful import Faithful, FaithfulChecker
+from deskpilot.inference.faithful import FaithfulChecker
 from deskpilot.server.core.wire import NOT_BLANK, Client, DoneEvent, RunIn, ShortText, SourceOut, SourcesEvent
 from deskpilot.server.documents.roots import IndexRoot, NotInRoots, RootRefused
 from deskpilot.server.documents.service import Indexer
@@ -133,11 +134,9 @@ def _within_roots(hits: list[Hit], indexer: Indexer) -> list[Hit]:
 def _answer_check(checker: FaithfulChecker, question: str, passages: tuple[Passage, ...]) -> FaithfulCheck:
     """The check of an answer: its sentences against the passages they cite (`part` = the number)."""
 
-    def check(output: str) -> Faithful:
-        source = checker.source([p.text for p in passages], part_ids=[p.number for p in passages])
-        return checker.check_answer(output, source, question)
-
-    return FaithfulCheck(check)
+    # The passages are split and embedded once, while the model writes (`FaithfulCheck.begin`).
+    source = functools.cache(lambda: checker.source([p.text for p in passages], [p.number for p in passages]))
+    return FaithfulCheck(lambda output: checker.check_answer(output, source(), question), prepare=source)
 
 
 async def _with_sources(

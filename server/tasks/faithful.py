@@ -7,9 +7,10 @@ of the earlier messages of its thread, in request order (a source sentence's `pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from deskpilot.inference.faithful import Faithful, FaithfulChecker
+from deskpilot.inference.faithful import Faithful, FaithfulChecker, Source
 from deskpilot.server.runs import FaithfulCheck
 from deskpilot.server.tasks.wire import SummarizeRequest
 
@@ -27,10 +28,17 @@ def summary_parts(data: SummarizeRequest) -> list[str]:
 
 
 def check_summary(
-    checker: FaithfulChecker, parts: Sequence[str], output: str, *, length: str, sentences: int
+    checker: FaithfulChecker,
+    parts: Sequence[str],
+    output: str,
+    *,
+    length: str,
+    sentences: int,
+    source: Source | None = None,
 ) -> Faithful:
-    """A summary the model wrote, checked against `parts` (see the module docstring)."""
-    source = checker.source(parts)
+    """A summary the model wrote, checked against `parts` (see the module docstring); `source`: the
+    parts already split and embedded."""
+    source = source or checker.source(parts)
     if length == "headline":
         return checker.check_headline(output, source, max_words=HEADLINE_WORDS)
     return checker.check(output, source, sentences=sentences)
@@ -39,6 +47,11 @@ def check_summary(
 def summary_check(checker: FaithfulChecker, data: SummarizeRequest) -> FaithfulCheck:
     """The check of one summarize request's run."""
     parts = summary_parts(data)
+    # The email is split and embedded once, while the model writes (`FaithfulCheck.begin`).
+    source = functools.cache(lambda: checker.source(parts))
     return FaithfulCheck(
-        lambda output: check_summary(checker, parts, output, length=data.length, sentences=data.sentences)
+        lambda output: check_summary(
+            checker, parts, output, length=data.length, sentences=data.sentences, source=source()
+        ),
+        prepare=source,
     )
