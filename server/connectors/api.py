@@ -38,7 +38,7 @@ class SyncAPI(Controller):
     @post(
         "/sync",
         status_code=202,
-        summary="Sync mail, OneDrive and calendar into the index (in the background)",
+        summary="Sync mail, OneDrive, SharePoint libraries and calendar into the index (in the background)",
     )
     async def start_sync(
         self, graph: NamedDependency[GraphConnector], data: JSONBody[SyncRequest | None] = None

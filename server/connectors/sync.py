@@ -93,7 +93,7 @@ WINDOW_DRIFT = timedelta(days=1)  # the calendar restarts its delta round when i
 
 
 class SyncProgress(msgspec.Struct, rename="camel", kw_only=True):
-    phase: str  # "folders", "mail", "files", "calendar", "repair", "done"
+    phase: str  # "folders", "mail", "files", "sites", "calendar", "retry", "repair", "done"
     scope: str = ""
     items_done: int = 0
     items_total: int | None = None  # known for a first sync of the mailbox (folders' item counts)

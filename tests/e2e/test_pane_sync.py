@@ -1,8 +1,9 @@
 """Microsoft 365 sync status in the Status tab, end to end: real headless Chromium at Office's narrowest pane
 (320 px), the real server (`deskpilot serve`, the embedded model loaded) signed in to the Graph stand-in on
-127.0.0.1, whose tenant flags one file as malware (403 `malwareDetected`, the stand-in's `blocked` option).
-A sync from the server's API indexes everything else; the pane lists each scope with its last success, and
-OneDrive's "N skipped" opens to the flagged file with its reason and its next retry.
+127.0.0.1, whose tenant flags one file as malware (403 `malwareDetected`, the stand-in's `blocked` option)
+and has a followed SharePoint site with a document library. A sync from the server's API indexes
+everything else; the pane lists each scope (mail folders, OneDrive, the library, the calendar) with its
+last success, and OneDrive's "N skipped" opens to the flagged file with its reason and its next retry.
 
 Screenshot: sync-status.png (test-artifacts/taskpane/).
 """
@@ -45,6 +46,9 @@ def test_the_status_tab_shows_each_scope_and_a_skipped_file_with_its_reason(
     with StandIn(generate(seed=31, messages=3, files=5, events=2)) as standin:
         flagged = sorted((f for f in standin.tenant.files.values() if f.marker), key=lambda f: f.id)[0]
         standin.tenant.blocked[flagged.id] = "malware"
+        site = standin.tenant.add_site("Marketing")
+        library = standin.tenant.library(site)
+        standin.tenant.add_file("plan.txt", b"Launch plan. Reference plan-marker.", library=library.id)
         sign_in(graph_settings(standin))
         server = started(server_factory(env=graph_env(standin)))
         status = synced(server)
@@ -63,6 +67,9 @@ def test_the_status_tab_shows_each_scope_and_a_skipped_file_with_its_reason(
         onedrive = page.locator('[data-testid="sync-scope"][data-scope="drive"]')
         expect(onedrive).to_contain_text("OneDrive")
         expect(onedrive.get_by_test_id("sync-scope-state")).to_have_text("synced just now")
+        sharepoint = page.locator(f'[data-testid="sync-scope"][data-scope="drive:{library.id}"]')
+        expect(sharepoint).to_contain_text("Marketing / Documents SharePoint")
+        expect(sharepoint.get_by_test_id("sync-scope-state")).to_have_text("synced just now")
         calendar = page.locator('[data-testid="sync-scope"][data-scope="calendar"]')
         expect(calendar.get_by_test_id("sync-scope-state")).to_have_text("synced just now")
         expect(calendar.get_by_test_id("sync-skipped")).to_have_count(0)

@@ -11,7 +11,8 @@
         )
 
 It serves a generated mailbox (folders, threads), a OneDrive (txt, md, html, docx, pdf and files the index
-cannot read) and a calendar through the Graph v1.0 endpoints the connector uses, with paging
+cannot read), SharePoint sites with document libraries (`Tenant.add_site`; followed ones are listed by
+`/me/followedSites`) and a calendar through the Graph v1.0 endpoints the connector uses, with paging
 (`@odata.nextLink`) and delta (`@odata.deltaLink`, `@removed`, `deleted`, 410 for expired links); an
 authority that msal accepts (OIDC discovery, device code, token and refresh grants); faults by
 configuration (`Faults`); and a mutation API: the `Tenant` methods in-process, `/_standin/...` over HTTP.
