@@ -165,3 +165,98 @@ def test_a_summary_shows_what_is_quoted_what_was_removed_and_each_sentences_sour
     assert_fits(pane)
     pane.shot("trust-summary-source")
     assert pane.errors == []
+
+
+INVOICES = [
+    "Hello,\n\nplease find invoice INV-2041 from Contoso Ltd, 1 Main Street, Dublin. Issued 3 November 2026, "
+    "due 3 December 2026. Consulting 1,000.00 EUR, VAT 230.00 EUR, total 1,230.00 EUR.\n\nContoso Billing",
+    "Invoice FB-778 from Fabrikam Inc, 9 Harbour Road, Cork. Date 12 November 2026. Design work 400.00 EUR, "
+    "VAT 92.00 EUR, total 492.00 EUR, payable within 30 days.",
+]
+
+
+def queue_reviews(server: ServerProcess) -> list[dict[str, Any]]:
+    """Two invoices extracted by the embedded model; every result goes to review (threshold 1.0)."""
+    with server.client() as client:
+        for text in INVOICES:
+            answer = client.post("/v1/extract", json={"schema": "invoice", "text": text}, timeout=240)
+            assert answer.status_code == 200 and "event: result" in answer.text, answer.text[-2000:]
+        reviews = client.get("/v1/reviews", params={"status": "pending"}).json()["reviews"]
+    assert len(reviews) == 2, reviews
+    return list(reviews)
+
+
+def box(locator: Any) -> dict[str, float]:
+    found = locator.bounding_box()
+    assert found is not None, locator
+    return dict(found)
+
+
+def test_a_review_opens_prefilled_beside_its_source_and_is_decided_from_the_keyboard(
+    pane_factory: PaneFactory, server: ServerProcess
+) -> None:
+    queued = queue_reviews(server)
+
+    # Wider than 480 px: the fields and the source side by side.
+    wide = pane_factory(server, width=640).open("outlook")
+    wide.page.get_by_role("tab", name="Review").click()
+    expect(wide.page.get_by_test_id("review-item")).to_have_count(2)
+    card = wide.page.get_by_test_id("review-item").first
+    source = card.get_by_test_id("review-source")
+    expect(source).to_be_visible()
+    fields = card.get_by_role("textbox").first
+    assert box(source)["x"] >= box(fields)["x"] + box(fields)["width"], "source is not beside the fields"
+    assert_fits(wide)
+    wide.shot("trust-review-wide")
+
+    # At 320 px: stacked, the source below the fields; every field prefilled with what was proposed.
+    pane = pane_factory(server).open("outlook")
+    page = pane.page
+    expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
+    page.get_by_role("tab", name="Review").click()
+    items = page.get_by_test_id("review-item")
+    expect(items).to_have_count(2)
+    first, second = items.nth(0), items.nth(1)
+    by_id = {r["id"]: r for r in queued}
+    review = by_id[first.get_attribute("data-review-id") or ""]
+    assert first.get_by_test_id("review-source").inner_text().strip() in [t.strip() for t in INVOICES]
+    number = first.get_by_label("Invoice number", exact=True)
+    expect(number).to_have_value(review["data"]["invoiceNumber"] or "")
+    assert box(first.get_by_test_id("review-source"))["y"] >= box(number)["y"] + box(number)["height"]
+    assert_fits(pane)
+    expect(first).to_have_attribute("aria-current", "true")
+    pane.shot("trust-review-narrow")
+
+    # J and K move between the items; E focuses the current item's first field.
+    page.keyboard.press("j")
+    expect(second).to_have_attribute("aria-current", "true")
+    expect(first).not_to_have_attribute("aria-current", "true")
+    page.keyboard.press("k")
+    expect(first).to_have_attribute("aria-current", "true")
+    page.keyboard.press("e")
+    first_field = first.get_by_role("textbox").first
+    expect(first_field).to_be_focused()
+
+    # A correction, then Enter: saved as an edit of that field only, with when the review was opened.
+    number.fill("INV-CORRECTED-1")
+    expect(first.get_by_role("button", name="Save corrections")).to_be_visible()
+    with page.expect_response(lambda r: r.request.method == "POST" and "/v1/reviews/" in r.url) as response:
+        number.press("Enter")
+    assert response.value.status == 200, response.value.text()
+    sent = response.value.request.post_data_json
+    assert sent["decision"] == "edit" and sent["fields"] == {"invoiceNumber": "INV-CORRECTED-1"}, sent
+    assert sent["openedAt"].endswith("Z"), sent
+    expect(page.get_by_text("Saved your corrections.")).to_be_visible()
+    expect(items).to_have_count(1)
+
+    # The other item (focus went back to the page with the decided card): Enter accepts it as proposed.
+    with page.expect_response(lambda r: r.request.method == "POST" and "/v1/reviews/" in r.url) as response:
+        page.keyboard.press("Enter")
+    assert response.value.request.post_data_json["decision"] == "accept"
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()
+
+    with server.client() as client:
+        groups = client.get("/v1/metrics/quality").json()["groups"]
+    (group,) = [g for g in groups if g["task"] == "extract:invoice"]
+    assert group["reviewsTimed"] == 2 and group["medianReviewSeconds"] is not None, group
+    assert pane.errors == [] and wide.errors == []
