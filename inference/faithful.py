@@ -267,7 +267,7 @@ class FaithfulChecker:
         allowed = [
             {int(n) for n in _CITATION.findall(t) if int(n) in source.parts} or everywhere for t in texts
         ]
-        assessed = self.assess(output, source, allowed_parts=allowed)
+        assessed = self._assess_texts(texts, source, allowed)
         checked = self._resolve(assessed, source, sentences=0, max_words=None)
         if not checked.fallback:
             return checked
