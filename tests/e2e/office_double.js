@@ -61,6 +61,7 @@
     if (it.mode === "compose") {
       var asyncValue = function (value) { return { getAsync: function (cb) { later(function () { cb(ok(value)); }); } }; };
       item.subject = asyncValue(it.subject || "");
+      item.subject.setAsync = function (value, cb) { calls.push(["subject.setAsync", value]); later(function () { cb(ok()); }); };
       item.to = asyncValue((it.to || []).map(person));
       item.cc = asyncValue([]);
     } else {

@@ -4,7 +4,8 @@ model), and for summaries a scripted OpenAI-compatible model on 127.0.0.1, so wh
 known: one supported sentence, one with a wrong day (the check quotes the source sentence it paraphrases)
 and one about a person the email never names (removed).
 
-Screenshots (test-artifacts/taskpane/): trust-summary-grounded.png, trust-summary-source.png.
+Screenshots (test-artifacts/taskpane/): trust-summary-grounded.png, trust-summary-source.png,
+trust-review-wide.png, trust-review-narrow.png, trust-draft-subject.png.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from conftest import ServerProcess
 from playwright.sync_api import expect
 
-from .conftest import Pane, PaneFactory
+from .conftest import EMAIL_BODY, Pane, PaneFactory
 from .test_taskpane_e2e import open_outlook, started, summarize_button, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -260,3 +261,33 @@ def test_a_review_opens_prefilled_beside_its_source_and_is_decided_from_the_keyb
     (group,) = [g for g in groups if g["task"] == "extract:invoice"]
     assert group["reviewsTimed"] == 2 and group["medianReviewSeconds"] is not None, group
     assert pane.errors == [] and wide.errors == []
+
+
+def test_the_draft_reply_offers_the_headline_summary_as_its_subject(
+    pane_factory: PaneFactory, server: ServerProcess, scripted: ScriptedModel
+) -> None:
+    # Read mode: the suggestion fills the subject field (Outlook's reply form keeps its own subject).
+    pane = open_outlook(pane_factory, server)
+    page = pane.page
+    wait_idle(server)
+    subject = page.get_by_test_id("draft-subject")
+    expect(subject).to_have_value("")
+    page.get_by_role("button", name="Suggest subject").click()
+    expect(subject).to_have_value(HEADLINE)  # supported by the email, so the model's own line
+    (asked,) = [b for b in scripted.bodies if "subject line" in str(b["messages"])]
+    assert "Q3 sales figures" in str(asked["messages"])  # the headline of this message
+    expect(page.get_by_test_id("run")).to_have_count(0)  # the main answer area is left alone
+    assert_fits(pane)
+    subject.scroll_into_view_if_needed()
+    pane.shot("trust-draft-subject")
+
+    # Compose mode: the suggestion becomes the message's subject.
+    draft = {"to": [["Carol Diaz", "carol@example.com"]], "body": EMAIL_BODY, "mode": "compose"}
+    compose = pane_factory(server).open("outlook", item=draft)
+    expect(compose.page.get_by_test_id("server-badge")).to_have_text("Ready")
+    compose.page.get_by_role("button", name="Suggest subject").click()
+    expect(compose.page.get_by_test_id("draft-subject")).to_have_value(HEADLINE)
+    compose.page.get_by_role("button", name="Use as subject").click()
+    expect(compose.page.get_by_text("Subject set.")).to_be_visible()
+    assert ["subject.setAsync", HEADLINE] in compose.office_calls()
+    assert pane.errors == [] and compose.errors == []

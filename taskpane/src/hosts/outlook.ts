@@ -110,6 +110,10 @@ export function createOutlookHost(): OutlookHost {
       const compose = currentItem() as unknown as Office.MessageCompose;
       await officeCall<void>((cb) => compose.body.setSelectedDataAsync(text, { coercionType: Office.CoercionType.Text }, cb));
     },
+    async setSubject(subject: string) {
+      const compose = currentItem() as unknown as Office.MessageCompose;
+      await officeCall<void>((cb) => compose.subject.setAsync(subject, cb));
+    },
     async addCategory(label: string) {
       if (!supports("Mailbox", "1.8")) throw new HostError("This version of Outlook cannot set categories from add-ins.");
       const target = currentItem() as unknown as Office.MessageRead;

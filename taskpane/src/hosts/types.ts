@@ -47,6 +47,8 @@ export interface OutlookHost {
   openReply(text: string, replyAll?: boolean): void;
   /** Compose mode: insert `text` at the cursor in the message being written. */
   insertIntoDraft(text: string): Promise<void>;
+  /** Compose mode: set the subject of the message being written. */
+  setSubject(subject: string): Promise<void>;
   addCategory(label: string): Promise<void>;
   /** Called when the user selects another message while the pane stays open (pinned); returns an unsubscribe. */
   onItemChanged(listener: () => void): () => void;

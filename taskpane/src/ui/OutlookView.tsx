@@ -1,16 +1,18 @@
 /** Outlook: summarize the message or the thread, draft a reply, extract, triage, start a workflow on it. */
-import { useCallback, useEffect, useState } from "react";
-import { Button, Caption1, Field, MessageBar, MessageBarBody, Select, Textarea, Text } from "@fluentui/react-components";
+import { useCallback, useEffect, useReducer, useRef, useState } from "react";
+import { Button, Caption1, Field, Input, MessageBar, MessageBarBody, Select, Spinner, Textarea, Text } from "@fluentui/react-components";
 import {
   ArrowReplyAllRegular, ArrowReplyRegular, ClipboardTaskListLtrRegular, FlashRegular, MailRegular, ReceiptRegular, SparkleRegular,
-  TagRegular, TextQuoteRegular,
+  TagRegular, TextQuoteRegular, TextHeader1Regular,
 } from "@fluentui/react-icons";
 import type { DraftReplyRequest, SummarizeRequest } from "../api/types";
 import type { ClassifyOut, ClassifyRequest, ExtractRequest } from "../api/types";
 import { HostError, type MailItem, type OutlookHost } from "../hosts";
 import { conversationThread, type Thread } from "../shared/conversation";
 import { LENGTHS, TONES } from "../shared/prefs";
-import { isActive } from "../shared/run";
+import { headlineRequest, subjectFrom } from "../shared/headline";
+import { IDLE, isActive, runReducer } from "../shared/run";
+import { runStream } from "../shared/stream";
 import { requestIdFor, WORKFLOW_FOR_SCHEMA, workflowInputs } from "../shared/workflow";
 import { usePane } from "./context";
 import { RunPanel } from "./RunPanel";
@@ -25,6 +27,28 @@ function localRunId(request: object): string {
   return id;
 }
 
+/**
+ * The draft's subject line from the headline summary of the message: its own small run beside the pane's
+ * main one (so a draft on screen stays), cancelled when the message changes or the pane closes.
+ */
+function useSuggestedSubject() {
+  const { api } = usePane();
+  const [state, dispatch] = useReducer(runReducer, IDLE);
+  const controller = useRef<AbortController | null>(null);
+  const suggest = useCallback((item: MailItem) => {
+    controller.current?.abort();
+    const c = new AbortController();
+    controller.current = c;
+    void runStream(api, "/v1/summarize", headlineRequest(item.email, item.sourceRef), dispatch, c.signal);
+  }, [api]);
+  const stop = useCallback(() => {
+    controller.current?.abort();
+    dispatch({ type: "reset" });
+  }, []);
+  useEffect(() => () => controller.current?.abort(), []);
+  return { state, suggest, stop };
+}
+
 export function OutlookView({ host }: { host: OutlookHost }) {
   const { api, run, prefs, setPrefs, server, workflow, identity } = usePane();
   const styles = useStyles();
@@ -34,6 +58,11 @@ export function OutlookView({ host }: { host: OutlookHost }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [remote, setRemote] = useState<Thread | null>(null);
   const busy = isActive(run.state);
+  const headline = useSuggestedSubject();
+  const [subject, setSubject] = useState("");
+  const suggested = subjectFrom(headline.state);
+  const headlineBusy = isActive(headline.state);
+  useEffect(() => { if (suggested) setSubject(suggested); }, [suggested]);
 
   const load = useCallback(() => {
     setNotice(null);
@@ -54,10 +83,11 @@ export function OutlookView({ host }: { host: OutlookHost }) {
 
   const { reset } = run;
   const { reset: resetWorkflow } = workflow;
+  const { stop: stopHeadline } = headline;
   useEffect(() => {
     load();
-    return host.onItemChanged(() => { reset(); resetWorkflow(); load(); });
-  }, [host, load, reset, resetWorkflow]);
+    return host.onItemChanged(() => { reset(); resetWorkflow(); stopHeadline(); setSubject(""); load(); });
+  }, [host, load, reset, resetWorkflow, stopHeadline]);
 
   const summaryBody = useCallback((withThread: boolean): SummarizeRequest | null => item && {
     email: withThread && remote ? remote.email : item.email,
@@ -208,6 +238,25 @@ export function OutlookView({ host }: { host: OutlookHost }) {
         <div className={styles.row}>
           <Button icon={<ArrowReplyRegular />} disabled={!item || busy} onClick={draft}>Draft reply</Button>
         </div>
+        <Field label="Subject" size="small" hint={host.mode === "read"
+          ? "Outlook's reply keeps its own subject: copy this into it, or use it for a new message."
+          : undefined}>
+          <Input size="small" value={subject} onChange={(_, d) => setSubject(d.value)} data-testid="draft-subject"
+            placeholder="A one-line summary of the message" />
+        </Field>
+        <div className={styles.row}>
+          <Button size="small" icon={headlineBusy ? <Spinner size="extra-tiny" /> : <TextHeader1Regular />}
+            disabled={!item || headlineBusy} onClick={() => { if (item) headline.suggest(item); }}>Suggest subject</Button>
+          {host.mode === "compose" && (
+            <Button size="small" disabled={!subject.trim()}
+              onClick={() => host.setSubject(subject.trim()).then(() => setNotice("Subject set."), (e: Error) => setNotice(`Outlook could not set the subject: ${e.message}`))}>
+              Use as subject
+            </Button>
+          )}
+        </div>
+        {headline.state.problem && (
+          <Caption1 className={styles.muted} data-testid="subject-problem">No subject: {headline.state.problem.message}</Caption1>
+        )}
       </div>
 
       <div className={styles.section}>

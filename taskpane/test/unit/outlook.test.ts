@@ -194,7 +194,13 @@ describe("Outlook glue, the signed-in user", () => {
 describe("Outlook glue, compose mode", () => {
   it("reads subject and recipients asynchronously, uses the user as sender and inserts at the cursor", async () => {
     const rec: Recorded = install({
-      subject: { getAsync: (cb: (r: unknown) => void) => cb(succeeded("Re: Q3")) },
+      subject: {
+        getAsync: (cb: (r: unknown) => void) => cb(succeeded("Re: Q3")),
+        setAsync: (subject: string, cb: (r: unknown) => void) => {
+          rec.calls.push(["subject.setAsync", subject]);
+          cb(succeeded());
+        },
+      },
       to: { getAsync: (cb: (r: unknown) => void) => cb(succeeded([{ displayName: "Carol Diaz", emailAddress: "carol@example.com" }])) },
       cc: { getAsync: (cb: (r: unknown) => void) => cb(succeeded([])) },
       conversationId: "AAQk-2",
@@ -216,5 +222,7 @@ describe("Outlook glue, compose mode", () => {
     expect(item.senderAddress).toBeNull();
     await host.insertIntoDraft("Thanks, Carol.");
     expect(rec.calls).toContainEqual(["setSelectedDataAsync", "Thanks, Carol.", "text"]);
+    await host.setSubject("Q3 figures due Tuesday");
+    expect(rec.calls).toContainEqual(["subject.setAsync", "Q3 figures due Tuesday"]);
   });
 });
