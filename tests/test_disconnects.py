@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from conftest import bearer, free_port
 
+from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
 from deskpilot.server.app import create_app
 from deskpilot.server.core.token import read_token
@@ -30,8 +31,10 @@ class LiveServer:
     def __init__(self, settings: Settings, backend: ScriptedBackend) -> None:
         self.settings, self.backend = settings, backend
         self.url = f"http://127.0.0.1:{settings.port}"
+        # A torch-free embedder for the index and the summary checks: these tests are about admission.
+        index = DocumentIndex(settings.home / "index", embedder=HashEmbedder())
         config = uvicorn.Config(
-            create_app(settings, backend=backend),
+            create_app(settings, backend=backend, index=index),
             host="127.0.0.1",
             port=settings.port,
             log_level="warning",
