@@ -291,3 +291,38 @@ def test_the_draft_reply_offers_the_headline_summary_as_its_subject(
     expect(compose.page.get_by_text("Subject set.")).to_be_visible()
     assert ["subject.setAsync", HEADLINE] in compose.office_calls()
     assert pane.errors == [] and compose.errors == []
+
+
+@pytest.mark.parametrize(("host", "task_tab"), [("outlook", "Mail"), ("word", "Document")])
+def test_every_tab_fits_and_is_clickable_at_320_px(
+    pane_factory: PaneFactory, server: ServerProcess, host: str, task_tab: str
+) -> None:
+    pane = pane_factory(server, width=320).open(host)  # type: ignore[arg-type]  # a manifest host
+    page = pane.page
+    expect(page.get_by_test_id("server-badge")).to_have_text("Ready")
+    tablist = page.get_by_role("tablist", name="Views")
+    tabs = tablist.get_by_role("tab")
+    expect(tabs).to_have_count(5)
+    names = [task_tab, "Review", "Actions", "Status", "Settings"]
+    bar = box(tablist)
+    for name in names:
+        tab = tablist.get_by_role("tab", name=name, exact=True)
+        edges = box(tab)
+        assert edges["x"] >= bar["x"] and edges["x"] + edges["width"] <= min(bar["x"] + bar["width"], 320), (
+            f"{host}: the {name} tab is cut off: {edges} in {bar}"
+        )
+        # Nothing covers it: the point at its centre is the tab (or inside it).
+        centre = (edges["x"] + edges["width"] / 2, edges["y"] + edges["height"] / 2)
+        on_top = tab.evaluate(
+            "(tab, [x, y]) => { const e = document.elementFromPoint(x, y); return !!e && tab.contains(e); }",
+            list(centre),
+        )
+        assert on_top, f"{host}: something covers the {name} tab at its centre"
+        tab.click()
+        expect(tab).to_have_attribute("aria-selected", "true")
+    overflow = tablist.evaluate("e => e.scrollWidth - e.clientWidth")
+    assert overflow <= 0, f"{host}: the tab bar scrolls sideways by {overflow} px"
+    assert_fits(pane)
+    tablist.get_by_role("tab", name=task_tab, exact=True).click()
+    pane.shot(f"trust-tabs-{host}-320")
+    assert pane.errors == []
