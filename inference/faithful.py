@@ -66,12 +66,19 @@ _LEXICAL_WEIGHT = 0.4
 _CENTRALITY_WEIGHT = 0.6
 # A source sentence shorter than this (a greeting, "Thanks,", a name) is never a key sentence.
 _KEY_MIN_WORDS = 4
+_FACT_KINDS = {"n": "number", "d": "day", "m": "month", "t": "date", "p": "name"}
 _GREETING = re.compile(r"(?i)(?:hi|hello|hey|dear|good (?:morning|afternoon))\b")
 _CITATION = re.compile(r"\s*\[(\d{1,2})\]")
 
 
 class SupportsEmbedding(Protocol):
     """What the checker needs of an embedder (`deskpilot.indexes.Embedder` is one): L2-normalised rows."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def is_ready(self) -> bool: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -90,6 +97,8 @@ class Source:
         self.sentences: list[Sentence] = []
         for pid, text in self.parts.items():
             self.sentences += split_sentences(text, part=pid, first_index=len(self.sentences))
+        # A source and the sentences checked against it are embedded by the same model.
+        self.embedder = embedder
         self.vectors = embedder.embed([s.text for s in self.sentences])
         self.keys = [support_keys(s.text) for s in self.sentences]
         self.words = [content_words(s.text) for s in self.sentences]
@@ -131,11 +140,28 @@ class Kept(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Dropped(msgspec.Struct, frozen=True, kw_only=True):
-    """A generated sentence that was not supported; `replaced_by` is the quoted source sentence's index."""
+    """A generated sentence that was not supported; `replaced_by` is the quoted source sentence's index.
+    `position`: its place among the sentences the model wrote; `missing`: the kinds of its facts that the
+    source sentence lacks ("name", "day", ...), which lineage keeps instead of the values."""
 
     text: str
     reason: str
+    position: int = 0
+    missing: tuple[str, ...] = ()
+    score: float = 0.0
     replaced_by: int | None = None
+
+    @classmethod
+    def of(cls, position: int, a: Assessment, replaced_by: int | None = None) -> Dropped:
+        kinds = sorted({_FACT_KINDS[key[0]] for key in a.missing})
+        return cls(
+            text=a.text,
+            reason=a.reason,
+            position=position,
+            missing=tuple(kinds),
+            score=round(a.score, 3),
+            replaced_by=replaced_by,
+        )
 
 
 class Faithful(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,18 +172,30 @@ class Faithful(msgspec.Struct, frozen=True, kw_only=True):
     written: int  # sentences the model wrote
     supported: int  # of which supported as written
     fallback: bool
+    embedder: str = ""  # the model that aligned the sentences (a stand-in while MiniLM loads)
 
     @property
     def text(self) -> str:
         return " ".join(s.text for s in self.sentences)
 
     def record(self) -> dict[str, object]:
-        """What lineage keeps of the check (the run's `validation`)."""
+        """What lineage keeps of the check (the run's `validation`): which of the model's sentences were
+        dropped and why, by position and kind, not their words (the run's `output` has those, and the
+        input's values stay out of lineage unless retention allows them)."""
         return {
             "written": self.written,
             "supported": self.supported,
             "fallback": self.fallback,
-            "dropped": [msgspec.to_builtins(d) for d in self.dropped],
+            "embedder": self.embedder,
+            "dropped": [
+                {
+                    "position": d.position,
+                    "missing": list(d.missing),
+                    "score": d.score,
+                    "replaced_by": d.replaced_by,
+                }
+                for d in self.dropped
+            ],
             "sentences": [
                 {"kind": s.kind, "source": s.source.index if s.source else None, "score": round(s.score, 3)}
                 for s in self.sentences
@@ -172,19 +210,28 @@ class FaithfulChecker:
         self,
         embedder: SupportsEmbedding,
         *,
+        until_ready: SupportsEmbedding | None = None,
         min_score: float = 0.45,
         replace_score: float = 0.5,
         join_score: float = 0.15,
         min_kept: float = 0.5,
     ) -> None:
         self.embedder = embedder
+        self.until_ready = until_ready
         self.min_score = min_score
         self.replace_score = replace_score
         self.join_score = join_score
         self.min_kept = min_kept
 
     def source(self, parts: Sequence[str], part_ids: Sequence[int] | None = None) -> Source:
-        return Source(parts, self.embedder, part_ids)
+        return Source(parts, self._embedder_now(), part_ids)
+
+    def _embedder_now(self) -> SupportsEmbedding:
+        """The embedder, or while it is still loading (MiniLM takes ~10 s after a start) `until_ready`:
+        a check never waits for a model to load; the fact check is the same either way."""
+        if self.until_ready is not None and not self.embedder.is_ready:
+            return self.until_ready
+        return self.embedder
 
     def assess(
         self, output: str, source: Source, *, allowed_parts: Sequence[set[int] | None] | None = None
@@ -198,7 +245,7 @@ class FaithfulChecker:
     ) -> list[Assessment]:
         if not texts:
             return []
-        vectors = self.embedder.embed([_CITATION.sub("", t) for t in texts])
+        vectors = source.embedder.embed([_CITATION.sub("", t) for t in texts])
         out = []
         for i, text in enumerate(texts):
             parts = allowed_parts[i] if allowed_parts is not None and i < len(allowed_parts) else None
@@ -254,7 +301,10 @@ class FaithfulChecker:
         lines = [line for line in lines if line]
         assessed = self._assess_texts(lines[:1], source, None)
         checked = self._resolve(assessed, source, sentences=1, max_words=max_words)
-        extra = tuple(Dropped(text=line, reason="a headline is one line") for line in lines[1:])
+        extra = tuple(
+            Dropped(text=line, reason="a headline is one line", position=i)
+            for i, line in enumerate(lines[1:], start=1)
+        )
         return msgspec.structs.replace(checked, dropped=checked.dropped + extra)
 
     def check_answer(self, output: str, source: Source, question: str, *, quotes: int = 2) -> Faithful:
@@ -280,7 +330,7 @@ class FaithfulChecker:
         kept: list[Kept] = []
         dropped: list[Dropped] = []
         quoted: set[int] = set()
-        for a in assessed:
+        for position, a in enumerate(assessed):
             best = a.aligned[0] if a.aligned else None
             if a.supported and best is not None:
                 kept.append(Kept(text=a.text, kind="generated", source=best, score=a.score))
@@ -288,9 +338,9 @@ class FaithfulChecker:
                 quoted.add(best.index)
                 part = source.parts[best.part]
                 kept.append(_quote(_cut(best, part, max_words) if max_words else best, a.score))
-                dropped.append(Dropped(text=a.text, reason=a.reason, replaced_by=best.index))
+                dropped.append(Dropped.of(position, a, replaced_by=best.index))
             else:
-                dropped.append(Dropped(text=a.text, reason=a.reason))
+                dropped.append(Dropped.of(position, a))
         supported = sum(a.supported for a in assessed)
         enough = max(1, math.ceil(len(assessed) * self.min_kept))
         if len(kept) >= enough:
@@ -300,14 +350,16 @@ class FaithfulChecker:
                 written=len(assessed),
                 supported=supported,
                 fallback=False,
+                embedder=source.embedder.model_id,
             )
         extract = self.extractive(source, sentences, max_words=max_words) if sentences else []
         return Faithful(
             sentences=tuple(_quote(s, 1.0) for s in extract),
-            dropped=tuple(Dropped(text=a.text, reason=a.reason) for a in assessed),
+            dropped=tuple(Dropped.of(position, a) for position, a in enumerate(assessed)),
             written=len(assessed),
             supported=supported,
             fallback=True,
+            embedder=source.embedder.model_id,
         )
 
     def extractive(self, source: Source, count: int, *, max_words: int | None = None) -> list[Sentence]:
@@ -331,7 +383,7 @@ class FaithfulChecker:
     def _best_for(self, question: str, source: Source, count: int) -> list[tuple[Sentence, float]]:
         if not source.sentences:
             return []
-        vector = self.embedder.embed([question])[0]
+        vector = source.embedder.embed([question])[0]
         words = content_words(question)
         scored = [
             (s, _COSINE_WEIGHT * float(cos) + _LEXICAL_WEIGHT * _overlap(words, source.words[s.index]))

@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from deskpilot.addin_manifest import ASSETS_DIR
+from deskpilot.indexes import HashEmbedder
 from deskpilot.inference.faithful import FaithfulChecker
 from deskpilot.server import __version__
 from deskpilot.server.actions.api import ActionsAPI
@@ -127,7 +128,8 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             "stopping": provide(stopping),
             "indexer": provide(indexer),
             # Summaries and answers are checked against their sources with the index's embedder.
-            "checker": provide(FaithfulChecker(services.index.embedder)),
+            # Until MiniLM has loaded (~10 s after a start) the hash embedder stands in: no check waits.
+            "checker": provide(FaithfulChecker(services.index.embedder, until_ready=HashEmbedder())),
             "graph": provide(services.graph),
             "outbox": provide(workflows.outbox),
             "queue": provide(workflows.queue),

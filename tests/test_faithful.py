@@ -5,8 +5,9 @@ and the real all-MiniLM-L6-v2 the index loads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pytest
 
 from deskpilot.indexes import HashEmbedder, SentenceTransformerEmbedder
@@ -214,3 +215,21 @@ def test_a_month_and_a_day_from_two_sentences_make_no_date(checker: FaithfulChec
     assert not mixed.supported and "t:12-30" in mixed.missing
     [kept] = checker.assess("The training must be finished by the 30th of November.", source)
     assert kept.supported, kept.reason
+
+
+class Loading(HashEmbedder):
+    """An embedder still loading: the checker must not call it."""
+
+    @property
+    def is_ready(self) -> bool:
+        return False
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise AssertionError("a check waited for a model that is still loading")
+
+
+def test_while_the_embedder_loads_a_stand_in_checks() -> None:
+    checker = FaithfulChecker(Loading(), until_ready=HashEmbedder(model_id="stand-in"))
+    result = checker.check("Marco will update the project plan by Wednesday.", checker.source([EMAIL]))
+    assert result.embedder == "stand-in" and result.record()["embedder"] == "stand-in"
+    assert [s.text for s in result.sentences] == ["Priya will update the project plan by Friday."]
