@@ -5,13 +5,15 @@ known: one supported sentence, one with a wrong day (the check quotes the source
 and one about a person the email never names (removed).
 
 Screenshots (test-artifacts/taskpane/): trust-summary-grounded.png, trust-summary-source.png,
-trust-review-wide.png, trust-review-narrow.png, trust-draft-subject.png.
+trust-review-wide.png, trust-review-narrow.png, trust-draft-subject.png, trust-ask-grounded.png,
+trust-tabs-outlook-320.png, trust-tabs-word-320.png.
 """
 
 from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,14 @@ SUMMARY = (
     "The board meeting moved to Friday 10 am. Marco will present the plan to the board."
 )
 HEADLINE = "Q3 figures and churn analysis due Tuesday"
+# The answer the issue saw: invented companies and a notice period the cited passage does not give.
+ANSWER = "Contoso and Globex may end the agreement with 30 days notice [1]."
 
 
 class ScriptedModel:
     """An OpenAI-compatible chat server on 127.0.0.1 that streams a fixed answer: the headline for the
-    subject-line prompt, else the summary. Every request body is kept."""
+    subject-line prompt, the answer for the question about terminating, else the summary. Every request
+    body is kept."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -51,7 +56,7 @@ class ScriptedModel:
                 body = msgspec.json.decode(self.rfile.read(int(self.headers["Content-Length"])))
                 model.bodies.append(body)
                 prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
-                text = HEADLINE if "subject line" in prompt else SUMMARY
+                text = HEADLINE if "subject line" in prompt else ANSWER if "terminate" in prompt else SUMMARY
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -85,8 +90,8 @@ def scripted() -> Iterator[ScriptedModel]:
 
 @pytest.fixture
 def server(server_factory: type[ServerProcess], app_home: Path, scripted: ScriptedModel) -> ServerProcess:
-    """Summaries go to the scripted model; everything else to the embedded one. Inputs are kept, so a
-    review can show its source."""
+    """Summaries and answers go to the scripted model; everything else to the embedded one. Inputs are
+    kept, so a review can show its source."""
     app_home.mkdir(parents=True, exist_ok=True)
     (app_home / "config.toml").write_text(
         f"""
@@ -97,6 +102,9 @@ model = "scripted"
 locality = "local"
 
 [routes.summarize]
+use = ["scripted"]
+
+[routes.ask]
 use = ["scripted"]
 """
     )
@@ -325,4 +333,52 @@ def test_every_tab_fits_and_is_clickable_at_320_px(
     assert_fits(pane)
     tablist.get_by_role("tab", name=task_tab, exact=True).click()
     pane.shot(f"trust-tabs-{host}-320")
+    assert pane.errors == []
+
+
+def test_an_unsupported_answer_is_replaced_by_quoted_cited_passage_sentences(
+    pane_factory: PaneFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "supply-agreement.txt").write_text(
+        "Supply Agreement between Contoso Ltd and Fabrikam Inc. The agreement runs for two years from "
+        "1 January 2027. Either party may terminate it by giving 90 days written notice. Payment is due "
+        "30 days after the invoice date. The agreement is governed by the laws of Ireland.\n"
+    )
+    (docs / "picnic.txt").write_text("The company picnic takes place at Riverside Park on 14 June.\n")
+    with server.client() as client:
+        assert client.post("/v1/index", json={"paths": [str(docs)]}).status_code == 202
+        deadline = time.monotonic() + 180
+        while (status := client.get("/v1/index/status").json())["documents"] < 2 or status["indexing"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+
+    pane = pane_factory(server).open("word", document={"body": "Notes.", "selection": ""})
+    page = pane.page
+    expect(page.get_by_test_id("index-summary")).to_contain_text("Searches 2 documents")
+    page.get_by_label("Question").fill("How much notice is needed to terminate the supply agreement?")
+    page.get_by_role("button", name="Ask").click()
+    expect(page.get_by_test_id("run")).to_have_attribute("data-phase", "done")
+    # The invented answer is gone; the passage's own sentence stands in its place, quoted and cited.
+    assert "Globex" not in pane.output() and "30 days notice" not in pane.output()
+    sentence = page.get_by_test_id("grounded-sentence")
+    expect(sentence).to_have_count(1)
+    expect(sentence).to_have_attribute("data-kind", "quoted")
+    expect(sentence).to_contain_text("Either party may terminate it by giving 90 days written notice.")
+    removed = page.get_by_test_id("grounded-removed")
+    expect(removed).to_have_text("1 replaced by a quote of the cited passages")
+    cite = sentence.get_by_role("button", name="Source 1")
+    expect(cite).to_have_text("[1]")
+    expect(page.get_by_test_id("sources").locator("li").first).to_contain_text("supply-agreement")
+
+    # The citation still jumps to the source; a click on the sentence shows the passage sentence.
+    cite.click()
+    expect(page.locator("#source-1")).to_be_focused()
+    sentence.click(position={"x": 12, "y": 10})  # on its first word, not on the citation
+    expect(page.get_by_test_id("grounded-source")).to_have_text(
+        "From passage [1]: “Either party may terminate it by giving 90 days written notice.”"
+    )
+    assert_fits(pane)
+    pane.shot("trust-ask-grounded")
     assert pane.errors == []

@@ -13,6 +13,8 @@ export interface GroundedLine {
   source: string | null;
   /** Where that sentence is: "the email", "earlier message 2", "passage [3]". */
   where: string | null;
+  /** An answer's sentence that names no source itself (a quote): the passage it comes from, cited. */
+  cite: number | null;
 }
 
 export interface GroundedView {
@@ -49,6 +51,7 @@ export function groundedView(event: GroundedEvent): GroundedView {
     quoted: s.kind === "quoted",
     source: s.sourceSentence?.text ?? null,
     where: s.sourceSentence ? where(event.task, s.sourceSentence.part) : null,
+    cite: event.task === "ask" && s.sourceSentence && !/\[\d/.test(s.text) ? s.sourceSentence.part : null,
   }));
   const fallback = event.fallback
     ? event.task === "ask"

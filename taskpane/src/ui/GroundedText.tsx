@@ -16,6 +16,7 @@ const useStyles = makeStyles({
   sentence: {
     display: "block",
     width: "100%",
+    boxSizing: "border-box",
     textAlign: "start",
     padding: `2px ${tokens.spacingHorizontalXS}`,
     margin: 0,
@@ -78,7 +79,7 @@ function Sentence({ line, index, sources }: { line: GroundedLine; index: number;
           e.preventDefault();
           setOpen(!open);
         }}>
-        <AnswerText text={line.text} sources={sources} />
+        <AnswerText text={line.cite === null ? line.text : `${line.text} [${line.cite}]`} sources={sources} />
         {line.quoted && <span className={styles.marker} data-testid="quoted-marker">quoted</span>}
       </div>
       {open && (

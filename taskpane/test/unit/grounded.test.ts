@@ -23,8 +23,8 @@ describe("groundedView", () => {
   it("keeps each sentence's kind and its source sentence, and says what was removed", () => {
     const view = groundedView(summary);
     expect(view.lines).toEqual([
-      { text: "Carol needs the Q3 figures by Tuesday.", quoted: false, source: "I need the Q3 sales figures from your team by Tuesday evening.", where: "the email" },
-      { text: "Lisbon is still checking two invoices.", quoted: true, source: "Lisbon is still checking two invoices.", where: "earlier message 1" },
+      { text: "Carol needs the Q3 figures by Tuesday.", quoted: false, source: "I need the Q3 sales figures from your team by Tuesday evening.", where: "the email", cite: null },
+      { text: "Lisbon is still checking two invoices.", quoted: true, source: "Lisbon is still checking two invoices.", where: "earlier message 1", cite: null },
     ]);
     expect(view.removed).toBe("1 sentence removed: not supported by the email");
     expect(view.fallback).toBeNull();
@@ -34,6 +34,9 @@ describe("groundedView", () => {
     const ask = { ...summary, task: "ask", fallback: true, dropped: [...summary.dropped, ...summary.dropped] };
     const view = groundedView(ask);
     expect(view.lines[1].where).toBe("passage [1]");
+    expect(view.lines.map((l) => l.cite)).toEqual([0, 1]); // a quote is cited with its passage
+    const cited = { ...ask, sentences: [{ ...ask.sentences[0], text: "Ninety days [2]." }] };
+    expect(groundedView(cited).lines[0].cite).toBeNull(); // the model's own citation stays as written
     expect(view.removed).toBeNull();
     expect(view.fallback).toMatch(/passages' sentences that best match the question/);
     expect(groundedView({ ...ask, fallback: false }).removed).toBe("2 sentences removed: not supported by the cited passages");
