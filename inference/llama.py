@@ -184,21 +184,21 @@ class LlamaCppBackend:
 
     def threads_for_next(self) -> ThreadChoice:
         """The threads a request starting now would run on: the `threads` setting, or as many as there
-        are free cores (see `deskpilot.inference.threads`). Cheap (~0.1 ms), safe from any thread."""
+        are free cores (see `deskpilot.inference.threads`). Well under 1 ms; safe from any thread."""
         return self._choose()
 
     def _use_threads(self, *, start: bool = False) -> None:
         """Set the llama.cpp context to the thread count for now: at the `start` of a request, and again
         when `_RECHOOSE_S` has passed (called on the worker thread between evaluations; llama.cpp reads
         the count at each decode)."""
-        from llama_cpp import llama_set_n_threads
-
         now = time.monotonic()
         if not start and now - self._chosen_at < _RECHOOSE_S:
             return
         self._chosen_at = now
         choice = self._choose()
         if choice.threads != self._applied:
+            from llama_cpp import llama_set_n_threads
+
             llama_set_n_threads(self._llm._ctx.ctx, choice.threads, choice.threads)
             self._applied = choice.threads
         self.last_threads = choice
