@@ -44,6 +44,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
+from tqdm.auto import tqdm as plain_tqdm
 
 from deskpilot.server import __version__
 
@@ -199,7 +200,9 @@ def _download(
             headers=headers,
             expected_size=size,
             displayed_filename=label,  # not the CDN's address
-            tqdm_class=None if progress else _NoBar,
+            # Vanilla tqdm when asked for a bar: huggingface_hub's own obeys a process-wide switch that
+            # other libraries flip (sentence-transformers loading the index's embedder, for one).
+            tqdm_class=plain_tqdm if progress else _NoBar,
         )
 
 
