@@ -23,7 +23,7 @@ from deskpilot.inference.extraction.classify import DescribedLabel
 from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.core.wire import ErrorEvent, ResultEvent
 from deskpilot.server.extraction.review_queue import ReviewQueue
-from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask
+from deskpilot.server.extraction.service import ClassificationTask, ExtractionTask, calibration_store
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.runs import RunExecutor, Structured
@@ -129,7 +129,14 @@ class ModelAI:
             raise StepFailed(str(exc)) from exc
         context_length, count = self._context()
         job = extraction_job(schema, text=text, context_length=context_length, count_tokens=count)
-        task = ExtractionTask(schema, text, self.reviews, self.settings.review_threshold)
+        task = ExtractionTask(
+            schema,
+            text,
+            self.reviews,
+            self.settings.review_threshold,
+            calibrations=calibration_store(self.settings.home),
+            target_precision=self.settings.review_target_precision,
+        )
         result = self._run(job, task, source_ref)
         return {
             "runId": result.run_id,
