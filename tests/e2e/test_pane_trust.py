@@ -261,7 +261,10 @@ def test_a_review_opens_prefilled_beside_its_source_and_is_decided_from_the_keyb
     # The other item (focus went back to the page with the decided card): Enter accepts it as proposed.
     with page.expect_response(lambda r: r.request.method == "POST" and "/v1/reviews/" in r.url) as response:
         page.keyboard.press("Enter")
-    assert (response.value.request.post_data_json or {}).get("decision") == "accept"
+    accepted: dict[str, Any] = response.value.request.post_data_json or {}
+    assert accepted.get("decision") == "accept", accepted
+    # Opened when J first made it the current item, after the first item was opened with the queue.
+    assert accepted["openedAt"] > sent["openedAt"], (accepted, sent)
     expect(page.get_by_text("Nothing to review.")).to_be_visible()
 
     with server.client() as client:

@@ -80,7 +80,10 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
   const local = useLocal();
   const card = useRef<HTMLElement>(null);
   const firstField = useRef<HTMLInputElement & HTMLTextAreaElement>(null);
-  const openedAt = useRef(new Date()); // when the review was shown: the server times the decision from it
+  // When the person opened this review: first the current item of the queue (or focused), not merely
+  // listed below another; the server times the decision from it.
+  const openedAt = useRef<Date | null>(null);
+  const markOpened = () => { openedAt.current ??= new Date(); };
   const rows = structured({ data: review.data, fields: review.fields }).rows;
   const [values, setValues] = useState<Record<string, string>>(() => prefilledValues(rows));
   const [sending, setSending] = useState(false);
@@ -89,7 +92,9 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
   const changed = Object.keys(changedFields(rows, values)).length > 0;
 
   useEffect(() => {
-    if (current) card.current?.scrollIntoView?.({ block: "nearest" });
+    if (!current) return;
+    markOpened();
+    card.current?.scrollIntoView?.({ block: "nearest" });
   }, [current]);
 
   const decide = async (decision: ReviewDecision) => {
@@ -107,10 +112,10 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
     }
   };
   const submit = () => {
-    if (reviewer && !sending) void decide(decisionFor(rows, values, reviewer, openedAt.current));
+    if (reviewer && !sending) void decide(decisionFor(rows, values, reviewer, openedAt.current ?? new Date()));
   };
   const reject = () => {
-    if (reviewer && !sending) void decide({ decision: "reject", reviewer, openedAt: openedAt.current.toISOString() });
+    if (reviewer && !sending) void decide({ decision: "reject", reviewer, openedAt: (openedAt.current ?? new Date()).toISOString() });
   };
   useImperativeHandle(ref, () => ({
     submit,
@@ -121,7 +126,7 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
   return (
     <article ref={card} tabIndex={-1} className={`${styles.itemCard} ${current ? styles.focused : ""}`}
       aria-label={`Review of ${humanize(review.task)}`} aria-current={current || undefined}
-      data-testid="review-item" data-review-id={review.id} onFocusCapture={onPick}>
+      data-testid="review-item" data-review-id={review.id} onFocusCapture={() => { markOpened(); onPick(); }}>
       <div className={styles.row}>
         <Text weight="semibold" className={styles.grow}>{humanize(review.templateId.split("@")[0] || review.task)}</Text>
         {review.confidence !== null && <Badge appearance="tint" color={confidenceColor(review.confidence)}>{percent(review.confidence)}</Badge>}
