@@ -120,6 +120,18 @@ def test_the_hybrid_keeps_per_field_the_likelier_value() -> None:
     assert not review_reasons(chosen, calibration, calibration.threshold(0.5))
 
 
+def test_the_hybrid_never_chooses_a_value_the_schema_refuses() -> None:
+    long_name = "BLUE HERON TRADING LTD " + "AND SONS " * 14  # over the vendor field's 120 characters
+    receipt = RECEIPT.replace("BLUE HERON TRADING LTD", long_name.strip())
+    facts = find_facts(receipt)
+    result = finish_extraction(INVOICE, text=receipt, generated=_model_says("Blue Heron", None, 7.2, -0.7))
+    always, never = IsotonicMap([0.0], [0.9]), IsotonicMap([0.0], [0.1])
+    calibration = _calibration(vendor={"model": never, "extractor": always})
+    chosen = choose(INVOICE, result, text=receipt, facts=facts, calibration=calibration)
+    assert chosen.data["vendor"] == "Blue Heron"  # the likelier extractor value is too long to be one
+    assert len(long_name) > 120
+
+
 def test_fitted_hybrid_is_no_worse_than_either_part_on_its_training_documents() -> None:
     receipts = [RECEIPT.replace("BLUE HERON", name) for name in ("RED FOX", "GREY OWL", "TEAL DUCK")] * 4
     examples = [

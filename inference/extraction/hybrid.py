@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
+import jsonschema_rs
 import msgspec
 
 from deskpilot.inference.extraction.calibration import Calibration
@@ -141,6 +142,14 @@ def candidates(
     return found
 
 
+def _validator(schema: ExtractionSchema, field: str) -> Callable[[Any], bool]:
+    """Whether a value is one the schema allows for `field` (any value where it says nothing)."""
+    prop = schema.decode_schema.get("properties", {}).get(field)
+    if prop is None:
+        return lambda value: True
+    return jsonschema_rs.validator_for(prop).is_valid
+
+
 def choose(
     schema: ExtractionSchema,
     result: ExtractionResult,
@@ -157,13 +166,16 @@ def choose(
     data, fields = dict(result.data), dict(result.fields)
     probabilities: list[float] = []
     for field, options in candidates(schema, result, extractor_values(schema, facts), day_first).items():
+        fits = _validator(schema, field)
         scored = [(calibration.probability(field, c.source, c.score), c) for c in options]
-        known = [(p, c) for p, c in scored if p is not None]
+        # A candidate the schema refuses (an extractor's line longer than the field's maxLength) is never
+        # chosen: the result must stay one a reviewer can accept or edit as it is.
+        known = [(p, c) for p, c in scored if p is not None and fits(c.value)]
         if not known:
             continue
         probability, best = max(known, key=lambda pc: pc[0])
         remembered = (memory or {}).get(field)
-        if remembered is not None and remembered[1] > probability:
+        if remembered is not None and remembered[1] > probability and fits(remembered[0]):
             probability, best = remembered[1], Candidate(remembered[0], "memory", remembered[1])
         data[field] = best.value
         previous = fields.get(field) or FieldReport(confidence=0.0)
