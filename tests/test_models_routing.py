@@ -294,20 +294,27 @@ def test_a_workflow_step_has_its_own_route_when_one_is_configured(app_home: Path
 def test_the_cache_key_changes_with_the_model_the_template_the_input_and_the_parameters() -> None:
     from deskpilot.server.models.cache import cache_key
 
-    base = {
-        "profile": "embedded",
-        "weights_digest": "sha256:aa",
-        "template_hash": "sha256:t1",
-        "input_digest": "sha256:i1",
-        "parameters": {"max_tokens": 256, "temperature": 0.2},
-    }
-    key = cache_key(**base)  # type: ignore[arg-type]
-    assert cache_key(**{**base, "parameters": {"temperature": 0.2, "max_tokens": 256}}) == key  # type: ignore[arg-type]
-    for change in (
-        {"profile": "gpu"},
-        {"weights_digest": "sha256:bb"},
-        {"template_hash": "sha256:t2"},
-        {"input_digest": "sha256:i2"},
-        {"parameters": {"max_tokens": 128, "temperature": 0.2}},
-    ):
-        assert cache_key(**{**base, **change}) != key  # type: ignore[arg-type]
+    def key(
+        profile: str = "embedded",
+        weights: str = "sha256:aa",
+        template: str = "sha256:t1",
+        given: str = "sha256:i1",
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        return cache_key(
+            profile=profile,
+            weights_digest=weights,
+            template_hash=template,
+            input_digest=given,
+            parameters=parameters or {"max_tokens": 256, "temperature": 0.2},
+        )
+
+    assert key(parameters={"temperature": 0.2, "max_tokens": 256}) == key()  # order does not matter
+    changed = [
+        key(profile="gpu"),
+        key(weights="sha256:bb"),
+        key(template="sha256:t2"),
+        key(given="sha256:i2"),
+        key(parameters={"max_tokens": 128, "temperature": 0.2}),
+    ]
+    assert key() not in changed and len(set(changed)) == len(changed)
