@@ -80,10 +80,17 @@ class ItemBody(_Graph):
 
 class MailFolder(_Graph):
     id: str
+    odata_type: str | None = msgspec.field(default=None, name="@odata.type")
     display_name: str = ""
     parent_folder_id: str | None = None
     child_folder_count: int = 0
     total_item_count: int | None = None
+
+    @property
+    def is_search_folder(self) -> bool:
+        """A saved search (`mailSearchFolder`, listed among the folders, as in Microsoft's list-mailFolders
+        example): its messages live in real folders and are synced there, so it is not a folder to sync."""
+        return (self.odata_type or "").lower() == "#microsoft.graph.mailsearchfolder"
 
 
 class Site(_Graph):

@@ -366,6 +366,8 @@ class GraphSync:
                         except ItemDrift as exc:
                             self._quarantine("folders", "mailFolder", raw, exc)
                             return None  # an unreadable folder must not look like a deleted one
+                        if folder.is_search_folder:
+                            continue
                         name = f"{prefix}/{folder.display_name}" if prefix else folder.display_name
                         self._folder_names[folder.id] = name
                         out.append(folder)
