@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from graph_helpers import assert_index_holds, graph_settings, sign_in, vault  # noqa: F401
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
-from deskpilot.server.connectors.auth import GraphAuth
+from deskpilot.server.connectors.auth import SCOPES, SIGN_IN_SCOPES, ConsentRequired, GraphAuth
 from deskpilot.server.connectors.graph import GraphClient
 from deskpilot.server.connectors.standin import Faults, StandIn, Tenant, generate
 from deskpilot.server.connectors.state import SyncState
@@ -209,3 +210,95 @@ def test_configured_sites_come_from_the_environment_separated_by_spaces(
     assert load_settings().graph_sharepoint_sites == tuple(sites)
     monkeypatch.setenv("DESKPILOT_GRAPH_SHAREPOINT_SITES", json.dumps(sites))
     assert load_settings().graph_sharepoint_sites == tuple(sites)
+
+
+# -- Sites.Read.All, asked for apart (incremental consent) ------------------------------------------------
+
+CONSENT_MESSAGE = (
+    "SharePoint: needs the Sites.Read.All permission: sign in again (`deskpilot login`) "
+    "or ask IT to grant admin consent"
+)
+
+
+def sign_in_as_before(settings: Settings) -> GraphAuth:
+    """Sign in as Deskpilot did before it asked for Sites.Read.All: consent to SCOPES only."""
+    auth = GraphAuth(settings)
+    flow = auth.app.initiate_device_flow(scopes=SCOPES)
+    assert "access_token" in auth.app.acquire_token_by_device_flow(flow)
+    auth.backend.save_token(force=True)
+    return auth
+
+
+def test_a_sign_in_from_before_sites_read_all_keeps_syncing_and_asks_for_it_then_a_new_one_syncs_libraries(
+    index: DocumentIndex,
+) -> None:
+    t = tenant_with_sites()
+    with StandIn(t) as standin:
+        settings = graph_settings(standin)
+        sign_in_as_before(settings)
+        assert standin.consented == set(SCOPES)
+
+        first = sync(settings, index)
+        assert first.errors == [CONSENT_MESSAGE]  # reported once, for SharePoint, and nothing else failed
+        libraries = tuple(t.libraries)
+        assert_index_holds(index, expected(t, settings, leave_out=libraries))  # mail, OneDrive, calendar
+        assert not [k for k in scopes(settings) if k.startswith("drive:")]
+        assert not any(p.endswith("/followedSites") for _, _, p, _, _ in standin.requests)  # never sent
+        assert standin.stats["refreshes"] == 0  # the refused Sites.Read.All refresh counts no token
+
+        # The old sign-in still refreshes for the rest: every access token revoked, a second run.
+        standin.revoke_access_tokens()
+        assert sync(settings, index).errors == [CONSENT_MESSAGE]
+
+        # `deskpilot login` again: it asks for Sites.Read.All too, and the libraries sync.
+        sign_in(settings)
+        assert standin.consented == set(SIGN_IN_SCOPES)
+        after = sync(settings, index)
+        assert after.errors == []
+        legal = library_of(t, "Legal")
+        assert_index_holds(index, expected(t, settings, leave_out=(legal,)))
+
+
+def test_admin_consent_lets_a_sign_in_from_before_sync_libraries_without_signing_in_again(
+    index: DocumentIndex,
+) -> None:
+    t = tenant_with_sites()
+    with StandIn(t, admin_consent=["Sites.Read.All"]) as standin:
+        settings = graph_settings(standin)
+        sign_in_as_before(settings)
+        assert sync(settings, index).errors == []
+        assert_index_holds(index, expected(t, settings, leave_out=(library_of(t, "Legal"),)))
+        assert standin.consented == set(SCOPES)  # the user was never asked
+
+
+def test_a_new_sign_in_asks_for_sites_read_all_and_gets_one_token_per_permission_set() -> None:
+    with StandIn(generate(messages=1, files=0, events=0)) as standin:
+        settings = graph_settings(standin)
+        auth = sign_in(settings)
+        assert standin.consented == set(SIGN_IN_SCOPES)
+        base, sites = auth.access_token(), auth.access_token(scopes=["Sites.Read.All"])
+        assert standin.token_scopes[sites] >= {"Sites.Read.All"}
+        assert set(SCOPES) <= standin.token_scopes[base]
+
+
+def test_the_standin_refuses_site_endpoints_to_a_token_without_sites_read_all() -> None:
+    with StandIn(tenant_with_sites()) as standin:
+        settings = graph_settings(standin)
+        auth = sign_in_as_before(settings)
+        with pytest.raises(ConsentRequired, match=r"needs the Sites\.Read\.All permission"):
+            auth.access_token(scopes=["Sites.Read.All"])
+        client = GraphClient(auth, settings)
+        try:
+            assert client.me().user_principal_name  # the rest is served
+            with pytest.raises(ConsentRequired):  # the client never sends a site request without it
+                client.get_page("me/followedSites")
+        finally:
+            client.close()
+        # The token for the rest, sent to a site endpoint anyway: Graph's 403.
+        for path in ("me/followedSites", f"sites/{next(iter(standin.tenant.sites))}/drives"):
+            response = requests.get(
+                f"{standin.graph_url}/{path}",
+                headers={"Authorization": f"Bearer {auth.access_token()}"},
+                timeout=5,
+            )
+            assert response.status_code == 403 and response.json()["error"]["code"] == "accessDenied"

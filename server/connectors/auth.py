@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,7 +34,10 @@ from deskpilot.server.settings import Settings
 
 __all__ = [
     "SCOPES",
+    "SIGN_IN_SCOPES",
+    "SITES_SCOPES",
     "AuthError",
+    "ConsentRequired",
     "GraphAuth",
     "LoopbackHttpClient",
     "NotConfigured",
@@ -58,6 +61,14 @@ SCOPES = [
     "Calendars.ReadWrite",
     "Tasks.ReadWrite",
 ]
+# SharePoint sites (`/me/followedSites`, `/sites/{id}/drives`) need Sites.Read.All. It is asked for apart
+# from SCOPES (incremental consent): a user who signed in before it was asked for has no consent for it,
+# and a refresh that asked for it with the rest would fail, taking mail, files and calendar down too. So
+# sync refreshes SCOPES as before and asks for a Sites.Read.All token on its own (`access_token(scopes=)`),
+# and only the SharePoint part goes without when that is refused. New sign-ins ask for both, so a new
+# user consents once.
+SITES_SCOPES = ["Sites.Read.All"]
+SIGN_IN_SCOPES = SCOPES + SITES_SCOPES
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -71,6 +82,11 @@ class NotConfigured(AuthError):
 
 class NotSignedIn(AuthError):
     pass
+
+
+class ConsentRequired(AuthError):
+    """The sign-in holds no consent for a permission asked for apart from SCOPES (it predates it, or the
+    user could not consent): only what needs that permission goes without."""
 
 
 class SignedIn(msgspec.Struct, rename="camel", kw_only=True):
@@ -176,7 +192,7 @@ class GraphAuth:
     def login_device_code(self, show: Callable[[str], None]) -> SignedIn:
         """Print the code and URL with `show`, wait for the user to finish in any browser, keep the tokens."""
         self.vault.check_writable()  # before the user goes through sign-in, not after
-        flow = self.app.initiate_device_flow(scopes=SCOPES)
+        flow = self.app.initiate_device_flow(scopes=SIGN_IN_SCOPES)
         if "user_code" not in flow:
             raise AuthError(
                 f"the sign-in service refused the device code flow: "
@@ -188,7 +204,7 @@ class GraphAuth:
     def login_interactive(self) -> SignedIn:
         """Sign in in the system browser (msal runs a one-shot redirect listener on localhost)."""
         self.vault.check_writable()
-        return self._finish(self.app.acquire_token_interactive(SCOPES, prompt="select_account"))
+        return self._finish(self.app.acquire_token_interactive(SIGN_IN_SCOPES, prompt="select_account"))
 
     def _finish(self, result: dict[str, Any]) -> SignedIn:
         if "access_token" not in result:
@@ -230,17 +246,25 @@ class GraphAuth:
             keyring=keyring_description(self.vault.ring)[0],
         )
 
-    def access_token(self, *, force_refresh: bool = False) -> str:
-        """A valid access token: the cached one, or a refreshed one (kept in the keyring). `force_refresh`
-        when Graph refused the cached one before it expired (revoked, password changed)."""
+    def access_token(self, *, force_refresh: bool = False, scopes: Sequence[str] = SCOPES) -> str:
+        """A valid access token for `scopes`: the cached one, or a refreshed one (kept in the keyring).
+        `force_refresh` when Graph refused the cached one before it expired (revoked, password changed).
+        For scopes other than SCOPES (SITES_SCOPES) a refusal raises `ConsentRequired`, not `NotSignedIn`:
+        the sign-in is fine, it just lacks that permission."""
         accounts = self.app.get_accounts()
         if not accounts:
             raise NotSignedIn("not signed in to Microsoft 365: run `deskpilot login`")
         result = self.app.acquire_token_silent_with_error(
-            SCOPES, account=accounts[0], force_refresh=force_refresh
+            list(scopes), account=accounts[0], force_refresh=force_refresh
         )
         if not result or "access_token" not in result:
             reason = (result or {}).get("error_description") or "the sign-in has expired"
+            if list(scopes) != SCOPES:
+                log.info("no token for %s: %s", " ".join(scopes), reason.splitlines()[0])
+                raise ConsentRequired(
+                    f"needs the {', '.join(scopes)} permission: sign in again (`deskpilot login`) "
+                    "or ask IT to grant admin consent"
+                )
             raise NotSignedIn(f"{reason.splitlines()[0]}: run `deskpilot login` again")
         try:
             self.backend.save_token()

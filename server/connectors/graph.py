@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
 import requests
@@ -52,7 +52,7 @@ from O365 import Account
 from O365.connection import MSGraphProtocol
 from urllib3.exceptions import NewConnectionError
 
-from deskpilot.server.connectors.auth import GraphAuth, NotSignedIn
+from deskpilot.server.connectors.auth import SCOPES, SITES_SCOPES, GraphAuth, NotSignedIn
 from deskpilot.server.connectors.models import Message, Page, User
 from deskpilot.server.settings import Settings
 
@@ -238,7 +238,11 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 class GraphClient:
-    """Graph over O365's connection. Thread-compatible, not thread-safe: one per sync run."""
+    """Graph over O365's connection. Thread-compatible, not thread-safe: one per sync run.
+
+    Requests to SharePoint sites (`/sites/...`, `/me/followedSites`) carry a Sites.Read.All token, all
+    others the SCOPES one (see `auth.SITES_SCOPES`): when the sign-in holds no consent for Sites.Read.All,
+    those requests raise `auth.ConsentRequired` and every other request goes on as before."""
 
     def __init__(
         self,
@@ -270,7 +274,7 @@ class GraphClient:
         # Seconds of Retry-After waiting still allowed (None: no limit); the sync sets it per scope.
         self.throttle_budget: float | None = None
         self.throttle_waited = 0.0  # seconds spent waiting for Retry-After, over the client's life
-        self._authorized = False
+        self._authorized: tuple[str, ...] = ()  # the scopes of the token on the session, once authorized
 
     def url(self, path: str) -> str:
         return (
@@ -285,13 +289,22 @@ class GraphClient:
 
     # -- the retry policy -------------------------------------------------------------------------------
 
-    def _authorize(self, *, force: bool = False) -> None:
-        token = self.auth.access_token(force_refresh=force)
+    def _authorize(self, scopes: tuple[str, ...], *, force: bool = False) -> None:
+        token = self.auth.access_token(force_refresh=force, scopes=scopes)
         con = self.account.con
         if con.session is None:
             con.session = con.get_session(load_token=False)
         con.update_session_auth_header(access_token=token)
-        self._authorized = True
+        self._authorized = scopes
+
+    @staticmethod
+    def _scopes_for(url: str) -> tuple[str, ...]:
+        """The token a request needs: Sites.Read.All for SharePoint sites, SCOPES for everything else
+        (a library's own `/drives/{id}/...` requests need only Files.*)."""
+        path = urlsplit(url).path
+        if "/sites/" in path or path.endswith("/sites") or path.endswith("/followedSites"):
+            return tuple(SITES_SCOPES)
+        return tuple(SCOPES)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(_MAX_BACKOFF, self.settings.graph_backoff_seconds * 2.0**attempt)
@@ -316,9 +329,10 @@ class GraphClient:
         """Send `method url` under the retry policy; `decode(response)` runs inside it, so a truncated or
         malformed body is retried like a dropped connection (or is ambiguous, for a write that is not
         idempotent). `body` holds requests' `json` or `data` argument."""
-        if not self._authorized:
-            self._authorize()
         url = self.url(url)
+        scopes = self._scopes_for(url)
+        if self._authorized != scopes:
+            self._authorize(scopes)
         headers = _o365_headers(headers)
         if prefer:
             headers["Prefer"] = prefer
@@ -340,7 +354,7 @@ class GraphClient:
                     # O365 refreshes only tokens past their expiry; one revoked early needs a forced refresh.
                     refreshed = True
                     self.stats["token_refreshes"] += 1
-                    self._authorize(force=True)
+                    self._authorize(scopes, force=True)
                     continue
                 if status == 401:
                     raise NotSignedIn("Microsoft 365 refused the sign-in: run `deskpilot login` again")

@@ -34,7 +34,9 @@ SharePoint: the document libraries of the sites in `graph_sharepoint_sites`, or 
 sites the user follows (`/me/followedSites`), each a scope "drive:<drive id>" that follows the same drive
 delta as the OneDrive. A library that fails is reported and the others go on; a site whose libraries
 cannot be listed keeps its libraries' scopes (they go on from their cursors), and libraries are dropped
-from the index only when a complete listing no longer has them.
+from the index only when a complete listing no longer has them. Sites need the Sites.Read.All permission,
+asked for apart from the rest (`auth.SITES_SCOPES`): a sign-in without it reports "SharePoint: needs the
+Sites.Read.All permission..." and mail, OneDrive and calendar sync as before.
 
 Messages are requested with immutable ids (`Prefer: IdType="ImmutableId"`, in `graph.py`), so a message
 moved between folders keeps its id: it is removed from the index only if the folder reporting it
@@ -55,6 +57,7 @@ from typing import Any
 import msgspec
 
 from deskpilot.indexes import SUPPORTED_SUFFIXES, DocumentIndex, DocumentInput, SkipFile, load_bytes
+from deskpilot.server.connectors.auth import ConsentRequired
 from deskpilot.server.connectors.graph import (
     MESSAGE_SELECT,
     Cancelled,
@@ -410,6 +413,9 @@ class GraphSync:
                 complete = self._site_libraries(site, out) and complete
         except Throttled as exc:
             self._note_deferred("SharePoint sites", exc)
+            return out, False
+        except ConsentRequired as exc:  # no Sites.Read.All: the libraries known so far go on (Files.*)
+            self._fail("SharePoint", exc)
             return out, False
         finally:
             self.client.throttle_budget = None

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,6 +115,13 @@ class Faults:
 _REWRITE_PADDING = b"\n" * 9
 
 
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+# Any of these lets a token read SharePoint sites; without one, site endpoints answer 403 as Graph does.
+_SITE_SCOPES = frozenset(
+    {"Sites.Read.All", "Sites.ReadWrite.All", "Sites.Manage.All", "Sites.FullControl.All"}
+)
+
+
 def sync_state_gone(status: int) -> _Reply:
     """An expired delta or skip token, as Graph says it: 410 Gone, or a 40X `syncStateNotFound`."""
     return _error(status, "syncStateNotFound", "The sync state generation is not found (resync required).")
@@ -129,7 +137,12 @@ def _unb64(text: str) -> dict[str, Any]:
 
 
 class StandIn:
-    """A Graph stand-in on 127.0.0.1. `with StandIn(generate()) as graph:`; `graph.url`, `graph.graph_url`."""
+    """A Graph stand-in on 127.0.0.1. `with StandIn(generate()) as graph:`; `graph.url`, `graph.graph_url`.
+
+    Its token endpoint keeps the user's consent as Entra does: a sign-in consents to the scopes it asks
+    for; a refresh for a scope nobody consented to (neither that user nor `admin_consent`) is refused
+    (`invalid_grant`, AADSTS65001); a token is good for the scopes it was issued for, and SharePoint
+    site endpoints answer 403 to one without a Sites.* scope."""
 
     def __init__(
         self,
@@ -141,6 +154,7 @@ class StandIn:
         max_page_size: int = 25,
         token_lifetime: int = 3600,
         approve_after_polls: int = 0,
+        admin_consent: Sequence[str] = (),
     ) -> None:
         self.tenant = tenant or generate()
         self.faults = faults or Faults()
@@ -149,6 +163,11 @@ class StandIn:
         self.token_lifetime = token_lifetime
         self.approve_after_polls = approve_after_polls
         self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
+        self.token_scopes: dict[str, frozenset[str]] = {}  # access token -> the scopes it was issued for
+        # Delegated permissions the user consented to at sign-in, and those IT granted for everyone
+        # (admin consent). A refresh that asks for a permission in neither is refused, as Entra does.
+        self.consented: set[str] = set()
+        self.admin_consent = set(admin_consent)
         self.refresh_tokens: set[str] = set()
         self.issued: list[str] = []  # every access and refresh token handed out, for leak scans
         self.device_codes: dict[str, dict[str, Any]] = {}
@@ -270,7 +289,9 @@ class StandIn:
             "ver": "2.0",
         }
         id_token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
-        granted = " ".join(s for s in scope.split() if s not in ("openid", "profile", "offline_access"))
+        granted = " ".join(s for s in scope.split() if s not in _RESERVED_SCOPES)
+        with self._lock:
+            self.token_scopes[access] = frozenset(granted.split())
         return {
             "token_type": "Bearer",
             "scope": granted,
@@ -282,12 +303,31 @@ class StandIn:
             "client_info": _b64({"uid": USER["id"], "utid": TENANT_ID}),
         }
 
-    def check_bearer(self, header: str | None) -> None:
+    def check_bearer(self, header: str | None) -> frozenset[str]:
+        """The scopes of the request's access token; 401 when it is unknown or expired."""
         token = (header or "").removeprefix("Bearer ").strip()
         with self._lock:
             expiry = self.access_tokens.get(token)
+            scopes = self.token_scopes.get(token, frozenset())
         if expiry is None or expiry < time.time():
             raise _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        return scopes
+
+    def consent(self, scope: str) -> None:
+        """The user consents to what a sign-in asks for (the stand-in's user always accepts)."""
+        with self._lock:
+            self.consented |= set(scope.split()) - _RESERVED_SCOPES
+
+    def not_consented(self, scope: str) -> set[str]:
+        """The permissions in `scope` that neither the user nor an admin consented to."""
+        with self._lock:
+            return set(scope.split()) - _RESERVED_SCOPES - self.consented - self.admin_consent
+
+
+def _is_site_path(path: str) -> bool:
+    """SharePoint site endpoints: `/sites...` and `/me/followedSites` (a library's `/drives/...` is not)."""
+    parts = path.strip("/").split("/")[1:]  # after "v1.0"
+    return parts[:1] == ["sites"] or parts[:2] == ["me", "followedSites"]
 
 
 class QuietHTTPServer(ThreadingHTTPServer):
@@ -394,8 +434,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _graph(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         standin = self.standin
-        standin.check_bearer(self.headers.get("Authorization"))
+        granted = standin.check_bearer(self.headers.get("Authorization"))
         standin.stats["graph_requests"] += 1
+        if _is_site_path(path) and not granted & _SITE_SCOPES:
+            raise _error(403, "accessDenied", "Either scp or roles claim need to be present in the token.")
         if standin.in_storm():
             raise _error(429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"})
         fault = standin.pick_fault("$deltatoken" in query, method, path)
@@ -879,11 +921,25 @@ def _auth_handler(handler: _Handler, method: str, path: str, query: dict[str, st
                     400, {"error": "authorization_pending", "error_description": "waiting for the user"}
                 )
             del standin.device_codes[form["device_code"]]
+            standin.consent(flow["scope"])
             raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), flow["scope"]))
         if grant == "refresh_token":
             if form.get("refresh_token") not in standin.refresh_tokens:
                 raise _Reply(
                     400, {"error": "invalid_grant", "error_description": "AADSTS70008: refresh token expired"}
+                )
+            missing = standin.not_consented(form.get("scope", ""))
+            if missing:
+                raise _Reply(
+                    400,
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "AADSTS65001: The user or administrator has not consented to "
+                        f"use the application with ID '{form.get('client_id', '')}' for "
+                        f"{' '.join(sorted(missing))}. Send an interactive authorization request for this "
+                        "user and resource.",
+                        "suberror": "consent_required",
+                    },
                 )
             standin.stats["refreshes"] += 1
             raise _Reply(200, standin.issue_tokens(form.get("client_id", ""), form.get("scope", "")))
