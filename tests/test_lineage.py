@@ -447,6 +447,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         "m006_reviewer_address",
         "m007_model_profiles",
         "m008_trace_id",
+        "m009_review_source_text",
     ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"

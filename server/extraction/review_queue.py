@@ -5,7 +5,9 @@ queued in `review_queue`, one item per run. A decision (accept, edit, reject) is
 append-only `reviews` table in the same transaction that closes the queue item, with the reviewer (a
 person's name and email address), the field-level diff between what the model proposed and what the person
 kept, and the document after review.
-The queue is working state; `reviews` is the audit record, hash-chained exactly like `runs` (`_chain.py`)
+The queue is working state (a pending item also keeps the text its run read, `source_text`, for the
+reviewer to read beside the fields, whatever `retain_inputs` says; the decision clears it); `reviews` is the
+audit record, hash-chained exactly like `runs` (`_chain.py`)
 and checked by `LineageStore.verify()`.
 
 The override rate per task, template and model (`quality()`) comes from the chained decisions joined with
@@ -110,6 +112,7 @@ class ReviewItem(msgspec.Struct, kw_only=True):
     proposed: dict[str, Any]  # the result as the model proposed it
     fields: dict[str, Any]  # per-field confidence reports, for the reviewer's eyes
     spec: dict[str, Any]  # what an edit is validated against (a schema name, or the allowed labels)
+    source_text: str | None = None  # the text the run read, while the item waits (None once decided)
     decided_at: str | None = None
     decision: ReviewRecord | None = None
 
@@ -183,7 +186,10 @@ class ReviewQueue:
         proposed: dict[str, Any],
         fields: dict[str, Any],
         spec: dict[str, Any],
+        source_text: str | None = None,
     ) -> ReviewItem:
+        """Queue a run's result for a person. `source_text`: the text the run read, kept with the item
+        until it is decided (so the reviewer sees it even where the run record does not keep inputs)."""
         row = {
             "id": uuid.uuid4().hex,
             "run_id": run_id,
@@ -197,6 +203,7 @@ class ReviewQueue:
             "proposed": proposed,
             "fields": fields,
             "spec": spec,
+            "source_text": source_text or None,
             "decided_at": None,
         }
         encoded = {k: msgspec.json.encode(v).decode() if k in _JSON_QUEUE else v for k, v in row.items()}
@@ -280,7 +287,8 @@ class ReviewQueue:
             }
             stored = self._store.append_chained(conn, "reviews", row)
             conn.execute(
-                "UPDATE review_queue SET status = ?, decided_at = ? WHERE id = ?",
+                # The source was kept for the person deciding; once decided it is no longer needed here.
+                "UPDATE review_queue SET status = ?, decided_at = ?, source_text = NULL WHERE id = ?",
                 [_STATUS[decision], decided_at, review_id],
             )
         return _record(stored)

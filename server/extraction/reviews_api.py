@@ -63,6 +63,7 @@ def _review_out(item: ReviewItem) -> ReviewOut:
         data=item.proposed,
         fields=item.fields,
         decision=decision,
+        source_text=item.source_text,
     )
 
 

@@ -129,6 +129,7 @@ class ExtractionTask:
                 proposed=result.data,
                 fields=msgspec.to_builtins(fields),
                 spec={"schema": self.schema.name, "schema_id": self.schema.schema_id},
+                source_text=self.text,
             )
             review = ReviewRef(id=item.id, reasons=result.review_reasons)
             self.reviews.vendors.hold(

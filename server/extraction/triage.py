@@ -96,6 +96,7 @@ class ClassificationTask:
                 proposed=data,
                 fields=msgspec.to_builtins(fields),
                 spec={"labels": self.ids},
+                source_text=self.text,
             )
             review = ReviewRef(id=item.id, reasons=reasons)
             if self.memory is not None and self.prior is not None:

@@ -217,6 +217,7 @@ class ReviewOut(Out):
     data: dict[str, Any]  # the result as proposed
     fields: dict[str, Any]  # per-field confidence, as in the `result` event
     decision: DecisionOut | None = None
+    source_text: str | None = None  # the text the run read, while the item is pending (null once decided)
 
 
 class ReviewsOut(Out):

@@ -186,3 +186,12 @@ def m008_trace_id(db: Database) -> None:
     if "trace_id" not in {c.name for c in db["runs"].columns}:
         db.execute("ALTER TABLE runs ADD COLUMN trace_id TEXT")
     db.execute("CREATE INDEX IF NOT EXISTS runs_trace_id ON runs (trace_id)")
+
+
+@migrations()
+def m009_review_source_text(db: Database) -> None:
+    # The text a queued review's run read, so the pane can show it beside the fields while a person
+    # decides, whether or not the run kept its input (`retain_inputs`). Working state, not audit: the
+    # decision sets it back to NULL, so it is kept only while a person needs it.
+    if "source_text" not in {c.name for c in db["review_queue"].columns}:
+        db.execute("ALTER TABLE review_queue ADD COLUMN source_text TEXT")

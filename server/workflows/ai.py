@@ -118,7 +118,7 @@ class ModelAI:
     ) -> dict[str, Any]:
         context_length, count = self._context()
         job = classify_job(text=text, labels=labels, context_length=context_length, count_tokens=count)
-        task = ClassificationTask(labels, self.reviews, self.settings.review_threshold)
+        task = ClassificationTask(labels, self.reviews, self.settings.review_threshold, text=text)
         result = self._run(job, task, source_ref)
         return {"runId": result.run_id, "label": result.data["label"], "confidence": result.confidence}
 

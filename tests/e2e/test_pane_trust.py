@@ -91,7 +91,7 @@ def scripted() -> Iterator[ScriptedModel]:
 @pytest.fixture
 def server(server_factory: type[ServerProcess], app_home: Path, scripted: ScriptedModel) -> ServerProcess:
     """Summaries and answers go to the scripted model; everything else to the embedded one. Inputs are
-    kept, so a review can show its source."""
+    kept (the review test uses its own server, `review_server`, with the default: not kept)."""
     app_home.mkdir(parents=True, exist_ok=True)
     (app_home / "config.toml").write_text(
         f"""
@@ -184,6 +184,13 @@ INVOICES = [
 ]
 
 
+@pytest.fixture
+def review_server(server_factory: type[ServerProcess], app_home: Path) -> ServerProcess:
+    """The embedded model with the default `retain_inputs` (off): a review shows the source it carries
+    while pending, not one from the run's lineage record. Every result goes to review (threshold 1.0)."""
+    return started(server_factory(env={"DESKPILOT_REVIEW_THRESHOLD": "1.0"}))
+
+
 def queue_reviews(server: ServerProcess) -> list[dict[str, Any]]:
     """Two invoices extracted by the embedded model; every result goes to review (threshold 1.0)."""
     with server.client() as client:
@@ -202,9 +209,14 @@ def box(locator: Any) -> dict[str, float]:
 
 
 def test_a_review_opens_prefilled_beside_its_source_and_is_decided_from_the_keyboard(
-    pane_factory: PaneFactory, server: ServerProcess
+    pane_factory: PaneFactory, review_server: ServerProcess
 ) -> None:
+    server = review_server
     queued = queue_reviews(server)
+    with server.client() as client:
+        for review in queued:  # the runs' records keep no input; the pending reviews carry their text
+            assert client.get(f"/v1/runs/{review['runId']}").json()["input"] is None
+            assert review["sourceText"].strip() in [t.strip() for t in INVOICES], review
 
     # Wider than 480 px: the fields and the source side by side.
     wide = pane_factory(server, width=640).open("outlook")
@@ -271,6 +283,13 @@ def test_a_review_opens_prefilled_beside_its_source_and_is_decided_from_the_keyb
         groups = client.get("/v1/metrics/quality").json()["groups"]
     (group,) = [g for g in groups if g["task"] == "extract:invoice"]
     assert group["reviewsTimed"] == 2 and group["medianReviewSeconds"] is not None, group
+    with server.client() as client:  # decided: the text is no longer kept with the items
+        decided = [
+            r
+            for status in ("edited", "accepted")
+            for r in client.get("/v1/reviews", params={"status": status}).json()["reviews"]
+        ]
+    assert [r["sourceText"] for r in decided] == [None, None], decided
     assert pane.errors == [] and wide.errors == []
 
 

@@ -80,8 +80,15 @@ export function decisionFor(rows: FieldRow[], values: Record<string, string>, re
     : { decision: "edit", fields, reviewer, openedAt: opened };
 }
 
+/** The text a pending review carries (`sourceText` on GET /v1/reviews: the server keeps it with the item
+ * until it is decided), or null where it has none (decided, or queued before the server kept it). */
+export function queuedSourceOf(review: { sourceText?: string | null }): string | null {
+  const text = review.sourceText;
+  return typeof text === "string" && text.trim() ? text : null;
+}
+
 /** The text a review's run read, from its lineage record (GET /v1/runs/{id}): kept only where the server
- * retains inputs (`retain_inputs`); null otherwise. */
+ * retains inputs (`retain_inputs`); null otherwise. The fallback where the review carries none. */
 export function sourceTextOf(run: unknown): string | null {
   const input = (run as { input?: unknown } | null)?.input;
   if (!input || typeof input !== "object") return null;

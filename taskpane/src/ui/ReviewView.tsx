@@ -14,7 +14,7 @@ import { ApiError } from "../api/http";
 import type { Person, Review, ReviewDecision, ReviewsOut } from "../api/types";
 import { personLabel } from "../shared/identity";
 import { humanize, percent, structured } from "../shared/result";
-import { changedFields, decisionFor, moveIndex, prefilledValues, reviewKey, sourceTextOf } from "../shared/review";
+import { changedFields, decisionFor, moveIndex, prefilledValues, queuedSourceOf, reviewKey, sourceTextOf } from "../shared/review";
 import { usePane } from "./context";
 import { IdentityNotice } from "./IdentityNotice";
 import { LineageLink } from "./LineageLink";
@@ -54,19 +54,22 @@ interface CardHandle {
   focus(): void;
 }
 
-/** The text the review's run read, from its lineage record (kept where the server retains inputs). */
-function useSourceText(runId: string): string | null | undefined {
+/** The text the review's run read: the one the review carries while pending, else from the run's lineage
+ * record (kept where the server retains inputs); undefined while it is being read, null where neither has it. */
+function useSourceText(review: Review): string | null | undefined {
   const { api } = usePane();
+  const queued = queuedSourceOf(review);
   const [text, setText] = useState<string | null | undefined>(undefined);
   useEffect(() => {
+    if (queued !== null) return;
     let live = true;
-    api.get<unknown>(`/v1/runs/${encodeURIComponent(runId)}`).then(
+    api.get<unknown>(`/v1/runs/${encodeURIComponent(review.runId)}`).then(
       (run) => { if (live) setText(sourceTextOf(run)); },
       () => { if (live) setText(null); },
     );
     return () => { live = false; };
-  }, [api, runId]);
-  return text;
+  }, [api, review.runId, queued]);
+  return queued ?? text;
 }
 
 interface CardProps {
@@ -88,7 +91,7 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
   const [values, setValues] = useState<Record<string, string>>(() => prefilledValues(rows));
   const [sending, setSending] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const source = useSourceText(review.runId);
+  const source = useSourceText(review);
   const changed = Object.keys(changedFields(rows, values)).length > 0;
 
   useEffect(() => {
@@ -150,7 +153,7 @@ const ReviewCard = forwardRef<CardHandle, CardProps>(function ReviewCard({ revie
         </div>
         {source === undefined ? <Spinner size="extra-tiny" label="Reading the source…" />
           : source === null
-            ? <Caption1 className={styles.muted} data-testid="review-source-missing">The source text is not kept on this computer (the server's retain_inputs setting is off).</Caption1>
+            ? <Caption1 className={styles.muted} data-testid="review-source-missing">The source text was not kept with this review, and the server does not retain inputs (retain_inputs).</Caption1>
             : <pre className={local.source} aria-label="Source text" data-testid="review-source">{source}</pre>}
       </div>
       {error && <ProblemBar problem={{ kind: error.kind, message: error.message, code: error.code }} />}

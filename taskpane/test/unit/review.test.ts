@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { changedFields, decisionFor, moveIndex, prefilledValues, reviewKey, sourceTextOf } from "../../src/shared/review";
+import { changedFields, decisionFor, moveIndex, prefilledValues, queuedSourceOf, reviewKey, sourceTextOf } from "../../src/shared/review";
 import type { FieldRow } from "../../src/shared/result";
 
 const el = (tagName: string, role?: string) => ({ tagName, getAttribute: (n: string) => (n === "role" ? role ?? null : null) }) as unknown as EventTarget;
@@ -61,5 +61,14 @@ describe("sourceTextOf", () => {
     expect(sourceTextOf({ input: { email: { body: "Hi" } } })).toBe("Hi");
     expect(sourceTextOf({ input: null })).toBeNull();
     expect(sourceTextOf({ input: { text: " " } })).toBeNull();
+  });
+});
+
+describe("queuedSourceOf", () => {
+  it("is the text a pending review carries, and null where it carries none", () => {
+    expect(queuedSourceOf({ sourceText: "Invoice NW-2041\nTotal 102.00" })).toBe("Invoice NW-2041\nTotal 102.00");
+    expect(queuedSourceOf({ sourceText: null })).toBeNull();
+    expect(queuedSourceOf({ sourceText: "  \n" })).toBeNull();
+    expect(queuedSourceOf({})).toBeNull();
   });
 });
