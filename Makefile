@@ -39,6 +39,9 @@ bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_pii.py
+	$(BIN)/python bench/bench_faithful.py
+	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_fuzz.py
 	$(BIN)/python bench/bench_threads.py
 	$(BIN)/python bench/bench_sync.py
