@@ -13,9 +13,9 @@ Without a `threads` setting, each request runs on as many threads as there are c
 (`deskpilot.inference.threads`), and looks again every `_RECHOOSE_S` while it runs: a second thread on a
 core that another process keeps busy makes every step wait for it. We leave OpenMP's wait policy (ggml's
 CPU back end is built with OpenMP here) at its default, spinning briefly at each barrier:
-`OMP_WAIT_POLICY=PASSIVE` softens 2 threads beside a busy process, but made 2 threads on an idle machine
-45-55% slower (bench/bench_threads.py), and beside a busy process we choose 1 thread, which never meets
-a barrier.
+`OMP_WAIT_POLICY=PASSIVE` softens 2 threads beside a busy process (5.69 s -> 3.19 s), but made them
+about 55% slower on an idle machine (1.59 s -> 2.49 s, bench/bench_threads.py), and beside a busy process
+we choose 1 thread (2.75 s), which never meets a barrier.
 """
 
 from __future__ import annotations

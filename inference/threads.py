@@ -16,8 +16,9 @@ The rule: threads = floor(free + MARGIN), between 1 and the most the backend was
 absorbs measuring noise and light background work (a browser tab, the sampler itself), so that an idle
 machine gets all its cores; a process holding a core, or most of one, takes one away. It is small on
 purpose: the two ways of being wrong are not alike. One thread too few on an idle 2-core machine costs
-about 1.7x; one too many beside a neighbour stalls at every barrier, and beside a process spinning half
-the time we measured 2.2-17 s for 2 threads against 2.7-4.5 s for 1 (bench/bench_threads.py --half).
+about 1.7x; one too many beside a neighbour stalls at every barrier. Beside a process spinning half the
+time, 1 and 2 threads tie on a quiet machine (2.67 s and 2.68 s, bench/bench_threads.py --half), but
+while other load came and went 2 threads took 2.2-17 s and 1 thread 2.7-4.5 s.
 
 The request path must not wait for a measurement: `CpuSampler` takes a snapshot of the counters in a
 background thread four times a second, and a choice compares a fresh snapshot (about 0.1 ms) with the
