@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import msgspec
+import numpy as np
 
 from deskpilot.inference._sentences import (
     Sentence,
@@ -43,9 +46,6 @@ from deskpilot.inference._sentences import (
     support_keys,
     union,
 )
-
-if TYPE_CHECKING:
-    import numpy as np
 
 __all__ = [
     "Assessment",
@@ -81,6 +81,46 @@ class SupportsEmbedding(Protocol):
     def is_ready(self) -> bool: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class RecentEmbeddings:
+    """An embedder that remembers the vectors of the last `size` texts it embedded. A summary asked for
+    again (answered from the result cache) is checked again over the same sentences: remembered, the
+    check takes milliseconds instead of another MiniLM pass over the email."""
+
+    def __init__(self, embedder: SupportsEmbedding, size: int = 4096) -> None:
+        self._embedder, self._size = embedder, size
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._embedder.model_id
+
+    @property
+    def is_ready(self) -> bool:
+        return self._embedder.is_ready
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
+        if missing:
+            fresh = self._embedder.embed(missing)
+            with self._lock:
+                for text, row in zip(missing, fresh, strict=True):
+                    self._recent[text] = row
+                while len(self._recent) > self._size:
+                    self._recent.popitem(last=False)
+        with self._lock:
+            rows = []
+            for text in texts:
+                row = self._recent.get(text)
+                if row is None:  # pushed out meanwhile by a long text from another thread
+                    row = self._embedder.embed([text])[0]
+                else:
+                    self._recent.move_to_end(text)
+                rows.append(row)
+        return np.stack(rows) if rows else self._embedder.embed([])
 
 
 class Source:

@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler
 
 from deskpilot.addin_manifest import ASSETS_DIR
 from deskpilot.indexes import HashEmbedder
-from deskpilot.inference.faithful import FaithfulChecker
+from deskpilot.inference.faithful import FaithfulChecker, RecentEmbeddings
 from deskpilot.server import __version__
 from deskpilot.server.actions.api import ActionsAPI
 from deskpilot.server.connectors.api import SyncAPI
@@ -129,7 +129,9 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             "indexer": provide(indexer),
             # Summaries and answers are checked against their sources with the index's embedder.
             # Until MiniLM has loaded (~10 s after a start) the hash embedder stands in: no check waits.
-            "checker": provide(FaithfulChecker(services.index.embedder, until_ready=HashEmbedder())),
+            "checker": provide(
+                FaithfulChecker(RecentEmbeddings(services.index.embedder), until_ready=HashEmbedder())
+            ),
             "graph": provide(services.graph),
             "outbox": provide(workflows.outbox),
             "queue": provide(workflows.queue),
