@@ -1,7 +1,7 @@
 """Model profiles: what routing through Deskpilot costs against a remote server, how fast a failed remote
 hands over to the local model, and what the result cache answers in.
 
-1. Overhead: `deskpilot serve` routing summaries to a profile on `llama_cpp.server` (the embedded model,
+1. Overhead: `deskpilot serve` routing rewrites to a profile on `llama_cpp.server` (the embedded model,
    on 127.0.0.1), against a client streaming the same chat messages and parameters from that server
    directly. Same prompts, same run, alternating order. Goal: total-time ratio <= 1.03, first-token
    overhead <= 10 ms.
@@ -195,6 +195,7 @@ def overhead(upstream: str, rounds: int) -> None:
         direct(raw, texts[0])
         sides: dict[str, list[tuple[float, float]]] = {"direct": [], "deskpilot": []}
         same = 0
+        alike: list[tuple[float, float]] = []  # (direct, Deskpilot) total time of pairs with the same text
         for rnd in range(rounds):
             for i, body in enumerate(texts):
                 order = ["direct", "deskpilot"] if (rnd + i) % 2 == 0 else ["deskpilot", "direct"]
@@ -208,7 +209,9 @@ def overhead(upstream: str, rounds: int) -> None:
                         ttft, total, text = seen.ttft, seen.total, seen.text
                     sides[side].append((ttft, total))
                     answers[side] = text
-                same += answers["direct"] == answers["deskpilot"]
+                if answers["direct"] == answers["deskpilot"]:
+                    same += 1
+                    alike.append((sides["direct"][-1][1], sides["deskpilot"][-1][1]))
     n = len(sides["direct"])
     d_total = sum(t for _, t in sides["direct"])
     p_total = sum(t for _, t in sides["deskpilot"])
@@ -220,9 +223,15 @@ def overhead(upstream: str, rounds: int) -> None:
         f"({n} rewrites each, {len(mails)} texts x {rounds} rounds)"
     )
     print(
-        f"   total time: direct {d_total:.2f} s, through Deskpilot {p_total:.2f} s, "
-        f"ratio {p_total / d_total:.3f} (goal <= 1.03)"
+        f"   total time: direct {d_total:.2f} s, through Deskpilot {p_total:.2f} s, ratio {p_total / d_total:.3f}"
+        " (all pairs; sampling on the server can give either side a longer text)"
     )
+    if alike:
+        d_same, p_same = sum(d for d, _ in alike), sum(p for _, p in alike)
+        print(
+            f"   total time over the {len(alike)} pairs with the same text: direct {d_same:.2f} s, Deskpilot "
+            f"{p_same:.2f} s, ratio {p_same / d_same:.3f} (goal <= 1.03)"
+        )
     print(
         f"   first token, median: direct {d_ttft:.1f} ms, Deskpilot {p_ttft:.1f} ms, "
         f"overhead {p_ttft - d_ttft:.1f} ms (goal <= 10 ms)"
