@@ -223,8 +223,8 @@ def overhead(upstream: str, rounds: int) -> None:
         f"({n} rewrites each, {len(mails)} texts x {rounds} rounds)"
     )
     print(
-        f"   total time: direct {d_total:.2f} s, through Deskpilot {p_total:.2f} s, ratio {p_total / d_total:.3f}"
-        " (all pairs; sampling on the server can give either side a longer text)"
+        f"   total time: direct {d_total:.2f} s, through Deskpilot {p_total:.2f} s, "
+        f"ratio {p_total / d_total:.3f} (all pairs; sampling on the server can make either text longer)"
     )
     if alike:
         d_same, p_same = sum(d for d, _ in alike), sum(p for _, p in alike)
