@@ -432,13 +432,11 @@ class RunExecutor:
             trace_id=trace_id_of(span),
         )
         key = self._cache_key(attempt, start, structured)
-        if key is not None and self.cache is not None:
-            hit = await anyio.to_thread.run_sync(self.cache.get, key)
-            if hit is not None:
-                span.end()
-                async for event in self._from_cache(job, start, hit, attempt.check):
-                    yield event
-                return
+        if (hit := await self._cached(key)) is not None:
+            span.end()
+            async for event in self._from_cache(job, start, hit, attempt.check):
+                yield event
+            return
         # Lineage writes are durable (fsync), so they run on a worker thread, not on the event loop.
         with self.telemetry.tracer.start_as_current_span("lineage.open", context=set_span_in_context(span)):
             run = _Run(await self._open(start), start)
@@ -456,16 +454,20 @@ class RunExecutor:
         )
         breaker = self.router.breaker(candidate.name)
         request = egress.request if egress else job.request
+        # `done` is sent once the run is closed in lineage (and its answer in the result cache): a client
+        # that reads `done` and asks for the run, or asks again, finds both.
+        done: DoneEvent | None = None
         try:
             # aclosing: when the client leaves mid-stream, the model's part is closed at once (decoding
             # stops, the gate is released) before the run is recorded as cancelled.
             generate = self._generate(backend, job, request, ticket, run, structured, attempt, egress)
             async with contextlib.aclosing(generate) as events:
                 async for event in events:
-                    yield event
+                    if isinstance(event, DoneEvent):
+                        done = event
+                    else:
+                        yield event
             breaker.succeeded()
-            if key is not None and self.cache is not None and run.cacheable(structured):
-                await anyio.to_thread.run_sync(self.cache.put, key, run.id)
         except (GeneratorExit, asyncio.CancelledError):
             run.cancelled()
             raise
@@ -488,6 +490,20 @@ class RunExecutor:
                 await anyio.to_thread.run_sync(self.lineage.close_run, run.id, run.end)
             span.end()
             self.budgets.spent()
+        if done is not None:
+            await self._remember(key, run, structured)
+            yield done
+
+    async def _cached(self, key: str | None) -> Run | None:
+        """The recorded run that answers `key`, if any."""
+        if key is None or self.cache is None:
+            return None
+        return await anyio.to_thread.run_sync(self.cache.get, key)
+
+    async def _remember(self, key: str | None, run: _Run, structured: Structured | None) -> None:
+        """Put a closed run's answer in the result cache, where it may be reused."""
+        if key is not None and self.cache is not None and run.cacheable(structured):
+            await anyio.to_thread.run_sync(self.cache.put, key, run.id)
 
     def _cache_key(self, attempt: _Attempt, start: RunStart, structured: Structured | None) -> str | None:
         """The result cache's key for this run, or None when it may not be cached or reused."""

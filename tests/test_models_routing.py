@@ -7,10 +7,12 @@ the settings' errors that name the profile. Real remote servers and faults: test
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import app_client, parse_sse
 from litestar import Litestar
@@ -318,3 +320,36 @@ def test_the_cache_key_changes_with_the_model_the_template_the_input_and_the_par
         key(parameters={"max_tokens": 128, "temperature": 0.2}),
     ]
     assert key() not in changed and len(set(changed)) == len(changed)
+
+
+def test_done_comes_once_the_run_is_closed_and_its_answer_cached(app_home: Path) -> None:
+    """Over a real connection: a client that stops reading at `done` finds the run closed and its answer
+    in the cache (before, both happened after `done` was sent)."""
+    from conftest import free_port
+    from test_disconnects import LiveServer
+
+    settings = load_settings(home=app_home, https=False, port=free_port(), worker=False)
+    local = ScriptedBackend(WORDS)
+    with LiveServer(settings, local) as live, httpx.Client(base_url=live.url, headers=live.headers) as c:
+        body = {"text": "Ana asked for the numbers by Friday."}
+        done = None
+        for _ in range(3):
+            with c.stream("POST", "/v1/summarize", json={**body, "cache": False}) as r:
+                lines = r.iter_lines()
+                for line in lines:
+                    if line == "event: done":
+                        done = json.loads(next(lines).removeprefix("data:"))
+                        break
+                # Not read further: what follows `done` must not be needed.
+                assert done is not None
+                assert c.get(f"/v1/runs/{done['runId']}").json()["status"] == "ok"
+        assert done is not None
+        with c.stream("POST", "/v1/summarize", json=body) as r:
+            lines = r.iter_lines()
+            for line in lines:
+                if line == "event: done":
+                    done = json.loads(next(lines).removeprefix("data:"))
+                    break
+            again = parse_sse(c.post("/v1/summarize", json=body).text)
+            assert metas(again)[0]["cachedFrom"] == done["runId"]
+        assert len(local.requests) == 4
