@@ -26,8 +26,9 @@ test: setup $(CHROMIUM) ## Set up, then run the whole test suite (checks, Python
 	DESKPILOT_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 # The quick tier, for your own loop: unit and integration tests and the checks; no child processes
-# killed, no real model, no browser; on two workers (pytest-xdist): under 2 minutes on 2 cores.
-QUICK := (unit or integration) and not (process or model or e2e or gpu)
+# killed, no real model, no browser, none of the half-minute `slow` ones (the full sync under faults and
+# the whole-API fuzz; the full suite runs them); on two workers (pytest-xdist): under 2 minutes on 2 cores.
+QUICK := (unit or integration) and not (process or model or e2e or gpu or slow)
 test-quick: setup ## The quick tier: unit and integration tests (no model, no processes, no browser)
 	$(BIN)/python -m pytest -m "$(QUICK)" -q -n 2
 

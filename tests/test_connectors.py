@@ -65,6 +65,7 @@ def expected(standin: StandIn, settings) -> dict[str, str]:
 # -- the big one: full sync under faults, then changes, deletions and an expired delta link ---------------
 
 
+@pytest.mark.slow  # Retry-After and slow answers are real waits: ~40 s
 def test_full_sync_under_20_percent_faults_then_deltas_and_a_resync(index: DocumentIndex) -> None:
     faults = Faults(
         rate=0.2,

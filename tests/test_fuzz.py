@@ -129,6 +129,7 @@ def app(app_home: Path) -> Iterator[Litestar]:
     shutdown_lifespans()
 
 
+@pytest.mark.slow  # every operation of the API, thousands of cases: ~25 s
 def test_schemathesis_finds_nothing(app: Litestar, capsys: pytest.CaptureFixture[str]) -> None:
     figures = run_schemathesis(app, max_examples=MAX_EXAMPLES)
     with capsys.disabled():
