@@ -29,6 +29,7 @@ from typing import Any
 
 from huey import MemoryHuey, signals
 from huey.api import Task
+from keyring.backend import KeyringBackend
 
 from deskpilot.inference.extraction import SchemaError, load_schema
 from deskpilot.server.actions._types import Effect, PermanentError, TransientError
@@ -300,3 +301,22 @@ class ScriptedAI:
 
     def close(self) -> None:
         pass
+
+
+class MemoryKeyring(KeyringBackend):
+    """The OS keyring's part, in memory (`keyring.set_keyring(MemoryKeyring())`): API keys for model
+    profiles in tests that run a server in this process."""
+
+    priority = 1  # type: ignore[assignment]  # keyring declares it a classproperty
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.entries.pop((service, username), None)

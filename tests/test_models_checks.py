@@ -13,29 +13,13 @@ from typing import Any
 import keyring
 import keyring.backends.fail
 import pytest
-from keyring.backend import KeyringBackend
+from fakes import MemoryKeyring
 
 from deskpilot.server.models.checks import model_checks
 from deskpilot.server.models.registry import KEYRING_SERVICE
 from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
-
-
-class _Keys(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.entries.pop((service, username), None)
 
 
 class _Models(http.server.BaseHTTPRequestHandler):
@@ -62,8 +46,8 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def keys() -> Iterator[_Keys]:
-    backend = _Keys()
+def keys() -> Iterator[MemoryKeyring]:
+    backend = MemoryKeyring()
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(keyring.backends.fail.Keyring())
@@ -98,7 +82,7 @@ def test_a_missing_or_wrong_file_names_its_profile(app_home: Path, tmp_path: Pat
 
 
 def test_a_server_profile_is_checked_for_its_key_its_model_and_being_there(
-    app_home: Path, server: str, keys: _Keys
+    app_home: Path, server: str, keys: MemoryKeyring
 ) -> None:
     keys.set_password(KEYRING_SERVICE, "good", "right-key")
     keys.set_password(KEYRING_SERVICE, "bad", "wrong-key")

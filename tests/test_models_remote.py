@@ -17,7 +17,7 @@ import keyring.backends.fail
 import pytest
 from click.testing import CliRunner
 from conftest import app_client, parse_sse
-from keyring.backend import KeyringBackend
+from fakes import MemoryKeyring
 from litestar import Litestar
 from litestar.testing import TestClient
 from openai_server import Fault, FaultProxy, llama_server
@@ -47,24 +47,6 @@ def proxy(upstream: str) -> Iterator[FaultProxy]:
     p = FaultProxy(upstream)
     yield p
     p.close()
-
-
-class MemoryKeyring(KeyringBackend):
-    """The OS keyring's part, in memory, for this module's server (no keyring on the test machines)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.entries.pop((service, username), None)
 
 
 @pytest.fixture(scope="module")
