@@ -162,9 +162,18 @@ def test_the_remote_answers_and_lineage_records_what_it_said_it_ran(
     assert proxy.headers[-1]["Authorization"] == "Bearer sk-test-key"  # from the keyring
 
 
+@pytest.fixture
+def fresh_upstream() -> Iterator[str]:
+    """A server of its own: the fault tests above leave the module's with abandoned streams, after which
+    llama_cpp.server has answered a new request with nothing."""
+    with llama_server() as base:
+        yield base
+
+
 def test_models_test_loads_answers_writes_json_and_prints_its_speed(
-    upstream: str, vault: None, app_home: Path
+    fresh_upstream: str, vault: None, app_home: Path
 ) -> None:
+    upstream = fresh_upstream
     CliRunner().invoke(
         main,
         ["models", "add", "srv", "--backend", "openai", "--base-url", f"{upstream}/v1", "--model", "smollm2",
