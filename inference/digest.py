@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["weights_digest"]
+__all__ = ["cached_digest", "weights_digest"]
 
 
 def _sha256_file(path: Path) -> str:
@@ -29,7 +30,12 @@ def weights_digest(path: Path, cache_dir: Path | None = None) -> str:
         return _sha256_file(path)
     stat = path.stat()
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = cache_dir / "weights-digests.json"
+    return cached_digest(cache_dir / "weights-digests.json", key, lambda: _sha256_file(path))
+
+
+def cached_digest(cache_file: Path, key: str, compute: Callable[[], str]) -> str:
+    """`compute()`, remembered in the JSON file `cache_file` under `key` (which must change whenever the
+    hashed bytes may have: path, size and modification time)."""
     cache: dict[str, str] = {}
     if cache_file.is_file():
         try:
@@ -37,8 +43,8 @@ def weights_digest(path: Path, cache_dir: Path | None = None) -> str:
         except msgspec.DecodeError:
             cache = {}  # a damaged cache is only a cache: recompute
     if key not in cache:
-        cache[key] = _sha256_file(path)
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache[key] = compute()
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(msgspec.json.encode(cache))
         tmp.replace(cache_file)

@@ -56,7 +56,6 @@ import contextlib
 import gc
 import hashlib
 import importlib.util
-import os
 import re
 import threading
 from collections import deque
@@ -69,6 +68,7 @@ import msgspec
 
 from deskpilot.inference._types import BackendInfo, Finished, GenerationRequest, Message, Token, Usage
 from deskpilot.inference.backend import BackendError, ContextOverflow
+from deskpilot.inference.digest import cached_digest
 
 __all__ = [
     "CACHE_MODES",
@@ -232,20 +232,7 @@ def model_folder_digest(model_dir: Path, cache_dir: Path | None = None) -> str:
         return _hash_files(files)
     stats = [(p.name, p.stat()) for p in files]
     key = f"{folder}|" + "|".join(f"{name}:{s.st_size}:{s.st_mtime_ns}" for name, s in stats)
-    cache_file = cache_dir / "model-folder-digests.json"
-    cache: dict[str, str] = {}
-    if cache_file.is_file():
-        try:
-            cache = msgspec.json.decode(cache_file.read_bytes(), type=dict[str, str])
-        except msgspec.DecodeError:
-            cache = {}  # a damaged cache is only a cache: recompute
-    if key not in cache:
-        cache[key] = _hash_files(files)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(msgspec.json.encode(cache))
-        tmp.replace(cache_file)
-    return cache[key]
+    return cached_digest(cache_dir / "model-folder-digests.json", key, lambda: _hash_files(files))
 
 
 class ChatTemplate:
