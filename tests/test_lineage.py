@@ -448,6 +448,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         "m007_model_profiles",
         "m008_trace_id",
         "m009_review_source_text",
+        "m010_events",
     ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"
@@ -516,3 +517,19 @@ def test_export_since_filters_on_started_at(store: LineageStore, clock: FakeCloc
 def test_export_rejects_an_unknown_format(store: LineageStore) -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         store.export(io.StringIO(), "xml")  # type: ignore[arg-type]
+
+
+def test_governance_events_are_chained_and_verified(store: LineageStore, db_path: Path) -> None:
+    alarm = store.record_event("drift.alarm", {"task": "summarize", "psi": 0.41}, actor="drift monitor")
+    report = store.verify()
+    assert report.ok and report.events_checked == 1 and report.events_head_hash == alarm["hash"]
+    recorded = store.record_verification(report, actor="test")
+    assert recorded["details"]["ok"] is True and recorded["prev_hash"] == alarm["hash"]
+    assert [e["kind"] for e in store.events()] == ["audit.verify", "drift.alarm"]
+    assert [e["kind"] for e in store.events(kinds=["drift.alarm"])] == ["drift.alarm"]
+    with closing(sqlite3.connect(db_path)) as conn:
+        conn.execute("DROP TRIGGER events_append_only_update")
+        conn.execute('UPDATE events SET details = \'{"task":"triage"}\' WHERE seq = 1')
+        conn.commit()
+    problems = store.verify().problems
+    assert any("events seq 1" in p and "hash mismatch" in p for p in problems), problems

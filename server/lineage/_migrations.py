@@ -195,3 +195,28 @@ def m009_review_source_text(db: Database) -> None:
     # decision sets it back to NULL, so it is kept only while a person needs it.
     if "source_text" not in {c.name for c in db["review_queue"].columns}:
         db.execute("ALTER TABLE review_queue ADD COLUMN source_text TEXT")
+
+
+@migrations()
+def m010_events(db: Database) -> None:
+    # Governance events, chained and append-only like runs: a drift alarm and its clearing, a retention
+    # purge or a subject's erasure (what went, by content hash), a legal hold set or released, a chain
+    # verification and its result. `details` is JSON text; it never holds the personal data an event is
+    # about (an erasure names the subject by a salted hash, not the address).
+    db.execute(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            details TEXT NOT NULL,
+            prev_hash TEXT,
+            hash TEXT NOT NULL UNIQUE
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_kind_at ON events (kind, at)")
+    db.execute("CREATE UNIQUE INDEX events_one_successor ON events (coalesce(prev_hash, ''))")
+    append_only_triggers(db, "events")

@@ -140,3 +140,6 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     # The chain of action and workflow events (proposals, decisions, effects, compensations).
     actions_checked: int = 0
     actions_head_hash: str | None = None
+    # The chain of governance events (drift alarms, purges, erasures, legal holds, verifications).
+    events_checked: int = 0
+    events_head_hash: str | None = None

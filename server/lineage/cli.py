@@ -83,11 +83,12 @@ def audit() -> None:
 )
 @click.option(
     "--table",
-    type=click.Choice(["runs", "reviews", "actions"]),
+    type=click.Choice(["runs", "reviews", "actions", "events"]),
     default="runs",
     show_default=True,
     help="runs: AI runs; reviews: human review decisions; actions: every action and workflow event "
-    "(proposals, approvals, executions, compensations, policy changes).",
+    "(proposals, approvals, executions, compensations, policy changes); events: governance (drift alarms, "
+    "retention purges, erasures, legal holds, verifications).",
 )
 @_db_option
 def export_command(
@@ -114,6 +115,7 @@ def export_command(
         "runs": ("run", "runs"),
         "reviews": ("review decision", "review decisions"),
         "actions": ("action log entry", "action log entries"),
+        "events": ("event", "events"),
     }[table]
     click.echo(f"exported {count} {one if count == 1 else many}", err=True)
 
@@ -126,8 +128,15 @@ def export_command(
     metavar="HASH",
     help="A head hash recorded earlier; the chain must still contain it. Repeatable.",
 )
+@click.option(
+    "--record/--no-record",
+    default=True,
+    show_default=True,
+    help="Append the result to the chained events (the dashboard's chain status shows the last one). "
+    "Use --no-record on an auditor's copy of the file.",
+)
 @_db_option
-def verify_command(anchors: tuple[str, ...], db_path: Path | None) -> None:
+def verify_command(anchors: tuple[str, ...], record: bool, db_path: Path | None) -> None:
     """Re-derive the hash chain; exit status 1 and list the problems if it was tampered with.
 
     Record the head hash it prints somewhere else and pass it back with --anchor later: that also
@@ -135,6 +144,8 @@ def verify_command(anchors: tuple[str, ...], db_path: Path | None) -> None:
     """
     with _open_store(db_path) as store:
         report = store.verify(anchors=anchors)
+        if record:
+            store.record_verification(report, actor="deskpilot audit verify")
     runs = f"{report.checked} run{'' if report.checked == 1 else 's'} checked"
     if report.ok:
         click.echo(f"OK: {runs}, the chain is intact")
@@ -147,5 +158,7 @@ def verify_command(anchors: tuple[str, ...], db_path: Path | None) -> None:
         click.echo(f"reviews: {report.reviews_checked} checked, head hash: {report.reviews_head_hash}")
     if report.actions_checked:
         click.echo(f"action log: {report.actions_checked} checked, head hash: {report.actions_head_hash}")
+    if report.events_checked:
+        click.echo(f"events: {report.events_checked} checked, head hash: {report.events_head_hash}")
     if not report.ok:
         sys.exit(1)

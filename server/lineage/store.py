@@ -204,7 +204,9 @@ class LineageStore:
                     conn, "action_log", id_column="id", noun="action log entry"
                 )
                 problems += action_problems
-            chained = [name for name in ("runs", "reviews", "action_log") if name in present]
+            events, events_head, event_problems = verify_chain(conn, "events", id_column="kind", noun="event")
+            problems += event_problems
+            chained = [name for name in ("runs", "reviews", "action_log", "events") if name in present]
             union = " UNION ALL ".join(f"SELECT 1 FROM {name} WHERE hash = ?" for name in chained)
             for anchor in anchors:
                 found = conn.execute(union, [anchor] * len(chained)).fetchone()
@@ -222,6 +224,8 @@ class LineageStore:
             reviews_head_hash=reviews_head,
             actions_checked=actions,
             actions_head_hash=actions_head,
+            events_checked=events,
+            events_head_hash=events_head,
         )
 
     def export(self, out: TextIO, fmt: Literal["jsonl", "csv"], since: datetime | None = None) -> int:
@@ -250,6 +254,7 @@ class LineageStore:
     _TABLES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
         "reviews": ("decided_at", ("changes", "final")),
         "actions": ("at", ("detail",)),  # the action and workflow log: `action_log`
+        "events": ("at", ("details",)),  # governance: drift, purges, erasures, legal holds, verifications
     }
 
     def export_table(
@@ -316,6 +321,47 @@ class LineageStore:
             self._connection()  # refuse after close()
             assert self._db is not None
             migrations.apply(self._db)
+
+    def record_event(self, kind: str, details: dict[str, Any], *, actor: str = "deskpilot") -> dict[str, Any]:
+        """Append a governance event (drift alarm, purge, erasure, legal hold, verification) to the chained
+        `events` table and return it as stored (`details` decoded)."""
+        with self._write() as conn:
+            return self.append_event(conn, kind, details, actor=actor)
+
+    def append_event(
+        self, conn: sqlite3.Connection, kind: str, details: dict[str, Any], *, actor: str = "deskpilot"
+    ) -> dict[str, Any]:
+        """`record_event` inside a `transaction()` the caller holds, so the event commits with its effect."""
+        row = {
+            "id": uuid.uuid4().hex,
+            "at": iso_utc(self._clock()),
+            "kind": kind,
+            "actor": actor,
+            "details": msgspec.json.encode(details, order="sorted").decode(),
+        }
+        stored = append_chained(conn, "events", row)
+        return stored | {"details": msgspec.json.decode(stored["details"])}
+
+    def record_verification(self, report: VerifyReport, *, actor: str) -> dict[str, Any]:
+        """Chain the outcome of a `verify()`: when it ran, whether it passed, and the heads it saw."""
+        details = msgspec.structs.asdict(report) | {"problems": report.problems[:20]}
+        return self.record_event("audit.verify", details, actor=actor)
+
+    def events(
+        self, *, kinds: Iterable[str] = (), since: datetime | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Governance events, newest first, optionally of some kinds and since a time."""
+        sql, params = "SELECT * FROM events WHERE 1", []
+        kinds = list(kinds)
+        if kinds:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params += kinds
+        if since is not None:
+            sql += " AND at >= ?"
+            params.append(iso_utc(since))
+        with self._snapshot() as conn:
+            rows = list(rows_as_dicts(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])))
+        return [row | {"details": msgspec.json.decode(row["details"])} for row in rows]
 
     def now(self) -> datetime:
         """The store's clock (tests pass one), for the times the tables beside the chain record."""
