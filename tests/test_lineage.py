@@ -448,7 +448,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         "m007_model_profiles",
         "m008_trace_id",
         "m009_review_source_text",
-        "m010_events",
+        "m010_audit_events",
     ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"
@@ -528,8 +528,8 @@ def test_governance_events_are_chained_and_verified(store: LineageStore, db_path
     assert [e["kind"] for e in store.events()] == ["audit.verify", "drift.alarm"]
     assert [e["kind"] for e in store.events(kinds=["drift.alarm"])] == ["drift.alarm"]
     with closing(sqlite3.connect(db_path)) as conn:
-        conn.execute("DROP TRIGGER events_append_only_update")
-        conn.execute('UPDATE events SET details = \'{"task":"triage"}\' WHERE seq = 1')
+        conn.execute("DROP TRIGGER audit_events_append_only_update")
+        conn.execute('UPDATE audit_events SET details = \'{"task":"triage"}\' WHERE seq = 1')
         conn.commit()
     problems = store.verify().problems
-    assert any("events seq 1" in p and "hash mismatch" in p for p in problems), problems
+    assert any("audit_events seq 1" in p and "hash mismatch" in p for p in problems), problems

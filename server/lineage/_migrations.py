@@ -198,14 +198,15 @@ def m009_review_source_text(db: Database) -> None:
 
 
 @migrations()
-def m010_events(db: Database) -> None:
-    # Governance events, chained and append-only like runs: a drift alarm and its clearing, a retention
+def m010_audit_events(db: Database) -> None:
+    # Governance events, chained and append-only like runs (named audit_events: the workflow engine's
+    # trigger table on this file is `events`): a drift alarm and its clearing, a retention
     # purge or a subject's erasure (what went, by content hash), a legal hold set or released, a chain
     # verification and its result. `details` is JSON text; it never holds the personal data an event is
     # about (an erasure names the subject by a salted hash, not the address).
     db.execute(
         """
-        CREATE TABLE events (
+        CREATE TABLE audit_events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,
             at TEXT NOT NULL,
@@ -217,6 +218,6 @@ def m010_events(db: Database) -> None:
         )
         """
     )
-    db.execute("CREATE INDEX events_kind_at ON events (kind, at)")
-    db.execute("CREATE UNIQUE INDEX events_one_successor ON events (coalesce(prev_hash, ''))")
-    append_only_triggers(db, "events")
+    db.execute("CREATE INDEX audit_events_kind_at ON audit_events (kind, at)")
+    db.execute("CREATE UNIQUE INDEX audit_events_one_successor ON audit_events (coalesce(prev_hash, ''))")
+    append_only_triggers(db, "audit_events")

@@ -204,9 +204,11 @@ class LineageStore:
                     conn, "action_log", id_column="id", noun="action log entry"
                 )
                 problems += action_problems
-            events, events_head, event_problems = verify_chain(conn, "events", id_column="kind", noun="event")
+            events, events_head, event_problems = verify_chain(
+                conn, "audit_events", id_column="kind", noun="event"
+            )
             problems += event_problems
-            chained = [name for name in ("runs", "reviews", "action_log", "events") if name in present]
+            chained = [name for name in ("runs", "reviews", "action_log", "audit_events") if name in present]
             union = " UNION ALL ".join(f"SELECT 1 FROM {name} WHERE hash = ?" for name in chained)
             for anchor in anchors:
                 found = conn.execute(union, [anchor] * len(chained)).fetchone()
@@ -264,7 +266,7 @@ class LineageStore:
         if table not in self._TABLES:
             raise ValueError(f"unknown table {table!r}: use one of {sorted(self._TABLES)}")
         stamp, json_columns = self._TABLES[table]
-        name = "action_log" if table == "actions" else table
+        name = {"actions": "action_log", "events": "audit_events"}.get(table, table)
         sql, params = f"SELECT * FROM {name}", []
         if since is not None:
             sql, params = f"{sql} WHERE {stamp} >= ?", [iso_utc(since)]
@@ -324,7 +326,7 @@ class LineageStore:
 
     def record_event(self, kind: str, details: dict[str, Any], *, actor: str = "deskpilot") -> dict[str, Any]:
         """Append a governance event (drift alarm, purge, erasure, legal hold, verification) to the chained
-        `events` table and return it as stored (`details` decoded)."""
+        `audit_events` table and return it as stored (`details` decoded)."""
         with self._write() as conn:
             return self.append_event(conn, kind, details, actor=actor)
 
@@ -339,7 +341,7 @@ class LineageStore:
             "actor": actor,
             "details": msgspec.json.encode(details, order="sorted").decode(),
         }
-        stored = append_chained(conn, "events", row)
+        stored = append_chained(conn, "audit_events", row)
         return stored | {"details": msgspec.json.decode(stored["details"])}
 
     def record_verification(self, report: VerifyReport, *, actor: str) -> dict[str, Any]:
@@ -351,7 +353,7 @@ class LineageStore:
         self, *, kinds: Iterable[str] = (), since: datetime | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Governance events, newest first, optionally of some kinds and since a time."""
-        sql, params = "SELECT * FROM events WHERE 1", []
+        sql, params = "SELECT * FROM audit_events WHERE 1", []
         kinds = list(kinds)
         if kinds:
             sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
