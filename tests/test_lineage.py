@@ -284,7 +284,7 @@ def test_verify_catches_an_edit_whose_hash_was_recomputed(store: LineageStore, d
     tamper(
         db_path,
         "UPDATE runs SET tokens_out = 1, hash = ? WHERE seq = 2",
-        (chain_hash(row["prev_hash"], row),),
+        (chain_hash(row["prev_hash"], row, "runs"),),
     )
 
     report = store.verify()
@@ -358,7 +358,7 @@ def test_an_anchor_catches_a_rewritten_chain(store: LineageStore, db_path: Path)
             if row["seq"] == 2:
                 row["output"] = '"Nothing happened."'
             row["prev_hash"] = previous["hash"]
-            row["hash"] = chain_hash(row["prev_hash"], row)
+            row["hash"] = chain_hash(row["prev_hash"], row, "runs")
             conn.execute(
                 "UPDATE runs SET output = ?, prev_hash = ?, hash = ? WHERE seq = ?",
                 (row["output"], row["prev_hash"], row["hash"], row["seq"]),
@@ -377,9 +377,13 @@ def test_the_hash_formula_is_the_documented_one(store: LineageStore, db_path: Pa
         conn.row_factory = sqlite3.Row
         rows = [dict(row) for row in conn.execute("SELECT * FROM runs ORDER BY seq")]
     for row, run in zip(rows, runs, strict=True):
+        assert row["hash_v"] == 2  # content (input, output) enters the hash by its digest
+        for column in ("input", "output"):
+            if row[column] is not None:
+                row[column] = "sha256:" + hashlib.sha256(row[column].encode()).hexdigest()
         body = {key: value for key, value in row.items() if value is not None and key != "hash"}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        prefix = f"deskpilot-lineage-v1\n{row['prev_hash'] or ''}\n"
+        prefix = f"deskpilot-lineage-v2\n{row['prev_hash'] or ''}\n"
         assert run.hash == "sha256:" + hashlib.sha256((prefix + canonical).encode()).hexdigest()
 
 
@@ -449,6 +453,7 @@ def test_migrations_are_idempotent_on_reopen(db_path: Path) -> None:
         "m008_trace_id",
         "m009_review_source_text",
         "m010_audit_events",
+        "m011_content_hashes",
     ]
     assert [name for (name,) in applied] == names
     assert repr(migrations) == f"<Migrations 'deskpilot.lineage': [{', '.join(names)}]>"

@@ -12,6 +12,13 @@ where `row` is every stored column except `hash` (so `seq` and `prev_hash` are c
 columns left out, encoded by `msgspec.json.encode(..., order="sorted")`: keys sorted, no whitespace,
 UTF-8. Leaving NULLs out is what lets a later migration add a nullable column without changing the hash
 of any existing row: an absent column and a NULL one are the same thing.
+
+Version 2 (rows with `hash_v = 2`: runs and reviews written since content hashes, m011) is the same with
+PREFIX "deskpilot-lineage-v2" and each content column (`CONTENT_COLUMNS`) replaced in `row` by
+"sha256:" + hex(sha256(its stored text)). The chain then covers content by its digest, so retention can
+purge the text: the column becomes "purged sha256:<hex>" (a tombstone that keeps the digest), the row
+still verifies, and the purge is itself a chained governance event (`audit_events`) naming every row it
+touched. A tombstone that no purge entry accounts for is reported.
 """
 
 from __future__ import annotations
@@ -26,12 +33,38 @@ import msgspec
 
 from deskpilot.server.core.db import rows_as_dicts
 
-__all__ = ["HASH_PREFIX", "append_chained", "canonical_json", "chain_hash", "verify_chain"]
+__all__ = [
+    "CONTENT_COLUMNS",
+    "HASH_PREFIX",
+    "HASH_PREFIX_V2",
+    "TOMBSTONE",
+    "append_chained",
+    "canonical_json",
+    "chain_hash",
+    "content_digest",
+    "is_tombstone",
+    "rest_digest",
+    "tombstone",
+    "verify_chain",
+]
 
 # Versioned so that a future change to the canonical form is a new prefix, never a silent re-meaning.
 HASH_PREFIX = "deskpilot-lineage-v1"
+HASH_PREFIX_V2 = "deskpilot-lineage-v2"
 
-_CHAIN_COLUMNS = frozenset({"seq", "prev_hash", "hash"})
+# The columns that hold personal content (what a person wrote or a model said about it), per chained
+# table. Rows written with `hash_v = 2` are hashed over these columns' digests, not their text, so the
+# text can be purged later and the row still verifies (see `tombstone`).
+CONTENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": ("input", "output"),
+    "reviews": ("changes", "final", "note"),
+}
+
+# A purged content column holds "purged sha256:<hex>": the digest of what was there. It is not JSON
+# text (JSON never starts with "p"), so it can never be mistaken for content.
+TOMBSTONE = "purged "
+
+_CHAIN_COLUMNS = frozenset({"seq", "prev_hash", "hash", "hash_v"})
 
 
 def canonical_json(row: Mapping[str, Any]) -> bytes:
@@ -41,11 +74,50 @@ def canonical_json(row: Mapping[str, Any]) -> bytes:
     )
 
 
-def chain_hash(prev_hash: str | None, row: Mapping[str, Any]) -> str:
+def content_digest(value: str | bytes) -> str:
+    """The digest a v2 row's hash covers for one content column: sha256 of its stored text."""
+    data = value.encode() if isinstance(value, str) else value
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_tombstone(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(TOMBSTONE)
+
+
+def tombstone(value: str | bytes) -> str:
+    """What a purged content column holds instead of `value` (idempotent on a tombstone)."""
+    if isinstance(value, str) and is_tombstone(value):
+        return value
+    return TOMBSTONE + content_digest(value)
+
+
+def chain_hash(prev_hash: str | None, row: Mapping[str, Any], table: str | None = None) -> str:
+    """The row's hash: v1 over the row as stored, v2 (`hash_v` = 2) over its content columns' digests."""
+    prefix = HASH_PREFIX
+    if row.get("hash_v") == 2:
+        if table is None or table not in CONTENT_COLUMNS:
+            raise ValueError(f"a v2 row needs a table with content columns, not {table!r}")
+        prefix, row = HASH_PREFIX_V2, _digested(row, CONTENT_COLUMNS[table])
     digest = hashlib.sha256()
-    digest.update(f"{HASH_PREFIX}\n{prev_hash or ''}\n".encode())
+    digest.update(f"{prefix}\n{prev_hash or ''}\n".encode())
     digest.update(canonical_json(row))
     return "sha256:" + digest.hexdigest()
+
+
+def rest_digest(row: Mapping[str, Any], table: str) -> str:
+    """A digest of every column but the content ones: what a purge of a v1 row records, so the rest of
+    that row stays checkable once its content (and with it the means to re-derive its hash) is gone."""
+    rest = {key: value for key, value in row.items() if key not in CONTENT_COLUMNS.get(table, ())}
+    return "sha256:" + hashlib.sha256(canonical_json(rest)).hexdigest()
+
+
+def _digested(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(row)
+    for column in columns:
+        value = out.get(column)
+        if value is not None:
+            out[column] = value[len(TOMBSTONE) :] if is_tombstone(value) else content_digest(value)
+    return out
 
 
 def append_chained(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +142,9 @@ def append_chained(conn: sqlite3.Connection, table: str, row: Mapping[str, Any])
     issued = _issued_seq(conn, table) or 0
     stored["seq"] = max(issued, head[0] if head else 0) + 1
     stored["prev_hash"] = head[1] if head else None
-    stored["hash"] = chain_hash(stored["prev_hash"], stored)
+    if table in CONTENT_COLUMNS and "hash_v" in affinities:
+        stored["hash_v"] = 2
+    stored["hash"] = chain_hash(stored["prev_hash"], stored, table)
     columns = ", ".join(_quote(name) for name in stored)
     placeholders = ", ".join("?" for _ in stored)
     conn.execute(f"INSERT INTO {_quote(table)} ({columns}) VALUES ({placeholders})", list(stored.values()))
@@ -78,13 +152,24 @@ def append_chained(conn: sqlite3.Connection, table: str, row: Mapping[str, Any])
 
 
 def verify_chain(
-    conn: sqlite3.Connection, table: str, *, id_column: str = "id", noun: str = "id"
+    conn: sqlite3.Connection,
+    table: str,
+    *,
+    id_column: str = "id",
+    noun: str = "id",
+    purged: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> tuple[int, str | None, list[str]]:
     """Re-derive every hash of `table` in seq order: (rows checked, head hash, problems as sentences).
 
     Problems name a row by seq and by `id_column`, introduced by `noun` ("seq 3 (run 9f2c...)"). Run it
     inside one read transaction so that the rows and `sqlite_sequence` come from the same snapshot.
+
+    `purged` maps the seq of each row a chained purge entry says it purged to what that entry recorded
+    ({"hash", "rest"} for a v1 row). A purged column must be accounted for there: a v2 row still verifies
+    by its content digests; a v1 row cannot be re-derived without its content, so its hash must be the one
+    the purge entry recorded and the rest of the row must match the entry's `rest` digest.
     """
+    purged = purged or {}
 
     def who(row: Mapping[str, Any]) -> str:
         return f"seq {row['seq']} ({noun} {row.get(id_column)})"
@@ -108,11 +193,29 @@ def verify_chain(
             )
         elif previous is not None and row["prev_hash"] != previous["hash"]:
             problems.append(f"{table} {who(row)}: broken link, prev_hash is not the hash of {who(previous)}")
-        if chain_hash(row["prev_hash"], row) != row["hash"]:
-            problems.append(f"{table} {who(row)}: hash mismatch, the row was changed after it was written")
+        problems.extend(_check_row(table, row, purged.get(row["seq"]), who))
         previous = row
     problems.extend(_check_tail(conn, table, previous, who))
     return checked, previous["hash"] if previous else None, problems
+
+
+def _check_row(
+    table: str,
+    row: Mapping[str, Any],
+    purge: Mapping[str, Any] | None,
+    who: Callable[[Mapping[str, Any]], str],
+) -> list[str]:
+    columns = [c for c in CONTENT_COLUMNS.get(table, ()) if is_tombstone(row.get(c))]
+    if columns and purge is None:
+        return [f"{table} {who(row)}: {', '.join(columns)} purged without a chained purge entry"]
+    if not columns or row.get("hash_v") == 2:
+        if chain_hash(row["prev_hash"], row, table) != row["hash"]:
+            return [f"{table} {who(row)}: hash mismatch, the row was changed after it was written"]
+        return []
+    assert purge is not None
+    if purge.get("hash") != row["hash"] or purge.get("rest") != rest_digest(row, table):
+        return [f"{table} {who(row)}: does not match what its purge entry recorded: changed after the purge"]
+    return []
 
 
 def _check_tail(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["append_only_triggers", "migrations"]
+__all__ = ["append_only_triggers", "migrations", "purge_only_update_trigger"]
 
 migrations = Migrations("deskpilot.lineage")
 
@@ -35,6 +35,23 @@ def append_only_triggers(db: Database, table: str) -> None:
             f"CREATE TRIGGER IF NOT EXISTS {table}_append_only_{event.lower()} BEFORE {event} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows are hash-chained audit records'); END"
         )
+
+
+def purge_only_update_trigger(db: Database, table: str, content: tuple[str, ...]) -> None:
+    """Replace `table`'s no-UPDATE trigger with one that allows exactly a retention purge: a content column
+    set to its tombstone ("purged sha256:..."), nothing else changed. A later migration that adds a column
+    to such a table calls this again, so the new column is covered too."""
+    others = [c.name for c in db[table].columns if c.name not in content]
+    changed = [f"NEW.{c} IS NOT OLD.{c}" for c in others]
+    changed += [
+        f"(NEW.{c} IS NOT OLD.{c} AND substr(NEW.{c}, 1, 14) IS NOT 'purged sha256:')" for c in content
+    ]
+    db.execute(f"DROP TRIGGER IF EXISTS {table}_append_only_update")
+    db.execute(
+        f"CREATE TRIGGER {table}_append_only_update BEFORE UPDATE ON {table} WHEN {' OR '.join(changed)} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows are hash-chained audit records; only a "
+        "retention purge may replace content with its digest'); END"
+    )
 
 
 @migrations()
@@ -221,3 +238,18 @@ def m010_audit_events(db: Database) -> None:
     db.execute("CREATE INDEX audit_events_kind_at ON audit_events (kind, at)")
     db.execute("CREATE UNIQUE INDEX audit_events_one_successor ON audit_events (coalesce(prev_hash, ''))")
     append_only_triggers(db, "audit_events")
+
+
+@migrations()
+def m011_content_hashes(db: Database) -> None:
+    # From here on runs and reviews are hashed over the digests of their content columns (hash_v = 2,
+    # _chain.CONTENT_COLUMNS), so retention can purge the text and the chain still verifies. Older rows
+    # keep hash_v NULL (v1, hashed over the text); a purge of one records its hash in the chained purge
+    # entry. The UPDATE guard now lets exactly that purge through.
+    for table, content in (
+        ("runs", ("input", "output")),
+        ("reviews", ("changes", "final", "note")),
+    ):
+        if "hash_v" not in {c.name for c in db[table].columns}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN hash_v INTEGER")
+        purge_only_update_trigger(db, table, content)

@@ -121,10 +121,13 @@ class Run(msgspec.Struct, kw_only=True):
     cost: float | None = None
     served_model: str | None = None
     system_fingerprint: str | None = None
-    # The chain; None while the run is open.
+    # The chain; None while the run is open. hash_v 2: the hash covers input and output by their digests.
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    hash_v: int | None = None
+    # Content columns a retention purge or an erasure replaced by their digest (read back as None).
+    purged: list[str] = []
 
 
 class VerifyReport(msgspec.Struct, kw_only=True):

@@ -21,7 +21,14 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from deskpilot.server.core.db import create_private, iso_utc, rows_as_dicts, utc_now
-from deskpilot.server.lineage._chain import append_chained, verify_chain
+from deskpilot.server.lineage._chain import (
+    CONTENT_COLUMNS,
+    append_chained,
+    is_tombstone,
+    rest_digest,
+    tombstone,
+    verify_chain,
+)
 from deskpilot.server.lineage._migrations import migrations
 from deskpilot.server.lineage._types import (
     FINAL_STATUSES,
@@ -193,9 +200,14 @@ class LineageStore:
             # Feature packages add their chained tables with their own migrations (`migrate`); a file
             # no feature has opened yet does not have them, and has nothing in them to verify.
             present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            checked, head_hash, problems = verify_chain(conn, "runs", id_column="id", noun="run")
+            events, events_head, problems = verify_chain(conn, "audit_events", id_column="kind", noun="event")
+            purged = _purged_rows(conn)
+            checked, head_hash, run_problems = verify_chain(
+                conn, "runs", id_column="id", noun="run", purged=purged["runs"]
+            )
+            problems += run_problems
             reviews, reviews_head, review_problems = verify_chain(
-                conn, "reviews", id_column="id", noun="review"
+                conn, "reviews", id_column="id", noun="review", purged=purged["reviews"]
             )
             problems += review_problems
             actions, actions_head = 0, None
@@ -344,6 +356,38 @@ class LineageStore:
         stored = append_chained(conn, "audit_events", row)
         return stored | {"details": msgspec.json.decode(stored["details"])}
 
+    def purge(
+        self, conn: sqlite3.Connection, table: str, seqs: Iterable[int], columns: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Replace the content columns of these rows with their digests ("purged sha256:..."), inside a
+        `transaction()` the caller holds and in which it chains the purge entry (`append_event`) with what
+        this returns under `details["purged"][table]`, so that `verify()` accounts for every purged row.
+
+        Returns {"columns": [...], "v2": [seq...], "v1": [{"seq", "hash", "rest"}...]}: a v2 row still
+        verifies by its digests; a v1 row (written before content hashes) cannot be re-derived once its
+        text is gone, so the entry keeps its hash and a digest of the rest of the row.
+        """
+        content = CONTENT_COLUMNS[table]
+        wanted = tuple(columns) if columns is not None else content
+        if not set(wanted) <= set(content):
+            raise ValueError(f"{table} has no content column(s) {sorted(set(wanted) - set(content))}")
+        done: dict[str, Any] = {"columns": list(wanted), "v2": [], "v1": []}
+        select = f"SELECT * FROM {table} WHERE seq = ?"
+        for seq in seqs:
+            row = next(iter(rows_as_dicts(conn.execute(select, [seq]))), None)
+            if row is None:
+                continue
+            live = {c: tombstone(row[c]) for c in wanted if row[c] is not None and not is_tombstone(row[c])}
+            if not live:
+                continue
+            if row.get("hash_v") == 2:
+                done["v2"].append(seq)
+            else:
+                done["v1"].append({"seq": seq, "hash": row["hash"], "rest": rest_digest(row, table)})
+            assignments = ", ".join(f"{c} = ?" for c in live)
+            conn.execute(f"UPDATE {table} SET {assignments} WHERE seq = ?", [*live.values(), seq])
+        return done
+
     def record_verification(self, report: VerifyReport, *, actor: str) -> dict[str, Any]:
         """Chain the outcome of a `verify()`: when it ran, whether it passed, and the heads it saw."""
         details = msgspec.structs.asdict(report) | {"problems": report.problems[:20]}
@@ -418,6 +462,24 @@ class LineageStore:
         return None
 
 
+# The governance events that purge content; their `details["purged"]` is what `purge()` returned, per table.
+PURGING_EVENTS = ("retention.purge", "audit.erase")
+
+
+def _purged_rows(conn: sqlite3.Connection) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per chained table, each row a chained purge entry accounts for: seq -> {} (v2) or {hash, rest} (v1)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {table: {} for table in CONTENT_COLUMNS}
+    marks = ", ".join("?" for _ in PURGING_EVENTS)
+    for (details,) in conn.execute(
+        f"SELECT details FROM audit_events WHERE kind IN ({marks})", PURGING_EVENTS
+    ):
+        for table, done in (msgspec.json.decode(details).get("purged") or {}).items():
+            if table in out:
+                out[table].update({seq: {} for seq in done.get("v2", [])})
+                out[table].update({entry["seq"]: entry for entry in done.get("v1", [])})
+    return out
+
+
 def _validated(value: _StructT, kind: type[_StructT]) -> _StructT:
     """Type-check a struct the caller built (Struct constructors do not), and make its values plain JSON.
 
@@ -437,11 +499,18 @@ def _encode_json_columns(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_from_row(row: dict[str, Any]) -> Run:
+    purged = [name for name in CONTENT_COLUMNS["runs"] if is_tombstone(row.get(name))]
     fields = {
-        name: (msgspec.json.decode(value) if name in _JSON_COLUMNS and value is not None else value)
+        name: (
+            None
+            if name in purged
+            else msgspec.json.decode(value)
+            if name in _JSON_COLUMNS and value is not None
+            else value
+        )
         for name, value in row.items()
     }
-    return msgspec.convert(fields, Run)
+    return msgspec.convert(fields | {"purged": purged}, Run)
 
 
 def _csv_cells(run: Run) -> list[str]:
