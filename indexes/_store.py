@@ -101,6 +101,8 @@ class MetadataStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        # Removed text is zeroed, not left in free pages: erasure and retention mean it is gone from the file.
+        self.conn.execute("PRAGMA secure_delete=ON")
         self.db = sqlite_utils.Database(self.conn)
         try:
             self._migrate(model_id, dim)
@@ -188,6 +190,30 @@ class MetadataStore:
             "SELECT id, path FROM documents WHERE path = ? OR substr(path, 1, ?) = ?",
             (exact, len(prefix), prefix),
         ).fetchall()
+
+    def find_documents(
+        self, *, mentioning: str | None, dated_before: str | None, source_prefix: str | None
+    ) -> list[tuple[int, str]]:
+        """(id, source) of documents that match every criterion given: the text (case-folded) appears in
+        a chunk, the title or the metadata; dated (or, undated, indexed) before an ISO time; a source
+        prefix."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if mentioning is not None:
+            needle = mentioning.casefold()
+            clauses.append(
+                "(instr(lower(d.title), ?) OR instr(lower(d.extra), ?) OR EXISTS (SELECT 1 FROM chunks c "
+                "WHERE c.document_id = d.id AND instr(lower(c.text), ?)))"
+            )
+            params += [needle, needle, needle]
+        if dated_before is not None:
+            clauses.append("COALESCE(d.date, d.indexed_at) < ?")
+            params.append(dated_before)
+        if source_prefix is not None:
+            clauses.append("substr(d.source, 1, ?) = ?")
+            params += [len(source_prefix), source_prefix]
+        where = " AND ".join(clauses) or "1"
+        return self.conn.execute(f"SELECT d.id, d.source FROM documents d WHERE {where}", params).fetchall()
 
     def chunk_ids(self, document_id: int) -> list[int]:
         return [

@@ -460,6 +460,36 @@ class DocumentIndex:
             self._commit([], delete_ids=[int(row["id"])])
             return True
 
+    def find_documents(
+        self,
+        *,
+        mentioning: str | None = None,
+        dated_before: datetime | None = None,
+        source_prefix: str | None = None,
+    ) -> list[str]:
+        """Sources of the documents matching every criterion given (retention and erasure use it): text
+        that mentions `mentioning` (case-insensitive: a chunk, the title or the metadata, e.g. a sender),
+        a date (or, undated, the time it was indexed) before `dated_before`, a source prefix ("graph:")."""
+        with self._lock, self._store.read():
+            found = self._store.find_documents(
+                mentioning=mentioning, dated_before=utc_iso(dated_before), source_prefix=source_prefix
+            )
+        return [source for _, source in found]
+
+    def remove_documents(self, documents: Sequence[str]) -> int:
+        """Remove these documents (by source reference or path) in one transaction; how many were there.
+
+        The index's file is written with SQLite's secure_delete, and its write-ahead log is checkpointed
+        and truncated after, so the removed text does not linger in free pages or in the log."""
+        with self._lock:
+            rows = [self._store.document(source=document) for document in documents]
+            ids = [int(row["id"]) for row in rows if row is not None]
+            if not ids:
+                return 0
+            self._commit([], delete_ids=ids)
+            self._store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return len(ids)
+
     def document(self, document: str | int) -> DocumentInfo | None:
         with self._lock:
             row = self._store.document(

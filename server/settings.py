@@ -171,6 +171,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ask_min_score: float = 0.3
     # Lineage keeps a digest of every input; the raw text only when retention allows it.
     retain_inputs: bool = False
+    # Retention (server/ops/retention.py): how many days each kind of personal data is kept; None keeps it.
+    # `inputs`: the text a run read (lineage `input`, a review's source text); `outputs`: what a model wrote
+    # and what a reviewer changed (lineage `output`, review decisions, the review list's proposals);
+    # `examples`: what the assistant learnt from corrections (vendor and triage examples); `synced`: mail,
+    # events and files synced from Microsoft 365 into the index, by their own date. Purging replaces the
+    # text with its digest, so `deskpilot audit verify` still passes; the worker purges what is due every
+    # `retention_check_seconds`, `deskpilot audit purge` at once. A legal hold (`deskpilot audit hold set`)
+    # suspends purging and erasure.
+    retention_inputs_days: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retention_outputs_days: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retention_examples_days: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retention_synced_days: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retention_check_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     # Structured extraction. Custom schemas are JSON Schema files `<name>.json` in `schemas_dir` (default
     # `<home>/schemas`). Results below `review_threshold` confidence, or failing a rule check, are queued
     # for human review. `triage_labels` are what /v1/classify sorts into unless a request names its own:
@@ -240,6 +253,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Whether a person may loosen an automation's approval (to "never", a lower threshold, review off);
     # false lets IT forbid it (the API answers 403). Loosening always needs an explicit confirmation.
     allow_loosening_approval: bool = True
+    # Drift (server/ops/drift.py): per task, the first `drift_reference_size` inputs and finished runs are
+    # the reference window, the last `drift_window_size` the current one; a task is compared once both are
+    # full, after every `drift_check_every` new inputs and on GET /v1/drift. A signal alarms at a PSI of
+    # `drift_psi_threshold` or more (inputs' similarity to the reference, triage labels; 0.25 is the usual
+    # "significant shift"), a cosine distance of `drift_centroid_threshold` or more between the windows'
+    # input centroids, or a change of `drift_rate_threshold` or more, either way, in a rate or mean
+    # (confidence, review rate, a field's null rate). Off: nothing is embedded or checked.
+    drift_enabled: bool = True
+    drift_reference_size: Annotated[int, msgspec.Meta(ge=20, le=100_000)] = 200
+    drift_window_size: Annotated[int, msgspec.Meta(ge=20, le=100_000)] = 100
+    drift_check_every: Annotated[int, msgspec.Meta(ge=1)] = 20
+    drift_psi_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.25
+    drift_centroid_threshold: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.1
+    drift_rate_threshold: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.15
 
     @property
     def db_path(self) -> Path:

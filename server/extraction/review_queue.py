@@ -35,7 +35,7 @@ from sqlite_utils.migrations import Migrations
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Person
 from deskpilot.server.extraction.vendor_memory import VendorMemory
-from deskpilot.server.lineage import LineageError, LineageStore
+from deskpilot.server.lineage import LineageError, LineageStore, decode_content, is_tombstone
 
 __all__ = [
     "REVIEW_TABLES",
@@ -327,7 +327,8 @@ class ReviewQueue:
             group["fields_reviewed"] = group.get("fields_reviewed", 0) + len(
                 _leaves(msgspec.json.decode(proposed))
             )
-            changed = len(msgspec.json.decode(changes)) if decision == "edit" else 0
+            # A purged decision (retention, erasure) still counts; its field-level detail is gone.
+            changed = len(decode_content(changes, [])) if decision == "edit" else 0
             if decision == "reject":  # a rejected result is overridden in every value
                 changed = len(_leaves(msgspec.json.decode(proposed)))
             group["fields_changed"] = group.get("fields_changed", 0) + changed
@@ -363,8 +364,9 @@ class ReviewQueue:
 
 def _record(row: dict[str, Any]) -> ReviewRecord:
     fields = dict(row)
-    fields["changes"] = msgspec.json.decode(fields["changes"])
-    fields["final"] = None if fields["final"] is None else msgspec.json.decode(fields["final"])
+    fields["changes"] = decode_content(fields["changes"], [])
+    fields["final"] = decode_content(fields["final"])
+    fields["note"] = None if is_tombstone(fields.get("note")) else fields.get("note")
     return msgspec.convert(fields, ReviewRecord)
 
 

@@ -38,7 +38,7 @@ from deskpilot.inference.extraction.triage import (
 )
 from deskpilot.inference.tasks import input_digest
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
-from deskpilot.server.lineage import LineageStore
+from deskpilot.server.lineage import LineageStore, decode_content
 
 if TYPE_CHECKING:
     import numpy as np
@@ -173,7 +173,7 @@ class TriageMemory:
                 "JOIN reviews d ON d.review_id = e.review_id WHERE e.label IS NULL"
             ).fetchall()
             for example_id, decision, final, decided_at in decided:
-                label = msgspec.json.decode(final).get("label") if final is not None else None
+                label = (decode_content(final) or {}).get("label")
                 if decision == "reject" or not isinstance(label, str):
                     conn.execute("DELETE FROM triage_examples WHERE id = ?", [example_id])
                 else:

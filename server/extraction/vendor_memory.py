@@ -34,7 +34,7 @@ from sqlite_utils.migrations import Migrations
 
 from deskpilot.inference.extraction.normalize import normalize_text
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
-from deskpilot.server.lineage import LineageStore
+from deskpilot.server.lineage import LineageStore, decode_content
 
 __all__ = ["VENDOR_TABLES", "Proposal", "VendorExample", "VendorMemory", "line_key"]
 
@@ -136,7 +136,7 @@ class VendorMemory:
             ).fetchall()
             learnt = 0
             for example_id, runs_json, proposed_json, decision, final_json in pending:
-                final = msgspec.json.decode(final_json) if final_json else None
+                final = decode_content(final_json)
                 if decision == "reject" or not final or not final.get("vendor"):
                     conn.execute("DELETE FROM vendor_examples WHERE id = ?", [example_id])
                     continue

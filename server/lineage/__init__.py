@@ -35,8 +35,10 @@ Limits, plainly
     `deskpilot audit verify` prints (in a ticket, a SIEM, a signed email) and pass it back later as an
     anchor (`verify(anchors=...)`, `--anchor`). A chain that still contains the anchor and verifies is
     the recorded one up to that point; a rewritten one no longer contains it. Runs still in `open_runs`
-    are not chained yet and can be altered unnoticed until they close. Raw input and output are
-    covered by the hash, so redacting them later (a retention purge) needs a deliberate migration.
+    are not chained yet and can be altered unnoticed until they close. Rows written since m011 cover
+    input and output by their digest (v2), so a retention purge or an erasure (server/ops/retention.py)
+    can replace the text with a tombstone and the row still verifies; readers get None (`Run.purged`
+    names the columns, `decode_content` reads a purged review column as its default).
     `recover_interrupted()` stamps the recovery time as `finished_at`, not the moment of the crash.
 
 Concurrency
@@ -57,6 +59,7 @@ Migrations
     at the end.
 """
 
+from deskpilot.server.lineage._chain import decode_content, is_tombstone
 from deskpilot.server.lineage._migrations import append_only_triggers
 from deskpilot.server.lineage._types import (
     FINAL_STATUSES,
@@ -81,4 +84,6 @@ __all__ = [
     "UnknownRunError",
     "VerifyReport",
     "append_only_triggers",
+    "decode_content",
+    "is_tombstone",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "canonical_json",
     "chain_hash",
     "content_digest",
+    "decode_content",
     "is_tombstone",
     "rest_digest",
     "tombstone",
@@ -82,6 +83,11 @@ def content_digest(value: str | bytes) -> str:
 
 def is_tombstone(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(TOMBSTONE)
+
+
+def decode_content(value: str | None, default: Any = None) -> Any:
+    """A content column's JSON text decoded; `default` where it is NULL or was purged."""
+    return default if value is None or is_tombstone(value) else msgspec.json.decode(value)
 
 
 def tombstone(value: str | bytes) -> str:

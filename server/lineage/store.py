@@ -88,6 +88,8 @@ class LineageStore:
             self._db.enable_wal()
             # FULL: a run that open_run() returned must survive a power cut, not only a crash.
             self._db.execute("PRAGMA synchronous=FULL")
+            # A retention purge or an erasure must not leave the removed text in free pages of the file.
+            self._db.execute("PRAGMA secure_delete=ON")
             with self._write():
                 migrations.apply(self._db)
         except BaseException:
