@@ -70,7 +70,11 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
     stopping = asyncio.Event()
     background: set[asyncio.Task[object]] = set()
     metrics_registry = register_collectors(
-        services.telemetry, models=services.models, lineage=services.lineage, settings=settings
+        services.telemetry,
+        models=services.models,
+        lineage=services.lineage,
+        settings=settings,
+        drift=services.drift,
     )
 
     async def on_startup() -> None:
@@ -87,6 +91,8 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
         # torch and the embedding model take ~10 s to load and hold the GIL while importing: start once
         # the model has loaded, so that neither readiness nor the first summary waits for them.
         background.add(asyncio.create_task(_warm_index_after(host, indexer)))
+        if settings.drift_enabled:  # embeds once the index has loaded its model (server/ops/drift.py)
+            services.drift.start(services.index.embedder)
         models = services.models
         if any(not models.is_local(n) and p.pii != "allow" for n, p in models.profiles.items()):
             background.add(asyncio.create_task(asyncio.to_thread(services.executor.privacy.warm)))
@@ -138,6 +144,7 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             "workflow_services": provide(workflows),
             "review_decided": provide(workflows.review_decided),
             "metrics_registry": provide(metrics_registry),
+            "drift_monitor": provide(services.drift),
         },
         state=State({"stopping": stopping, "host": host, "services": services}),
         on_startup=[on_startup],

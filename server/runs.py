@@ -206,8 +206,12 @@ class RunExecutor:
         retain_inputs: bool = False,
         result_cache: bool = True,
         telemetry: Telemetry | None = None,
+        on_input: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """`on_input(task, input)` sees every request's input before routing (the drift monitor's hook:
+        it must only queue, it is on the request's path)."""
         self.models = models
+        self.on_input = on_input
         self.telemetry = telemetry or Telemetry()
         self.lineage = lineage
         self.retain_inputs = retain_inputs
@@ -366,6 +370,8 @@ class RunExecutor:
             observe.saw(error)
             yield error
             return
+        if self.on_input is not None:
+            self.on_input(first.task, first.input)
         fallbacks: list[dict[str, Any]] = []
         try:
             for i, candidate in enumerate(plan.candidates):

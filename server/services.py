@@ -26,6 +26,7 @@ from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.triage_memory import TriageMemory
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import BackendSource, ModelRegistry
+from deskpilot.server.ops.drift import DriftMonitor
 from deskpilot.server.runs import RunExecutor
 from deskpilot.server.settings import EMBEDDED_PROFILE, Settings
 from deskpilot.server.workflows.services import WorkflowServices
@@ -88,7 +89,14 @@ class Services:
             retain_inputs=self.settings.retain_inputs,
             result_cache=self.settings.result_cache,
             telemetry=self.telemetry,
+            on_input=self.drift.observe if self.settings.drift_enabled else None,
         )
+
+    @cached_property
+    def drift(self) -> DriftMonitor:
+        """Drift of each task's inputs and outputs (server/ops/drift.py). The executor hands it every input;
+        it embeds them only once `start`ed (the app does, with the index's embedder)."""
+        return DriftMonitor(self.lineage, self.settings)
 
     @property
     def host(self) -> ModelHost:
@@ -151,6 +159,8 @@ class Services:
     def close(self) -> None:
         """Close what was built but the model host (see `aclose`), newest first."""
         built = vars(self)
+        if "drift" in built:
+            self.drift.close()
         if "graph" in built:
             self.graph.close()
         if "index" in built:

@@ -1,4 +1,5 @@
-"""`GET /metrics` (Prometheus text format) and `GET /v1/slo`, behind the per-user token like every route.
+"""`GET /metrics` (Prometheus text format), `GET /v1/slo` and `GET /v1/drift`, behind the per-user token like
+every route.
 
 A scraper presents the token as a bearer token (Prometheus' `authorization: {credentials_file: ...}`
 pointing at the token file; installer/README.md has the scrape config). The scrape runs on a worker thread:
@@ -19,7 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import ModelRegistry
-from deskpilot.server.ops.collectors import GpuCollector, ModelQueueCollector, StoredCollector
+from deskpilot.server.ops.collectors import DriftCollector, GpuCollector, ModelQueueCollector, StoredCollector
+from deskpilot.server.ops.drift import DriftMonitor, DriftReport
 from deskpilot.server.ops.slo import SloReport, slo_report
 from deskpilot.server.settings import Settings
 
@@ -27,13 +29,20 @@ __all__ = ["Operations", "register_collectors"]
 
 
 def register_collectors(
-    telemetry: Telemetry, *, models: ModelRegistry, lineage: LineageStore, settings: Settings
+    telemetry: Telemetry,
+    *,
+    models: ModelRegistry,
+    lineage: LineageStore,
+    settings: Settings,
+    drift: DriftMonitor | None = None,
 ) -> CollectorRegistry:
     """Add the scrape-time collectors to the app's registry (once per app) and return it."""
     registry = telemetry.registry
     registry.register(ModelQueueCollector(models))
     registry.register(GpuCollector())
     registry.register(StoredCollector(lineage, settings.sync_db_path))
+    if drift is not None:
+        registry.register(DriftCollector(lineage, drift))
     return registry
 
 
@@ -52,3 +61,8 @@ class Operations(Controller):
         window_days: Annotated[float, QueryParameter(name="windowDays", gt=0, le=3650)] = 28.0,
     ) -> SloReport:
         return await anyio.to_thread.run_sync(slo_report, lineage, timedelta(days=window_days))
+
+    @get("/v1/drift", summary="Drift of each task's inputs and outputs against its reference window")
+    async def drift(self, drift_monitor: NamedDependency[DriftMonitor]) -> DriftReport:
+        """Checks first (the tasks whose windows moved since their last check), then the latest signals."""
+        return await anyio.to_thread.run_sync(drift_monitor.report)

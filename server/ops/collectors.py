@@ -26,9 +26,10 @@ from prometheus_client.registry import Collector
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import ModelRegistry
+from deskpilot.server.ops.drift import DriftMonitor
 from deskpilot.server.ops.slo import SloReport, slo_report
 
-__all__ = ["GpuCollector", "ModelQueueCollector", "StoredCollector"]
+__all__ = ["DriftCollector", "GpuCollector", "ModelQueueCollector", "StoredCollector"]
 
 # Confidence of structured results: the review threshold (0.6 by default) falls on a bucket edge.
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -105,6 +106,37 @@ class StoredCollector(Collector):
         yield from _slo(slo_report(self._lineage))
         if self._sync_db.exists():
             yield from _sync(self._sync_db)
+
+
+class DriftCollector(Collector):
+    """Each task's drift signals as the last check left them (`drift_state`, server/ops/drift.py), and the
+    inputs drift had to drop. Labels: task and signal names only; a task's fields are capped
+    (`drift.MAX_FIELDS`)."""
+
+    def __init__(self, lineage: LineageStore, monitor: DriftMonitor) -> None:
+        self._lineage, self._monitor = lineage, monitor
+
+    def collect(self) -> Iterator[Metric]:
+        value = GaugeMetricFamily(
+            "deskpilot_drift_value",
+            "Drift signal at the last check: PSI, centroid cosine distance, or a rate's change",
+            labels=["task", "signal"],
+        )
+        alarm = GaugeMetricFamily(
+            "deskpilot_drift_alarm", "1 while a drift signal is over its threshold", labels=["task", "signal"]
+        )
+        with self._lineage.reading() as conn:
+            rows = conn.execute("SELECT task, signal, value, alarm FROM drift_state ORDER BY 1, 2").fetchall()
+        for task, signal, measured, alarmed in rows:
+            value.add_metric([task, signal], measured)
+            alarm.add_metric([task, signal], float(alarmed))
+        yield value
+        yield alarm
+        yield CounterMetricFamily(
+            "deskpilot_drift_inputs_dropped",
+            "Inputs drift did not embed because its queue was full (since the server started)",
+            value=self._monitor.dropped,
+        )
 
 
 class _RunTotals:
