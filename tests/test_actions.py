@@ -339,6 +339,8 @@ def test_human_step_waits_resumes_and_escalates(runtime: WorkerRuntime, settings
     queue.drain(include_delayed=False)
     waiting = engine.get(record.id)
     assert waiting.status == "waiting" and waiting.wait and waiting.wait["review"]
+    item = ReviewQueue(runtime.lineage).get(waiting.wait["review"])
+    assert item is not None and item.source_text == "notes"  # the reviewer sees what was read
     import time
 
     time.sleep(0.5)  # past the 0.36 s deadline

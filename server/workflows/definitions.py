@@ -37,6 +37,7 @@ def _review_or(ctx: StepContext, extract: dict[str, Any], *, always: bool, probl
             proposed=extract["data"],
             fields={},
             spec={"schema": extract.get("schema")},
+            source_text=ctx.inputs.get("text"),  # shown beside the fields while a person decides
         )
         return Wait(review=item.id, hours=_hours(ctx))
     return {"decision": "not_needed", "data": extract["data"]}
