@@ -1,9 +1,10 @@
-/** Status: the server, its model and queue, the document index, Microsoft 365 sync per scope, and what this
- * Office can do. */
+/** Status: the server, its model and queue, the document index, Microsoft 365 sync per scope, what this
+ * Office can do, and a warning while a task's inputs or results have drifted from what they were at first. */
 import { useEffect, useState } from "react";
-import { Badge, Button, Caption1, makeStyles, tokens } from "@fluentui/react-components";
+import { Badge, Button, Caption1, MessageBar, MessageBarBody, MessageBarTitle, makeStyles, tokens } from "@fluentui/react-components";
 import { ArrowClockwiseRegular } from "@fluentui/react-icons";
-import type { IndexStatus, ScopeOut, SkippedFile, SyncStatus } from "../api/types";
+import type { DriftReport, IndexStatus, ScopeOut, SkippedFile, SyncStatus } from "../api/types";
+import { driftLines } from "../shared/drift";
 import { scopeLine, scopeTag, skippedLine, sortedScopes } from "../shared/sync";
 import { usePane } from "./context";
 import { useStyles } from "./styles";
@@ -53,6 +54,21 @@ function SyncScope({ scope, now }: { scope: ScopeOut; now: Date }) {
   );
 }
 
+/** The drift warning: nothing while all is well (or drift is unknown), one line per drift in alarm. */
+function DriftBanner({ report, now }: { report: DriftReport | null; now: Date }) {
+  const lines = report ? driftLines(report, now) : [];
+  if (!report || lines.length === 0) return null;
+  return (
+    <MessageBar intent="warning" layout="multiline" data-testid="drift-banner">
+      <MessageBarBody>
+        <MessageBarTitle>Results may be less reliable</MessageBarTitle>
+        {lines.map((line) => <div key={line}>{line}</div>)}
+        <div>Compared with each task's first {report.referenceSize} requests; check a few results by hand.</div>
+      </MessageBarBody>
+    </MessageBar>
+  );
+}
+
 function Row({ name, children }: { name: string; children: React.ReactNode }) {
   const s = useLocal();
   return (
@@ -69,17 +85,20 @@ export function StatusView() {
   const local = useLocal();
   const [index, setIndex] = useState<IndexStatus | null>(null);
   const [sync, setSync] = useState<SyncStatus | null>(null);
+  const [drift, setDrift] = useState<DriftReport | null>(null);
   const model = server.models?.models[0];
 
   useEffect(() => {
     api.get<IndexStatus>("/v1/index/status").then(setIndex, () => setIndex(null));
     api.get<SyncStatus>("/v1/sync/status").then(setSync, () => setSync(null));
+    api.get<DriftReport>("/v1/drift").then(setDrift, () => setDrift(null));
   }, [api, server.checkedAt]);
 
   const state = server.reach !== "ok" ? server.reach : server.health?.model ?? "checking";
   const color = state === "ready" ? "success" : state === "loading" || state === "checking" ? "informative" : "danger";
   return (
     <div className={styles.section}>
+      <DriftBanner report={drift} now={new Date()} />
       <div className={styles.row}>
         <h2 className={`${styles.sectionTitle} ${styles.grow}`}>Server</h2>
         <Button size="small" appearance="subtle" icon={<ArrowClockwiseRegular />} onClick={server.refresh}>Refresh</Button>
