@@ -3,9 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The task pane (taskpane/) builds into the Python package, which serves it at /taskpane/.
+# The task pane (taskpane/) builds into the Python package, which serves it at /taskpane/ (and the
+# compliance dashboard, a second entry of the same project, at /dashboard/).
 PANE     := server/static/taskpane/index.html
-PANE_SRC := taskpane/index.html taskpane/vite.config.ts taskpane/tsconfig.json \
+PANE_SRC := taskpane/index.html taskpane/dashboard.html taskpane/vite.config.ts taskpane/tsconfig.json \
             $(shell find taskpane/src taskpane/scripts -type f ! -name '*.gen.ts' 2>/dev/null)
 NODE_MODULES := taskpane/node_modules/.package-lock.json
 # The task pane's end-to-end tests drive Debian's Chromium, never a downloaded browser.

@@ -37,7 +37,8 @@ from deskpilot.server.extraction.api import Extraction
 from deskpilot.server.extraction.reviews_api import Reviews
 from deskpilot.server.extraction.triage_api import TriageExamples
 from deskpilot.server.lineage.api import Runs
-from deskpilot.server.ops import Operations, register_collectors
+from deskpilot.server.ops import DashboardAPI, Operations, register_collectors
+from deskpilot.server.ops.report import DASHBOARD_DIR
 from deskpilot.server.services import Services
 from deskpilot.server.settings import Settings
 from deskpilot.server.tasks.api import AITasks
@@ -121,6 +122,7 @@ def create_app(services: Services | Settings, **parts: Any) -> Litestar:
             Workflows,
             Automations,
             Operations,
+            DashboardAPI,
             *_taskpane_routes(),
         ],
         dependencies={
@@ -196,6 +198,13 @@ def _taskpane_routes() -> list[ControllerRouterHandler]:
         ),
         create_static_files_router(
             "/taskpane", directories=[TASKPANE_DIR], html_mode=True, name="taskpane", cache_control=revalidate
+        ),
+        create_static_files_router(
+            "/dashboard",
+            directories=[DASHBOARD_DIR],
+            html_mode=True,
+            name="dashboard",
+            cache_control=revalidate,
         ),
         _home,
     ]

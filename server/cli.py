@@ -19,6 +19,7 @@ from deskpilot.server.extraction.cli import eval_group, extract
 from deskpilot.server.extraction.triage_cli import eval_triage
 from deskpilot.server.lineage.cli import audit
 from deskpilot.server.models.cli import models_group
+from deskpilot.server.ops.cli import dashboard_command, report_command
 from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
 from deskpilot.server.tasks.eval_cli import eval_summaries
@@ -104,8 +105,10 @@ for _command in (
     whoami,
     sync,
     models_group,
+    dashboard_command,
 ):
     main.add_command(_command)
+audit.add_command(report_command)
 eval_group.add_command(eval_triage)
 eval_group.add_command(eval_summaries)
 

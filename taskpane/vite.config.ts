@@ -39,7 +39,40 @@ function officeJs(): Plugin {
   };
 }
 
-export default defineConfig({
+/**
+ * The compliance and IT dashboard (dashboard.html, src/dashboard/) is a second build, `vite build --mode
+ * dashboard`, into server/static/dashboard/ (served at /dashboard/). One script and no code splitting, so
+ * `deskpilot audit report` can inline the built page into one self-contained file for an auditor.
+ */
+const dashboardDir = resolve(here, "..", "server", "static", "dashboard");
+
+function dashboardIndex(): Plugin {
+  // The entry is taskpane/dashboard.html (beside the pane's index.html); the server serves it as index.html.
+  return {
+    name: "deskpilot-dashboard-index",
+    enforce: "post",
+    generateBundle(_options, bundle) {
+      const page = bundle["dashboard.html"];
+      if (page) page.fileName = "index.html";
+    },
+  };
+}
+
+const dashboard = defineConfig({
+  base: "./",
+  plugins: [react(), dashboardIndex()],
+  build: {
+    outDir: dashboardDir,
+    emptyOutDir: true,
+    assetsDir: "app",
+    target: "es2022",
+    chunkSizeWarningLimit: 1500,
+    modulePreload: { polyfill: false },
+    rollupOptions: { input: resolve(here, "dashboard.html") },
+  },
+});
+
+export default defineConfig(({ mode }) => (mode === "dashboard" ? dashboard : {
   base: "./",
   plugins: [react(), officeJs()],
   build: {
@@ -54,4 +87,4 @@ export default defineConfig({
     include: ["test/unit/**/*.test.ts"],
     environment: "node",
   },
-});
+}));

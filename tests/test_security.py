@@ -80,7 +80,7 @@ def _routes(app: Litestar) -> list[tuple[str, str]]:
     return found
 
 
-OPEN = {("GET", "/healthz"), ("GET", "/"), ("GET", "/taskpane")}
+OPEN = {("GET", "/healthz"), ("GET", "/"), ("GET", "/taskpane"), ("GET", "/dashboard")}
 
 
 def test_every_route_but_healthz_and_the_pane_files_needs_the_token(
@@ -89,7 +89,7 @@ def test_every_route_but_healthz_and_the_pane_files_needs_the_token(
     routes = _routes(app)
     assert len(routes) > 30 and ("GET", "/openapi") in routes
     for method, path in routes:
-        if (method, path) in OPEN or (method == "GET" and path.startswith("/taskpane/")):
+        if (method, path) in OPEN or (method == "GET" and path.startswith(("/taskpane/", "/dashboard/"))):
             continue
         r = anonymous.request(method, path, json={})
         assert r.status_code == 401, (method, path, r.status_code, r.text)

@@ -17,6 +17,9 @@ Two walls, one pass over the headers (`Guard.refusal`):
    - `/taskpane` and everything under it: the pane's HTML, scripts and the add-in icons. Office loads them
      by URL and cannot add a header; they are the same for every user and hold no secret (the token
      reaches the pane in its start URL's query, which the pane moves to sessionStorage);
+   - `/dashboard` and everything under it: the compliance and IT dashboard's HTML and scripts, for the
+     same reason. They hold no data: the page fetches `/v1/dashboard` with the token, which `deskpilot
+     dashboard` gives it in the URL fragment (`#token=...`, which a browser never sends to a server);
    - `/`: the add-in's support URL, a redirect to the pane.
    Everything else needs the token, the OpenAPI document (`/openapi`) included: it maps the attack surface,
    and the pane's types are generated from it at build time, never fetched at run time.
@@ -144,10 +147,10 @@ class Guard:
         if scope["type"] != ScopeType.HTTP or scope["method"] not in _OPEN_METHODS:
             return False
         path: str = scope["path"]
-        if path in ("/healthz", "/", "/taskpane"):
+        if path in ("/healthz", "/", "/taskpane", "/dashboard"):
             return True
         # No dot segments or empty ones: "/taskpane/../v1/runs" must not pass as a pane file.
-        return path.startswith("/taskpane/") and "/." not in path and "//" not in path
+        return path.startswith(("/taskpane/", "/dashboard/")) and "/." not in path and "//" not in path
 
     def _who(self, authorization: list[bytes]) -> Refusal | None:
         if len(authorization) == 1 and authorization[0][:7].lower() == _BEARER:
