@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 
 from deskpilot.server.app import create_app
 from deskpilot.server.cli import main
+from deskpilot.server.core.token import read_token
 from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
 from deskpilot.server.ops.dashboard import dashboard_data, parse_since
 from deskpilot.server.ops.report import REPORT_DATA_ID, embed_json, render_report
@@ -182,6 +183,14 @@ def test_the_report_is_one_file_with_the_dashboard_data(
     for view in ("latency", "cost", "quality", "driftChecks", "driftEvents", "governance", "chain"):
         assert data[view] == live[view], view
     assert page.count('<script type="module">') == 1
+
+
+def test_deskpilot_dashboard_prints_the_address_with_the_token_in_the_fragment(app_home: Path) -> None:
+    result = CliRunner().invoke(main, ["dashboard", "--no-open"])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(home=app_home)
+    token = read_token(settings.token_path)
+    assert token and result.output.strip() == f"{settings.base_url}/dashboard/#token={token}"
 
 
 def test_the_report_needs_a_database_and_a_valid_since(app_home: Path, tmp_path: Path) -> None:
