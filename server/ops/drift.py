@@ -3,10 +3,10 @@
 Inputs. Lineage keeps an input's digest, not its text (`retain_inputs` is off by default), so inputs are
 embedded as they come: `RunExecutor` hands each request's task and input to `observe()`, which only puts the
 text on a bounded queue (a full queue drops the input and counts it: the request never waits for drift). A
-background thread embeds the queue in small batches with the document index's embedder (MiniLM in
-production) and keeps the vectors, never the text, in `drift_samples` (drift_tables.py). It waits for the
-index to load the model rather than loading it itself: the server starts MiniLM once the language model
-is ready, and a second load at start would slow both. Two signals per task (drift_signals.py):
+background thread embeds the queue in small batches, on one core, with the document index's embedder
+(MiniLM in production) and keeps the vectors, never the text, in `drift_samples` (drift_tables.py). It
+waits for the index to load the model rather than loading it itself: the server starts MiniLM once the
+language model is ready, and a second load at start would slow both. Two signals per task (drift_signals.py):
 `input_psi`, the PSI of each sample's similarity to the reference centroid, and `input_centroid`, the
 cosine distance between the windows' centroids.
 
@@ -70,7 +70,9 @@ EXTRACTION_PREFIX = "extract:"
 MAX_FIELDS = 20
 # Inputs waiting to be embedded; beyond this they are dropped (and counted), never waited for.
 QUEUE_SIZE = 1000
-BATCH = 16
+# Up to 4 texts a call: MiniLM then runs on one core (SentenceTransformerEmbedder's query threads), leaving
+# the others to the language model; a larger batch would take every core for drift, a background task.
+BATCH = 4
 # MiniLM reads the first 256 tokens (about 1,000 characters); the rest would be tokenized for nothing.
 MAX_CHARS = 2000
 _POLL = 0.2
@@ -168,7 +170,8 @@ class DriftMonitor:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Inputs queued or being embedded."""
+        return self._queue.unfinished_tasks
 
     @property
     def dropped(self) -> int:
