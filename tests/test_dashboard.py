@@ -150,7 +150,13 @@ def test_the_data_needs_the_token_the_page_does_not(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("params", "problem"),
-    [({"since": "last tuesday"}, "since='last tuesday' is not an ISO 8601"), ({"bucket": "week"}, "bucket")],
+    [
+        ({"since": "last tuesday"}, "since='last tuesday' is not an RFC 3339 date-time"),
+        ({"since": "2026-11-01"}, "since='2026-11-01' is not an RFC 3339 date-time"),
+        ({"since": "2026-02-30T00:00:00Z"}, "is not a valid date-time: day is out of range"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since=0001-01-01T00:00:00+01:00 is out of range"),
+        ({"bucket": "week"}, "bucket"),
+    ],
 )
 def test_bad_parameters_are_400_naming_them(client: TestClient, params: dict[str, str], problem: str) -> None:
     r = client.get("/v1/dashboard", params=params)
@@ -179,7 +185,8 @@ def test_the_report_is_one_file_with_the_dashboard_data(
     embedded = re.search(rf'<script type="application/json" id="{REPORT_DATA_ID}">(.*?)</script>', page, re.S)
     assert embedded is not None
     data = json.loads(embedded.group(1))
-    live = client.get("/v1/dashboard", params={"since": since(clock)[:10], "bucket": "hour"}).json()
+    day = f"{since(clock)[:10]}T00:00:00Z"
+    live = client.get("/v1/dashboard", params={"since": day, "bucket": "hour"}).json()
     for view in ("latency", "cost", "quality", "driftChecks", "driftEvents", "governance", "chain"):
         assert data[view] == live[view], view
     assert page.count('<script type="module">') == 1

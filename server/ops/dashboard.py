@@ -22,6 +22,7 @@ as an `audit.verify` event, the one the dashboard shows as the last verification
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -68,6 +69,7 @@ MAX_LIST = 500
 # created yet on this file is left out.
 CHAINS = ("runs", "reviews", "action_log", "audit_events")
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 # The start of a row's bucket, as ISO text, from its stored ISO time (fixed SQL, chosen by `bucket`).
 _BUCKET_SQL = {
     "hour": "substr({0}, 1, 13) || ':00:00Z'",
@@ -169,7 +171,28 @@ def parse_since(text: str | None, now: datetime) -> datetime:
         raise ValueError(
             f"since={text!r} is not an ISO 8601 date or date-time (examples: 2026-01-31, 2026-01-31T09:30Z)"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return _utc(moment)
+
+
+def _rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time, as the API documents it: a date, a time and an offset (`Z` or `+01:00`)."""
+    if _RFC3339.fullmatch(text) is None:
+        raise ValueError(f"since={text!r} is not an RFC 3339 date-time (example: 2026-11-01T00:00:00Z)")
+    try:
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"since={text!r} is not a valid date-time: {exc}") from None
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` in UTC (naive: taken as UTC); one outside what UTC can show (year 1 with an offset) is
+    refused by name."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"since={moment.isoformat()} is out of range") from None
 
 
 def dashboard_data(lineage: LineageStore, since: datetime, bucket: Bucket = "day") -> Dashboard:
@@ -353,14 +376,15 @@ class DashboardAPI(Controller):
         since: Annotated[
             str | None,
             QueryParameter(
-                description="ISO 8601 date or date-time, UTC unless it has an offset; default 30 days ago",
+                description="RFC 3339 date-time (2026-11-01T00:00:00Z); default 30 days ago",
                 max_length=64,
+                schema_extra={"format": "date-time"},
             ),
         ] = None,
         bucket: Annotated[Bucket, QueryParameter(description="Group the charts by hour or by day")] = "day",
     ) -> Dashboard:
         try:
-            start = parse_since(since, lineage.now())
+            start = lineage.now() - DEFAULT_SPAN if since is None else _utc(_rfc3339(since))
         except ValueError as exc:
             raise ClientException(str(exc)) from exc
         return await anyio.to_thread.run_sync(dashboard_data, lineage, start, bucket)
