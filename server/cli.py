@@ -20,6 +20,7 @@ from deskpilot.server.extraction.triage_cli import eval_triage
 from deskpilot.server.lineage.cli import audit
 from deskpilot.server.models.cli import models_group
 from deskpilot.server.ops.cli import dashboard_command, report_command
+from deskpilot.server.ops.retention_cli import erase_command, hold_group, purge_command
 from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
 from deskpilot.server.tasks.eval_cli import eval_summaries
@@ -109,6 +110,8 @@ for _command in (
 ):
     main.add_command(_command)
 audit.add_command(report_command)
+for _command in (purge_command, erase_command, hold_group):
+    audit.add_command(_command)
 eval_group.add_command(eval_triage)
 eval_group.add_command(eval_summaries)
 

@@ -27,6 +27,7 @@ from deskpilot.server.extraction.triage_memory import TriageMemory
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import BackendSource, ModelRegistry
 from deskpilot.server.ops.drift import DriftMonitor
+from deskpilot.server.ops.retention import Retention
 from deskpilot.server.runs import RunExecutor
 from deskpilot.server.settings import EMBEDDED_PROFILE, Settings
 from deskpilot.server.workflows.services import WorkflowServices
@@ -102,6 +103,11 @@ class Services:
     def host(self) -> ModelHost:
         """The default route's first model (what `/healthz` reports)."""
         return self.executor.host
+
+    @cached_property
+    def retention(self) -> Retention:
+        """Retention, erasure and legal hold (server/ops/retention.py); the index opens only if needed."""
+        return Retention(self.lineage, self.settings, index=lambda: self.index)
 
     @cached_property
     def reviews(self) -> ReviewQueue:

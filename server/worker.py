@@ -37,6 +37,7 @@ from deskpilot.server.actions import (
 from deskpilot.server.actions.outbox import ActionStateError, current_owner
 from deskpilot.server.core.queue import TaskQueue
 from deskpilot.server.core.telemetry import Telemetry
+from deskpilot.server.ops.retention import PurgeReport
 from deskpilot.server.services import Services
 from deskpilot.server.settings import SERVER_PID_ENV, Settings
 from deskpilot.server.workflows.ai import ModelAI, WorkflowAI
@@ -189,6 +190,17 @@ class WorkerRuntime:
         """Re-enqueue everything a crash may have dropped (see `WorkflowServices.requeue`)."""
         return self.services.requeue(sweep=sweep)
 
+    def purge_due(self) -> PurgeReport | None:
+        """The retention purge, when one is due (server/ops/retention.py decides, from the chained record of
+        the last one, so a restart neither skips nor repeats it). A legal hold makes it a no-op."""
+        retention = self.parts.retention
+        if not retention.due():
+            return None
+        with self.telemetry.span("retention.purge") as span:
+            report = retention.purge_if_due()
+            span.set_attribute("did", "nothing due" if report is None else f"{report.total()} purged")
+        return report
+
     def close(self) -> None:
         self.ai.close()
         for adapter in self.adapters.values():
@@ -232,6 +244,10 @@ def _start_watchers(
                 runtime.recover(sweep=True)
             except Exception:
                 log.exception("sweep failed")
+            try:
+                runtime.purge_due()
+            except Exception:
+                log.exception("retention purge failed; the next sweep tries again")
 
     threading.Thread(target=sweep, name="outbox-sweeper", daemon=True).start()
     if orphaned is _never:

@@ -293,3 +293,28 @@ def test_tampering_with_a_purge_entry_is_caught(world: World) -> None:
     problems = world.lineage.verify().problems
     assert any("purged without a chained purge entry" in p for p in problems), problems
     assert any("audit_events" in p and "deleted" in p for p in problems), problems
+
+
+def test_the_worker_sweep_purges_what_is_due(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakes import RecordingQueue, ScriptedAI, fake_adapters
+
+    from deskpilot.server.worker import WorkerRuntime
+
+    home = tmp_path / "home"
+    with LineageStore(home / "deskpilot.db") as lineage:
+        run = lineage.close_run(lineage.open_run(make_start(input={"text": "Old mail"})), make_end())
+    settings = load_settings(home=home, https=False, retention_inputs_days=0)
+    runtime = WorkerRuntime(
+        settings,
+        adapters=fake_adapters(),  # type: ignore[arg-type]
+        ai=ScriptedAI(),  # type: ignore[arg-type]
+        queue=RecordingQueue(),
+    )
+    try:
+        report = runtime.purge_due()
+        assert report is not None and report.runs_inputs == 1
+        assert runtime.purge_due() is None  # the next is due in retention_check_seconds
+        purged = runtime.lineage.get_run(run.id)
+        assert purged is not None and purged.purged == ["input"]
+    finally:
+        runtime.close()

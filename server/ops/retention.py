@@ -167,18 +167,20 @@ class Retention:
         }
         return {kind: now - timedelta(days=n) for kind, n in days.items() if n is not None}
 
-    def purge_if_due(self, now: datetime | None = None) -> PurgeReport | None:
-        """The worker's periodic call: purge when a policy is set, no hold is in place and the last purge
-        (a chained event, so this survives restarts) is at least `retention_check_seconds` old."""
+    def due(self, now: datetime | None = None) -> bool:
+        """Whether a periodic purge is due: a policy is set, no hold is in place, and the last purge (a
+        chained event, so this survives restarts) is at least `retention_check_seconds` old."""
         now = now or self.lineage.now()
         if not self.cutoffs(now) or self.hold() is not None:
-            return None
+            return False
         last = self.lineage.events(kinds=["retention.purge"], limit=1)
-        if last and datetime.fromisoformat(last[0]["at"]) > now - timedelta(
-            seconds=self.settings.retention_check_seconds
-        ):
-            return None
-        return self.purge(now=now, actor="retention policy")
+        period = timedelta(seconds=self.settings.retention_check_seconds)
+        return not last or datetime.fromisoformat(last[0]["at"]) <= now - period
+
+    def purge_if_due(self, now: datetime | None = None) -> PurgeReport | None:
+        """The worker's periodic call: `purge()` when `due()`."""
+        now = now or self.lineage.now()
+        return self.purge(now=now, actor="retention policy") if self.due(now) else None
 
     def purge(
         self, *, now: datetime | None = None, dry_run: bool = False, actor: str = "retention policy"
