@@ -129,3 +129,14 @@ def test_db_option_points_at_another_file(runs: list[Run], home: Path) -> None:
     result = invoke("verify", "--db", str(copy))
     assert result.exit_code == 0
     assert f"head hash: {runs[-1].hash}" in result.stdout
+
+
+def test_verify_records_its_outcome_and_events_export(runs: list[Run], home: Path) -> None:
+    assert invoke("verify").exit_code == 0
+    assert invoke("verify", "--no-record").exit_code == 0
+    result = invoke("export", "--table", "events", "--format", "jsonl")
+    [line] = result.stdout.splitlines()  # one recorded verification: --no-record wrote nothing
+    event = msgspec.json.decode(line)
+    assert event["kind"] == "audit.verify" and event["actor"] == "deskpilot audit verify"
+    assert event["details"]["ok"] is True and event["details"]["head_hash"] == runs[-1].hash
+    assert "exported 1 event" in result.stderr
