@@ -8,7 +8,9 @@ be transactional: no VACUUM, no journal_mode changes.
 A new chained table (reviews, actions) needs the three chain columns exactly as `runs` has them
 (`seq INTEGER PRIMARY KEY AUTOINCREMENT`, `prev_hash TEXT`, `hash TEXT NOT NULL UNIQUE`) and
 `append_only_triggers()`; `_chain.append_chained()` and `_chain.verify_chain()` then work on it as-is.
-Adding a nullable column to a chained table is safe: NULL columns are left out of the hash.
+Adding a nullable column to a chained table is safe: NULL columns are left out of the hash. For runs and
+reviews, whose UPDATE guard lets only a retention purge through (m011), call `purge_only_update_trigger()`
+again in that migration so the guard covers the new column too.
 
 Tables that belong to a feature are that feature's own migration set, applied by the feature's store on
 the same file through `LineageStore.migrate()`: `deskpilot.actions` (server/actions/_tables.py) and
