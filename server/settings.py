@@ -259,7 +259,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # `drift_psi_threshold` or more (inputs' similarity to the reference, triage labels; 0.25 is the usual
     # "significant shift"), a cosine distance of `drift_centroid_threshold` or more between the windows'
     # input centroids, or a change of `drift_rate_threshold` or more, either way, in a rate or mean
-    # (confidence, review rate, a field's null rate). Off: nothing is embedded or checked.
+    # (confidence, review rate, a field's null rate). An alarm clears only once the value falls under
+    # `drift_clear_ratio` x its threshold (hysteresis: a value hovering at the threshold alarms once, not
+    # on every check). Off: nothing is embedded or checked.
     drift_enabled: bool = True
     drift_reference_size: Annotated[int, msgspec.Meta(ge=20, le=100_000)] = 200
     drift_window_size: Annotated[int, msgspec.Meta(ge=20, le=100_000)] = 100
@@ -267,6 +269,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     drift_psi_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.25
     drift_centroid_threshold: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.1
     drift_rate_threshold: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.15
+    drift_clear_ratio: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.8
 
     @property
     def db_path(self) -> Path:
