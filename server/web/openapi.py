@@ -86,6 +86,7 @@ _FEATURE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/actions/{action_id}/retry"): (409,),
     ("POST", "/v1/reviews/{review_id}"): (409,),
     ("POST", "/v1/workflows"): (404, 409),
+    ("POST", "/v1/drift/rebaseline"): (404,),
     ("PUT", "/v1/automations/{name}"): (409,),
 }
 
