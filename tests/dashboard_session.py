@@ -1,11 +1,12 @@
 """A scripted session for the dashboard's tests (tests/test_dashboard.py, tests/e2e/test_dashboard_e2e.py):
-the real app with the scripted backend, used over HTTP as the pane and a reviewer use it, hour by hour on
-the lineage store's clock, so the charts have several buckets of real records.
+the real app with scripted models, used over HTTP as the pane and a reviewer use it, hour by hour on the
+lineage store's clock, so that the charts have several buckets of real records.
 
-What it leaves in lineage: summaries on the embedded model and on a priced "remote" one (one answered
-from the result cache), invoice extractions (each sent to
-review: the scripted total breaks subtotal + tax = total), one review corrected and one approved, drift
-checks and a drift alarm, a legal hold and a retention purge event, and a recorded verification.
+What it leaves in lineage: summaries on the embedded model and on a priced remote profile (one answered
+from the result cache); invoice extractions, each sent to review (the scripted total breaks subtotal + tax
+= total), of which one is corrected and one approved; drift checks by the drift monitor itself (GET
+/v1/drift after each hour), which alarms when the model starts leaving the currency out and clears when it
+stops; a legal hold and a retention purge event; a verification (POST /v1/audit/verify).
 """
 
 from __future__ import annotations
@@ -21,21 +22,11 @@ from conftest import parse_sse
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
-from deskpilot.server.core.db import iso_utc
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.services import Services
 from deskpilot.server.settings import load_settings
 
-__all__ = [
-    "DRIFT_COLUMNS",
-    "MovingClock",
-    "Session",
-    "model",
-    "run_session",
-    "session_services",
-    "session_start",
-    "write_drift_checks",
-]
+__all__ = ["DRIFTING_SIGNAL", "MovingClock", "ScriptedModel", "Session", "run_session", "session_services"]
 
 ANA = {"name": "Ana Silva", "address": "ana@example.com"}
 INVOICE = {
@@ -47,22 +38,10 @@ INVOICE = {
     "total": 120.0,  # fails the rule subtotal + tax = total: always reviewed
 }
 INVOICE_TEXT = "Northwind Traders Ltd\nInvoice No: NW-2041\nSubtotal 85.00\nVAT 17.00\nTotal due GBP 102.00\n"
-# The drift monitor's table beside the chain (server/ops/drift.py), column for column.
-DRIFT_COLUMNS = (
-    "at TEXT, task TEXT, signal TEXT, value REAL, threshold REAL, alarm INTEGER, reference_n INTEGER,"
-    " current_n INTEGER"
-)
-
-
-def model(request: GenerationRequest) -> list[Token]:
-    """A summary for text tasks, the invoice JSON for extraction."""
-    if request.json_schema is not None:
-        text = json.dumps(INVOICE)
-        return [Token(text[i : i + 4], -0.01) for i in range(0, len(text), 4)]
-    return [Token(t) for t in ["Ana", " wants", " the", " numbers", "."]]
-
-
-# A priced remote profile beside the embedded model, so that cost is not zero everywhere; the scripted
+# The drift monitor compares the first 20 finished runs of a task with its last 20 (its smallest windows).
+WINDOW = 20
+DRIFTING_SIGNAL = "null_rate:currency"
+# A priced remote profile beside the embedded model, so that cost is not zero everywhere; a scripted
 # backend answers for it (no request leaves the machine).
 PRICED = {
     "backend": "openai",
@@ -74,11 +53,27 @@ PRICED = {
 }
 
 
-class MovingClock:
-    """The lineage store's clock: it stands still until the session moves it on by an hour."""
+class ScriptedModel:
+    """A summary for text tasks, the invoice for extraction; without its currency while `drifting`."""
 
-    def __init__(self, start: datetime) -> None:
-        self.now = start
+    def __init__(self) -> None:
+        self.drifting = False
+
+    def __call__(self, request: GenerationRequest) -> list[Token]:
+        if request.json_schema is not None:
+            text = json.dumps(INVOICE | {"currency": None} if self.drifting else INVOICE)
+            return [Token(text[i : i + 4], -0.01) for i in range(0, len(text), 4)]
+        return [Token(t) for t in ["Ana", " wants", " the", " numbers", "."]]
+
+
+class MovingClock:
+    """The lineage store's clock: it stands still until the session moves it on by an hour. By default it
+    starts 6 hours before now (5 past the hour), so the session lies within every period the page offers."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        ago = datetime.now(UTC).replace(minute=5, second=0, microsecond=0) - timedelta(hours=6)
+        self.start = start or ago
+        self.now = self.start
 
     def __call__(self) -> datetime:
         return self.now
@@ -87,15 +82,18 @@ class MovingClock:
         self.now += timedelta(hours=hours)
 
 
-def session_start(hours: int = 6) -> datetime:
-    """`hours` before now (5 past the hour): the session ends within the last hours, in every period the
-    page offers."""
-    return datetime.now(UTC).replace(minute=5, second=0, microsecond=0) - timedelta(hours=hours)
-
-
-def session_services(home: Path, clock: MovingClock, **settings: Any) -> Services:
-    """The app's collaborators for the session: scripted models, lineage on `clock`, a torch-free index."""
-    settings_ = load_settings(home=home, https=False, models={"big": PRICED}, **settings)
+def session_services(home: Path, clock: MovingClock, model: ScriptedModel, **settings: Any) -> Services:
+    """The app's collaborators for the session: scripted models, lineage on `clock`, a torch-free index,
+    the drift monitor's smallest windows, checked only when the session asks."""
+    settings_ = load_settings(
+        home=home,
+        https=False,
+        models={"big": PRICED},
+        drift_reference_size=WINDOW,
+        drift_window_size=WINDOW,
+        drift_check_every=1_000_000,  # only the session's own checks (GET /v1/drift), at the end of each hour
+        **settings,
+    )
     return Services(
         settings_,
         backends={
@@ -113,7 +111,6 @@ class Session:
     cache_hits: int = 0
     extractions: int = 0
     reviewed: list[str] = field(default_factory=list)  # decisions, in order
-    drift_rows: int = 0
 
 
 def _summarize(client: httpx.Client, body: str, *, cache: bool, profile: str | None = None) -> None:
@@ -130,34 +127,28 @@ def _extract(client: httpx.Client) -> str:
     return str(result["review"]["id"])
 
 
-def write_drift_checks(store: LineageStore, rows: list[tuple[str, str, float, float, bool]]) -> None:
-    """Drift checks as the drift monitor leaves them (a table beside the chain): (task, signal, value,
-    threshold, alarm) at the store's clock."""
-    with store.transaction() as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS drift_checks ({DRIFT_COLUMNS})")
-        for task, signal, value, threshold, alarm in rows:
-            conn.execute(
-                "INSERT INTO drift_checks (at, task, signal, value, threshold, alarm, reference_n, current_n)"
-                " VALUES (?, ?, ?, ?, ?, ?, 200, 50)",
-                [iso_utc(store.now()), task, signal, value, threshold, int(alarm)],
-            )
+# Per hour: how many extractions with the currency, then how many without.
+_HOURS = [(WINDOW, 0), (WINDOW // 2, WINDOW // 2), (0, WINDOW // 2), (WINDOW, 0)]
 
 
-def run_session(client: httpx.Client, store: LineageStore, clock: MovingClock) -> Session:
-    """Four hours of work, an hour apart on the store's clock, then a verification."""
+def run_session(
+    client: httpx.Client, store: LineageStore, clock: MovingClock, model: ScriptedModel
+) -> Session:
+    """Four hours of work on the store's clock; the drift monitor checks at the end of each hour."""
     done = Session()
     reviews: list[str] = []
-    for hour in range(4):
+    for hour, (normal, drifting) in enumerate(_HOURS):
         _summarize(client, f"Please send the Q3 numbers by Friday (hour {hour}).", cache=True)
         _summarize(client, f"Summarize the board pack (hour {hour}).", cache=False, profile="big")
         done.summaries += 2
-        reviews.append(_extract(client))
-        done.extractions += 1
-        write_drift_checks(store, [("extract:invoice", "confidence_psi", 0.05 + 0.1 * hour, 0.25, hour >= 3)])
-        done.drift_rows += 1
+        for model.drifting, count in ((False, normal), (True, drifting)):
+            reviews += [_extract(client) for _ in range(count)]
+            done.extractions += count
+        model.drifting = False
+        assert client.get("/v1/drift").status_code == 200
         clock.advance()
     # The same email again: answered from the result cache (a run of its own, with no model time).
-    _summarize(client, "Please send the Q3 numbers by Friday (hour 3).", cache=True)
+    _summarize(client, f"Please send the Q3 numbers by Friday (hour {len(_HOURS) - 1}).", cache=True)
     done.summaries += 1
     done.cache_hits += 1
     corrected = {"decision": "edit", "reviewer": ANA, "fields": {"total": 102}}
@@ -166,7 +157,7 @@ def run_session(client: httpx.Client, store: LineageStore, clock: MovingClock) -
     r = client.post(f"/v1/reviews/{reviews[1]}", json={"decision": "accept", "reviewer": ANA})
     assert r.status_code == 200, r.text
     done.reviewed += ["edit", "accept"]
-    store.record_event("drift.alarm", {"task": "extract:invoice", "signal": "confidence_psi", "value": 0.35})
+    # Governance events as the retention commands chain them (kind, actor, details without personal data).
     store.record_event("hold.set", {"matter": "M-17", "scope": "sender-hash:3f2a"}, actor="it-admin")
     store.record_event("retention.purge", {"runs": 0, "before": "2026-01-01"}, actor="deskpilot retention")
     r = client.post("/v1/audit/verify")

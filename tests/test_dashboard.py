@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import app_client
-from dashboard_session import MovingClock, Session, run_session, session_services, session_start
+from dashboard_session import (
+    DRIFTING_SIGNAL,
+    MovingClock,
+    ScriptedModel,
+    Session,
+    run_session,
+    session_services,
+)
 from litestar.testing import TestClient
 
 from deskpilot.server.app import create_app
@@ -33,20 +41,22 @@ BUILT = Path(__file__).resolve().parents[1] / "server" / "static" / "dashboard" 
 
 @pytest.fixture
 def clock() -> MovingClock:
-    return MovingClock(session_start())
+    return MovingClock()
 
 
 @pytest.fixture
 def client(app_home: Path, clock: MovingClock) -> Iterator[TestClient]:
-    services = session_services(app_home, clock)
+    model = ScriptedModel()
+    services = session_services(app_home, clock, model)
     with app_client(create_app(services)) as c:
+        c.app.state["model"] = model
         yield c
     services.lineage.close()
 
 
 @pytest.fixture
 def session(client: TestClient, clock: MovingClock) -> Session:
-    return run_session(client, client.app.state["services"].lineage, clock)
+    return run_session(client, client.app.state["services"].lineage, clock, client.app.state["model"])
 
 
 def since(clock: MovingClock, hours: int = 24) -> str:
@@ -60,12 +70,12 @@ def test_the_figures_match_lineage(client: TestClient, clock: MovingClock, sessi
     store: LineageStore = client.app.state["services"].lineage
     runs = list(store.iter_runs())
     assert len(runs) == session.summaries + session.extractions
-    # Latency: the answered runs that were not cache hits, in the four hours the session spread them over.
-    assert [p["runs"] for p in data["latency"]] == [3, 3, 3, 3]
-    assert sum(p["runs"] for p in data["latency"]) == len(runs) - session.cache_hits
+    # Latency: the answered runs that were not cache hits, per hour of the session.
+    answered = Counter(run.started_at[:13] + ":00:00Z" for run in runs if run.cache_of is None)
+    assert [(p["at"], p["runs"]) for p in data["latency"]] == sorted(answered.items())
+    assert len(data["latency"]) == 4 and sum(answered.values()) == len(runs) - session.cache_hits
     for point in data["latency"]:
         assert 0 < point["ttftP50Ms"] <= point["ttftP95Ms"] <= point["totalP95Ms"], point
-        assert point["at"].endswith(":00:00Z")
     # Cost: every run (the cache hit too), per profile; the embedded model costs nothing.
     cost = {(p["at"], p["profile"]): p for p in data["cost"]}
     assert {profile for _, profile in cost} == {"embedded", "big"}
@@ -81,10 +91,17 @@ def test_the_figures_match_lineage(client: TestClient, clock: MovingClock, sessi
     decided = [p for p in quality if p["decided"]]
     assert (decided[-1]["decided"], decided[-1]["overridden"], decided[-1]["overrideRate"]) == (2, 1, 0.5)
     assert data["slo"]["syncLatency"]["total"] == len(runs)
-    # Drift: the monitor's rows, oldest first, with the alarm; and the alarm event.
-    assert [c["alarm"] for c in data["driftChecks"]] == [False, False, False, True]
-    assert [c["value"] for c in data["driftChecks"]] == pytest.approx([0.05, 0.15, 0.25, 0.35])
-    assert [e["kind"] for e in data["driftEvents"]] == ["drift.alarm"]
+    # Drift: the monitor's own rows, oldest first; the currency went missing in hours 1 and 2, not 3.
+    with store.reading() as conn:
+        (stored,) = conn.execute(
+            "SELECT COUNT(*) FROM drift_checks WHERE at >= ?", [data["since"]]
+        ).fetchone()
+    assert len(data["driftChecks"]) == stored > 0
+    assert [c["at"] for c in data["driftChecks"]] == sorted(c["at"] for c in data["driftChecks"])
+    currency = [c for c in data["driftChecks"] if c["signal"] == DRIFTING_SIGNAL]
+    assert [(c["value"], c["alarm"]) for c in currency] == [(0.5, True), (1.0, True), (0.0, False)]
+    events = [(e["kind"], e["details"]["signal"]) for e in data["driftEvents"]]
+    assert events == [("drift.cleared", DRIFTING_SIGNAL), ("drift.alarm", DRIFTING_SIGNAL)]
     assert [e["kind"] for e in data["governance"]] == ["retention.purge", "hold.set"]
     # Chain: the heads as stored, and the verification the session recorded saw them all.
     heads = {h["chain"]: h for h in data["chain"]["heads"]}

@@ -109,11 +109,11 @@ class DriftCheck(Out):
     at: str
     task: str
     signal: str
-    value: float | None
-    threshold: float | None
+    value: float
+    threshold: float
     alarm: bool
-    reference_n: int | None
-    current_n: int | None
+    reference_n: int
+    current_n: int
 
 
 class GovernanceEvent(Out):

@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,13 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 from conftest import REPO, bearer, free_port
-from dashboard_session import MovingClock, Session, run_session, session_services, session_start
+from dashboard_session import (
+    MovingClock,
+    ScriptedModel,
+    Session,
+    run_session,
+    session_services,
+)
 from playwright.sync_api import Browser, Page, expect
 
 from deskpilot.server.app import create_app
@@ -39,8 +46,11 @@ VIEWS = {
     "slo": ("SLOs", ["Service level objectives", "objective met"]),
     "latency": ("Latency", ["Latency", "First token p95"]),
     "cost": ("Cost", ["Cost and tokens", "embedded", "big"]),
-    "quality": ("Review", ["4 of 4 structured results reviewed (100.0%)", "1 of 2 decisions"]),
-    "drift": ("Drift", ["4 checks in this period, 1 over their threshold", "drift.alarm"]),
+    "quality": ("Review", ["70 of 70 structured results reviewed (100.0%)", "1 of 2 decisions"]),
+    "drift": (
+        "Drift",
+        ["0 in alarm at their last check", "null_rate:currency", "drift.alarm", "drift.cleared"],
+    ),
     "chain": ("Chain", ["intact", "audit_events", "retention.purge", "hold.set"]),
 }
 CHARTS = {
@@ -55,8 +65,8 @@ class LiveApp:
     """The app under a real uvicorn on 127.0.0.1, its lineage on a clock the session moves."""
 
     def __init__(self, home: Path) -> None:
-        self.clock = MovingClock(session_start())
-        services = session_services(home, self.clock, port=free_port(), worker=False)
+        self.clock, self.model = MovingClock(), ScriptedModel()
+        services = session_services(home, self.clock, self.model, port=free_port(), worker=False)
         self.settings, self.lineage = services.settings, services.lineage
         self.url = f"http://127.0.0.1:{self.settings.port}"
         config = uvicorn.Config(
@@ -94,7 +104,7 @@ def live(app_home: Path) -> Iterator[tuple[LiveApp, Session]]:
     if not DASHBOARD_BUILD.is_file():
         pytest.fail(f"the dashboard is not built ({DASHBOARD_BUILD} is missing): run `make setup`")
     with LiveApp(app_home) as app, httpx.Client(base_url=app.url, headers=bearer(app.token)) as client:
-        yield app, run_session(client, app.lineage, app.clock)
+        yield app, run_session(client, app.lineage, app.clock, app.model)
 
 
 def shot(page: Page, name: str, tmp_path: Path) -> Path:
@@ -178,7 +188,7 @@ def test_the_report_opens_from_a_file_with_no_request(
 ) -> None:
     app, _ = live
     out = tmp_path / "report.html"
-    since = (app.clock.now.replace(minute=0) - (app.clock.now - session_start(7))).isoformat()
+    since = (app.clock.start - timedelta(hours=1)).isoformat()
     result = CliRunner().invoke(
         main, ["audit", "report", "--since", since, "--bucket", "hour", "--out", str(out)]
     )

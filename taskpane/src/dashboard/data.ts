@@ -67,19 +67,33 @@ export function qualitySeries(data: Dashboard): Series[] {
   return [series("Review rate", data.quality, (p) => p.reviewRate), series("Override rate", data.quality, (p) => p.overrideRate)];
 }
 
-/** One series per task and signal; the threshold of each as a dashed line beside it. */
-export function driftSeries(checks: DriftCheck[]): Series[] {
+const signalName = (check: DriftCheck): string => `${check.task} · ${check.signal}`;
+const ratio = (check: DriftCheck): number => (check.threshold > 0 ? check.value / check.threshold : 0);
+
+/**
+ * Each drift signal's checks as a share of its threshold (1 or more is an alarm), so that PSIs, distances
+ * and rates share one axis; a dashed line marks the threshold. Only signals that moved (some value above
+ * zero) are drawn, the highest first, at most `limit`: a task has a dozen signals, most of them flat.
+ */
+export function driftSeries(checks: DriftCheck[], limit = 6): Series[] {
   const groups = new Map<string, DriftCheck[]>();
-  for (const check of checks) {
-    const key = `${check.task} · ${check.signal}`;
-    groups.set(key, [...(groups.get(key) ?? []), check]);
-  }
-  const out: Series[] = [];
-  for (const [name, rows] of [...groups.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-    out.push(series(name, rows, (c) => c.value));
-    if (rows.some((c) => c.threshold !== null)) out.push(series(`${name} threshold`, rows, (c) => c.threshold, true));
+  for (const check of checks) groups.set(signalName(check), [...(groups.get(signalName(check)) ?? []), check]);
+  const peak = (rows: DriftCheck[]) => Math.max(...rows.map(ratio));
+  const moved = [...groups.entries()].filter(([, rows]) => peak(rows) > 0);
+  moved.sort(([a, x], [b, y]) => peak(y) - peak(x) || a.localeCompare(b));
+  const out = moved.slice(0, limit).map(([name, rows]) => series(name, rows, ratio));
+  if (out.length > 0) {
+    const times = checks.map((c) => Date.parse(c.at));
+    out.push({ name: "threshold", points: [{ t: Math.min(...times), v: 1 }, { t: Math.max(...times), v: 1 }], dashed: true });
   }
   return out;
+}
+
+/** The latest check of each signal: those in alarm first, then the nearest to their threshold. */
+export function latestDrift(checks: DriftCheck[]): DriftCheck[] {
+  const latest = new Map<string, DriftCheck>();
+  for (const check of checks) latest.set(signalName(check), check); // oldest first: the last one wins
+  return [...latest.values()].sort((a, b) => Number(b.alarm) - Number(a.alarm) || ratio(b) - ratio(a) || signalName(a).localeCompare(signalName(b)));
 }
 
 export interface Totals {
@@ -139,6 +153,14 @@ export function formatCost(cost: number): string {
 export function formatTime(at: string | number, bucket: Bucket = "hour"): string {
   const iso = new Date(at).toISOString();
   return bucket === "day" ? iso.slice(0, 10) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+}
+
+/** An event's details in one line: its plain values as `key=value`, nested ones (time windows) left out. */
+export function eventSummary(details: Record<string, unknown>): string {
+  return Object.entries(details)
+    .filter(([, v]) => v === null || ["string", "number", "boolean"].includes(typeof v))
+    .map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : String(v)}`)
+    .join(", ");
 }
 
 /** A hash cut for display, its algorithm prefix left out (the full one is in the title and the export). */

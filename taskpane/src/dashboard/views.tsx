@@ -24,12 +24,14 @@ import type { Dashboard, GovernanceEvent, Slo } from "./data";
 import {
   costTotals,
   driftSeries,
+  eventSummary,
   formatCost,
   formatMs,
   formatNumber,
   formatShare,
   formatTime,
   latencySeries,
+  latestDrift,
   perProfile,
   qualitySeries,
   shortHash,
@@ -178,7 +180,9 @@ function EventTable({ events, label, testId }: { events: GovernanceEvent[]; labe
             <TableCell>{formatTime(e.at)}</TableCell>
             <TableCell>{e.kind}</TableCell>
             <TableCell>{e.actor}</TableCell>
-            <TableCell className={styles.mono}>{JSON.stringify(e.details)}</TableCell>
+            <TableCell className={styles.mono} title={JSON.stringify(e.details)}>
+              {eventSummary(e.details)}
+            </TableCell>
           </TableRow>
         ))}
       </TableBody>
@@ -187,10 +191,45 @@ function EventTable({ events, label, testId }: { events: GovernanceEvent[]; labe
 }
 
 export function DriftView({ data }: { data: Dashboard }) {
-  const alarms = data.driftChecks.filter((c) => c.alarm).length;
+  const latest = latestDrift(data.driftChecks);
+  const alarms = latest.filter((c) => c.alarm).length;
   return (
-    <Section id="drift" title="Drift" note={`${data.driftChecks.length} checks in this period, ${alarms} over their threshold.`}>
+    <Section
+      id="drift"
+      title="Drift"
+      note={`${data.driftChecks.length} checks of ${latest.length} signals in this period; ${alarms} in alarm at their last check. Each signal is drawn as a share of its threshold: 1 or more is an alarm.`}
+    >
       <LineChart title="Drift signals" series={driftSeries(data.driftChecks)} format={formatNumber} bucket={data.bucket} testId="chart-drift" />
+      {latest.length > 0 && (
+        <Table size="small" aria-label="Latest drift checks" data-testid="drift-latest">
+          <TableHeader>
+            <TableRow>
+              <TableHeaderCell>Task</TableHeaderCell>
+              <TableHeaderCell>Signal</TableHeaderCell>
+              <TableHeaderCell>Value</TableHeaderCell>
+              <TableHeaderCell>Threshold</TableHeaderCell>
+              <TableHeaderCell>State</TableHeaderCell>
+              <TableHeaderCell>Checked (UTC)</TableHeaderCell>
+            </TableRow>
+          </TableHeader>
+          <TableBody>
+            {latest.map((c) => (
+              <TableRow key={`${c.task} ${c.signal}`}>
+                <TableCell>{c.task}</TableCell>
+                <TableCell>{c.signal}</TableCell>
+                <TableCell>{formatNumber(c.value)}</TableCell>
+                <TableCell>{formatNumber(c.threshold)}</TableCell>
+                <TableCell>
+                  <Badge appearance="tint" color={c.alarm ? "danger" : "success"}>
+                    {c.alarm ? "alarm" : "ok"}
+                  </Badge>
+                </TableCell>
+                <TableCell>{formatTime(c.at)}</TableCell>
+              </TableRow>
+            ))}
+          </TableBody>
+        </Table>
+      )}
       <EventTable events={data.driftEvents} label="drift alarms" testId="drift-events" />
     </Section>
   );

@@ -4,11 +4,13 @@ import type { Dashboard } from "../../src/dashboard/data";
 import {
   costTotals,
   driftSeries,
+  eventSummary,
   formatMs,
   formatNumber,
   formatShare,
   formatTime,
   latencySeries,
+  latestDrift,
   perProfile,
   qualitySeries,
   reportData,
@@ -111,11 +113,21 @@ describe("the charts' data", () => {
     expect(override.points).toEqual([]);
   });
 
-  it("gives each drift signal its threshold as a dashed line", () => {
-    const series = driftSeries(DATA.driftChecks);
-    expect(series.map((s) => [s.name, s.dashed])).toEqual([
-      ["extract:invoice · input_psi", false],
-      ["extract:invoice · input_psi threshold", true],
+  it("draws the drift signals that moved, as a share of their threshold, with the threshold at 1", () => {
+    const flat = { at: "2026-12-07T10:10:00Z", task: "extract:invoice", signal: "null_rate:vendor", value: 0, threshold: 0.15, alarm: false, referenceN: 20, currentN: 20 };
+    const series = driftSeries([...DATA.driftChecks, flat]);
+    expect(series.map((s) => [s.name, s.dashed, s.points.map((p) => Number(p.v.toFixed(6)))])).toEqual([
+      ["extract:invoice · input_psi", false, [0.5, 1.5]],
+      ["threshold", true, [1, 1]],
+    ]);
+    expect(driftSeries([flat])).toEqual([]);
+  });
+
+  it("lists each signal's latest check, alarms first", () => {
+    const other = { at: "2026-12-07T08:00:00Z", task: "classify", signal: "label_psi", value: 0.2, threshold: 0.25, alarm: false, referenceN: 20, currentN: 20 };
+    expect(latestDrift([other, ...DATA.driftChecks]).map((c) => [c.signal, c.value])).toEqual([
+      ["input_psi", 0.3],
+      ["label_psi", 0.2],
     ]);
   });
 
@@ -129,6 +141,9 @@ describe("the charts' data", () => {
     expect([formatMs(41.6), formatMs(2.54), formatMs(0), formatMs(1530), formatMs(null)]).toEqual(["42 ms", "2.5 ms", "0 ms", "1.5 s", "–"]);
     expect([formatNumber(37.5), formatNumber(1200), formatNumber(0.125)]).toEqual(["37.5", "1,200", "0.13"]);
     expect([shortHash("sha256:0123456789abcdef"), shortHash(null)]).toEqual(["0123456789ab…", "(none)"]);
+    expect(eventSummary({ signal: "null_rate:currency", value: 0.5, alarm: true, window: { from: "x" }, note: null })).toBe(
+      "signal=null_rate:currency, value=0.5, alarm=true, note=null",
+    );
     expect([formatShare(0.5), formatShare(null)]).toEqual(["50.0%", "–"]);
     expect([formatTime("2026-12-07T09:00:00Z"), formatTime("2026-12-07T09:00:00Z", "day")]).toEqual(["2026-12-07 09:00", "2026-12-07"]);
     expect([niceMax(0), niceMax(3), niceMax(0.35), niceMax(1000)]).toEqual([1, 5, 0.5, 1000]);
