@@ -5,7 +5,8 @@ total time, p50 and p95), cost and tokens per model profile, review and override
 the service level objectives (`slo.py`); drift (the `drift_checks` rows the drift monitor writes beside
 the chain, and its alarms); the state of the hash chains with the last recorded verification; and the
 retention, erasure and legal hold events. The live dashboard fetches it from `GET /v1/dashboard`; `deskpilot
-audit report` embeds the same document in a self-contained HTML file (`report.py`).
+audit report` embeds the same document in a self-contained HTML file (`report.py`); the routes are in
+`dashboard_api.py`.
 
 Everything is aggregated in SQL, so the cost grows with the number of buckets, not of runs: percentiles
 are nearest-rank, taken with window functions over each bucket's sorted values. Times are grouped on the
@@ -25,13 +26,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
-
-import anyio
-from litestar import Controller, get, post
-from litestar.di import NamedDependency
-from litestar.exceptions import ClientException
-from litestar.params import QueryParameter
+from typing import Any, Literal
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Out
@@ -46,13 +41,13 @@ __all__ = [
     "ChainStatus",
     "CostPoint",
     "Dashboard",
-    "DashboardAPI",
     "DriftCheck",
     "GovernanceEvent",
     "LatencyPoint",
     "QualityPoint",
     "Verification",
     "dashboard_data",
+    "parse_rfc3339",
     "parse_since",
     "verify_and_record",
 ]
@@ -174,14 +169,16 @@ def parse_since(text: str | None, now: datetime) -> datetime:
     return _utc(moment)
 
 
-def _rfc3339(text: str) -> datetime:
-    """An RFC 3339 date-time, as the API documents it: a date, a time and an offset (`Z` or `+01:00`)."""
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time in UTC, as the API documents `since`: a date, a time and an offset (`Z` or
+    `+01:00`); ValueError names what is wrong."""
     if _RFC3339.fullmatch(text) is None:
         raise ValueError(f"since={text!r} is not an RFC 3339 date-time (example: 2026-11-01T00:00:00Z)")
     try:
-        return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"since={text!r} is not a valid date-time: {exc}") from None
+    return _utc(moment)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -359,40 +356,3 @@ def _event(row: dict[str, Any]) -> GovernanceEvent:
     return GovernanceEvent(
         at=row["at"], kind=row["kind"], actor=row["actor"], details=row["details"], hash=row["hash"]
     )
-
-
-# -- the routes --------------------------------------------------------------------------------------------
-
-
-class DashboardAPI(Controller):
-    """The dashboard's data and its "Verify now", behind the per-user token like every /v1 route."""
-
-    tags = ("Operations",)
-
-    @get("/v1/dashboard", summary="Latency, cost, review and override rates, SLOs, drift and chain status")
-    async def dashboard(
-        self,
-        lineage: NamedDependency[LineageStore],
-        since: Annotated[
-            str | None,
-            QueryParameter(
-                description="RFC 3339 date-time (2026-11-01T00:00:00Z); default 30 days ago",
-                max_length=64,
-                schema_extra={"format": "date-time"},
-            ),
-        ] = None,
-        bucket: Annotated[Bucket, QueryParameter(description="Group the charts by hour or by day")] = "day",
-    ) -> Dashboard:
-        try:
-            start = lineage.now() - DEFAULT_SPAN if since is None else _utc(_rfc3339(since))
-        except ValueError as exc:
-            raise ClientException(str(exc)) from exc
-        return await anyio.to_thread.run_sync(dashboard_data, lineage, start, bucket)
-
-    @post(
-        "/v1/audit/verify",
-        summary="Re-derive every hash chain and record the outcome as an audit.verify event",
-        status_code=200,
-    )
-    async def verify(self, lineage: NamedDependency[LineageStore]) -> Verification:
-        return await anyio.to_thread.run_sync(lambda: verify_and_record(lineage, actor="dashboard"))
