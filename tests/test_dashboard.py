@@ -197,6 +197,7 @@ def test_the_report_is_one_file_with_the_dashboard_data(
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output
     page = out.read_text(encoding="utf-8")
+    assert out.stat().st_mode & 0o077 == 0  # audit data: the user's only, like everything `deskpilot` writes
     # Nothing it refers to: no script or stylesheet file, no URL (the one data: URL is the empty icon).
     assert not re.search(r'\s(?:src|href)="(?!data:)', page)
     embedded = re.search(rf'<script type="application/json" id="{REPORT_DATA_ID}">(.*?)</script>', page, re.S)
