@@ -20,6 +20,7 @@ from deskpilot.server.extraction.triage_cli import eval_triage
 from deskpilot.server.lineage.cli import audit
 from deskpilot.server.models.cli import models_group
 from deskpilot.server.ops.cli import dashboard_command, report_command
+from deskpilot.server.ops.drift_cli import drift_group
 from deskpilot.server.ops.retention_cli import erase_command, hold_group, purge_command
 from deskpilot.server.settings import SettingsError
 from deskpilot.server.tasks.cli import summarize
@@ -107,6 +108,7 @@ for _command in (
     sync,
     models_group,
     dashboard_command,
+    drift_group,
 ):
     main.add_command(_command)
 audit.add_command(report_command)

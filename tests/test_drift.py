@@ -1,7 +1,10 @@
 """Drift (server/ops/drift.py): a planted shift in the inputs (newsletters after invoices) alarms once, in
 lineage, the log, the metrics and `GET /v1/drift`; a stable stream of invoices does not. Outputs (triage
 labels, confidence, a field's null rate, the review rate) alarm when they move and clear when they come back,
-with one event each way, and the chain still verifies. The request path only queues.
+with one event each way, and the chain still verifies. The request path only queues. An alarm clears only
+under `drift_clear_ratio` x its threshold, so a value hovering at the threshold alarms once. A rebaseline
+(the API and `deskpilot drift rebaseline`) restarts a task's reference with one chained event, and the
+shifted stream that goes on is the new normal.
 
 The quick tier runs the API with the hash embedder (the shift is as clear there); the `model` test runs the
 real all-MiniLM-L6-v2 at the default windows and prints the figures."""
@@ -24,12 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from deskpilot.indexes import DocumentIndex, HashEmbedder, SentenceTransformerEmbedder
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.app import create_app
+from deskpilot.server.cli import main
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
 from deskpilot.server.lineage.cli import audit
 from deskpilot.server.ops.drift import QUEUE_SIZE, DriftMonitor, input_text
 from deskpilot.server.ops.drift_signals import centroid_distance, projection, psi, share_psi
-from deskpilot.server.settings import Settings, load_settings
+from deskpilot.server.settings import Settings, SettingsError, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -491,3 +495,206 @@ def test_minilm_sees_the_planted_shift_at_the_default_windows(app_home: Path) ->
             ("drift.alarm", "input_centroid"),
             ("drift.alarm", "input_psi"),
         ]
+
+
+# --- hysteresis ------------------------------------------------------------------------------------------
+
+
+def confidences(store: LineageStore, count: int, confidence: float) -> None:
+    for _ in range(count):
+        record(store, "rewrite", {"text": "Dear team"}, confidence=confidence)
+
+
+def test_a_value_hovering_at_the_threshold_alarms_once_and_clears_only_well_under_it(
+    store: LineageStore, app_home: Path
+) -> None:
+    drift_monitor = DriftMonitor(store, settings_for(app_home))  # rate threshold 0.15, clear ratio 0.8
+    confidences(store, 60, 0.9)  # the reference's mean confidence: 0.9
+
+    def check_after(change_in_thresholds: float) -> Any:
+        confidences(store, 30, 0.9 - change_in_thresholds * 0.15)  # the whole current window
+        (found,) = (s for s in drift_monitor.check() if s.signal == "confidence_mean")
+        assert found.value == pytest.approx(-change_in_thresholds * 0.15)
+        return found
+
+    assert not check_after(0.95).alarm  # under the threshold without an alarm before: none
+    alarmed = [check_after(ratio).alarm for ratio in (1.05, 0.95, 1.05, 0.95, 1.05, 0.95, 0.85)]
+    assert alarmed == [True] * 7  # held while over 0.8 x the threshold
+    events = store.events(kinds=["drift.alarm", "drift.cleared"])
+    assert [(e["kind"], e["details"]["signal"]) for e in events] == [("drift.alarm", "confidence_mean")]
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT alarm FROM drift_checks WHERE signal = 'confidence_mean' ORDER BY rowid"
+        ).fetchall()
+    assert [r[0] for r in rows] == [0] + [1] * 7  # the time series records the alarm as held
+
+    assert not check_after(0.75).alarm  # under 0.8 x the threshold: cleared, once
+    assert not check_after(0.95).alarm  # and back under the threshold stays clear
+    events = store.events(kinds=["drift.alarm", "drift.cleared"])
+    assert [e["kind"] for e in reversed(events)] == ["drift.alarm", "drift.cleared"]
+    assert drift_monitor.report().clear_ratio == 0.8
+    verify_ok(app_home)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.01])
+def test_the_clear_ratio_is_a_share_of_the_threshold(app_home: Path, ratio: float) -> None:
+    assert load_settings(home=app_home, drift_clear_ratio=1.0).drift_clear_ratio == 1.0
+    with pytest.raises(SettingsError, match="drift_clear_ratio"):
+        load_settings(home=app_home, drift_clear_ratio=ratio)
+
+
+# --- rebaselining ----------------------------------------------------------------------------------------
+
+
+def rebaselined_events(lineage: LineageStore) -> list[dict[str, Any]]:
+    return lineage.events(kinds=["drift.rebaselined"])
+
+
+def test_a_rebaselined_shift_becomes_the_new_normal_over_the_api(client: TestClient, app_home: Path) -> None:
+    lineage: LineageStore = client.app.state["services"].lineage
+    for mail in [*mails("invoice", 200 + 100, seed=1), *mails("newsletter", 100, seed=2)]:
+        summarize(client, mail)
+    assert {a["signal"] for a in drift(client)["alarms"]} == {"input_psi", "input_centroid"}
+
+    r = client.post("/v1/drift/rebaseline", json={"task": "summarize", "actor": "Ada Admin"})
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["task"] == "summarize" and done["actor"] == "Ada Admin"
+    assert done["signalsInAlarm"] == ["input_centroid", "input_psi"] and done["samplesDeleted"] == 300
+    (event,) = rebaselined_events(lineage)
+    assert event["id"] == done["event"] and event["actor"] == "Ada Admin"
+    assert event["details"] == {"task": "summarize", "signals_in_alarm": ["input_centroid", "input_psi"]}
+    assert event["prev_hash"] and event["hash"]  # chained after the drift.alarm events
+    report = drift(client)
+    assert report["signals"] == [] and report["alarms"] == []
+    assert report["waiting"] == [
+        {"task": "summarize", "since": done["since"], "actor": "Ada Admin", "inputs": 0, "runs": 0}
+    ]
+    assert (
+        scrape(client).get(("deskpilot_drift_alarm", (("signal", "input_psi"), ("task", "summarize"))))
+        is None
+    )
+
+    # The newsletters go on: they fill the new reference (200), then the current window (100).
+    for mail in mails("newsletter", 250, seed=5):
+        summarize(client, mail)
+    report = drift(client)
+    assert report["signals"] == [] and [w["inputs"] for w in report["waiting"]] == [250]
+    for mail in mails("newsletter", 50, seed=6):
+        summarize(client, mail)
+    report = drift(client)
+    assert report["waiting"] == [] and report["alarms"] == [], report
+    settled = {name: signal(report, "summarize", name) for name in ("input_psi", "input_centroid")}
+    assert all((s["referenceN"], s["currentN"]) == (200, 100) for s in settled.values())
+    assert settled["input_psi"]["value"] < 0.2 and settled["input_centroid"]["value"] < 0.08
+    # No drift.cleared for the alarms the rebaseline ended, and none raised since.
+    assert sorted(e["kind"] for e in drift_events(client)) == ["drift.alarm", "drift.alarm"]
+    verify_ok(app_home)
+
+
+def test_the_rebaseline_route_answers_404_and_400_in_the_error_body(client: TestClient) -> None:
+    r = client.post("/v1/drift/rebaseline", json={"task": "summarize"})
+    assert r.status_code == 404 and r.json()["code"] == "not_found"  # no input or run yet
+    assert "drift knows no task 'summarize'" in r.json()["message"]
+    summarize(client, mails("invoice", 1, seed=7)[0])
+    r = client.post("/v1/drift/rebaseline", json={"task": "sumarize"})
+    assert r.status_code == 404 and "it knows: summarize" in r.json()["message"], r.text
+    for body in ({}, {"task": " "}, {"task": "summarize", "actor": 3}, {"task": "summarize", "who": "x"}):
+        r = client.post("/v1/drift/rebaseline", json=body)
+        assert r.status_code == 400 and r.json()["code"] == "invalid_request", (body, r.text)
+    wrong = client.post(
+        "/v1/drift/rebaseline", json={"task": "summarize"}, headers={"Authorization": "Bearer x"}
+    )
+    assert wrong.status_code == 401
+    r = client.post("/v1/drift/rebaseline", json={"task": "summarize"})
+    assert r.status_code == 200 and r.json()["actor"] == "api" and r.json()["signalsInAlarm"] == []
+
+
+def test_rebaselined_outputs_restart_from_the_next_runs(store: LineageStore, app_home: Path) -> None:
+    drift_monitor = DriftMonitor(store, settings_for(app_home))
+    shifted = ["newsletter", "newsletter", "newsletter", "invoice"]
+    triage(store, 60 + 30, USUAL)
+    triage(store, 30, shifted)
+    assert {s.signal for s in drift_monitor.check() if s.alarm} == {"label_psi"}
+
+    done = drift_monitor.rebaseline("classify", actor="ops")
+    assert (done.signals_in_alarm, done.samples_deleted) == (["label_psi"], 0)
+    triage(store, 60 + 29, shifted)  # one run short of both windows
+    assert drift_monitor.check() == []
+    (waiting,) = drift_monitor.report().waiting
+    assert (waiting.task, waiting.runs, waiting.inputs, waiting.actor) == ("classify", 89, 0, "ops")
+    triage(store, 1, shifted)
+    settled = {s.signal: s for s in drift_monitor.check()}
+    assert not any(s.alarm for s in settled.values()) and settled["label_psi"].value < 0.05
+    assert (settled["label_psi"].reference_n, settled["label_psi"].current_n) == (60, 30)
+    kinds = [
+        e["kind"] for e in reversed(store.events(kinds=["drift.alarm", "drift.cleared", "drift.rebaselined"]))
+    ]
+    assert kinds == ["drift.alarm", "drift.rebaselined"]
+    verify_ok(app_home)
+
+
+def test_an_input_queued_before_a_rebaseline_is_not_part_of_the_new_reference(
+    store: LineageStore, app_home: Path
+) -> None:
+    drift_monitor = DriftMonitor(store, settings_for(app_home))
+    record(store, "classify", {"label": "invoice"}, confidence=0.9)
+    for i in range(3):  # queued; the embedder has not started
+        drift_monitor.observe("classify", {"text": f"Invoice {i} is due"})
+    drift_monitor.rebaseline("classify", actor="ops")
+    drift_monitor.observe("classify", {"text": "Invoice 4 is due"})
+    drift_monitor.start(HashEmbedder())
+    try:
+        assert drift_monitor.flush(timeout=30)
+    finally:
+        drift_monitor.close()
+    with store.reading() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM drift_samples WHERE task = 'classify'").fetchone() == (1,)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, ["drift", "rebaseline", *args], catch_exceptions=False)
+
+
+def test_the_rebaseline_command_says_what_it_did_and_names_an_unknown_task(
+    store: LineageStore, app_home: Path
+) -> None:
+    drift_monitor = DriftMonitor(store, settings_for(app_home))
+    triage(store, 60 + 30, USUAL)
+    triage(store, 30, ["newsletter"])
+    assert [s.signal for s in drift_monitor.check() if s.alarm] == ["label_psi"]
+    for mail in mails("invoice", 2, seed=8):
+        record(store, "summarize", {"summary": mail["subject"]}, confidence=0.7)
+
+    result = invoke("classify", "--actor", "Ada Admin")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        "rebaselined classify: alarms cleared: label_psi; 0 input sample(s) deleted"
+    )
+    assert "with the next 200 inputs and finished runs" in result.output and "by Ada Admin)" in result.output
+    (event,) = rebaselined_events(store)
+    assert event["actor"] == "Ada Admin" and f"(event {event['id']}," in result.output
+
+    result = invoke("nope")
+    assert result.exit_code == 1
+    assert (
+        result.output == "Error: drift knows no task 'nope' (no input samples, no finished runs);"
+        " it knows: classify, summarize\n"
+    )
+    assert invoke().exit_code == 2 and "name one TASK or give --all" in invoke("classify", "--all").output
+
+    result = invoke("--all")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["rebaselined classify", "rebaselined summarize"]
+    assert len(rebaselined_events(store)) == 3
+    verify_ok(app_home)
+
+
+def test_the_rebaseline_command_needs_a_lineage_database(app_home: Path) -> None:
+    result = invoke("classify")
+    assert (
+        result.exit_code == 1
+        and result.output == f"Error: no lineage database at {app_home / 'deskpilot.db'}\n"
+    )

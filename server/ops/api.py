@@ -1,5 +1,5 @@
-"""`GET /metrics` (Prometheus text format), `GET /v1/slo` and `GET /v1/drift`, behind the per-user token like
-every route.
+"""`GET /metrics` (Prometheus text format), `GET /v1/slo`, `GET /v1/drift` and `POST /v1/drift/rebaseline`,
+behind the per-user token like every route.
 
 A scraper presents the token as a bearer token (Prometheus' `authorization: {credentials_file: ...}`
 pointing at the token file; installer/README.md has the scrape config). The scrape runs on a worker thread:
@@ -12,16 +12,17 @@ from datetime import timedelta
 from typing import Annotated
 
 import anyio
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody, QueryParameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from deskpilot.server.core.telemetry import Telemetry
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.models.registry import ModelRegistry
 from deskpilot.server.ops.collectors import DriftCollector, GpuCollector, ModelQueueCollector, StoredCollector
-from deskpilot.server.ops.drift import DriftMonitor, DriftReport
+from deskpilot.server.ops.drift import DriftMonitor, DriftReport, Rebaselined, RebaselineIn, UnknownDriftTask
 from deskpilot.server.ops.slo import SloReport, slo_report
 from deskpilot.server.settings import Settings
 
@@ -66,3 +67,20 @@ class Operations(Controller):
     async def drift(self, drift_monitor: NamedDependency[DriftMonitor]) -> DriftReport:
         """Checks first (the tasks whose windows moved since their last check), then the latest signals."""
         return await anyio.to_thread.run_sync(drift_monitor.report)
+
+    @post(
+        "/v1/drift/rebaseline",
+        status_code=200,
+        summary="Accept a task's current state as its new normal: its drift reference restarts now",
+    )
+    async def rebaseline(
+        self, data: JSONBody[RebaselineIn], drift_monitor: NamedDependency[DriftMonitor]
+    ) -> Rebaselined:
+        """Clears the task's alarms with one chained drift.rebaselined event; 404 for a task drift does not
+        know."""
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: drift_monitor.rebaseline(data.task, actor=data.actor or "api")
+            )
+        except UnknownDriftTask as exc:
+            raise NotFoundException(str(exc)) from exc

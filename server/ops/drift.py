@@ -16,16 +16,22 @@ shares), `confidence_mean`, `review_rate` (structured tasks) and `null_rate:<fie
 `MAX_FIELDS` fields a task). These are signed changes, current minus reference; they alarm when the change
 is at least `drift_rate_threshold` either way.
 
-The reference is the first window a task filled, so a change that is here to stay alarms until the
-reference is renewed; a window is compared only once it is full, so the first check of a task comes after
-`reference + window` runs.
+The reference is the first window a task filled, so a change that is here to stay alarms until an admin
+accepts it as the new normal: `rebaseline` (`deskpilot drift rebaseline`, `POST /v1/drift/rebaseline`)
+restarts the task's reference from that moment (`drift_baselines`), deletes its input samples and its alarm
+state, and chains one `drift.rebaselined` event naming the signals that were in alarm, rather than a
+`drift.cleared` per signal: nothing came back, the normal moved. Until both windows fill again the task has
+no signals, and `GET /v1/drift` lists it as waiting. A window is compared only once it is full, so the first
+check of a task comes after `reference + window` runs.
 
 When: after every `drift_check_every` new input samples of a task (on the background thread), and on
 `GET /v1/drift`; never on a request's path. A check whose windows have not moved since the last one writes
 nothing. Each check appends its values to `drift_checks` (a time series) and updates `drift_state`. A signal
 crossing its threshold, or coming back under it, is recorded once per crossing, not once per check: a
 chained `drift.alarm` or `drift.cleared` event in lineage (in the same transaction as the state), a log
-line, and the `deskpilot_drift_alarm` gauge (collectors.py) from the state.
+line, and the `deskpilot_drift_alarm` gauge (collectors.py) from the state. Coming back means falling under
+`drift_clear_ratio` x the threshold, not just under it: measured on finite windows a value hovers, and a
+value hovering at the threshold would otherwise alarm and clear on every check, each a chained event.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from statistics import fmean
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import msgspec
+from msgspec import Meta
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
-from deskpilot.server.core.wire import Out
+from deskpilot.server.core.wire import WHITESPACE, In, Out
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.ops.drift_signals import centroid_distance, projection, psi, share_psi
 from deskpilot.server.ops.drift_tables import (
@@ -51,15 +58,29 @@ from deskpilot.server.ops.drift_tables import (
     OutputWindows,
     SampleWindows,
     add_samples,
+    baseline_of,
+    known_tasks,
     output_windows,
+    restart_reference,
     sample_windows,
+    waiting,
 )
 from deskpilot.server.settings import Settings
 
 if TYPE_CHECKING:
     from deskpilot.indexes import Embedder
 
-__all__ = ["DriftMonitor", "DriftReport", "DriftSignalOut", "Signal", "input_text"]
+__all__ = [
+    "DriftMonitor",
+    "DriftReport",
+    "DriftSignalOut",
+    "DriftWaitingOut",
+    "RebaselineIn",
+    "Rebaselined",
+    "Signal",
+    "UnknownDriftTask",
+    "input_text",
+]
 
 log = logging.getLogger("deskpilot.drift")
 
@@ -94,8 +115,13 @@ def input_text(value: Mapping[str, Any]) -> str | None:
     return None
 
 
+class UnknownDriftTask(LookupError):
+    """A task drift has no inputs, finished runs or reference for."""
+
+
 class Signal(msgspec.Struct, frozen=True, kw_only=True):
-    """One signal of one check."""
+    """One signal of one check. `alarm`: at or over the threshold when built; as recorded, also while an
+    alarm is held (over `drift_clear_ratio` x the threshold)."""
 
     task: str
     signal: str
@@ -119,6 +145,45 @@ class DriftSignalOut(Out):
     current_n: int
 
 
+class DriftWaitingOut(Out):
+    """A task whose reference was restarted and whose windows have not filled since."""
+
+    task: str
+    since: str  # when the reference restarted (ISO 8601 UTC)
+    actor: str  # who restarted it
+    inputs: int  # input samples gathered since (the reference takes the first `referenceSize`)
+    runs: int  # runs finished ok since
+
+
+# Printable, with at least one character that is not a space (as a person's name in core.wire.Person).
+_Name = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{WHITESPACE}][^\x00-\x1f\x7f]*$",
+    ),
+]
+
+
+class RebaselineIn(In):
+    """Accept a task's current state as its new normal. `actor`: who does ("api" is recorded otherwise)."""
+
+    task: _Name
+    actor: _Name | None = None
+
+
+class Rebaselined(Out):
+    """What a rebaseline did to one task."""
+
+    task: str
+    since: str  # the new reference's start (ISO 8601 UTC)
+    actor: str
+    signals_in_alarm: list[str]  # cleared without a drift.cleared event each
+    samples_deleted: int  # input embeddings of the old reference and window
+    event: str  # the id of the chained drift.rebaselined event
+
+
 class DriftReport(Out):
     enabled: bool
     reference_size: int
@@ -127,10 +192,12 @@ class DriftReport(Out):
     psi_threshold: float
     centroid_threshold: float
     rate_threshold: float
+    clear_ratio: float  # an alarm clears under this share of its threshold
     pending: int  # inputs waiting to be embedded
     dropped: int  # inputs dropped since the server started (the queue was full)
     signals: list[DriftSignalOut]  # the latest value of every task's signals
     alarms: list[DriftSignalOut]  # those in alarm
+    waiting: list[DriftWaitingOut]  # tasks rebaselined whose windows have not filled since
 
 
 class _Input(NamedTuple):
@@ -271,6 +338,7 @@ class DriftMonitor:
             self.check()
         with self._lineage.reading() as conn:
             rows = list(rows_as_dicts(conn.execute("SELECT * FROM drift_state ORDER BY task, signal")))
+            gathering = [DriftWaitingOut(**row._asdict()) for row in waiting(conn)]
         signals = [
             DriftSignalOut(**{k: v for k, v in row.items() if k != "alarm"}, alarm=bool(row["alarm"]))
             for row in rows
@@ -283,24 +351,57 @@ class DriftMonitor:
             psi_threshold=s.drift_psi_threshold,
             centroid_threshold=s.drift_centroid_threshold,
             rate_threshold=s.drift_rate_threshold,
+            clear_ratio=s.drift_clear_ratio,
             pending=self.pending,
             dropped=self.dropped,
             signals=signals,
             alarms=[signal for signal in signals if signal.alarm],
+            waiting=gathering,
         )
+
+    def rebaseline(self, task: str, *, actor: str) -> Rebaselined:
+        """Accept the task's current state as the new normal: its reference restarts now (the next
+        reference-size inputs and finished runs), its samples and alarm state go, and one chained
+        `drift.rebaselined` event says so. Raises UnknownDriftTask for a task drift does not know."""
+        with self._check_lock:
+            since = iso_utc(self._lineage.now())
+            with self._lineage.transaction() as conn:
+                known = known_tasks(conn)
+                if task not in known:
+                    raise UnknownDriftTask(
+                        f"drift knows no task {task!r} (no input samples, no finished runs);"
+                        f" it knows: {', '.join(known[:20]) or 'none yet'}"
+                    )
+                in_alarm, deleted = restart_reference(conn, task, at=since, actor=actor)
+                details = {"task": task, "signals_in_alarm": in_alarm}
+                event = self._lineage.append_event(conn, "drift.rebaselined", details, actor=actor)
+            self._checked.pop(task, None)
+            self._new.pop(task, None)
+        log.info(
+            "drift rebaselined: task %s by %s, was in alarm: %s", task, actor, ", ".join(in_alarm) or "none"
+        )
+        return Rebaselined(
+            task=task,
+            since=since,
+            actor=actor,
+            signals_in_alarm=in_alarm,
+            samples_deleted=deleted,
+            event=str(event["id"]),
+        )
+
+    def rebaseline_all(self, *, actor: str) -> list[Rebaselined]:
+        """`rebaseline` every task drift knows, one event each."""
+        return [self.rebaseline(task, actor=actor) for task in self._tasks()]
 
     def _tasks(self) -> list[str]:
         with self._lineage.reading() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT task FROM drift_samples"
-                " UNION SELECT DISTINCT task FROM runs WHERE status = 'ok'"
-            ).fetchall()
-        return sorted(row[0] for row in rows)
+            return known_tasks(conn)
 
     def _check_task(self, task: str) -> list[Signal]:
         s = self.settings
         sizes = {"reference": s.drift_reference_size, "window": s.drift_window_size}
         with self._lineage.reading() as conn:
+            baseline = baseline_of(conn, task)
             samples = sample_windows(conn, task, **sizes)
             outputs = output_windows(conn, task, **sizes)
         moved = (samples.last_id if samples else 0, outputs.last_seq if outputs else 0)
@@ -310,9 +411,9 @@ class DriftMonitor:
             *(self._input_signals(task, samples) if samples else []),
             *(self._output_signals(task, outputs) if outputs else []),
         ]
-        self._record(signals)
+        recorded = self._record(task, signals, baseline)
         self._checked[task] = moved
-        return signals
+        return recorded
 
     def _input_signals(self, task: str, windows: SampleWindows) -> list[Signal]:
         s = self.settings
@@ -345,26 +446,45 @@ class DriftMonitor:
                 rate.signals.append(_at_least(task, "label_psi", share_psi(ref, cur), threshold, n))
         return rate.signals
 
-    def _record(self, signals: list[Signal]) -> None:
-        """Append the signals to the time series, update the state, and chain an event per crossing."""
+    def _record(self, task: str, signals: list[Signal], baseline: tuple[str, int] | None) -> list[Signal]:
+        """Append the signals to the time series, update the state, and chain an event per crossing; the
+        signals as recorded (an alarm held until the value falls under the clear level). Nothing is
+        recorded if the task's reference was restarted (by another process) since its windows were read."""
         if not signals:
-            return
+            return []
         at = iso_utc(self._lineage.now())
+        recorded: list[Signal] = []
         crossed: list[Signal] = []
         with self._lineage.transaction() as conn:
-            for signal in signals:
+            if baseline_of(conn, task) != baseline:
+                log.info(
+                    "drift: task %s was rebaselined during its check; its signals are not recorded", task
+                )
+                return []
+            for measured in signals:
                 before = conn.execute(
                     "SELECT alarm, since FROM drift_state WHERE task = ? AND signal = ?",
-                    [signal.task, signal.signal],
+                    [measured.task, measured.signal],
                 ).fetchone()
                 was_alarm, since = (bool(before[0]), before[1]) if before else (False, None)
+                signal = self._held(measured, was_alarm)
                 if signal.alarm != was_alarm:
                     crossed.append(signal)
                     since = at if signal.alarm else None
                     self._lineage.append_event(conn, _event_kind(signal), _details(signal), actor=ACTOR)
                 _store_signal(conn, signal, at, since)
+                recorded.append(signal)
         for signal in crossed:
             _log_crossing(signal)
+        return recorded
+
+    def _held(self, signal: Signal, was_alarm: bool) -> Signal:
+        """The signal with its alarm held while it was in alarm and its value is not yet under
+        `drift_clear_ratio` x the threshold (a rate's change counts either way)."""
+        clear_level = self.settings.drift_clear_ratio * signal.threshold
+        if was_alarm and not signal.alarm and abs(signal.value) >= clear_level:
+            return msgspec.structs.replace(signal, alarm=True)
+        return signal
 
 
 class _RateSignals:

@@ -9,6 +9,9 @@ cleared, goes to lineage's chained `audit_events` (`LineageStore.append_event`) 
 - `drift_checks`: every check's value per signal, a time series a dashboard reads with plain SQL.
 - `drift_state`: the latest value per task and signal, whether it is in alarm, and since when; a change of
   `alarm` here is what makes a lineage event, once per crossing, also across restarts.
+- `drift_baselines`: where a task's reference restarts after an admin accepted its current state as the new
+  normal (`rebaseline`): the time (inputs observed before it are not kept) and lineage's last run seq then
+  (runs up to it are no longer read). A task without a row is compared from its first input and run.
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ __all__ = [
     "OutputRow",
     "OutputWindows",
     "SampleWindows",
+    "Waiting",
     "add_samples",
+    "baseline_of",
+    "known_tasks",
     "output_windows",
+    "restart_reference",
     "sample_windows",
+    "waiting",
 ]
 
 DRIFT_TABLES = Migrations("deskpilot.drift")
@@ -81,12 +89,88 @@ def m001_drift(db: Database) -> None:
     )
 
 
+@DRIFT_TABLES()
+def m002_drift_baselines(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS drift_baselines (
+            task TEXT PRIMARY KEY,
+            since_at TEXT NOT NULL,
+            since_seq INTEGER NOT NULL,
+            actor TEXT NOT NULL
+        )
+        """
+    )
+
+
+def known_tasks(conn: sqlite3.Connection) -> list[str]:
+    """Every task drift knows: with input samples, runs that finished ok, or a reference restarted."""
+    rows = conn.execute(
+        "SELECT task FROM drift_samples UNION SELECT task FROM runs WHERE status = 'ok'"
+        " UNION SELECT task FROM drift_baselines"
+    ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def baseline_of(conn: sqlite3.Connection, task: str) -> tuple[str, int] | None:
+    """(since_at, since_seq) of the task's restarted reference; None while it is its first one."""
+    row = conn.execute("SELECT since_at, since_seq FROM drift_baselines WHERE task = ?", [task]).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def restart_reference(conn: sqlite3.Connection, task: str, *, at: str, actor: str) -> tuple[list[str], int]:
+    """Inside a write transaction: restart the task's reference from `at` and lineage's newest run, delete
+    its input samples and its alarm state. Returns the signals that were in alarm and the samples deleted."""
+    in_alarm = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT signal FROM drift_state WHERE task = ? AND alarm ORDER BY signal", [task]
+        ).fetchall()
+    ]
+    (since_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
+    conn.execute(
+        "INSERT OR REPLACE INTO drift_baselines (task, since_at, since_seq, actor) VALUES (?, ?, ?, ?)",
+        [task, at, since_seq, actor],
+    )
+    deleted = conn.execute("DELETE FROM drift_samples WHERE task = ?", [task]).rowcount
+    conn.execute("DELETE FROM drift_state WHERE task = ?", [task])
+    return in_alarm, deleted
+
+
+class Waiting(NamedTuple):
+    """A task whose restarted reference has no signals yet: since when, by whom, and how many inputs and
+    finished runs it has gathered since (both windows fill from these)."""
+
+    task: str
+    since: str
+    actor: str
+    inputs: int
+    runs: int
+
+
+def waiting(conn: sqlite3.Connection) -> list[Waiting]:
+    """The tasks with a restarted reference and no signal measured since."""
+    rows = conn.execute(
+        "SELECT b.task, b.since_at, b.actor,"
+        " (SELECT COUNT(*) FROM drift_samples s WHERE s.task = b.task),"
+        " (SELECT COUNT(*) FROM runs r WHERE r.task = b.task AND r.status = 'ok' AND r.seq > b.since_seq)"
+        " FROM drift_baselines b"
+        " WHERE NOT EXISTS (SELECT 1 FROM drift_state d WHERE d.task = b.task) ORDER BY b.task"
+    ).fetchall()
+    return [Waiting(*row) for row in rows]
+
+
 def add_samples(
     conn: sqlite3.Connection, rows: list[tuple[str, str, str, bytes]], *, reference: int, window: int
 ) -> None:
     """Insert (task, at, embedder, vector) rows inside a write transaction, then drop each task's samples
-    that neither window will read again: those after its first `reference` and before its last `window`."""
-    conn.executemany("INSERT INTO drift_samples (task, at, embedder, vector) VALUES (?, ?, ?, ?)", rows)
+    that neither window will read again: those after its first `reference` and before its last `window`.
+    An input observed before its task's reference was restarted (still queued then) is not inserted."""
+    conn.executemany(
+        "INSERT INTO drift_samples (task, at, embedder, vector) SELECT ?1, ?2, ?3, ?4"
+        " WHERE NOT EXISTS (SELECT 1 FROM drift_baselines WHERE task = ?1 AND since_at > ?2)",
+        rows,
+    )
     for task, embedder in {(task, embedder) for task, _, embedder, _ in rows}:
         # Both bounds are NULL (nothing deleted) until the task has more than reference + window samples.
         conn.execute(
@@ -170,21 +254,22 @@ class OutputWindows(NamedTuple):
 def output_windows(
     conn: sqlite3.Connection, task: str, *, reference: int, window: int
 ) -> OutputWindows | None:
-    """The task's first `reference` runs that finished ok and the last `window` after them (lineage
-    order); None until both windows are full."""
+    """The task's first `reference` runs that finished ok (after its restarted reference's run seq, if
+    any) and the last `window` after them (lineage order); None until both windows are full."""
     has_reviews = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'review_queue'").fetchone()
     reviewed = (
         "EXISTS (SELECT 1 FROM review_queue q WHERE q.run_id = r.id)" if has_reviews is not None else "0"
     )
     select = (
         f"SELECT r.seq, r.started_at, r.confidence, json_extract(r.output, '$.data'), {reviewed}"
-        " FROM runs r WHERE r.task = ? AND r.status = 'ok'"
+        " FROM runs r WHERE r.task = ?1 AND r.status = 'ok'"
+        " AND r.seq > COALESCE((SELECT since_seq FROM drift_baselines WHERE task = ?1), 0)"
     )
-    ref = conn.execute(f"{select} ORDER BY r.seq LIMIT ?", [task, reference]).fetchall()
+    ref = conn.execute(f"{select} ORDER BY r.seq LIMIT ?2", [task, reference]).fetchall()
     if len(ref) < reference:
         return None
     cur = conn.execute(
-        f"{select} AND r.seq > ? ORDER BY r.seq DESC LIMIT ?", [task, ref[-1][0], window]
+        f"{select} AND r.seq > ?2 ORDER BY r.seq DESC LIMIT ?3", [task, ref[-1][0], window]
     ).fetchall()[::-1]
     if len(cur) < window:
         return None

@@ -12,7 +12,7 @@ const signal = (extra: Partial<DriftSignal>): DriftSignal => ({
 
 const report = (alarms: DriftSignal[]): DriftReport => ({
   enabled: true, referenceSize: 200, windowSize: 100, checkEvery: 20, psiThreshold: 0.25, centroidThreshold: 0.1,
-  rateThreshold: 0.15, pending: 0, dropped: 0, signals: alarms, alarms,
+  rateThreshold: 0.15, clearRatio: 0.8, pending: 0, dropped: 0, signals: alarms, alarms, waiting: [],
 });
 
 describe("drift in words", () => {
