@@ -149,3 +149,6 @@ def test_the_built_pane_is_inside_the_wheel(tmp_path: Path) -> None:
     assert "deskpilot/server/static/taskpane/office-js/office.js" in names
     assert any(re.fullmatch(r"deskpilot/server/static/taskpane/app/index-[\w-]+\.js", n) for n in names)
     assert "deskpilot/addin_manifest/assets/icon-32.png" in names
+    # The compliance and IT dashboard, a second entry of the same build (/dashboard/, `audit report`).
+    assert "deskpilot/server/static/dashboard/index.html" in names
+    assert any(re.fullmatch(r"deskpilot/server/static/dashboard/app/dashboard-[\w-]+\.js", n) for n in names)
