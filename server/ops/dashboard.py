@@ -204,7 +204,8 @@ def dashboard_data(lineage: LineageStore, since: datetime, bucket: Bucket = "day
         quality = _quality(conn, start, bucket)
         drift = _drift_checks(conn, start) if "drift_checks" in tables else []
         heads = _heads(conn, tables)
-    events = [_event(e) for e in lineage.events(kinds=(*DRIFT_KINDS, *GOVERNANCE_KINDS), since=since)]
+    drift_events = lineage.events(kinds=DRIFT_KINDS, since=since, limit=MAX_LIST)
+    governance = lineage.events(kinds=GOVERNANCE_KINDS, since=since, limit=MAX_LIST)
     verified = lineage.events(kinds=["audit.verify"], limit=1)
     return Dashboard(
         generated_at=iso_utc(until),
@@ -216,9 +217,9 @@ def dashboard_data(lineage: LineageStore, since: datetime, bucket: Bucket = "day
         quality=quality,
         slo=slo_report(lineage, max(until - since, timedelta(seconds=1))),
         drift_checks=drift,
-        drift_events=[e for e in events if e.kind in DRIFT_KINDS][:MAX_LIST],
+        drift_events=[_event(e) for e in drift_events],
         chain=ChainStatus(heads=heads, last_verification=_event(verified[0]) if verified else None),
-        governance=[e for e in events if e.kind in GOVERNANCE_KINDS][:MAX_LIST],
+        governance=[_event(e) for e in governance],
     )
 
 
