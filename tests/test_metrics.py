@@ -127,6 +127,7 @@ def test_workflows_and_actions_move_the_orchestration_metrics(client: TestClient
 
 
 def test_reviews_move_the_quality_metrics(client: TestClient) -> None:
+    summarize(client)  # a checked summary has a confidence too, but it is not a reviewable result
     r = client.post("/v1/extract", json={"text": INVOICE_TEXT, "schema": "invoice"})
     assert r.status_code == 200
     result = next(data for name, data in parse_sse(r.text) if name == "result")
@@ -138,6 +139,7 @@ def test_reviews_move_the_quality_metrics(client: TestClient) -> None:
     assert value(mid, "deskpilot_reviews_queued_total", task=task) == 1
     assert value(mid, "deskpilot_review_rate", task=task) == 1.0
     assert value(mid, "deskpilot_confidence_count", task=task) == 1
+    assert ("deskpilot_structured_runs_total", (("task", "summarize"),)) not in mid
     assert ("deskpilot_override_rate", (("task", task),)) not in mid  # nothing reviewed yet
     decision = {"decision": "edit", "reviewer": ANA, "fields": {"total": 102}}
     assert client.post(f"/v1/reviews/{review['id']}", json=decision).status_code == 200

@@ -307,7 +307,10 @@ class ReviewQueue:
             runs = conn.execute(
                 "SELECT r.task, r.template_id, r.model_id, COUNT(*), COUNT(q.id) FROM runs r "
                 "LEFT JOIN review_queue q ON q.run_id = r.id "
+                # Structured runs only: a checked summary's confidence is its supported share, not a
+                # result a person could be asked to review.
                 "WHERE r.status = 'ok' AND r.confidence IS NOT NULL "
+                "AND (r.validation IS NULL OR json_type(r.validation, '$.faithful') IS NULL) "
                 "GROUP BY r.task, r.template_id, r.model_id"
             ).fetchall()
             decided = conn.execute(

@@ -56,7 +56,7 @@ Bucket = Literal["hour", "day"]
 
 # How far back the dashboard looks when it is not told.
 DEFAULT_SPAN = timedelta(days=30)
-DRIFT_KINDS = ("drift.alarm", "drift.cleared")
+DRIFT_KINDS = ("drift.alarm", "drift.cleared", "drift.rebaselined")
 GOVERNANCE_KINDS = ("retention.purge", "audit.erase", "hold.set", "hold.released")
 # Lists, unlike buckets, grow with what happened: the newest this many are shown.
 MAX_LIST = 500
