@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -244,10 +243,8 @@ def test_embedded_json_cannot_end_the_script_element(tmp_path: Path) -> None:
     assert json.loads(embedded)["governance"][0]["details"]["matter"] == hostile
 
 
-def test_the_dashboard_stays_fast_on_100k_runs(tmp_path: Path) -> None:
-    """Aggregated in SQL: 100,000 runs over 30 days, by hour, read in well under a second on this machine."""
-    store = LineageStore(tmp_path / "l.db")
-    base = datetime(2026, 3, 1, tzinfo=UTC)
+def fill_runs(store: LineageStore, count: int, base: datetime) -> None:
+    """`count` runs, 26 s apart, written straight into the table (chain links, hashes not verified)."""
     with store.transaction() as conn:
         conn.executemany(
             "INSERT INTO runs (id, started_at, finished_at, task, template_id, template_hash, model_id,"
@@ -264,20 +261,23 @@ def test_the_dashboard_stays_fast_on_100k_runs(tmp_path: Path) -> None:
                     float(i % 500),
                     float(i % 500) * 4,
                     "embedded" if i % 3 else "remote",
-                    f"h{i - 1}" if i else None,  # rows as a chain links them (not hashed: not verified here)
+                    f"h{i - 1}" if i else None,
                     f"h{i}",
                 )
-                for i in range(100_000)
+                for i in range(count)
             ],
         )
-    started = time.perf_counter()
+
+
+def test_many_runs_aggregate_into_every_bucket(tmp_path: Path) -> None:
+    """Aggregated in SQL over every run (bench/bench_dashboard.py times it on 100,000)."""
+    store = LineageStore(tmp_path / "l.db")
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    fill_runs(store, 10_000, base)
     data = dashboard_data(store, base, "hour")
-    elapsed = time.perf_counter() - started
     store.close()
-    assert sum(p.runs for p in data.latency) == 100_000 and len(data.latency) == 723
-    assert sum(p.runs for p in data.cost) == 100_000 and {p.profile for p in data.cost} == {
+    assert sum(p.runs for p in data.latency) == 10_000 and len(data.latency) == 73
+    assert sum(p.runs for p in data.cost) == 10_000 and {p.profile for p in data.cost} == {
         "embedded",
         "remote",
     }
-    print(f"dashboard_data over 100,000 runs by hour: {elapsed * 1000:.0f} ms")
-    assert elapsed < 3.0, f"{elapsed:.2f} s"
