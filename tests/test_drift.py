@@ -551,6 +551,7 @@ def rebaselined_events(lineage: LineageStore) -> list[dict[str, Any]]:
     return lineage.events(kinds=["drift.rebaselined"])
 
 
+@pytest.mark.slow  # hundreds of requests through the API: the full suite runs it
 def test_a_rebaselined_shift_becomes_the_new_normal_over_the_api(client: TestClient, app_home: Path) -> None:
     lineage: LineageStore = client.app.state["services"].lineage
     for mail in [*mails("invoice", 200 + 100, seed=1), *mails("newsletter", 100, seed=2)]:

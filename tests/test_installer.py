@@ -209,6 +209,7 @@ def test_install_serve_reinstall_doctor_uninstall(tmp_path: Path) -> None:
 
 
 @needs_certutil
+@pytest.mark.process  # certutil runs as a child process
 def test_uninstall_keep_data_keeps_settings_and_database(tmp_path: Path) -> None:
     box = Box(tmp_path)
     box.run("install", "--config", str(box.config), "--no-health-check")
@@ -422,6 +423,7 @@ def test_chromium_trusts_the_server_through_the_installed_nss_entry(tmp_path: Pa
 
 
 @needs_certutil
+@pytest.mark.process  # certutil runs as a child process
 def test_doctor_reports_a_stale_port_and_an_exposed_ca_key(tmp_path: Path) -> None:
     box = Box(tmp_path)
     box.run("install", "--config", str(box.config), "--no-health-check")
@@ -442,6 +444,7 @@ def test_doctor_reports_a_stale_port_and_an_exposed_ca_key(tmp_path: Path) -> No
 
 
 @needs_certutil
+@pytest.mark.process  # certutil runs as a child process
 def test_health_check_fails_fast_when_the_served_certificate_is_not_from_the_ca(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -99,6 +99,7 @@ def test_a_file_served_with_more_bytes_than_its_size_is_indexed_as_served(index:
 RETRY_FIRST = timedelta(minutes=15)  # the default `graph_retry_first_seconds`
 
 
+@pytest.mark.slow  # seconds of real retry waits: the full suite runs it
 def test_a_file_graph_will_not_serve_is_skipped_with_its_reason_and_retried_later(
     index: DocumentIndex,
 ) -> None:
@@ -306,6 +307,7 @@ def test_paths_are_rebuilt_from_the_parent_chain_when_delta_leaves_them_out(inde
 # -- f: throttling -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of real retry waits: the full suite runs it
 def test_a_retry_after_1_storm_does_not_make_a_scope_give_up(index: DocumentIndex) -> None:
     with StandIn(generate(seed=27, messages=20, files=3, events=3)) as standin:
         settings = graph_settings(standin, graph_max_retries=2)

@@ -156,6 +156,7 @@ def test_a_failure_in_one_library_never_blocks_the_others(index: DocumentIndex) 
         assert_index_holds(index, expected(t, settings, leave_out=(legal,)))
 
 
+@pytest.mark.slow  # several sync rounds: the full suite runs it
 def test_a_site_that_cannot_be_listed_keeps_its_libraries_and_an_unfollowed_one_is_dropped(
     index: DocumentIndex,
 ) -> None:
@@ -229,6 +230,7 @@ def sign_in_as_before(settings: Settings) -> GraphAuth:
     return auth
 
 
+@pytest.mark.slow  # several sync rounds: the full suite runs it
 def test_a_sign_in_from_before_sites_read_all_keeps_syncing_and_asks_for_it_then_a_new_one_syncs_libraries(
     index: DocumentIndex,
 ) -> None:

@@ -24,7 +24,7 @@ from deskpilot.server.app import TASKPANE_DIR, create_app
 from deskpilot.server.core.token import read_token
 from deskpilot.server.settings import load_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.process  # npm, node and a wheel build run as child processes
 
 REPO = Path(__file__).resolve().parents[1]
 PANE = REPO / "taskpane"

@@ -36,6 +36,7 @@ value hovering at the threshold would otherwise alarm and clear on every check, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -206,6 +207,10 @@ class _Input(NamedTuple):
     at: str
 
 
+# Put on the queue by `close()` so that the thread sees the stop at once, not after its next poll.
+_WAKE = _Input("", "", "")
+
+
 class DriftMonitor:
     """Drift per task, for one lineage file. `observe` is the request path's hook; `start` begins embedding
     on a background thread; `check` and `report` are what `GET /v1/drift` calls (blocking: the database)."""
@@ -267,6 +272,8 @@ class DriftMonitor:
         """Stop the thread; what is still queued is not embedded."""
         self._stop.set()
         if self._thread is not None:
+            with contextlib.suppress(queue.Full):  # wake it now; a full queue means it is busy anyway
+                self._queue.put_nowait(_WAKE)
             self._thread.join(timeout=10)
 
     def _run(self, embedder: Embedder) -> None:
@@ -274,6 +281,9 @@ class DriftMonitor:
             try:
                 batch = [self._queue.get(timeout=_POLL)]
             except queue.Empty:
+                continue
+            if batch[0] is _WAKE:
+                self._queue.task_done()
                 continue
             while len(batch) < BATCH:
                 try:
