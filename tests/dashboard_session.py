@@ -6,7 +6,8 @@ What it leaves in lineage: summaries on the embedded model and on a priced remot
 from the result cache); invoice extractions, each sent to review (the scripted total breaks subtotal + tax
 = total), of which one is corrected and one approved; drift checks by the drift monitor itself (GET
 /v1/drift after each hour), which alarms when the model starts leaving the currency out and clears when it
-stops; a legal hold and a retention purge event; a verification (POST /v1/audit/verify).
+stops; a legal hold set and released, a retention purge and an erasure (server/ops/retention.py); a
+verification (POST /v1/audit/verify).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from conftest import parse_sse
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.ops.retention import Retention
 from deskpilot.server.services import Services
 from deskpilot.server.settings import load_settings
 
@@ -157,9 +159,13 @@ def run_session(
     r = client.post(f"/v1/reviews/{reviews[1]}", json={"decision": "accept", "reviewer": ANA})
     assert r.status_code == 200, r.text
     done.reviewed += ["edit", "accept"]
-    # Governance events as the retention commands chain them (kind, actor, details without personal data).
-    store.record_event("hold.set", {"matter": "M-17", "scope": "sender-hash:3f2a"}, actor="it-admin")
-    store.record_event("retention.purge", {"runs": 0, "before": "2026-01-01"}, actor="deskpilot retention")
+    # Governance through the real retention code: a legal hold set and released, then a purge of inputs
+    # older than a day (the session's runs are hours old: nothing yet) and a subject's erasure.
+    retention = Retention(store, load_settings(home=store.path.parent, https=False, retention_inputs_days=1))
+    retention.set_hold("Matter M-17", actor="it-admin")
+    retention.release_hold("Matter M-17 closed", actor="it-admin")
+    retention.purge(actor="it-admin")
+    retention.erase("ana@example.com", actor="dpo")
     r = client.post("/v1/audit/verify")
     assert r.status_code == 200 and r.json()["ok"], r.text
     return done

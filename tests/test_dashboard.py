@@ -31,6 +31,7 @@ from deskpilot.server.core.token import read_token
 from deskpilot.server.lineage import LineageStore, RunEnd, RunStart
 from deskpilot.server.ops.dashboard import dashboard_data, parse_since
 from deskpilot.server.ops.report import REPORT_DATA_ID, embed_json, render_report
+from deskpilot.server.ops.retention import subject_digest
 from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -101,7 +102,10 @@ def test_the_figures_match_lineage(client: TestClient, clock: MovingClock, sessi
     assert [(c["value"], c["alarm"]) for c in currency] == [(0.5, True), (1.0, True), (0.0, False)]
     events = [(e["kind"], e["details"]["signal"]) for e in data["driftEvents"]]
     assert events == [("drift.cleared", DRIFTING_SIGNAL), ("drift.alarm", DRIFTING_SIGNAL)]
-    assert [e["kind"] for e in data["governance"]] == ["retention.purge", "hold.set"]
+    kinds = [e["kind"] for e in data["governance"]]
+    assert kinds == ["audit.erase", "retention.purge", "hold.released", "hold.set"]
+    erased = data["governance"][0]["details"]
+    assert erased["subject"] == subject_digest("ana@example.com") and "ana@example.com" not in str(erased)
     # Chain: the heads as stored, and the verification the session recorded saw them all.
     heads = {h["chain"]: h for h in data["chain"]["heads"]}
     report = store.verify()

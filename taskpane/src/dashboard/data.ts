@@ -157,7 +157,14 @@ export function formatTime(at: string | number, bucket: Bucket = "hour"): string
 
 /** An event's details in one line: its plain values as `key=value`, nested ones (time windows) left out. */
 export function eventSummary(details: Record<string, unknown>): string {
-  return Object.entries(details)
+  // A purge or an erasure says what went in `counts`; its non-zero figures are the summary.
+  const counts = details["counts"];
+  const went =
+    counts !== null && typeof counts === "object"
+      ? Object.entries(counts as Record<string, unknown>).filter(([, v]) => typeof v === "number" && v !== 0)
+      : [];
+  const nothing: [string, unknown][] = counts !== null && typeof counts === "object" && !went.length ? [["removed", "nothing"]] : [];
+  return [...Object.entries(details), ...went, ...nothing]
     .filter(([, v]) => v === null || ["string", "number", "boolean"].includes(typeof v))
     .map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : String(v)}`)
     .join(", ");

@@ -144,6 +144,10 @@ describe("the charts' data", () => {
     expect(eventSummary({ signal: "null_rate:currency", value: 0.5, alarm: true, window: { from: "x" }, note: null })).toBe(
       "signal=null_rate:currency, value=0.5, alarm=true, note=null",
     );
+    expect(eventSummary({ subject: "sha256:ab", counts: { runs: 3, reviews: 0, documents: 2, dry_run: false }, purged: {} })).toBe(
+      "subject=sha256:ab, runs=3, documents=2",
+    );
+    expect(eventSummary({ counts: { runs: 0 }, cutoffs: {} })).toBe("removed=nothing");
     expect([formatShare(0.5), formatShare(null)]).toEqual(["50.0%", "–"]);
     expect([formatTime("2026-12-07T09:00:00Z"), formatTime("2026-12-07T09:00:00Z", "day")]).toEqual(["2026-12-07 09:00", "2026-12-07"]);
     expect([niceMax(0), niceMax(3), niceMax(0.35), niceMax(1000)]).toEqual([1, 5, 0.5, 1000]);
