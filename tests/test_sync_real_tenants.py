@@ -45,13 +45,14 @@ def sync(
     *,
     now: datetime | None = None,
     throttle_budget: float | None = None,
+    full: bool = False,
 ) -> SyncSummary:
     if throttle_budget is not None:
         settings = msgspec.structs.replace(settings, graph_throttle_budget_seconds=throttle_budget)
     client = GraphClient(GraphAuth(settings), settings)
     state = SyncState(settings.sync_db_path)
     try:
-        return GraphSync(client, index, state, settings, now=(lambda: now) if now else None).run()
+        return GraphSync(client, index, state, settings, now=(lambda: now) if now else None).run(full=full)
     finally:
         client.close()
         state.close()
@@ -410,3 +411,29 @@ def test_events_asked_for_in_a_windows_time_zone_keep_their_moment() -> None:
             truth = standin.tenant.events[event.id].start
             assert event_document(event).date == truth
             assert event.start.date_time[:16] != truth.strftime("%Y-%m-%dT%H:%M")  # really shifted
+
+
+# -- retention: synced data past its period is not indexed again ----------------------------------------
+
+
+def test_mail_past_the_synced_retention_period_is_not_indexed_and_leaves_the_index(
+    index: DocumentIndex,
+) -> None:
+    with StandIn(generate(seed=31, messages=0, files=0, events=0)) as standin:
+        settings = graph_settings(standin)
+        sign_in(settings)
+        t = standin.tenant
+        now = datetime.now(UTC)
+        inbox = t.folder("Inbox").id
+        old = t.add_message(inbox, "Budget 2024", "Old numbers", received=now - timedelta(days=400))
+        new = t.add_message(inbox, "Budget 2026", "New numbers", received=now - timedelta(days=3))
+        first = sync(settings, index, now=now)
+        assert first.errors == [] and first.expired == 0
+        assert index.document(f"graph:message:{old.id}") is not None
+        # The organisation sets a one-year retention for synced data; a full round brings everything again.
+        kept = msgspec.structs.replace(settings, retention_synced_days=365)
+        second = sync(kept, index, now=now, full=True)
+        assert second.errors == [] and second.expired >= 1 and "past retention" in second.line()
+        assert index.document(f"graph:message:{old.id}") is None
+        assert index.document(f"graph:message:{new.id}") is not None
+        assert old.id in items(kept)  # still known to the sync state: not "new mail" if it changes later

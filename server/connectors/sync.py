@@ -113,6 +113,7 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
     quarantined: int = 0  # payloads that did not validate in this run
     repaired: int = 0  # quarantined earlier, valid (or gone) now
     resyncs: int = 0  # full rounds after an expired delta link
+    expired: int = 0  # items older than `retention_synced_days`: not indexed (removed if they were)
     deferred: list[str] = []  # scopes throttled beyond their budget: they go on in a later run
     throttle_seconds: float = 0.0  # waited for Retry-After
     new_mail: int = 0  # new messages handed to the workflow triggers
@@ -131,6 +132,7 @@ class SyncSummary(msgspec.Struct, rename="camel", kw_only=True):
             f"skipped {self.skipped}, quarantined {self.quarantined}, repaired {self.repaired}; "
             f"{self.folders} folders, {self.pages} pages, {self.requests} requests, {retries} retried, "
             f"{self.resyncs} resyncs, {self.throttle_seconds:.1f} s throttled in {self.seconds:.1f} s"
+            + (f"; {self.expired} past retention" if self.expired else "")
         )
         return (
             text
@@ -576,6 +578,7 @@ class GraphSync:
         if batch.new_mail and self._on_new_mail is not None:
             self._on_new_mail(batch.new_mail)
             self.summary.new_mail += len(batch.new_mail)
+        self._drop_expired(batch)
         if batch.docs:
             for info in self.index.add_documents(batch.docs):
                 if info.changed:
@@ -587,6 +590,22 @@ class GraphSync:
         self.state.commit_page(
             scope, round_, put=batch.put, forget=batch.remove, next_link=next_link, delta_link=delta_link
         )
+
+    def _drop_expired(self, batch: _Batch) -> None:
+        """Retention for synced data applies as it arrives: mail, events and files dated before
+        `retention_synced_days` are not indexed (and leave the index if an older version is there), so a
+        full round does not bring back what the purge removed. Their state is kept, so they are not "new"."""
+        days = self.settings.retention_synced_days
+        if days is None:
+            return
+        cutoff = self._now() - timedelta(days=days)
+        expired = [doc for doc in batch.docs if doc.date is not None and doc.date < cutoff]
+        if expired:
+            gone = {doc.source for doc in expired}
+            batch.docs = [doc for doc in batch.docs if doc.source not in gone]
+            for source in gone:
+                self.summary.removed += self.index.remove_document(source)
+            self.summary.expired += len(expired)
 
     def _sweep(self, scope: str, round_: int) -> None:
         """End of a full round: what the scope held before and did not show this time is gone."""
