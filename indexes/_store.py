@@ -27,6 +27,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from deskpilot.indexes._types import Scope
+from deskpilot.indexes.mentions import SQL_FUNCTION
+from deskpilot.indexes.mentions import register as register_mentions
 
 __all__ = ["MetadataStore", "utc_iso"]
 
@@ -103,6 +105,7 @@ class MetadataStore:
         self.conn.execute("PRAGMA foreign_keys=ON")
         # Removed text is zeroed, not left in free pages: erasure and retention mean it is gone from the file.
         self.conn.execute("PRAGMA secure_delete=ON")
+        register_mentions(self.conn)
         self.db = sqlite_utils.Database(self.conn)
         try:
             self._migrate(model_id, dim)
@@ -201,11 +204,13 @@ class MetadataStore:
         params: list[Any] = []
         if mentioning is not None:
             needle = mentioning.casefold()
+            # instr first (cheap), then the whole-address check (mentions.py) on what it found.
+            found = "(instr(lower({0}), ?) AND " + SQL_FUNCTION + "({0}, ?))"
             clauses.append(
-                "(instr(lower(d.title), ?) OR instr(lower(d.extra), ?) OR EXISTS (SELECT 1 FROM chunks c "
-                "WHERE c.document_id = d.id AND instr(lower(c.text), ?)))"
+                f"({found.format('d.title')} OR {found.format('d.extra')} OR EXISTS (SELECT 1 FROM chunks c "
+                f"WHERE c.document_id = d.id AND {found.format('c.text')}))"
             )
-            params += [needle, needle, needle]
+            params += [needle] * 6
         if dated_before is not None:
             clauses.append("COALESCE(d.date, d.indexed_at) < ?")
             params.append(dated_before)

@@ -15,12 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from test_lineage import make_end, make_start
 
 from deskpilot.indexes import DocumentIndex
 from deskpilot.indexes._types import DocumentInput
 from deskpilot.indexes.embedding import HashEmbedder
+from deskpilot.indexes.mentions import mentions
 from deskpilot.server.connectors.state import SyncState
 from deskpilot.server.extraction.review_queue import ReviewQueue
 from deskpilot.server.extraction.triage_memory import TriageMemory
@@ -212,17 +214,21 @@ def test_erase_removes_a_subject_everywhere_and_verify_still_passes(world: World
     answer_to_ann = world.run("Reply to the meeting", output=f"Dear Ann ({ANN}), Tuesday works.")
     reviewed = world.reviewed(f"INVOICE\nBill to {ANN}", "Contoso")
     other = world.run("From: bo@fabrikam.com\nLunch?")
+    namesakes = world.run(f"Cc: jo{ANN}, {ANN}.au and {ANN.replace('@', '2@')}")
     world.index.add_documents(
         [
             mail("graph:message:1", "Agenda for Tuesday", T0, sender=ANN),
             mail("graph:message:2", f"Forwarding {ANN}'s note", T0),
             mail("graph:message:3", "Nothing about her", T0),
+            mail("graph:message:4", "For Joann", T0, sender="jo" + ANN),
         ]
     )
     world.quarantine("AAMk1", f'{{"from": "{ANN}", "receivedDateTime": "yesterday"}}')
     world.quarantine("AAMk2", '{"from": "bo@fabrikam.com"}')
 
+    dry = world.retention.erase(ANN, actor="dpo@contoso.com", dry_run=True)
     report = world.retention.erase(f"  {ANN.title()} ", actor="dpo@contoso.com")
+    assert msgspec.structs.replace(dry, dry_run=False) == msgspec.structs.replace(report, event=None)
 
     assert (report.runs, report.reviews, report.review_items, report.documents, report.quarantined) == (
         3,
@@ -235,9 +241,11 @@ def test_erase_removes_a_subject_everywhere_and_verify_still_passes(world: World
     for run in (about_ann, answer_to_ann, reviewed):
         gone = world.lineage.get_run(run.id)
         assert gone is not None and gone.input is None and gone.output is None
-    untouched = world.lineage.get_run(other.id)
-    assert untouched is not None and untouched.input == {"text": "From: bo@fabrikam.com\nLunch?"}
+    for run in (other, namesakes):  # another person, and addresses that only contain hers
+        untouched = world.lineage.get_run(run.id)
+        assert untouched is not None and untouched.purged == [] and untouched.input == run.input
     assert world.index.document("graph:message:3") is not None
+    assert world.index.document("graph:message:4") is not None
     assert world.index.document("graph:message:1") is None and world.index.document("graph:message:2") is None
     assert world.lineage.verify().ok
     [event] = world.lineage.events(kinds=["audit.erase"])
@@ -248,7 +256,7 @@ def test_erase_removes_a_subject_everywhere_and_verify_still_passes(world: World
     world.close()
     for path in tmp_path.rglob("*"):
         if path.is_file():
-            assert ANN.encode() not in path.read_bytes().lower(), path
+            assert not mentions(path.read_bytes().decode("latin-1"), ANN), path  # joann.lee@... stays
     world.lineage = LineageStore(world.settings.db_path)
     world.index = DocumentIndex(tmp_path / "home" / "index", embedder=HashEmbedder())
 
@@ -318,3 +326,22 @@ def test_the_worker_sweep_purges_what_is_due(tmp_path: Path, monkeypatch: pytest
         assert purged is not None and purged.purged == ["input"]
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (f"From: {ANN.upper()}", True),
+        (f"<{ANN}>, bo@fabrikam.com", True),
+        (f"Write to {ANN}.", True),  # a full stop ends the sentence, not the domain
+        (f'{{"from": "{ANN}"}}', True),
+        (f"jo{ANN}", False),
+        (f"{ANN}.au", False),
+        (f"{ANN}-mail.example", False),
+        (f"x.{ANN}", False),
+        ("ann.lee at contoso.com", False),
+        (None, False),
+    ],
+)
+def test_an_address_is_found_whole_and_never_inside_another(text: str | None, found: bool) -> None:
+    assert mentions(text, ANN) is found

@@ -43,6 +43,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from deskpilot.indexes.mentions import SQL_FUNCTION as MENTIONS
+from deskpilot.indexes.mentions import register as register_mentions
 from deskpilot.server.core.db import iso_utc
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import Settings
@@ -235,6 +237,7 @@ class Retention:
                             _delete_in(conn, table, "id", old)
                 report.examples = sum(deleted.values())
             if dry_run:
+                report.quarantined = self._purge_quarantine(cutoffs.get("synced"), None, dry_run=True)
                 return report
             details = {
                 "cutoffs": cutoffs,
@@ -281,6 +284,7 @@ class Retention:
             example_ids = self._subject_examples(conn, present, address, run_ids)
             report.examples = sum(len(ids) for ids in example_ids.values())
             if dry_run:
+                report.quarantined = self._purge_quarantine(None, address, dry_run=True)
                 return report
             purged = {"runs:input": [row[0] for row in run_rows], "runs:output": [row[0] for row in run_rows]}
             purged["reviews"] = review_seqs
@@ -335,20 +339,25 @@ class Retention:
         sources = index.find_documents(mentioning=address)
         return len(sources) if dry_run else index.remove_documents(sources)
 
-    def _purge_quarantine(self, before: str | None, address: str | None) -> int:
+    def _purge_quarantine(self, before: str | None, address: str | None, dry_run: bool = False) -> int:
         """Quarantined sync payloads (raw Graph JSON) older than `before` or mentioning `address`."""
         path = self.settings.sync_db_path
         if (before is None and address is None) or not path.is_file():
             return 0
+        payload = "CAST(payload AS TEXT)"
         where, params = (
             ("at < ?", [before])
             if before is not None
-            else ("instr(lower(CAST(payload AS TEXT)), ?)", [address])
+            else (f"instr(lower({payload}), ?) AND {MENTIONS}({payload}, ?)", [address, address])
         )
         with closing(sqlite3.connect(path, timeout=30)) as conn:
+            register_mentions(conn)
             conn.execute("PRAGMA secure_delete=ON")
             if "quarantine" not in _tables(conn):
                 return 0
+            if dry_run:
+                (count,) = conn.execute(f"SELECT COUNT(*) FROM quarantine WHERE {where}", params).fetchone()
+                return int(count)
             with conn:
                 removed = conn.execute(f"DELETE FROM quarantine WHERE {where}", params).rowcount
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -383,9 +392,11 @@ def _review_seqs(conn: sqlite3.Connection, where: str, params: list[Any]) -> lis
 def _mentioning(
     conn: sqlite3.Connection, table: str, columns: tuple[str, ...], needle: str, select: str
 ) -> list[tuple[Any, ...]]:
-    """Rows whose text columns mention `needle` (case-folded; a tombstone never matches an address)."""
-    where = " OR ".join(f"instr(lower({column}), ?)" for column in columns)
-    return conn.execute(f"SELECT {select} FROM {table} WHERE {where}", [needle] * len(columns)).fetchall()
+    """Rows whose text columns mention the address `needle` as a whole address (indexes/mentions.py; a
+    tombstone never matches one). `instr` first, so the check in Python runs only on candidates."""
+    register_mentions(conn)
+    where = " OR ".join(f"(instr(lower({c}), ?) AND {MENTIONS}({c}, ?))" for c in columns)
+    return conn.execute(f"SELECT {select} FROM {table} WHERE {where}", [needle] * 2 * len(columns)).fetchall()
 
 
 def _in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[Any]:
