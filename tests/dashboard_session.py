@@ -94,6 +94,7 @@ def session_services(home: Path, clock: MovingClock, model: ScriptedModel, **set
         drift_reference_size=WINDOW,
         drift_window_size=WINDOW,
         drift_check_every=1_000_000,  # only the session's own checks (GET /v1/drift), at the end of each hour
+        retention_inputs_days=1,
         **settings,
     )
     return Services(

@@ -104,6 +104,9 @@ def test_the_figures_match_lineage(client: TestClient, clock: MovingClock, sessi
     assert events == [("drift.cleared", DRIFTING_SIGNAL), ("drift.alarm", DRIFTING_SIGNAL)]
     kinds = [e["kind"] for e in data["governance"]]
     assert kinds == ["audit.erase", "retention.purge", "hold.released", "hold.set"]
+    policy = data["retention"]
+    assert policy["policy"] == {"inputs": 1, "outputs": None, "examples": None, "synced": None}
+    assert policy["hold"] is None and policy["lastPurgeAt"] == data["governance"][1]["at"]
     erased = data["governance"][0]["details"]
     assert erased["subject"] == subject_digest("ana@example.com") and "ana@example.com" not in str(erased)
     # Chain: the heads as stored, and the verification the session recorded saw them all.

@@ -18,6 +18,7 @@ from deskpilot.server.core.token import ensure_token
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.ops.dashboard import DEFAULT_SPAN, Bucket, dashboard_data, parse_since
 from deskpilot.server.ops.report import ReportError, render_report
+from deskpilot.server.ops.retention import Retention
 from deskpilot.server.settings import Settings, SettingsError, load_settings
 
 __all__ = ["dashboard_command", "dashboard_url", "report_command"]
@@ -82,7 +83,10 @@ def dashboard_command(no_open: bool) -> None:
 def report_command(since: str | None, bucket: Bucket, out: Path, db_path: Path | None) -> None:
     """Write the dashboard's views (latency, cost, review and override rates, SLOs, drift, chain status,
     retention events) for a period as one HTML file that opens anywhere with no server and no network."""
-    db_path = db_path or _settings().db_path
+    settings: Settings | None = None  # another file (--db): this computer's retention policy is not its
+    if db_path is None:
+        settings = _settings()
+        db_path = settings.db_path
     if not db_path.is_file():
         # Opening would create an empty database; a report should say there is none instead.
         raise click.ClickException(f"no lineage database at {db_path}")
@@ -91,7 +95,8 @@ def report_command(since: str | None, bucket: Bucket, out: Path, db_path: Path |
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     with LineageStore(db_path) as lineage:
-        data = dashboard_data(lineage, start, bucket)
+        retention = Retention(lineage, settings) if settings is not None else None
+        data = dashboard_data(lineage, start, bucket, retention)
     try:
         page = render_report(data)
     except ReportError as exc:

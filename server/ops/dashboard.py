@@ -31,6 +31,7 @@ from typing import Any, Literal
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Out
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.ops.retention import Retention, RetentionStatus
 from deskpilot.server.ops.slo import SloReport, slo_report
 
 __all__ = [
@@ -145,6 +146,7 @@ class Dashboard(Out):
     drift_events: list[GovernanceEvent]  # newest first
     chain: ChainStatus
     governance: list[GovernanceEvent]  # retention purges, erasures, legal holds; newest first
+    retention: RetentionStatus | None = None  # the policy, the legal hold and the last purge
 
 
 class Verification(Out):
@@ -192,9 +194,12 @@ def _utc(moment: datetime) -> datetime:
         raise ValueError(f"since={moment.isoformat()} is out of range") from None
 
 
-def dashboard_data(lineage: LineageStore, since: datetime, bucket: Bucket = "day") -> Dashboard:
+def dashboard_data(
+    lineage: LineageStore, since: datetime, bucket: Bucket = "day", retention: Retention | None = None
+) -> Dashboard:
     """Every view of the dashboard from `since` until now (the store's clock), in buckets of an hour or
-    a day. Blocks on the database: async callers run it on a worker thread."""
+    a day, and `retention`'s status where given. Blocks on the database: async callers run it on a worker
+    thread."""
     until = lineage.now()
     start = iso_utc(since)
     with lineage.reading() as conn:
@@ -220,6 +225,7 @@ def dashboard_data(lineage: LineageStore, since: datetime, bucket: Bucket = "day
         drift_events=[_event(e) for e in drift_events],
         chain=ChainStatus(heads=heads, last_verification=_event(verified[0]) if verified else None),
         governance=[_event(e) for e in governance],
+        retention=retention.status() if retention is not None else None,
     )
 
 

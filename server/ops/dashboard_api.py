@@ -23,6 +23,8 @@ from deskpilot.server.ops.dashboard import (
     parse_rfc3339,
     verify_and_record,
 )
+from deskpilot.server.ops.retention import Retention
+from deskpilot.server.settings import Settings
 
 __all__ = ["DashboardAPI"]
 
@@ -34,6 +36,7 @@ class DashboardAPI(Controller):
     async def dashboard(
         self,
         lineage: NamedDependency[LineageStore],
+        app_settings: NamedDependency[Settings],
         since: Annotated[
             str | None,
             QueryParameter(
@@ -48,7 +51,8 @@ class DashboardAPI(Controller):
             start = lineage.now() - DEFAULT_SPAN if since is None else parse_rfc3339(since)
         except ValueError as exc:
             raise ClientException(str(exc)) from exc
-        return await anyio.to_thread.run_sync(dashboard_data, lineage, start, bucket)
+        retention = Retention(lineage, app_settings)
+        return await anyio.to_thread.run_sync(dashboard_data, lineage, start, bucket, retention)
 
     @post(
         "/v1/audit/verify",

@@ -46,10 +46,11 @@ import msgspec
 from deskpilot.indexes.mentions import SQL_FUNCTION as MENTIONS
 from deskpilot.indexes.mentions import register as register_mentions
 from deskpilot.server.core.db import iso_utc
+from deskpilot.server.core.wire import Out
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.settings import Settings
 
-__all__ = ["EraseReport", "Hold", "LegalHold", "PurgeReport", "Retention"]
+__all__ = ["EraseReport", "Hold", "LegalHold", "PurgeReport", "Retention", "RetentionStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,19 @@ class DocumentStore(Protocol):
     def remove_documents(self, documents: list[str]) -> int: ...
 
 
-class Hold(msgspec.Struct, kw_only=True):
+class Hold(Out):
     since: str
     actor: str
     reason: str
+
+
+class RetentionStatus(Out):
+    """What the dashboard shows: days kept per kind of data (None: for ever), the hold, the last purge."""
+
+    policy: dict[str, int | None]  # inputs, outputs, examples, synced
+    hold: Hold | None
+    last_purge_at: str | None
+    check_seconds: float
 
 
 class PurgeReport(msgspec.Struct, kw_only=True):
@@ -157,6 +167,20 @@ class Retention:
         hold = self.hold()
         if hold is not None:
             raise LegalHold(f"{what} refused: a legal hold is in place since {hold.since} ({hold.reason})")
+
+    def status(self) -> RetentionStatus:
+        last = self.lineage.events(kinds=["retention.purge"], limit=1)
+        return RetentionStatus(
+            policy={
+                "inputs": self.settings.retention_inputs_days,
+                "outputs": self.settings.retention_outputs_days,
+                "examples": self.settings.retention_examples_days,
+                "synced": self.settings.retention_synced_days,
+            },
+            hold=self.hold(),
+            last_purge_at=last[0]["at"] if last else None,
+            check_seconds=self.settings.retention_check_seconds,
+        )
 
     # -- purging by policy ----------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ VIEWS = {
         "Drift",
         ["0 in alarm at their last check", "null_rate:currency", "drift.alarm", "drift.cleared"],
     ),
-    "chain": ("Chain", ["intact", "audit_events", "retention.purge", "hold.set"]),
+    "chain": ("Chain", ["intact", "audit_events", "retention.purge", "hold.set", "no legal hold", "1 day"]),
 }
 CHARTS = {
     "latency": ["chart-latency"],
@@ -184,9 +184,10 @@ def test_without_the_token_the_page_says_how_to_open_it(
 
 
 def test_the_report_opens_from_a_file_with_no_request(
-    browser: Browser, live: tuple[LiveApp, Session], tmp_path: Path
+    browser: Browser, live: tuple[LiveApp, Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, _ = live
+    monkeypatch.setenv("DESKPILOT_RETENTION_INPUTS_DAYS", "1")  # the policy the live app runs with
     out = tmp_path / "report.html"
     since = (app.clock.start - timedelta(hours=1)).isoformat()
     result = CliRunner().invoke(

@@ -281,7 +281,55 @@ export function ChainView({ data, verify }: { data: Dashboard; verify?: VerifyCo
         </TableBody>
       </Table>
       <Title3 as="h3">Retention, erasure and legal holds</Title3>
+      {data.retention && <RetentionPolicy retention={data.retention} />}
       <EventTable events={data.governance} label="retention, erasure or legal hold events" testId="governance-events" />
     </Section>
+  );
+}
+
+const KINDS: [string, string][] = [
+  ["inputs", "Inputs (what runs read)"],
+  ["outputs", "Outputs and review decisions"],
+  ["examples", "Examples learnt from corrections"],
+  ["synced", "Synced mail, events and files"],
+];
+
+/** How long each kind of personal data is kept, whether a legal hold suspends purging, and the last purge. */
+function RetentionPolicy({ retention }: { retention: NonNullable<Dashboard["retention"]> }) {
+  const styles = useStyles();
+  return (
+    <div data-testid="retention-policy">
+      <div className={styles.row}>
+        <Badge appearance="filled" color={retention.hold ? "warning" : "subtle"}>
+          {retention.hold ? "legal hold" : "no legal hold"}
+        </Badge>
+        <Body1>
+          {retention.hold
+            ? `Purging and erasure are suspended since ${formatTime(retention.hold.since)} UTC (${retention.hold.reason}, set by ${retention.hold.actor}).`
+            : retention.lastPurgeAt
+              ? `Last purge ${formatTime(retention.lastPurgeAt)} UTC.`
+              : "No purge recorded yet."}
+        </Body1>
+      </div>
+      <Table size="small" aria-label="Retention policy">
+        <TableHeader>
+          <TableRow>
+            <TableHeaderCell>Data</TableHeaderCell>
+            <TableHeaderCell>Kept</TableHeaderCell>
+          </TableRow>
+        </TableHeader>
+        <TableBody>
+          {KINDS.map(([kind, label]) => {
+            const days = retention.policy[kind];
+            return (
+              <TableRow key={kind}>
+                <TableCell>{label}</TableCell>
+                <TableCell>{days === null || days === undefined ? "for ever" : `${days} day${days === 1 ? "" : "s"}`}</TableCell>
+              </TableRow>
+            );
+          })}
+        </TableBody>
+      </Table>
+    </div>
   );
 }
