@@ -345,3 +345,22 @@ def test_the_worker_sweep_purges_what_is_due(tmp_path: Path, monkeypatch: pytest
 )
 def test_an_address_is_found_whole_and_never_inside_another(text: str | None, found: bool) -> None:
     assert mentions(text, ANN) is found
+
+
+def test_drifts_embeddings_of_inputs_follow_the_inputs_period(world: World) -> None:
+    from deskpilot.server.ops.drift_tables import DRIFT_TABLES
+
+    world.lineage.migrate(DRIFT_TABLES)
+    with world.lineage.transaction() as conn:
+        for day in (0, 20, 40):
+            at = (T0 + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            conn.execute(
+                "INSERT INTO drift_samples (task, at, embedder, vector) "
+                "VALUES ('summarize', ?, 'hash', x'00')",
+                [at],
+            )
+    world.clock.now = T0 + timedelta(days=55)  # inputs are kept 30 days: the samples of days 0 and 20 go
+    assert world.retention.purge(dry_run=True).drift_samples == 2
+    assert world.retention.purge().drift_samples == 2
+    with world.lineage.reading() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM drift_samples").fetchone() == (1,)

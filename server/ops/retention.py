@@ -25,9 +25,10 @@ address, never the address.
 A legal hold (`deskpilot audit hold set --reason ...`) suspends both: purging and erasure refuse with
 `LegalHold` until it is released. Setting and releasing are chained events too.
 
-Not covered, plainly: runs still in progress (`open_runs`) are left until they close; the action and
-workflow tables (drafts an approved action sent, its log) are records of what was done on the user's
-behalf and are kept; drift samples are embeddings without text or run ids.
+Drift's embeddings of inputs (vectors, no text) follow the inputs' period. Not covered, plainly: runs
+still in progress (`open_runs`) are left until they close; the action and workflow tables (drafts an
+approved action sent, its log) are records of what was done on the user's behalf and are kept; an erasure
+cannot find a subject's drift embeddings (they carry no text or run id): they leave with the inputs' period.
 """
 
 from __future__ import annotations
@@ -102,13 +103,14 @@ class PurgeReport(msgspec.Struct, kw_only=True):
     reviews: int = 0
     review_items: int = 0
     examples: int = 0
+    drift_samples: int = 0  # drift's embeddings of inputs past the inputs' period
     documents: int = 0
     quarantined: int = 0
     event: str | None = None  # the chained purge entry's hash
 
     def total(self) -> int:
         counts = (self.runs_inputs, self.runs_outputs, self.reviews, self.review_items, self.examples)
-        return sum(counts) + self.documents + self.quarantined
+        return sum(counts) + self.drift_samples + self.documents + self.quarantined
 
 
 class EraseReport(msgspec.Struct, kw_only=True):
@@ -223,16 +225,7 @@ class Retention:
             purged: dict[str, Any] = {}
             deleted: dict[str, int] = {}
             if "inputs" in cutoffs:
-                seqs = _seqs(conn, "runs", "input", "started_at < ?", [cutoffs["inputs"]])
-                report.runs_inputs = len(seqs)
-                purged["runs:input"] = seqs
-                report.review_items += _update(
-                    conn,
-                    dry_run,
-                    "source_text = NULL",
-                    "source_text IS NOT NULL AND created_at < ?",
-                    [cutoffs["inputs"]],
-                )
+                purged["runs:input"] = _purge_inputs(conn, present, cutoffs["inputs"], report, dry_run)
             if "outputs" in cutoffs:
                 seqs = _seqs(conn, "runs", "output", "started_at < ?", [cutoffs["outputs"]])
                 report.runs_outputs = len(seqs)
@@ -435,6 +428,26 @@ def _delete_in(conn: sqlite3.Connection, table: str, column: str, values: list[A
     for start in range(0, len(values), 500):
         part = values[start : start + 500]
         conn.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' for _ in part)})", part)
+
+
+def _purge_inputs(
+    conn: sqlite3.Connection, present: set[str], cutoff: str, report: PurgeReport, dry_run: bool
+) -> list[int]:
+    """Inputs past their period: the runs' (returned, to tombstone), review items' source text, and drift's
+    embeddings of inputs (vectors, but derived from the text: the reference window then slides forward to
+    the oldest kept)."""
+    seqs = _seqs(conn, "runs", "input", "started_at < ?", [cutoff])
+    report.runs_inputs = len(seqs)
+    report.review_items += _update(
+        conn, dry_run, "source_text = NULL", "source_text IS NOT NULL AND created_at < ?", [cutoff]
+    )
+    if "drift_samples" in present:
+        (report.drift_samples,) = conn.execute(
+            "SELECT COUNT(*) FROM drift_samples WHERE at < ?", [cutoff]
+        ).fetchone()
+        if not dry_run:
+            conn.execute("DELETE FROM drift_samples WHERE at < ?", [cutoff])
+    return seqs
 
 
 def _update(conn: sqlite3.Connection, dry_run: bool, assign: str, where: str, params: list[Any]) -> int:
