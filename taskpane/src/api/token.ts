@@ -12,14 +12,14 @@
 export const TOKEN_PARAM = "token";
 export const TOKEN_KEY = "deskpilot.token";
 
-interface Place {
+export interface Place {
   href: string;
 }
-interface HistoryLike {
+export interface HistoryLike {
   state: unknown;
   replaceState(data: unknown, unused: string, url?: string | URL | null): void;
 }
-type StorageLike = Pick<Storage, "getItem" | "setItem" | "removeItem">;
+export type StorageLike = Pick<Storage, "getItem" | "setItem" | "removeItem">;
 
 function storage(): StorageLike | undefined {
   try {
@@ -29,21 +29,36 @@ function storage(): StorageLike | undefined {
   }
 }
 
-/** The token from the start URL (stored, then removed from the address) or from this session's storage. */
-export function takeToken(
+/** Where a page receives its token: a query or fragment parameter, and the sessionStorage key it keeps it under. */
+export interface TokenPlace {
+  param: string;
+  key: string;
+  fragment?: boolean; // in the URL's fragment (#token=...), which a browser never sends to a server
+}
+
+const PANE: TokenPlace = { param: TOKEN_PARAM, key: TOKEN_KEY };
+
+/** The token from the address (stored, then removed from the address) or from this session's storage. */
+export function takeTokenFrom(
+  where: TokenPlace,
   place: Place | undefined = globalThis.location,
   history: HistoryLike | undefined = globalThis.history,
   store: StorageLike | undefined = storage(),
 ): string | undefined {
   if (place) {
     const url = new URL(place.href);
-    const fromUrl = url.searchParams.get(TOKEN_PARAM);
+    const params = where.fragment ? new URLSearchParams(url.hash.replace(/^#/, "")) : url.searchParams;
+    const fromUrl = params.get(where.param);
     if (fromUrl !== null) {
-      url.searchParams.delete(TOKEN_PARAM);
+      params.delete(where.param); // url.searchParams is live: the query changes with it
+      if (where.fragment) {
+        const rest = params.toString();
+        url.hash = rest ? `#${rest}` : "";
+      }
       history?.replaceState(history.state, "", url.toString());
       if (fromUrl) {
         try {
-          store?.setItem(TOKEN_KEY, fromUrl);
+          store?.setItem(where.key, fromUrl);
         } catch {
           // storage full or disabled: the token still works for this page
         }
@@ -52,10 +67,15 @@ export function takeToken(
     }
   }
   try {
-    return store?.getItem(TOKEN_KEY) ?? undefined;
+    return store?.getItem(where.key) ?? undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The pane's token, from its start URL's query or this session's storage. */
+export function takeToken(place?: Place, history?: HistoryLike, store?: StorageLike): string | undefined {
+  return takeTokenFrom(PANE, place, history, store);
 }
 
 /**
@@ -63,8 +83,12 @@ export function takeToken(
  * then says how to open the pane with the new one instead of trying the old one.
  */
 export function forgetToken(store: Pick<Storage, "removeItem"> | undefined = storage()): void {
+  forgetTokenOf(TOKEN_KEY, store);
+}
+
+export function forgetTokenOf(key: string, store: Pick<Storage, "removeItem"> | undefined = storage()): void {
   try {
-    store?.removeItem(TOKEN_KEY);
+    store?.removeItem(key);
   } catch {
     // storage disabled: nothing was kept
   }
