@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from conftest import parse_sse
+from samples import ANA, INVOICE, INVOICE_TEXT
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import GenerationRequest, ScriptedBackend, Token
@@ -30,16 +31,6 @@ from deskpilot.server.settings import load_settings
 
 __all__ = ["DRIFTING_SIGNAL", "MovingClock", "ScriptedModel", "Session", "run_session", "session_services"]
 
-ANA = {"name": "Ana Silva", "address": "ana@example.com"}
-INVOICE = {
-    "vendor": "Northwind Traders Ltd",
-    "invoiceNumber": "NW-2041",
-    "currency": "GBP",
-    "subtotal": 85.0,
-    "tax": 17.0,
-    "total": 120.0,  # fails the rule subtotal + tax = total: always reviewed
-}
-INVOICE_TEXT = "Northwind Traders Ltd\nInvoice No: NW-2041\nSubtotal 85.00\nVAT 17.00\nTotal due GBP 102.00\n"
 # The drift monitor compares the first 20 finished runs of a task with its last 20 (its smallest windows).
 WINDOW = 20
 DRIFTING_SIGNAL = "null_rate:currency"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from conftest import bearer, free_port
+from uvicorn_thread import UvicornThread, plain_config
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
@@ -33,27 +32,16 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{settings.port}"
         # A torch-free embedder for the index and the summary checks: these tests are about admission.
         index = DocumentIndex(settings.home / "index", embedder=HashEmbedder())
-        config = uvicorn.Config(
-            create_app(settings, backend=backend, index=index),
-            host="127.0.0.1",
-            port=settings.port,
-            log_level="warning",
-            lifespan="on",
+        self.uvicorn = UvicornThread(
+            plain_config(create_app(settings, backend=backend, index=index), settings.port)
         )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
+        self.uvicorn.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        self.uvicorn.stop()
 
     @property
     def headers(self) -> dict[str, str]:

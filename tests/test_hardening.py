@@ -7,17 +7,16 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from conftest import app_client, free_port, parse_sse
 from litestar import Litestar, get
 from litestar.testing import TestClient
+from uvicorn_thread import UvicornThread
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import ScriptedBackend
@@ -347,13 +346,7 @@ class LiveServer:
     def __init__(self, home: Path, **settings: Any) -> None:
         self.port = free_port()
         self.app = make_app(home, port=self.port, **settings)
-        self.server = uvicorn.Server(uvicorn_config(self.app, self.app.state["services"].settings))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.02)
+        self.uvicorn = UvicornThread(uvicorn_config(self.app, self.app.state["services"].settings)).start()
         token = read_token(home / "token")
         self.head = f"Host: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {token}\r\n".encode()
 
@@ -363,8 +356,7 @@ class LiveServer:
         return sock
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.uvicorn.stop()
 
 
 def read_all(sock: socket.socket) -> bytes:

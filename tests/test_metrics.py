@@ -13,6 +13,7 @@ from conftest import app_client, parse_sse
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from samples import ANA, EMAIL, INVOICE, INVOICE_TEXT
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import BackendError, GenerationRequest, ScriptedBackend, Token
@@ -25,20 +26,7 @@ from deskpilot.server.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
-EMAIL = {
-    "email": {"from": "ana@example.com", "subject": "Q3", "body": "Please send the Q3 numbers by Friday."}
-}
-ANA = {"name": "Ana Silva", "address": "ana@example.com"}
 HOOK = {"url": "http://127.0.0.1:9/hook", "payload": {"a": 1}}
-INVOICE = {
-    "vendor": "Northwind Traders Ltd",
-    "invoiceNumber": "NW-2041",
-    "currency": "GBP",
-    "subtotal": 85.0,
-    "tax": 17.0,
-    "total": 120.0,  # fails the rule subtotal + tax = total: always reviewed
-}
-INVOICE_TEXT = "Northwind Traders Ltd\nInvoice No: NW-2041\nSubtotal 85.00\nVAT 17.00\nTotal due GBP 102.00\n"
 # Anything that looks like an id: 32 hex digits (run, trace), a UUID, a Graph id, a long opaque token.
 ID_LIKE = re.compile(r"[0-9a-f]{16,}|[0-9a-f]{8}-[0-9a-f]{4}-|AAMk|dp-[0-9a-f]")
 

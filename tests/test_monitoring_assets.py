@@ -14,8 +14,6 @@ import json
 import re
 import ssl
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from conftest import REPO, app_client, free_port, parse_sse
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from samples import ANA, EMAIL, INVOICE, INVOICE_TEXT
+from uvicorn_thread import UvicornThread
 
 from deskpilot.indexes import DocumentIndex, HashEmbedder
 from deskpilot.inference import BackendError, GenerationRequest, ScriptedBackend, Token
@@ -70,19 +69,6 @@ DRIFT = {"deskpilot_drift_value": {"task", "signal"}, "deskpilot_drift_alarm": {
 # few extractions give the drift gauges samples.
 DRIFT_WINDOW = 20
 
-EMAIL = {
-    "email": {"from": "ana@example.com", "subject": "Q3", "body": "Please send the Q3 numbers by Friday."}
-}
-ANA = {"name": "Ana Silva", "address": "ana@example.com"}
-INVOICE = {
-    "vendor": "Northwind Traders Ltd",
-    "invoiceNumber": "NW-2041",
-    "currency": "GBP",
-    "subtotal": 85.0,
-    "tax": 17.0,
-    "total": 120.0,  # fails the rule subtotal + tax = total: always reviewed
-}
-INVOICE_TEXT = "Northwind Traders Ltd\nInvoice No: NW-2041\nSubtotal 85.00\nVAT 17.00\nTotal due GBP 102.00\n"
 # The scripted model fails after this many tokens; only the answer to FAIL_SUBJECT is that long.
 FAIL_AFTER = 60
 FAIL_SUBJECT = "Please fail"
@@ -428,17 +414,10 @@ class LiveServer:
         settings = load_settings(home=home, https=True, port=self.port)
         index = DocumentIndex(home / "index", embedder=HashEmbedder())
         app = create_app(settings, backend=ScriptedBackend(["Hello", "."]), index=index)
-        self.server = uvicorn.Server(uvicorn_config(app, settings))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.02)
+        self.uvicorn = UvicornThread(uvicorn_config(app, settings)).start()
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.uvicorn.stop()
 
 
 @pytest.fixture

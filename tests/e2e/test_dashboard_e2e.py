@@ -12,15 +12,12 @@ Screenshots: test-artifacts/dashboard/ (git-ignored) and each test's tmp_path.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from conftest import REPO, bearer, free_port
 from dashboard_session import (
@@ -31,6 +28,7 @@ from dashboard_session import (
     session_services,
 )
 from playwright.sync_api import Browser, Page, expect
+from uvicorn_thread import UvicornThread, plain_config
 
 from deskpilot.server.app import create_app
 from deskpilot.server.cli import main
@@ -69,27 +67,14 @@ class LiveApp:
         services = session_services(home, self.clock, self.model, port=free_port(), worker=False)
         self.settings, self.lineage = services.settings, services.lineage
         self.url = f"http://127.0.0.1:{self.settings.port}"
-        config = uvicorn.Config(
-            create_app(services),
-            host="127.0.0.1",
-            port=self.settings.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.uvicorn = UvicornThread(plain_config(create_app(services), self.settings.port))
 
     def __enter__(self) -> LiveApp:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
+        self.uvicorn.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        self.uvicorn.stop()
         self.lineage.close()
 
     @property
