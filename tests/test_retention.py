@@ -250,6 +250,7 @@ def test_erase_removes_a_subject_everywhere_and_verify_still_passes(world: World
     assert world.lineage.verify().ok
     [event] = world.lineage.events(kinds=["audit.erase"])
     assert event["actor"] == "dpo@contoso.com" and event["details"]["subject"] == report.subject_digest
+    assert event["details"]["counts"]["quarantined"] == 1 and event["details"]["counts"]["documents"] == 2
     assert ANN not in str(event["details"])
 
     # Gone from the bytes, not only from the rows: secure_delete, and the logs were checkpointed.

@@ -216,10 +216,13 @@ class Retention:
         """Remove what the policy no longer allows to keep; a chained event records it (unless dry_run)."""
         self._refuse_if_held("purge")
         now = now or self.lineage.now()
-        cutoffs = {kind: iso_utc(at) for kind, at in self.cutoffs(now).items()}
+        moments = self.cutoffs(now)
+        cutoffs = {kind: iso_utc(at) for kind, at in moments.items()}
         report = PurgeReport(at=iso_utc(now), dry_run=dry_run, cutoffs=cutoffs)
-        if "synced" in cutoffs:
-            report.documents = self._purge_documents(self.cutoffs(now)["synced"], dry_run)
+        # The other files first, so the chained event below counts what they lost too.
+        if "synced" in moments:
+            report.documents = self._purge_documents(moments["synced"], dry_run)
+            report.quarantined = self._purge_quarantine(cutoffs["synced"], None, dry_run)
         with self.lineage.transaction() as conn:
             present = _tables(conn)
             purged: dict[str, Any] = {}
@@ -254,7 +257,6 @@ class Retention:
                             _delete_in(conn, table, "id", old)
                 report.examples = sum(deleted.values())
             if dry_run:
-                report.quarantined = self._purge_quarantine(cutoffs.get("synced"), None, dry_run=True)
                 return report
             details = {
                 "cutoffs": cutoffs,
@@ -262,7 +264,6 @@ class Retention:
                 "counts": msgspec.structs.asdict(report) | {"event": None},
             }
             report.event = self.lineage.append_event(conn, "retention.purge", details, actor=actor)["hash"]
-        report.quarantined = self._purge_quarantine(cutoffs.get("synced"), None)
         _checkpoint(self.lineage.path)
         if report.total():
             log.info("retention purge: %s", msgspec.json.encode(report).decode())
@@ -277,7 +278,9 @@ class Retention:
             raise ValueError(f"not an email address: {subject!r}")
         self._refuse_if_held("erasure")
         report = EraseReport(subject_digest=subject_digest(address), dry_run=dry_run)
+        # The other files first, so the chained event below counts what they lost too.
         report.documents = self._erase_documents(address, dry_run)
+        report.quarantined = self._purge_quarantine(None, address, dry_run)
         with self.lineage.transaction() as conn:
             present = _tables(conn)
             run_rows = _mentioning(conn, "runs", ("input", "output"), address, "seq, id")
@@ -301,10 +304,8 @@ class Retention:
             example_ids = self._subject_examples(conn, present, address, run_ids)
             report.examples = sum(len(ids) for ids in example_ids.values())
             if dry_run:
-                report.quarantined = self._purge_quarantine(None, address, dry_run=True)
                 return report
-            purged = {"runs:input": [row[0] for row in run_rows], "runs:output": [row[0] for row in run_rows]}
-            purged["reviews"] = review_seqs
+            purged = {"runs": [row[0] for row in run_rows], "reviews": review_seqs}
             _delete_in(conn, "review_queue", "id", sorted(queue_ids))
             if "result_cache" in present:
                 _delete_in(conn, "result_cache", "run_id", run_ids)
@@ -316,7 +317,6 @@ class Retention:
                 "counts": msgspec.structs.asdict(report) | {"event": None},
             }
             report.event = self.lineage.append_event(conn, "audit.erase", details, actor=actor)["hash"]
-        report.quarantined = self._purge_quarantine(None, address)
         _checkpoint(self.lineage.path)
         log.info("erased subject %s: %s", report.subject_digest, msgspec.json.encode(report).decode())
         return report
