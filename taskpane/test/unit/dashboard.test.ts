@@ -17,22 +17,6 @@ import {
   shortHash,
   verifiedHeads,
 } from "../../src/dashboard/data";
-import { DASHBOARD_TOKEN_KEY, takeFragmentToken } from "../../src/dashboard/token";
-
-function memoryStore(initial: Record<string, string> = {}) {
-  const data = new Map(Object.entries(initial));
-  return {
-    data,
-    getItem: (k: string) => data.get(k) ?? null,
-    setItem: (k: string, v: string) => void data.set(k, v),
-    removeItem: (k: string) => void data.delete(k),
-  };
-}
-
-function fakeHistory() {
-  const calls: (string | undefined)[] = [];
-  return { calls, state: null, replaceState(_d: unknown, _u: string, url?: string | URL | null) { calls.push(url?.toString()); } };
-}
 
 const slo = { name: "s", description: "d", objective: 0.95, total: 0, good: 0, value: null, budgetTotal: 0, budgetSpent: 0, budgetRemaining: null };
 const DATA: Dashboard = {
@@ -67,30 +51,6 @@ const DATA: Dashboard = {
   },
   governance: [],
 };
-
-describe("takeFragmentToken", () => {
-  it("takes the token from the fragment, keeps it for the tab and removes only it from the address", () => {
-    const store = memoryStore();
-    const history = fakeHistory();
-    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/?x=1#token=s3cr%2Bt&view=cost" }, history, store)).toBe("s3cr+t");
-    expect(store.data.get(DASHBOARD_TOKEN_KEY)).toBe("s3cr+t");
-    expect(history.calls).toEqual(["https://localhost:8765/dashboard/?x=1#view=cost"]);
-  });
-
-  it("leaves no empty fragment behind, and reads the stored token after a reload", () => {
-    const store = memoryStore();
-    const history = fakeHistory();
-    takeFragmentToken({ href: "https://localhost:8765/dashboard/#token=abc" }, history, store);
-    expect(history.calls).toEqual(["https://localhost:8765/dashboard/"]);
-    const later = fakeHistory();
-    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/" }, later, store)).toBe("abc");
-    expect(later.calls).toEqual([]);
-  });
-
-  it("has no token when neither the address nor the tab has one", () => {
-    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/" }, fakeHistory(), memoryStore())).toBeUndefined();
-  });
-});
 
 describe("the charts' data", () => {
   it("draws a latency point only where the bucket has a value", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { forgetToken, takeToken, TOKEN_KEY } from "../../src/api/token";
+import { DASHBOARD_TOKEN_KEY, takeFragmentToken } from "../../src/dashboard/token";
 
 function memoryStore(initial: Record<string, string> = {}) {
   const data = new Map(Object.entries(initial));
@@ -66,5 +67,30 @@ describe("forgetToken", () => {
     expect(store.data.has(TOKEN_KEY)).toBe(false);
     expect(store.data.get("other")).toBe("kept");
     expect(takeToken({ href: "https://localhost:8765/taskpane/index.html" }, fakeHistory(), store)).toBeUndefined();
+  });
+});
+
+// The dashboard's token comes in the URL fragment (`deskpilot dashboard`), through the same code.
+describe("takeFragmentToken", () => {
+  it("takes the token from the fragment, keeps it for the tab and removes only it from the address", () => {
+    const store = memoryStore();
+    const history = fakeHistory();
+    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/?x=1#token=s3cr%2Bt&view=cost" }, history, store)).toBe("s3cr+t");
+    expect(store.data.get(DASHBOARD_TOKEN_KEY)).toBe("s3cr+t");
+    expect(history.calls).toEqual(["https://localhost:8765/dashboard/?x=1#view=cost"]);
+  });
+
+  it("leaves no empty fragment behind, and reads the stored token after a reload", () => {
+    const store = memoryStore();
+    const history = fakeHistory();
+    takeFragmentToken({ href: "https://localhost:8765/dashboard/#token=abc" }, history, store);
+    expect(history.calls).toEqual(["https://localhost:8765/dashboard/"]);
+    const later = fakeHistory();
+    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/" }, later, store)).toBe("abc");
+    expect(later.calls).toEqual([]);
+  });
+
+  it("has no token when neither the address nor the tab has one", () => {
+    expect(takeFragmentToken({ href: "https://localhost:8765/dashboard/" }, fakeHistory(), memoryStore())).toBeUndefined();
   });
 });
