@@ -18,7 +18,7 @@ import click
 from deskpilot.server.lineage.store import LineageStore
 from deskpilot.server.settings import SettingsError, load_settings
 
-__all__ = ["audit"]
+__all__ = ["audit", "db_option"]
 
 
 class IsoDateTime(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
@@ -40,7 +40,7 @@ class IsoDateTime(click.ParamType):  # type: ignore[type-arg]  # generic only in
             )
 
 
-_db_option = click.option(
+db_option = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -90,7 +90,7 @@ def audit() -> None:
     "(proposals, approvals, executions, compensations, policy changes); events: governance (drift alarms, "
     "retention purges, erasures, legal holds, verifications).",
 )
-@_db_option
+@db_option
 def export_command(
     fmt: Literal["jsonl", "csv"],
     since: datetime | None,
@@ -135,7 +135,7 @@ def export_command(
     help="Append the result to the chained events (the dashboard's chain status shows the last one). "
     "Use --no-record on an auditor's copy of the file.",
 )
-@_db_option
+@db_option
 def verify_command(anchors: tuple[str, ...], record: bool, db_path: Path | None) -> None:
     """Re-derive the hash chain; exit status 1 and list the problems if it was tampered with.
 

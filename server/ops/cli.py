@@ -16,6 +16,7 @@ import click
 from deskpilot.server.core.db import utc_now
 from deskpilot.server.core.token import ensure_token
 from deskpilot.server.lineage import LineageStore
+from deskpilot.server.lineage.cli import db_option
 from deskpilot.server.ops.dashboard import DEFAULT_SPAN, Bucket, dashboard_data, parse_since
 from deskpilot.server.ops.report import ReportError, render_report
 from deskpilot.server.ops.retention import Retention
@@ -73,13 +74,7 @@ def dashboard_command(no_open: bool) -> None:
     required=True,
     help="The HTML file to write.",
 )
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Lineage database file. Default: deskpilot.db in the app data folder.",
-)
+@db_option
 def report_command(since: str | None, bucket: Bucket, out: Path, db_path: Path | None) -> None:
     """Write the dashboard's views (latency, cost, review and override rates, SLOs, drift, chain status,
     retention events) for a period as one HTML file that opens anywhere with no server and no network."""
