@@ -39,6 +39,7 @@ from deskpilot.server.lineage import LineageError, LineageStore, decode_content,
 
 __all__ = [
     "REVIEW_TABLES",
+    "STRUCTURED_RUN",
     "FieldChange",
     "QualityRow",
     "ReviewDecided",
@@ -48,6 +49,10 @@ __all__ = [
     "UnknownReviewError",
     "field_changes",
 ]
+
+# The runs whose results can go to review (runs aliased `r`): extractions and classifications. Not a
+# summary, though a checked one has a confidence too (the share of its sentences the check supported).
+STRUCTURED_RUN = "(r.task LIKE 'extract:%' OR r.task = 'classify')"
 
 Decision = Literal["accept", "edit", "reject"]
 REVIEW_TABLES = Migrations("deskpilot.reviews")
@@ -307,10 +312,7 @@ class ReviewQueue:
             runs = conn.execute(
                 "SELECT r.task, r.template_id, r.model_id, COUNT(*), COUNT(q.id) FROM runs r "
                 "LEFT JOIN review_queue q ON q.run_id = r.id "
-                # Structured runs only: a checked summary's confidence is its supported share, not a
-                # result a person could be asked to review.
-                "WHERE r.status = 'ok' AND r.confidence IS NOT NULL "
-                "AND (r.validation IS NULL OR json_type(r.validation, '$.faithful') IS NULL) "
+                f"WHERE r.status = 'ok' AND r.confidence IS NOT NULL AND {STRUCTURED_RUN} "
                 "GROUP BY r.task, r.template_id, r.model_id"
             ).fetchall()
             decided = conn.execute(

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from deskpilot.server.core.db import iso_utc, rows_as_dicts
 from deskpilot.server.core.wire import Out
+from deskpilot.server.extraction.review_queue import STRUCTURED_RUN
 from deskpilot.server.lineage import LineageStore
 from deskpilot.server.ops.retention import Retention, RetentionStatus
 from deskpilot.server.ops.slo import SloReport, slo_report
@@ -298,13 +299,12 @@ def _cost(conn: sqlite3.Connection, start: str, bucket: Bucket) -> list[CostPoin
 
 def _quality(conn: sqlite3.Connection, start: str, bucket: Bucket) -> list[QualityPoint]:
     """Review rate by when the run started; override rate by when the decision was taken. A structured
-    result is an extraction's or a classification's (the runs that can go to review); not a summary's,
-    whose confidence is the share of its sentences the faithfulness check supported."""
+    result is one that can go to review (`STRUCTURED_RUN`)."""
     run_at = _BUCKET_SQL[bucket].format("r.started_at")
     queued: dict[str, tuple[int, int]] = {}
     for at, structured, sent in conn.execute(
         f"SELECT {run_at}, COUNT(*), COUNT(q.id) FROM runs r LEFT JOIN review_queue q ON q.run_id = r.id"
-        " WHERE r.started_at >= ? AND r.status = 'ok' AND (r.task LIKE 'extract:%' OR r.task = 'classify')"
+        f" WHERE r.started_at >= ? AND r.status = 'ok' AND {STRUCTURED_RUN}"
         " GROUP BY 1",
         [start],
     ):
