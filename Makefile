@@ -44,6 +44,8 @@ bench: setup ## Run the benchmarks under bench/ (on an otherwise idle machine)
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_faithful.py
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_erase.py
+	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_fuzz.py
 	$(BIN)/python bench/bench_threads.py
 	$(BIN)/python bench/bench_sync.py
